@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrestore.losses import L1, MSE, Charbonnier
+from tfrestore.testing import run_loss_test
+
+
+def _pair(rng, shape=(4, 16, 16, 3)):
+    y = rng.uniform(size=shape).astype("float32")
+    return y, np.clip(y + rng.normal(0, 0.1, size=shape), 0, 1).astype("float32")
+
+
+BAD = [
+    (np.zeros((2, 8, 8, 3), "float32"), np.zeros((2, 8, 9, 3), "float32"), ValueError, "same shape"),
+    (np.zeros((8, 8, 3), "float32"), np.zeros((8, 8, 3), "float32"), ValueError, "rank-4"),
+    (np.zeros((2, 8, 8, 3), "uint8"), np.zeros((2, 8, 8, 3), "float32"), TypeError, "y_true"),
+    (np.zeros((2, 8, 8, 3), "float32"), np.full((2, 8, 8, 3), np.nan, "float32"), ValueError, "NaN"),
+]
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs,ref",
+    [
+        (L1, {}, lambda t, p: np.abs(p - t).mean(axis=(1, 2, 3))),
+        (MSE, {}, lambda t, p: ((p - t) ** 2).mean(axis=(1, 2, 3))),
+        (Charbonnier, {"eps": 1e-3}, lambda t, p: np.sqrt((p - t) ** 2 + 1e-6).mean(axis=(1, 2, 3))),
+        (L1, {"loss_weight": 2.5}, lambda t, p: 2.5 * np.abs(p - t).mean(axis=(1, 2, 3))),
+    ],
+)
+def test_pixel_losses_conform_and_match_numpy(cls, kwargs, ref, rng):
+    y, p = _pair(rng)
+    res = run_loss_test(cls, kwargs, y, p, bad_inputs=BAD, finite_differences=True)
+    np.testing.assert_allclose(res["eager"], ref(y.astype(np.float64), p.astype(np.float64)), rtol=1e-5)
+
+
+def test_zero_for_identical_inputs(rng):
+    y, _ = _pair(rng)
+    assert float(L1()(y, y)) == 0.0
+    assert float(MSE()(y, y)) == 0.0
+
+
+def test_charbonnier_rejects_bad_eps():
+    with pytest.raises(ValueError, match="eps"):
+        Charbonnier(eps=0)

@@ -1,0 +1,6 @@
+"""Small shared utilities (weights resolution, hidden holders)."""
+
+from tfrestore.utils.hidden import Hidden
+from tfrestore.utils.weights import WeightsNotFoundError, resolve_weights_file, weights_dir
+
+__all__ = ["Hidden", "WeightsNotFoundError", "resolve_weights_file", "weights_dir"]
