@@ -63,8 +63,10 @@ def _check_compile_list_misuse(y_pred):
             owner = frame.f_locals.get("self")
             if isinstance(owner, CompileLoss):
                 flat = getattr(owner, "_flat_losses", None) or []
-                if len(flat) > 1 and not tf.nest.is_nested(y_pred):
-                    raise ListOfLossesError(_list_of_losses_message(len(flat)))
+                model_outputs = frame.f_locals.get("y_pred", y_pred)
+                n_outputs = len(tf.nest.flatten(model_outputs))
+                if len(flat) > n_outputs:
+                    raise ListOfLossesError(_list_of_losses_message(len(flat), n_outputs))
                 return
             frame = frame.f_back
             depth += 1

@@ -1,0 +1,1 @@
+"""tfrestore benchmarks (not timed tests): ``python -m bench <name> [options]``."""

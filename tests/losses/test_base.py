@@ -1,0 +1,130 @@
+"""Loss algebra, serialization and the single-output loss-list guard."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrestore.losses import L1, MSE, Charbonnier, ListOfLossesError, RestorationLoss, WeightedSum
+from tfrestore.testing import run_loss_test
+
+
+def _pair(rng, shape=(4, 8, 8, 3)):
+    y = rng.uniform(size=shape).astype("float32")
+    return y, (y + rng.normal(0, 0.1, shape)).astype("float32")
+
+
+def _model(shape=(8, 8, 3), outputs=1):
+    inp = keras.Input(shape)
+    outs = [keras.layers.Conv2D(3, 3, padding="same", name=f"o{i}")(inp) for i in range(outputs)]
+    return keras.Model(inp, outs if outputs > 1 else outs[0])
+
+
+def test_operators_build_weighted_sums(rng):
+    y, p = _pair(rng)
+    l1, mse = L1(), MSE()
+    expr = l1 + 0.5 * mse
+    assert isinstance(expr, WeightedSum) and expr.weights == [1.0, 0.5]
+    assert (mse * 2.0).weights == [2.0]
+    # flattening: (a + b) + c keeps one level
+    nested = (L1() + MSE()) + 3 * Charbonnier()
+    assert len(nested.losses) == 3 and nested.weights == [1.0, 1.0, 3.0]
+    assert (2 * (L1() + MSE())).weights == [2.0, 2.0]
+    assert isinstance(sum([L1(), MSE()]), WeightedSum)
+    ref = np.abs(p - y).mean((1, 2, 3)) + 0.5 * ((p - y) ** 2).mean((1, 2, 3))
+    np.testing.assert_allclose(expr.call(y, p), ref, rtol=1e-5)
+    np.testing.assert_allclose((L1() - MSE()).call(y, p), np.abs(p - y).mean((1, 2, 3)) - ((p - y) ** 2).mean((1, 2, 3)), rtol=1e-5)
+
+
+def test_operators_reject_non_numbers():
+    with pytest.raises(TypeError):
+        L1() * "2"
+    with pytest.raises(TypeError):
+        L1() + 3
+
+
+def test_weighted_sum_passes_harness(rng):
+    y, p = _pair(rng)
+    run_loss_test(WeightedSum, {"losses": [L1(), Charbonnier(eps=0.01)], "weights": [1.0, 0.3]}, y, p)
+
+
+def test_weighted_sum_accepts_keras_losses(rng):
+    y, p = _pair(rng)
+    total = L1() + keras.losses.MeanSquaredError()
+    ref = np.abs(p - y).mean((1, 2, 3)) + ((p - y) ** 2).mean((1, 2, 3))
+    np.testing.assert_allclose(total.call(y, p), ref, rtol=1e-5)
+
+
+def test_weighted_sum_validates_arguments():
+    with pytest.raises(ValueError, match="one entry per loss"):
+        WeightedSum([L1(), MSE()], weights=[1.0])
+    with pytest.raises(TypeError, match=r"losses\[1\]"):
+        WeightedSum([L1(), "mse"])
+    with pytest.raises(ValueError, match="at least one"):
+        WeightedSum([])
+
+
+def test_keras_save_load_of_sum(tmp_path, rng):
+    y, p = _pair(rng)
+    model = _model()
+    model.compile(optimizer="adam", loss=L1() + 0.5 * Charbonnier(eps=0.01))
+    before = model.evaluate(p, y, verbose=0)
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.loss, WeightedSum)
+    assert [type(l) for l in loaded.loss.losses] == [L1, Charbonnier]
+    assert loaded.loss.weights == [1.0, 0.5]
+    np.testing.assert_allclose(loaded.evaluate(p, y, verbose=0), before, rtol=1e-6)
+
+
+def test_list_of_losses_on_single_output_raises(rng):
+    y, p = _pair(rng)
+    model = _model()
+    model.compile(optimizer="sgd", loss=[L1(), MSE()])
+    with pytest.raises(ListOfLossesError, match=r"loss=L1\(\) \+ OtherLoss\(\)"):
+        model.fit(p, y, epochs=1, verbose=0)
+
+
+def test_list_guard_also_catches_keras_loss_first(rng):
+    y, p = _pair(rng)
+    model = _model()
+    model.compile(optimizer="sgd", loss=["mae", MSE()])
+    with pytest.raises(ListOfLossesError):
+        model.fit(p, y, epochs=1, verbose=0)
+
+
+def test_list_on_multi_output_model_keeps_per_output_meaning(rng):
+    y, p = _pair(rng)
+    model = _model(outputs=2)
+    model.compile(optimizer="sgd", loss=[L1(), MSE()])
+    hist = model.fit(p, [y, y], epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    out = model.predict(p, verbose=0)
+    l1 = np.abs(out[0] - y).mean()
+    mse = ((out[1] - y) ** 2).mean()
+    np.testing.assert_allclose(model.evaluate(p, [y, y], verbose=0)[0], l1 + mse, rtol=1e-4)
+
+
+def test_scalar_returning_subclass_is_rejected(rng):
+    class Scalar(RestorationLoss):
+        def compute(self, y_true, y_pred):
+            return tf.reduce_mean(y_pred)
+
+    y, p = _pair(rng)
+    with pytest.raises(ValueError, match=r"per-sample values of shape \(B,\)"):
+        Scalar()(y, p)
+
+
+def test_loss_weight_must_be_number():
+    with pytest.raises(TypeError, match="loss_weight"):
+        L1(loss_weight="1")
+
+
+def test_nan_output_is_caught_in_graph_mode(rng):
+    y, p = _pair(rng)
+    p[0, 0, 0, 0] = np.inf
+    with pytest.raises(tf.errors.InvalidArgumentError, match="y_pred"):
+        tf.function(lambda a, b: L1()(a, b))(y, p)
