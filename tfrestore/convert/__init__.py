@@ -8,6 +8,13 @@
   (also ``python -m tfrestore.convert adm ...``).
 """
 
+from tfrestore.convert.adm import (
+    ADMConversionError,
+    convert_adm,
+    load_adm_checkpoint,
+    load_adm_weights,
+    to_keras_layout,
+)
 from tfrestore.convert.torch_checkpoint import (
     TorchCheckpointError,
     UnsafeCheckpointError,
@@ -17,6 +24,11 @@ from tfrestore.convert.torch_checkpoint import (
 )
 
 __all__ = [
+    "ADMConversionError",
+    "convert_adm",
+    "load_adm_checkpoint",
+    "load_adm_weights",
+    "to_keras_layout",
     "TorchCheckpointError",
     "UnsafeCheckpointError",
     "load_torch_checkpoint",

@@ -33,6 +33,7 @@ import io
 import os
 import pickle
 import struct
+import sys
 import zipfile
 
 import numpy as np
@@ -147,9 +148,9 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, hoo
             raw = storage.array.tobytes()
             arr = (
                 _bfloat16_to_float32(raw) if dtype.dtype == "bfloat16"
-                else np.frombuffer(raw, dtype=np.dtype(dtype.dtype).newbyteorder("<"))
+                else np.frombuffer(raw, dtype=np.dtype(dtype.dtype))
             )
-            storage = _Storage(arr.astype(arr.dtype.newbyteorder("=")))
+            storage = _Storage(arr)
     return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
@@ -254,9 +255,9 @@ class _SafeUnpickler(pickle.Unpickler):
                 raw = np.frombuffer(raw, ">u2").astype("<u2").tobytes()
             arr = _bfloat16_to_float32(raw)
         else:
-            order = "<" if self._byteorder == "little" else ">"
-            arr = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder(order))
-            arr = arr.astype(np.dtype(dtype), copy=False)
+            arr = np.frombuffer(raw, dtype=np.dtype(dtype))
+            if self._byteorder != sys.byteorder:
+                arr = arr.byteswap()
         storage = _Storage(arr)
         self._storages[cache_key] = storage
         return storage
@@ -547,7 +548,7 @@ def save_torch_state_dict(obj, path, archive_name="archive"):
 
     def convert(o):
         if isinstance(o, np.ndarray):
-            arr = np.ascontiguousarray(o)
+            arr = np.array(o, order="C", copy=True)  # ascontiguousarray would make 0-d 1-d
             if arr.dtype not in _WRITE_STORAGE:
                 raise TypeError(f"unsupported tensor dtype {arr.dtype}")
             key = str(len(storages))

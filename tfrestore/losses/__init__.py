@@ -4,7 +4,14 @@ Combine with ``+`` / ``*``: ``model.compile(loss=L1() + 0.1 * D2SMLoss())``.
 """
 
 from tfrestore.losses.base import ListOfLossesError, RestorationLoss, WeightedSum
+from tfrestore.losses.contextual import ContextualLoss
+from tfrestore.losses.d2sm import D2SMLoss
+from tfrestore.losses.diffloss import DiffLoss
+from tfrestore.losses.lpips import LPIPSLoss
+from tfrestore.losses.pdl import PDLoss, ProjectedDistributionLoss
+from tfrestore.losses.perceptual import PerceptualLoss
 from tfrestore.losses.pixel import L1, MSE, Charbonnier
+from tfrestore.losses.ssim import MSSSIMLoss, SSIMLoss
 
 __all__ = [
     "RestorationLoss",
@@ -13,4 +20,13 @@ __all__ = [
     "L1",
     "MSE",
     "Charbonnier",
+    "PerceptualLoss",
+    "PDLoss",
+    "ProjectedDistributionLoss",
+    "ContextualLoss",
+    "LPIPSLoss",
+    "D2SMLoss",
+    "DiffLoss",
+    "SSIMLoss",
+    "MSSSIMLoss",
 ]

@@ -1,0 +1,360 @@
+"""D2SMLoss: arithmetic against an independent NumPy implementation, gradients,
+conformance harness, backbone wiring and bad inputs.
+
+Feature sets are fed directly through an identity "extractor" (images are the
+features), so the NumPy reference sees exactly the rows the loss sees.
+"""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrestore.losses import D2SMLoss
+from tfrestore.testing import run_loss_test
+
+
+@keras.saving.register_keras_serializable(package="tests_d2sm")
+def identity_features(x):
+    return x
+
+
+_KERNEL = np.random.default_rng(7).normal(size=(3, 3, 3, 8)).astype("float32") / 3.0
+
+
+@keras.saving.register_keras_serializable(package="tests_d2sm")
+def tiny_features(x):
+    """Fixed random 3x3 conv on centred pixels, then 4x4 average pooling (stride 4)."""
+    y = tf.nn.conv2d(tf.cast(x, tf.float32) - 0.5, tf.constant(_KERNEL), 1, "SAME")
+    return tf.nn.avg_pool2d(y, 4, 4, "VALID")
+
+
+# ----------------------------------------------------------------- reference
+def np_normalize(f, eps=1e-6):
+    f = np.asarray(f, np.float64)
+    return f / (np.linalg.norm(f, axis=-1, keepdims=True) + eps)
+
+
+def np_rows(fs, ft, valid, divergence, include_diagonal, eps=1e-6):
+    """Per-row divergence of one similarity set (float64, textbook formulas)."""
+    m = len(fs)
+    w = np.outer(np.ones(m), valid.astype(np.float64))
+    if not include_diagonal:
+        w[np.arange(m), np.arange(m)] = 0.0
+
+    def probs(f):
+        k = (f @ f.T + 1.0) / 2.0 * w
+        return k / k.sum(1, keepdims=True)
+
+    ps, pt = probs(fs), probs(ft)
+
+    def kl(p, q):
+        return (p * (np.log(p + eps) - np.log(q + eps))).sum(1)
+
+    if divergence == "kl":
+        r = kl(ps, pt)
+    elif divergence == "ikl":
+        r = kl(pt, ps)
+    elif divergence == "js":
+        mix = (ps + pt) / 2
+        r = 0.5 * kl(ps, mix) + 0.5 * kl(pt, mix)
+    else:
+        r = 0.5 * (kl(ps, pt) + kl(pt, ps))
+    return r * valid
+
+
+def np_d2sm(fs, ft, divergence="kl", include_diagonal=False, kl_reduction="sum_rows_mean",
+            group_by_image=False, queue_s=None, queue_t=None):
+    """Per-sample values. ``fs, ft``: (B, P, D) raw features; queue: (n, D) valid rows."""
+    fs, ft = np_normalize(fs), np_normalize(ft)
+    b, p, _ = fs.shape
+    if queue_s is None:
+        queue_s = queue_t = np.zeros((0, fs.shape[-1]))
+    queue_s, queue_t = np_normalize(queue_s), np_normalize(queue_t)
+    nq = len(queue_s)
+
+    def red(n):
+        return 1.0 / n**2 if kl_reduction == "mean_all" else 1.0 / n
+
+    if group_by_image:
+        out = []
+        for i in range(b):
+            s = np.concatenate([fs[i], queue_s]); t = np.concatenate([ft[i], queue_t])
+            r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal)
+            out.append(red(len(s)) * r.sum())
+        return np.array(out)
+    s = np.concatenate([fs.reshape(b * p, -1), queue_s])
+    t = np.concatenate([ft.reshape(b * p, -1), queue_t])
+    r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal)
+    n = len(s)
+    total = red(n) * r.sum()
+    per = red(n) * (b * r[: b * p].reshape(b, p).sum(1) + r[b * p:].sum())
+    np.testing.assert_allclose(per.mean(), total, rtol=1e-10)
+    return per
+
+
+def _features_pair(rng, b=3, h=2, w=2, c=4):
+    y = rng.normal(size=(b, h, w, c)).astype("float32")
+    p = (y + 0.5 * rng.normal(size=y.shape)).astype("float32")
+    return y, p
+
+
+OPTIONS = list(itertools.product(["kl", "ikl", "js", "symmetric_kl"], [True, False], ["mean_all", "sum_rows_mean"]))
+
+
+@pytest.mark.parametrize("divergence,include_diagonal,kl_reduction", OPTIONS)
+def test_whole_image_sets_match_numpy(divergence, include_diagonal, kl_reduction, rng):
+    y, p = _features_pair(rng, b=5)
+    loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, divergence=divergence,
+                    include_diagonal=include_diagonal, kl_reduction=kl_reduction, reduction=None)
+    got = loss(y, p).numpy()
+    ref = np_d2sm(p.reshape(5, 1, -1), y.reshape(5, 1, -1), divergence, include_diagonal, kl_reduction)
+    np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9)
+    assert np.all(ref > 0)
+
+
+@pytest.mark.parametrize("group_by_image", [False, True])
+@pytest.mark.parametrize("divergence,include_diagonal,kl_reduction", OPTIONS[::3] + OPTIONS[1::5])
+def test_patch_sets_match_numpy(group_by_image, divergence, include_diagonal, kl_reduction, rng):
+    # 6x6 "images" of 2 channels, 4x4 windows with stride 2 -> 4 windows of 32 values.
+    y, p = _features_pair(rng, b=2, h=6, w=6, c=2)
+    loss = D2SMLoss(feature_extractor=identity_features, patch_size=4, patch_stride=2,
+                    group_by_image=group_by_image, divergence=divergence,
+                    include_diagonal=include_diagonal, kl_reduction=kl_reduction, reduction=None)
+
+    def windows(x):
+        return np.stack([np.stack([x[i, a:a + 4, c:c + 4].ravel() for a in (0, 2) for c in (0, 2)])
+                         for i in range(len(x))])
+
+    ref = np_d2sm(windows(p), windows(y), divergence, include_diagonal, kl_reduction, group_by_image)
+    np.testing.assert_allclose(loss(y, p).numpy(), ref, rtol=2e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("group_by_image", [False, True])
+@pytest.mark.parametrize("divergence", ["kl", "ikl", "js"])
+def test_queue_sets_match_numpy(group_by_image, divergence, rng):
+    """Three steps through a queue of 5 rows (2 patch rows per image, batch 2):
+    the set is the current rows plus the last min(seen, 5) rows (ring order is
+    irrelevant to the loss, so the reference keeps a plain history list)."""
+    loss = D2SMLoss(feature_extractor=identity_features, patch_size=2, patch_stride=2,
+                    group_by_image=group_by_image, queue_size=5, divergence=divergence,
+                    reduction=None)
+    hist_s, hist_t = [], []
+    for step in range(3):
+        y, p = _features_pair(rng, b=2, h=2, w=4, c=3)
+        got = loss(y, p).numpy()
+        ws = np.stack([[p[i, :, :2].ravel(), p[i, :, 2:].ravel()] for i in range(2)])
+        wt = np.stack([[y[i, :, :2].ravel(), y[i, :, 2:].ravel()] for i in range(2)])
+        qs = np.array(hist_s[-5:]).reshape(-1, 12) if hist_s else None
+        qt = np.array(hist_t[-5:]).reshape(-1, 12) if hist_t else None
+        ref = np_d2sm(ws, wt, divergence, False, "sum_rows_mean", group_by_image, qs, qt)
+        np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9, err_msg=f"step {step}")
+        hist_s.extend(ws.reshape(4, -1)); hist_t.extend(wt.reshape(4, -1))
+    assert loss.queue_count == 12
+
+
+def test_released_code_configuration_matches_numpy(rng):
+    """ikl + diagonal + mean over N^2 entries = what variant B of the released code computes."""
+    y, p = _features_pair(rng, b=4)
+    loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, divergence="ikl",
+                    include_diagonal=True, kl_reduction="mean_all", reduction=None)
+    fs, ft = np_normalize(p.reshape(4, -1)), np_normalize(y.reshape(4, -1))
+    ks, kt = (fs @ fs.T + 1) / 2, (ft @ ft.T + 1) / 2
+    ps, pt = ks / ks.sum(1, keepdims=True), kt / kt.sum(1, keepdims=True)
+    code_value = np.mean(pt * np.log((pt + 1e-6) / (ps + 1e-6)))
+    np.testing.assert_allclose(float(tf.reduce_mean(loss(y, p))), code_value, rtol=2e-4)
+
+
+def test_precision_near_the_optimum(rng):
+    """The loss is second order in the feature difference; float32 must keep it."""
+    y, _ = _features_pair(rng, b=4)
+    p = (y * (1 + 1e-3 * rng.normal(size=y.shape))).astype("float32")
+    got = D2SMLoss(feature_extractor=identity_features, patch_size=None, reduction=None)(y, p).numpy()
+    ref = np_d2sm(p.reshape(4, 1, -1), y.reshape(4, 1, -1))
+    np.testing.assert_allclose(got, ref, rtol=0.02)
+
+
+# ----------------------------------------------------------------- behaviour
+def _images(rng, b=4, s=16):
+    y = rng.uniform(size=(b, s, s, 3)).astype("float32")
+    p = np.clip(y + rng.normal(0, 0.15, y.shape), 0, 1).astype("float32")
+    return y, p
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(patch_size=8, patch_stride=4),
+    dict(patch_size=None, queue_size=8, image_size=16),
+    dict(patch_size=8, patch_stride=4, patch_mode="feature", group_by_image=True, queue_size=40),
+])
+def test_zero_for_identical_images_and_gradient_otherwise(kwargs, rng):
+    y, p = _images(rng)
+    loss = D2SMLoss(feature_extractor=tiny_features, reduction=None, **kwargs)
+    for _ in range(3):  # also once the queue is full of identical pairs
+        np.testing.assert_allclose(loss(y, y).numpy(), 0.0, atol=1e-9)
+    yp = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_mean(loss(y, yp))
+    g = tape.gradient(value, yp).numpy()
+    assert float(value) > 0
+    assert np.all(np.isfinite(g)) and np.any(g != 0)
+
+
+def test_gradient_with_full_queue_and_none_to_queue(rng):
+    loss = D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=8, image_size=16,
+                    reduction=None)
+    for _ in range(3):
+        loss(*_images(rng))
+    assert loss.queue_count == 12  # full (8 slots) and wrapped
+    y, p = _images(rng)
+    yp = tf.Variable(p)
+    queue = loss._queue
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(queue.pred.read_value())
+        value = tf.reduce_mean(loss(y, yp))
+    g = tape.gradient(value, yp).numpy()
+    assert np.all(np.isfinite(g)) and np.any(g != 0)
+    assert tape.gradient(value, [queue.pred, queue.true]) == [None, None]
+
+
+def test_gradient_matches_finite_differences(rng):
+    from tfrestore.testing import finite_difference_check
+
+    y, p = _images(rng, b=4, s=8)
+    loss = D2SMLoss(feature_extractor=tiny_features, patch_size=None, kl_reduction="sum_rows_mean",
+                    include_diagonal=True)
+    finite_difference_check(loss, y, p, eps=1e-2, rtol=0.05)
+
+
+def test_conformance_harness_patches(rng):
+    y, p = _images(rng)
+    run_loss_test(
+        D2SMLoss,
+        dict(feature_extractor=tiny_features, patch_size=8, patch_stride=4),
+        y, p, xla_rtol=1e-3, mirrored_rtol=1e-3,
+        bad_inputs=[
+            (y[:, :6, :6], p[:, :6, :6], ValueError, "patch window"),
+            (y, p[:, :, :12], ValueError, "same shape"),
+            (y, np.where(p > 0.5, np.nan, p).astype("float32"), ValueError, "NaN"),
+        ],
+    )
+
+
+def test_conformance_harness_queue(rng):
+    y, p = _images(rng)
+    run_loss_test(
+        D2SMLoss,
+        dict(feature_extractor=tiny_features, patch_size=None, queue_size=8, image_size=16,
+             divergence="js"),
+        y, p, stateful=True, xla_rtol=1e-3, mirrored_rtol=1e-3,
+        bad_inputs=[(np.concatenate([y, y, y]), np.concatenate([p, p, p]), ValueError, "queue_size=8")],
+    )
+
+
+def test_per_sample_mean_is_the_loss_and_sample_weight_weights_own_rows(rng):
+    y, p = _images(rng)
+    loss = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4, reduction=None)
+    per = loss(y, p).numpy()
+    np.testing.assert_allclose(float(D2SMLoss(feature_extractor=tiny_features, patch_size=8,
+                                              patch_stride=4)(y, p)), per.mean(), rtol=1e-6)
+    w = np.array([1.0, 0.0, 0.0, 0.0], "float32")
+    weighted = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4,
+                        reduction="sum")(y, p, sample_weight=w)
+    np.testing.assert_allclose(float(weighted), per[0], rtol=1e-6)
+
+
+def test_loss_weight_and_config_round_trip(rng):
+    y, p = _images(rng)
+    base = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4, reduction=None)
+    heavy = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4, loss_weight=3.0,
+                     reduction=None)
+    np.testing.assert_allclose(heavy(y, p), 3.0 * base(y, p).numpy(), rtol=1e-6)
+    cfg = heavy.get_config()
+    assert cfg["feature_extractor"] is not None and cfg["kl_reduction"] == "sum_rows_mean"
+    clone = D2SMLoss.from_config(cfg)
+    np.testing.assert_allclose(clone(y, p), heavy(y, p), rtol=1e-6)
+
+
+def test_keras_model_as_feature_extractor(rng):
+    inp = keras.Input((None, None, 3))
+    out = keras.layers.Conv2D(6, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(seed=1))(inp)
+    fx = keras.Model(inp, out)
+    y, p = _images(rng)
+    loss = D2SMLoss(feature_extractor=fx, patch_size=8, patch_stride=4, patch_mode="feature", reduction=None)
+    clone = D2SMLoss.from_config(loss.get_config())  # rebuilt from the model config (seeded init)
+    np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
+    assert fx.trainable_weights, "the user's model is not modified"
+
+
+def test_default_backbone_is_vgg19_conv5_4_pre_relu(rng):
+    from tfrestore.features import get_feature_extractor
+
+    y, p = _images(rng, b=2, s=32)
+    loss = D2SMLoss(weights=None, patch_size=None, include_diagonal=True, reduction=None)
+    fx = get_feature_extractor("vgg19", ["conv5_4"], weights=None)
+    fs = fx(tf.constant(p))["conv5_4"].numpy().reshape(2, 1, -1)
+    ft = fx(tf.constant(y))["conv5_4"].numpy().reshape(2, 1, -1)
+    assert (fs < 0).any(), "conv5_4 is taken before the ReLU"
+    np.testing.assert_allclose(loss(y, p).numpy(), np_d2sm(fs, ft, include_diagonal=True), rtol=1e-3)
+    yp = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        v = tf.reduce_mean(loss(y, yp))
+    assert np.any(tape.gradient(v, yp).numpy() != 0)
+    div2k = D2SMLoss(weights=None, patch_size=None, normalization="div2k_mean", reduction=None)
+    assert div2k._holder.value.preprocessing.spec["mean"] == pytest.approx([0.4488, 0.4371, 0.4040])
+
+
+def test_mixed_float16_feature_extractor(rng):
+    keras.config.set_dtype_policy("mixed_float16")
+    inp = keras.Input((None, None, 3))
+    fx = keras.Model(inp, keras.layers.Conv2D(6, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(seed=1))(inp))
+    keras.config.set_dtype_policy("float32")
+    loss = D2SMLoss(feature_extractor=fx, patch_size=8, patch_stride=4, queue_size=40, reduction=None)
+    y, p = _images(rng)
+    yp = tf.Variable(tf.cast(p, tf.float16))
+    with tf.GradientTape() as tape:
+        v = loss(tf.constant(y), yp)
+    assert v.dtype == tf.float32 and np.all(np.isfinite(v.numpy())) and np.all(v.numpy() > 0)
+    g = tape.gradient(v, yp)
+    assert np.all(np.isfinite(g.numpy().astype("float32"))) and np.any(g.numpy() != 0)
+    assert loss._queue.pred.dtype == tf.float32
+
+
+# ----------------------------------------------------------------- bad input
+def test_bad_arguments_raise_clear_errors(rng):
+    y, p = _images(rng)
+    with pytest.raises(ValueError, match="patch window"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=32)(y, p)
+    with pytest.raises(ValueError, match="queue_size=3"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=3, image_size=16)(y, p)
+    with pytest.raises(ValueError, match="image_size"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=4)
+    with pytest.raises(ValueError, match="same shape"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=8)(y, p[:, :12])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=8)(y, np.full_like(p, np.inf))
+    with pytest.raises(ValueError, match="Unknown vgg19 layer"):
+        D2SMLoss(weights=None, layer="conv9_9")
+    with pytest.raises(ValueError, match="not an output"):
+        D2SMLoss(feature_extractor=lambda x: {"a": x}, layer="b", patch_size=None)(y, p)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:1], p[:1])
+    with pytest.raises(ValueError, match="multiple of the layer's stride"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=10, patch_stride=2, patch_mode="feature")(y, p)
+    with pytest.raises(ValueError, match="too small"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:, :3, :3], p[:, :3, :3])
+    with pytest.raises(ValueError, match="queue was sized"):
+        D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=8, image_size=8)(y, p)
+    for kwargs, match in [
+        (dict(divergence="kld"), "divergence"), (dict(kl_reduction="sum"), "kl_reduction"),
+        (dict(patch_mode="fast"), "patch_mode"), (dict(normalization="imagenet"), "normalization"),
+        (dict(queue_size=-1), "queue_size"), (dict(patch_size=0), "patch_size"),
+        (dict(patch_size=None, group_by_image=True), "group_by_image"), (dict(eps=0), "eps"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            D2SMLoss(feature_extractor=tiny_features, **kwargs)
+    with pytest.raises(TypeError, match="feature_extractor"):
+        D2SMLoss(feature_extractor=3)
+    with pytest.raises(ValueError, match="cannot be serialized"):
+        D2SMLoss(feature_extractor=lambda x: x, patch_size=None).get_config()

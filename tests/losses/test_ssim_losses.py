@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+
+from tfrestore.losses import L1, MSSSIMLoss, SSIMLoss, WeightedSum
+from tfrestore.metrics import ms_ssim, ssim
+from tfrestore.testing import run_loss_test
+
+
+def _pair(rng, shape, sigma=0.1):
+    y = ndimage.uniform_filter(rng.uniform(size=shape), size=(1, 3, 3, 1))
+    p = np.clip(y + rng.normal(0, sigma, size=shape), 0, 1)
+    return y.astype("float32"), p.astype("float32")
+
+
+def _bad(size, min_match):
+    img, f4 = (2, size, size, 3), "float32"
+    return [
+        (np.zeros(img, f4), np.zeros((2, size, size + 1, 3), f4), ValueError, "same shape"),
+        (np.zeros(img[1:], f4), np.zeros(img[1:], f4), ValueError, "rank-4"),
+        (np.zeros(img, "uint8"), np.zeros(img, f4), TypeError, "y_true"),
+        (np.zeros(img, f4), np.full(img, np.nan, f4), ValueError, "NaN"),
+        (np.zeros((2, 8, 8, 3), f4), np.zeros((2, 8, 8, 3), f4), ValueError, min_match),
+    ]
+
+
+def test_ssim_loss_conforms_and_matches_skimage(rng):
+    y, p = _pair(rng, (2, 32, 32, 3))
+    res = run_loss_test(
+        SSIMLoss, {}, y, p, bad_inputs=_bad(32, "at least 11"),
+        finite_differences=True, fd_kwargs={"eps": 1e-3},
+    )
+    sk = lambda a, b: structural_similarity(  # noqa: E731
+        a.astype(np.float64), b.astype(np.float64), data_range=1.0, channel_axis=-1,
+        gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    )
+    ref = [1 - sk(y[i], p[i]) for i in range(2)]
+    np.testing.assert_allclose(res["eager"], ref, atol=2e-6)
+
+
+def test_ssim_loss_options_equal_one_minus_metric(rng):
+    y, p = _pair(rng, (2, 24, 24, 3))
+    loss = SSIMLoss(data_range=255.0, color="y", filter_size=7, filter_sigma=1.0, k1=0.02, k2=0.05,
+                    loss_weight=2.0)
+    got = loss.call(tf.constant(y * 255), tf.constant(p * 255)).numpy()
+    ref = 2.0 * (1 - ssim(y * 255, p * 255, data_range=255.0, color="y", filter_size=7,
+                          filter_sigma=1.0, k1=0.02, k2=0.05).numpy())
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    assert SSIMLoss.from_config(loss.get_config()).get_config() == loss.get_config()
+
+
+def test_ms_ssim_loss_conforms(rng):
+    y, p = _pair(rng, (2, 176, 176, 3))
+    res = run_loss_test(MSSSIMLoss, {}, y, p, bad_inputs=_bad(176, "at least 161"))
+    np.testing.assert_allclose(res["eager"], 1 - ms_ssim(y, p).numpy(), atol=1e-6)
+
+
+def test_ms_ssim_loss_sum_form_and_fewer_scales(rng):
+    y, p = _pair(rng, (2, 48, 48, 1))
+    kwargs = {"weights": [0.3, 0.3, 0.4], "combine": "sum", "filter_size": 7, "color": "gray"}
+    res = run_loss_test(
+        MSSSIMLoss, kwargs, y, p, saving=False, mirrored=False, mixed_precision=False
+    )
+    ref = 1 - ms_ssim(y, p, weights=[0.3, 0.3, 0.4], combine="sum", filter_size=7).numpy()
+    np.testing.assert_allclose(res["eager"], ref, atol=1e-6)
+
+
+def test_ms_ssim_loss_gradient_finite_for_anticorrelated_prediction(rng):
+    y, _ = _pair(rng, (2, 161, 161, 1))
+    v = tf.Variable(1.0 - y)
+    with tf.GradientTape() as tape:
+        value = MSSSIMLoss()(y, v)
+    g = tape.gradient(value, v).numpy()
+    assert float(value) == pytest.approx(1.0)
+    assert np.all(np.isfinite(g))
+
+
+def test_ssim_losses_compose_and_reject_bad_options(rng):
+    y, p = _pair(rng, (2, 16, 16, 3))
+    total = L1() + 0.5 * SSIMLoss()
+    assert isinstance(total, WeightedSum)
+    ref = np.abs(p - y).mean() + 0.5 * (1 - ssim(y, p).numpy()).mean()
+    np.testing.assert_allclose(float(total(y, p)), ref, rtol=1e-5)
+    with pytest.raises(ValueError, match="data_range"):
+        SSIMLoss(data_range=0)
+    with pytest.raises(ValueError, match="combine"):
+        MSSSIMLoss(combine="mean")

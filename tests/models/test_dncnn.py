@@ -1,0 +1,50 @@
+import keras
+import numpy as np
+import pytest
+
+from tfrestore.models import DnCNN, trainable_params
+
+
+def test_dncnn_s_parameter_count():
+    # cszn/DnCNN TrainingCodes/dncnn_keras: conv1 with bias, 15 x (conv w/o bias + BN), last conv w/o bias.
+    expected = (9 * 1 * 64 + 64) + 15 * (9 * 64 * 64 + 2 * 64) + 9 * 64 * 1
+    assert expected == 556_096
+    model = DnCNN()
+    assert trainable_params(model) == expected
+    assert model.count_params() == expected + 15 * 2 * 64  # + BN moving mean/variance
+    # The same graph with a bias-free first convolution is the often quoted 556,032.
+    assert expected - 64 == 556_032
+
+
+def test_colour_blind_variant_count():
+    # CDnCNN-B: depth 20, 3 channels.
+    expected = (9 * 3 * 64 + 64) + 18 * (9 * 64 * 64 + 128) + 9 * 64 * 3
+    assert trainable_params(DnCNN(depth=20, channels=3)) == expected
+
+
+def test_residual_learning_output_is_input_minus_noise(rng):
+    model = DnCNN(depth=4, filters=8, channels=3)
+    x = rng.normal(size=(2, 9, 11, 3)).astype("float32")
+    noise_branch = keras.Model(model.input, model.get_layer("conv4").output)
+    np.testing.assert_allclose(model(x).numpy(), x - noise_branch(x).numpy(), atol=1e-6)
+    plain = DnCNN(depth=4, filters=8, channels=3, residual=False, batch_norm=False)
+    assert trainable_params(plain) == (9 * 3 * 8 + 8) + 2 * (9 * 64 + 8) + 9 * 8 * 3
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 7, 13, 1), (1, 32, 5, 1)])
+def test_any_size(shape):
+    assert DnCNN(depth=3, filters=4)(np.zeros(shape, "float32")).shape == shape
+
+
+def test_bad_inputs():
+    model = DnCNN(depth=3, filters=4, channels=1)
+    with pytest.raises(ValueError, match="DnCNN: `inputs` must have 1 channel"):
+        model(np.zeros((1, 8, 8, 3), "float32"))
+    with pytest.raises(ValueError, match="channels-first"):
+        model(np.zeros((1, 1, 8, 8), "float32"))
+    with pytest.raises(ValueError, match="depth"):
+        DnCNN(depth=1)
+
+
+def test_roundtrip(roundtrip, rng):
+    roundtrip(DnCNN(depth=4, filters=8, channels=3), rng.uniform(size=(2, 10, 10, 3)).astype("float32"))

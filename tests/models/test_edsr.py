@@ -1,0 +1,75 @@
+import keras
+import numpy as np
+import pytest
+
+from tfrestore.models import EDSR, trainable_params
+
+
+def _edsr_count(blocks, f, scale, c=3):
+    conv = lambda i, o: 9 * i * o + o  # noqa: E731
+    up = 2 * conv(f, 4 * f) if scale == 4 else conv(f, scale * scale * f)
+    return conv(c, f) + blocks * 2 * conv(f, f) + conv(f, f) + up + conv(f, c)
+
+
+@pytest.mark.parametrize(
+    "variant,scale,expected",
+    [
+        ("baseline", 2, 1_369_859),  # EDSR paper: baseline 1.37M
+        ("baseline", 3, 1_554_499),
+        ("baseline", 4, 1_517_571),
+    ],
+)
+def test_parameter_counts(variant, scale, expected):
+    assert _edsr_count(16, 64, scale) == expected
+    assert trainable_params(EDSR(scale=scale, variant=variant)) == expected
+
+
+@pytest.mark.slow
+def test_large_x4_parameter_count():
+    # EDSR paper: 43M parameters for the large model.
+    assert _edsr_count(32, 256, 4) == 43_089_923
+    assert trainable_params(EDSR(scale=4, variant="large")) == 43_089_923
+
+
+def test_large_variant_configuration():
+    model = EDSR(scale=2, variant="large", num_blocks=2, filters=8)
+    assert model.get_layer("block0_scale").scale == 0.1
+    assert trainable_params(model) == _edsr_count(2, 8, 2)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_output_size(scale):
+    out = EDSR(scale=scale, num_blocks=1, filters=4)(np.zeros((1, 3, 5, 3), "float32"))
+    assert out.shape == (1, 3 * scale, 5 * scale, 3)
+
+
+def test_mean_shift_and_depth_to_space(rng):
+    model = EDSR(scale=2, num_blocks=1, filters=4)
+    tail = model.get_layer("tail")
+    tail.set_weights([np.zeros_like(w) for w in tail.get_weights()])
+    out = model(np.zeros((1, 3, 3, 3), "float32")).numpy()
+    np.testing.assert_allclose(out, np.broadcast_to([0.4488, 0.4371, 0.4040], out.shape), atol=1e-7)
+    # depth_to_space layout: channel (i*2 + j)*C + c -> pixel (2h+i, 2w+j, c)
+    x = rng.normal(size=(1, 2, 3, 8)).astype("float32")
+    y = model.get_layer("upsample0_shuffle")(x).numpy()
+    for i in range(2):
+        for j in range(2):
+            np.testing.assert_array_equal(y[:, i::2, j::2], x[..., (i * 2 + j) * 2 : (i * 2 + j) * 2 + 2])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="power of 2 or 3"):
+        EDSR(scale=5)
+    with pytest.raises(ValueError, match="variant"):
+        EDSR(variant="huge")
+    with pytest.raises(ValueError, match="rgb_mean"):
+        EDSR(channels=1)
+    model = EDSR(channels=1, rgb_mean=None, num_blocks=1, filters=4)
+    with pytest.raises(ValueError, match="1 channel"):
+        model(np.zeros((1, 4, 4, 3), "float32"))
+
+
+def test_roundtrip(roundtrip, rng):
+    model = EDSR(scale=3, variant="large", num_blocks=2, filters=8)
+    loaded = roundtrip(model, rng.uniform(size=(1, 5, 4, 3)).astype("float32"))
+    assert isinstance(loaded.get_layer("block0_scale"), keras.layers.Rescaling)

@@ -1,0 +1,321 @@
+"""The ``tfrestore`` command line (also ``python -m tfrestore``).
+
+Commands::
+
+    tfrestore train <task> --config CONFIG [--set key=value ...]
+    tfrestore eval --model MODEL --data IMAGES [--lq LQ_IMAGES | --degradation SPEC]
+    tfrestore restore IN OUT --model MODEL [--tile 512 --overlap 32]
+    tfrestore convert ...   (PyTorch checkpoint conversion, tfrestore.convert)
+    tfrestore bench ...     (benchmarks, the repository's bench/ runner)
+    tfrestore viz ...       (feature-space visualisation, tfrestore.viz)
+
+``tfrestore <command> --help`` explains every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+__all__ = ["main", "build_parser"]
+
+_DELEGATED = {
+    "convert": ("convert PyTorch checkpoints to Keras weights (tfrestore.convert)",
+                [("tfrestore.convert.cli", "main")]),
+    "bench": ("run a benchmark (bench/ runner of the source checkout: 'tfrestore bench list')",
+              [("bench.__main__", "main")]),
+    "viz": ("visualise feature spaces / semantic statistics (tfrestore.viz)",
+            [("tfrestore.viz.cli", "main"), ("tfrestore.viz.cli_main", "main"), ("tfrestore.viz.__main__", "main"),
+             ("tfrestore.viz", "main")]),
+}
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _delegate(name, argv):
+    """Run another module's ``main(argv)``; a clear error when it is absent."""
+    _, candidates = _DELEGATED[name]
+    errors = []
+    for module, attr in candidates:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            # Only "this module is missing" falls through; a missing dependency inside it is reported.
+            if e.name and (module == e.name or module.startswith(e.name + ".")):
+                errors.append(f"{module}: not found")
+                continue
+            raise
+        fn = getattr(mod, attr, None)
+        if fn is None:
+            errors.append(f"{module}: no {attr}()")
+            continue
+        return fn(list(argv)) or 0
+    hint = ""
+    if name == "bench":
+        hint = (" The benchmark runner lives in the source checkout's bench/ package: run this from the "
+                "repository root (or use 'python -m bench').")
+    print(f"error: 'tfrestore {name}' is not available in this installation ({'; '.join(errors)}).{hint}",
+          file=sys.stderr)
+    return 2
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _add_train(sub):
+    from tfrestore.training.config import TASK_NAMES
+    from tfrestore.training.script import TASK_HELP, add_train_arguments
+
+    p = sub.add_parser(
+        "train", help="train a restoration model from a YAML config",
+        description="Train a restoration model with model.fit from a YAML config (model, weighted losses, data, "
+        "optimizer/schedule, epochs). Writes config.yaml, history.csv, TensorBoard logs, best.keras, final.keras "
+        "and a held-out report to the run directory; re-running a killed run resumes it.\n\ntasks:\n"
+        + "\n".join(f"  {t:<17} {TASK_HELP[t]}" for t in TASK_NAMES),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("task", choices=TASK_NAMES, metavar="task", help="one of: " + ", ".join(TASK_NAMES))
+    add_train_arguments(p, config_required=False)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args):
+    from tfrestore.training.script import run_training
+
+    return run_training(args.task, args)
+
+
+# --------------------------------------------------------------------------- shared inference options
+
+
+def _add_inference_options(p):
+    p.add_argument("--model", "-m", required=True,
+                   help="trained model: a .keras file or a training run directory (uses best.keras, else final.keras)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile size in input pixels for tiled inference (default: whole image at once)")
+    p.add_argument("--overlap", type=int, default=32, help="overlap of neighbouring tiles in input pixels")
+    p.add_argument("--receptive-field", default=None, metavar="N|auto",
+                   help="model receptive field in pixels ('auto' measures it): blending then ignores each tile's "
+                   "inexact border, making tiling exact when overlap >= receptive field - 1")
+    p.add_argument("--tile-batch", type=int, default=4, help="tiles per model call")
+    p.add_argument("--sigma", type=str, default=None,
+                   help="noise level (image units, e.g. 25/255) for two-input models such as FFDNet")
+
+
+def _parse_number(text, name):
+    if text is None:
+        return None
+    from tfrestore.training.config import resolve_fractions
+
+    value = resolve_fractions(text)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SystemExit(f"error: {name} must be a number or a fraction like 25/255, got {text!r}") from None
+
+
+def _receptive_field(args, model):
+    rf = args.receptive_field
+    if rf is None:
+        return None
+    if rf == "auto":
+        from tfrestore.inference.tiling import receptive_field
+
+        value = receptive_field(model)
+        print(f"receptive field: {value if value else 'unbounded (global operations)'} px")
+        return value
+    try:
+        return int(rf)
+    except ValueError:
+        raise SystemExit(f"error: --receptive-field must be an integer or 'auto', got {rf!r}") from None
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def _add_restore(sub):
+    p = sub.add_parser(
+        "restore", help="restore one image with a trained model (tiled for large images)",
+        description="Restore an image file with a trained model. With --tile the image is processed in "
+        "overlapping tiles blended in host memory, so images larger than the accelerator memory work.",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP)")
+    p.add_argument("output", help="output image file (format from the extension)")
+    _add_inference_options(p)
+    p.set_defaults(func=_cmd_restore)
+
+
+def _cmd_restore(args):
+    from tfrestore.data import read_image
+    from tfrestore.inference.restore import load_model, predict_image, save_image
+
+    model = load_model(args.model)
+    channels = model.inputs[0].shape[-1] or 3
+    image = read_image(args.input, channels=channels)
+    out = predict_image(
+        model, image, tile_size=args.tile, overlap=args.overlap, receptive_field=_receptive_field(args, model),
+        batch_size=args.tile_batch, sigma=_parse_number(args.sigma, "--sigma"),
+    )
+    save_image(args.output, out)
+    print(f"{args.input} ({image.shape[1]}x{image.shape[0]}) -> {args.output} ({out.shape[1]}x{out.shape[0]})")
+    return 0
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def _add_eval(sub):
+    p = sub.add_parser(
+        "eval", help="PSNR/SSIM/LPIPS of a trained model on a set of images (table + CSV)",
+        description="Evaluate a trained model: for every clean image, the degraded input and the restored output "
+        "are compared with it (PSNR, SSIM, and LPIPS when its weights are available). Degraded inputs come from "
+        "--lq (real pairs, matched by file name) or are synthesised with --degradation, or with the degradation "
+        "of the training run's config.yaml when --model is (in) a run directory.",
+        formatter_class=_Formatter,
+    )
+    _add_inference_options(p)
+    p.add_argument("--data", "-d", required=True,
+                   help="clean images: a folder, a glob, one file, or 'default' (the two embedded photographs "
+                   "held out from training by the default split)")
+    p.add_argument("--lq", default=None, help="folder of degraded inputs matching --data by file name")
+    p.add_argument("--degradation", default=None,
+                   help="synthetic degradation as YAML, e.g. \"{type: gaussian_noise, sigma: 25/255}\" "
+                   "(default: the run's config)")
+    p.add_argument("--scale", type=int, default=1, help="SR scale of --lq pairs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradation")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
+    p.add_argument("--color", choices=("rgb", "y", "gray"), default="rgb",
+                   help="metric colour space ('y' = BT.601 luma, the SR-paper convention)")
+    p.add_argument("--crop-border", type=int, default=0, help="border pixels excluded from the metrics")
+    p.add_argument("--lpips", choices=("auto", "on", "off"), default="auto",
+                   help="LPIPS column: auto = when weights are available")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p.add_argument("--save-dir", default=None, help="write the restored images to this folder")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _run_config_for(model_path):
+    from tfrestore.training.config import load_config
+
+    d = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
+    cfg_path = os.path.join(d, "config.yaml")
+    return load_config(cfg_path) if os.path.isfile(cfg_path) else None
+
+
+def _cmd_eval(args):
+    import numpy as np
+    import yaml
+
+    from tfrestore import data
+    from tfrestore.inference.evaluate import add_mean_row, evaluate_model, format_table, write_csv
+    from tfrestore.inference.restore import load_model, save_image
+    from tfrestore.training import data as tdata
+    from tfrestore.training.config import resolve_fractions
+
+    model = load_model(args.model)
+    channels = model.inputs[0].shape[-1] or 3
+    if args.data == "default":
+        names = list(tdata.DEFAULT_SPLITS["test"])
+        clean = list(zip(names, data.default_images(names)))
+    else:
+        paths = data.list_images(args.data)
+        clean = [(os.path.splitext(os.path.basename(p))[0], p) for p in paths]
+    if args.max_images:
+        clean = clean[: args.max_images]
+
+    def load(x):
+        return x if isinstance(x, np.ndarray) else data.read_image(x, channels=channels)
+
+    items = []
+    if args.lq:
+        if args.data == "default":
+            raise SystemExit("error: --lq needs --data to be a folder of clean images")
+        lq_paths, gt_paths = data.match_pairs(data.list_images(args.lq), [p for _, p in clean], scale=args.scale)
+        for lq, gt in zip(lq_paths, gt_paths):
+            items.append((os.path.splitext(os.path.basename(gt))[0], load(lq), load(gt)))
+        degradation_text = f"real pairs from {args.lq}"
+    else:
+        if args.degradation:
+            spec = resolve_fractions(yaml.safe_load(args.degradation))
+            if isinstance(spec, str):
+                spec = {"type": spec}
+            deg = data.get_degradation(spec)
+        else:
+            cfg = _run_config_for(args.model)
+            if cfg is None:
+                raise SystemExit(
+                    "error: no --lq and no --degradation given, and the model is not in a training run directory "
+                    "with config.yaml; say how to degrade the clean images"
+                )
+            deg = tdata.build_degradation(cfg["data"]["degradation"])
+        scale = int(getattr(deg, "scale", 1) or 1)
+        for i, (name, src) in enumerate(clean):
+            img = load(src)
+            img = img[: img.shape[0] - img.shape[0] % scale, : img.shape[1] - img.shape[1] % scale]
+            x = tdata.degrade_image(deg, img, [args.seed, i])
+            items.append((name, x if isinstance(x, tuple) else x[0], img))
+        degradation_text = repr(deg)
+    lp = {"auto": "auto", "on": True, "off": False}[args.lpips]
+    rows, notes, images = evaluate_model(
+        model, items, tile_size=args.tile, overlap=args.overlap, receptive_field=_receptive_field(args, model),
+        sigma=_parse_number(args.sigma, "--sigma"), color=args.color, crop=args.crop_border, lpips=lp,
+        return_images=True,
+    )
+    table = add_mean_row(rows)
+    print(f"model: {args.model}\ndegradation: {degradation_text}\n")
+    print(format_table(table))
+    for n in notes:
+        print(f"note: {n}")
+    if args.csv:
+        write_csv(table, args.csv)
+        print(f"table written to {args.csv}")
+    if args.save_dir:
+        for name, _, restored, _ in images:
+            save_image(os.path.join(args.save_dir, f"{name}.png"), restored)
+        print(f"restored images written to {args.save_dir}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser / main
+
+
+def build_parser():
+    """The full ``tfrestore`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="tfrestore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from tfrestore import __version__
+
+    parser.add_argument("--version", action="version", version=f"tfrestore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    sub.required = True
+    _add_train(sub)
+    _add_eval(sub)
+    _add_restore(sub)
+    for name, (help_text, _) in _DELEGATED.items():
+        # Parsed by the owning module: `tfrestore <name> --help` shows its options.
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv=None):
+    """Entry point (``tfrestore`` console script and ``python -m tfrestore``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _DELEGATED:
+        return _delegate(argv[0], argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""Convert guided-diffusion (ADM) UNet checkpoints to :class:`tfrestore.diffusion.ADMUNet`.
+
+The conversion is strict: every checkpoint tensor must be consumed exactly once
+and have the shape the hyper-parameters imply; otherwise
+:class:`ADMConversionError` lists the missing, unexpected and mis-shaped keys and
+hints at the flag that usually causes them (``learn_sigma``, ``image_size`` /
+``channel_mult``, ``num_res_blocks``, ``class_cond`` ...).
+
+Layout rules (PyTorch → Keras): Conv2d ``(O, I, kh, kw)`` → ``(kh, kw, I, O)``;
+Conv1d 1×1 ``(O, I, 1)`` and Linear ``(O, I)`` → Dense ``(I, O)``; GroupNorm
+weight/bias → gamma/beta. All values are cast to float32.
+
+>>> import numpy as np
+>>> from tfrestore.convert import convert_adm, load_adm_weights
+>>> from tfrestore.diffusion import ADMUNet, adm_state_dict_shapes
+>>> rng = np.random.default_rng(0)
+>>> sd = {k: rng.normal(size=s).astype("float32") for k, s in adm_state_dict_shapes("adm_tiny").items()}
+>>> weights = convert_adm(sd, "adm_tiny")
+>>> weights["out.2.weight"].shape  # (kh, kw, in, out)
+(3, 3, 32, 6)
+>>> unet = load_adm_weights(ADMUNet.from_preset("adm_tiny"), weights)
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+
+import numpy as np
+
+from tfrestore.convert.torch_checkpoint import load_torch_state_dict
+from tfrestore.diffusion.unet import adm_config, adm_state_dict_shapes
+
+__all__ = ["ADMConversionError", "convert_adm", "load_adm_weights", "load_adm_checkpoint",
+           "to_keras_layout"]
+
+
+class ADMConversionError(ValueError):
+    """Checkpoint keys/shapes do not match the requested ADM hyper-parameters."""
+
+
+def _kind(key, ndim):
+    if key.endswith(".bias") or ndim == 1:
+        return "vector"
+    if ndim == 4:
+        return "conv2d"
+    if ndim == 3:
+        return "conv1d"
+    return "linear"
+
+
+def to_keras_layout(array, kind):
+    """One PyTorch tensor → the Keras layout for its layer kind."""
+    a = np.asarray(array, dtype=np.float32)
+    if kind == "conv2d":
+        return np.ascontiguousarray(a.transpose(2, 3, 1, 0))
+    if kind == "conv1d":
+        return np.ascontiguousarray(a[:, :, 0].T)
+    if kind == "linear":
+        return np.ascontiguousarray(a.T)
+    return a
+
+
+def _block_counts(keys):
+    counts = {}
+    for group in ("input_blocks", "output_blocks"):
+        idx = {int(m.group(1)) for k in keys for m in [re.match(rf"{group}\.(\d+)\.", k)] if m}
+        counts[group] = (max(idx) + 1) if idx else 0
+    return counts
+
+
+def _hints(expected, state, mismatched):
+    hints = []
+    got, exp = mismatched.get("out.2.weight", ((0,), (0,)))
+    if got[0] != exp[0] and got[0] in (exp[0] // 2, 2 * exp[0]):
+        hints.append(
+            f"`out.2.weight` has {got[0]} output channels but the config expects {exp[0]}: "
+            f"set learn_sigma={'True' if got[0] == 2 * exp[0] else 'False'}."
+        )
+    if any(k.startswith("label_emb") for k in state):
+        hints.append("the checkpoint is class-conditional (label_emb.*); only unconditional "
+                     "models are supported.")
+    ce, cs = _block_counts(expected), _block_counts(state)
+    if ce != cs:
+        hints.append(
+            f"the checkpoint has {cs['input_blocks']} input / {cs['output_blocks']} output "
+            f"blocks, the config {ce['input_blocks']} / {ce['output_blocks']}: check "
+            "image_size / channel_mult (number of levels) and num_res_blocks."
+        )
+    if any(".emb_layers.1.weight" in k and g[1:] == e[1:] and g[0] in (2 * e[0], e[0] // 2)
+           for k, (g, e) in mismatched.items()):
+        hints.append("emb_layers shapes differ: check use_scale_shift_norm.")
+    if any(".skip_connection." in k or ".in_layers.2." in k or "time_embed" in k
+           for k in mismatched):
+        hints.append("channel widths differ: check num_channels / channel_mult.")
+    if any(".op." in k or ".conv." in k for k in set(state) ^ set(expected)):
+        hints.append("resampling layers differ: check resblock_updown / conv_resample.")
+    if any(".qkv." in k or ".norm." in k for k in set(state) ^ set(expected)):
+        hints.append("attention blocks differ: check attention_resolutions / image_size.")
+    return hints
+
+
+def _format_keys(keys, limit=12):
+    keys = list(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_adm_checkpoint(checkpoint):
+    """A state dict from a path (``.pt``/``.pth`` zip, ``.npz``) or a mapping;
+    strips a DataParallel ``module.`` prefix."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = os.fspath(checkpoint)
+        if path.endswith(".npz"):
+            with np.load(path) as data:
+                state = {k: data[k] for k in data.files}
+        else:
+            state = load_torch_state_dict(path)
+    elif isinstance(checkpoint, dict):
+        state = dict(checkpoint)
+    else:
+        raise TypeError(
+            f"`checkpoint` must be a path or a dict of arrays, got {type(checkpoint).__name__}."
+        )
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def convert_adm(checkpoint, config="adm_256_uncond"):
+    """PyTorch ADM UNet state dict → ``OrderedDict[torch key, Keras-layout float32 array]``.
+
+    Args:
+        checkpoint: path to a ``.pt``/``.pth`` (zip) checkpoint, or a dict of
+            arrays in the PyTorch layout.
+        config: ADM preset name or hyper-parameter dict (see
+            :func:`tfrestore.diffusion.adm_config`).
+
+    Raises:
+        ADMConversionError: keys missing/unexpected or shapes differ; the message
+            lists them and suggests the flag to fix.
+    """
+    cfg = adm_config(config)
+    expected = adm_state_dict_shapes(cfg)
+    state = load_adm_checkpoint(checkpoint)
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = collections.OrderedDict(
+        (k, (tuple(np.shape(state[k])), expected[k]))
+        for k in expected if k in state and tuple(np.shape(state[k])) != expected[k]
+    )
+    if missing or unexpected or mismatched:
+        lines = [
+            f"checkpoint does not match the ADM config ({len(state)} tensors in the "
+            f"checkpoint, {len(expected)} expected)."
+        ]
+        if missing:
+            lines.append(f"missing keys ({len(missing)}): {_format_keys(missing)}")
+        if unexpected:
+            lines.append(f"unexpected keys ({len(unexpected)}): {_format_keys(unexpected)}")
+        if mismatched:
+            lines.append(
+                f"shape mismatches ({len(mismatched)}): "
+                + _format_keys(f"{k}: checkpoint {g} vs expected {e}"
+                               for k, (g, e) in mismatched.items())
+            )
+        hints = _hints(expected, state, mismatched)
+        if hints:
+            lines.append("hint: " + " ".join(hints))
+        raise ADMConversionError("\n".join(lines))
+    out = collections.OrderedDict()
+    for key, shape in expected.items():
+        value = np.asarray(state[key])
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ADMConversionError(f"tensor {key!r} has dtype {value.dtype}, expected float")
+        out[key] = to_keras_layout(value, _kind(key, len(shape)))
+    return out
+
+
+def load_adm_weights(unet, weights):
+    """Assign converted weights (output of :func:`convert_adm`, or a path to a
+    checkpoint / ``.npz`` of converted weights / ``.weights.h5``) to ``unet``.
+
+    Every variable of ``unet.torch_variables()`` is assigned exactly once;
+    returns ``unet``.
+    """
+    if isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        if path.endswith(".weights.h5"):
+            unet.load_weights(path)
+            return unet
+        if path.endswith(".npz"):
+            with np.load(path) as data:
+                weights = {k: data[k] for k in data.files}
+            # an .npz may hold either converted (Keras-layout) or raw PyTorch arrays
+            if _looks_like_torch_layout(unet, weights):
+                weights = convert_adm(weights, unet.hparams)
+        else:
+            weights = convert_adm(path, unet.hparams)
+    table = unet.torch_variables()
+    missing = [k for k in table if k not in weights]
+    unexpected = [k for k in weights if k not in table]
+    if missing or unexpected:
+        raise ADMConversionError(
+            f"converted weights do not match the UNet: missing {_format_keys(missing)}; "
+            f"unexpected {_format_keys(unexpected)}"
+        )
+    for key, (var, _kind_) in table.items():
+        value = np.asarray(weights[key])
+        if tuple(value.shape) != tuple(var.shape):
+            raise ADMConversionError(
+                f"{key}: converted shape {value.shape} != variable shape {tuple(var.shape)}"
+            )
+        var.assign(value.astype(var.dtype))
+    return unet
+
+
+def _looks_like_torch_layout(unet, weights):
+    table = unet.torch_variables()
+    for key, (var, kind) in table.items():
+        if kind != "vector" and key in weights:
+            return tuple(np.shape(weights[key])) != tuple(var.shape)
+    return False

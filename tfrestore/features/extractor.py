@@ -1,0 +1,250 @@
+"""One API to tap named layers of pretrained backbones.
+
+>>> import numpy as np
+>>> from tfrestore.features import get_feature_extractor
+>>> fx = get_feature_extractor("vgg19", ["conv5_4", "relu2_2"], weights=None)
+>>> feats = fx(np.random.rand(1, 32, 32, 3).astype("float32"))   # RGB in [0, 1]
+>>> {k: tuple(v.shape) for k, v in feats.items()}
+{'conv5_4': (1, 2, 2, 512), 'relu2_2': (1, 16, 16, 128)}
+>>> fx.stride("conv5_4"), fx.channels("conv5_4"), fx.receptive_field("conv5_4")
+(16, 512, 252)
+
+Backbones are built once per ``(backbone, weights, dtype policy, distribution
+strategy)`` and shared: every extractor and loss asking for VGG16 ImageNet weights
+uses the same variables. They are frozen (``trainable=False``), always run with
+``training=False``, and gradients flow to the input images.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import keras
+import tensorflow as tf
+
+from tfrestore.features import alexnet, resnet, sources, vgg
+from tfrestore.features.backbone import compute_geometry, seeded_init
+from tfrestore.features.preprocessing import Preprocessing
+
+__all__ = ["FeatureExtractor", "get_feature_extractor", "clear_cache", "available_backbones", "BACKBONES"]
+
+BACKBONES = {
+    "vgg16": vgg.VGG16,
+    "vgg19": vgg.VGG19,
+    "alexnet": alexnet.ALEXNET,
+    "resnet50": resnet.RESNET50,
+    "resnet101": resnet.RESNET101,
+}
+
+_CACHE = {}
+
+
+def available_backbones():
+    """Names accepted by :func:`get_feature_extractor`."""
+    return sorted(BACKBONES)
+
+
+def clear_cache():
+    """Forget every cached backbone (extractors already handed out keep theirs)."""
+    _CACHE.clear()
+
+
+class _Backbone:
+    """A built, frozen backbone shared by all extractors with the same key."""
+
+    def __init__(self, spec, source, policy):
+        self.spec = spec
+        self.source = source
+        self.policy = policy
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(policy)
+        try:
+            model = spec.build()
+        finally:
+            keras.config.set_dtype_policy(previous)
+        if source.format == sources.RANDOM_FORMAT:
+            (spec.random_init or seeded_init)(model)
+        else:
+            loader = spec.loaders.get(source.format)
+            if loader is None:
+                raise ValueError(
+                    f"{spec.name} cannot load {source.format} weights ({source.path}); "
+                    f"supported: {sorted(spec.loaders)}."
+                )
+            loader(model, source.path)
+        model.trainable = False
+        self.model = model
+        self.geometry = compute_geometry(model)
+        self._taps = {}
+
+    @property
+    def layer_names(self):
+        return [
+            name for name in self.geometry
+            if name != self.model.layers[0].name and not name.startswith(self.spec.hidden_prefixes or ("\0",))
+        ]
+
+    def canonical(self, name):
+        if not isinstance(name, str):
+            raise TypeError(f"layer names must be strings, got {name!r}.")
+        if name in self.geometry and name in self.layer_names:
+            return name
+        alias = self.spec.alias(name)
+        if alias is not None and alias in self.geometry:
+            return alias
+        valid = self.layer_names
+        close = difflib.get_close_matches(name, valid, n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        if self.spec.main_layers:
+            shown = self.spec.main_layers(self.model)
+            more = f" (or any other of the {len(valid)} layer names of the Keras model)"
+        else:
+            shown, more = valid, ""
+        raise ValueError(
+            f"Unknown {self.spec.name} layer {name!r}.{hint} Valid names: {', '.join(shown)}{more}."
+        )
+
+    def taps(self, names):
+        """A functional model from the backbone input to ``names`` (shared layers)."""
+        names = tuple(names)
+        if names not in self._taps:
+            outputs = {n: self.model.get_layer(n).output for n in names}
+            tap = keras.Model(self.model.input, outputs, name=f"{self.spec.name}_taps")
+            tap.trainable = False
+            self._taps[names] = tap
+        return self._taps[names]
+
+
+def _strategy_key():
+    return tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+
+
+def _get_backbone(spec, source, policy):
+    key = (spec.name, source.cache_key(), policy, _strategy_key())
+    if key not in _CACHE:
+        _CACHE[key] = _Backbone(spec, source, policy)
+    return _CACHE[key]
+
+
+class FeatureExtractor:
+    """Callable returning ``{layer: features}`` for RGB ``[0, 1]`` NHWC images.
+
+    Create with :func:`get_feature_extractor`. Attributes: ``backbone`` (name),
+    ``layers`` (as requested), ``weights`` (the ``weights`` argument),
+    ``preprocessing`` (:class:`Preprocessing`), ``model`` (the frozen Keras tap
+    model, taking *preprocessed* images).
+    """
+
+    def __init__(self, backbone, layers, preprocessing):
+        self._backbone = backbone
+        self.backbone = backbone.spec.name
+        self.weights = backbone.source.spec
+        self.preprocessing = Preprocessing(preprocessing)
+        self.layers = list(layers)
+        self._canonical = {n: backbone.canonical(n) for n in self.layers}
+        unique = list(dict.fromkeys(self._canonical.values()))
+        self.model = backbone.taps(unique)
+        self._min_size = max(self.min_input_size(n) for n in self.layers)
+
+    # --------------------------------------------------------------- calling
+    def __call__(self, images):
+        images = tf.convert_to_tensor(images)
+        if not images.dtype.is_floating:
+            raise TypeError(
+                f"{self.backbone} feature extractor: `images` must be a floating-point RGB "
+                f"tensor in [0, 1], got dtype {images.dtype.name}."
+            )
+        shape = images.shape
+        if shape.rank is not None and (shape.rank != 4 or (shape[-1] is not None and shape[-1] != 3)):
+            raise ValueError(
+                f"{self.backbone} feature extractor: `images` must be an NHWC batch of RGB "
+                f"images (batch, height, width, 3) in [0, 1], got shape {tuple(shape)}."
+            )
+        for axis in (1, 2):
+            if shape.rank == 4 and shape[axis] is not None and shape[axis] < self._min_size:
+                raise ValueError(
+                    f"{self.backbone} feature extractor: `images` is {shape[1]}x{shape[2]} "
+                    f"pixels, smaller than the minimum input size {self._min_size}x"
+                    f"{self._min_size} for layers {self.layers}."
+                )
+        feats = self.model(self.preprocessing(images), training=False)
+        return {n: feats[c] for n, c in self._canonical.items()}
+
+    # -------------------------------------------------------------- geometry
+    def _geo(self, layer):
+        return self._backbone.geometry[self._backbone.canonical(layer)]
+
+    def stride(self, layer):
+        """Total stride (input pixels per feature position) of ``layer``."""
+        return self._geo(layer).stride
+
+    def channels(self, layer):
+        """Number of channels of ``layer``."""
+        return self._geo(layer).channels
+
+    def receptive_field(self, layer):
+        """Theoretical receptive field (pixels, one side) of ``layer``."""
+        return self._geo(layer).receptive_field
+
+    def min_input_size(self, layer):
+        """Smallest square input giving ``layer`` a non-empty output."""
+        return self._geo(layer).min_input_size
+
+    @property
+    def valid_layers(self):
+        """Every layer name of the backbone that can be tapped (aliases excluded)."""
+        return list(self._backbone.layer_names)
+
+    @property
+    def dtype_policy(self):
+        return self._backbone.policy
+
+    def __repr__(self):
+        return (
+            f"FeatureExtractor(backbone={self.backbone!r}, layers={self.layers!r}, "
+            f"weights={self.weights!r}, preprocessing={self.preprocessing.spec!r})"
+        )
+
+
+def get_feature_extractor(backbone, layers, weights="imagenet", *, preprocessing=None, dtype_policy=None):
+    """Frozen, shared feature extractor tapping ``layers`` of ``backbone``.
+
+    Args:
+        backbone: ``"vgg16"``, ``"vgg19"``, ``"alexnet"``, ``"resnet50"`` or ``"resnet101"``.
+        layers: a layer name or a list of them. VGG: ``conv{b}_{i}`` (before the
+            ReLU), ``relu{b}_{i}``, ``pool{b}``, with Keras aliases
+            ``block{b}_conv{i}`` (= ``relu{b}_{i}``) and ``block{b}_pool``. AlexNet:
+            ``conv1..5``, ``relu1..5``, ``pool1``, ``pool2``, ``pool5``. ResNet: the
+            Keras layer names (``conv4_block6_out`` ...).
+        weights: ``"imagenet"`` (Keras Applications weights, Caffe preprocessing),
+            ``"torchvision"`` (VGG/AlexNet, ImageNet mean/std preprocessing), a
+            file path (``.npz``/``.pth`` torch state dict or Keras ``.h5``), or
+            ``None`` for seeded random weights. See :mod:`tfrestore.features.sources`.
+        preprocessing: override the normalisation implied by ``weights``
+            (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict).
+        dtype_policy: Keras dtype policy of the backbone (default: the global
+            policy, e.g. ``"mixed_float16"`` gives float16 features).
+
+    Returns:
+        A :class:`FeatureExtractor`; calling it on RGB ``[0, 1]`` NHWC images
+        returns ``{layer: NHWC tensor}`` keyed by the names as given.
+
+    Raises:
+        ValueError: unknown backbone or layer (the message lists valid names).
+        tfrestore.utils.WeightsNotFoundError: weights file unavailable offline
+            (the message says which file to put where).
+    """
+    if not isinstance(backbone, str) or backbone.lower() not in BACKBONES:
+        raise ValueError(f"`backbone` must be one of {available_backbones()}, got {backbone!r}.")
+    spec = BACKBONES[backbone.lower()]
+    if isinstance(layers, str):
+        layers = [layers]
+    layers = list(layers)
+    if not layers:
+        raise ValueError("`layers` must name at least one layer.")
+    source = sources.resolve_weight_source(spec.name, spec.known_weights, weights)
+    policy = dtype_policy or keras.config.dtype_policy().name
+    if not isinstance(policy, str):
+        policy = policy.name
+    shared = _get_backbone(spec, source, policy)
+    return FeatureExtractor(shared, layers, preprocessing or source.preprocessing)

@@ -1,0 +1,182 @@
+"""Load a trained restoration model and run it on whole images.
+
+:func:`predict_image` handles what whole-image inference needs beyond
+``model(x)``: padding to the size multiple the architecture requires (read from
+its ``InputCheck`` layer), the extra noise-level input of two-input models
+(FFDNet), and optional tiling (:func:`tfrestore.inference.tiling.tiled_predict`).
+
+>>> import numpy as np, keras
+>>> net = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+>>> out = predict_image(net, np.zeros((20, 30, 3), "float32"), tile_size=16, overlap=4)
+>>> out.shape
+(20, 30, 3)
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tfrestore.inference.tiling import tiled_predict
+
+__all__ = ["load_model", "find_model_file", "input_requirements", "predict_image", "save_image"]
+
+_RUN_DIR_CANDIDATES = ("best.keras", "final.keras")
+
+
+def find_model_file(path):
+    """``path`` itself if it is a file, else ``best.keras``/``final.keras`` in a run directory."""
+    if os.path.isfile(path):
+        return path
+    if os.path.isdir(path):
+        for name in _RUN_DIR_CANDIDATES:
+            p = os.path.join(path, name)
+            if os.path.isfile(p):
+                return p
+        raise FileNotFoundError(
+            f"{path} is a directory without {' or '.join(_RUN_DIR_CANDIDATES)}; pass a .keras file or a "
+            "training run directory"
+        )
+    raise FileNotFoundError(f"model file or run directory not found: {path}")
+
+
+def load_model(path):
+    """Load a ``.keras`` model (or a run directory's best/final model) for inference.
+
+    Compiled losses are not rebuilt (``compile=False``): inference needs no
+    loss weights such as VGG.
+    """
+    import keras
+
+    import tfrestore.losses  # noqa: F401  (register custom objects)
+    import tfrestore.models  # noqa: F401
+
+    path = find_model_file(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"expected a .keras model file, got {path!r}")
+    return keras.saving.load_model(path, compile=False)
+
+
+def input_requirements(model):
+    """``(multiple, offset)``: height/width minus ``offset`` must be divisible by
+    ``multiple`` (from the model's ``InputCheck`` layers; ``(1, 0)`` if none)."""
+    multiple, offset = 1, 0
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ == "InputCheck":
+            m = int(getattr(layer, "multiple", 1) or 1)
+            multiple = int(np.lcm(multiple, m))
+            offset = max(offset, int(getattr(layer, "offset", 0) or 0))
+        elif hasattr(layer, "layers"):
+            m, o = input_requirements(layer)
+            multiple, offset = int(np.lcm(multiple, m)), max(offset, o)
+    return multiple, offset
+
+
+def _noise_input_fn(model, sigma):
+    """For two-input models (image, noise level): a function building the
+    second input for a batch of tiles."""
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) < 2:
+        return None
+    if sigma is None:
+        raise ValueError(
+            f"model {model.name!r} takes {len(inputs)} inputs (image and noise level); pass the noise "
+            "level `sigma` (image units, e.g. 25/255)"
+        )
+    rank = len(inputs[1].shape)
+
+    def extra(batch):
+        n, h, w = batch.shape[:3]
+        if rank == 2:
+            return np.full((n, 1), sigma, np.float32)
+        return np.full((n, h, w, 1), sigma, np.float32)
+
+    return extra
+
+
+def predict_image(
+    model,
+    image,
+    *,
+    tile_size=None,
+    overlap=32,
+    receptive_field=None,
+    batch_size=4,
+    sigma=None,
+    extra_inputs=None,
+    pad_mode="reflect",
+):
+    """Restore one ``(H, W, C)`` image (float32 in [0, 1]); returns ``(H*s, W*s, C)``.
+
+    Args:
+        model: the restoration ``keras.Model``.
+        image: HWC float array.
+        tile_size: None for whole-image inference, else the tile side in
+            pixels (see :func:`tiled_predict`).
+        overlap, receptive_field, batch_size: tiling options.
+        sigma: noise level for two-input (FFDNet-style) models.
+        extra_inputs: explicit extra model inputs for whole-image inference
+            (e.g. the ``sigma_map`` a degradation produced), with batch axis.
+        pad_mode: ``numpy.pad`` mode for padding to the required size multiple.
+    """
+    img = np.asarray(image, np.float32)
+    if img.ndim != 3:
+        raise ValueError(f"`image` must have shape (H, W, C), got {img.shape}.")
+    multiple, offset = input_requirements(model)
+    extra_fn = None if extra_inputs is not None else _noise_input_fn(model, sigma)
+
+    def run(batch):
+        if extra_inputs is not None:
+            return model.predict_on_batch([batch, *extra_inputs])
+        if extra_fn is not None:
+            return model.predict_on_batch([batch, extra_fn(batch)])
+        return model.predict_on_batch(batch)
+
+    h, w = img.shape[:2]
+    if tile_size is None:
+        ph = (-(h - offset)) % multiple
+        pw = (-(w - offset)) % multiple
+        x = img
+        if ph or pw:
+            if extra_inputs is not None:
+                raise ValueError(
+                    f"the image ({h}x{w}) must have height/width - {offset} divisible by {multiple} when "
+                    "`extra_inputs` are given"
+                )
+            mode = pad_mode if (pad_mode != "reflect" or (ph < h and pw < w)) else "symmetric"
+            x = np.pad(img, ((0, ph), (0, pw), (0, 0)), mode=mode)
+        out = np.asarray(run(x[None]))[0]
+        s = out.shape[0] / x.shape[0]
+        if s >= 1 and float(s).is_integer():
+            s = int(s)
+            out = out[: h * s, : w * s]
+        return out.astype(np.float32)
+    if extra_inputs is not None:
+        raise ValueError("`extra_inputs` cannot be combined with tiling; pass `sigma` instead")
+    if offset:
+        raise ValueError(
+            f"model {model.name!r} changes the image size (valid padding, offset {offset}); tiled inference "
+            "needs a size-preserving ('same'-padded) model"
+        )
+    return tiled_predict(
+        run, img, tile_size=tile_size, overlap=overlap, receptive_field=receptive_field,
+        align=multiple, batch_size=batch_size, pad_mode=pad_mode,
+    )
+
+
+def save_image(path, image):
+    """Write an HWC float image in [0, 1] (clipped, 8-bit); the format follows
+    the file extension (PNG, JPEG, BMP, TIFF, WebP...)."""
+    from PIL import Image
+
+    arr = np.asarray(image, np.float32)
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
+        raise ValueError(f"`image` must have shape (H, W, 1|3), got {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"the image for {path} contains NaN or Inf")
+    u8 = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8).save(path)
+    return path

@@ -1,0 +1,207 @@
+"""Feature queue ("memorised historic sampling") shared by stateful losses.
+
+Design (measured in keras_notes §1, see the D2SM docs):
+
+* the state is plain ``tf.Variable`` s created in ``__init__`` with
+  ``aggregation=ONLY_FIRST_REPLICA``: built inside ``strategy.scope()`` they are
+  mirrored, every replica computes the same update from the all-gathered batch and
+  replica 0's update is applied everywhere;
+* a loss built *outside* the scope would hold plain variables that every replica
+  writes to (silently wrong), so :meth:`FeatureQueue.check_distribution` raises;
+* rows are written with an in-place ``scatter_update`` (only the new rows move)
+  after the loss has been computed, the pointer wraps, never-filled slots are
+  masked out by :meth:`FeatureQueue.valid_mask`;
+* evaluation never enqueues: the Keras step that traces the loss is detected
+  (:func:`keras_step_mode`) and a run-time switch (``enabled``) lets callbacks and
+  custom loops freeze the queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["FeatureQueue", "keras_step_mode", "QueueOutsideScopeError"]
+
+
+class QueueOutsideScopeError(RuntimeError):
+    """A stateful loss built outside ``strategy.scope()`` is used under a
+    multi-replica strategy."""
+
+
+_EVAL_STEPS = ("test_step", "predict_step")
+_LOSS_FNS = ("_compute_loss", "compute_loss", "stateless_compute_loss")
+
+
+def keras_step_mode():
+    """``"train"``, ``"eval"`` or ``None`` (not called by a Keras ``Trainer``).
+
+    Walks the Python stack (this runs while a ``tf.function`` is traced, so it
+    costs nothing per step). A Keras ``train_step``/``test_step``/``predict_step``
+    frame decides; otherwise the ``training`` argument of ``_compute_loss`` (Keras
+    passes ``training=False`` from ``test_step`` and from the symbolic build that
+    ``fit`` runs under a distribution strategy). Custom ``train_step`` /
+    ``test_step`` overrides keep their names, so they are recognised too.
+    """
+    try:
+        from keras.src.trainers.trainer import Trainer
+    except Exception:  # pragma: no cover - private module moved
+        return None
+    frame = inspect.currentframe()
+    fallback = None
+    try:
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, Trainer):
+                name = frame.f_code.co_name
+                if name.startswith("tf__"):  # autograph-converted
+                    name = name[4:]
+                if name == "train_step":
+                    return "train"
+                if name in _EVAL_STEPS:
+                    return "eval"
+                if fallback is None and name in _LOSS_FNS and "training" in frame.f_locals:
+                    training = frame.f_locals["training"]
+                    if isinstance(training, bool):
+                        fallback = "train" if training else "eval"
+            frame = frame.f_back
+    finally:
+        del frame
+    return fallback
+
+
+class FeatureQueue:
+    """Two FIFO ring buffers of feature rows (restored / clean) plus a counter.
+
+    Not a Keras object on purpose: the owning loss saves it through its own
+    ``save_own_variables`` / ``load_own_variables``.
+
+    Args:
+        size: number of rows ``q``.
+        dim: feature dimension ``D``.
+        name: prefix of the variable names.
+    """
+
+    def __init__(self, size, dim, name="queue"):
+        self.size = int(size)
+        self.dim = int(dim)
+        kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        with tf.init_scope():
+            self.pred = tf.Variable(tf.zeros((self.size, self.dim), tf.float32), name=f"{name}_pred", **kw)
+            self.true = tf.Variable(tf.zeros((self.size, self.dim), tf.float32), name=f"{name}_true", **kw)
+            # Total rows ever written; the write pointer is count % size.
+            self.count = tf.Variable(tf.constant(0, tf.int64), name=f"{name}_count", **kw)
+            # Run-time switch (1 = enqueue), toggled by QueueControl / frozen().
+            self.enabled = tf.Variable(tf.constant(1, tf.int32), name=f"{name}_enabled", **kw)
+
+    # ------------------------------------------------------------ checks
+    def check_distribution(self, owner_name="loss"):
+        """Raise if a multi-replica strategy is active but the state is not mirrored."""
+        if not tf.distribute.has_strategy():
+            return
+        strategy = tf.distribute.get_strategy()
+        if strategy.num_replicas_in_sync > 1 and not isinstance(
+            self.pred, tf.distribute.DistributedValues
+        ):
+            raise QueueOutsideScopeError(
+                f"{owner_name}: this loss keeps a feature queue and was created outside "
+                f"`strategy.scope()`, but it is running under {type(strategy).__name__} "
+                f"with {strategy.num_replicas_in_sync} replicas. Each replica would write "
+                f"its own rows into one unsynchronised queue. Create the loss inside the "
+                f"same `with strategy.scope():` block as the model and `compile()`."
+            )
+
+    # ------------------------------------------------------------ reading
+    def filled(self):
+        return tf.minimum(self.count.read_value(), self.size)
+
+    def valid_mask(self):
+        """``(size,)`` float32, 1 for slots that hold a written row."""
+        return tf.cast(tf.range(self.size, dtype=tf.int64) < self.filled(), tf.float32)
+
+    def read(self):
+        """``(queue_pred, queue_true, mask)``; the rows are constants (no gradient)."""
+        return (
+            tf.stop_gradient(self.pred.read_value()),
+            tf.stop_gradient(self.true.read_value()),
+            self.valid_mask(),
+        )
+
+    # ------------------------------------------------------------ writing
+    def enqueue(self, rows_pred, rows_true):
+        """Write ``n`` rows at ``count % size`` (wrapping) and advance ``count``.
+
+        ``n <= size`` is the caller's responsibility. When ``enabled`` is 0 the old
+        rows are written back and the counter does not move.
+        """
+        rows_pred = tf.stop_gradient(tf.cast(rows_pred, tf.float32))
+        rows_true = tf.stop_gradient(tf.cast(rows_true, tf.float32))
+        n = tf.shape(rows_pred, out_type=tf.int64)[0]
+        idx = tf.math.floormod(self.count.read_value() + tf.range(n, dtype=tf.int64), self.size)
+        on = self.enabled.read_value() > 0
+        # No tf.cond: a merge_call inside a cond branch is not allowed in replica
+        # context, and the gathered old rows are tiny compared with the queue.
+        new_pred = tf.where(on, rows_pred, tf.gather(self.pred.read_value(), idx))
+        new_true = tf.where(on, rows_true, tf.gather(self.true.read_value(), idx))
+        ops = [
+            self.pred.scatter_update(tf.IndexedSlices(new_pred, idx)),
+            self.true.scatter_update(tf.IndexedSlices(new_true, idx)),
+            self.count.assign_add(n * tf.cast(on, tf.int64)),
+        ]
+        return ops
+
+    # ------------------------------------------------------------ control
+    def set_enabled(self, enabled):
+        self.enabled.assign(1 if enabled else 0)
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """Context manager: no rows are enqueued inside (restores the old state)."""
+        before = int(self.enabled.numpy())
+        self.enabled.assign(0)
+        try:
+            yield
+        finally:
+            self.enabled.assign(before)
+
+    def reset(self):
+        self.pred.assign(tf.zeros_like(self.pred))
+        self.true.assign(tf.zeros_like(self.true))
+        self.count.assign(0)
+
+    # ------------------------------------------------------------ saving
+    def save(self, store):
+        store["queue_pred"] = np.asarray(self.pred.numpy())
+        store["queue_true"] = np.asarray(self.true.numpy())
+        store["queue_count"] = np.asarray(self.count.numpy(), np.int64)
+
+    def load(self, store, owner_name="loss"):
+        """Restore from ``store``; a store without queue entries leaves the state as is."""
+        keys = ("queue_pred", "queue_true", "queue_count")
+        present = [k for k in keys if k in store]
+        if not present:
+            return False
+        if len(present) != len(keys):
+            raise ValueError(
+                f"{owner_name}: the weights file holds only {present} of the queue "
+                f"entries {list(keys)}; it is corrupt or from another version."
+            )
+        pred, true = np.asarray(store["queue_pred"]), np.asarray(store["queue_true"])
+        expected = (self.size, self.dim)
+        if pred.shape != expected or true.shape != expected:
+            raise ValueError(
+                f"{owner_name}: the saved queue has shape {pred.shape}, this loss expects "
+                f"(queue_size, feature_dim) = {expected}. Build the loss with the same "
+                f"queue_size / patch_size / image_size / layer as when it was saved."
+            )
+        self.pred.assign(pred.astype(np.float32))
+        self.true.assign(true.astype(np.float32))
+        self.count.assign(int(np.asarray(store["queue_count"])))
+        return True
+
+    def nbytes(self):
+        """Bytes held by the two buffers."""
+        return 2 * self.size * self.dim * 4

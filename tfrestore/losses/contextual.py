@@ -1,0 +1,229 @@
+"""Contextual loss (Mechrez, Talmi & Zelnik-Manor, ECCV 2018).
+
+The contextual loss treats the feature vectors of an image as a *set* and measures how
+well every target feature ``y_j`` is matched by its most similar prediction feature
+``x_i``. It is the distribution-style comparator of the PDL paper (Table II:
+``CTX_DP`` with cosine similarity and ``CTX_L2`` with the L2 distance). Per image:
+
+1. distances ``d_ij``: cosine — features are centred by the mean of the *target*
+   features, L2-normalised over channels, ``d_ij = (1 - <x_i, y_j>) / 2`` (as in the
+   authors' TF code); L2 — squared Euclidean distance ``||x_i - y_j||²``;
+2. relative distances ``d̃_ij = d_ij / (min_k d_ik + eps)``;
+3. affinities ``CX_ij = softmax_j((1 - d̃_ij) / h)`` (``exp`` normalised over ``j``);
+4. ``CX = mean_j max_i CX_ij`` and ``loss = -log(CX)``.
+
+The ``N × M`` affinity matrix is the memory cost (``N, M`` = positions of the two
+feature maps): ``max_positions`` caps ``N`` and ``M``; beyond it the loss raises (or,
+with ``on_overflow="subsample"``, warns and compares a random subset of positions)
+instead of running out of memory.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import keras
+import tensorflow as tf
+
+from tfrestore.losses.base import RestorationLoss
+from tfrestore.losses.pdl import DEFAULT_LAYER, FeatureSource, extract_pair, random_uniform
+
+__all__ = ["ContextualLoss", "contextual_similarity"]
+
+DISTANCES = ("cosine", "l2")
+OVERFLOW = ("error", "subsample")
+
+
+def contextual_similarity(x, y, distance="cosine", bandwidth=0.5, eps=1e-5):
+    """Contextual similarity ``CX`` of feature sets ``x`` (B, N, C) and ``y`` (B, M, C).
+
+    Returns shape ``(B,)`` in (0, 1]; ``-log`` of it is the contextual loss.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(1, 6, 4)).astype("float32")
+    >>> round(float(contextual_similarity(x, x)[0]), 4)
+    1.0
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    y = tf.convert_to_tensor(y, tf.float32)
+    if distance == "cosine":
+        mu = tf.reduce_mean(y, axis=1, keepdims=True)  # per-image target mean
+        xn = tf.math.l2_normalize(x - mu, axis=-1)
+        yn = tf.math.l2_normalize(y - mu, axis=-1)
+        d = (1.0 - tf.einsum("bnc,bmc->bnm", xn, yn)) / 2.0
+    elif distance == "l2":
+        xx = tf.reduce_sum(tf.square(x), axis=-1)[:, :, None]
+        yy = tf.reduce_sum(tf.square(y), axis=-1)[:, None, :]
+        d = tf.maximum(xx - 2.0 * tf.einsum("bnc,bmc->bnm", x, y) + yy, 0.0)
+    else:
+        raise ValueError(f"`distance` must be one of {DISTANCES}, got {distance!r}.")
+    relative = d / (tf.reduce_min(d, axis=-1, keepdims=True) + eps)
+    # softmax == exp((1 - d̃)/h) / Σ_j exp((1 - d̃)/h), computed without overflow.
+    cx = tf.nn.softmax(-relative / bandwidth, axis=-1)  # (B, N, M)
+    return tf.reduce_mean(tf.reduce_max(cx, axis=1), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class ContextualLoss(RestorationLoss):
+    """Contextual loss ``-log CX`` between the feature sets of prediction and target.
+
+    Args:
+        layers: feature layer name, list or dict ``{name: weight}`` (default
+            ``"block4_conv3"`` of VGG16, the layer of the PDL paper's comparison;
+            Mechrez et al. used VGG19 ``relu3_4``/``relu4_4`` for super-resolution,
+            pass ``backbone="vgg19", layers=[...]`` for that). Layers are combined as
+            a weighted sum.
+        backbone, weights, preprocessing, feature_extractor: as in
+            :class:`~tfrestore.losses.PDLoss`
+            (images RGB in [0, 1]).
+        distance: ``"cosine"`` (``CTX_DP``, features centred by the target mean) or
+            ``"l2"`` (``CTX_L2``, squared Euclidean distance).
+        bandwidth: ``h`` (default 0.5). The official ``b = 1`` offset cancels in the
+            normalisation over ``j`` and is not a parameter.
+        eps: added to the per-row minimum distance (1e-5 as in the official code).
+        max_positions: largest number of feature positions (``h·w`` of a feature map)
+            compared; the affinity needs ``B·N·M`` floats (several times, with the
+            gradient). Default 4096 = a 64×64 feature map (512×512 crops at VGG conv4).
+        on_overflow: ``"error"`` (default): raise ``ValueError`` (``InvalidArgument``
+            for shapes only known at run time) when a feature map has more positions;
+            ``"subsample"``: warn and use ``max_positions`` random positions (the same
+            positions at every call, from ``seed``; prediction and target draw
+            separate subsets).
+        seed: seed of the subsampling.
+
+    Note: the official code centres by the target mean over the whole *batch*; here
+    the mean is taken per image so that each sample's value does not depend on the
+    rest of the batch (required for per-sample losses and replica splits).
+
+    >>> import numpy as np
+    >>> from tfrestore.losses import ContextualLoss
+    >>> loss = ContextualLoss(layers="block1_conv2", weights=None)
+    >>> y = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
+    >>> round(float(loss(y, y)), 3)
+    0.0
+    """
+
+    require_same_shape = False  # CX compares sets; sizes may differ
+
+    def __init__(
+        self,
+        layers=None,
+        backbone="vgg16",
+        weights="imagenet",
+        preprocessing=None,
+        feature_extractor=None,
+        distance="cosine",
+        bandwidth=0.5,
+        eps=1e-5,
+        max_positions=4096,
+        on_overflow="error",
+        seed=0,
+        name="contextual",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if distance not in DISTANCES:
+            raise ValueError(
+                f"`distance` must be one of {DISTANCES} ('cosine' = CTX_DP, 'l2' = CTX_L2), "
+                f"got {distance!r}."
+            )
+        if not isinstance(bandwidth, numbers.Real) or not bandwidth > 0:
+            raise ValueError(f"`bandwidth` must be > 0, got {bandwidth!r}.")
+        if not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"`eps` must be > 0, got {eps!r}.")
+        if (
+            not isinstance(max_positions, numbers.Integral)
+            or isinstance(max_positions, bool)
+            or max_positions < 1
+        ):
+            raise ValueError(f"`max_positions` must be an integer >= 1, got {max_positions!r}.")
+        if on_overflow not in OVERFLOW:
+            raise ValueError(f"`on_overflow` must be one of {OVERFLOW}, got {on_overflow!r}.")
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+            raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+        self.distance = distance
+        self.bandwidth = float(bandwidth)
+        self.eps = float(eps)
+        self.max_positions = int(max_positions)
+        self.on_overflow = on_overflow
+        self.seed = int(seed)
+        self._source = FeatureSource(
+            layers, backbone, weights, feature_extractor, DEFAULT_LAYER, self.name, preprocessing
+        )
+        self.layers = self._source.layers
+        self.backbone, self.weights = self._source.backbone, self._source.weights
+        self.preprocessing = self._source.preprocessing
+        if not self._source.custom:
+            self.expected_channels = 3
+
+    def validate(self, y_true, y_pred):
+        y_true, y_pred = super().validate(y_true, y_pred)
+        self._source.check_size(y_pred, y_true, self.name)
+        return y_true, y_pred
+
+    def _cap(self, f, layer, which, tag):
+        """Enforce ``max_positions`` on ``f`` (B, N, C)."""
+        n = f.shape[1]
+        cap = self.max_positions
+        if n is not None and n <= cap:
+            return f
+        if self.on_overflow == "error":
+            hint = (
+                f"reduce the crop size, pick a deeper layer, raise `max_positions` if memory "
+                f"allows (the affinity holds B*N*M floats), or pass on_overflow='subsample'"
+            )
+            if n is not None:
+                raise ValueError(
+                    f"{self.name}: layer {layer!r} of `{which}` has {n} feature positions, "
+                    f"more than max_positions={cap}; {hint}."
+                )
+            with tf.control_dependencies([tf.debugging.assert_less_equal(
+                tf.shape(f)[1], cap,
+                message=f"{self.name}: layer {layer!r} of `{which}` has more feature "
+                f"positions than max_positions={cap}; {hint}",
+            )]):
+                return tf.identity(f)
+        if n is not None:
+            warnings.warn(
+                f"{self.name}: layer {layer!r} of `{which}` has {n} feature positions; "
+                f"comparing a random subset of max_positions={cap}.",
+                stacklevel=3,
+            )
+            scores = random_uniform((n,), self.seed, tf.constant(0, tf.int64), tag)
+            idx = tf.sort(tf.math.top_k(scores, cap).indices)
+            return tf.gather(f, idx, axis=1)
+        n_dyn = tf.shape(f)[1]
+        scores = random_uniform(n_dyn, self.seed, tf.constant(0, tf.int64), tag)
+        idx = tf.sort(tf.math.top_k(scores, tf.minimum(n_dyn, cap)).indices)
+        return tf.gather(f, idx, axis=1)
+
+    def compute(self, y_true, y_pred):
+        total = None
+        for index, (layer, weight, fp, ft) in enumerate(extract_pair(self._source, y_true, y_pred)):
+            c = fp.shape[-1]
+            x = tf.reshape(fp, (tf.shape(fp)[0], -1, c if c is not None else tf.shape(fp)[-1]))
+            y = tf.reshape(ft, (tf.shape(ft)[0], -1, c if c is not None else tf.shape(ft)[-1]))
+            x = self._cap(x, layer, "y_pred", 2 * index)
+            y = self._cap(y, layer, "y_true", 2 * index + 1)
+            cx = contextual_similarity(x, y, self.distance, self.bandwidth, self.eps)
+            value = 0.0 - tf.math.log(tf.maximum(cx, 1e-30))  # 0.0 - : no -0.0
+            value = value * weight if weight != 1.0 else value
+            total = value if total is None else total + value
+        return tf.cast(total, self.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "layers": dict(self.layers) if self.layers is not None else None,
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "preprocessing": self.preprocessing,
+            "feature_extractor": self._source.config_value(),
+            "distance": self.distance,
+            "bandwidth": self.bandwidth,
+            "eps": self.eps,
+            "max_positions": self.max_positions,
+            "on_overflow": self.on_overflow,
+            "seed": self.seed,
+        }

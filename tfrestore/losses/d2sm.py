@@ -1,0 +1,555 @@
+"""D2SM: Deep Semantic Statistics Matching (Mei et al., ECCV 2022).
+
+D2SM matches the *geometry* of a set of restored images in a semantic feature
+space to the geometry of the corresponding clean images. For a set of ``N``
+samples (whole images, or sliding-window patches of them) with L2-normalised
+backbone features ``f'_i`` (restored) and ``f_i`` (clean), the cosine kernel
+``K(a, b) = (a.b + 1) / 2`` gives conditional distributions
+``g'_{j|i} = K(f'_i, f'_j) / sum_k K(f'_i, f'_k)`` (and ``g_{j|i}`` likewise), and
+the loss is a divergence between them, e.g. the paper's
+``KL(G' || G) = sum_i sum_j g'_{j|i} log(g'_{j|i} / g_{j|i})``.
+
+Unlike the authors' released ``DeST`` (which computes its KL on the stored queue
+under ``no_grad`` and therefore passes no gradient to the restoration network),
+this loss differentiates through the current batch's features: it trains the
+restorer as the paper describes.
+
+**Queue ("memorised historic sampling").** With ``queue_size = q > 0`` the set is
+the current (global) batch's rows followed by the ``q`` most recent rows of earlier
+steps. Current rows keep their gradient; queued rows are constants; never-filled
+slots are masked out (no random rows); the batch is written into the ring *after*
+the loss is computed and the pointer wraps. Under ``MirroredStrategy`` the
+features are all-gathered, so every replica sees the global batch, the queue
+holds all replicas' rows and the result equals a single-device run. The queue is
+saved with the model (``.keras``, ``.weights.h5``, ``ModelCheckpoint``,
+``BackupAndRestore``); weight files without queue state still load.
+
+**Rules for stateful use.** (1) Build the loss inside ``strategy.scope()``
+together with the model (otherwise the first call raises
+:class:`~tfrestore.losses._queue.QueueOutsideScopeError`). (2) Evaluation never
+enqueues: the loss recognises Keras' ``test_step`` (``evaluate()`` and
+``fit(validation_data=...)``) when it is traced, and
+:class:`tfrestore.callbacks.QueueControl` additionally freezes the queue during
+evaluation and rejects ``compile(loss=[L1(), D2SMLoss()])`` on a single-output
+model (write ``L1() + D2SMLoss()``). In custom loops use ``with
+loss.frozen_queue(): ...`` for validation. (3) Never pass a queue loss as a
+metric (it would enqueue twice per step).
+
+**Per-sample values.** Keras needs ``(B,)`` values whose batch mean is the loss.
+Let ``c = 1 / N^2`` (``kl_reduction="mean_all"``) or ``1 / N`` (``"sum_rows_mean"``)
+where ``N`` is the number of valid rows of a set, and ``r_i`` the divergence of
+row ``i`` (summed over ``j``). With ``group_by_image=True`` every image ``b`` has
+its own set (its ``P`` patches plus the queue) and its value is that set's loss
+``c * sum_i r_i``. With ``group_by_image=False`` the global batch forms one set with
+loss ``L = c * sum_i r_i``; image ``b`` receives ``c * (B * sum_{i in b} r_i +
+sum_{i in queue} r_i)``, so the mean over the ``B`` images of the global batch is
+exactly ``L`` and ``sample_weight`` weights each image's own rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+
+import keras
+import tensorflow as tf
+
+from tfrestore.losses import validation
+from tfrestore.losses._queue import FeatureQueue, keras_step_mode
+from tfrestore.losses._similarity import DIVERGENCES, KL_REDUCTIONS, l2_normalize, set_divergence
+from tfrestore.losses.base import RestorationLoss
+from tfrestore.losses.patches import extract_windows, sample_feature_windows, window_grid
+from tfrestore.utils.hidden import Hidden
+
+__all__ = ["D2SMLoss", "DIV2K_MEAN"]
+
+#: RGB mean of DIV2K subtracted by the released ``DeST`` (no std division).
+DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+NORMALIZATIONS = ("extractor", "div2k_mean")
+PATCH_MODES = ("image", "feature")
+
+
+def _pair(value, arg):
+    if value is None:
+        return None
+    if isinstance(value, numbers.Integral):
+        value = (value, value)
+    value = tuple(int(v) for v in value)
+    if len(value) != 2 or min(value) <= 0:
+        raise ValueError(f"`{arg}` must be a positive int or (height, width), got {value!r}.")
+    return value
+
+
+def _call_extractor(fn, images):
+    if isinstance(fn, keras.layers.Layer):
+        return fn(images, training=False)
+    return fn(images)
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class D2SMLoss(RestorationLoss):
+    """Deep Semantic Statistics Matching loss (per-sample ``(B,)`` output).
+
+    Args:
+        backbone: feature backbone for :func:`tfrestore.features.get_feature_extractor`
+            (default ``"vgg19"``).
+        layer: backbone layer (default ``"conv5_4"``: VGG19 conv5_4 *before* its
+            ReLU, the released code's ``"54"``).
+        weights: backbone weights, as in :mod:`tfrestore.features` (``"imagenet"``,
+            ``"torchvision"``, a file path, or ``None`` for seeded random weights).
+        feature_extractor: optional Keras model/layer or callable mapping images to
+            a feature map ``(B, h, w, C)`` (or to a dict, from which ``layer`` is
+            taken); replaces the backbone. It is rebuilt from its Keras config
+            when a saved model is loaded (its weights are not saved with the loss),
+            so register plain functions with ``keras.saving.register_keras_serializable``.
+        normalization: ``"extractor"`` (default: the backbone's own input
+            normalisation; a custom extractor receives ``[0, 1]`` images) or
+            ``"div2k_mean"`` (the released code: subtract the DIV2K RGB mean
+            ``(0.4488, 0.4371, 0.4040)`` and nothing else; meant for
+            ``weights="torchvision"``).
+        patch_size, patch_stride: sliding windows (paper: 224 and 56 on 512x512
+            crops). ``patch_size=None``: every whole image is one sample.
+        patch_mode: ``"image"`` (exact: the backbone runs on every window) or
+            ``"feature"`` (fast: one backbone pass per image, windows cut from the
+            feature map at receptive-field-aligned positions; an approximation,
+            see :mod:`tfrestore.losses.patches`). Needs ``patch_size`` to be a
+            multiple of the layer's stride.
+        group_by_image: one similarity set per image (its patches, plus the queue)
+            instead of one set for the whole global batch (the released code).
+        queue_size: number of historic rows kept per domain (0 = no queue). Must
+            be at least the number of rows per global batch (``B * patches``).
+        image_size: ``(height, width)`` of the training images; required with a
+            queue and ``patch_size=None`` to size the queue (like ``DeST``'s
+            height/width arguments).
+        channels: image channels used to size the queue (default 3).
+        divergence: ``"kl"`` (the paper's D2SM, KL(G'||G) weighted by the restored
+            distribution), ``"ikl"`` (KL(G||G'), weighted by the clean one: what the
+            only differentiable released variant computes), ``"js"``
+            (Jensen-Shannon with the mixture) or ``"symmetric_kl"``
+            ((KL(G'||G) + KL(G||G')) / 2, the paper's eq. 10 as printed). The
+            first three are the objectives of the paper's Table 4.
+        include_diagonal: include ``k = i`` in the normalisation (released code);
+            the paper excludes it (default False).
+        kl_reduction: ``"sum_rows_mean"`` (default; the paper's double sum divided
+            by ``N``, i.e. the per-row divergence averaged over rows) or
+            ``"mean_all"`` (mean over all ``N^2`` entries, the released code; ``N``
+            times smaller).
+        eps: added inside the logarithms (1e-6 as in the code); also the L2
+            normalisation's epsilon.
+        loss_weight, check_finite, reduction, dtype: see
+            :class:`~tfrestore.losses.RestorationLoss`.
+
+    Example (a tiny fixed extractor instead of VGG19; 2 images x 4 windows):
+
+    >>> import numpy as np, tensorflow as tf
+    >>> from tfrestore.losses import D2SMLoss
+    >>> fx = lambda x: tf.nn.avg_pool2d(x, 4, 4, "VALID")      # (B, h/4, w/4, 3)
+    >>> loss = D2SMLoss(feature_extractor=fx, patch_size=8, patch_stride=8,
+    ...                 reduction=None)
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.uniform(size=(2, 16, 16, 3)).astype("float32")
+    >>> loss(y, y).numpy().tolist()
+    [0.0, 0.0]
+    >>> bool(np.all(loss(y, np.clip(y + 0.2 * rng.normal(size=y.shape), 0, 1)) > 0))
+    True
+    """
+
+    def __init__(
+        self,
+        backbone="vgg19",
+        layer="conv5_4",
+        weights="imagenet",
+        feature_extractor=None,
+        normalization="extractor",
+        patch_size=224,
+        patch_stride=56,
+        patch_mode="image",
+        group_by_image=False,
+        queue_size=0,
+        image_size=None,
+        channels=3,
+        divergence="kl",
+        include_diagonal=False,
+        kl_reduction="sum_rows_mean",
+        eps=1e-6,
+        name="d2sm",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}.")
+        if patch_mode not in PATCH_MODES:
+            raise ValueError(f"`patch_mode` must be one of {PATCH_MODES}, got {patch_mode!r}.")
+        if divergence not in DIVERGENCES:
+            raise ValueError(f"`divergence` must be one of {DIVERGENCES}, got {divergence!r}.")
+        if kl_reduction not in KL_REDUCTIONS:
+            raise ValueError(f"`kl_reduction` must be one of {KL_REDUCTIONS}, got {kl_reduction!r}.")
+        if patch_size is not None:
+            if not isinstance(patch_size, numbers.Integral) or patch_size <= 0:
+                raise ValueError(f"`patch_size` must be a positive int or None, got {patch_size!r}.")
+            if patch_stride is None:
+                patch_stride = patch_size
+            if not isinstance(patch_stride, numbers.Integral) or patch_stride <= 0:
+                raise ValueError(f"`patch_stride` must be a positive int, got {patch_stride!r}.")
+            patch_size, patch_stride = int(patch_size), int(patch_stride)
+        if not isinstance(queue_size, numbers.Integral) or queue_size < 0:
+            raise ValueError(f"`queue_size` must be an int >= 0 (0 = no queue), got {queue_size!r}.")
+        if not (isinstance(eps, numbers.Real) and eps > 0):
+            raise ValueError(f"`eps` must be > 0, got {eps!r}.")
+        if group_by_image and patch_size is None and queue_size == 0:
+            raise ValueError(
+                "`group_by_image=True` makes one similarity set per image; without "
+                "patches (patch_size=None) or a queue each set has a single sample. "
+                "Set patch_size or queue_size."
+            )
+        self.backbone = backbone
+        self.layer = layer
+        self.weights = weights
+        self.normalization = normalization
+        self.patch_size = patch_size
+        self.patch_stride = patch_stride
+        self.patch_mode = patch_mode
+        self.group_by_image = bool(group_by_image)
+        self.queue_size = int(queue_size)
+        self.image_size = _pair(image_size, "image_size")
+        self.channels = int(channels)
+        self.divergence = divergence
+        self.include_diagonal = bool(include_diagonal)
+        self.kl_reduction = kl_reduction
+        self.eps = float(eps)
+
+        if isinstance(feature_extractor, dict):
+            feature_extractor = keras.saving.deserialize_keras_object(feature_extractor)
+        if feature_extractor is not None and not callable(feature_extractor):
+            raise TypeError(
+                f"`feature_extractor` must be a Keras model/layer or a callable mapping "
+                f"images to a feature map, got {type(feature_extractor).__name__}."
+            )
+        self._custom = feature_extractor is not None
+        if self._custom:
+            extractor = feature_extractor
+        else:
+            from tfrestore.features import get_feature_extractor
+
+            pre = {"mean": DIV2K_MEAN} if normalization == "div2k_mean" else None
+            extractor = get_feature_extractor(backbone, [layer], weights=weights, preprocessing=pre)
+            self.expected_channels = 3
+        # Hidden: Keras saving must not walk into (or save) the frozen network.
+        self._holder = Hidden(extractor)
+        self._cells = None
+
+        self._queue = None
+        if self.queue_size:
+            if self.patch_size is None and self.image_size is None:
+                raise ValueError(
+                    "D2SMLoss: queue_size > 0 with whole-image samples (patch_size=None) "
+                    "needs `image_size=(height, width)` of the training images to size the "
+                    "queue (the released DeST takes height/width for the same reason)."
+                )
+            side = (self.patch_size, self.patch_size) if self.patch_size else self.image_size
+            dim = self._feature_dim(side)
+            self._queue = FeatureQueue(self.queue_size, dim, name=f"{self.name}_queue")
+
+    # ------------------------------------------------------------ features
+    def _raw_features(self, images):
+        fn = self._holder.value
+        if self._custom and self.normalization == "div2k_mean":
+            images = images - tf.constant(DIV2K_MEAN[: images.shape[-1] or 3], images.dtype)
+        out = _call_extractor(fn, images)
+        if isinstance(out, dict):
+            if self.layer not in out:
+                raise ValueError(
+                    f"{self.name}: `layer`={self.layer!r} is not an output of the feature "
+                    f"extractor; it returns {sorted(out)}."
+                )
+            out = out[self.layer]
+        if isinstance(out, (list, tuple)):
+            raise ValueError(
+                f"{self.name}: the feature extractor must return one feature map (or a "
+                f"dict with `layer`), got a {type(out).__name__} of {len(out)} tensors."
+            )
+        out = tf.convert_to_tensor(out)
+        if out.shape.rank is not None and out.shape.rank < 2:
+            raise ValueError(
+                f"{self.name}: the feature extractor must return (batch, ...) features, "
+                f"got shape {tuple(out.shape)}."
+            )
+        return out
+
+    def _output_shape(self, hw):
+        spec = tf.TensorSpec((1, hw[0], hw[1], self.channels), tf.float32)
+        with tf.init_scope():
+            fn = tf.function(self._raw_features, autograph=False)
+            shape = fn.get_concrete_function(spec).structured_outputs.shape
+        return shape
+
+    def _feature_dim(self, hw):
+        shape = self._output_shape(hw)
+        dim = 1
+        for s in shape[1:]:
+            if s is None:
+                raise ValueError(f"{self.name}: cannot infer the feature size for {hw} inputs.")
+            dim *= int(s)
+        if dim == 0:
+            raise ValueError(
+                f"{self.name}: the feature map for {hw[0]}x{hw[1]} inputs is empty "
+                f"(shape {tuple(shape)}); the images are too small for `layer`={self.layer!r}."
+            )
+        return dim
+
+    def _patch_cells(self):
+        """(cells per window side, stride) of the layer, for patch_mode='feature'."""
+        if self._cells is None:
+            shape = self._output_shape((self.patch_size, self.patch_size))
+            if shape.rank != 4 or shape[1] != shape[2]:
+                raise ValueError(
+                    f"{self.name}: patch_mode='feature' needs a square NHWC feature map per "
+                    f"window, got {tuple(shape)} for a {self.patch_size}px window."
+                )
+            cells = int(shape[1])
+            fx = self._holder.value
+            stride = None
+            if callable(getattr(fx, "stride", None)):
+                stride = int(fx.stride(self.layer))
+            else:
+                # Stride = input growth / output growth between two window sizes.
+                bigger = self._output_shape((2 * self.patch_size, 2 * self.patch_size))
+                grow = int(bigger[1]) - cells
+                if grow > 0 and self.patch_size % grow == 0:
+                    stride = self.patch_size // grow
+            if not cells or stride is None or cells * stride != self.patch_size:
+                raise ValueError(
+                    f"{self.name}: patch_mode='feature' needs `patch_size` to be a multiple "
+                    f"of the layer's stride (a {self.patch_size}px window gives {cells} "
+                    f"cells); choose patch_size accordingly or use patch_mode='image'."
+                )
+            self._cells = (cells, stride)
+        return self._cells
+
+    def features(self, images):
+        """L2-normalised sample features ``(B, P, D)`` (float32) of RGB images."""
+        if self.patch_size is None:
+            f = self._raw_features(images)
+            p = 1
+        elif self.patch_mode == "image":
+            windows = extract_windows(images, self.patch_size, self.patch_stride)
+            f = self._raw_features(windows)
+            h, w = int(images.shape[1]), int(images.shape[2])
+            p = len(window_grid(h, w, self.patch_size, self.patch_stride))
+        else:
+            cells, stride = self._patch_cells()
+            h, w = int(images.shape[1]), int(images.shape[2])
+            window_grid(h, w, self.patch_size, self.patch_stride)
+            fmap = self._raw_features(images)
+            f = sample_feature_windows(fmap, (h, w), self.patch_size, self.patch_stride, stride, cells)
+            p = len(window_grid(h, w, self.patch_size, self.patch_stride))
+        dim = None
+        if f.shape.rank is not None and None not in f.shape[1:]:
+            dim = 1
+            for s in f.shape[1:]:
+                dim *= int(s)
+            if dim == 0:
+                raise ValueError(
+                    f"{self.name}: the feature map is empty (shape {tuple(f.shape)}); the "
+                    f"images/windows are too small for `layer`={self.layer!r}."
+                )
+        shape = [-1, p, dim] if dim is not None else tf.stack([tf.shape(images)[0], p, -1])
+        f = tf.reshape(tf.cast(f, tf.float32), shape)
+        return l2_normalize(f, self.eps)
+
+    # ------------------------------------------------------------ validation
+    def validate(self, y_true, y_pred):
+        y_true, y_pred = super().validate(y_true, y_pred)
+        if self.patch_size is not None:
+            for arg, x in (("y_true", y_true), ("y_pred", y_pred)):
+                validation.check_min_size(
+                    x, self.patch_size, self.patch_size, arg,
+                    f"the patch window (patch_size={self.patch_size})", self.name,
+                )
+                if x.shape[1] is None or x.shape[2] is None:
+                    raise ValueError(
+                        f"{self.name}: patches need a static image height and width, got "
+                        f"`{arg}` of shape {tuple(x.shape)}. Feed fixed-size crops or set "
+                        f"patch_size=None."
+                    )
+        return y_true, y_pred
+
+    # ------------------------------------------------------------ loss
+    def compute(self, y_true, y_pred):
+        mode = keras_step_mode()
+        ctx = tf.distribute.get_replica_context()
+        if self._queue is not None:
+            self._queue.check_distribution(self.name)
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+
+        both = tf.concat([y_pred, y_true], axis=0)
+        feats = self.features(both)
+        b_local = tf.shape(y_pred)[0]
+        fs, ft = feats[:b_local], tf.stop_gradient(feats[b_local:])
+        if self._queue is not None and fs.shape[-1] is not None and fs.shape[-1] != self._queue.dim:
+            raise ValueError(
+                f"{self.name}: features have {fs.shape[-1]} values per sample but the queue "
+                f"was sized for {self._queue.dim} (image_size={self.image_size}, "
+                f"patch_size={self.patch_size}). Feed images of the configured size."
+            )
+        offset = 0
+        if replicas > 1:
+            # Every replica builds the global set; all_gather's gradient all-reduces,
+            # so with Keras' 1/replicas scaling the update equals single-device.
+            static = fs.shape[1:]
+            fs = ctx.all_gather(fs, axis=0)
+            ft = ctx.all_gather(ft, axis=0)
+            fs.set_shape([None, *static])
+            ft.set_shape([None, *static])
+            sizes = ctx.all_gather(tf.reshape(b_local, [1]), axis=0)
+            offset = tf.reduce_sum(sizes[: ctx.replica_id_in_sync_group])
+        b_global = tf.shape(fs)[0]
+        p = fs.shape[1]
+        static_b = y_pred.shape[0] * replicas if y_pred.shape[0] is not None else None
+        self._check_set_size(static_b, p)
+
+        rows_s = tf.reshape(fs, [-1, fs.shape[-1] or tf.shape(fs)[-1]])
+        rows_t = tf.reshape(ft, tf.shape(rows_s))
+        asserts = []
+        if self._queue is not None:
+            qs, qt, qmask = self._queue.read()
+            if static_b is None:
+                asserts.append(
+                    tf.debugging.assert_less_equal(
+                        tf.shape(rows_s)[0], self.queue_size,
+                        message=f"{self.name}: the global batch has more sample rows than "
+                        f"queue_size={self.queue_size}",
+                    )
+                )
+        else:
+            qs = qt = qmask = None
+        if self.group_by_image:
+            groups_s, groups_t = fs, ft
+        else:
+            groups_s, groups_t = rows_s[None], rows_t[None]
+        with tf.control_dependencies(asserts):
+            rows, _, n = set_divergence(
+                groups_s, groups_t, qs, qt, qmask,
+                divergence=self.divergence, include_diagonal=self.include_diagonal, eps=self.eps,
+            )
+        c = 1.0 / (n * n) if self.kl_reduction == "mean_all" else 1.0 / n
+        if self.group_by_image:
+            per_sample = c * tf.reduce_sum(rows, axis=1)
+        else:
+            n_cur = b_global * p
+            cur = tf.reduce_sum(tf.reshape(rows[0, :n_cur], tf.stack([b_global, p])), axis=1)
+            queued = tf.reduce_sum(rows[0, n_cur:])
+            per_sample = c * (tf.cast(b_global, tf.float32) * cur + queued)
+
+        if self._queue is not None and mode != "eval":
+            with tf.control_dependencies([per_sample]):
+                ops = self._queue.enqueue(rows_s, rows_t)
+            with tf.control_dependencies(ops):
+                per_sample = tf.identity(per_sample)
+        return per_sample[offset: offset + b_local]
+
+    def _check_set_size(self, static_b, p):
+        if static_b is None:
+            return
+        rows = static_b * p
+        if self._queue is not None and rows > self.queue_size:
+            raise ValueError(
+                f"{self.name}: one global batch gives {rows} sample rows ({static_b} images x "
+                f"{p} patches) but queue_size={self.queue_size}; the queue must hold at least "
+                f"one batch. Increase queue_size or reduce the batch."
+            )
+        per_set = p if self.group_by_image else rows
+        if self._queue is None and per_set < 2:
+            raise ValueError(
+                f"{self.name}: a similarity set needs at least 2 samples, got {per_set} "
+                f"(global batch {static_b}, {p} patch(es) per image, no queue). Use a larger "
+                f"batch, patches (patch_size) or a queue (queue_size)."
+            )
+
+    # ------------------------------------------------------------ state
+    @property
+    def queue_nbytes(self):
+        """Bytes held by the queue buffers (0 without a queue)."""
+        return self._queue.nbytes() if self._queue is not None else 0
+
+    @property
+    def queue_count(self):
+        """Rows written so far (``min(count, queue_size)`` slots are filled)."""
+        return int(self._queue.count.numpy()) if self._queue is not None else 0
+
+    def queue_state(self):
+        """``(queue_pred, queue_true, count)`` as NumPy arrays (None without a queue)."""
+        if self._queue is None:
+            return None
+        q = self._queue
+        return q.pred.numpy(), q.true.numpy(), int(q.count.numpy())
+
+    def set_queue_enabled(self, enabled):
+        """Switch enqueueing on/off at run time (used by ``QueueControl``)."""
+        if self._queue is not None:
+            self._queue.set_enabled(enabled)
+
+    @contextlib.contextmanager
+    def frozen_queue(self):
+        """``with loss.frozen_queue():`` -- calls inside do not enqueue (custom loops)."""
+        if self._queue is None:
+            yield
+            return
+        with self._queue.frozen():
+            yield
+
+    def reset_queue(self):
+        """Empty the queue (all slots become unfilled)."""
+        if self._queue is not None:
+            self._queue.reset()
+
+    def save_own_variables(self, store):
+        if self._queue is not None:
+            self._queue.save(store)
+
+    def load_own_variables(self, store):
+        if self._queue is not None:
+            self._queue.load(store, self.name)
+
+    # ------------------------------------------------------------ config
+    def _serialize_extractor(self):
+        fn = self._holder.value
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns about lambdas; we raise instead
+            ser = keras.saving.serialize_keras_object(fn)
+        ok = isinstance(ser, dict) and ser.get("class_name") != "__lambda__"
+        if ok and ser.get("class_name") == "function":
+            ok = ">" in str(ser.get("config"))  # "package>name" when registered
+        if not ok:
+            raise ValueError(
+                f"{self.name}: the feature_extractor {fn!r} cannot be serialized (needed by "
+                f"get_config and model.save); use a Keras model/layer or a function "
+                f"decorated with @keras.saving.register_keras_serializable()."
+            )
+        return ser
+
+    def get_config(self):
+        fx = None
+        if self._custom:
+            fx = self._serialize_extractor()
+        return {
+            **super().get_config(),
+            "backbone": self.backbone,
+            "layer": self.layer,
+            "weights": self.weights,
+            "feature_extractor": fx,
+            "normalization": self.normalization,
+            "patch_size": self.patch_size,
+            "patch_stride": self.patch_stride,
+            "patch_mode": self.patch_mode,
+            "group_by_image": self.group_by_image,
+            "queue_size": self.queue_size,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "channels": self.channels,
+            "divergence": self.divergence,
+            "include_diagonal": self.include_diagonal,
+            "kl_reduction": self.kl_reduction,
+            "eps": self.eps,
+        }

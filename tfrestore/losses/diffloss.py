@@ -1,0 +1,373 @@
+"""DiffLoss (Tan & Zhao, 2024): a frozen diffusion UNet as a training constraint.
+
+Both images are diffused to the same random step ``t`` with a **shared** noise
+ε, the frozen ε-predicting UNet (ADM 256×256 unconditional by default) is run on
+both, and the restored branch is pulled towards the clean one in the diffusion's
+reconstruction space and in its bottleneck ("h-space") features. The clean
+branch is under ``stop_gradient``; the gradient flows through the frozen UNet to
+the restored image.
+
+Inputs are the restorer's images in ``value_range`` (default [0, 1]); they are
+mapped linearly to the UNet's [−1, 1] (``x ↦ 2x − 1`` for [0, 1]). With
+x_t = √ᾱ_t x + √(1−ᾱ_t) ε, ε̂ = f(x_t, t)[..., :3], h = middle-block output:
+
+* ``mode="paper"`` (eqs. 9–11): x̂₀ = x_t/√ᾱ_t − c_t ε̂ with c_t = √(1/ᾱ_t − 1);
+  x̂_{t−1} = posterior mean c1_t x̂₀ + c2_t x_t; x̂̂₀ = (x̂_{t−1} − √(1−ᾱ_{t−1}) ε)/√ᾱ_{t−1};
+  ``L = w(t)·n(x̂₀ − ẑ₀) + n(x̂̂₀ − ẑ̂̂₀) + λ·n(h_x − h_z)``, λ = 0.01.
+* ``mode="eps"`` (the released code's form, with its weights relative to its
+  γ = 1e-3): ``L = n(ε̂_x − ε̂_z) + λ·n(h_x − h_z)``, λ = 1e-3 (= 1e-6 / 1e-3).
+* ``mode="eps_xprev"`` (paper ablation c): ``L = n(ε̂_x − ε̂_z) + n(x̂_{t−1} − ẑ_{t−1}) + λ·n(h)``,
+  λ = 0.01.
+
+``n`` is the per-sample mean of squares (``norm="mse"``, what the released code
+uses) or the Euclidean norm (``norm="l2"``). The paper's outer weight γ = 0.001
+and its pixel term are applied with the loss algebra::
+
+    loss = MSE() + 0.001 * DiffLoss()
+
+**Why the t-weighting.** x̂₀ − ẑ₀ = (x − z) − c_t (ε̂_x − ε̂_z) and c_t grows from
+0.01 (t = 0) to 157 (t = 999), so the unweighted x̂₀ term is up to 2.5·10⁴ times
+an ε-difference: a few large-t samples dominate the batch and its gradient.
+``t_weighting="min_snr"`` (default) multiplies the x̂₀ term by
+w(t) = min(1, SNR_t) = min(1, 1/c_t²): the paper's term unchanged where c_t ≤ 1
+(t ≲ 250), ≈ n(ε̂_x − ε̂_z) + n(x − z)/c_t² beyond, i.e. bounded like the ε̂-form.
+``"alpha_bar"`` uses w = ᾱ_t (the term becomes the error at the x_t scale),
+``"none"`` is the literal paper (then restrict ``t_range``, e.g. ``(0, 300)``).
+The x̂̂₀ term needs no weight: its ε̂ coefficient c1_t c_t / √ᾱ_{t−1} stays below ~3.
+
+Randomness: t ~ U{t_min … t_max} per sample and ε are drawn with stateless
+Philox RNG from ``(seed, call counter)`` for the **global** batch; each replica
+takes its rows, so eager, ``tf.function``, XLA and ``MirroredStrategy`` give the
+same values (the counter is a non-trainable variable; build the loss inside
+``strategy.scope()`` like the model).
+
+Example (tiny random UNet; real use: ``DiffLoss()`` loads the converted
+``adm_256_uncond`` weights, see :func:`tfrestore.diffusion.resolve_adm_weights`):
+
+>>> import numpy as np
+>>> from tfrestore.losses import MSE, DiffLoss
+>>> loss = DiffLoss(unet="adm_tiny", weights=None)
+>>> y = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype("float32")
+>>> loss.call(y, y).numpy().tolist()  # identical images -> 0
+[0.0, 0.0]
+>>> total = MSE() + 0.001 * DiffLoss(unet="adm_tiny", weights=None)
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfrestore.diffusion.schedule import DiffusionSchedule
+from tfrestore.losses.base import RestorationLoss
+from tfrestore.utils.hidden import Hidden
+
+__all__ = ["DiffLoss"]
+
+_MODES = ("paper", "eps", "eps_xprev")
+_DEFAULT_LAMBDA = {"paper": 0.01, "eps": 1e-3, "eps_xprev": 0.01}
+_WEIGHTINGS = ("min_snr", "alpha_bar", "none")
+_NORMS = ("mse", "l2")
+
+
+def _is_serialized_keras_object(d):
+    return isinstance(d, dict) and "class_name" in d and "config" in d
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class DiffLoss(RestorationLoss):
+    """Diffusion-model constraint loss (DiffLoss), per-sample ``(B,)`` values.
+
+    Args:
+        mode: ``"paper"`` (x̂₀, x̂̂₀ and h terms), ``"eps"`` (released code:
+            ε̂ and h) or ``"eps_xprev"`` (ε̂, x̂_{t−1} and h).
+        unet: a preset name (``"adm_256_uncond"``, ``"adm_tiny"``), a dict of ADM
+            hyper-parameters (guided-diffusion flags), or a Keras model mapping
+            ``(x_t, t)`` to ``(out, h)`` with ε̂ in the first image channels of
+            ``out`` (any ε-prediction UNet; a functional model with two inputs
+            is called as ``unet([x_t, t])``). A model is frozen
+            (``trainable=False``) and used as is.
+        weights: ``"default"`` (official weights of the preset, resolved
+            path → ``$TFRESTORE_WEIGHTS_DIR`` → Keras cache → download + conversion;
+            for a model instance: keep its weights), ``None`` (random init, tests),
+            or a path (``.weights.h5``, ``.npz``, or a PyTorch ``.pt``/``.pth``
+            converted on load). Needed for ``from_config`` to restore the weights
+            of a custom model.
+        lambda_h: h-space weight λ; ``None`` → 0.01 (paper, eps_xprev) or 1e-3 (eps).
+        t_range: inclusive ``(t_min, t_max)`` of the sampled steps (default all).
+        t_weighting: weight of the x̂₀ term, ``"min_snr"`` (default), ``"alpha_bar"``
+            or ``"none"`` (see module docstring).
+        norm: ``"mse"`` (per-sample mean of squares) or ``"l2"`` (Euclidean norm).
+        gradient_through_unet: False computes the diffusion terms like the
+            released code's ``torch.no_grad()`` block: the loss still reports
+            values but passes exactly zero gradient (ablation only).
+        value_range: ``(low, high)`` of the inputs, mapped to the UNet's [−1, 1].
+        num_timesteps, schedule: the diffusion the UNet was trained with
+            (1000, ``"linear"`` for ADM).
+        recompute: build the ADM UNet with ``tf.recompute_grad`` per block
+            (less activation memory, ~1 extra forward of the restored branch).
+        seed: RNG seed of t and ε (with a per-call counter).
+    """
+
+    def __init__(
+        self,
+        mode="paper",
+        unet="adm_256_uncond",
+        weights="default",
+        lambda_h=None,
+        t_range=None,
+        t_weighting="min_snr",
+        norm="mse",
+        gradient_through_unet=True,
+        value_range=(0.0, 1.0),
+        num_timesteps=1000,
+        schedule="linear",
+        recompute=False,
+        seed=0,
+        name="diff_loss",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if mode not in _MODES:
+            raise ValueError(f"`mode` must be one of {list(_MODES)}, got {mode!r}.")
+        if t_weighting not in _WEIGHTINGS:
+            raise ValueError(
+                f"`t_weighting` must be one of {list(_WEIGHTINGS)}, got {t_weighting!r}."
+            )
+        if norm not in _NORMS:
+            raise ValueError(f"`norm` must be one of {list(_NORMS)}, got {norm!r}.")
+        self.mode = mode
+        self.lambda_h = float(_DEFAULT_LAMBDA[mode] if lambda_h is None else lambda_h)
+        if self.lambda_h < 0:
+            raise ValueError(f"`lambda_h` must be >= 0, got {lambda_h!r}.")
+        self.schedule = DiffusionSchedule(num_timesteps, schedule)
+        self.num_timesteps, self.schedule_name = int(num_timesteps), schedule
+        if t_range is None:
+            t_range = (0, self.num_timesteps - 1)
+        if (
+            not isinstance(t_range, (list, tuple)) or len(t_range) != 2
+            or not all(isinstance(v, numbers.Integral) for v in t_range)
+            or not 0 <= t_range[0] <= t_range[1] < self.num_timesteps
+        ):
+            raise ValueError(
+                f"`t_range` must be integers (t_min, t_max) with 0 <= t_min <= t_max <= "
+                f"{self.num_timesteps - 1}, got {t_range!r}."
+            )
+        self.t_range = [int(t_range[0]), int(t_range[1])]
+        self.t_weighting, self.norm = t_weighting, norm
+        self.gradient_through_unet = bool(gradient_through_unet)
+        if (
+            not isinstance(value_range, (list, tuple)) or len(value_range) != 2
+            or not float(value_range[0]) < float(value_range[1])
+        ):
+            raise ValueError(
+                f"`value_range` must be (low, high) with low < high, got {value_range!r}."
+            )
+        self.value_range = [float(value_range[0]), float(value_range[1])]
+        self.recompute = bool(recompute)
+        if not isinstance(seed, numbers.Integral):
+            raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+        self.seed = int(seed)
+        self.weights = None if weights is None else (
+            weights if weights == "default" else str(weights)
+        )
+        self.unet_spec = self._build_unet(unet, self.weights)
+        # One stream position per call, shared by all replicas (only replica 0's
+        # update is kept, all replicas read the same value).
+        self._step = keras.Variable(
+            0, dtype="int64", trainable=False, aggregation="only_first_replica",
+            name="diffloss_rng_step",
+        )
+
+    # ------------------------------------------------------------ the UNet
+    def _build_unet(self, unet, weights):
+        from tfrestore.diffusion.pretrained import get_adm_unet
+        from tfrestore.diffusion.unet import ADMUNet, adm_config
+
+        if isinstance(unet, keras.Model):
+            model = unet
+            if weights not in (None, "default"):
+                if isinstance(model, ADMUNet):
+                    from tfrestore.convert.adm import load_adm_weights
+
+                    load_adm_weights(model, weights)
+                else:
+                    model.load_weights(weights)
+            spec = (
+                dict(model.hparams) if isinstance(model, ADMUNet)
+                else keras.saving.serialize_keras_object(model)
+            )
+        elif _is_serialized_keras_object(unet):
+            model = keras.saving.deserialize_keras_object(unet)
+            if weights not in (None, "default"):
+                model.load_weights(weights)
+            spec = unet
+        elif isinstance(unet, (str, dict)):
+            if isinstance(unet, str):
+                adm_config(unet)  # unknown preset -> clear ValueError
+                spec = unet
+            else:
+                spec = adm_config(unet)
+            model = get_adm_unet(spec, weights=weights, recompute=self.recompute)
+        else:
+            raise TypeError(
+                "`unet` must be an ADM preset name, a dict of ADM hyper-parameters or a "
+                f"keras.Model returning (out, h); got {type(unet).__name__}."
+            )
+        model.trainable = False
+        self._holder = Hidden(model)
+        self.expected_channels = int(getattr(model, "in_channels", 3))
+        self._downsampling = getattr(model, "downsampling_factor", None)
+        self._functional_two_inputs = (
+            not isinstance(model, ADMUNet) and len(getattr(model, "inputs", None) or []) == 2
+        )
+        return spec
+
+    def _unet(self, x_t, t):
+        model = self._holder.value
+        if self._functional_two_inputs:
+            out, h = model([x_t, t], training=False)
+        else:
+            out, h = model(x_t, t, training=False)
+        return tf.cast(out, tf.float32), tf.cast(h, tf.float32)
+
+    # ---------------------------------------------------------- validation
+    def validate(self, y_true, y_pred):
+        y_true, y_pred = super().validate(y_true, y_pred)
+        f = self._downsampling
+        if f:
+            for arg, x in (("y_true", y_true), ("y_pred", y_pred)):
+                h, w = x.shape[1], x.shape[2]
+                if (h is not None and h % f) or (w is not None and w % f):
+                    raise ValueError(
+                        f"{self.name}: `{arg}` is {h}x{w} pixels; the diffusion UNet "
+                        f"downsamples by {f}, so height and width must be multiples of {f} "
+                        f"(e.g. 256x256 crops for adm_256_uncond). Crop or pad the images."
+                    )
+            if not (y_pred.shape[1] is not None and y_pred.shape[2] is not None):
+                shape = tf.shape(y_pred)
+                with tf.control_dependencies([tf.debugging.assert_equal(
+                    tf.math.floormod(shape[1:3], f), 0,
+                    message=f"{self.name}: height and width must be multiples of {f}",
+                )]):
+                    y_pred = tf.identity(y_pred)
+        return y_true, y_pred
+
+    # ------------------------------------------------------------- sampling
+    def _replica_slice(self, batch):
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return tf.constant(0, tf.int32), batch
+        sizes = ctx.all_gather(tf.reshape(batch, [1]), axis=0)
+        rid = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+        before = tf.range(tf.shape(sizes)[0]) < rid
+        offset = tf.reduce_sum(tf.where(before, sizes, tf.zeros_like(sizes)))
+        return offset, tf.reduce_sum(sizes)
+
+    def sample(self, like):
+        """Draw ``(t, noise)`` for a batch shaped like ``like`` and advance the
+        counter: t int32 ``(B,)`` in ``t_range``, noise ``like``-shaped N(0, I)."""
+        shape = tf.shape(like)
+        batch = shape[0]
+        offset, total = self._replica_slice(batch)
+        step = tf.convert_to_tensor(self._step.value, tf.int64)
+        seed = tf.constant(self.seed, tf.int64)
+        t = tf.random.stateless_uniform(
+            tf.reshape(total, [1]), tf.stack([seed, 2 * step + 1]),
+            minval=self.t_range[0], maxval=self.t_range[1] + 1, dtype=tf.int32, alg="philox",
+        )
+        noise = tf.random.stateless_normal(
+            tf.concat([tf.reshape(total, [1]), shape[1:]], 0), tf.stack([seed, 2 * step]),
+            dtype=like.dtype, alg="philox",
+        )
+        self._step.assign_add(1)
+        return t[offset:offset + batch], noise[offset:offset + batch]
+
+    # ---------------------------------------------------------------- terms
+    def _to_model_range(self, x):
+        lo, hi = self.value_range
+        return (x - lo) * (2.0 / (hi - lo)) - 1.0
+
+    def _n(self, d):
+        axes = list(range(1, d.shape.rank))
+        if self.norm == "mse":
+            return tf.reduce_mean(tf.square(d), axis=axes)
+        return tf.sqrt(tf.reduce_sum(tf.square(d), axis=axes) + 1e-12)
+
+    def t_weight(self, t):
+        """Weight of the x̂₀ term at steps ``t`` (float32 ``(B,)``)."""
+        if self.t_weighting == "none":
+            return tf.ones_like(tf.cast(t, tf.float32))
+        table = (np.minimum(1.0, self.schedule.snr) if self.t_weighting == "min_snr"
+                 else self.schedule.alphas_cumprod)
+        return tf.cast(tf.gather(tf.constant(table, tf.float64), t), tf.float32)
+
+    def terms(self, y_true, y_pred, t, noise):
+        """Per-sample terms for given steps ``t`` (B,) and noise (like ``y_pred``):
+        a dict with ``"total"`` (the loss) and the individual terms of the mode
+        (``x0``, ``x0_hat_hat``, ``eps``, ``x_prev``, ``h``; unweighted)."""
+        s = self.schedule
+        x = tf.stop_gradient(self._to_model_range(tf.cast(y_true, tf.float32)))
+        z = self._to_model_range(tf.cast(y_pred, tf.float32))
+        if not self.gradient_through_unet:
+            z = tf.stop_gradient(z)  # released code: the whole block under no_grad
+        t = tf.cast(t, tf.int32)
+        noise = tf.cast(noise, tf.float32)
+        x_t = s.q_sample(x, t, noise)
+        z_t = s.q_sample(z, t, noise)
+        out_x, h_x = self._unet(x_t, t)
+        out_x, h_x = tf.stop_gradient(out_x), tf.stop_gradient(h_x)
+        out_z, h_z = self._unet(z_t, t)
+        c = x.shape[-1] if x.shape[-1] is not None else tf.shape(x)[-1]
+        eps_x, eps_z = out_x[..., :c], out_z[..., :c]
+        terms = {"h": self._n(h_x - h_z)}
+        if self.mode == "eps":
+            terms["eps"] = self._n(eps_x - eps_z)
+            total = terms["eps"] + self.lambda_h * terms["h"]
+        else:
+            x0_x = s.predict_x0_from_eps(x_t, t, eps_x)
+            x0_z = s.predict_x0_from_eps(z_t, t, eps_z)
+            prev_x = s.posterior_mean(x0_x, x_t, t)
+            prev_z = s.posterior_mean(x0_z, z_t, t)
+            if self.mode == "paper":
+                xx_x = s.predict_x0_from_prev(prev_x, t, noise)
+                xx_z = s.predict_x0_from_prev(prev_z, t, noise)
+                terms["x0"] = self._n(x0_x - x0_z)
+                terms["x0_hat_hat"] = self._n(xx_x - xx_z)
+                total = (self.t_weight(t) * terms["x0"] + terms["x0_hat_hat"]
+                         + self.lambda_h * terms["h"])
+            else:
+                terms["eps"] = self._n(eps_x - eps_z)
+                terms["x_prev"] = self._n(prev_x - prev_z)
+                total = terms["eps"] + terms["x_prev"] + self.lambda_h * terms["h"]
+        terms["total"] = total
+        return terms
+
+    def compute(self, y_true, y_pred):
+        t, noise = self.sample(tf.cast(y_pred, tf.float32))
+        return tf.cast(self.terms(y_true, y_pred, t, noise)["total"], y_pred.dtype)
+
+    # ------------------------------------------------------------- config
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "mode": self.mode,
+                "unet": self.unet_spec,
+                "weights": self.weights,
+                "lambda_h": self.lambda_h,
+                "t_range": list(self.t_range),
+                "t_weighting": self.t_weighting,
+                "norm": self.norm,
+                "gradient_through_unet": self.gradient_through_unet,
+                "value_range": list(self.value_range),
+                "num_timesteps": self.num_timesteps,
+                "schedule": self.schedule_name,
+                "recompute": self.recompute,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,77 @@
+"""LPIPS as a training loss: ``LPIPSLoss`` (per-image LPIPS v0.1 distance).
+
+The network, input convention (RGB in [0, 1]) and weight files are those of
+:mod:`tfrestore.metrics.lpips`. The target's features are computed under
+``stop_gradient``; gradients flow to ``y_pred``.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfrestore.losses import validation
+from tfrestore.losses.base import RestorationLoss
+from tfrestore.utils.hidden import Hidden
+
+__all__ = ["LPIPSLoss"]
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class LPIPSLoss(RestorationLoss):
+    """LPIPS v0.1 distance between prediction and target, one value per image.
+
+    Args:
+        net: ``"alex"`` (default) or ``"vgg"``.
+        weights: backbone weights: ``"torchvision"`` (default), a file path, or
+            None (random backbone, for tests; ``lin_weights`` must then be given).
+        lin_weights: path of the LPIPS linear-layer file (default: found by name,
+            ``lpips_v0.1_{net}.npz``), or a list of 5 per-channel weight arrays.
+
+    The backbone runs under the global dtype policy (float16 under
+    ``mixed_float16``); normalisation and distances are computed in float32.
+
+    >>> import numpy as np
+    >>> from tfrestore.losses import LPIPSLoss
+    >>> lins = [np.full(c, 0.1, "float32") for c in (64, 192, 384, 256, 256)]
+    >>> loss = LPIPSLoss(weights=None, lin_weights=lins, reduction=None)
+    >>> y = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype("float32")
+    >>> loss(y, y).numpy().tolist()
+    [0.0, 0.0]
+    """
+
+    expected_channels = 3
+
+    def __init__(self, net="alex", weights="torchvision", lin_weights=None, name="lpips_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        from tfrestore.metrics.lpips import LPIPSNetwork, _check_net
+
+        self.net = _check_net(net, name)
+        self.weights = weights if weights is None or isinstance(weights, str) else str(weights)
+        if lin_weights is not None and not isinstance(lin_weights, (str, list, tuple)):
+            lin_weights = str(lin_weights)  # os.PathLike
+        if isinstance(lin_weights, (list, tuple)):
+            lin_weights = [[float(v) for v in keras.ops.convert_to_numpy(w).reshape(-1)] for w in lin_weights]
+        self.lin_weights = lin_weights
+        self._holder = Hidden(LPIPSNetwork(self.net, self.weights, lin_weights, dtype_policy=None))
+
+    def validate(self, y_true, y_pred):
+        y_true, y_pred = super().validate(y_true, y_pred)
+        size = self._holder.value.min_size
+        validation.check_min_size(
+            y_pred, size, size, "y_pred", f"the minimum input size of LPIPS-{self.net}",
+            loss_name=self.name,
+        )
+        return y_true, y_pred
+
+    def compute(self, y_true, y_pred):
+        values = self._holder.value(y_true, y_pred, target_gradient=False)
+        return tf.cast(values, self.dtype)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "net": self.net,
+            "weights": self.weights,
+            "lin_weights": self.lin_weights,
+        }

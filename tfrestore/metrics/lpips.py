@@ -1,0 +1,225 @@
+"""LPIPS v0.1 (Zhang et al., CVPR 2018): ``lpips`` (per image) and the ``LPIPS`` metric.
+
+LPIPS compares unit-normalised deep features of two images, weighted per channel by
+learned linear layers:
+
+    x ∈ [0, 1]  ->  z = ((2x - 1) - shift) / scale       (the official ScalingLayer;
+                                                          shift = (-.030, -.088, -.188),
+                                                          scale = (.458, .448, .450))
+    f̂ = f / (sqrt(Σ_c f²) + 1e-10)                       (per position, per tapped layer)
+    LPIPS = Σ_layers mean_{h,w} Σ_c w_c (f̂₀ - f̂₁)²
+
+Taps: AlexNet ``relu1..relu5``; VGG16 ``relu1_2, relu2_2, relu3_3, relu4_3, relu5_3``.
+The backbones are the torchvision ImageNet networks *without* torchvision's mean/std
+normalisation (LPIPS applies only its own scaling layer), built by
+:mod:`tfrestore.features` with ``preprocessing="none"``.
+
+**Inputs are RGB images in [0, 1]** (the official code takes [-1, 1]; its
+``normalize=True`` path, used by pyiqa for the published TID2013 values, maps
+[0, 1] -> [-1, 1] exactly as here).
+
+Weights (found offline first, see :func:`tfrestore.utils.resolve_weights_file`):
+the backbone ``alexnet_torchvision_features.npz`` / ``vgg16_torchvision_features.npz``
+(or the official torchvision ``.pth``) and the linear layers ``lpips_v0.1_alex.npz`` /
+``lpips_v0.1_vgg.npz`` (keys ``lin{k}.model.1.weight``, shape ``(1, C, 1, 1)``; or the
+official ``alex.pth`` / ``vgg.pth`` of the lpips package saved as
+``lpips_v0.1_{net}.pth``), in ``$TFRESTORE_WEIGHTS_DIR`` or the Keras cache.
+
+With the official weights, ``lpips(..., net="alex")`` reproduces the published
+values of the five TID2013 calibration pairs to < 1e-4.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfrestore.losses import validation
+from tfrestore.utils.weights import WeightsNotFoundError, resolve_weights_file
+
+__all__ = ["lpips", "LPIPS", "LPIPSNetwork", "get_lpips_network", "LPIPS_LAYERS"]
+
+LPIPS_LAYERS = {
+    "alex": ("relu1", "relu2", "relu3", "relu4", "relu5"),
+    "vgg": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+}
+_BACKBONE = {"alex": "alexnet", "vgg": "vgg16"}
+_BACKBONE_FILE = {"alex": "alexnet_torchvision_features.npz", "vgg": "vgg16_torchvision_features.npz"}
+_LIN_ORIGIN = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/{net}.pth"
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
+EPS = 1e-10
+
+_CACHE = {}
+
+
+def _check_net(net, owner):
+    if net not in LPIPS_LAYERS:
+        raise ValueError(f"{owner}: `net` must be one of {sorted(LPIPS_LAYERS)}, got {net!r}.")
+    return net
+
+
+def _lin_file(net):
+    return f"lpips_v0.1_{net}.npz"
+
+
+def load_lin_weights(net, path=None):
+    """The 5 LPIPS linear-layer weight vectors ``[(C_k,), ...]`` of ``net``."""
+    npz = _lin_file(net)
+    filename = f"lpips_v0.1_{net}.pth"
+    if path is None:
+        path = resolve_weights_file(
+            filename, origin=_LIN_ORIGIN.format(net=net), alternatives=(npz,),
+            description=f"LPIPS v0.1 {net} linear layers ({npz} or {filename})",
+        )
+    else:
+        path = resolve_weights_file(os.path.basename(str(path)), path=path,
+                                    description=f"LPIPS v0.1 {net} linear layers")
+    from tfrestore.features.sources import load_state_dict
+
+    state = load_state_dict(path)
+    out = []
+    for k, layer in enumerate(LPIPS_LAYERS[net]):
+        key = f"lin{k}.model.1.weight"
+        if key not in state:
+            raise ValueError(
+                f"{path}: no `{key}` in the LPIPS weights (found {sorted(state)[:6]}...). "
+                f"Expected the lpips v0.1 `{net}` linear layers."
+            )
+        w = np.asarray(state[key], np.float32)
+        if w.ndim != 4 or w.shape[0] != 1 or w.shape[2:] != (1, 1):
+            raise ValueError(f"{path}: `{key}` must have shape (1, C, 1, 1), got {w.shape}.")
+        out.append(w.reshape(-1))
+    return out
+
+
+class LPIPSNetwork:
+    """Frozen LPIPS network: ``net(y_true, y_pred) -> (B,)`` for RGB [0, 1] images.
+
+    Build with :func:`get_lpips_network` (cached). The backbone comes from
+    :func:`tfrestore.features.get_feature_extractor` with ``preprocessing="none"``.
+    """
+
+    def __init__(self, net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy=None):
+        from tfrestore.features import get_feature_extractor
+
+        _check_net(net, "LPIPS")
+        self.net = net
+        try:
+            lins = load_lin_weights(net, lin_weights) if not isinstance(lin_weights, (list, tuple)) else [
+                np.asarray(w, np.float32).reshape(-1) for w in lin_weights
+            ]
+            self.extractor = get_feature_extractor(
+                _BACKBONE[net], list(LPIPS_LAYERS[net]), backbone_weights,
+                preprocessing="none", dtype_policy=dtype_policy,
+            )
+        except WeightsNotFoundError as exc:
+            raise WeightsNotFoundError(
+                f"LPIPS-{net} needs two weight files: the torchvision backbone "
+                f"`{_BACKBONE_FILE[net]}` and the linear layers `{_lin_file(net)}` (put both "
+                f"into $TFRESTORE_WEIGHTS_DIR, or pass `weights=` / `lin_weights=` paths). "
+                f"{exc}"
+            ) from exc
+        for layer, w in zip(LPIPS_LAYERS[net], lins):
+            c = self.extractor.channels(layer)
+            if w.shape != (c,):
+                raise ValueError(
+                    f"LPIPS-{net}: linear weights for {layer} have {w.shape[0]} channels, the "
+                    f"backbone has {c}."
+                )
+        self.lin = [tf.constant(w) for w in lins]
+        self.min_size = max(self.extractor.min_input_size(n) for n in LPIPS_LAYERS[net])
+
+    def scale(self, images):
+        """RGB [0, 1] -> the input of the official ScalingLayer output."""
+        x = tf.cast(images, tf.float32) * 2.0 - 1.0
+        return (x - tf.constant(SHIFT, tf.float32)) / tf.constant(SCALE, tf.float32)
+
+    def features(self, images):
+        feats = self.extractor(self.scale(images))
+        out = []
+        for layer in LPIPS_LAYERS[self.net]:
+            f = tf.cast(feats[layer], tf.float32)
+            # max(., 1e-30): identical value (features are 0 there), finite gradient.
+            norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(f), axis=-1, keepdims=True), 1e-30))
+            out.append(f / (norm + EPS))
+        return out
+
+    def __call__(self, y_true, y_pred, target_gradient=True):
+        ft = self.features(y_true if target_gradient else tf.stop_gradient(y_true))
+        fp = self.features(y_pred)
+        total = None
+        for a, b, w in zip(ft, fp, self.lin):
+            d = tf.reduce_sum(tf.square(a - b) * w, axis=-1)  # 1x1 conv, no bias
+            value = tf.reduce_mean(d, axis=[1, 2])
+            total = value if total is None else total + value
+        return total
+
+
+def get_lpips_network(net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy="float32"):
+    """Cached :class:`LPIPSNetwork`."""
+    lin_key = lin_weights if lin_weights is None or isinstance(lin_weights, str) else id(lin_weights)
+    key = (net, str(backbone_weights), lin_key, dtype_policy or keras.config.dtype_policy().name,
+           tf.distribute.get_strategy() if tf.distribute.has_strategy() else None)
+    if key not in _CACHE:
+        _CACHE[key] = LPIPSNetwork(net, backbone_weights, lin_weights, dtype_policy)
+    return _CACHE[key]
+
+
+def _prepare(y_true, y_pred, owner, network):
+    validation.check_raw_dtype(y_true, "y_true", owner)
+    validation.check_raw_dtype(y_pred, "y_pred", owner)
+    y_true, y_pred = validation.check_image_pair(y_true, y_pred, expected_channels=3, loss_name=owner)
+    validation.check_min_size(
+        y_pred, network.min_size, network.min_size, "y_pred",
+        f"the minimum input size of LPIPS-{network.net}", loss_name=owner,
+    )
+    return y_true, y_pred
+
+
+def lpips(y_true, y_pred, net="alex", weights="torchvision", lin_weights=None):
+    """LPIPS v0.1 distance of each image pair, shape ``(B,)`` (lower = more similar).
+
+    Args:
+        y_true, y_pred: RGB NHWC batches in [0, 1] of the same shape.
+        net: ``"alex"`` (the standard LPIPS) or ``"vgg"``.
+        weights: backbone weights: ``"torchvision"`` (default) or a file path.
+        lin_weights: path of the linear-layer file (default: found by name).
+
+    Example (requires the weight files, so not run here)::
+
+        lpips(reference, distorted)            # tf.Tensor([0.7237 ...])
+    """
+    network = get_lpips_network(net, weights, lin_weights, "float32")
+    y_true, y_pred = _prepare(y_true, y_pred, "lpips", network)
+    return network(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class LPIPS(keras.metrics.Mean):
+    """Streaming mean LPIPS over images: ``model.compile(metrics=[LPIPS()])``.
+
+    Arguments as in :func:`lpips` (images RGB in [0, 1]); each image counts once
+    (``sample_weight`` weights images). The network is built on first use and shared.
+    """
+
+    def __init__(self, net="alex", weights="torchvision", lin_weights=None, name="lpips", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.net = _check_net(net, "LPIPS")
+        self.weights_spec = weights if weights is None or isinstance(weights, str) else str(weights)
+        self.lin_weights = lin_weights if lin_weights is None else str(lin_weights)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = lpips(y_true, y_pred, self.net, self.weights_spec, self.lin_weights)
+        return super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "net": self.net,
+            "weights": self.weights_spec,
+            "lin_weights": self.lin_weights,
+        }

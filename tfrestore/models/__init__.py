@@ -1,0 +1,38 @@
+"""tfrestore networks: functional, serializable Keras models working on channels-last floats.
+
+Restorers: :func:`DnCNN`, :func:`FFDNet`, :func:`LiuDenoiser` (Liu et al., TIP 2020),
+:func:`EDSR` (super-resolution) and :func:`UNet` (SRN-style multi-scale encoder-decoder).
+Task-driven training (Liu et al.): :func:`cascade` builds ``[restored, task_logits]``
+with a frozen task network; :func:`get_restorer` and :func:`task_feature_extractor`
+support cross-task evaluation and the task network's perceptual features.
+"""
+
+from tfrestore.models.cascade import (
+    PREPROCESS_MODES,
+    FrozenTask,
+    TaskPreprocess,
+    cascade,
+    get_restorer,
+    task_feature_extractor,
+)
+from tfrestore.models.dncnn import DnCNN
+from tfrestore.models.edsr import EDSR
+from tfrestore.models.ffdnet import FFDNet
+from tfrestore.models.liu import LiuDenoiser
+from tfrestore.models.params import trainable_params
+from tfrestore.models.unet import UNet
+
+__all__ = [
+    "DnCNN",
+    "FFDNet",
+    "LiuDenoiser",
+    "EDSR",
+    "UNet",
+    "cascade",
+    "get_restorer",
+    "task_feature_extractor",
+    "FrozenTask",
+    "TaskPreprocess",
+    "PREPROCESS_MODES",
+    "trainable_params",
+]

@@ -1,0 +1,106 @@
+"""EDSR (Lim et al., "Enhanced Deep Residual Networks for Single Image
+Super-Resolution", CVPRW 2017; reference code sanghyun-son/EDSR-PyTorch)."""
+
+from __future__ import annotations
+
+import keras
+
+from tfrestore.models.layers import DepthToSpace, InputCheck
+
+__all__ = ["EDSR"]
+
+_VARIANTS = {"baseline": (16, 64, 1.0), "large": (32, 256, 0.1)}
+#: DIV2K RGB mean used by the reference code (``MeanShift``), in [0, 1] units.
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def _upsampler(x, scale, filters, init):
+    if scale & (scale - 1) == 0:  # power of two: repeated x2 stages
+        stages = [2] * (scale.bit_length() - 1)
+    elif scale == 3:
+        stages = [3]
+    else:
+        raise ValueError(f"`scale` must be a power of 2 or 3, got {scale}.")
+    for i, r in enumerate(stages):
+        x = keras.layers.Conv2D(filters * r * r, 3, padding="same", kernel_initializer=init, name=f"upsample{i}_conv")(x)
+        x = DepthToSpace(r, name=f"upsample{i}_shuffle")(x)
+    return x
+
+
+def EDSR(
+    scale=2,
+    variant="baseline",
+    num_blocks=None,
+    filters=None,
+    res_scale=None,
+    channels=3,
+    rgb_mean=DIV2K_RGB_MEAN,
+    name=None,
+):
+    """EDSR super-resolution network (input in [0, 1], any size; output ``scale`` x larger).
+
+    ``head`` conv -> ``num_blocks`` residual blocks (conv-ReLU-conv, scaled by
+    ``res_scale``, no BN) -> conv + long skip -> sub-pixel upsampler (conv +
+    depth-to-space, x2 stages for powers of two, one x3 stage) -> ``tail`` conv.
+    The DIV2K mean is subtracted at the input and added back at the output
+    (``MeanShift`` of the reference code, here for [0, 1] images).
+
+    Variants: ``"baseline"`` (16 blocks, 64 filters, res_scale 1) and
+    ``"large"`` (32 blocks, 256 filters, res_scale 0.1). Parameters: baseline
+    x2 **1,369,859** (the paper's 1.37M), x3 1,554,499, x4 1,517,571; large x4
+    43,089,923 (the paper's 43M), x2 40,729,603.
+
+    The depth-to-space channel order is TensorFlow's, not PyTorch's
+    ``PixelShuffle``: permute the upsampler's output channels when importing
+    PyTorch weights.
+
+    Args:
+        scale: 2, 3, 4 (or 8, ...).
+        variant: "baseline" or "large" (defaults for the next three arguments).
+        num_blocks, filters, res_scale: override the variant.
+        channels: image channels.
+        rgb_mean: per-channel mean subtracted/added (None: no mean shift).
+        name: model name (default ``edsr_<variant>_x<scale>``).
+
+    >>> import numpy as np
+    >>> from tfrestore.models import EDSR, trainable_params
+    >>> EDSR(scale=3, num_blocks=1, filters=8)(np.zeros((1, 5, 7, 3), "float32")).shape
+    TensorShape([1, 15, 21, 3])
+    >>> trainable_params(EDSR(scale=2))
+    1369859
+    """
+    if variant not in _VARIANTS:
+        raise ValueError(f"`variant` must be one of {sorted(_VARIANTS)}, got {variant!r}.")
+    scale = int(scale)
+    if scale < 2:
+        raise ValueError(f"`scale` must be >= 2, got {scale}.")
+    d_blocks, d_filters, d_res = _VARIANTS[variant]
+    num_blocks = d_blocks if num_blocks is None else int(num_blocks)
+    filters = d_filters if filters is None else int(filters)
+    res_scale = d_res if res_scale is None else float(res_scale)
+    if rgb_mean is not None:
+        rgb_mean = [float(m) for m in rgb_mean]
+        if len(rgb_mean) != channels:
+            raise ValueError(f"`rgb_mean` must have {channels} values (one per channel), got {len(rgb_mean)}.")
+    init = "he_uniform"  # PyTorch's default conv init is a scaled uniform; any fan-in init works
+
+    inp = keras.Input((None, None, channels), name="low_resolution")
+    x = InputCheck("EDSR", channels=channels, name="input_check")(inp)
+    if rgb_mean is not None:
+        x = keras.layers.Rescaling(1.0, offset=[-m for m in rgb_mean], name="sub_mean")(x)
+    head = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name="head")(x)
+    h = head
+    for i in range(num_blocks):
+        r = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv1")(h)
+        r = keras.layers.ReLU(name=f"block{i}_relu")(r)
+        r = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv2")(r)
+        if res_scale != 1.0:
+            r = keras.layers.Rescaling(res_scale, name=f"block{i}_scale")(r)
+        h = keras.layers.Add(name=f"block{i}_add")([h, r])
+    h = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name="body_conv")(h)
+    h = keras.layers.Add(name="long_skip")([head, h])
+    h = _upsampler(h, scale, filters, init)
+    out = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer=init, name="tail")(h)
+    if rgb_mean is not None:
+        out = keras.layers.Rescaling(1.0, offset=rgb_mean, name="add_mean")(out)
+    return keras.Model(inp, out, name=name or f"edsr_{variant}_x{scale}")

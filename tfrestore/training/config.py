@@ -1,0 +1,362 @@
+"""Training config: schema, YAML loading, ``--set`` overrides and the resolved dump.
+
+A config is a YAML mapping (see ``train/configs/*.yaml``). Every key is checked
+against :data:`SCHEMA`; an unknown key anywhere raises :class:`ConfigError`
+naming it (``unknown config key 'data.crop_size' (did you mean 'data.crop'?)``).
+``args`` mappings are passed to the named class/builder and checked against its
+signature when it is built. In ``args``, a string ``"a/b"`` of two numbers is
+read as the fraction (``sigma: 25/255``).
+
+>>> cfg = load_config({"task": "denoise", "model": {"type": "DnCNN"},
+...                    "losses": [{"type": "L1"}]}, overrides=["data.crop=48"])
+>>> cfg["data"]["crop"], cfg["losses"][0]["weight"], cfg["train"]["epochs"]
+(48, 1.0, 10)
+>>> load_config({"task": "denoise", "model": {"type": "DnCNN"}, "losses": [{"type": "L1", "wieght": 2}]})
+Traceback (most recent call last):
+...
+tfrestore.training.schema.ConfigError: unknown config key 'losses[0].wieght' (did you mean 'losses[0].weight'?); valid keys in 'losses[0]': type, weight, args, fallback
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+
+import yaml
+
+from tfrestore.training.schema import REQUIRED, Args, ConfigError, Field, ListOf, Section, describe, validate
+
+__all__ = [
+    "SCHEMA",
+    "TASK_NAMES",
+    "TASK_DEGRADATIONS",
+    "ConfigError",
+    "load_config",
+    "apply_overrides",
+    "dump_config",
+    "describe_config",
+    "resolve_fractions",
+    "config_diff",
+]
+
+TASK_NAMES = ("denoise", "super_resolution", "dehaze", "derain", "lowlight")
+
+#: Degradation used when ``data.degradation.type`` is null (arguments: the
+#: degradation's own defaults unless given in ``data.degradation.args``).
+TASK_DEGRADATIONS = {
+    "denoise": ("gaussian_noise", {"sigma": 25 / 255}),
+    "super_resolution": ("bicubic_downsample", {"scale": 4}),
+    "dehaze": ("haze", {}),
+    "derain": ("rain", {}),
+    "lowlight": ("low_light", {}),
+}
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+_LOSS_FIELDS = dict(
+    type=Field(REQUIRED, str, "registered tfrestore loss class, e.g. L1, SSIMLoss, PerceptualLoss, D2SMLoss"),
+    weight=Field(1.0, float, "weight of this term in the WeightedSum"),
+    args=Args("keyword arguments of the loss class"),
+)
+
+_FALLBACK_ITEM = Section("a replacement loss term", **_LOSS_FIELDS)
+
+_LOSS_ITEM = Section(
+    "one weighted loss term",
+    **_LOSS_FIELDS,
+    fallback=ListOf(
+        _FALLBACK_ITEM,
+        "terms used instead when this one cannot be built because its pretrained weights are missing "
+        "(empty: such a failure is an error)",
+    ),
+)
+
+_SOURCE = dict(
+    source=Field("default", str, "'default' (embedded scikit-image photos), an image directory or a glob; "
+                 "$VARS and ~ are expanded"),
+    max_images=Field(None, int, "use at most this many images (null: all)", check=_positive),
+)
+
+SCHEMA = Section(
+    "training config",
+    task=Field(REQUIRED, str, "restoration task", choices=TASK_NAMES),
+    name=Field(None, str, "run name (default: the config file name)"),
+    seed=Field(0, int, "random seed (weights, crops, degradations)"),
+    model=Section(
+        "restoration network",
+        type=Field(REQUIRED, str, "tfrestore.models builder (DnCNN, FFDNet, LiuDenoiser, EDSR, UNet) or "
+                   "'package.module:function'"),
+        args=Args("keyword arguments of the builder"),
+    ),
+    losses=ListOf(_LOSS_ITEM, "loss terms, summed with their weights into a WeightedSum", default=REQUIRED,
+                  min_len=1),
+    data=Section(
+        "training / validation / held-out data",
+        train=Section("training images", **_SOURCE, split=Field("train", str, "split of the default images")),
+        val=Section(
+            "validation images (fixed degradation seed)",
+            **_SOURCE,
+            split=Field("val", str, "split of the default images"),
+            crop=Field(128, int, "centre crop of each validation image (clean resolution); null: whole images",
+                       check=_positive),
+            batch_size=Field(4, int, "validation batch size", check=_positive),
+        ),
+        test=Section(
+            "held-out images for the final report",
+            **_SOURCE,
+            split=Field("test", str, "split of the default images"),
+            max_size=Field(256, int, "centre-crop longer sides to at most this (null: full size)",
+                           check=_positive),
+        ),
+        degradation=Section(
+            "synthetic degradation applied to clean images (tfrestore.data)",
+            type=Field(None, str, "registered degradation: gaussian_noise, bicubic_downsample, haze, rain, "
+                       "low_light, jpeg, motion_blur, compose (null: the task's default, see TASK_DEGRADATIONS)"),
+            args=Args("keyword arguments of the degradation (e.g. sigma: 25/255)"),
+        ),
+        crop=Field(64, int, "training crop size (clean / high-resolution pixels)", check=_positive),
+        batch_size=Field(8, int, "global training batch size (split over replicas)", check=_positive),
+        augment=Field(True, bool, "random flips and 90-degree rotations"),
+        channels=Field(3, int, "image channels", choices=(1, 3)),
+        shuffle_buffer=Field(256, int, "tf.data shuffle buffer (images)", check=_positive),
+    ),
+    optimizer=Section(
+        "optimizer",
+        type=Field("Adam", str, "keras.optimizers class name (Adam, AdamW, SGD, ...)"),
+        learning_rate=Field(1e-3, float, "(peak) learning rate", check=_positive),
+        clipnorm=Field(None, float, "clip each gradient's norm (null: off)", check=_positive),
+        global_clipnorm=Field(None, float, "clip the global gradient norm (null: off)", check=_positive),
+        args=Args("other keyword arguments of the optimizer"),
+    ),
+    schedule=Section(
+        "learning-rate schedule over the whole run (epochs * steps_per_epoch steps)",
+        type=Field("constant", str, "schedule", choices=("constant", "cosine", "step", "exponential")),
+        warmup_steps=Field(0, int, "linear warm-up steps", check=_non_negative),
+        args=Args("cosine: alpha; step: milestones (steps), gamma; exponential: decay_steps, decay_rate"),
+    ),
+    train=Section(
+        "fit() settings",
+        epochs=Field(10, int, "epochs", check=_positive),
+        steps_per_epoch=Field(100, int, "training steps per epoch", check=_positive),
+        validation_steps=Field(None, int, "validation batches per epoch (null: all)", check=_positive),
+        mixed_precision=Field(False, bool, "train under the 'mixed_float16' dtype policy"),
+        jit_compile=Field("auto", (bool, str), "XLA: auto, true or false",
+                          check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false"),
+        strategy=Field("auto", str, "auto (MirroredStrategy over all GPUs, default strategy on CPU), "
+                       "mirrored or default", choices=("auto", "mirrored", "default")),
+        deterministic=Field(False, bool, "enable TF op determinism (bit-reproducible runs, slower)"),
+        verbose=Field("auto", (int, str), "Keras progress output: auto, 0, 1 (bars) or 2 (one line/epoch)",
+                      check=lambda v: None if v in ("auto", 0, 1, 2) else "must be auto, 0, 1 or 2"),
+    ),
+    metrics=Section(
+        "validation metrics",
+        psnr=Field(True, bool, "PSNR (dB, RGB, data range 1)"),
+        ssim=Field(True, bool, "SSIM (Gaussian window 11, sigma 1.5)"),
+        lpips=Field("auto", (bool, str), "LPIPS: auto (when its weights are available), true or false",
+                    check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false"),
+        monitor=Field("val_psnr", str, "quantity ModelCheckpoint keeps the best of"),
+        mode=Field("max", str, "whether larger or smaller 'monitor' is better", choices=("max", "min")),
+    ),
+    output=Section(
+        "what the run writes",
+        dir=Field(None, str, "run directory (default: runs/<name>); a killed run resumes from here"),
+        tensorboard=Field(True, bool, "TensorBoard scalars (logs/)"),
+        image_summaries=Field(3, int, "validation images (degraded/restored/clean) logged to TensorBoard "
+                              "each epoch", check=_non_negative),
+        csv=Field(True, bool, "history.csv (one row per epoch)"),
+        checkpoint=Field(True, bool, "best.keras: the best model by metrics.monitor"),
+        backup=Field(True, bool, "BackupAndRestore state in backup/ (resume after a kill)"),
+        report=Field(True, bool, "final evaluation on the held-out images: table, metrics.csv, grid.png, "
+                     "loss_curve.png"),
+    ),
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+_FRACTION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*/\s*((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def resolve_fractions(value):
+    """Replace strings like ``"25/255"`` by their float value, recursively.
+
+    >>> resolve_fractions({"sigma": "25/255", "range": ["0/255", "75/255"], "name": "a/b"})
+    {'sigma': 0.09803921568627451, 'range': [0.0, 0.29411764705882354], 'name': 'a/b'}
+    """
+    if isinstance(value, dict):
+        return {k: resolve_fractions(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [resolve_fractions(v) for v in value]
+    if isinstance(value, str):
+        m = _FRACTION.match(value)
+        if m:
+            den = float(m.group(2))
+            if den == 0:
+                raise ConfigError(f"division by zero in {value!r}")
+            return float(m.group(1)) / den
+    return value
+
+
+def _set_path(cfg, dotted, value):
+    parts = _split_path(dotted)
+    node = cfg
+    for i, p in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(p, int):
+            if not isinstance(node, list) or p > len(node):
+                raise ConfigError(f"override '{dotted}': index [{p}] does not exist")
+            if p == len(node):
+                node.append([] if isinstance(nxt, int) else {})
+            node = node[p]
+            continue
+        if p not in node or node[p] is None:
+            node[p] = [] if isinstance(nxt, int) else {}
+        node = node[p]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"override '{dotted}': '{p}' is not a mapping")
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list):
+            raise ConfigError(f"override '{dotted}': not a list")
+        if last == len(node):
+            node.append(value)
+        elif last < len(node):
+            node[last] = value
+        else:
+            raise ConfigError(f"override '{dotted}': index [{last}] is past the end")
+    else:
+        node[last] = value
+
+
+def _split_path(dotted):
+    parts = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", dotted):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    if not parts:
+        raise ConfigError(f"empty override key in {dotted!r}")
+    return parts
+
+
+def apply_overrides(cfg, overrides):
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config.
+
+    >>> apply_overrides({"data": {"crop": 64}}, ["data.crop=32", "losses[0].type=L1"])
+    {'data': {'crop': 32}, 'losses': [{'type': 'L1'}]}
+    """
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: cannot parse the value as YAML ({e})") from None
+        _set_path(cfg, key.strip(), value)
+    return cfg
+
+
+def _read_yaml(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(source, overrides=(), task=None):
+    """Load, override and validate a config.
+
+    Args:
+        source: a YAML file path or a dict.
+        overrides: ``["train.epochs=2", ...]``.
+        task: if given, the config's ``task`` must equal it.
+
+    Returns:
+        The resolved config dict (defaults filled in, fractions in ``args``
+        evaluated, ``name`` set).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        raw = _read_yaml(os.fspath(source))
+        default_name = os.path.splitext(os.path.basename(os.fspath(source)))[0]
+    elif isinstance(source, dict):
+        raw = copy.deepcopy(source)
+        default_name = None
+    else:
+        raise TypeError(f"`source` must be a YAML path or a dict, got {type(source).__name__}.")
+    raw = apply_overrides(raw, overrides)
+    cfg = validate(SCHEMA, raw)
+    if task is not None and cfg["task"] != task:
+        raise ConfigError(
+            f"config key 'task' is {cfg['task']!r} but this entry point trains {task!r}; use the matching "
+            f"script (train/{cfg['task']}.py) or fix the config"
+        )
+    cfg["name"] = cfg["name"] or default_name or cfg["task"]
+    deg = cfg["data"]["degradation"]
+    if deg["type"] is None:
+        kind, defaults = TASK_DEGRADATIONS[cfg["task"]]
+        deg["type"] = kind
+        deg["args"] = {**defaults, **deg["args"]}
+    _resolve_args(cfg)
+    return cfg
+
+
+def _resolve_args(cfg):
+    cfg["model"]["args"] = resolve_fractions(cfg["model"]["args"])
+    for term in cfg["losses"]:
+        term["args"] = resolve_fractions(term["args"])
+        for fb in term["fallback"]:
+            fb["args"] = resolve_fractions(fb["args"])
+    cfg["data"]["degradation"]["args"] = resolve_fractions(cfg["data"]["degradation"]["args"])
+    cfg["optimizer"]["args"] = resolve_fractions(cfg["optimizer"]["args"])
+    cfg["schedule"]["args"] = resolve_fractions(cfg["schedule"]["args"])
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dump_config(cfg, path=None):
+    """YAML text of a resolved config (written to ``path`` if given)."""
+    text = yaml.safe_dump(_plain(cfg), sort_keys=False, default_flow_style=None)
+    if path is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return text
+
+
+def config_diff(a, b, path=""):
+    """Dotted keys whose values differ between two resolved configs."""
+    out = []
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            out += config_diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += config_diff(x, y, f"{path}[{i}]")
+    elif a != b:
+        out.append(path)
+    return out
+
+
+def describe_config():
+    """Every config key with its default and description (``--help-config``)."""
+    return "\n".join(describe(SCHEMA))

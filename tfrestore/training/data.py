@@ -1,0 +1,161 @@
+"""Config ``data`` section -> ``tfrestore.data`` pipelines.
+
+Image sources are ``"default"`` (the photographs embedded in scikit-image, see
+:func:`tfrestore.data.default_images`), a folder or a glob (``$VARS`` and ``~``
+expanded). The five default photographs are split as :data:`DEFAULT_SPLITS`:
+three for training, the other two held out (used both for validation and for
+the final report, as only five are embedded). ``split`` is ignored for folders.
+
+Resuming: the training stream is deterministic (stateless ops keyed by the seed
+and the element index, see :mod:`tfrestore.data.datasets`), so a resumed run
+skips the batches already consumed and sees exactly the data an uninterrupted
+run would.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tfrestore.training.schema import ConfigError
+
+__all__ = [
+    "DEFAULT_SPLITS",
+    "build_degradation",
+    "source_images",
+    "train_dataset",
+    "val_dataset",
+    "held_out_images",
+    "degrade_image",
+]
+
+DEFAULT_SPLITS = {
+    "train": ("astronaut", "coffee", "rocket"),
+    "val": ("chelsea", "motorcycle"),
+    "test": ("chelsea", "motorcycle"),
+    "all": None,
+}
+
+
+def _data():
+    try:
+        import tfrestore.data as data
+    except ImportError as e:  # pragma: no cover - part of the package
+        raise ConfigError(f"config section 'data': tfrestore.data cannot be imported ({e})") from e
+    return data
+
+
+def build_degradation(deg_cfg, path="data.degradation"):
+    """``tfrestore.data`` degradation object from ``{type, args}``."""
+    data = _data()
+    spec = {"type": deg_cfg["type"], **(deg_cfg.get("args") or {})}
+    try:
+        return data.get_degradation(spec)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config key '{path}': {e}") from e
+
+
+def source_images(section, path, channels=3):
+    """The image list of a ``data.train``/``val``/``test`` section: arrays for
+    ``"default"``, file paths otherwise."""
+    data = _data()
+    src = section["source"]
+    limit = section.get("max_images")
+    if src == "default":
+        split = section.get("split", "all")
+        if split not in DEFAULT_SPLITS:
+            raise ConfigError(
+                f"config key '{path}.split' must be one of {', '.join(DEFAULT_SPLITS)} for the default images; "
+                f"got {split!r}"
+            )
+        names = DEFAULT_SPLITS[split]
+        names = list(data.DEFAULT_IMAGE_NAMES if names is None else names)
+        if limit:
+            names = names[:limit]
+        images = data.default_images(names)
+        if channels == 1:
+            w = np.array([0.2989, 0.5870, 0.1140], np.float32)
+            images = [(im @ w)[..., None] for im in images]
+        return images, names
+    expanded = os.path.expanduser(os.path.expandvars(src))
+    try:
+        paths = data.list_images(expanded)
+    except Exception as e:  # ImageFileError and friends: name the key
+        raise ConfigError(f"config key '{path}.source' ({src!r}): {e}") from e
+    if limit:
+        paths = paths[:limit]
+    return paths, [os.path.splitext(os.path.basename(p))[0] for p in paths]
+
+
+def train_dataset(cfg, skip_batches=0):
+    """Infinite, deterministic ``(degraded, clean)`` training batches."""
+    data = _data()
+    d = cfg["data"]
+    images, _ = source_images(d["train"], "data.train", d["channels"])
+    deg = build_degradation(d["degradation"])
+    try:
+        ds = data.image_dataset(
+            images, deg, training=True, crop_size=d["crop"], batch_size=d["batch_size"],
+            seed=cfg["seed"], augment=d["augment"], channels=d["channels"],
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config section 'data' (training images): {e}") from e
+    if skip_batches:
+        ds = ds.skip(int(skip_batches))
+    return ds
+
+
+def val_dataset(cfg):
+    """Finite validation batches with a fixed degradation (seed + 1)."""
+    data = _data()
+    d = cfg["data"]
+    v = d["val"]
+    images, _ = source_images(v, "data.val", d["channels"])
+    deg = build_degradation(d["degradation"])
+    try:
+        ds = data.image_dataset(
+            images, deg, training=False, crop_size=v["crop"], batch_size=v["batch_size"],
+            seed=cfg["seed"] + 1, channels=d["channels"],
+        )
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config section 'data.val': {e}") from e
+    # Known length: Keras then neither warns "ran out of data" nor needs validation_steps.
+    import tensorflow as tf
+
+    n_batches = -(-len(images) // v["batch_size"])
+    return ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+
+
+def _centre_crop(img, max_size, multiple):
+    h, w = img.shape[:2]
+    th = min(h, max_size or h)
+    tw = min(w, max_size or w)
+    th -= th % multiple
+    tw -= tw % multiple
+    y, x = (h - th) // 2, (w - tw) // 2
+    return img[y:y + th, x:x + tw]
+
+
+def held_out_images(cfg, multiple=1):
+    """``[(name, clean HWC float32)]`` for the final report (centre-cropped to
+    ``data.test.max_size`` and to a multiple of ``multiple``, e.g. the SR scale)."""
+    data = _data()
+    d = cfg["data"]
+    t = d["test"]
+    images, names = source_images(t, "data.test", d["channels"])
+    out = []
+    for name, img in zip(names, images):
+        if isinstance(img, str):
+            img = data.read_image(img, channels=d["channels"])
+        out.append((name, _centre_crop(np.asarray(img, np.float32), t["max_size"], multiple)))
+    return out
+
+
+def degrade_image(degradation, clean, seed):
+    """Degrade one clean HWC image with a fixed seed; returns model input(s)
+    with a batch axis (a tuple for multi-input degradations)."""
+    out = degradation(clean[None], seed)
+    if isinstance(out, (tuple, list)):
+        return tuple(np.asarray(o) for o in out)
+    return np.asarray(out)

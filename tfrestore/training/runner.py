@@ -1,0 +1,397 @@
+"""The training runner behind ``train/*.py`` and ``tfrestore train``.
+
+:func:`train` builds data, model, loss (a ``WeightedSum``), metrics and
+optimizer from a config, inside the distribution strategy's scope, and trains
+with ``model.fit``. A run directory holds::
+
+    config.yaml      the resolved config (every default filled in)
+    run.yaml         what was actually used: loss terms (fallbacks), strategy, versions
+    history.csv      one row per epoch (CSVLogger)
+    logs/            TensorBoard scalars and images (degraded / restored / clean)
+    best.keras       best model by ``metrics.monitor`` (ModelCheckpoint)
+    final.keras      the model after the last epoch
+    backup/          BackupAndRestore state (model, optimizer, loss state such as
+                     a D2SM queue, epoch); deleted when the run completes
+    report/          metrics.csv, grid.png, loss_curve.png (held-out images)
+
+Running the same config again after a kill resumes from ``backup/`` at the
+last completed epoch; the data stream skips the batches already used, so the
+resumed run follows the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from tfrestore.training import builders
+from tfrestore.training import data as tdata
+from tfrestore.training.config import ConfigError, config_diff, dump_config, load_config
+
+__all__ = ["train", "TrainResult", "run_paths", "resume_epoch"]
+
+# Keys that may change between an interrupted run and its resumption.
+_RESUME_FREE = ("output", "train.verbose", "name")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    run_dir: str
+    config: dict
+    history: dict
+    model: object = None
+    report_rows: list = dataclasses.field(default_factory=list)
+    files: dict = dataclasses.field(default_factory=dict)
+    initial_epoch: int = 0
+    notes: list = dataclasses.field(default_factory=list)
+
+
+def run_paths(run_dir):
+    """Paths of the files a run writes."""
+    j = os.path.join
+    return {
+        "config": j(run_dir, "config.yaml"),
+        "run_info": j(run_dir, "run.yaml"),
+        "history": j(run_dir, "history.csv"),
+        "logs": j(run_dir, "logs"),
+        "best": j(run_dir, "best.keras"),
+        "final": j(run_dir, "final.keras"),
+        "backup": j(run_dir, "backup"),
+        "report": j(run_dir, "report"),
+        "metrics_csv": j(run_dir, "report", "metrics.csv"),
+        "grid": j(run_dir, "report", "grid.png"),
+        "loss_curve": j(run_dir, "report", "loss_curve.png"),
+    }
+
+
+def resume_epoch(backup_dir):
+    """Epoch a run backed up in ``backup_dir`` resumes at (0 if none)."""
+    meta = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.isfile(meta) or not os.path.isfile(os.path.join(backup_dir, "latest.weights.h5")):
+        return 0
+    with open(meta, encoding="utf-8") as f:
+        return int(json.load(f).get("epoch", 0))
+
+
+def _resume_relevant(diff):
+    return [k for k in diff if not any(k == f or k.startswith(f + ".") for f in _RESUME_FREE)]
+
+
+def _prepare_run_dir(cfg, run_dir, fresh):
+    paths = run_paths(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if fresh:
+        for key in ("backup", "logs"):
+            shutil.rmtree(paths[key], ignore_errors=True)
+        for key in ("history", "best", "final"):
+            if os.path.exists(paths[key]):
+                os.remove(paths[key])
+    initial_epoch = resume_epoch(paths["backup"]) if cfg["output"]["backup"] else 0
+    if initial_epoch and os.path.isfile(paths["config"]):
+        from tfrestore.training.config import load_config as _load
+
+        saved = _load(paths["config"])
+        diff = _resume_relevant(config_diff(saved, cfg))
+        if diff:
+            raise ConfigError(
+                f"{run_dir} holds an interrupted run (epoch {initial_epoch}) with a different config "
+                f"(keys differ: {', '.join(diff)}); resume with the same config, or pass --fresh / another "
+                "--output-dir"
+            )
+    if initial_epoch >= cfg["train"]["epochs"]:
+        raise ConfigError(
+            f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is {cfg['train']['epochs']}"
+        )
+    if not initial_epoch and os.path.exists(paths["history"]):
+        os.remove(paths["history"])  # a new run: do not append to an old history
+    if initial_epoch and os.path.exists(paths["history"]):
+        _truncate_history(paths["history"], initial_epoch)
+    return paths, initial_epoch
+
+
+def _truncate_history(path, n_epochs):
+    """Keep the header and the first ``n_epochs`` rows (rows written after the
+    last backup belong to epochs that will be re-run)."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines[: 1 + n_epochs]) + "\n")
+
+
+def _best_so_far(history_path, monitor, mode):
+    if not os.path.isfile(history_path):
+        return None
+    from tfrestore.training.report import read_history
+
+    vals = [v for v in read_history(history_path).get(monitor, []) if np.isfinite(v)]
+    if not vals:
+        return None
+    return max(vals) if mode == "max" else min(vals)
+
+
+def _versions():
+    import keras
+    import tensorflow as tf
+
+    import tfrestore
+
+    return {"tfrestore": tfrestore.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version()}
+
+
+def _example_batch(ds):
+    for x, y in ds.take(1):
+        if isinstance(x, (tuple, list)):
+            return tuple(np.asarray(t) for t in x), np.asarray(y)
+        return np.asarray(x), np.asarray(y)
+    raise ConfigError("the validation dataset is empty")
+
+
+def _check_model_io(model, x, y, cfg):
+    """Call the model once on a batch (this also builds it, as BackupAndRestore
+    requires) and compare its output with the target shape."""
+    try:
+        out = model(list(x) if isinstance(x, tuple) else x, training=False)
+    except Exception as e:
+        raise ConfigError(
+            f"config key 'model': {cfg['model']['type']} cannot take the data's inputs "
+            f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} ({e})"
+        ) from e
+    out_shape = tuple(out[0].shape if isinstance(out, (list, tuple)) else out.shape)
+    if out_shape != tuple(y.shape):
+        raise ConfigError(
+            f"config key 'model': {cfg['model']['type']} maps inputs "
+            f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} to {out_shape}, but the "
+            f"clean targets are {tuple(y.shape)}; check 'model.args' (channels, scale, padding) against 'data'"
+        )
+
+
+def train(
+    config,
+    *,
+    overrides=(),
+    task=None,
+    output_dir=None,
+    strategy=None,
+    callbacks=(),
+    fresh=False,
+    report=None,
+    verbose=None,
+):
+    """Train a restoration model from a config.
+
+    Args:
+        config: YAML path, raw dict, or a config already returned by
+            :func:`tfrestore.training.load_config`.
+        overrides: ``["train.epochs=2", ...]`` applied on top.
+        task: expected task (scripts pass theirs); mismatch is an error.
+        output_dir: run directory (overrides ``output.dir``).
+        strategy: a ``tf.distribute.Strategy`` to use instead of
+            ``train.strategy`` (e.g. the test-suite's shared one).
+        callbacks: extra Keras callbacks (appended).
+        fresh: discard an existing backup / history in the run directory.
+        report: override ``output.report``.
+        verbose: override ``train.verbose``.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tfrestore.training.strategy import describe_strategy, get_strategy
+
+    t_start = time.time()
+    cfg = load_config(config, overrides=overrides, task=task)
+    run_dir = os.path.abspath(output_dir or cfg["output"]["dir"] or os.path.join("runs", cfg["name"]))
+    cfg["output"]["dir"] = run_dir
+    paths, initial_epoch = _prepare_run_dir(cfg, run_dir, fresh)
+    tr, out_cfg = cfg["train"], cfg["output"]
+    verbose = tr["verbose"] if verbose is None else verbose
+    if verbose == "auto":  # progress bars in a terminal, one line per epoch in logs
+        verbose = 1 if sys.stdout.isatty() else 2
+
+    keras.utils.set_random_seed(cfg["seed"])
+    if tr["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = keras.config.dtype_policy()
+    if tr["mixed_precision"]:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        strategy = get_strategy(strategy if strategy is not None else tr["strategy"])
+        steps = tr["steps_per_epoch"]
+        train_ds = tdata.train_dataset(cfg, skip_batches=initial_epoch * steps)
+        val_ds = tdata.val_dataset(cfg)
+        x_val, y_val = _example_batch(val_ds)
+        notes = []
+
+        with strategy.scope():
+            model = builders.build_model(cfg["model"])
+            _check_model_io(model, x_val, y_val, cfg)
+            loss, used_terms = builders.build_loss(cfg["losses"])
+            metrics, metric_notes = builders.build_metrics(cfg["metrics"])
+            notes += metric_notes
+            schedule = builders.build_schedule(
+                cfg["schedule"], cfg["optimizer"]["learning_rate"], builders.steps_total(cfg)
+            )
+            optimizer = builders.build_optimizer(cfg["optimizer"], schedule)
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=tr["jit_compile"])
+
+        tensorboard = cfg["output"]["tensorboard"] and _tensorboard_installed()
+        if cfg["output"]["tensorboard"] and not tensorboard:
+            notes.append("TensorBoard logging skipped: the 'tensorboard' package is not installed "
+                         "(pip install tensorboard)")
+        dump_config(cfg, paths["config"])
+        run_info = {
+            "losses_used": used_terms,
+            "loss": repr(loss),
+            "strategy": describe_strategy(strategy),
+            "dtype_policy": keras.config.dtype_policy().name,
+            "trainable_parameters": int(sum(int(np.prod(v.shape)) for v in model.trainable_weights)),
+            "resumed_from_epoch": initial_epoch,
+            "versions": _versions(),
+            "notes": notes,
+        }
+        dump_config(run_info, paths["run_info"])
+
+        cbs = _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard)
+        cbs += list(callbacks)
+        _print_header(cfg, run_dir, run_info, initial_epoch, notes)
+        hist = model.fit(
+            train_ds,
+            epochs=tr["epochs"],
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            validation_steps=tr["validation_steps"],
+            callbacks=cbs,
+            verbose=verbose,
+            shuffle=False,  # the tf.data pipeline shuffles (deterministically)
+        )
+        model.save(paths["final"])
+        history = dict(hist.history)
+        if out_cfg["csv"] and os.path.isfile(paths["history"]):
+            from tfrestore.training.report import read_history
+
+            history = read_history(paths["history"])
+        result = TrainResult(run_dir=run_dir, config=cfg, history=history, model=model,
+                             initial_epoch=initial_epoch, notes=notes,
+                             files={k: paths[k] for k in ("config", "run_info", "final")})
+        if out_cfg["csv"]:
+            result.files["history"] = paths["history"]
+        if tensorboard:
+            result.files["logs"] = paths["logs"]
+        if out_cfg["checkpoint"] and os.path.isfile(paths["best"]):
+            result.files["best"] = paths["best"]
+        if out_cfg["report"] if report is None else report:
+            _final_report(result, paths, cfg)
+        print(f"[tfrestore] done in {time.time() - t_start:.1f} s; run directory: {run_dir}", flush=True)
+        return result
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _tensorboard_installed():
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard):
+    import keras
+
+    from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger
+
+    out_cfg, m = cfg["output"], cfg["metrics"]
+    cbs = []
+    try:  # D2SM-style queue losses: freeze the queue during validation, guard loss lists
+        from tfrestore.callbacks import QueueControl
+
+        cbs.append(QueueControl())
+    except ImportError:
+        pass
+    cbs.append(LearningRateLogger())
+    if tensorboard and out_cfg["image_summaries"]:
+        k = out_cfg["image_summaries"]
+        xs = tuple(t[:k] for t in x_val) if isinstance(x_val, tuple) else x_val[:k]
+        cbs.append(ImageSummaries(paths["logs"], xs, y_val[:k], max_images=k))
+    if out_cfg["checkpoint"]:
+        best = _best_so_far(paths["history"], m["monitor"], m["mode"]) if initial_epoch else None
+        cbs.append(keras.callbacks.ModelCheckpoint(
+            paths["best"], monitor=m["monitor"], mode=m["mode"], save_best_only=True,
+            initial_value_threshold=best, verbose=0,
+        ))
+    if out_cfg["backup"]:
+        cbs.append(keras.callbacks.BackupAndRestore(paths["backup"]))
+    if out_cfg["csv"]:
+        cbs.append(keras.callbacks.CSVLogger(paths["history"], append=bool(initial_epoch)))
+    if tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(paths["logs"], write_graph=False, profile_batch=0))
+    return cbs
+
+
+def _print_header(cfg, run_dir, run_info, initial_epoch, notes):
+    tr = cfg["train"]
+    lines = [
+        f"[tfrestore] task {cfg['task']} | model {cfg['model']['type']} "
+        f"({run_info['trainable_parameters']:,} parameters) | loss {run_info['loss']}",
+        f"[tfrestore] {run_info['strategy']} | policy {run_info['dtype_policy']} | "
+        f"{tr['epochs']} epochs x {tr['steps_per_epoch']} steps, batch {cfg['data']['batch_size']}, "
+        f"crop {cfg['data']['crop']}",
+        f"[tfrestore] run directory: {run_dir}",
+    ]
+    if initial_epoch:
+        lines.append(f"[tfrestore] resuming an interrupted run at epoch {initial_epoch + 1}")
+    lines += [f"[tfrestore] note: {n}" for n in notes]
+    print("\n".join(lines), flush=True)
+
+
+def _final_report(result, paths, cfg):
+    """Evaluate the best model on the held-out images; write table, CSV and figures."""
+    from tfrestore.inference.evaluate import add_mean_row, evaluate_model, format_table, write_csv
+    from tfrestore.training.report import image_grid, loss_curve
+
+    model = result.model
+    if os.path.isfile(paths["best"]):
+        from tfrestore.inference.restore import load_model
+
+        model = load_model(paths["best"])
+    deg = tdata.build_degradation(cfg["data"]["degradation"])
+    scale = int(getattr(deg, "scale", 1) or 1)
+    held = tdata.held_out_images(cfg, multiple=scale)
+    items = [
+        (name, tdata.degrade_image(deg, clean, [cfg["seed"] + 2, i]), clean)
+        for i, (name, clean) in enumerate(held)
+    ]
+    items = [(n, x if isinstance(x, tuple) else x[0], c) for n, x, c in items]
+    rows, notes, images = evaluate_model(model, items, lpips=cfg["metrics"]["lpips"], return_images=True)
+    table_rows = add_mean_row(rows)
+    write_csv(table_rows, paths["metrics_csv"])
+    in_label = "bicubic" if scale > 1 else "degraded"
+    grid_rows = []
+    for row, (name, deg_img, restored, clean) in zip(rows, images):
+        grid_rows.append((
+            name, deg_img, restored, clean,
+            [f"{in_label} {row['psnr_in']:.2f} dB / {row['ssim_in']:.3f}",
+             f"restored {row['psnr_out']:.2f} dB / {row['ssim_out']:.3f}", "clean"],
+        ))
+    image_grid(grid_rows, paths["grid"])
+    loss_curve(result.history, paths["loss_curve"])
+    result.report_rows = table_rows
+    result.files.update({k: paths[k] for k in ("metrics_csv", "grid", "loss_curve")})
+    print(f"\n[tfrestore] held-out images: {in_label} input vs restored (PSNR dB, SSIM"
+          + (", LPIPS" if rows and "lpips_in" in rows[0] else "") + ")")
+    print(format_table(table_rows))
+    for n in notes:
+        print(f"[tfrestore] note: {n}")
+    print(f"[tfrestore] metrics table: {paths['metrics_csv']}")
+    print(f"[tfrestore] before/after grid: {paths['grid']}")
+    print(f"[tfrestore] loss curve: {paths['loss_curve']}", flush=True)
