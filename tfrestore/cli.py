@@ -22,18 +22,34 @@ import sys
 __all__ = ["main", "build_parser"]
 
 _DELEGATED = {
-    "convert": ("convert PyTorch checkpoints to Keras weights (tfrestore.convert)",
-                [("tfrestore.convert.cli", "main")]),
-    "bench": ("run a benchmark (bench/ runner of the source checkout: 'tfrestore bench list')",
-              [("bench.__main__", "main")]),
-    "viz": ("visualise feature spaces / semantic statistics (tfrestore.viz)",
-            [("tfrestore.viz.cli", "main"), ("tfrestore.viz.cli_main", "main"), ("tfrestore.viz.__main__", "main"),
-             ("tfrestore.viz", "main")]),
+    "convert": (
+        "convert PyTorch checkpoints to Keras weights (tfrestore.convert)",
+        [("tfrestore.convert.cli", "main")],
+    ),
+    "bench": (
+        "run a benchmark (bench/ runner of the source checkout: 'tfrestore bench list')",
+        [("bench.__main__", "main")],
+    ),
+    "viz": (
+        "visualise feature spaces / semantic statistics (tfrestore.viz)",
+        [
+            ("tfrestore.viz.cli", "main"),
+            ("tfrestore.viz.cli_main", "main"),
+            ("tfrestore.viz.__main__", "main"),
+            ("tfrestore.viz", "main"),
+        ],
+    ),
 }
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the task list's layout; descriptions are wrapped by :func:`_wrap`."""
+
+
+def _wrap(text):
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(par, 90) for par in text.split("\n\n"))
 
 
 def _delegate(name, argv):
@@ -44,7 +60,7 @@ def _delegate(name, argv):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            # Only "this module is missing" falls through; a missing dependency inside it is reported.
+            # Only "this module is missing" falls through; a missing dependency inside it raises.
             if e.name and (module == e.name or module.startswith(e.name + ".")):
                 errors.append(f"{module}: not found")
                 continue
@@ -56,10 +72,16 @@ def _delegate(name, argv):
         return fn(list(argv)) or 0
     hint = ""
     if name == "bench":
-        hint = (" The benchmark runner lives in the source checkout's bench/ package: run this from the "
-                "repository root (or use 'python -m bench').")
-    print(f"error: 'tfrestore {name}' is not available in this installation ({'; '.join(errors)}).{hint}",
-          file=sys.stderr)
+        hint = (
+            " The benchmark runner lives in the source checkout's bench/ package: run this from "
+            "the "
+            "repository root (or use 'python -m bench')."
+        )
+    print(
+        f"error: 'tfrestore {name}' is not available in this installation "
+        f"({'; '.join(errors)}).{hint}",
+        file=sys.stderr,
+    )
     return 2
 
 
@@ -71,14 +93,21 @@ def _add_train(sub):
     from tfrestore.training.script import TASK_HELP, add_train_arguments
 
     p = sub.add_parser(
-        "train", help="train a restoration model from a YAML config",
-        description="Train a restoration model with model.fit from a YAML config (model, weighted losses, data, "
-        "optimizer/schedule, epochs). Writes config.yaml, history.csv, TensorBoard logs, best.keras, final.keras "
-        "and a held-out report to the run directory; re-running a killed run resumes it.\n\ntasks:\n"
+        "train",
+        help="train a restoration model from a YAML config",
+        description=_wrap(
+            "Train a restoration model with model.fit from a YAML config (model, weighted losses, "
+            "data, optimizer/schedule, epochs). Writes config.yaml, history.csv, TensorBoard logs, "
+            "best.keras, final.keras and a held-out report to the run directory; re-running a "
+            "killed run resumes it."
+        )
+        + "\n\ntasks:\n"
         + "\n".join(f"  {t:<17} {TASK_HELP[t]}" for t in TASK_NAMES),
         formatter_class=_Formatter,
     )
-    p.add_argument("task", choices=TASK_NAMES, metavar="task", help="one of: " + ", ".join(TASK_NAMES))
+    p.add_argument(
+        "task", choices=TASK_NAMES, metavar="task", help="one of: " + ", ".join(TASK_NAMES)
+    )
     add_train_arguments(p, config_required=False)
     p.set_defaults(func=_cmd_train)
 
@@ -89,21 +118,46 @@ def _cmd_train(args):
     return run_training(args.task, args)
 
 
-# --------------------------------------------------------------------------- shared inference options
+# ------------------------------------------------------------------ shared inference options
 
 
 def _add_inference_options(p):
-    p.add_argument("--model", "-m", required=True,
-                   help="trained model: a .keras file or a training run directory (uses best.keras, else final.keras)")
-    p.add_argument("--tile", type=int, default=None,
-                   help="tile size in input pixels for tiled inference (default: whole image at once)")
-    p.add_argument("--overlap", type=int, default=32, help="overlap of neighbouring tiles in input pixels")
-    p.add_argument("--receptive-field", default=None, metavar="N|auto",
-                   help="model receptive field in pixels ('auto' measures it): blending then ignores each tile's "
-                   "inexact border, making tiling exact when overlap >= receptive field - 1")
-    p.add_argument("--tile-batch", type=int, default=4, help="tiles per model call")
-    p.add_argument("--sigma", type=str, default=None,
-                   help="noise level (image units, e.g. 25/255) for two-input models such as FFDNet")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="trained model: a .keras file or a training run directory (uses best.keras, else "
+        "final.keras)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="tile size in input pixels for tiled inference (default: whole image at once)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=32,
+        help="overlap of neighbouring tiles in input pixels (default %(default)s)",
+    )
+    p.add_argument(
+        "--receptive-field",
+        default=None,
+        metavar="N|auto",
+        help="model receptive field in pixels ('auto' measures it): blending then ignores each "
+        "tile's "
+        "inexact border, making tiling exact when overlap >= receptive field - 1",
+    )
+    p.add_argument(
+        "--tile-batch", type=int, default=4, help="tiles per model call (default %(default)s)"
+    )
+    p.add_argument(
+        "--sigma",
+        type=str,
+        default=None,
+        help="noise level (image units, e.g. 25/255) for two-input models such as FFDNet",
+    )
 
 
 def _parse_number(text, name):
@@ -115,7 +169,9 @@ def _parse_number(text, name):
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise SystemExit(f"error: {name} must be a number or a fraction like 25/255, got {text!r}") from None
+        raise SystemExit(
+            f"error: {name} must be a number or a fraction like 25/255, got {text!r}"
+        ) from None
 
 
 def _receptive_field(args, model):
@@ -131,7 +187,9 @@ def _receptive_field(args, model):
     try:
         return int(rf)
     except ValueError:
-        raise SystemExit(f"error: --receptive-field must be an integer or 'auto', got {rf!r}") from None
+        raise SystemExit(
+            f"error: --receptive-field must be an integer or 'auto', got {rf!r}"
+        ) from None
 
 
 # --------------------------------------------------------------------------- restore
@@ -139,9 +197,13 @@ def _receptive_field(args, model):
 
 def _add_restore(sub):
     p = sub.add_parser(
-        "restore", help="restore one image with a trained model (tiled for large images)",
-        description="Restore an image file with a trained model. With --tile the image is processed in "
-        "overlapping tiles blended in host memory, so images larger than the accelerator memory work.",
+        "restore",
+        help="restore one image with a trained model (tiled for large images)",
+        description=_wrap(
+            "Restore an image file with a trained model. With --tile the image is processed in "
+            "overlapping tiles blended in host memory, so images larger than the accelerator "
+            "memory work."
+        ),
         formatter_class=_Formatter,
     )
     p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP)")
@@ -158,11 +220,19 @@ def _cmd_restore(args):
     channels = model.inputs[0].shape[-1] or 3
     image = read_image(args.input, channels=channels)
     out = predict_image(
-        model, image, tile_size=args.tile, overlap=args.overlap, receptive_field=_receptive_field(args, model),
-        batch_size=args.tile_batch, sigma=_parse_number(args.sigma, "--sigma"),
+        model,
+        image,
+        tile_size=args.tile,
+        overlap=args.overlap,
+        receptive_field=_receptive_field(args, model),
+        batch_size=args.tile_batch,
+        sigma=_parse_number(args.sigma, "--sigma"),
     )
     save_image(args.output, out)
-    print(f"{args.input} ({image.shape[1]}x{image.shape[0]}) -> {args.output} ({out.shape[1]}x{out.shape[0]})")
+    print(
+        f"{args.input} ({image.shape[1]}x{image.shape[0]}) -> {args.output} "
+        f"({out.shape[1]}x{out.shape[0]})"
+    )
     return 0
 
 
@@ -171,29 +241,63 @@ def _cmd_restore(args):
 
 def _add_eval(sub):
     p = sub.add_parser(
-        "eval", help="PSNR/SSIM/LPIPS of a trained model on a set of images (table + CSV)",
-        description="Evaluate a trained model: for every clean image, the degraded input and the restored output "
-        "are compared with it (PSNR, SSIM, and LPIPS when its weights are available). Degraded inputs come from "
-        "--lq (real pairs, matched by file name) or are synthesised with --degradation, or with the degradation "
-        "of the training run's config.yaml when --model is (in) a run directory.",
+        "eval",
+        help="PSNR/SSIM/LPIPS of a trained model on a set of images (table + CSV)",
+        description=_wrap(
+            "Evaluate a trained model: for every clean image, the degraded input and the restored "
+            "output are compared with it (PSNR, SSIM, and LPIPS when its weights are available). "
+            "Degraded inputs come from --lq (real pairs, matched by file name) or are synthesised "
+            "with --degradation, or with the degradation of the training run's config.yaml when "
+            "--model is (in) a run directory."
+        ),
         formatter_class=_Formatter,
     )
     _add_inference_options(p)
-    p.add_argument("--data", "-d", required=True,
-                   help="clean images: a folder, a glob, one file, or 'default' (the two embedded photographs "
-                   "held out from training by the default split)")
-    p.add_argument("--lq", default=None, help="folder of degraded inputs matching --data by file name")
-    p.add_argument("--degradation", default=None,
-                   help="synthetic degradation as YAML, e.g. \"{type: gaussian_noise, sigma: 25/255}\" "
-                   "(default: the run's config)")
-    p.add_argument("--scale", type=int, default=1, help="SR scale of --lq pairs")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradation")
+    p.add_argument(
+        "--data",
+        "-d",
+        required=True,
+        help="clean images: a folder, a glob, one file, or 'default' (the two embedded photographs "
+        "held out from training by the default split)",
+    )
+    p.add_argument(
+        "--lq", default=None, help="folder of degraded inputs matching --data by file name"
+    )
+    p.add_argument(
+        "--degradation",
+        default=None,
+        help='synthetic degradation as YAML, e.g. "{type: gaussian_noise, sigma: 25/255}" '
+        "(default: the run's config)",
+    )
+    p.add_argument(
+        "--scale", type=int, default=1, help="SR scale of --lq pairs (default %(default)s)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic degradation (default %(default)s)",
+    )
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
-    p.add_argument("--color", choices=("rgb", "y", "gray"), default="rgb",
-                   help="metric colour space ('y' = BT.601 luma, the SR-paper convention)")
-    p.add_argument("--crop-border", type=int, default=0, help="border pixels excluded from the metrics")
-    p.add_argument("--lpips", choices=("auto", "on", "off"), default="auto",
-                   help="LPIPS column: auto = when weights are available")
+    p.add_argument(
+        "--color",
+        choices=("rgb", "y", "gray"),
+        default="rgb",
+        help="metric colour space ('y' = BT.601 luma, the SR-paper convention; "
+        "default %(default)s)",
+    )
+    p.add_argument(
+        "--crop-border",
+        type=int,
+        default=0,
+        help="border pixels excluded from the metrics (default %(default)s)",
+    )
+    p.add_argument(
+        "--lpips",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="LPIPS column: auto = when its weights are available (default %(default)s)",
+    )
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--save-dir", default=None, help="write the restored images to this folder")
     p.set_defaults(func=_cmd_eval)
@@ -235,7 +339,9 @@ def _cmd_eval(args):
     if args.lq:
         if args.data == "default":
             raise SystemExit("error: --lq needs --data to be a folder of clean images")
-        lq_paths, gt_paths = data.match_pairs(data.list_images(args.lq), [p for _, p in clean], scale=args.scale)
+        lq_paths, gt_paths = data.match_pairs(
+            data.list_images(args.lq), [p for _, p in clean], scale=args.scale
+        )
         for lq, gt in zip(lq_paths, gt_paths):
             items.append((os.path.splitext(os.path.basename(gt))[0], load(lq), load(gt)))
         degradation_text = f"real pairs from {args.lq}"
@@ -249,7 +355,8 @@ def _cmd_eval(args):
             cfg = _run_config_for(args.model)
             if cfg is None:
                 raise SystemExit(
-                    "error: no --lq and no --degradation given, and the model is not in a training run directory "
+                    "error: no --lq and no --degradation given, and the model is not in a "
+                    "training run directory "
                     "with config.yaml; say how to degrade the clean images"
                 )
             deg = tdata.build_degradation(cfg["data"]["degradation"])
@@ -262,8 +369,15 @@ def _cmd_eval(args):
         degradation_text = repr(deg)
     lp = {"auto": "auto", "on": True, "off": False}[args.lpips]
     rows, notes, images = evaluate_model(
-        model, items, tile_size=args.tile, overlap=args.overlap, receptive_field=_receptive_field(args, model),
-        sigma=_parse_number(args.sigma, "--sigma"), color=args.color, crop=args.crop_border, lpips=lp,
+        model,
+        items,
+        tile_size=args.tile,
+        overlap=args.overlap,
+        receptive_field=_receptive_field(args, model),
+        sigma=_parse_number(args.sigma, "--sigma"),
+        color=args.color,
+        crop=args.crop_border,
+        lpips=lp,
         return_images=True,
     )
     table = add_mean_row(rows)
@@ -287,7 +401,7 @@ def _cmd_eval(args):
 def build_parser():
     """The full ``tfrestore`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="tfrestore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="tfrestore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     from tfrestore import __version__
 

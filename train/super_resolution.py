@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train a super-resolution network (EDSR) on bicubic-downsampled images.
 
-Usage: python train/super_resolution.py [--config train/configs/super_resolution.yaml] [--set key=value ...]
+Usage: python train/super_resolution.py [--config train/configs/super_resolution.yaml]
+       [--set key=value ...]
 (same as `tfrestore train super_resolution --config ...`; --help lists every option).
 """
 

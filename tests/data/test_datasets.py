@@ -34,7 +34,9 @@ def _equal(a, b):
 
 
 def test_training_batches_shapes_and_values(folder):
-    ds = image_dataset(folder, GaussianNoise(sigma=(0.0, 75 / 255)), crop_size=32, batch_size=4, seed=0)
+    ds = image_dataset(
+        folder, GaussianNoise(sigma=(0.0, 75 / 255)), crop_size=32, batch_size=4, seed=0
+    )
     assert ds.element_spec[0].shape == (4, 32, 32, 3)
     for noisy, clean in _take(ds, 3):
         assert noisy.shape == clean.shape == (4, 32, 32, 3)
@@ -52,13 +54,26 @@ def test_pipeline_deterministic_run_to_run_and_seed_sensitive(folder):
     d = _take(image_dataset(folder, deg, seed=6, **kw), 6)
     assert _equal(a, b) and _equal(a, c)
     assert not _equal(a, d)
+    train = image_dataset(folder, deg, seed=5, **kw)
+    assert int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    # every epoch visits each image patches_per_image times
+    from tfrestore.data.datasets import _index_stream
+
+    order = [
+        int(e[1]) for e in _index_stream(5, per_image=2, shuffle=True, repeat=True, seed=5).take(30)
+    ]
+    for ep in range(3):
+        assert sorted(order[ep * 10 : (ep + 1) * 10]) == sorted(list(range(5)) * 2)
+    assert order[:10] != order[10:20]
     # different epochs are shuffled differently and crops vary
     clean = np.concatenate([e[1] for e in a])
     assert len({x.tobytes() for x in clean}) == len(clean)
 
 
 def test_augmentation_is_a_dihedral_transform_of_the_crop():
-    img = default_images(["coffee"], max_size=64)[0][:32, :32]  # crop == image -> only augmentation varies
+    img = default_images(["coffee"], max_size=64)[0][
+        :32, :32
+    ]  # crop == image -> only augmentation varies
     ds = image_dataset([img], None, crop_size=32, batch_size=1, seed=1)
     variants = {e[1][0].tobytes() for e in _take(ds, 40)}
     refs = []
@@ -74,8 +89,7 @@ def test_eval_variant_full_images_single_pass_deterministic(folder):
     ds = image_dataset(folder, BicubicDownsample(4), training=False)
     items = _take(ds, 100)
     assert len(items) == 5  # one pass, in file order
-    names = sorted(os.listdir(folder))
-    for (lr, hr), name in zip(items, names):
+    for lr, hr in items:
         assert hr.shape[1] % 4 == 0 and hr.shape[2] % 4 == 0  # modcrop to the scale
         assert lr.shape[1:3] == (hr.shape[1] // 4, hr.shape[2] // 4)
         np.testing.assert_allclose(lr[0], np.clip(imresize(hr[0], 1 / 4).numpy(), 0, 1), atol=1e-6)
@@ -87,6 +101,7 @@ def test_eval_fixed_center_crops_batchable(folder):
     ds = image_dataset(folder, GaussianNoise(0.1), training=False, crop_size=32, batch_size=2)
     items = _take(ds, 10)
     assert [e[1].shape[0] for e in items] == [2, 2, 1]
+    assert int(ds.cardinality()) == 3  # known length: Keras needs no validation_steps
     full = default_images(["astronaut"], max_size=72)[0]  # first file alphabetically
     np.testing.assert_allclose(items[0][1][0], full[20:52, 20:52], atol=1 / 255)
 
@@ -94,7 +109,9 @@ def test_eval_fixed_center_crops_batchable(folder):
 def test_sigma_map_tuple_and_keras_fit(folder):
     import keras
 
-    ds = image_dataset(folder, GaussianNoise((0.0, 0.2), sigma_map=True), crop_size=16, batch_size=2)
+    ds = image_dataset(
+        folder, GaussianNoise((0.0, 0.2), sigma_map=True), crop_size=16, batch_size=2
+    )
     (noisy, smap), clean = _take(ds, 1)[0]
     assert smap.shape == (2, 16, 16, 1) and np.all(smap >= 0)
     a, b = keras.Input((None, None, 3)), keras.Input((None, None, 1))
@@ -168,7 +185,10 @@ def test_paired_crops_are_aligned(sr_pairs):
         # LQ is the bicubic downsample of GT, so crops (and their flips/rotations) line up
         down = imresize(gt, 0.5).numpy()
         assert np.abs(down[:, 3:-3, 3:-3] - lq[:, 3:-3, 3:-3]).mean() < 0.02
-    assert _equal(_take(ds, 3), _take(paired_dataset(lq_dir, gt_dir, scale=2, crop_size=24, batch_size=4, seed=2), 3))
+    assert _equal(
+        _take(ds, 3),
+        _take(paired_dataset(lq_dir, gt_dir, scale=2, crop_size=24, batch_size=4, seed=2), 3),
+    )
     ev = _take(paired_dataset(lq_dir, gt_dir, scale=2, training=False), 10)
     assert len(ev) == 3 and all(g.shape[1] == 2 * lq.shape[1] for lq, g in ev)
 
@@ -183,14 +203,18 @@ def test_paired_mismatch_and_size_errors(tmp_path, sr_pairs):
         paired_dataset(lq_dir, other, scale=2, crop_size=16)
     os.remove(other / "9999.png")
     write_image(other / "0002.png", np.zeros((64, 64, 3), np.float32))
-    with pytest.raises(ImageFileError, match=r"GT file .*0001.png.* is 64x64 but LQ file .*0001x2.png"):
+    with pytest.raises(
+        ImageFileError, match=r"GT file .*0001.png.* is 64x64 but LQ file .*0001x2.png"
+    ):
         paired_dataset(lq_dir, other, scale=2, crop_size=16)
     with pytest.raises(ValueError, match="multiple of scale"):
         paired_dataset(lq_dir, gt_dir, scale=2, crop_size=15)
 
 
 def test_real_data_pipeline(data_dir):
-    ds = image_dataset(data_dir / "set5", GaussianNoise(25 / 255), crop_size=48, batch_size=5, seed=0)
+    ds = image_dataset(
+        data_dir / "set5", GaussianNoise(25 / 255), crop_size=48, batch_size=5, seed=0
+    )
     noisy, clean = _take(ds, 1)[0]
     assert noisy.shape == (5, 48, 48, 3)
     assert abs((noisy - clean).std() - 25 / 255) < 0.005

@@ -33,7 +33,10 @@ def test_deterministic_under_seed_and_seed_sensitive(name):
     assert not np.array_equal(a, c)
     assert a.shape == IMG.shape and a.dtype == np.float32
     # tf.function with unknown shapes (as in tf.data) gives the same values.
-    g = tf.function(lambda x, s: fn(x, s, **kw), input_signature=[tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([2], tf.int64)])
+    g = tf.function(
+        lambda x, s: fn(x, s, **kw),
+        input_signature=[tf.TensorSpec([None, None, None, 3]), tf.TensorSpec([2], tf.int64)],
+    )
     np.testing.assert_allclose(g(IMG, tf.constant([1, 2], tf.int64)).numpy(), a, atol=1e-6)
     single = fn(IMG[0], [1, 2], **kw)
     assert single.shape == IMG.shape[1:]
@@ -71,7 +74,9 @@ def test_haze_follows_scattering_model():
     t, a = p["transmission"].numpy(), p["airlight"].numpy()
     ref = IMG.numpy() * t + a[:, None, None, None] * (1 - t)
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-6)
-    np.testing.assert_allclose(t, np.exp(-p["beta"].numpy()[:, None, None, None] * p["depth"].numpy()), rtol=1e-5)
+    np.testing.assert_allclose(
+        t, np.exp(-p["beta"].numpy()[:, None, None, None] * p["depth"].numpy()), rtol=1e-5
+    )
     assert 0 < t.min() and t.max() <= 1
     # vertical proxy: transmission increases from the top (far) to the bottom (near)
     _, pv = D.add_haze(IMG, 1, depth="vertical", beta=1.0, return_params=True)
@@ -105,8 +110,16 @@ def test_low_light_formula_and_noise_variance():
     np.testing.assert_allclose(clean, 0.3 * 0.6**2.2, rtol=1e-5)
     y0 = 0.3 * 0.6**2.2
     for exact in (False, True):
-        noisy = D.low_light(tf.fill((4, 128, 128, 1), 0.6), 1, gamma=2.2, exposure=0.3, shot_noise=0.01,
-                            read_noise=0.02, exact_poisson=exact, clip=False).numpy()
+        noisy = D.low_light(
+            tf.fill((4, 128, 128, 1), 0.6),
+            1,
+            gamma=2.2,
+            exposure=0.3,
+            shot_noise=0.01,
+            read_noise=0.02,
+            exact_poisson=exact,
+            clip=False,
+        ).numpy()
         np.testing.assert_allclose(noisy.var(), 0.01 * y0 + 0.02**2, rtol=0.05)
         np.testing.assert_allclose(noisy.mean(), y0, atol=2e-3)
 
@@ -176,7 +189,10 @@ def test_configs_round_trip_and_compose():
     comp = degs[-2]
     assert comp.scale == 2 and comp(x, 0).shape == (3, 8, 8, 3)
     # yaml/json-style lists are accepted
-    assert D.get_degradation({"type": "jpeg", "quality": [30, 50]}).get_config()["quality"] == (30, 50)
+    assert D.get_degradation({"type": "jpeg", "quality": [30, 50]}).get_config()["quality"] == (
+        30,
+        50,
+    )
 
 
 def test_errors_name_the_argument():
@@ -198,6 +214,8 @@ def test_errors_name_the_argument():
         D.motion_kernel(0, size=8)
     with pytest.raises(ValueError, match="depth"):
         D.add_haze(IMG, 0, depth="sky")
+    with pytest.raises(ValueError, match="too small for a 15x15 kernel"):
+        D.motion_blur(tf.zeros((1, 6, 40, 3)), 0, size=15)
     with pytest.raises(ValueError, match="Unknown degradation"):
         D.get_degradation("blurr")
     with pytest.raises(TypeError, match="unknown argument"):

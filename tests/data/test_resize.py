@@ -10,7 +10,8 @@ from tfrestore.data import bicubic_downsample, imresize, modcrop, read_image
 from tfrestore.data.resize import resize_matrix
 
 
-# --- independent reference: MATLAB imresize.m (contributions + imresizemex), written per output pixel
+# --- independent reference: MATLAB imresize.m (contributions + imresizemex),
+# written per output pixel
 
 
 def _cubic(x):
@@ -71,7 +72,10 @@ def matlab_imresize(img, scale, kernel=_cubic, width=4.0, antialias=True):
 # --- tests
 
 
-@pytest.mark.parametrize("shape,scale", [((37, 23), 1 / 4), ((24, 30), 1 / 3), ((16, 17), 1 / 2), ((9, 7), 3.0), ((10, 12), 2.0)])
+@pytest.mark.parametrize(
+    "shape,scale",
+    [((37, 23), 1 / 4), ((24, 30), 1 / 3), ((16, 17), 1 / 2), ((9, 7), 3.0), ((10, 12), 2.0)],
+)
 def test_float_parity_with_matlab_reference(shape, scale, rng):
     x = rng.uniform(size=shape + (3,)).astype(np.float32)
     ref = matlab_imresize(x, scale)
@@ -111,7 +115,7 @@ def test_real_image_parity_and_quantize(data_dir):
 
 
 def test_tf_image_resize_residual_is_at_the_borders(data_dir):
-    """tf.image.resize(bicubic, antialias) equals MATLAB inside and differs only near the borders."""
+    """tf.image.resize(bicubic, antialias) equals MATLAB inside, differs only near borders."""
     x = read_image(data_dir / "kodak24" / "kodim05.png")[:120, :144]
     for s in (2, 3, 4):
         ours = imresize(x, 1 / s).numpy()
@@ -129,7 +133,9 @@ def test_shapes_batches_size_and_matrix():
     assert imresize(x, (0.5, 2.0)).shape == (2, 15, 90, 3)
     m = resize_matrix(12, 3, 0.25).numpy()
     np.testing.assert_allclose(m.sum(1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(imresize(x[0], 1 / 3).numpy(), imresize(x, 1 / 3)[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        imresize(x[0], 1 / 3).numpy(), imresize(x, 1 / 3)[0].numpy(), atol=1e-6
+    )
     assert modcrop(tf.zeros((2, 10, 13, 1)), 3).shape == (2, 9, 12, 1)
 
 
@@ -148,9 +154,14 @@ def test_graph_xla_and_dynamic_shapes():
     eager = imresize(x, 1 / 4).numpy()
     xla = tf.function(lambda t: imresize(t, 1 / 4), jit_compile=True)(x).numpy()
     np.testing.assert_allclose(xla, eager, atol=1e-6)
-    dyn = tf.function(lambda t: imresize(t, 1 / 4), input_signature=[tf.TensorSpec([None, None, None, 3])])
+    dyn = tf.function(
+        lambda t: imresize(t, 1 / 4), input_signature=[tf.TensorSpec([None, None, None, 3])]
+    )
     np.testing.assert_allclose(dyn(x).numpy(), eager, atol=1e-6)
-    q = tf.function(lambda t: imresize(t, 1 / 4, quantize=True), input_signature=[tf.TensorSpec([None, None, None, 3])])
+    q = tf.function(
+        lambda t: imresize(t, 1 / 4, quantize=True),
+        input_signature=[tf.TensorSpec([None, None, None, 3])],
+    )
     np.testing.assert_allclose(q(x).numpy(), imresize(x, 1 / 4, quantize=True).numpy(), atol=1e-6)
 
 

@@ -22,18 +22,26 @@ def test_available_backbones():
     assert available_backbones() == ["alexnet", "resnet101", "resnet50", "vgg16", "vgg19"]
 
 
-@pytest.mark.parametrize("backbone,n_convs", [("vgg16", (2, 2, 3, 3, 3)), ("vgg19", (2, 2, 4, 4, 4))])
+@pytest.mark.parametrize(
+    "backbone,n_convs", [("vgg16", (2, 2, 3, 3, 3)), ("vgg19", (2, 2, 4, 4, 4))]
+)
 def test_vgg_pre_and_post_activation_taps(backbone, n_convs, rng):
     last = f"conv5_{n_convs[-1]}"
-    fx = get_feature_extractor(backbone, [last, f"relu5_{n_convs[-1]}", "pool5", "relu1_1"], weights=None)
+    fx = get_feature_extractor(
+        backbone, [last, f"relu5_{n_convs[-1]}", "pool5", "relu1_1"], weights=None
+    )
     f = {k: np.asarray(v) for k, v in fx(_images(rng)).items()}
     assert f[last].shape == (2, 2, 2, 512)
     assert f["relu1_1"].shape == (2, 32, 32, 64)
     assert f["pool5"].shape == (2, 1, 1, 512)
     # pre-activation really is before the ReLU: it has negative values, the ReLU is its max(0, .)
     assert (f[last] < 0).any()
-    np.testing.assert_allclose(f[f"relu5_{n_convs[-1]}"], np.maximum(f[last], 0), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(f["pool5"], f[f"relu5_{n_convs[-1]}"].max(axis=(1, 2), keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(
+        f[f"relu5_{n_convs[-1]}"], np.maximum(f[last], 0), rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        f["pool5"], f[f"relu5_{n_convs[-1]}"].max(axis=(1, 2), keepdims=True), rtol=1e-6
+    )
     names = fx.valid_layers
     assert len(names) == 2 * sum(n_convs) + 5  # conv + relu per convolution, one pool per block
 
@@ -85,11 +93,19 @@ def test_min_input_size_matches_actual_shapes(rng):
 
 
 def test_alexnet_shapes_follow_pytorch_padding(rng):
-    fx = get_feature_extractor("alexnet", ["relu1", "pool1", "relu2", "pool2", "relu5", "pool5"], weights=None)
+    fx = get_feature_extractor(
+        "alexnet", ["relu1", "pool1", "relu2", "pool2", "relu5", "pool5"], weights=None
+    )
     shapes = {k: tuple(v.shape[1:3]) for k, v in fx(_images(rng, 1, 224)).items()}
     # torchvision AlexNet on 224x224: 55, 27, 27, 13, 13, 6
-    assert shapes == {"relu1": (55, 55), "pool1": (27, 27), "relu2": (27, 27), "pool2": (13, 13),
-                      "relu5": (13, 13), "pool5": (6, 6)}
+    assert shapes == {
+        "relu1": (55, 55),
+        "pool1": (27, 27),
+        "relu2": (27, 27),
+        "pool2": (13, 13),
+        "relu5": (13, 13),
+        "pool5": (6, 6),
+    }
     assert "pad1" not in fx.valid_layers
 
 
@@ -169,7 +185,9 @@ def test_mixed_float16_features(rng):
     f16 = fx(tf.cast(x, tf.float16))
     for k in ref:
         assert f16[k].dtype == tf.float16
-        np.testing.assert_allclose(np.asarray(f16[k], np.float32), ref[k], rtol=0.05, atol=0.05 * np.abs(ref[k]).max())
+        np.testing.assert_allclose(
+            np.asarray(f16[k], np.float32), ref[k], rtol=0.05, atol=0.05 * np.abs(ref[k]).max()
+        )
     xv = tf.Variable(tf.cast(x, tf.float16))
     with tf.GradientTape() as tape:
         y = tf.reduce_sum(tf.cast(fx(xv)["conv5_3"], tf.float32))
@@ -207,7 +225,9 @@ def test_preprocessing_modes(rng):
     np.testing.assert_allclose(Preprocessing("torch")(x), torch, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(Preprocessing("none")(x), x)
     div2k = Preprocessing({"mean": (0.4488, 0.4371, 0.4040)})
-    np.testing.assert_allclose(div2k(x), x - np.array([0.4488, 0.4371, 0.4040]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        div2k(x), x - np.array([0.4488, 0.4371, 0.4040]), rtol=1e-6, atol=1e-7
+    )
     np.testing.assert_allclose(div2k.numpy(x), div2k(x), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="`preprocessing` must be one of"):
         Preprocessing("imagenet")
@@ -225,5 +245,6 @@ def test_feature_extractor_repr_and_type():
     fx = get_feature_extractor("vgg19", ["conv5_4"], weights=None)
     assert isinstance(fx, FeatureExtractor)
     assert repr(fx) == (
-        "FeatureExtractor(backbone='vgg19', layers=['conv5_4'], weights=None, preprocessing='torch')"
+        "FeatureExtractor(backbone='vgg19', layers=['conv5_4'], weights=None, "
+        "preprocessing='torch')"
     )

@@ -28,7 +28,12 @@ def np_conv(x, w, b, stride=1, pad=0):
     out = np.zeros((x.shape[0], ho, wo, w.shape[0]))
     for ky in range(kh):
         for kx in range(kw):
-            patch = x[:, ky:ky + stride * (ho - 1) + 1:stride, kx:kx + stride * (wo - 1) + 1:stride, :]
+            patch = x[
+                :,
+                ky : ky + stride * (ho - 1) + 1 : stride,
+                kx : kx + stride * (wo - 1) + 1 : stride,
+                :,
+            ]
             out += patch @ w[:, :, ky, kx].T.astype(np.float64)
     return out + b
 
@@ -38,7 +43,9 @@ def np_maxpool(x, k, s):
     out = np.full((x.shape[0], ho, wo, x.shape[3]), -np.inf)
     for ky in range(k):
         for kx in range(k):
-            out = np.maximum(out, x[:, ky:ky + s * (ho - 1) + 1:s, kx:kx + s * (wo - 1) + 1:s, :])
+            out = np.maximum(
+                out, x[:, ky : ky + s * (ho - 1) + 1 : s, kx : kx + s * (wo - 1) + 1 : s, :]
+            )
     return out
 
 
@@ -68,11 +75,19 @@ def torchvision_vgg16_modules():
 
 
 TORCHVISION_ALEXNET = [
-    ("conv", {"stride": 4, "pad": 2}), ("relu", {}), ("pool", {"k": 3, "s": 2}),
-    ("conv", {"stride": 1, "pad": 2}), ("relu", {}), ("pool", {"k": 3, "s": 2}),
-    ("conv", {"stride": 1, "pad": 1}), ("relu", {}),
-    ("conv", {"stride": 1, "pad": 1}), ("relu", {}),
-    ("conv", {"stride": 1, "pad": 1}), ("relu", {}), ("pool", {"k": 3, "s": 2}),
+    ("conv", {"stride": 4, "pad": 2}),
+    ("relu", {}),
+    ("pool", {"k": 3, "s": 2}),
+    ("conv", {"stride": 1, "pad": 2}),
+    ("relu", {}),
+    ("pool", {"k": 3, "s": 2}),
+    ("conv", {"stride": 1, "pad": 1}),
+    ("relu", {}),
+    ("conv", {"stride": 1, "pad": 1}),
+    ("relu", {}),
+    ("conv", {"stride": 1, "pad": 1}),
+    ("relu", {}),
+    ("pool", {"k": 3, "s": 2}),
 ]
 
 
@@ -92,12 +107,14 @@ def _assert_features_close(actual, expected, what):
 def test_torchvision_vgg16_matches_numpy_reference(weights_dir, monkeypatch, rng):
     monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
     # features.N indices, counted in the reference Sequential: 2 = conv1_2 (pre-ReLU),
-    # 15 = relu3_3, 28 = conv5_3 (pre-ReLU), 30 = pool5
-    taps = {"conv1_2": 2, "relu3_3": 15, "conv5_3": 28, "pool5": 30}
+    # 15 = relu3_3, 23 = pool4, 28 = conv5_3 (pre-ReLU)
+    taps = {"conv1_2": 2, "relu3_3": 15, "pool4": 23, "conv5_3": 28}
     fx = get_feature_extractor("vgg16", list(taps), weights="torchvision")
     assert fx.preprocessing.spec == "torch"
-    x = rng.uniform(size=(2, 32, 32, 3))
-    ref = np_sequential((x - MEAN) / STD, _load_npz(weights_dir / VGG16_NPZ), torchvision_vgg16_modules())
+    x = rng.uniform(size=(2, 16, 16, 3))
+    ref = np_sequential(
+        (x - MEAN) / STD, _load_npz(weights_dir / VGG16_NPZ), torchvision_vgg16_modules()
+    )
     feats = fx(x.astype("float32"))
     for name, idx in taps.items():
         _assert_features_close(feats[name], ref[idx], f"vgg16 {name}")
@@ -136,7 +153,9 @@ def test_bad_state_dicts_raise_clear_errors(weights_dir, tmp_path):
     state = _load_npz(weights_dir / ALEX_NPZ)
     bad = tmp_path / "wrong_shape.npz"
     np.savez(bad, **{**state, "features.3.weight": np.zeros((192, 64, 3, 3))})
-    with pytest.raises(ValueError, match=r"`features.3.weight` has shape \(192, 64, 3, 3\).*\(192, 64, 5, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"`features.3.weight` has shape \(192, 64, 3, 3\).*\(192, 64, 5, 5\)"
+    ):
         get_feature_extractor("alexnet", "conv2", weights=str(bad))
     missing = tmp_path / "missing.npz"
     np.savez(missing, other=np.zeros(3))
@@ -161,19 +180,25 @@ def test_keras_imagenet_vgg19_from_weights_dir(tmp_path, monkeypatch, rng):
     app = keras.applications.VGG19(weights=None, include_top=False, input_shape=(None, None, 3))
     _write_legacy_h5(app, tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
     monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(tmp_path))
-    fx = get_feature_extractor("vgg19", ["relu1_2", "block3_conv4", "conv5_4", "relu5_4", "pool5"], weights="imagenet")
+    fx = get_feature_extractor(
+        "vgg19", ["relu1_2", "block3_conv4", "conv5_4", "relu5_4", "pool5"], weights="imagenet"
+    )
     assert fx.preprocessing.spec == "caffe" and fx.weights == "imagenet"
 
     x = rng.uniform(size=(2, 32, 32, 3)).astype("float32")
     names = ["block1_conv2", "block3_conv4", "block5_conv3", "block5_conv4", "block5_pool"]
     probe = keras.Model(app.input, [app.get_layer(n).output for n in names])
-    ref = [np.asarray(t, np.float64) for t in probe(keras.applications.vgg19.preprocess_input(x * 255.0))]
+    ref = [
+        np.asarray(t, np.float64)
+        for t in probe(keras.applications.vgg19.preprocess_input(x * 255.0))
+    ]
     feats = fx(x)
     _assert_features_close(feats["relu1_2"], ref[0], "relu1_2")
     _assert_features_close(feats["block3_conv4"], ref[1], "block3_conv4")
     _assert_features_close(feats["relu5_4"], ref[3], "relu5_4")
     _assert_features_close(feats["pool5"], ref[4], "pool5")
-    # pre-ReLU conv5_4 = block5_conv4's kernel applied linearly to block5_conv3 (reference_spec §1.2)
+    # pre-ReLU conv5_4 = block5_conv4's kernel applied linearly to block5_conv3
+    # (reference_spec §1.2)
     k, b = app.get_layer("block5_conv4").get_weights()
     pre = tf.nn.conv2d(ref[2], k.astype(np.float64), 1, "SAME") + b
     _assert_features_close(feats["conv5_4"], np.asarray(pre), "conv5_4 (pre-ReLU)")
@@ -187,14 +212,22 @@ def test_keras3_weights_file_for_resnet50_by_path(tmp_path, rng):
     bn.moving_mean.assign(np.linspace(-1, 1, bn.moving_mean.shape[0]).astype("float32"))
     path = tmp_path / "resnet50_custom.weights.h5"
     app.save_weights(str(path))
-    fx = get_feature_extractor("resnet50", ["conv2_block3_out", "conv3_block4_out"], weights=str(path))
+    fx = get_feature_extractor(
+        "resnet50", ["conv2_block3_out", "conv3_block4_out"], weights=str(path)
+    )
     assert fx.preprocessing.spec == "caffe"
     x = rng.uniform(size=(2, 32, 32, 3)).astype("float32")
-    probe = keras.Model(app.input, [app.get_layer(n).output for n in ["conv2_block3_out", "conv3_block4_out"]])
+    probe = keras.Model(
+        app.input, [app.get_layer(n).output for n in ["conv2_block3_out", "conv3_block4_out"]]
+    )
     ref = probe(keras.applications.resnet.preprocess_input(x * 255.0), training=False)
     feats = fx(x)
-    _assert_features_close(feats["conv2_block3_out"], np.asarray(ref[0], np.float64), "conv2_block3_out")
-    _assert_features_close(feats["conv3_block4_out"], np.asarray(ref[1], np.float64), "conv3_block4_out")
+    _assert_features_close(
+        feats["conv2_block3_out"], np.asarray(ref[0], np.float64), "conv2_block3_out"
+    )
+    _assert_features_close(
+        feats["conv3_block4_out"], np.asarray(ref[1], np.float64), "conv3_block4_out"
+    )
 
 
 def test_wrong_keras_file_raises_clear_error(tmp_path):
@@ -226,17 +259,27 @@ def offline(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "backbone,weights,filename,origin",
     [
-        ("vgg19", "imagenet", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-         "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"),
-        ("resnet101", "imagenet", "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
-         "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"),
+        (
+            "vgg19",
+            "imagenet",
+            "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "https://storage.googleapis.com/tensorflow/keras-applications/vgg19/",
+        ),
+        (
+            "resnet101",
+            "imagenet",
+            "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
+        ),
         ("vgg16", "torchvision", "vgg16-397923af.pth", "https://download.pytorch.org/models/"),
     ],
 )
 def test_offline_error_says_which_file_to_put_where(offline, backbone, weights, filename, origin):
     wdir, cache, calls = offline
     with pytest.raises(WeightsNotFoundError) as info:
-        get_feature_extractor(backbone, "relu1_1" if backbone.startswith("vgg") else "conv1_relu", weights=weights)
+        get_feature_extractor(
+            backbone, "relu1_1" if backbone.startswith("vgg") else "conv1_relu", weights=weights
+        )
     msg = str(info.value)
     assert f"put `{filename}`" in msg and str(wdir) in msg and str(cache) in msg
     assert "TFRESTORE_WEIGHTS_DIR" in msg and "pass its path explicitly" in msg
@@ -247,7 +290,9 @@ def test_offline_error_says_which_file_to_put_where(offline, backbone, weights, 
 
 def test_keras_cache_file_with_wrong_hash_is_not_used(offline):
     _, cache, calls = offline
-    (cache / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"not the official file")
+    (cache / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(
+        b"not the official file"
+    )
     with pytest.raises(WeightsNotFoundError, match="Could not download"):
         get_feature_extractor("vgg16", "relu1_1", weights="imagenet")
     assert len(calls) == 1  # it tried to replace the corrupt file

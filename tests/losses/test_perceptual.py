@@ -13,7 +13,8 @@ from tfrestore.losses import L1, PerceptualLoss
 from tfrestore.testing import run_loss_test
 
 PROJ = np.array(
-    [[0.5, -1.0, 0.25, 2.0, 0.0], [1.5, 0.5, -0.5, 0.0, 1.0], [-1.0, 0.75, 1.0, 0.5, -2.0]], "float32"
+    [[0.5, -1.0, 0.25, 2.0, 0.0], [1.5, 0.5, -0.5, 0.0, 1.0], [-1.0, 0.75, 1.0, 0.5, -2.0]],
+    "float32",
 )
 
 
@@ -37,7 +38,7 @@ def reference_loss(ft, fp, layers, criterion, channel_reduction):
     total = 0.0
     for name, weight in layers.items():
         d = fp[name] - ft[name]
-        e = np.abs(d) if criterion == "l1" else d ** 2
+        e = np.abs(d) if criterion == "l1" else d**2
         e = e.mean(axis=-1) if channel_reduction == "mean" else e.sum(axis=-1)
         total = total + weight * e.mean(axis=(1, 2))
     return total
@@ -49,23 +50,46 @@ def _pair(rng, shape=(2, 32, 32, 3), sigma=0.1):
 
 
 BAD = [
-    (np.zeros((2, 16, 16, 1), "float32"), np.zeros((2, 16, 16, 1), "float32"), ValueError, "3 channels"),
-    (np.zeros((2, 16, 16, 3), "float32"), np.zeros((2, 16, 17, 3), "float32"), ValueError, "same shape"),
-    (np.zeros((2, 2, 2, 3), "float32"), np.zeros((2, 2, 2, 3), "float32"), ValueError, "minimum input size"),
-    (np.zeros((2, 16, 16, 3), "float32"), np.full((2, 16, 16, 3), np.nan, "float32"), ValueError, "NaN"),
+    (
+        np.zeros((2, 16, 16, 1), "float32"),
+        np.zeros((2, 16, 16, 1), "float32"),
+        ValueError,
+        "3 channels",
+    ),
+    (
+        np.zeros((2, 16, 16, 3), "float32"),
+        np.zeros((2, 16, 17, 3), "float32"),
+        ValueError,
+        "same shape",
+    ),
+    (
+        np.zeros((2, 2, 2, 3), "float32"),
+        np.zeros((2, 2, 2, 3), "float32"),
+        ValueError,
+        "minimum input size",
+    ),
+    (
+        np.zeros((2, 16, 16, 3), "float32"),
+        np.full((2, 16, 16, 3), np.nan, "float32"),
+        ValueError,
+        "NaN",
+    ),
 ]
 
 
 # ------------------------------------------------------------------- conformance
 def test_conforms_with_builtin_vgg16(rng):
-    y, p = _pair(rng)
+    # 16x16 keeps the float16 check fast: CPU float16 convolutions are ~10x slower
+    y, p = _pair(rng, (2, 16, 16, 3))
     kwargs = {"layers": {"relu2_2": 1.0, "conv3_3": 0.5}, "weights": None, "criterion": "mse"}
     res = run_loss_test(PerceptualLoss, kwargs, y, p, bad_inputs=BAD, xla_rtol=1e-3)
     fx = get_feature_extractor("vgg16", ["relu2_2", "conv3_3"], weights=None)
     ref = reference_loss(
         {k: np.asarray(v, np.float64) for k, v in fx(y).items()},
         {k: np.asarray(v, np.float64) for k, v in fx(p).items()},
-        kwargs["layers"], "mse", "mean",
+        kwargs["layers"],
+        "mse",
+        "mean",
     )
     np.testing.assert_allclose(res["eager"], ref, rtol=1e-4)
 
@@ -84,9 +108,17 @@ def test_conforms_with_custom_keras_extractor(rng):
 def test_matches_numpy_reference(criterion, channel_reduction, rng):
     y, p = _pair(rng, (3, 8, 8, 3), sigma=0.3)
     layers = {"a": 0.7, "b": 1.3}
-    loss = PerceptualLoss(layers, criterion=criterion, channel_reduction=channel_reduction,
-                          feature_extractor=TwoTaps(), loss_weight=2.0, reduction=None)
-    expected = 2.0 * reference_loss(two_taps_numpy(y), two_taps_numpy(p), layers, criterion, channel_reduction)
+    loss = PerceptualLoss(
+        layers,
+        criterion=criterion,
+        channel_reduction=channel_reduction,
+        feature_extractor=TwoTaps(),
+        loss_weight=2.0,
+        reduction=None,
+    )
+    expected = 2.0 * reference_loss(
+        two_taps_numpy(y), two_taps_numpy(p), layers, criterion, channel_reduction
+    )
     np.testing.assert_allclose(loss(y, p), expected, rtol=1e-5)
     np.testing.assert_allclose(tf.function(loss.call)(y, p), expected, rtol=1e-5)
 
@@ -94,11 +126,15 @@ def test_matches_numpy_reference(criterion, channel_reduction, rng):
 def test_plain_callable_list_and_tensor_outputs(rng):
     y, p = _pair(rng, (2, 8, 8, 3))
     ref = two_taps_numpy
-    as_list = PerceptualLoss(["a", "b"], feature_extractor=lambda x: list(TwoTaps()(x).values()), reduction=None)
+    as_list = PerceptualLoss(
+        ["a", "b"], feature_extractor=lambda x: list(TwoTaps()(x).values()), reduction=None
+    )
     expected = reference_loss(ref(y), ref(p), {"a": 1.0, "b": 1.0}, "l1", "mean")
     np.testing.assert_allclose(as_list(y, p), expected, rtol=1e-5)
     single = PerceptualLoss("b", feature_extractor=lambda x: TwoTaps()(x)["b"], reduction=None)
-    np.testing.assert_allclose(single(y, p), reference_loss(ref(y), ref(p), {"b": 1.0}, "l1", "mean"), rtol=1e-5)
+    np.testing.assert_allclose(
+        single(y, p), reference_loss(ref(y), ref(p), {"b": 1.0}, "l1", "mean"), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="cannot be serialized"):
         single.get_config()
     with pytest.raises(ValueError, match="missing layers"):
@@ -147,7 +183,11 @@ def test_losses_share_one_backbone_and_config_rebuilds_through_cache():
     b = PerceptualLoss({"relu1_2": 1.0, "relu4_3": 0.1}, weights=None, criterion="mse")
     assert a._holder.value._backbone is b._holder.value._backbone
     config = a.get_config()
-    assert config["weights"] is None and config["backbone"] == "vgg16" and config["feature_extractor"] is None
+    assert (
+        config["weights"] is None
+        and config["backbone"] == "vgg16"
+        and config["feature_extractor"] is None
+    )
     clone = PerceptualLoss.from_config(config)
     assert clone._holder.value._backbone is a._holder.value._backbone
     assert clone.get_config() == config
@@ -157,9 +197,23 @@ def test_accepts_a_feature_extractor_and_stores_its_spec():
     fx = get_feature_extractor("vgg19", ["conv5_4"], weights=None)
     loss = PerceptualLoss({"conv5_4": 1.0}, feature_extractor=fx)
     config = loss.get_config()
-    assert (config["backbone"], config["weights"], config["feature_extractor"]) == ("vgg19", None, None)
+    assert (config["backbone"], config["weights"], config["feature_extractor"]) == (
+        "vgg19",
+        None,
+        None,
+    )
     assert loss._holder.value._backbone is fx._backbone
     assert PerceptualLoss.from_config(config)._holder.value._backbone is fx._backbone
+    # a non-default normalisation travels with it
+    custom = get_feature_extractor("vgg19", ["conv5_4"], weights=None, preprocessing={"mean": 0.5})
+    config = PerceptualLoss({"conv5_4": 1.0}, feature_extractor=custom).get_config()
+    assert config["preprocessing"] == {
+        "mean": [0.5] * 3,
+        "std": [1.0] * 3,
+        "scale": 1.0,
+        "bgr": False,
+    }
+    assert PerceptualLoss.from_config(config)._holder.value.preprocessing == custom.preprocessing
 
 
 def _generator(name="gen"):
@@ -172,21 +226,29 @@ def _generator(name="gen"):
 def _h5_datasets(path):
     found = []
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: found.append((name, obj.shape)) if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                found.append((name, obj.shape)) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
     return found
 
 
 def test_checkpoints_hold_no_backbone_and_generator_weights_load(tmp_path, rng):
     keras.utils.set_random_seed(0)
     model = _generator()
-    model.compile(optimizer="adam", loss=L1() + 0.1 * PerceptualLoss({"relu2_2": 1.0}, weights=None))
+    model.compile(
+        optimizer="adam", loss=L1() + 0.1 * PerceptualLoss({"relu2_2": 1.0}, weights=None)
+    )
     y, p = _pair(rng, (2, 16, 16, 3))
     model.fit(p, y, epochs=1, verbose=0)
     model.save_weights(str(tmp_path / "model.weights.h5"))
     datasets = _h5_datasets(tmp_path / "model.weights.h5")
     expected = [tuple(w.shape) for w in model.weights + model.optimizer.variables]
     assert sorted(shape for _, shape in datasets) == sorted(expected)
-    assert not any(shape and shape[-1] in (64, 128) for _, shape in datasets)  # no VGG kernels/biases
+    assert not any(
+        shape and shape[-1] in (64, 128) for _, shape in datasets
+    )  # no VGG kernels/biases
     # .keras archives likewise stay small (VGG16 would add ~59 MB)
     model.save(str(tmp_path / "model.keras"))
     assert os.path.getsize(tmp_path / "model.keras") < 200_000
@@ -220,7 +282,9 @@ def test_offline_error_from_the_loss(tmp_path, monkeypatch):
         raise Exception("URL fetch failure")
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
-    with pytest.raises(WeightsNotFoundError, match="put `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`"):
+    with pytest.raises(
+        WeightsNotFoundError, match="put `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`"
+    ):
         PerceptualLoss("relu3_3", weights="imagenet")
 
 
@@ -231,7 +295,7 @@ def _kodak_crop(data_dir, size=64):
         pytest.skip(f"{path} not available")
     img = tf.image.decode_png(tf.io.read_file(str(path)), channels=3)
     img = tf.image.convert_image_dtype(img, tf.float32).numpy()
-    return img[None, 200:200 + size, 300:300 + size, :]
+    return img[None, 200 : 200 + size, 300 : 300 + size, :]
 
 
 def test_torchvision_vgg16_relu3_3_grows_with_noise(weights_dir, data_dir, monkeypatch):
@@ -249,6 +313,8 @@ def test_torchvision_vgg16_relu3_3_grows_with_noise(weights_dir, data_dir, monke
     ref = reference_loss(
         {"relu3_3": np.asarray(fx(y)["relu3_3"], np.float64)},
         {"relu3_3": np.asarray(fx(p)["relu3_3"], np.float64)},
-        {"relu3_3": 1.0}, "mse", "mean",
+        {"relu3_3": 1.0},
+        "mse",
+        "mean",
     )
     np.testing.assert_allclose(loss(y, p), ref, rtol=1e-4)

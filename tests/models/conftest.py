@@ -22,4 +22,3 @@ def roundtrip(tmp_path):
         return loaded
 
     return check
-

@@ -33,7 +33,7 @@ def _classifier(size=16, classes=5, seed=1):
             keras.Input((size, size, 3)),
             keras.layers.Conv2D(8, 3, padding="same"),
             keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
+            keras.layers.ReLU(name="relu"),
             keras.layers.Dropout(0.5),
             keras.layers.GlobalAveragePooling2D(),
             keras.layers.Dense(classes),
@@ -89,7 +89,10 @@ def test_task_network_runs_in_inference_mode(rng):
     "mode,reference",
     [
         ("caffe", lambda x: keras.applications.vgg16.preprocess_input(255.0 * x)),
-        ("torch", lambda x: keras.applications.imagenet_utils.preprocess_input(255.0 * x, mode="torch")),
+        (
+            "torch",
+            lambda x: keras.applications.imagenet_utils.preprocess_input(255.0 * x, mode="torch"),
+        ),
         ("tf", lambda x: keras.applications.mobilenet_v2.preprocess_input(255.0 * x)),
         ("scale255", lambda x: 255.0 * x),
         ("identity", lambda x: x),
@@ -97,11 +100,15 @@ def test_task_network_runs_in_inference_mode(rng):
 )
 def test_preprocess_modes_match_keras_applications(mode, reference, rng):
     x = rng.uniform(size=(2, 4, 5, 3)).astype("float32")
-    np.testing.assert_allclose(TaskPreprocess(mode)(x).numpy(), reference(x.copy()), rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        TaskPreprocess(mode)(x).numpy(), reference(x.copy()), rtol=1e-5, atol=1e-3
+    )
 
 
 # ------------------------------------------------------------ training checks
-def _assert_frozen_fit_and_gradient(restorer, task, x, labels, clean, preprocess, lambdas=(1.0, 0.25)):
+def _assert_frozen_fit_and_gradient(
+    restorer, task, x, labels, clean, preprocess, lambdas=(1.0, 0.25)
+):
     task_before = _snapshot(task)
     restorer_before = _snapshot(restorer)
     model = cascade(restorer, task, preprocess=preprocess)
@@ -143,7 +150,7 @@ def test_frozen_small_classifier_fit(rng):
     "app",
     [
         keras.applications.VGG16,
-        keras.applications.ResNet50,
+        pytest.param(keras.applications.ResNet50, marks=pytest.mark.slow),
         pytest.param(keras.applications.ResNet101, marks=pytest.mark.slow),
     ],
 )
@@ -170,7 +177,9 @@ def test_segmentation_ignore_label_loss_and_miou(rng):
     valid = labels != 255
     nll = -np.take_along_axis(logp, np.where(valid, labels, 0)[..., None], -1)[..., 0]
     ce = SCCE(from_logits=True, ignore_class=255)
-    np.testing.assert_allclose(float(ce(labels, logits.astype("float32"))), nll[valid].mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(ce(labels, logits.astype("float32"))), nll[valid].mean(), rtol=1e-5
+    )
 
     task_before = _snapshot(seg)
     model.compile(
@@ -197,10 +206,14 @@ def test_classification_metrics_in_evaluate(rng):
     model = cascade(_restorer(), _classifier(classes=8), preprocess="tf")
     x, clean = _images(rng, n=6)
     labels = rng.integers(0, 8, size=(6,))
-    model.compile(loss=[MSE(), SCCE(from_logits=True)], metrics=[[], [TopKAccuracy(1), TopKAccuracy(5)]])
+    model.compile(
+        loss=[MSE(), SCCE(from_logits=True)], metrics=[[], [TopKAccuracy(1), TopKAccuracy(5)]]
+    )
     results = model.evaluate(x, [clean, labels], batch_size=3, verbose=0, return_dict=True)
     scores = model.predict(x, verbose=0)[1]
-    rank = (scores > scores[np.arange(6), labels][:, None]).sum(-1)  # number of strictly better classes
+    rank = (scores > scores[np.arange(6), labels][:, None]).sum(
+        -1
+    )  # number of strictly better classes
     assert results["task_top1_accuracy"] == pytest.approx(np.mean(rank < 1))
     assert results["task_top5_accuracy"] == pytest.approx(np.mean(rank < 5))
 
@@ -213,7 +226,9 @@ def test_cross_task_swap(rng):
     cls_model.fit(x, [clean, rng.integers(0, 5, size=(4,))], batch_size=2, verbose=0)
     seg_model = cascade(get_restorer(cls_model), _segmenter(), preprocess="torch")
     np.testing.assert_array_equal(seg_model(x)[0].numpy(), cls_model(x)[0].numpy())
-    assert {id(v) for v in seg_model.trainable_weights} == {id(v) for v in restorer.trainable_weights}
+    assert {id(v) for v in seg_model.trainable_weights} == {
+        id(v) for v in restorer.trainable_weights
+    }
 
 
 def test_multi_input_restorer_and_liu_valid(rng):
@@ -222,9 +237,13 @@ def test_multi_input_restorer_and_liu_valid(rng):
     model = cascade(ffd, _classifier(), preprocess="caffe")
     outs = model([x, np.full((2, 1), 0.1, "float32")])
     assert outs[0].shape == (2, 16, 16, 3) and outs[1].shape == (2, 5)
-    # Faithful valid-padded Liu denoiser: 22 px in -> 16 px restored -> classifier.
-    liu_model = cascade(LiuDenoiser("valid"), _classifier())
-    assert [tuple(o.shape) for o in liu_model(np.zeros((1, 22, 22, 3), "float32"))] == [(1, 16, 16, 3), (1, 5)]
+    # Faithful valid-padded Liu denoiser, as in the released joint net (232 -> 226 -> crop
+    # 2 at the end -> 224): here 24 px -> 18 px restored -> 16 px into the classifier.
+    liu_model = cascade(LiuDenoiser("valid"), _classifier(), task_crop=2)
+    restored, logits = liu_model(np.zeros((1, 24, 24, 3), "float32"))
+    assert restored.shape == (1, 18, 18, 3) and logits.shape == (1, 5)
+    crop = liu_model.get_layer("task_crop")
+    assert crop.cropping == ((0, 2), (0, 2))
 
 
 # --------------------------------------------------------- perceptual features
@@ -241,23 +260,31 @@ def test_feature_layer_output_and_extractor(rng):
     relu3_3 = keras.Model(vgg.input, vgg.get_layer("block3_conv3").output)
     ref = relu3_3(keras.applications.vgg16.preprocess_input(255.0 * restored)).numpy()
     np.testing.assert_allclose(feats, ref, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(task, vgg(keras.applications.vgg16.preprocess_input(255.0 * restored)).numpy(),
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        task,
+        vgg(keras.applications.vgg16.preprocess_input(255.0 * restored)).numpy(),
+        rtol=1e-4,
+        atol=1e-3,
+    )
     with pytest.raises(ValueError, match="not a layer of.*block3_conv3"):
         cascade(_restorer(), vgg, feature_layer="relu3_3x")
 
 
 def test_perceptual_loss_on_the_restored_output(rng):
-    """The paper's joint loss with tfrestore's PerceptualLoss: L_D + 0.5 L_P (relu3_3) + 0.25 L_H."""
+    """The paper's joint loss with PerceptualLoss: L_D + 0.5 L_P (relu3_3) + 0.25 L_H."""
     keras.utils.set_random_seed(6)
     vgg = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
     fx = task_feature_extractor(vgg, "block3_conv3", preprocess="caffe")
     x, clean = _images(rng, n=2, size=32)
 
     # L_P through the task network's own relu3_3 equals the NumPy feature distance.
-    lp = PerceptualLoss(feature_extractor=fx, criterion="mse", channel_reduction="sum", reduction=None)
+    lp = PerceptualLoss(
+        feature_extractor=fx, criterion="mse", channel_reduction="sum", reduction=None
+    )
     fa, fb = fx(clean).numpy().astype(np.float64), fx(x).numpy().astype(np.float64)
-    np.testing.assert_allclose(lp(clean, x).numpy(), ((fb - fa) ** 2).sum(-1).mean((1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(
+        lp(clean, x).numpy(), ((fb - fa) ** 2).sum(-1).mean((1, 2)), rtol=1e-4
+    )
 
     clf = keras.Sequential([vgg, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
     model = cascade(_restorer(), clf, preprocess="caffe")
@@ -279,16 +306,19 @@ def test_roundtrip(roundtrip, rng):
     model = cascade(_restorer(), _classifier(), preprocess="torch")
     loaded = roundtrip(model, x)
     assert loaded.output_names == ["restored", "task"]
-    assert {id(v) for v in loaded.trainable_weights} == {id(v) for v in get_restorer(loaded).trainable_weights}
+    assert {id(v) for v in loaded.trainable_weights} == {
+        id(v) for v in get_restorer(loaded).trainable_weights
+    }
 
 
 def test_roundtrip_with_features(roundtrip, rng):
-    model = cascade(_restorer(), _classifier(), feature_layer="re_lu")
+    model = cascade(_restorer(), _classifier(), feature_layer="relu")
     loaded = roundtrip(model, _images(rng, n=2)[0])
     assert loaded.output_names == ["restored", "task", "features"]
 
 
 # ---------------------------------------------------------------- distribution
+@pytest.mark.slow
 def test_fit_under_mirrored_strategy(strategy, rng):
     with strategy.scope():
         restorer, clf = _restorer(), _classifier()
@@ -304,7 +334,9 @@ def test_fit_under_mirrored_strategy(strategy, rng):
 # ------------------------------------------------------------------ bad inputs
 def test_bad_arguments():
     with pytest.raises(ValueError, match="2 outputs"):
-        cascade(UNet(filters=4, levels=1, blocks=0, scales=2, return_all_scales=True), _classifier())
+        cascade(
+            UNet(filters=4, levels=1, blocks=0, scales=2, return_all_scales=True), _classifier()
+        )
     with pytest.raises(ValueError, match="`preprocess` must be one of"):
         cascade(_restorer(), _classifier(), preprocess="bgr")
     with pytest.raises(TypeError, match="keras.Model"):
@@ -313,3 +345,12 @@ def test_bad_arguments():
         cascade(DnCNN(depth=3, filters=4, channels=1), _classifier(), preprocess="caffe")
     with pytest.raises(TypeError, match="preprocess"):
         cascade(_restorer(), _classifier(), preprocess=lambda x: x)
+    fixed = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]
+    )
+    with pytest.raises(ValueError, match="height differ.*task_crop"):
+        cascade(LiuDenoiser("valid"), fixed).predict(np.zeros((1, 12, 12, 3), "float32"), verbose=0)
+    liu16 = keras.Model(*(lambda i: (i, LiuDenoiser("valid")(i)))(keras.Input((16, 16, 3))))
+    with pytest.raises(ValueError, match="height differ"):
+        cascade(liu16, fixed)
+    assert cascade(liu16, fixed, task_crop=((1, 1), (1, 1))).output_names == ["restored", "task"]

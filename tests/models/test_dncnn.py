@@ -6,7 +6,8 @@ from tfrestore.models import DnCNN, trainable_params
 
 
 def test_dncnn_s_parameter_count():
-    # cszn/DnCNN TrainingCodes/dncnn_keras: conv1 with bias, 15 x (conv w/o bias + BN), last conv w/o bias.
+    # cszn/DnCNN TrainingCodes/dncnn_keras: conv1 with bias, 15 x (conv w/o bias + BN),
+    # last conv w/o bias.
     expected = (9 * 1 * 64 + 64) + 15 * (9 * 64 * 64 + 2 * 64) + 9 * 64 * 1
     assert expected == 556_096
     model = DnCNN()
@@ -47,4 +48,6 @@ def test_bad_inputs():
 
 
 def test_roundtrip(roundtrip, rng):
-    roundtrip(DnCNN(depth=4, filters=8, channels=3), rng.uniform(size=(2, 10, 10, 3)).astype("float32"))
+    roundtrip(
+        DnCNN(depth=4, filters=8, channels=3), rng.uniform(size=(2, 10, 10, 3)).astype("float32")
+    )

@@ -54,7 +54,9 @@ def test_mean_shift_and_depth_to_space(rng):
     y = model.get_layer("upsample0_shuffle")(x).numpy()
     for i in range(2):
         for j in range(2):
-            np.testing.assert_array_equal(y[:, i::2, j::2], x[..., (i * 2 + j) * 2 : (i * 2 + j) * 2 + 2])
+            np.testing.assert_array_equal(
+                y[:, i::2, j::2], x[..., (i * 2 + j) * 2 : (i * 2 + j) * 2 + 2]
+            )
 
 
 def test_bad_arguments():

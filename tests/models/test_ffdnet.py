@@ -15,7 +15,11 @@ def _copy_weights(src, dst):
 def test_parameter_counts(channels, expected):
     # KAIR network_ffdnet.py: head (4C+1 -> nc), nb-2 body convs, tail (nc -> 4C), all with bias.
     nb, nc = (15, 64) if channels == 1 else (12, 96)
-    arithmetic = (9 * (4 * channels + 1) * nc + nc) + (nb - 2) * (9 * nc * nc + nc) + (9 * nc * 4 * channels + 4 * channels)
+    arithmetic = (
+        (9 * (4 * channels + 1) * nc + nc)
+        + (nb - 2) * (9 * nc * nc + nc)
+        + (9 * nc * 4 * channels + 4 * channels)
+    )
     assert arithmetic == expected
     assert trainable_params(FFDNet(channels=channels)) == expected
 
@@ -48,7 +52,9 @@ def test_pixel_unshuffle_and_noise_map_layout(rng):
     # TF space_to_depth: channel (i*2 + j)*C + c holds pixel (2h+i, 2w+j, c).
     for i in range(2):
         for j in range(2):
-            np.testing.assert_array_equal(got[..., (i * 2 + j) * 3 : (i * 2 + j) * 3 + 3], x[:, i::2, j::2])
+            np.testing.assert_array_equal(
+                got[..., (i * 2 + j) * 3 : (i * 2 + j) * 3 + 3], x[:, i::2, j::2]
+            )
     np.testing.assert_array_equal(got[..., 12], np.broadcast_to(sigma[:, :, None], (2, 2, 3)))
 
 
@@ -61,7 +67,9 @@ def test_blind_scalar_and_map_inputs_agree(rng):
     x = rng.uniform(size=(2, 6, 10, 3)).astype("float32")
     ref = scalar([x, np.full((2, 1), 25 / 255, "float32")]).numpy()
     np.testing.assert_allclose(blind(x).numpy(), ref, atol=1e-6)
-    np.testing.assert_allclose(mapped([x, np.full((2, 6, 10, 1), 25 / 255, "float32")]).numpy(), ref, atol=1e-6)
+    np.testing.assert_allclose(
+        mapped([x, np.full((2, 6, 10, 1), 25 / 255, "float32")]).numpy(), ref, atol=1e-6
+    )
     assert len(blind.inputs) == 1
 
 
@@ -82,7 +90,9 @@ def test_bad_inputs():
         FFDNet(noise_level_input="vector")
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"noise_level": 0.1}, {"noise_level_input": "map", "batch_norm": True}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"noise_level": 0.1}, {"noise_level_input": "map", "batch_norm": True}]
+)
 def test_roundtrip(roundtrip, rng, kwargs):
     model = FFDNet(channels=3, depth=3, filters=8, **kwargs)
     x = rng.uniform(size=(2, 6, 6, 3)).astype("float32")

@@ -46,7 +46,9 @@ def test_input_check_static_and_dynamic():
     with pytest.raises(ValueError, match="rank-4"):
         check(np.zeros((12, 12, 3), "float32"))
     fn = tf.function(check, input_signature=[tf.TensorSpec((None, None, None, 3))])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Net: `inputs` must have height and width minus 4"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Net: `inputs` must have height and width minus 4"
+    ):
         fn(tf.zeros((1, 12, 10, 3)))
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 8x8"):
         fn(tf.zeros((1, 4, 4, 3)))
@@ -56,7 +58,9 @@ def test_noise_level_map_forms(rng):
     ref = np.zeros((2, 3, 4, 5), "float32")
     for sigma in (np.array([0.1, 0.2], "float32"), np.array([[0.1], [0.2]], "float32")):
         out = NoiseLevelMap()([ref, sigma]).numpy()
-        np.testing.assert_allclose(out[:, :, :, 0], np.broadcast_to(np.array([0.1, 0.2])[:, None, None], (2, 3, 4)))
+        np.testing.assert_allclose(
+            out[:, :, :, 0], np.broadcast_to(np.array([0.1, 0.2])[:, None, None], (2, 3, 4))
+        )
     full = rng.uniform(size=(2, 6, 8, 1)).astype("float32")
     pooled = NoiseLevelMap(factor=2)([ref, full]).numpy()
     np.testing.assert_allclose(pooled, full.reshape(2, 3, 2, 4, 2, 1).mean(axis=(2, 4)), rtol=1e-6)
@@ -66,5 +70,7 @@ def test_noise_level_map_forms(rng):
 
 def test_resize_like_dynamic_shapes():
     layer = ResizeLike()
-    fn = tf.function(lambda a, b: layer([a, b]), input_signature=[tf.TensorSpec((None, None, None, 2))] * 2)
+    fn = tf.function(
+        lambda a, b: layer([a, b]), input_signature=[tf.TensorSpec((None, None, None, 2))] * 2
+    )
     assert fn(tf.ones((1, 2, 3, 2)), tf.ones((1, 4, 6, 2))).shape == (1, 4, 6, 2)

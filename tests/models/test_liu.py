@@ -19,7 +19,9 @@ def np_conv(x, w, b=None, stride=1, pad=0):
     out = np.zeros((x.shape[0], oh, ow, w.shape[3]))
     for i in range(kh):
         for j in range(kw):
-            patch = x[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
+            patch = x[
+                :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride
+            ]
             out += patch @ w[i, j]
     return out if b is None else out + b
 
@@ -31,9 +33,9 @@ def np_deconv(x, w_torch, b=None, stride=2, pad=1):
     full = np.zeros((n, (h - 1) * stride + kh, (wd - 1) * stride + kw, cout))
     for i in range(kh):
         for j in range(kw):
-            full[:, i : i + stride * (h - 1) + 1 : stride, j : j + stride * (wd - 1) + 1 : stride] += (
-                x @ w_torch[:, :, i, j]
-            )
+            full[
+                :, i : i + stride * (h - 1) + 1 : stride, j : j + stride * (wd - 1) + 1 : stride
+            ] += (x @ w_torch[:, :, i, j])
     out = full[:, pad : full.shape[1] - pad, pad : full.shape[2] - pad]
     return out if b is None else out + b
 
@@ -52,7 +54,9 @@ def np_liu(model, x, padding):
         layer = L(name)
         ws = [v.numpy().astype(np.float64) for v in layer.weights]
         k = ws[0].shape[0]
-        return np_conv(t, ws[0], ws[1] if len(ws) > 1 else None, stride, k // 2 if pad is None else pad)
+        return np_conv(
+            t, ws[0], ws[1] if len(ws) > 1 else None, stride, k // 2 if pad is None else pad
+        )
 
     def deconv(name, t):
         k, b = (v.numpy().astype(np.float64) for v in L(name).weights)
@@ -96,14 +100,27 @@ def test_parameter_count_matches_spec_and_paper():
         return k * k * i * o + (o if bias else 0)
 
     def bottleneck(c, m):
-        return conv(1, c, m, False) + 2 * m + conv(3, m, m, False) + 2 * m + conv(1, m, c, False) + 2 * c
+        return (
+            conv(1, c, m, False)
+            + 2 * m
+            + conv(3, m, m, False)
+            + 2 * m
+            + conv(1, m, c, False)
+            + 2 * c
+        )
 
     expected = (
         conv(5, 3, 64)
-        + conv(3, 64, 128) + 256 + bottleneck(128, 32)
-        + conv(3, 128, 128) + 256 + bottleneck(128, 32)
+        + conv(3, 64, 128)
+        + 256
+        + bottleneck(128, 32)
+        + conv(3, 128, 128)
+        + 256
+        + bottleneck(128, 32)
         + conv(4, 128, 32)
-        + conv(3, 160, 256) + 512 + bottleneck(256, 64)
+        + conv(3, 160, 256)
+        + 512
+        + bottleneck(256, 64)
         + conv(4, 256, 64)
         + conv(3, 128, 3)
     )
@@ -118,7 +135,12 @@ def test_parameter_count_matches_spec_and_paper():
 @pytest.mark.parametrize("side,expected", [(8, 2), (12, 6), (40, 34), (48, 42)])
 def test_valid_shape_arithmetic(side, expected):
     model = LiuDenoiser("valid")
-    assert model(np.zeros((1, side, side + 4, 3), "float32")).shape == (1, expected, expected + 4, 3)
+    assert model(np.zeros((1, side, side + 4, 3), "float32")).shape == (
+        1,
+        expected,
+        expected + 4,
+        3,
+    )
 
 
 def test_same_keeps_size():
@@ -182,7 +204,9 @@ def test_caffe_deconv_4_2_1_equals_conv2d_transpose_same(rng):
     ref = np_deconv(x, w_torch, b)
     layer = keras.layers.Conv2DTranspose(4, 4, strides=2, padding="same")
     layer.build((None, 5, 3, 6))
-    layer.set_weights([w_torch.transpose(2, 3, 1, 0).astype("float32"), b.astype("float32")])  # no flip
+    layer.set_weights(
+        [w_torch.transpose(2, 3, 1, 0).astype("float32"), b.astype("float32")]
+    )  # no flip
     got = layer(x.astype("float32")).numpy()
     assert got.shape == ref.shape == (2, 10, 6, 4)
     np.testing.assert_allclose(got, ref, atol=1e-4)

@@ -45,7 +45,9 @@ def test_residual_identity_at_init_of_zero_output_conv(rng):
 
 def test_bad_sizes():
     model = UNet(**SMALL, scales=3)  # needs multiples of 2 ** (3 + 2 - 2) = 8
-    with pytest.raises(ValueError, match="UNet: `inputs` must have height and width divisible by 8, got 12x16"):
+    with pytest.raises(
+        ValueError, match="UNet: `inputs` must have height and width divisible by 8, got 12x16"
+    ):
         model(np.zeros((1, 12, 16, 3), "float32"))
     fn = tf.function(model, input_signature=[tf.TensorSpec((None, None, None, 3))])
     with pytest.raises(tf.errors.InvalidArgumentError, match="divisible by 8"):
@@ -55,5 +57,7 @@ def test_bad_sizes():
 
 
 def test_roundtrip(roundtrip, rng):
-    roundtrip(UNet(scales=2, shared_weights=False, return_all_scales=True, name="unet2", **SMALL),
-              rng.uniform(size=(1, 8, 8, 3)).astype("float32"))
+    roundtrip(
+        UNet(scales=2, shared_weights=False, return_all_scales=True, name="unet2", **SMALL),
+        rng.uniform(size=(1, 8, 8, 3)).astype("float32"),
+    )

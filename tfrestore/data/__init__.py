@@ -10,7 +10,8 @@
 
 Example:
     >>> from tfrestore import data
-    >>> ds = data.image_dataset("default", data.GaussianNoise(sigma=(0, 75 / 255)), crop_size=64, batch_size=2)
+    >>> noise = data.GaussianNoise(sigma=(0, 75 / 255))
+    >>> ds = data.image_dataset("default", noise, crop_size=64, batch_size=2)
     >>> [tuple(t.shape) for t in next(iter(ds))]
     [(2, 64, 64, 3), (2, 64, 64, 3)]
 """

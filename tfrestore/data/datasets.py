@@ -54,7 +54,9 @@ class _Store:
             flat = [np.ascontiguousarray(a.astype(dtype, copy=False)).reshape(-1) for a in arrays]
             lengths = np.array([f.size for f in flat], np.int64)
             self.flat = tf.constant(np.concatenate(flat))
-            self.offsets = tf.constant(np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
+            self.offsets = tf.constant(
+                np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            )
             self.shapes = tf.constant(np.array([a.shape for a in arrays], np.int64))
             self.sizes = [tuple(a.shape[:2]) for a in arrays]
             self.n = len(arrays)
@@ -101,7 +103,9 @@ def _as_arrays(source, channels):
         if a.ndim != 3:
             raise ValueError(f"in-memory image #{i} must be HW or HWC, got shape {a.shape}")
         if a.dtype.kind not in "uif":
-            raise TypeError(f"in-memory image #{i} must be uint8 or float in [0, 1], got dtype {a.dtype}")
+            raise TypeError(
+                f"in-memory image #{i} must be uint8 or float in [0, 1], got dtype {a.dtype}"
+            )
         if a.dtype.kind in "ui" and a.dtype != np.uint8:
             raise TypeError(f"in-memory image #{i}: integer images must be uint8, got {a.dtype}")
         if a.shape[-1] == 1 and channels == 3:
@@ -113,7 +117,9 @@ def _as_arrays(source, channels):
             a = (a.astype(np.float32) @ w)[..., None]
             a = a if arrays[i].dtype.kind == "f" else np.round(a).astype(np.uint8)
         if a.shape[-1] != channels:
-            raise ValueError(f"in-memory image #{i} has {a.shape[-1]} channels, expected {channels}")
+            raise ValueError(
+                f"in-memory image #{i} has {a.shape[-1]} channels, expected {channels}"
+            )
         out.append(a)
     if not out:
         raise ImageFileError("the list of in-memory images is empty")
@@ -123,7 +129,11 @@ def _as_arrays(source, channels):
 def _is_array_source(source):
     if isinstance(source, np.ndarray):
         return True
-    if isinstance(source, (list, tuple)) and source and isinstance(source[0], (np.ndarray, tf.Tensor)):
+    if (
+        isinstance(source, (list, tuple))
+        and source
+        and isinstance(source[0], (np.ndarray, tf.Tensor))
+    ):
         return True
     return False
 
@@ -152,7 +162,9 @@ def _make_store(source, *, channels, validate, cache, recursive, min_size, num_p
 
 def _cache_files(paths, channels, num_parallel_calls):
     ds = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: decode_image(p, channels, tf.uint8), num_parallel_calls=num_parallel_calls, deterministic=True
+        lambda p: decode_image(p, channels, tf.uint8),
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True,
     )
     arrays = [a.numpy() for a in ds]
     store = _Store(arrays=arrays, channels=channels)
@@ -167,7 +179,16 @@ def _check_fits(store, idx, img, crop_h, crop_w, what):
     shape = tf.shape(img)
     ok = tf.logical_and(shape[0] >= crop_h, shape[1] >= crop_w)
     return tf.debugging.Assert(
-        ok, [f"{what}: image", store.name(idx), "of shape", shape, "is smaller than the crop", crop_h, crop_w]
+        ok,
+        [
+            f"{what}: image",
+            store.name(idx),
+            "of shape",
+            shape,
+            "is smaller than the crop",
+            crop_h,
+            crop_w,
+        ],
     )
 
 
@@ -193,19 +214,27 @@ def _augment(images, seed, allow_rot):
 
 
 def _index_stream(n, *, per_image, shuffle, repeat, seed):
+    """``(i, image_index)`` pairs: element ``i`` of the stream and the image it uses.
+
+    Epoch ``e = i // (n * per_image)`` visits every image ``per_image`` times in the
+    order ``stateless_shuffle(arange, fold_in([seed, 1], e))``. Computing the order from
+    ``i`` (instead of chaining per-epoch datasets) keeps the cardinality known: infinite
+    when repeating, ``n * per_image`` otherwise.
+    """
     order_seed = tf.constant([seed, 1], tf.int64)
     base = tf.repeat(tf.range(n, dtype=tf.int64), per_image)
+    length = n * per_image
 
-    def epoch(e):
-        idx = base
-        if shuffle:
-            idx = tf.random.experimental.stateless_shuffle(
-                base, seed=tf.random.experimental.stateless_fold_in(order_seed, e)
-            )
-        return tf.data.Dataset.from_tensor_slices(idx)
+    def order(i):
+        if not shuffle:
+            return i, tf.gather(base, i % length)
+        perm = tf.random.experimental.stateless_shuffle(
+            base, seed=tf.random.experimental.stateless_fold_in(order_seed, i // length)
+        )
+        return i, tf.gather(perm, i % length)
 
-    epochs = tf.data.Dataset.range(np.iinfo(np.int64).max if repeat else 1)
-    return epochs.flat_map(epoch).enumerate()
+    ids = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(length)
+    return ids.map(order)
 
 
 def _resolve_mode(training, batch_size, augment, shuffle, repeat, drop_remainder):
@@ -226,7 +255,9 @@ def _check_batchable(sizes, batch_size, what):
         )
 
 
-def _finish_pipeline(ds, degrade, batch_size, drop_remainder, seed, num_parallel_calls, deterministic, prefetch):
+def _finish_pipeline(
+    ds, degrade, batch_size, drop_remainder, seed, num_parallel_calls, deterministic, prefetch
+):
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if degrade is not None:
         deg_seed = tf.constant([seed, 3], tf.int64)
@@ -236,7 +267,9 @@ def _finish_pipeline(ds, degrade, batch_size, drop_remainder, seed, num_parallel
             out = tuple(out) if isinstance(out, (tuple, list)) else out
             return out, clean
 
-        ds = ds.enumerate().map(apply, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
+        ds = ds.enumerate().map(
+            apply, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+        )
     if prefetch:
         ds = ds.prefetch(prefetch)
     return ds
@@ -308,8 +341,8 @@ def image_dataset(
 
     Example:
         >>> from tfrestore.data import default_images, degrade
-        >>> ds = image_dataset(default_images(["chelsea"], max_size=64), degrade.GaussianNoise(25 / 255),
-        ...                    crop_size=32, batch_size=4, seed=1)
+        >>> images = default_images(["chelsea"], max_size=64)
+        >>> ds = image_dataset(images, degrade.GaussianNoise(25 / 255), crop_size=32, batch_size=4)
         >>> noisy, clean = next(iter(ds))
         >>> noisy.shape, clean.shape
         (TensorShape([4, 32, 32, 3]), TensorShape([4, 32, 32, 3]))
@@ -324,7 +357,8 @@ def image_dataset(
     scale = int(getattr(degrade, "scale", 1) or 1)
     if crop_size is not None and crop_size % scale:
         raise ValueError(
-            f"{what}: crop_size={crop_size} must be a multiple of the degradation's scale ({scale})."
+            f"{what}: crop_size={crop_size} must be a multiple of the degradation's "
+            f"scale ({scale})."
         )
     modcrop = _check_int(modcrop, "modcrop") or scale
     batch_size, augment, shuffle, repeat, drop_remainder = _resolve_mode(
@@ -332,11 +366,20 @@ def image_dataset(
     )
     min_size = (crop_size, crop_size) if crop_size else None
     store = _make_store(
-        source, channels=channels, validate=validate, cache=cache, recursive=recursive,
-        min_size=min_size, num_parallel_calls=num_parallel_calls,
+        source,
+        channels=channels,
+        validate=validate,
+        cache=cache,
+        recursive=recursive,
+        min_size=min_size,
+        num_parallel_calls=num_parallel_calls,
     )
     if crop_size is None:
-        sizes = None if store.sizes is None else [(h - h % modcrop, w - w % modcrop) for h, w in store.sizes]
+        sizes = (
+            None
+            if store.sizes is None
+            else [(h - h % modcrop, w - w % modcrop) for h, w in store.sizes]
+        )
         _check_batchable(sizes, batch_size, what)
     crop_seed = tf.constant([seed, 2], tf.int64)
 
@@ -347,7 +390,9 @@ def image_dataset(
         shape = tf.shape(img)
         h, w = shape[0], shape[1]
         if crop_size is not None:
-            with tf.control_dependencies([_check_fits(store, idx, img, crop_size, crop_size, what)]):
+            with tf.control_dependencies(
+                [_check_fits(store, idx, img, crop_size, crop_size, what)]
+            ):
                 if training:
                     oy, ox = _random_offsets(s_crop, h, w, crop_size, crop_size)
                 else:
@@ -361,9 +406,13 @@ def image_dataset(
             (img,) = _augment([img], s_aug, allow_rot=crop_size is not None)
         return img
 
-    ds = _index_stream(store.n, per_image=patches_per_image, shuffle=shuffle, repeat=repeat, seed=seed)
+    ds = _index_stream(
+        store.n, per_image=patches_per_image, shuffle=shuffle, repeat=repeat, seed=seed
+    )
     ds = ds.map(element, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
-    return _finish_pipeline(ds, degrade, batch_size, drop_remainder, seed, num_parallel_calls, deterministic, prefetch)
+    return _finish_pipeline(
+        ds, degrade, batch_size, drop_remainder, seed, num_parallel_calls, deterministic, prefetch
+    )
 
 
 def _default_key(scale):
@@ -394,7 +443,10 @@ def match_pairs(lq_paths, gt_paths, *, scale=1, key=None):
         for p in paths:
             k = key_fn(p)
             if k in out:
-                raise ImageFileError(f"paired_dataset: two {side} files have the same key {k!r}: {out[k]!r} and {p!r}")
+                raise ImageFileError(
+                    f"paired_dataset: two {side} files have the same key {k!r}: "
+                    f"{out[k]!r} and {p!r}"
+                )
             out[k] = p
         return out
 
@@ -412,7 +464,9 @@ def match_pairs(lq_paths, gt_paths, *, scale=1, key=None):
             parts.append(f"{len(only_lq)} LQ file(s) have no GT match: {show(only_lq, lq)}")
         if only_gt:
             parts.append(f"{len(only_gt)} GT file(s) have no LQ match: {show(only_gt, gt)}")
-        raise ImageFileError("paired_dataset: LQ and GT files do not match by name; " + "; ".join(parts))
+        raise ImageFileError(
+            "paired_dataset: LQ and GT files do not match by name; " + "; ".join(parts)
+        )
     keys = sorted(lq)
     return [lq[k] for k in keys], [gt[k] for k in keys]
 
@@ -465,8 +519,10 @@ def paired_dataset(
     if crop_size is not None and crop_size % scale:
         raise ValueError(f"{what}: crop_size={crop_size} must be a multiple of scale={scale}.")
     lq_paths, gt_paths = match_pairs(
-        list_images(lq_source, recursive=recursive), list_images(gt_source, recursive=recursive),
-        scale=scale, key=key,
+        list_images(lq_source, recursive=recursive),
+        list_images(gt_source, recursive=recursive),
+        scale=scale,
+        key=key,
     )
     batch_size, augment, shuffle, repeat, drop_remainder = _resolve_mode(
         training, batch_size, augment, shuffle, repeat, drop_remainder
@@ -480,13 +536,20 @@ def paired_dataset(
             if not (lh * scale <= gh < (lh + 1) * scale and lw * scale <= gw < (lw + 1) * scale):
                 raise ImageFileError(
                     f"{what}: GT file {gp!r} is {gh}x{gw} but LQ file {lp!r} is {lh}x{lw}; with "
-                    f"scale={scale} the GT must be {lh * scale}x{lw * scale} (up to {scale - 1} extra pixels)"
+                    f"scale={scale} the GT must be {lh * scale}x{lw * scale} "
+                    f"(up to {scale - 1} extra pixels)"
                 )
         sizes = lq_sizes
     if crop_size is None:
         _check_batchable(sizes, batch_size, what)
-    kw = dict(channels=channels, validate=False, cache=cache, recursive=False, min_size=None,
-              num_parallel_calls=num_parallel_calls)
+    kw = dict(
+        channels=channels,
+        validate=False,
+        cache=cache,
+        recursive=False,
+        min_size=None,
+        num_parallel_calls=num_parallel_calls,
+    )
     lq_store = _make_store(lq_paths, **kw)
     gt_store = _make_store(gt_paths, **kw)
     crop_seed = tf.constant([seed, 2], tf.int64)
@@ -500,21 +563,38 @@ def paired_dataset(
         gt_shape = tf.shape(gt)
         size_ok = tf.debugging.Assert(
             tf.reduce_all(
-                [gt_shape[0] >= h * scale, gt_shape[0] < (h + 1) * scale,
-                 gt_shape[1] >= w * scale, gt_shape[1] < (w + 1) * scale]
+                [
+                    gt_shape[0] >= h * scale,
+                    gt_shape[0] < (h + 1) * scale,
+                    gt_shape[1] >= w * scale,
+                    gt_shape[1] < (w + 1) * scale,
+                ]
             ),
-            [f"{what}: GT", gt_store.name(idx), "shape", gt_shape, "does not match LQ",
-             lq_store.name(idx), "shape", shape, f"times scale {scale}"],
+            [
+                f"{what}: GT",
+                gt_store.name(idx),
+                "shape",
+                gt_shape,
+                "does not match LQ",
+                lq_store.name(idx),
+                "shape",
+                shape,
+                f"times scale {scale}",
+            ],
         )
         with tf.control_dependencies([size_ok]):
             if lq_crop is not None:
-                with tf.control_dependencies([_check_fits(lq_store, idx, lq, lq_crop, lq_crop, what)]):
+                with tf.control_dependencies(
+                    [_check_fits(lq_store, idx, lq, lq_crop, lq_crop, what)]
+                ):
                     if training:
                         oy, ox = _random_offsets(s_crop, h, w, lq_crop, lq_crop)
                     else:
                         oy, ox = (h - lq_crop) // 2, (w - lq_crop) // 2
                     lq = lq[oy : oy + lq_crop, ox : ox + lq_crop]
-                    gt = gt[oy * scale : (oy + lq_crop) * scale, ox * scale : (ox + lq_crop) * scale]
+                    gt = gt[
+                        oy * scale : (oy + lq_crop) * scale, ox * scale : (ox + lq_crop) * scale
+                    ]
                 lq.set_shape([lq_crop, lq_crop, channels])
                 gt.set_shape([crop_size, crop_size, channels])
             else:
@@ -524,7 +604,9 @@ def paired_dataset(
             lq, gt = _augment([lq, gt], s_aug, allow_rot=crop_size is not None)
         return lq, gt
 
-    ds = _index_stream(len(lq_paths), per_image=patches_per_image, shuffle=shuffle, repeat=repeat, seed=seed)
+    ds = _index_stream(
+        len(lq_paths), per_image=patches_per_image, shuffle=shuffle, repeat=repeat, seed=seed
+    )
     ds = ds.map(element, num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if prefetch:

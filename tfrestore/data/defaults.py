@@ -30,7 +30,9 @@ def _load(name):
     if name == "motorcycle":
         return skimage.data.stereo_motorcycle()[0]
     if name not in DEFAULT_IMAGE_NAMES:
-        raise ValueError(f"Unknown default image {name!r}; choose from {list(DEFAULT_IMAGE_NAMES)}.")
+        raise ValueError(
+            f"Unknown default image {name!r}; choose from {list(DEFAULT_IMAGE_NAMES)}."
+        )
     return getattr(skimage.data, name)()
 
 
@@ -45,7 +47,11 @@ def default_images(names=None, *, max_size=None, dtype="float32"):
     """
     if dtype not in ("float32", "uint8"):
         raise ValueError(f"`dtype` must be 'float32' or 'uint8', got {dtype!r}.")
-    names = DEFAULT_IMAGE_NAMES if names is None else ([names] if isinstance(names, str) else list(names))
+    names = (
+        DEFAULT_IMAGE_NAMES
+        if names is None
+        else ([names] if isinstance(names, str) else list(names))
+    )
     out = []
     for n in names:
         img = np.asarray(_load(n))[..., :3].astype(np.float32) / 255.0
@@ -74,11 +80,17 @@ def write_default_images(directory=None, names=None, *, max_size=None, format="p
 
     if format not in ("png", "jpg", "bmp"):
         raise ValueError(f"`format` must be 'png', 'jpg' or 'bmp', got {format!r}.")
-    folder = pathlib.Path(directory) if directory is not None else pathlib.Path(
-        tempfile.mkdtemp(prefix="tfrestore_default_images_")
+    folder = (
+        pathlib.Path(directory)
+        if directory is not None
+        else pathlib.Path(tempfile.mkdtemp(prefix="tfrestore_default_images_"))
     )
     folder.mkdir(parents=True, exist_ok=True)
-    names = DEFAULT_IMAGE_NAMES if names is None else ([names] if isinstance(names, str) else list(names))
+    names = (
+        DEFAULT_IMAGE_NAMES
+        if names is None
+        else ([names] if isinstance(names, str) else list(names))
+    )
     for name, img in zip(names, default_images(names, max_size=max_size, dtype="uint8")):
         path = os.fspath(folder / f"{name}.{format}")
         if format == "png":

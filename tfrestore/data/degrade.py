@@ -93,7 +93,8 @@ def _as_batch(images, fn):
     if x.shape.rank == 4:
         return x, False
     raise ValueError(
-        f"{fn}: `images` must be an HWC image or an NHWC batch (rank 3 or 4), got shape {tuple(x.shape)}."
+        f"{fn}: `images` must be an HWC image or an NHWC batch (rank 3 or 4), "
+        f"got shape {tuple(x.shape)}."
     )
 
 
@@ -101,7 +102,9 @@ def _check_range(value, name, fn, low=None, high=None):
     """Validate a fixed value or a (low, high) pair; returns (lo, hi) floats."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
-            raise ValueError(f"{fn}: `{name}` must be a number or a (low, high) pair, got {value!r}.")
+            raise ValueError(
+                f"{fn}: `{name}` must be a number or a (low, high) pair, got {value!r}."
+            )
         lo, hi = float(value[0]), float(value[1])
     else:
         lo = hi = float(value)
@@ -138,6 +141,12 @@ def _per_image_conv(x, kernels):
     """
     k = kernels.shape[-1]
     pad = k // 2
+    for axis, dim in (("height", x.shape[1]), ("width", x.shape[2])):
+        if dim is not None and dim <= pad:
+            raise ValueError(
+                f"image {axis} {dim} is too small for a {k}x{k} kernel (reflect padding needs "
+                f"more than {pad} pixels); use larger images or a smaller kernel/length."
+            )
     shape = tf.shape(x)
     b, h, w, c = shape[0], shape[1], shape[2], shape[3]
     xp = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
@@ -228,7 +237,8 @@ def _depth_proxy(kind, b, h, w, seed):
         field = (field - lo) / tf.maximum(hi - lo, 1e-6)
         return 0.5 * ramp + 0.5 * field
     raise ValueError(
-        f"add_haze: `depth` must be 'vertical', 'uniform', 'random' or a depth tensor, got {kind!r}."
+        f"add_haze: `depth` must be 'vertical', 'uniform', 'random' or a depth tensor, "
+        f"got {kind!r}."
     )
 
 
@@ -276,7 +286,9 @@ def add_haze(
         if d.shape.rank == 3:
             d = d[None]
         if d.shape.rank != 4 or (d.shape[-1] is not None and d.shape[-1] != 1):
-            raise ValueError(f"{fn}: a `depth` tensor must be (H, W, 1) or (B, H, W, 1), got {tuple(d.shape)}.")
+            raise ValueError(
+                f"{fn}: a `depth` tensor must be (H, W, 1) or (B, H, W, 1), got {tuple(d.shape)}."
+            )
         d = tf.broadcast_to(d, tf.stack([b, h, w, 1]))
     bet = _sample(rb, b, s_beta)
     air = _sample(ra, b, s_air)
@@ -316,7 +328,8 @@ def add_rain(
         angle: tilt in degrees from vertical (per image).
         intensity: streak brightness (per image).
         thickness: streak width in pixels.
-        return_params: also return ``{"streaks" (.., H, W, 1), "density", "length", "angle", "intensity"}``.
+        return_params: also return ``{"streaks" (.., H, W, 1), "density", "length",
+            "angle", "intensity"}``.
 
     Example:
         >>> rainy = add_rain(tf.zeros((2, 32, 32, 3)), seed=[0, 5])
@@ -333,7 +346,10 @@ def add_rain(
     shape = tf.shape(x)
     b, h, w = shape[0], shape[1], shape[2]
     dens, ln, ang, inten = (_sample(r, b, si) for r, si in zip((rd, rl, ran, ri), s[:4]))
-    drops = tf.cast(tf.random.stateless_uniform(tf.stack([b, h, w, 1]), s[4]) < tf.reshape(dens, [-1, 1, 1, 1]), tf.float32)
+    drops = tf.cast(
+        tf.random.stateless_uniform(tf.stack([b, h, w, 1]), s[4]) < tf.reshape(dens, [-1, 1, 1, 1]),
+        tf.float32,
+    )
     drops = drops * tf.random.stateless_uniform(tf.stack([b, h, w, 1]), s[5], 0.5, 1.0)
     ksize = 2 * int(math.ceil(rl[1] / 2.0)) + 1
     kernels = _line_kernels(ln, ang, ksize, thickness)
@@ -459,8 +475,17 @@ def jpeg_compress(images, seed, *, quality=(30, 95), return_params=False):
 # ----------------------------------------------------------------------------- motion blur
 
 
-def motion_kernel(seed, batch=None, *, size=15, length=(5.0, 15.0), kind="trajectory", angle=(0.0, 180.0), curvature=0.5):
-    """Random motion-blur kernels (non-negative, sum 1), shape ``(size, size)`` or ``(batch, size, size)``.
+def motion_kernel(
+    seed,
+    batch=None,
+    *,
+    size=15,
+    length=(5.0, 15.0),
+    kind="trajectory",
+    angle=(0.0, 180.0),
+    curvature=0.5,
+):
+    """Random motion-blur kernels (non-negative, sum 1), ``(size, size)`` or ``(B, size, size)``.
 
     ``kind="linear"``: an anti-aliased straight segment of ``length`` pixels at ``angle``
     degrees. ``kind="trajectory"``: a camera-shake path (a random walk with momentum,
@@ -495,7 +520,9 @@ def motion_kernel(seed, batch=None, *, size=15, length=(5.0, 15.0), kind="trajec
         drift = curvature * tf.random.stateless_normal(tf.stack([b, steps, 2]), s[2])
         vel = v0 + tf.cumsum(drift, axis=1) / math.sqrt(steps)
         pos = tf.cumsum(vel, axis=1)
-        pos = pos - 0.5 * (tf.reduce_max(pos, axis=1, keepdims=True) + tf.reduce_min(pos, axis=1, keepdims=True))
+        pos = pos - 0.5 * (
+            tf.reduce_max(pos, axis=1, keepdims=True) + tf.reduce_min(pos, axis=1, keepdims=True)
+        )
         extent = tf.reduce_max(tf.abs(pos), axis=[1, 2], keepdims=True)
         pos = pos / tf.maximum(extent, 1e-6) * tf.reshape(ln, [-1, 1, 1]) / 2.0
         r = (size - 1) / 2.0
@@ -506,7 +533,9 @@ def motion_kernel(seed, batch=None, *, size=15, length=(5.0, 15.0), kind="trajec
 
         def axis_weights(i):
             f = frac[..., i]
-            return (1.0 - f)[..., None] * tf.one_hot(ib[..., i], size) + f[..., None] * tf.one_hot(ib[..., i] + 1, size)
+            return (1.0 - f)[..., None] * tf.one_hot(ib[..., i], size) + f[..., None] * tf.one_hot(
+                ib[..., i] + 1, size
+            )
 
         k = tf.einsum("bti,btj->bij", axis_weights(0), axis_weights(1))
     k = k / tf.reduce_sum(k, axis=[1, 2], keepdims=True)
@@ -546,19 +575,23 @@ def motion_blur(
     x, single = _as_batch(images, fn)
     b = tf.shape(x)[0]
     if kernel is None:
-        k = motion_kernel(seed, b, size=size, length=length, kind=kind, angle=angle, curvature=curvature)
+        k = motion_kernel(
+            seed, b, size=size, length=length, kind=kind, angle=angle, curvature=curvature
+        )
     else:
         k = tf.cast(tf.convert_to_tensor(kernel), tf.float32)
         if k.shape.rank == 2:
             k = tf.broadcast_to(k[None], tf.concat([[b], tf.shape(k)], 0))
         if k.shape.rank != 3 or k.shape[-1] != k.shape[-2] or (k.shape[-1] or 0) % 2 == 0:
-            raise ValueError(f"{fn}: `kernel` must be (k, k) or (B, k, k) with odd k, got {tuple(k.shape)}.")
+            raise ValueError(
+                f"{fn}: `kernel` must be (k, k) or (B, k, k) with odd k, got {tuple(k.shape)}."
+            )
     out = _per_image_conv(x, k)
     params = {"kernel": k} if return_params else {}
     return _finish(out, params, single, return_params)
 
 
-# ----------------------------------------------------------------------------- configurable wrappers
+# ----------------------------------------------------------------- configurable wrappers
 
 
 class Degradation:
@@ -622,7 +655,8 @@ class GaussianNoise(Degradation):
         sigma_map: return ``(noisy, sigma_map)``, the two FFDNet inputs.
 
     Example:
-        >>> noisy, smap = GaussianNoise(sigma=(0, 75 / 255), sigma_map=True)(tf.zeros((2, 8, 8, 3)), 0)
+        >>> deg = GaussianNoise(sigma=(0, 75 / 255), sigma_map=True)
+        >>> noisy, smap = deg(tf.zeros((2, 8, 8, 3)), seed=0)
         >>> tuple(smap.shape)
         (2, 8, 8, 1)
     """
@@ -658,7 +692,9 @@ class BicubicDownsample(Degradation):
 
     def __init__(self, scale=4, quantize=False, clip=True):
         if int(scale) != scale or scale < 1:
-            raise ValueError(f"BicubicDownsample: `scale` must be a positive integer, got {scale!r}.")
+            raise ValueError(
+                f"BicubicDownsample: `scale` must be a positive integer, got {scale!r}."
+            )
         self.scale = int(scale)
         self.quantize = bool(quantize)
         self.clip = bool(clip)
@@ -674,7 +710,8 @@ def _simple_wrapper(fn, reg_name, cls_name, doc):
     import inspect
 
     params = [
-        p for p in inspect.signature(fn).parameters.values()
+        p
+        for p in inspect.signature(fn).parameters.values()
         if p.kind == p.KEYWORD_ONLY and p.name not in ("return_params", "kernel")
     ]
     defaults = {p.name: p.default for p in params}
@@ -682,7 +719,9 @@ def _simple_wrapper(fn, reg_name, cls_name, doc):
     def __init__(self, **kwargs):
         unknown = set(kwargs) - set(defaults)
         if unknown:
-            raise TypeError(f"{cls_name}: unknown argument(s) {sorted(unknown)}; valid: {sorted(defaults)}.")
+            raise TypeError(
+                f"{cls_name}: unknown argument(s) {sorted(unknown)}; valid: {sorted(defaults)}."
+            )
         cfg = {**defaults, **kwargs}
         self._config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
         # Validate eagerly (cheap) so a bad config fails at construction, not in tf.data.
@@ -695,19 +734,36 @@ def _simple_wrapper(fn, reg_name, cls_name, doc):
     def get_config(self):
         return dict(self._config)
 
-    cls = type(cls_name, (Degradation,), {
-        "__init__": __init__, "apply": apply, "get_config": get_config, "name": reg_name,
-        "__doc__": doc, "__module__": __name__,
-    })
+    cls = type(
+        cls_name,
+        (Degradation,),
+        {
+            "__init__": __init__,
+            "apply": apply,
+            "get_config": get_config,
+            "name": reg_name,
+            "__doc__": doc,
+            "__module__": __name__,
+        },
+    )
     return _register(cls)
 
 
-Haze = _simple_wrapper(add_haze, "haze", "Haze", "``add_haze`` as a configurable object (same keyword arguments).")
-Rain = _simple_wrapper(add_rain, "rain", "Rain", "``add_rain`` as a configurable object (same keyword arguments).")
-LowLight = _simple_wrapper(low_light, "low_light", "LowLight", "``low_light`` as a configurable object.")
+Haze = _simple_wrapper(
+    add_haze, "haze", "Haze", "``add_haze`` as a configurable object (same keyword arguments)."
+)
+Rain = _simple_wrapper(
+    add_rain, "rain", "Rain", "``add_rain`` as a configurable object (same keyword arguments)."
+)
+LowLight = _simple_wrapper(
+    low_light, "low_light", "LowLight", "``low_light`` as a configurable object."
+)
 JPEG = _simple_wrapper(jpeg_compress, "jpeg", "JPEG", "``jpeg_compress`` as a configurable object.")
 MotionBlur = _simple_wrapper(
-    motion_blur, "motion_blur", "MotionBlur", "``motion_blur`` (random kernels) as a configurable object."
+    motion_blur,
+    "motion_blur",
+    "MotionBlur",
+    "``motion_blur`` (random kernels) as a configurable object.",
 )
 
 
@@ -718,7 +774,8 @@ class Compose(Degradation):
     Only the last stage may return a tuple (e.g. ``GaussianNoise(sigma_map=True)``).
 
     Example:
-        >>> deg = Compose([MotionBlur(size=7, length=(3, 7)), BicubicDownsample(2), JPEG(quality=(60, 90))])
+        >>> blur = MotionBlur(size=7, length=(3, 7))
+        >>> deg = Compose([blur, BicubicDownsample(2), JPEG(quality=(60, 90))])
         >>> deg(tf.random.stateless_uniform((16, 16, 3), seed=[0, 0]), seed=[1, 1]).shape
         TensorShape([8, 8, 3])
     """
@@ -737,7 +794,8 @@ class Compose(Degradation):
         for i, (d, s) in enumerate(zip(self.degradations, seeds)):
             if isinstance(x, tuple):
                 raise ValueError(
-                    f"Compose: stage {i - 1} ({d!r}) returned a tuple; only the last stage may do so."
+                    f"Compose: stage {i - 1} ({self.degradations[i - 1]!r}) returned a "
+                    "tuple; only the last stage may do so."
                 )
             x = d(x, s)
         return x
@@ -747,7 +805,7 @@ class Compose(Degradation):
 
 
 def get_degradation(spec):
-    """Build a degradation from a ``Degradation``, a name, a ``{"type": ..., **kwargs}`` dict or a callable.
+    """A degradation from a ``Degradation``, a name, a ``{"type": ..., **kw}`` dict or a callable.
 
     Example:
         >>> get_degradation({"type": "gaussian_noise", "sigma": [0.0, 0.2]})

@@ -50,7 +50,7 @@ def list_images(source, *, recursive=False, extensions=IMAGE_EXTENSIONS):
         >>> list_images(tempfile.mkdtemp())
         Traceback (most recent call last):
         ...
-        tfrestore.data.io.ImageFileError: no image files (.png, .jpg, .jpeg, .bmp, .gif, .webp) found in ...
+        tfrestore.data.io.ImageFileError: no image files (.png, ...) found in ...
     """
     exts = tuple(e.lower() for e in extensions)
     if isinstance(source, (str, os.PathLike)):
@@ -59,9 +59,13 @@ def list_images(source, *, recursive=False, extensions=IMAGE_EXTENSIONS):
             root = pathlib.Path(text)
             anchor = pathlib.Path(root.anchor) if root.is_absolute() else pathlib.Path(".")
             pattern = str(root.relative_to(root.anchor)) if root.is_absolute() else text
-            paths = sorted(p for p in anchor.glob(pattern) if p.is_file() and p.suffix.lower() in exts)
+            paths = sorted(
+                p for p in anchor.glob(pattern) if p.is_file() and p.suffix.lower() in exts
+            )
             if not paths:
-                raise ImageFileError(f"no image files ({', '.join(exts)}) match the pattern {text!r}")
+                raise ImageFileError(
+                    f"no image files ({', '.join(exts)}) match the pattern {text!r}"
+                )
             return [str(p) for p in paths]
         folder = pathlib.Path(text)
         if not folder.exists():
@@ -143,7 +147,8 @@ def decode_image(path, channels=3, dtype=tf.uint8):
         tf.stack([tf.strings.substr(data, 0, len(m)) == m for ms in _MAGIC.values() for m in ms])
     )
     check = tf.debugging.Assert(
-        known, ["cannot decode image file", path, "(not PNG/JPEG/BMP/GIF/WebP; first bytes:", head, ")"]
+        known,
+        ["cannot decode image file", path, "(not PNG/JPEG/BMP/GIF/WebP; first bytes:", head, ")"],
     )
     with tf.control_dependencies([check]):
         img = tf.io.decode_image(data, channels=channels, dtype=dtype, expand_animations=False)
@@ -163,7 +168,7 @@ def read_image(path, channels=3, dtype="float32"):
         >>> read_image(bad)
         Traceback (most recent call last):
         ...
-        tfrestore.data.io.ImageFileError: cannot read image file '...bad.png': not a PNG/JPEG/BMP/GIF/WebP image ...
+        tfrestore.data.io.ImageFileError: cannot read image file '...bad.png': not a PNG/JPEG/...
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

@@ -1,4 +1,4 @@
-"""Optional TFDS access to standard restoration datasets (lazy: imports ``tensorflow_datasets`` on use).
+"""Optional TFDS access to standard restoration datasets (imports ``tensorflow_datasets`` lazily).
 
 The builders in ``tfrestore.data.tfds_builders`` read datasets the user has already
 downloaded (licences forbid redistribution or require registration), from a
@@ -43,7 +43,7 @@ def _resolve(name):
 
 
 def tfds_builder(name, *, data_dir=None, config=None):
-    """The TFDS builder for ``name`` (short like ``"div2k"`` or full like ``"tfrestore_div2k/bicubic_x4"``).
+    """The TFDS builder for ``name`` (``"div2k"``, ``"tfrestore_div2k/bicubic_x4"``, ...).
 
     Example:
         >>> tfds_builder("set5/bicubic_x4").info.name
@@ -61,8 +61,16 @@ def tfds_builder(name, *, data_dir=None, config=None):
     return tfds.builder(full, **kwargs)
 
 
-def load_tfds(name, split=None, *, manual_dir=None, data_dir=None, config=None, as_supervised=False,
-              shuffle_files=False):
+def load_tfds(
+    name,
+    split=None,
+    *,
+    manual_dir=None,
+    data_dir=None,
+    config=None,
+    as_supervised=False,
+    shuffle_files=False,
+):
     """Prepare (from ``manual_dir``, once) and load a tfrestore TFDS dataset.
 
     Args:
@@ -72,7 +80,8 @@ def load_tfds(name, split=None, *, manual_dir=None, data_dir=None, config=None, 
             ``MANUAL_DOWNLOAD_INSTRUCTIONS``); not needed once prepared in ``data_dir``.
         data_dir: where TFDS writes the prepared TFRecords (default ``~/tensorflow_datasets``).
         config: builder config, e.g. ``"bicubic_x4"``.
-        as_supervised: ``(lr, hr)`` tuples for SR builders, ``(image, segmentation)`` for Cityscapes.
+        as_supervised: ``(lr, hr)`` tuples for SR builders, ``(image, segmentation)`` for
+            Cityscapes.
 
     Returns:
         ``tf.data.Dataset`` (or a dict of them when ``split`` is None) with uint8 images.
@@ -80,6 +89,8 @@ def load_tfds(name, split=None, *, manual_dir=None, data_dir=None, config=None, 
     import tensorflow_datasets as tfds
 
     builder = tfds_builder(name, data_dir=data_dir, config=config)
-    dl_config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir) if manual_dir else None)
+    dl_config = tfds.download.DownloadConfig(
+        manual_dir=os.fspath(manual_dir) if manual_dir else None
+    )
     builder.download_and_prepare(download_config=dl_config)
     return builder.as_dataset(split=split, as_supervised=as_supervised, shuffle_files=shuffle_files)

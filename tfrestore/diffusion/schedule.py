@@ -16,7 +16,7 @@ Notation (DDPM): β_t, α_t = 1 − β_t, ᾱ_t = ∏_{s≤t} α_s, ᾱ_{−1} =
 >>> round(float(s.betas[0]), 6), round(float(s.betas[-1]), 6)
 (0.0001, 0.02)
 >>> [round(float(s.sqrt_recipm1_alphas_cumprod[t]), 2) for t in (0, 500, 999)]
-[0.01, 3.44, 157.39]
+[0.01, 3.44, 157.41]
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class DiffusionSchedule:
     def gather(self, name, t, like):
         """``self.<name>[t]`` cast to ``like.dtype`` and shaped to broadcast
         against ``like`` (``(B, 1, 1, 1)`` for an NHWC batch)."""
-        values = getattr(self, name)
+        values = getattr(self, name, None)
         if not (isinstance(values, np.ndarray) and values.shape == (self.num_timesteps,)):
             raise ValueError(f"unknown schedule constant {name!r}")
         out = tf.gather(tf.constant(values, tf.float64), tf.cast(t, tf.int32))

@@ -311,8 +311,40 @@ def _conv(filters, kernel, dtype, name, strides=1, padding="same"):
                                dtype=dtype, name=name)
 
 
-def _norm(dtype, name):
-    return keras.layers.GroupNormalization(groups=32, epsilon=1e-5, dtype=dtype, name=name)
+class _GroupNorm32(keras.layers.Layer):
+    """torch ``GroupNorm(32, C, eps=1e-5)`` evaluated in float32 (ADM's
+    ``GroupNorm32``); groups are contiguous channel ranges. Leaner than
+    ``keras.layers.GroupNormalization`` (whose default epsilon is 1e-3)."""
+
+    def __init__(self, channels, groups=32, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        if channels % groups:
+            raise ValueError(f"GroupNorm: {channels} channels are not divisible by {groups} groups")
+        self.channels, self.groups, self.epsilon = channels, groups, epsilon
+
+    def build(self, input_shape=None):
+        self.gamma = self.add_weight(shape=(self.channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(self.channels,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        dtype = tf.float64 if self.compute_dtype == "float64" else tf.float32
+        x = tf.cast(x, dtype)
+        shape = tf.shape(x)
+        g = tf.reshape(x, [shape[0], shape[1], shape[2], self.groups, self.channels // self.groups])
+        mean, var = tf.nn.moments(g, axes=[1, 2, 4], keepdims=True)
+        g = (g - mean) * tf.math.rsqrt(var + self.epsilon)
+        return (tf.reshape(g, shape) * tf.cast(self.gamma, dtype)
+                + tf.cast(self.beta, dtype))
+
+
+def _norm(dtype, name, channels):
+    return _GroupNorm32(channels, dtype=dtype, name=name)
+
+
+def _upsample_nearest(x):
+    shape = tf.shape(x)
+    x = tf.tile(tf.reshape(x, [shape[0], shape[1], 1, shape[2], 1, shape[3]]), [1, 1, 2, 1, 2, 1])
+    return tf.reshape(x, [shape[0], 2 * shape[1], 2 * shape[2], shape[3]])
 
 
 def _conv2d_weights(layer, prefix):
@@ -336,28 +368,28 @@ class _ResBlock(keras.layers.Layer):
         self._convert_input_args = False  # keep `emb` float32 under mixed precision
         self.cin, self.cout, self.emb_channels = cin, cout, emb_channels
         self.up, self.down, self.scale_shift = up, down, scale_shift
-        self.in_norm = _norm(f32, "in_norm")
+        self.in_norm = _norm(f32, "in_norm", cin)
         self.in_conv = _conv(cout, 3, dtype, "in_conv")
         # ADM keeps the Linear emb layers in float32 under fp16 (only convs are cast).
         self.emb_dense = keras.layers.Dense((2 if scale_shift else 1) * cout, dtype=f32,
                                             name="emb_dense")
-        self.out_norm = _norm(f32, "out_norm")
+        self.out_norm = _norm(f32, "out_norm", cout)
         self.dropout = keras.layers.Dropout(dropout, dtype=dtype) if dropout > 0 else None
         self.out_conv = _conv(cout, 3, dtype, "out_conv")
         self.skip = _conv(cout, 1, dtype, "skip") if cin != cout else None
 
     def build(self, input_shape=None):
-        self.in_norm.build((None, None, None, self.cin))
+        self.in_norm.build()
         self.in_conv.build((None, None, None, self.cin))
         self.emb_dense.build((None, self.emb_channels))
-        self.out_norm.build((None, None, None, self.cout))
+        self.out_norm.build()
         self.out_conv.build((None, None, None, self.cout))
         if self.skip is not None:
             self.skip.build((None, None, None, self.cin))
 
     def _resample(self, x):
         if self.up:
-            return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)  # nearest ×2
+            return _upsample_nearest(x)
         if self.down:
             return tf.nn.avg_pool2d(x, 2, 2, "VALID")
         return x
@@ -400,12 +432,12 @@ class _AttentionBlock(keras.layers.Layer):
     def __init__(self, channels, heads, legacy_order=True, dtype=None, f32=None, **kwargs):
         super().__init__(dtype=dtype, **kwargs)
         self.channels, self.heads, self.legacy_order = channels, heads, legacy_order
-        self.norm = _norm(f32, "norm")
+        self.norm = _norm(f32, "norm", channels)
         self.qkv = keras.layers.Dense(3 * channels, dtype=dtype, name="qkv")
         self.proj_out = keras.layers.Dense(channels, dtype=dtype, name="proj_out")
 
     def build(self, input_shape=None):
-        self.norm.build((None, None, None, self.channels))
+        self.norm.build()
         self.qkv.build((None, None, self.channels))
         self.proj_out.build((None, None, self.channels))
 
@@ -450,7 +482,7 @@ class _Resample(keras.layers.Layer):
 
     def call(self, x):
         if self.up:
-            x = tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+            x = _upsample_nearest(x)
             return self.conv(x) if self.conv is not None else x
         if self.conv is not None:
             # torch pads 1 on both sides; TF "same" would pad (0, 1) for stride 2
@@ -587,34 +619,39 @@ class ADMUNet(keras.Model):
         f32 = "float32" if mixed else policy
         dt = policy
 
-        def make(spec):
-            t = spec["type"]
+        def make(spec, where):
+            # explicit names: auto-names of "_Private" classes start with "_", which
+            # tf.recompute_grad's gradient name scopes reject
+            t, name = spec["type"], f"{where}_{spec['type']}"
             if t == "conv":
-                return _InputConv(spec["cin"], spec["cout"], dtype=dt)
+                return _InputConv(spec["cin"], spec["cout"], dtype=dt, name=name)
             if t == "res":
                 return _ResBlock(spec["cin"], spec["cout"], self.emb_channels, spec["up"],
                                  spec["down"], cfg["use_scale_shift_norm"], cfg["dropout"],
-                                 dtype=dt, f32=f32)
+                                 dtype=dt, f32=f32, name=name)
             if t == "attn":
                 return _AttentionBlock(spec["ch"], spec["heads"],
-                                       not cfg["use_new_attention_order"], dtype=dt, f32=f32)
-            return _Resample(spec["ch"], t == "up", spec["conv"], dtype=dt)
+                                       not cfg["use_new_attention_order"], dtype=dt, f32=f32,
+                                       name=name)
+            return _Resample(spec["ch"], t == "up", spec["conv"], dtype=dt, name=name)
 
         self.time_embed_0 = keras.layers.Dense(self.emb_channels, dtype=f32, name="time_embed_0")
         self.time_embed_2 = keras.layers.Dense(self.emb_channels, dtype=f32, name="time_embed_2")
         self.input_blocks = [
-            _Block([make(s) for s in b], f"input_blocks.{i}.", recompute=self.recompute and i > 0,
+            _Block([make(s, f"input_{i}_{j}") for j, s in enumerate(b)], f"input_blocks.{i}.", recompute=self.recompute and i > 0,
                    dtype=dt, name=f"input_block_{i}")
             for i, b in enumerate(plan["inputs"])
         ]
-        self.middle_block = _Block([make(s) for s in plan["middle"]], "middle_block.",
+        self.middle_block = _Block([make(s, f"middle_{j}") for j, s in enumerate(plan["middle"])],
+                                   "middle_block.",
                                    recompute=self.recompute, dtype=dt, name="middle_block")
         self.output_blocks = [
-            _Block([make(s) for s in b], f"output_blocks.{i}.", concat_skip=True,
+            _Block([make(s, f"output_{i}_{j}") for j, s in enumerate(b)], f"output_blocks.{i}.",
+                   concat_skip=True,
                    recompute=self.recompute, dtype=dt, name=f"output_block_{i}")
             for i, b in enumerate(plan["outputs"])
         ]
-        self.out_norm = _norm(f32, "out_norm")
+        self.out_norm = _norm(f32, "out_norm", plan["final"]["cin"])
         self.out_conv = _conv(self.out_channels, 3, f32, "out_conv")
         self._final_channels = plan["final"]["cin"]
         self.build()
@@ -624,7 +661,7 @@ class ADMUNet(keras.Model):
         self.time_embed_2.build((None, self.emb_channels))
         for block in [*self.input_blocks, self.middle_block, *self.output_blocks]:
             block.build()
-        self.out_norm.build((None, None, None, self._final_channels))
+        self.out_norm.build()
         self.out_conv.build((None, None, None, self._final_channels))
         self.built = True
 

@@ -26,7 +26,13 @@ from tfrestore.features import alexnet, resnet, sources, vgg
 from tfrestore.features.backbone import compute_geometry, seeded_init
 from tfrestore.features.preprocessing import Preprocessing
 
-__all__ = ["FeatureExtractor", "get_feature_extractor", "clear_cache", "available_backbones", "BACKBONES"]
+__all__ = [
+    "FeatureExtractor",
+    "get_feature_extractor",
+    "clear_cache",
+    "available_backbones",
+    "BACKBONES",
+]
 
 BACKBONES = {
     "vgg16": vgg.VGG16,
@@ -75,19 +81,19 @@ class _Backbone:
         model.trainable = False
         self.model = model
         self.geometry = compute_geometry(model)
-        self._taps = {}
-
-    @property
-    def layer_names(self):
-        return [
-            name for name in self.geometry
-            if name != self.model.layers[0].name and not name.startswith(self.spec.hidden_prefixes or ("\0",))
+        input_name = model.layers[0].name
+        self.layer_names = [
+            name
+            for name in self.geometry
+            if name != input_name and not name.startswith(tuple(spec.hidden_prefixes))
         ]
+        self._valid = frozenset(self.layer_names)
+        self._taps = {}
 
     def canonical(self, name):
         if not isinstance(name, str):
             raise TypeError(f"layer names must be strings, got {name!r}.")
-        if name in self.geometry and name in self.layer_names:
+        if name in self._valid:
             return name
         alias = self.spec.alias(name)
         if alias is not None and alias in self.geometry:
@@ -135,10 +141,12 @@ class FeatureExtractor:
     model, taking *preprocessed* images).
     """
 
-    def __init__(self, backbone, layers, preprocessing):
+    def __init__(self, backbone, layers, preprocessing, weights=None):
         self._backbone = backbone
         self.backbone = backbone.spec.name
-        self.weights = backbone.source.spec
+        # As requested here: the shared backbone may have been built from another
+        # spelling of the same file ("imagenet" vs. its path).
+        self.weights = weights
         self.preprocessing = Preprocessing(preprocessing)
         self.layers = list(layers)
         self._canonical = {n: backbone.canonical(n) for n in self.layers}
@@ -155,7 +163,9 @@ class FeatureExtractor:
                 f"tensor in [0, 1], got dtype {images.dtype.name}."
             )
         shape = images.shape
-        if shape.rank is not None and (shape.rank != 4 or (shape[-1] is not None and shape[-1] != 3)):
+        if shape.rank is not None and (
+            shape.rank != 4 or (shape[-1] is not None and shape[-1] != 3)
+        ):
             raise ValueError(
                 f"{self.backbone} feature extractor: `images` must be an NHWC batch of RGB "
                 f"images (batch, height, width, 3) in [0, 1], got shape {tuple(shape)}."
@@ -206,7 +216,9 @@ class FeatureExtractor:
         )
 
 
-def get_feature_extractor(backbone, layers, weights="imagenet", *, preprocessing=None, dtype_policy=None):
+def get_feature_extractor(
+    backbone, layers, weights="imagenet", *, preprocessing=None, dtype_policy=None
+):
     """Frozen, shared feature extractor tapping ``layers`` of ``backbone``.
 
     Args:
@@ -247,4 +259,6 @@ def get_feature_extractor(backbone, layers, weights="imagenet", *, preprocessing
     if not isinstance(policy, str):
         policy = policy.name
     shared = _get_backbone(spec, source, policy)
-    return FeatureExtractor(shared, layers, preprocessing or source.preprocessing)
+    return FeatureExtractor(
+        shared, layers, preprocessing or source.preprocessing, weights=source.spec
+    )

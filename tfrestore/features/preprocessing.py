@@ -40,7 +40,9 @@ def _triple(value, arg):
         value = (value,) * 3
     value = tuple(float(v) for v in value)
     if len(value) != 3:
-        raise ValueError(f"preprocessing `{arg}` must be a number or 3 numbers (R, G, B), got {value!r}.")
+        raise ValueError(
+            f"preprocessing `{arg}` must be a number or 3 numbers (R, G, B), got {value!r}."
+        )
     return value
 
 
@@ -78,7 +80,8 @@ class Preprocessing:
             unknown = set(spec) - {"mean", "std", "scale", "bgr"}
             if unknown:
                 raise ValueError(
-                    f"`preprocessing` dict accepts keys mean, std, scale, bgr; got unknown {sorted(unknown)}."
+                    f"`preprocessing` dict accepts keys mean, std, scale, bgr; "
+                    f"got unknown {sorted(unknown)}."
                 )
             scale = float(spec.get("scale", 1.0))
             mean = _triple(spec.get("mean", 0.0), "mean")
@@ -89,7 +92,8 @@ class Preprocessing:
             self.spec = {"mean": list(mean), "std": list(std), "scale": scale, "bgr": bgr}
         else:
             raise TypeError(
-                f"`preprocessing` must be a string {self.MODES}, a dict or None, got {type(spec).__name__}."
+                f"`preprocessing` must be a string {self.MODES}, a dict or None, "
+                f"got {type(spec).__name__}."
             )
         self.scale, self.mean, self.std, self.bgr = scale, mean, std, bgr
 

@@ -6,8 +6,8 @@ Only Keras weights are supported (torchvision's ResNets put the stride on a
 different convolution, so their weights do not fit this graph).
 
 >>> from tfrestore.features.resnet import stage_outputs
->>> stage_outputs("resnet50")
-['conv1_relu', 'pool1_pool', 'conv2_block3_out', 'conv3_block4_out', 'conv4_block6_out', 'conv5_block3_out']
+>>> stage_outputs("resnet50")[2:]
+['conv2_block3_out', 'conv3_block4_out', 'conv4_block6_out', 'conv5_block3_out']
 """
 
 from __future__ import annotations

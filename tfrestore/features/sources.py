@@ -155,14 +155,18 @@ def resolve_weight_source(backbone, known_weights, weights, preprocessing_for_ra
         known = known_weights[key]
         path = _resolve_known(known, backbone)
         return WeightSource(key, known.format, path, _default_preprocessing(known.format))
-    looks_like_path = os.sep in weights or "." in os.path.basename(weights) or os.path.exists(weights)
+    looks_like_path = (
+        os.sep in weights or "." in os.path.basename(weights) or os.path.exists(weights)
+    )
     if not looks_like_path:
         raise ValueError(
             f"`weights` for {backbone} must be one of {sorted(known_weights)}, a file path "
             f"or None, got {weights!r}."
         )
     fmt = detect_format(weights)
-    path = resolve_weights_file(os.path.basename(weights), path=weights, description=f"{backbone} weights")
+    path = resolve_weights_file(
+        os.path.basename(weights), path=weights, description=f"{backbone} weights"
+    )
     return WeightSource(weights, fmt, path, _default_preprocessing(fmt))
 
 
@@ -181,7 +185,9 @@ def load_state_dict(path):
         with np.load(path, allow_pickle=False) as data:
             state = {k: np.asarray(data[k]) for k in data.files}
     else:
-        from tfrestore.convert.torch_checkpoint import load_torch_state_dict  # lazy: optional module
+        from tfrestore.convert.torch_checkpoint import (
+            load_torch_state_dict,
+        )  # lazy: optional module
 
         state = dict(load_torch_state_dict(path))
     return {_MODULE_PREFIX.sub("", k): v for k, v in state.items()}
@@ -189,13 +195,17 @@ def load_state_dict(path):
 
 def lookup(state, key, shape, path, backbone):
     """``state[key]`` with a clear error when missing or mis-shaped (torch layout)."""
-    for candidate in (key, key[len("features."):] if key.startswith("features.") else "features." + key):
+    for candidate in (
+        key,
+        key[len("features.") :] if key.startswith("features.") else "features." + key,
+    ):
         if candidate in state:
             value = np.asarray(state[candidate], np.float32)
             if tuple(value.shape) != tuple(shape):
                 raise ValueError(
                     f"{path}: `{candidate}` has shape {tuple(value.shape)}, but {backbone} "
-                    f"expects {tuple(shape)}. Is this a {backbone} checkpoint in torchvision layout?"
+                    f"expects {tuple(shape)}. Is this a {backbone} checkpoint in torchvision "
+                    "layout?"
                 )
             return value
     sample = ", ".join(sorted(state)[:6])

@@ -82,7 +82,9 @@ def _load_keras(name, model, path):
             f"from that model."
         ) from exc
     for b, i, _ in _layout(name):
-        model.get_layer(f"conv{b}_{i}").set_weights(app.get_layer(f"block{b}_conv{i}").get_weights())
+        model.get_layer(f"conv{b}_{i}").set_weights(
+            app.get_layer(f"block{b}_conv{i}").get_weights()
+        )
 
 
 def _load_torch(name, model, path):

@@ -2,7 +2,8 @@
 degraded input and of the restored output against the clean image, as a table
 and CSV. Used by ``tfrestore eval`` and by the training report.
 
->>> rows = [{"image": "a", "psnr_in": 20.0, "psnr_out": 30.0}, {"image": "b", "psnr_in": 22.0, "psnr_out": 31.0}]
+>>> rows = [{"image": "a", "psnr_in": 20.0, "psnr_out": 30.0},
+...         {"image": "b", "psnr_in": 22.0, "psnr_out": 31.0}]
 >>> print(format_table(add_mean_row(rows)))
 image  psnr_in  psnr_out
 -----  -------  --------
@@ -20,7 +21,14 @@ import numpy as np
 
 from tfrestore.inference.restore import predict_image
 
-__all__ = ["evaluate_model", "add_mean_row", "format_table", "write_csv", "lpips_function", "upsample_baseline"]
+__all__ = [
+    "evaluate_model",
+    "add_mean_row",
+    "format_table",
+    "write_csv",
+    "lpips_function",
+    "upsample_baseline",
+]
 
 
 def lpips_function():
@@ -47,7 +55,7 @@ def upsample_baseline(image, size):
 def _centre_crop_to(img, h, w):
     y = (img.shape[0] - h) // 2
     x = (img.shape[1] - w) // 2
-    return img[y:y + h, x:x + w]
+    return img[y : y + h, x : x + w]
 
 
 def evaluate_model(
@@ -102,8 +110,13 @@ def evaluate_model(
             degraded = degraded[0]
         clean = np.asarray(clean, np.float32)
         restored = predict_image(
-            model, degraded, tile_size=tile_size, overlap=overlap, receptive_field=receptive_field,
-            sigma=sigma, extra_inputs=extra if tile_size is None else None,
+            model,
+            degraded,
+            tile_size=tile_size,
+            overlap=overlap,
+            receptive_field=receptive_field,
+            sigma=sigma,
+            extra_inputs=extra if tile_size is None else None,
         )
         baseline = degraded
         if baseline.shape[:2] != clean.shape[:2]:
@@ -112,7 +125,8 @@ def evaluate_model(
             h, w = restored.shape[:2]
             if h > clean.shape[0] or w > clean.shape[1]:
                 raise ValueError(
-                    f"{name}: restored image {restored.shape[:2]} is larger than the clean image {clean.shape[:2]}"
+                    f"{name}: restored image {restored.shape[:2]} is larger than the clean image "
+                    f"{clean.shape[:2]}"
                 )
             clean, baseline = _centre_crop_to(clean, h, w), _centre_crop_to(baseline, h, w)
         row = {"image": name}

@@ -6,7 +6,8 @@ its ``InputCheck`` layer), the extra noise-level input of two-input models
 (FFDNet), and optional tiling (:func:`tfrestore.inference.tiling.tiled_predict`).
 
 >>> import numpy as np, keras
->>> net = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")])
+>>> net = keras.Sequential([keras.Input((None, None, 3)),
+...                           keras.layers.Conv2D(3, 3, padding="same")])
 >>> out = predict_image(net, np.zeros((20, 30, 3), "float32"), tile_size=16, overlap=4)
 >>> out.shape
 (20, 30, 3)
@@ -35,7 +36,8 @@ def find_model_file(path):
             if os.path.isfile(p):
                 return p
         raise FileNotFoundError(
-            f"{path} is a directory without {' or '.join(_RUN_DIR_CANDIDATES)}; pass a .keras file or a "
+            f"{path} is a directory without {' or '.join(_RUN_DIR_CANDIDATES)}; pass a .keras "
+            "file or a "
             "training run directory"
         )
     raise FileNotFoundError(f"model file or run directory not found: {path}")
@@ -81,7 +83,8 @@ def _noise_input_fn(model, sigma):
         return None
     if sigma is None:
         raise ValueError(
-            f"model {model.name!r} takes {len(inputs)} inputs (image and noise level); pass the noise "
+            f"model {model.name!r} takes {len(inputs)} inputs (image and noise level); pass the "
+            "noise "
             "level `sigma` (image units, e.g. 25/255)"
         )
     rank = len(inputs[1].shape)
@@ -128,10 +131,12 @@ def predict_image(
 
     def run(batch):
         if extra_inputs is not None:
-            return model.predict_on_batch([batch, *extra_inputs])
-        if extra_fn is not None:
-            return model.predict_on_batch([batch, extra_fn(batch)])
-        return model.predict_on_batch(batch)
+            out = model([batch, *extra_inputs], training=False)
+        elif extra_fn is not None:
+            out = model([batch, extra_fn(batch)], training=False)
+        else:
+            out = model(batch, training=False)
+        return np.asarray(out[0] if isinstance(out, (list, tuple)) else out, np.float32)
 
     h, w = img.shape[:2]
     if tile_size is None:
@@ -141,7 +146,8 @@ def predict_image(
         if ph or pw:
             if extra_inputs is not None:
                 raise ValueError(
-                    f"the image ({h}x{w}) must have height/width - {offset} divisible by {multiple} when "
+                    f"the image ({h}x{w}) must have height/width - {offset} divisible by "
+                    f"{multiple} when "
                     "`extra_inputs` are given"
                 )
             mode = pad_mode if (pad_mode != "reflect" or (ph < h and pw < w)) else "symmetric"
@@ -156,12 +162,19 @@ def predict_image(
         raise ValueError("`extra_inputs` cannot be combined with tiling; pass `sigma` instead")
     if offset:
         raise ValueError(
-            f"model {model.name!r} changes the image size (valid padding, offset {offset}); tiled inference "
+            f"model {model.name!r} changes the image size (valid padding, offset {offset}); tiled "
+            "inference "
             "needs a size-preserving ('same'-padded) model"
         )
     return tiled_predict(
-        run, img, tile_size=tile_size, overlap=overlap, receptive_field=receptive_field,
-        align=multiple, batch_size=batch_size, pad_mode=pad_mode,
+        run,
+        img,
+        tile_size=tile_size,
+        overlap=overlap,
+        receptive_field=receptive_field,
+        align=multiple,
+        batch_size=batch_size,
+        pad_mode=pad_mode,
     )
 
 

@@ -16,8 +16,8 @@ approximately equal.
 
 Networks that downsample by ``2**k`` are translation equivariant only for shifts
 that are multiples of ``2**k``: pass ``align=2**k`` so tile sizes and positions
-are multiples of it (the image is reflect-padded at the bottom/right as needed,
-so the bottom/right border band then matches inference on the padded image).
+are multiples of it (an image whose size is not a multiple of ``align`` is
+reflect-padded at the bottom/right, as whole-image inference must do too).
 
 Example (a 3-layer 3x3 conv net has receptive field 7):
 
@@ -46,8 +46,10 @@ _BLENDS = ("linear", "none")
 def _pair(value, name):
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
     ):
         return int(value[0]), int(value[1])
     raise TypeError(f"`{name}` must be an int or a pair of ints (height, width), got {value!r}.")
@@ -58,9 +60,9 @@ def tile_starts(length, tile, overlap, align=1):
 
     Returns ``(starts, tile, padded_length)``: the start offsets, the tile size
     actually used (clipped to the image) and the length the image must be
-    padded to. With ``align == 1`` the last tile is flush with the end and no
-    padding is needed. With ``align > 1`` the tile size and stride are
-    multiples of ``align`` and the padded length may exceed ``length``.
+    padded to. The last tile is flush with the end. With ``align > 1`` the tile
+    size and stride are multiples of ``align`` and the length is padded up to
+    a multiple of ``align`` (what whole-image inference needs as well).
 
     >>> tile_starts(100, 40, 10)
     ([0, 30, 60], 40, 100)
@@ -92,11 +94,9 @@ def tile_starts(length, tile, overlap, align=1):
             + (f" by at least `align` ({align})" if align > 1 else "")
             + "."
         )
-    if align > 1:
-        n = int(math.ceil((padded - tile) / stride)) + 1
-        starts = [i * stride for i in range(n)]
-        return starts, tile, starts[-1] + tile
-    starts = list(range(0, length - tile, stride)) + [length - tile]
+    # The last tile is flush with the (padded) end; with align > 1 every start is still a
+    # multiple of align because stride, tile and padded length are.
+    starts = list(range(0, padded - tile, stride)) + [padded - tile]
     return starts, tile, padded
 
 
@@ -132,7 +132,8 @@ def _as_predict_fn(model):
     except ImportError:  # pragma: no cover
         keras = None
     if keras is not None and isinstance(model, keras.Model):
-        return lambda x: model.predict_on_batch(x)
+        # Eager call: no tf.function retracing per tile shape (the cost is in the convolutions).
+        return lambda x: model(x, training=False)
     if not callable(model):
         raise TypeError(f"`model` must be a keras.Model or a callable, got {type(model).__name__}.")
     return model
@@ -189,10 +190,14 @@ def tiled_predict(
     batched = arr.ndim == 4
     if batched:
         if arr.shape[0] != 1:
-            raise ValueError(f"`image` batch must have size 1 for tiled inference, got shape {arr.shape}.")
+            raise ValueError(
+                f"`image` batch must have size 1 for tiled inference, got shape {arr.shape}."
+            )
         arr = arr[0]
     if arr.ndim != 3:
-        raise ValueError(f"`image` must have shape (H, W, C) or (1, H, W, C), got shape {np.shape(image)}.")
+        raise ValueError(
+            f"`image` must have shape (H, W, C) or (1, H, W, C), got shape {np.shape(image)}."
+        )
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"`image` must be a real-valued array, got dtype {arr.dtype}.")
     arr = arr.astype(np.float32, copy=False)
@@ -202,14 +207,20 @@ def tiled_predict(
     oh, ow = _pair(overlap, "overlap")
     if isinstance(align, bool) or not isinstance(align, numbers.Integral) or align < 1:
         raise ValueError(f"`align` must be a positive int, got {align!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
+    ):
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
     if receptive_field is not None and (
         isinstance(receptive_field, bool)
         or not isinstance(receptive_field, numbers.Integral)
         or receptive_field < 1
     ):
-        raise ValueError(f"`receptive_field` must be a positive int or None, got {receptive_field!r}.")
+        raise ValueError(
+            f"`receptive_field` must be a positive int or None, got {receptive_field!r}."
+        )
     predict = _as_predict_fn(model)
 
     H, W, _ = arr.shape
@@ -226,19 +237,22 @@ def tiled_predict(
     scale = None
     done = 0
     for i in range(0, len(boxes), batch_size):
-        chunk = boxes[i:i + batch_size]
-        tiles = np.stack([arr[y:y + th, x:x + tw] for y, x in chunk])
+        chunk = boxes[i : i + batch_size]
+        tiles = np.stack([arr[y : y + th, x : x + tw] for y, x in chunk])
         pred = _to_numpy(predict(tiles))
         if pred.ndim != 4 or pred.shape[0] != len(chunk):
             raise ValueError(
-                f"the model must return a batch (N, h, w, C); for input {tiles.shape} it returned {pred.shape}."
+                f"the model must return a batch (N, h, w, C); for input {tiles.shape} it returned "
+                f"{pred.shape}."
             )
         if scale is None:
             sh, sw = pred.shape[1] / th, pred.shape[2] / tw
             if sh != sw or sh != int(sh) or sh < 1:
                 raise ValueError(
-                    f"the model's output size {pred.shape[1:3]} is not an integer multiple (>= 1, same in "
-                    f"both axes) of its input size {(th, tw)}; tiled inference needs a fully convolutional "
+                    f"the model's output size {pred.shape[1:3]} is not an integer multiple (>= 1, "
+                    "same in "
+                    f"both axes) of its input size {(th, tw)}; tiled inference needs a fully "
+                    "convolutional "
                     "model."
                 )
             scale = int(sh)
@@ -262,26 +276,30 @@ def tiled_predict(
             wx = window(wx_cache, x, xs[-1], tw, ow)
             w2 = (wy[:, None] * wx[None, :])[..., None]
             ys_, xs_ = y * scale, x * scale
-            out[ys_:ys_ + th * scale, xs_:xs_ + tw * scale] += p * w2
-            wsum[ys_:ys_ + th * scale, xs_:xs_ + tw * scale] += w2
+            out[ys_ : ys_ + th * scale, xs_ : xs_ + tw * scale] += p * w2
+            wsum[ys_ : ys_ + th * scale, xs_ : xs_ + tw * scale] += w2
         done += len(chunk)
         if callback is not None:
             callback(done, len(boxes))
     if np.any(wsum <= 0):  # cannot happen with the windows above; guard against silent black pixels
-        raise RuntimeError("tiled_predict left pixels without any tile weight; please report this bug.")
+        raise RuntimeError(
+            "tiled_predict left pixels without any tile weight; please report this bug."
+        )
     out /= wsum
     out = out[: H * scale, : W * scale]
     return out[None] if batched else out
 
 
-def receptive_field(model, channels=None, max_size=1024, seed=0):
+def receptive_field(model, channels=None, max_size=1024, seed=0, block=16):
     """Empirical receptive field (in input pixels) of a fully convolutional model.
 
-    Back-propagates from the centre output pixel to a random input and measures
-    the extent of the non-zero gradient, doubling the input size until the
-    extent no longer touches the border. Returns an odd int ``2 * r + 1``, or
-    ``None`` if it still touches the border at ``max_size`` (a global
-    operation: tiling cannot be exact).
+    Back-propagates from a ``block x block`` patch of output pixels (so that
+    every phase of a strided network is covered) to a random input and measures
+    how far the non-zero gradient reaches beyond the patch, doubling the input
+    size until it no longer touches the border. Returns an odd int
+    ``2 * r + 1`` (``r``: the largest reach, in input pixels), or ``None`` if
+    it still touches the border at ``max_size`` (a global operation: tiling
+    cannot be exact).
 
     >>> import keras
     >>> net = keras.Sequential([keras.Input((None, None, 1))] +
@@ -293,28 +311,36 @@ def receptive_field(model, channels=None, max_size=1024, seed=0):
 
     if channels is None:
         shape = getattr(model, "input_shape", None)
+        if isinstance(shape, list):
+            shape = shape[0]
         channels = shape[-1] if shape and shape[-1] else 3
     rng = np.random.default_rng(seed)
-    size = 32
+    size = 64
     while size <= max_size:
         x = tf.Variable(rng.standard_normal((1, size, size, channels)).astype(np.float32))
         with tf.GradientTape() as tape:
             y = model(x, training=False)
             s = y.shape[1] // size
-            c = (size // 2) * s
-            target = tf.reduce_sum(tf.cast(y[0, c, c, :], tf.float32))
+            c = (size // 2 - block // 2) * s
+            target = tf.reduce_sum(
+                tf.cast(y[0, c : c + block * s, c : c + block * s, :], tf.float32)
+            )
         g = tape.gradient(target, x)
         if g is None:
-            raise ValueError("the model output does not depend on its input; cannot measure a receptive field.")
+            raise ValueError(
+                "the model output does not depend on its input; cannot measure a receptive field."
+            )
         nz = np.abs(g.numpy()[0]).sum(-1) > 0
         rows = np.nonzero(nz.any(1))[0]
         cols = np.nonzero(nz.any(0))[0]
         if rows.size == 0:
-            raise ValueError("zero gradient at the centre pixel; cannot measure a receptive field.")
+            raise ValueError(
+                "zero gradient at the centre pixels; cannot measure a receptive field."
+            )
         touches = rows[0] == 0 or cols[0] == 0 or rows[-1] == size - 1 or cols[-1] == size - 1
         if not touches:
-            centre = size // 2
-            r = max(centre - rows[0], rows[-1] - centre, centre - cols[0], cols[-1] - centre)
+            lo, hi = size // 2 - block // 2, size // 2 - block // 2 + block - 1
+            r = max(lo - rows[0], rows[-1] - hi, lo - cols[0], cols[-1] - hi)
             return int(2 * r + 1)
         size *= 2
     return None

@@ -88,8 +88,8 @@ class ContextualLoss(RestorationLoss):
         on_overflow: ``"error"`` (default): raise ``ValueError`` (``InvalidArgument``
             for shapes only known at run time) when a feature map has more positions;
             ``"subsample"``: warn and use ``max_positions`` random positions (the same
-            positions at every call, from ``seed``; prediction and target draw
-            separate subsets).
+            positions at every call, from ``seed``; the same subset for prediction
+            and target when their feature maps have the same size).
         seed: seed of the subsampling.
 
     Note: the official code centres by the target mean over the whole *batch*; here
@@ -204,8 +204,10 @@ class ContextualLoss(RestorationLoss):
             c = fp.shape[-1]
             x = tf.reshape(fp, (tf.shape(fp)[0], -1, c if c is not None else tf.shape(fp)[-1]))
             y = tf.reshape(ft, (tf.shape(ft)[0], -1, c if c is not None else tf.shape(ft)[-1]))
+            # Equal sizes: the same positions for both, so identical inputs give 0.
+            same = x.shape[1] is not None and x.shape[1] == y.shape[1]
             x = self._cap(x, layer, "y_pred", 2 * index)
-            y = self._cap(y, layer, "y_true", 2 * index + 1)
+            y = self._cap(y, layer, "y_true", 2 * index + (0 if same else 1))
             cx = contextual_similarity(x, y, self.distance, self.bandwidth, self.eps)
             value = 0.0 - tf.math.log(tf.maximum(cx, 1e-30))  # 0.0 - : no -0.0
             value = value * weight if weight != 1.0 else value

@@ -16,7 +16,8 @@ restorer as the paper describes.
 
 **Queue ("memorised historic sampling").** With ``queue_size = q > 0`` the set is
 the current (global) batch's rows followed by the ``q`` most recent rows of earlier
-steps. Current rows keep their gradient; queued rows are constants; never-filled
+steps; as in the paper's eq. 7, queued rows are both neighbours and conditioning
+rows of the full set. Current rows keep their gradient; queued rows are constants; never-filled
 slots are masked out (no random rows); the batch is written into the ring *after*
 the loss is computed and the pointer wraps. Under ``MirroredStrategy`` the
 features are all-gathered, so every replica sees the global batch, the queue
@@ -26,7 +27,7 @@ saved with the model (``.keras``, ``.weights.h5``, ``ModelCheckpoint``,
 
 **Rules for stateful use.** (1) Build the loss inside ``strategy.scope()``
 together with the model (otherwise the first call raises
-:class:`~tfrestore.losses._queue.QueueOutsideScopeError`). (2) Evaluation never
+:class:`QueueOutsideScopeError`). (2) Evaluation never
 enqueues: the loss recognises Keras' ``test_step`` (``evaluate()`` and
 ``fit(validation_data=...)``) when it is traced, and
 :class:`tfrestore.callbacks.QueueControl` additionally freezes the queue during
@@ -55,13 +56,13 @@ import keras
 import tensorflow as tf
 
 from tfrestore.losses import validation
-from tfrestore.losses._queue import FeatureQueue, keras_step_mode
+from tfrestore.losses._queue import FeatureQueue, QueueOutsideScopeError, keras_step_mode
 from tfrestore.losses._similarity import DIVERGENCES, KL_REDUCTIONS, l2_normalize, set_divergence
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.losses.patches import extract_windows, sample_feature_windows, window_grid
 from tfrestore.utils.hidden import Hidden
 
-__all__ = ["D2SMLoss", "DIV2K_MEAN"]
+__all__ = ["D2SMLoss", "DIV2K_MEAN", "QueueOutsideScopeError"]
 
 #: RGB mean of DIV2K subtracted by the released ``DeST`` (no std division).
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
@@ -116,8 +117,12 @@ class D2SMLoss(RestorationLoss):
             multiple of the layer's stride.
         group_by_image: one similarity set per image (its patches, plus the queue)
             instead of one set for the whole global batch (the released code).
-        queue_size: number of historic rows kept per domain (0 = no queue). Must
-            be at least the number of rows per global batch (``B * patches``).
+        queue_size: number of historic rows kept per domain (0 = no queue, the
+            default). Must be at least the number of rows per global batch
+            (``B * patches``). The paper uses 256 with whole images and batch 32
+            (face SR) and reports that more than 64 samples are needed (Fig. 8).
+            Memory: ``2 * queue_size * D * 4`` bytes (``queue_nbytes``), e.g.
+            205 MB for 256 VGG19 conv5_4 rows of 224-pixel windows.
         image_size: ``(height, width)`` of the training images; required with a
             queue and ``patch_size=None`` to size the queue (like ``DeST``'s
             height/width arguments).
@@ -376,10 +381,11 @@ class D2SMLoss(RestorationLoss):
 
     # ------------------------------------------------------------ loss
     def compute(self, y_true, y_pred):
-        mode = keras_step_mode()
         ctx = tf.distribute.get_replica_context()
+        mode = None
         if self._queue is not None:
             self._queue.check_distribution(self.name)
+            mode = keras_step_mode()  # Python stack walk: once per trace
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
 
         both = tf.concat([y_pred, y_true], axis=0)
@@ -508,8 +514,21 @@ class D2SMLoss(RestorationLoss):
             self._queue.save(store)
 
     def load_own_variables(self, store):
-        if self._queue is not None:
-            self._queue.load(store, self.name)
+        if self._queue is None:
+            return
+        # Keras visits a compiled loss twice (``loss/`` and ``_compile_loss/...``)
+        # and forgets a failure when a later visit (with no data) succeeds, so a
+        # failed load is remembered per store and raised again.
+        failed = getattr(self, "_failed_load", None)
+        try:
+            loaded = self._queue.load(store, self.name)
+        except ValueError as e:
+            self._failed_load = (id(store), e)
+            raise
+        if not loaded and failed is not None and failed[0] == id(store):
+            raise failed[1]
+        if loaded:
+            self._failed_load = None
 
     # ------------------------------------------------------------ config
     def _serialize_extractor(self):

@@ -35,11 +35,13 @@ w(t) = min(1, SNR_t) = min(1, 1/c_t²): the paper's term unchanged where c_t ≤
 ``"none"`` is the literal paper (then restrict ``t_range``, e.g. ``(0, 300)``).
 The x̂̂₀ term needs no weight: its ε̂ coefficient c1_t c_t / √ᾱ_{t−1} stays below ~3.
 
-Randomness: t ~ U{t_min … t_max} per sample and ε are drawn with stateless
-Philox RNG from ``(seed, call counter)`` for the **global** batch; each replica
-takes its rows, so eager, ``tf.function``, XLA and ``MirroredStrategy`` give the
-same values (the counter is a non-trainable variable; build the loss inside
-``strategy.scope()`` like the model).
+Randomness: t ~ U{t_min … t_max} per sample and ε are a counter-based hash of
+``(seed, call counter, global sample index)`` (:mod:`tfrestore.diffusion.rng`;
+``tf.random.stateless_*`` give different numbers under XLA), so eager,
+``tf.function``, XLA and ``MirroredStrategy`` (each replica finds its global rows
+with one tiny ``all_gather`` of the batch sizes) give the same values. The
+counter is a non-trainable variable advanced once per call; build the loss
+inside ``strategy.scope()`` like the model.
 
 Example (tiny random UNet; real use: ``DiffLoss()`` loads the converted
 ``adm_256_uncond`` weights, see :func:`tfrestore.diffusion.resolve_adm_weights`):
@@ -61,6 +63,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrestore.diffusion import rng
 from tfrestore.diffusion.schedule import DiffusionSchedule
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.utils.hidden import Hidden
@@ -257,34 +260,30 @@ class DiffLoss(RestorationLoss):
         return y_true, y_pred
 
     # ------------------------------------------------------------- sampling
-    def _replica_slice(self, batch):
+    def _replica_offset(self, batch):
+        """Global row of this replica's first sample (0 without a strategy)."""
         ctx = tf.distribute.get_replica_context()
         if ctx is None or ctx.num_replicas_in_sync == 1:
-            return tf.constant(0, tf.int32), batch
-        sizes = ctx.all_gather(tf.reshape(batch, [1]), axis=0)
+            return tf.constant(0, tf.int64)
+        sizes = tf.cast(ctx.all_gather(tf.reshape(batch, [1]), axis=0), tf.int64)
         rid = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
         before = tf.range(tf.shape(sizes)[0]) < rid
-        offset = tf.reduce_sum(tf.where(before, sizes, tf.zeros_like(sizes)))
-        return offset, tf.reduce_sum(sizes)
+        return tf.reduce_sum(tf.where(before, sizes, tf.zeros_like(sizes)))
 
     def sample(self, like):
         """Draw ``(t, noise)`` for a batch shaped like ``like`` and advance the
-        counter: t int32 ``(B,)`` in ``t_range``, noise ``like``-shaped N(0, I)."""
+        call counter: t int32 ``(B,)`` uniform in ``t_range``, noise N(0, I) float32.
+
+        Values depend only on ``(seed, counter, global sample index)``, so
+        eager, graph, XLA and every replica of a strategy agree."""
         shape = tf.shape(like)
-        batch = shape[0]
-        offset, total = self._replica_slice(batch)
+        offset = self._replica_offset(shape[0])
         step = tf.convert_to_tensor(self._step.value, tf.int64)
-        seed = tf.constant(self.seed, tf.int64)
-        t = tf.random.stateless_uniform(
-            tf.reshape(total, [1]), tf.stack([seed, 2 * step + 1]),
-            minval=self.t_range[0], maxval=self.t_range[1] + 1, dtype=tf.int32, alg="philox",
-        )
-        noise = tf.random.stateless_normal(
-            tf.concat([tf.reshape(total, [1]), shape[1:]], 0), tf.stack([seed, 2 * step]),
-            dtype=like.dtype, alg="philox",
-        )
+        t = rng.randint(shape[:1], self.t_range[0], self.t_range[1] + 1, self.seed, step,
+                        stream=1, row_offset=offset)
+        noise = rng.normal(shape, self.seed, step, stream=2, row_offset=offset)
         self._step.assign_add(1)
-        return t[offset:offset + batch], noise[offset:offset + batch]
+        return t, noise
 
     # ---------------------------------------------------------------- terms
     def _to_model_range(self, x):

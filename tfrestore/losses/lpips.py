@@ -42,7 +42,9 @@ class LPIPSLoss(RestorationLoss):
 
     expected_channels = 3
 
-    def __init__(self, net="alex", weights="torchvision", lin_weights=None, name="lpips_loss", **kwargs):
+    def __init__(
+        self, net="alex", weights="torchvision", lin_weights=None, name="lpips_loss", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         from tfrestore.metrics.lpips import LPIPSNetwork, _check_net
 
@@ -51,7 +53,9 @@ class LPIPSLoss(RestorationLoss):
         if lin_weights is not None and not isinstance(lin_weights, (str, list, tuple)):
             lin_weights = str(lin_weights)  # os.PathLike
         if isinstance(lin_weights, (list, tuple)):
-            lin_weights = [[float(v) for v in keras.ops.convert_to_numpy(w).reshape(-1)] for w in lin_weights]
+            lin_weights = [  # plain lists: JSON-serializable config
+                [float(v) for v in keras.ops.convert_to_numpy(w).reshape(-1)] for w in lin_weights
+            ]
         self.lin_weights = lin_weights
         self._holder = Hidden(LPIPSNetwork(self.net, self.weights, lin_weights, dtype_policy=None))
 

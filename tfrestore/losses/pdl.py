@@ -45,7 +45,8 @@ def normalize_layers(layers, arg="layers"):
     if isinstance(layers, dict):
         out = {}
         for k, v in layers.items():
-            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not abs(float(v)) < float("inf"):
+            finite = isinstance(v, numbers.Real) and abs(float(v)) < float("inf")
+            if not finite or isinstance(v, bool):
                 raise ValueError(
                     f"`{arg}` weights must be finite real numbers, got {k!r}: {v!r}."
                 )
@@ -169,8 +170,8 @@ class FeatureSource:
     def check_size(self, y_pred, y_true, loss_name):
         if self.min_size > 1:
             what = f"the minimum input size of {self.backbone} layers {list(self.layers)}"
-            validation.check_min_size(y_pred, self.min_size, self.min_size, "y_pred", what, loss_name)
-            validation.check_min_size(y_true, self.min_size, self.min_size, "y_true", what, loss_name)
+            for x, arg in ((y_pred, "y_pred"), (y_true, "y_true")):
+                validation.check_min_size(x, self.min_size, self.min_size, arg, what, loss_name)
 
 
 def extract_pair(source, y_true, y_pred):
@@ -457,7 +458,8 @@ class PDLoss(RestorationLoss):
                 "`num_projections` / `projection_multiple` apply to random projections."
             )
         if quantiles is not None:
-            if not isinstance(quantiles, numbers.Integral) or isinstance(quantiles, bool) or quantiles < 2:
+            integral = isinstance(quantiles, numbers.Integral) and not isinstance(quantiles, bool)
+            if not integral or quantiles < 2:
                 raise ValueError(f"`quantiles` must be None or an integer >= 2, got {quantiles!r}.")
             quantiles = int(quantiles)
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
@@ -541,7 +543,9 @@ class PDLoss(RestorationLoss):
         for index, (layer, weight, fp, ft) in enumerate(pairs):
             c = fp.shape[-1]
             if c is None:
-                raise ValueError(f"{self.name}: the channel count of layer {layer!r} must be static.")
+                raise ValueError(
+                    f"{self.name}: the channel count of layer {layer!r} must be static."
+                )
             fp = tf.reshape(fp, (tf.shape(fp)[0], -1, c))  # (B, N, C)
             ft = tf.reshape(ft, (tf.shape(ft)[0], -1, c))
             if self.quantiles is None:

@@ -154,7 +154,7 @@ class PerceptualLoss(RestorationLoss):
         self.backbone = backbone
         self.weights = weights if weights is None or isinstance(weights, str) else str(weights)
         self.preprocessing = preprocessing
-        self._custom_config = None
+        self._serialize_custom = False
         self._min_size = 1
 
         from tfrestore.features import FeatureExtractor, get_feature_extractor
@@ -162,14 +162,22 @@ class PerceptualLoss(RestorationLoss):
         if isinstance(feature_extractor, dict):
             feature_extractor = keras.saving.deserialize_keras_object(feature_extractor)
         if feature_extractor is None or isinstance(feature_extractor, FeatureExtractor):
+            policy = None
             if isinstance(feature_extractor, FeatureExtractor):
-                # Same backbone and weights; the cache shares its variables.
+                # Same backbone, weights and policy: the cache shares its variables.
                 self.backbone = feature_extractor.backbone
                 self.weights = feature_extractor.weights
-                if preprocessing is None and feature_extractor.preprocessing.key() != _default_prep(feature_extractor):
+                policy = feature_extractor.dtype_policy
+                if preprocessing is None and feature_extractor.preprocessing.key() != _default_prep(
+                    feature_extractor
+                ):
                     self.preprocessing = feature_extractor.preprocessing.spec
             fx = get_feature_extractor(
-                self.backbone, list(self.layers), self.weights, preprocessing=self.preprocessing
+                self.backbone,
+                list(self.layers),
+                self.weights,
+                preprocessing=self.preprocessing,
+                dtype_policy=policy,
             )
             self._min_size = max(fx.min_input_size(n) for n in self.layers)
             self._builtin = True
@@ -183,7 +191,7 @@ class PerceptualLoss(RestorationLoss):
             self._builtin = False
             if isinstance(fx, keras.layers.Layer):
                 fx.trainable = False
-                self._custom_config = True
+                self._serialize_custom = True
         self._holder = Hidden(fx)
 
     # ------------------------------------------------------------------ API
@@ -191,7 +199,10 @@ class PerceptualLoss(RestorationLoss):
         y_true, y_pred = super().validate(y_true, y_pred)
         if self._min_size > 1:
             validation.check_min_size(
-                y_pred, self._min_size, self._min_size, "y_pred",
+                y_pred,
+                self._min_size,
+                self._min_size,
+                "y_pred",
                 f"the minimum input size of {self.backbone} layers {list(self.layers)}",
                 loss_name=self.name,
             )
@@ -210,7 +221,8 @@ class PerceptualLoss(RestorationLoss):
             missing = [n for n in names if n not in out]
             if missing:
                 raise ValueError(
-                    f"{self.name}: `feature_extractor` returned {sorted(out)}, missing layers {missing}."
+                    f"{self.name}: `feature_extractor` returned {sorted(out)}, "
+                    f"missing layers {missing}."
                 )
             return out
         if isinstance(out, (list, tuple)):
@@ -238,14 +250,18 @@ class PerceptualLoss(RestorationLoss):
             ft = tf.stop_gradient(tf.cast(target[name], tf.float32))
             d = fp - ft
             e = tf.abs(d) if self.criterion == "l1" else tf.square(d)
-            e = tf.reduce_mean(e, axis=-1) if self.channel_reduction == "mean" else tf.reduce_sum(e, axis=-1)
+            e = (
+                tf.reduce_mean(e, axis=-1)
+                if self.channel_reduction == "mean"
+                else tf.reduce_sum(e, axis=-1)
+            )
             value = tf.reduce_mean(e, axis=[1, 2]) * weight
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
 
     def get_config(self):
         config = super().get_config()
-        if not self._builtin and self._custom_config is None:
+        if not self._builtin and not self._serialize_custom:
             raise ValueError(
                 f"{self.name}: a PerceptualLoss with a plain Python `feature_extractor` "
                 f"({type(self._holder.value).__name__}) cannot be serialized; wrap it in a "
@@ -259,7 +275,9 @@ class PerceptualLoss(RestorationLoss):
                 "criterion": self.criterion,
                 "channel_reduction": self.channel_reduction,
                 "preprocessing": self.preprocessing,
-                "feature_extractor": _serialize_layer(self._holder.value) if self._custom_config else None,
+                "feature_extractor": (
+                    _serialize_layer(self._holder.value) if self._serialize_custom else None
+                ),
             }
         )
         return config

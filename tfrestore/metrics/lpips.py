@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore.losses import validation
+from tfrestore.utils.hidden import Hidden
 from tfrestore.utils.weights import WeightsNotFoundError, resolve_weights_file
 
 __all__ = ["lpips", "LPIPS", "LPIPSNetwork", "get_lpips_network", "LPIPS_LAYERS"]
@@ -47,8 +48,13 @@ LPIPS_LAYERS = {
     "vgg": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
 }
 _BACKBONE = {"alex": "alexnet", "vgg": "vgg16"}
-_BACKBONE_FILE = {"alex": "alexnet_torchvision_features.npz", "vgg": "vgg16_torchvision_features.npz"}
-_LIN_ORIGIN = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/{net}.pth"
+_BACKBONE_FILE = {
+    "alex": "alexnet_torchvision_features.npz",
+    "vgg": "vgg16_torchvision_features.npz",
+}
+_LIN_ORIGIN = (
+    "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/{net}.pth"
+)
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
 EPS = 1e-10
@@ -103,15 +109,18 @@ class LPIPSNetwork:
     :func:`tfrestore.features.get_feature_extractor` with ``preprocessing="none"``.
     """
 
-    def __init__(self, net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy=None):
+    def __init__(
+        self, net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy=None
+    ):
         from tfrestore.features import get_feature_extractor
 
         _check_net(net, "LPIPS")
         self.net = net
         try:
-            lins = load_lin_weights(net, lin_weights) if not isinstance(lin_weights, (list, tuple)) else [
-                np.asarray(w, np.float32).reshape(-1) for w in lin_weights
-            ]
+            if isinstance(lin_weights, (list, tuple)):
+                lins = [np.asarray(w, np.float32).reshape(-1) for w in lin_weights]
+            else:
+                lins = load_lin_weights(net, lin_weights)
             self.extractor = get_feature_extractor(
                 _BACKBONE[net], list(LPIPS_LAYERS[net]), backbone_weights,
                 preprocessing="none", dtype_policy=dtype_policy,
@@ -130,7 +139,7 @@ class LPIPSNetwork:
                     f"LPIPS-{net}: linear weights for {layer} have {w.shape[0]} channels, the "
                     f"backbone has {c}."
                 )
-        self.lin = [tf.constant(w) for w in lins]
+        self.lin = lins  # NumPy: no graph tensors kept on a shared object
         self.min_size = max(self.extractor.min_input_size(n) for n in LPIPS_LAYERS[net])
 
     def scale(self, images):
@@ -153,26 +162,34 @@ class LPIPSNetwork:
         fp = self.features(y_pred)
         total = None
         for a, b, w in zip(ft, fp, self.lin):
-            d = tf.reduce_sum(tf.square(a - b) * w, axis=-1)  # 1x1 conv, no bias
+            d = tf.reduce_sum(tf.square(a - b) * tf.constant(w), axis=-1)  # 1x1 conv, no bias
             value = tf.reduce_mean(d, axis=[1, 2])
             total = value if total is None else total + value
         return total
 
 
-def get_lpips_network(net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy="float32"):
-    """Cached :class:`LPIPSNetwork`."""
-    lin_key = lin_weights if lin_weights is None or isinstance(lin_weights, str) else id(lin_weights)
+def get_lpips_network(
+    net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy="float32"
+):
+    """:class:`LPIPSNetwork`, cached when ``lin_weights`` is None or a path."""
+    if isinstance(lin_weights, (list, tuple)):
+        with tf.init_scope():
+            return LPIPSNetwork(net, backbone_weights, lin_weights, dtype_policy)
+    lin_key = None if lin_weights is None else str(lin_weights)
     key = (net, str(backbone_weights), lin_key, dtype_policy or keras.config.dtype_policy().name,
            tf.distribute.get_strategy() if tf.distribute.has_strategy() else None)
     if key not in _CACHE:
-        _CACHE[key] = LPIPSNetwork(net, backbone_weights, lin_weights, dtype_policy)
+        with tf.init_scope():  # variables are created eagerly even from a traced call
+            _CACHE[key] = LPIPSNetwork(net, backbone_weights, lin_weights, dtype_policy)
     return _CACHE[key]
 
 
 def _prepare(y_true, y_pred, owner, network):
     validation.check_raw_dtype(y_true, "y_true", owner)
     validation.check_raw_dtype(y_pred, "y_pred", owner)
-    y_true, y_pred = validation.check_image_pair(y_true, y_pred, expected_channels=3, loss_name=owner)
+    y_true, y_pred = validation.check_image_pair(
+        y_true, y_pred, expected_channels=3, loss_name=owner
+    )
     validation.check_min_size(
         y_pred, network.min_size, network.min_size, "y_pred",
         f"the minimum input size of LPIPS-{network.net}", loss_name=owner,
@@ -203,17 +220,24 @@ class LPIPS(keras.metrics.Mean):
     """Streaming mean LPIPS over images: ``model.compile(metrics=[LPIPS()])``.
 
     Arguments as in :func:`lpips` (images RGB in [0, 1]); each image counts once
-    (``sample_weight`` weights images). The network is built on first use and shared.
+    (``sample_weight`` weights images). The network is built (and the weight files
+    resolved) at construction and shared between instances.
     """
 
-    def __init__(self, net="alex", weights="torchvision", lin_weights=None, name="lpips", dtype=None):
+    def __init__(
+        self, net="alex", weights="torchvision", lin_weights=None, name="lpips", dtype=None
+    ):
         super().__init__(name=name, dtype=dtype)
         self.net = _check_net(net, "LPIPS")
         self.weights_spec = weights if weights is None or isinstance(weights, str) else str(weights)
         self.lin_weights = lin_weights if lin_weights is None else str(lin_weights)
+        # Built now (eagerly), not inside the first traced update_state.
+        self._holder = Hidden(get_lpips_network(self.net, self.weights_spec, self.lin_weights))
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        values = lpips(y_true, y_pred, self.net, self.weights_spec, self.lin_weights)
+        network = self._holder.value
+        y_true, y_pred = _prepare(y_true, y_pred, self.name, network)
+        values = network(y_true, y_pred)
         return super().update_state(values, sample_weight=sample_weight)
 
     def get_config(self):

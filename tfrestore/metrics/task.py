@@ -97,12 +97,14 @@ class SegmentationMeanIoU(keras.metrics.MeanIoU):
             )
         if sp is not None and sp[-1] is not None and sp[-1] != self.num_classes:
             raise ValueError(
-                f"{self.name}: `y_pred` has {sp[-1]} classes, expected num_classes={self.num_classes}."
+                f"{self.name}: `y_pred` has {sp[-1]} classes, expected "
+                f"num_classes={self.num_classes}."
             )
         if st is not None and sp is not None and len(st) in (3, 4):
             if any(a is not None and b is not None and a != b for a, b in zip(st[1:3], sp[1:3])):
                 raise ValueError(
-                    f"{self.name}: `y_true` {tuple(st)} and `y_pred` {tuple(sp)} must have the same "
+                    f"{self.name}: `y_true` {tuple(st)} and `y_pred` {tuple(sp)} must have "
+                    "the same "
                     "height and width (upsample the logits or downsample the labels first)."
                 )
         super().update_state(y_true, y_pred, sample_weight)

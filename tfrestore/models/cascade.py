@@ -7,17 +7,26 @@ BatchNorm on moving statistics, which are never updated), while gradients of
 the task loss flow through it into the restorer. The joint loss of the paper,
 ``L = L_D + lambda_P L_P + lambda_H L_H``, is then the idiomatic Keras call::
 
-    model = cascade(LiuDenoiser("same"), keras.applications.VGG16(), preprocess="caffe")
+    vgg = keras.applications.VGG16()                      # with its top, "caffe" domain
+    # 232 px noisy -> 226 px restored -> cropped to 224 for VGG16 (as in the released code)
+    model = cascade(LiuDenoiser("valid"), vgg, preprocess="caffe", task_crop=2)
+    relu3_3 = task_feature_extractor(vgg, "block3_conv3")  # phi = the task net's own relu3_3
     model.compile(
         optimizer="adam",
-        loss=[MSE() + 0.5 * PerceptualLoss(...),
-              keras.losses.SparseCategoricalCrossentropy(from_logits=False)],
-        loss_weights=[1.0, 0.25],   # segmentation: ignore_class=255, weights [1.0, 0.5]
+        loss=[MSE() + 0.5 * PerceptualLoss(feature_extractor=relu3_3, criterion="mse",
+                                           channel_reduction="sum"),
+              keras.losses.SparseCategoricalCrossentropy()],   # VGG16 ends in a softmax
+        loss_weights=[1.0, 0.25],
     )
-    model.fit(noisy, [clean, labels])
+    model.fit(noisy_232px, [keras.layers.Cropping2D(3)(clean_232px), labels])
 
-(Keras Applications classifiers end in a softmax: use ``from_logits=False`` for
-them, ``from_logits=True`` for networks returning logits.)
+For segmentation use a network returning per-pixel logits at the label
+resolution, ``SparseCategoricalCrossentropy(from_logits=True, ignore_class=255)``
+(Keras averages over the non-ignored pixels only, checked against NumPy in the
+tests) and ``loss_weights=[1.0, 0.5]``; report
+:class:`tfrestore.metrics.SegmentationMeanIoU` / :class:`tfrestore.metrics.TopKAccuracy`
+on the ``"task"`` output. ``PerceptualLoss(backbone="vgg16", weights="imagenet")``
+is the same relu3_3 when the task net is Keras's ImageNet VGG16.
 
 The released code differs from the paper (no L_P, Caffe loss weights; see the
 reference spec, section 2.4); this module follows the paper. The frozen task
@@ -43,7 +52,7 @@ __all__ = [
 
 #: mode -> description; inputs are RGB images in [0, 1].
 PREPROCESS_MODES = {
-    "caffe": "x*255, RGB->BGR, minus ImageNet BGR mean (Keras VGG16/19, ResNet50/101/152 v1; Caffe models)",
+    "caffe": "x*255, RGB->BGR, minus ImageNet BGR mean (Keras VGG16/19, ResNet v1; Caffe models)",
     "torch": "(x - ImageNet mean) / ImageNet std, RGB (torchvision, DenseNet)",
     "tf": "x*2 - 1 (Keras MobileNet, Inception, Xception, ResNetV2)",
     "scale255": "x*255 (Keras EfficientNet/ConvNeXt, which normalise internally)",
@@ -71,17 +80,21 @@ class TaskPreprocess(keras.layers.Layer):
         super().__init__(**kwargs)
         if mode not in PREPROCESS_MODES:
             raise ValueError(
-                f"`preprocess` must be one of {sorted(PREPROCESS_MODES)} (or a keras Layer), got {mode!r}."
+                f"`preprocess` must be one of {sorted(PREPROCESS_MODES)} (or a keras Layer), "
+                f"got {mode!r}."
             )
         self.mode = mode
 
-    def call(self, x):
-        if self.mode in ("caffe", "torch") and x.shape[-1] is not None and x.shape[-1] != 3:
+    def _check(self, shape):
+        if self.mode in ("caffe", "torch") and shape[-1] is not None and shape[-1] != 3:
             raise ValueError(
                 f"TaskPreprocess({self.mode!r}) needs RGB images (3 channels), got shape "
-                f"{tuple(x.shape)}; for grey restorers pass a custom preprocessing layer "
+                f"{tuple(shape)}; for grey restorers pass a custom preprocessing layer "
                 f"(e.g. one that tiles the channel) as `preprocess=`."
             )
+
+    def call(self, x):
+        self._check(x.shape)
         dtype = x.dtype
         if self.mode == "caffe":
             return x[..., ::-1] * tf.constant(255.0, dtype) - tf.constant(_CAFFE_BGR_MEAN, dtype)
@@ -94,6 +107,7 @@ class TaskPreprocess(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, s):
+        self._check(s)
         return s
 
     def get_config(self):
@@ -134,7 +148,9 @@ class FrozenTask(keras.layers.Layer):
         outputs: "task", "features" or "both".
     """
 
-    def __init__(self, task_model, preprocess="caffe", feature_layer=None, outputs="task", **kwargs):
+    def __init__(
+        self, task_model, preprocess="caffe", feature_layer=None, outputs="task", **kwargs
+    ):
         kwargs.pop("trainable", None)
         super().__init__(**kwargs)
         if isinstance(task_model, dict):
@@ -156,6 +172,7 @@ class FrozenTask(keras.layers.Layer):
         self.built = True
 
     def call(self, images):
+        _check_task_input(self.task_model, images)  # sizes unknown when the cascade was built
         x = self.preprocess(images)
         if self._tapped is None:
             return self.task_model(x, training=False)
@@ -209,7 +226,32 @@ def _single_image_output(restorer):
         )
 
 
-def cascade(restorer, task_model, preprocess="caffe", feature_layer=None, name="cascade"):
+def _check_task_input(task_model, images):
+    inputs = getattr(task_model, "inputs", None)
+    if not inputs:
+        return
+    want, got = tuple(inputs[0].shape), tuple(images.shape)
+    if len(want) != len(got):
+        raise ValueError(
+            f"The task network expects inputs of shape {want}, the restored images are {got}."
+        )
+    if want[-1] is not None and got[-1] is not None and want[-1] != got[-1]:
+        raise ValueError(
+            f"The task network {task_model.name!r} expects {want[-1]} input channels, the "
+            f"restorer produces {got[-1]}; adapt them with a `preprocess` layer."
+        )
+    for axis, what in ((1, "height"), (2, "width")):
+        if want[axis] is not None and got[axis] is not None and want[axis] != got[axis]:
+            raise ValueError(
+                f"The task network {task_model.name!r} expects inputs of shape {want} but the "
+                f"restored images (after `task_crop`) are {got}: the {what} differ. Feed the "
+                "restorer inputs of the right size, or use `task_crop`."
+            )
+
+
+def cascade(
+    restorer, task_model, preprocess="caffe", feature_layer=None, task_crop=None, name="cascade"
+):
     """Build the cascade ``inputs -> [restored, task_logits]`` with a frozen task network.
 
     Args:
@@ -225,6 +267,13 @@ def cascade(restorer, task_model, preprocess="caffe", feature_layer=None, name="
         preprocess: the task network's input domain (see
             :data:`PREPROCESS_MODES`; "caffe" for Keras VGG/ResNet v1), None
             for [0, 1] input, or a serializable Layer.
+        task_crop: pixels removed from the restored image before the task
+            network only (the ``restored`` output keeps its size): an int ``n``
+            removes ``n`` rows/columns at the bottom/right, like the released
+            code's ``Padding`` layer with ``pad_end=-n`` (the valid-padded
+            :func:`LiuDenoiser` gives 226 px from 232, cropped to 224 for VGG16;
+            321 for DeepLab from 328 with ``task_crop=1``); or
+            ``((top, bottom), (left, right))`` as in ``keras.layers.Cropping2D``.
         feature_layer: optional layer name of ``task_model`` (e.g.
             ``"block3_conv3"``, VGG relu3_3); adds a third output with its
             activation on the restored image. To compare it with the clean
@@ -249,21 +298,36 @@ def cascade(restorer, task_model, preprocess="caffe", feature_layer=None, name="
         raise TypeError(f"`restorer` must be a keras.Model, got {type(restorer).__name__}.")
     _single_image_output(restorer)
     inputs = [
-        keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0] if t.name else None)
+        keras.Input(
+            batch_shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0] if t.name else None
+        )
         for t in restorer.inputs
     ]
     restored = restorer(inputs if len(inputs) > 1 else inputs[0])
-    restored = keras.layers.Identity(name="restored")(restored)
+    # Output identities keep their input's dtype (the global policy would recast them).
+    restored = keras.layers.Identity(name="restored", dtype=restored.dtype)(restored)
+    task_input = restored
+    if task_crop:
+        if isinstance(task_crop, int):
+            task_crop = ((0, task_crop), (0, task_crop))
+        task_input = keras.layers.Cropping2D(task_crop, name="task_crop")(restored)
     if feature_layer is None:
-        task = FrozenTask(task_model, preprocess, name="frozen_task")(restored)
-        outputs = [restored, keras.layers.Identity(name="task")(task)]
+        frozen = FrozenTask(task_model, preprocess, name="frozen_task")
     else:
-        frozen = FrozenTask(task_model, preprocess, feature_layer, outputs="both", name="frozen_task")
-        task, feats = frozen(restored)
+        frozen = FrozenTask(
+            task_model, preprocess, feature_layer, outputs="both", name="frozen_task"
+        )
+    frozen.preprocess.compute_output_shape(tuple(task_input.shape))  # domain errors first
+    _check_task_input(task_model, task_input)
+    if feature_layer is None:
+        task = frozen(task_input)
+        outputs = [restored, keras.layers.Identity(name="task", dtype=task.dtype)(task)]
+    else:
+        task, feats = frozen(task_input)
         outputs = [
             restored,
-            keras.layers.Identity(name="task")(task),
-            keras.layers.Identity(name="features")(feats),
+            keras.layers.Identity(name="task", dtype=task.dtype)(task),
+            keras.layers.Identity(name="features", dtype=feats.dtype)(feats),
         ]
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
 
@@ -274,7 +338,8 @@ def get_restorer(cascade_model):
     >>> import keras
     >>> from tfrestore.models import DnCNN, cascade, get_restorer
     >>> r = DnCNN(depth=3, filters=4, channels=3)
-    >>> clf = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    >>> clf = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+    ...                         keras.layers.Dense(2)])
     >>> get_restorer(cascade(r, clf)) is r
     True
     """
@@ -301,7 +366,11 @@ def task_feature_extractor(task_model, feature_layer, preprocess="caffe", name=N
     >>> fx(np.zeros((1, 32, 32, 3), "float32")).shape
     TensorShape([1, 8, 8, 256])
     """
-    shape = task_model.inputs[0].shape[1:] if getattr(task_model, "inputs", None) else (None, None, 3)
+    shape = (
+        task_model.inputs[0].shape[1:] if getattr(task_model, "inputs", None) else (None, None, 3)
+    )
     inp = keras.Input(shape)
-    feats = FrozenTask(task_model, preprocess, feature_layer, outputs="features", name="frozen_features")(inp)
+    feats = FrozenTask(
+        task_model, preprocess, feature_layer, outputs="features", name="frozen_features"
+    )(inp)
     return keras.Model(inp, feats, name=name or f"{task_model.name}_{feature_layer}")

@@ -55,7 +55,12 @@ def DnCNN(depth=17, filters=64, channels=1, residual=True, batch_norm=True, name
     x = keras.layers.ReLU(name="relu1")(x)
     for i in range(2, depth):
         x = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=not batch_norm, kernel_initializer=init, name=f"conv{i}"
+            filters,
+            3,
+            padding="same",
+            use_bias=not batch_norm,
+            kernel_initializer=init,
+            name=f"conv{i}",
         )(x)
         if batch_norm:
             x = keras.layers.BatchNormalization(epsilon=1e-4, name=f"bn{i}")(x)

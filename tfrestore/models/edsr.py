@@ -22,7 +22,9 @@ def _upsampler(x, scale, filters, init):
     else:
         raise ValueError(f"`scale` must be a power of 2 or 3, got {scale}.")
     for i, r in enumerate(stages):
-        x = keras.layers.Conv2D(filters * r * r, 3, padding="same", kernel_initializer=init, name=f"upsample{i}_conv")(x)
+        x = keras.layers.Conv2D(
+            filters * r * r, 3, padding="same", kernel_initializer=init, name=f"upsample{i}_conv"
+        )(x)
         x = DepthToSpace(r, name=f"upsample{i}_shuffle")(x)
     return x
 
@@ -81,7 +83,9 @@ def EDSR(
     if rgb_mean is not None:
         rgb_mean = [float(m) for m in rgb_mean]
         if len(rgb_mean) != channels:
-            raise ValueError(f"`rgb_mean` must have {channels} values (one per channel), got {len(rgb_mean)}.")
+            raise ValueError(
+                f"`rgb_mean` must have {channels} values (one per channel), got {len(rgb_mean)}."
+            )
     init = "he_uniform"  # PyTorch's default conv init is a scaled uniform; any fan-in init works
 
     inp = keras.Input((None, None, channels), name="low_resolution")
@@ -91,13 +95,19 @@ def EDSR(
     head = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name="head")(x)
     h = head
     for i in range(num_blocks):
-        r = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv1")(h)
+        r = keras.layers.Conv2D(
+            filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv1"
+        )(h)
         r = keras.layers.ReLU(name=f"block{i}_relu")(r)
-        r = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv2")(r)
+        r = keras.layers.Conv2D(
+            filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv2"
+        )(r)
         if res_scale != 1.0:
             r = keras.layers.Rescaling(res_scale, name=f"block{i}_scale")(r)
         h = keras.layers.Add(name=f"block{i}_add")([h, r])
-    h = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name="body_conv")(h)
+    h = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name="body_conv")(
+        h
+    )
     h = keras.layers.Add(name="long_skip")([head, h])
     h = _upsampler(h, scale, filters, init)
     out = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer=init, name="tail")(h)

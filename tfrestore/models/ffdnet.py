@@ -75,7 +75,9 @@ def FFDNet(
     if depth < 2:
         raise ValueError(f"`depth` must be >= 2, got {depth}.")
     if noise_level_input not in ("scalar", "map"):
-        raise ValueError(f"`noise_level_input` must be 'scalar' or 'map', got {noise_level_input!r}.")
+        raise ValueError(
+            f"`noise_level_input` must be 'scalar' or 'map', got {noise_level_input!r}."
+        )
 
     image = keras.Input((None, None, channels), name="noisy")
     x = InputCheck("FFDNet", channels=channels, arg="image", name="input_check")(image)
@@ -95,7 +97,9 @@ def FFDNet(
         inputs = image
     h = keras.layers.Concatenate(name="concat_noise_map")([sub, level])
     for i in range(1, depth):
-        h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=not (batch_norm and i > 1), name=f"conv{i}")(h)
+        h = keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=not (batch_norm and i > 1), name=f"conv{i}"
+        )(h)
         if batch_norm and i > 1:
             h = keras.layers.BatchNormalization(epsilon=1e-4, name=f"bn{i}")(h)
         h = keras.layers.ReLU(name=f"relu{i}")(h)

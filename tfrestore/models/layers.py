@@ -48,10 +48,12 @@ class InputCheck(keras.layers.Layer):
     >>> check(np.zeros((1, 8, 6, 3), "float32"))
     Traceback (most recent call last):
     ...
-    ValueError: ...Net: `inputs` must have height and width divisible by 4, got 8x6 (shape (1, 8, 6, 3))...
+    ValueError: ...Net: `inputs` must have height and width divisible by 4, got 8x6...
     """
 
-    def __init__(self, network, channels=None, multiple=1, offset=0, min_size=1, arg="inputs", **kwargs):
+    def __init__(
+        self, network, channels=None, multiple=1, offset=0, min_size=1, arg="inputs", **kwargs
+    ):
         super().__init__(**kwargs)
         self.network = str(network)
         self.channels = None if channels is None else int(channels)
@@ -140,8 +142,12 @@ class SpaceToDepth(keras.layers.Layer):
 
     def compute_output_shape(self, s):
         r = self.block_size
-        return (s[0], None if s[1] is None else s[1] // r, None if s[2] is None else s[2] // r,
-                None if s[3] is None else s[3] * r * r)
+        return (
+            s[0],
+            None if s[1] is None else s[1] // r,
+            None if s[2] is None else s[2] // r,
+            None if s[3] is None else s[3] * r * r,
+        )
 
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}
@@ -167,8 +173,12 @@ class DepthToSpace(keras.layers.Layer):
 
     def compute_output_shape(self, s):
         r = self.block_size
-        return (s[0], None if s[1] is None else s[1] * r, None if s[2] is None else s[2] * r,
-                None if s[3] is None else s[3] // (r * r))
+        return (
+            s[0],
+            None if s[1] is None else s[1] * r,
+            None if s[2] is None else s[2] * r,
+            None if s[3] is None else s[3] // (r * r),
+        )
 
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}

@@ -39,7 +39,9 @@ def _scale_net(channels, filters, levels, blocks, kernel_size, residual, name):
         for b in range(blocks):
             x = _resblock(x, f, kernel_size, f"dec{lv}_res{b}")
         if lv > 0:
-            x = keras.layers.Conv2DTranspose(f // 2, 4, strides=2, padding="same", name=f"dec{lv}_up")(x)
+            x = keras.layers.Conv2DTranspose(
+                f // 2, 4, strides=2, padding="same", name=f"dec{lv}_up"
+            )(x)
             x = keras.layers.ReLU(name=f"dec{lv}_up_relu")(x)
     out = keras.layers.Conv2D(channels, kernel_size, padding="same", name="out_conv")(x)
     if residual:
@@ -102,11 +104,20 @@ def UNet(
         )
     multiple = 2 ** (scales + levels - 2)
     inp = keras.Input((None, None, channels), name="degraded")
-    x = InputCheck("UNet", channels=channels, multiple=multiple, min_size=multiple, name="input_check")(inp)
+    x = InputCheck(
+        "UNet", channels=channels, multiple=multiple, min_size=multiple, name="input_check"
+    )(inp)
 
     def net(s):
-        return _scale_net(channels, filters, levels, blocks, kernel_size, residual, name=f"{name}_scale_net" + (
-            "" if shared_weights else f"{s}"))
+        return _scale_net(
+            channels,
+            filters,
+            levels,
+            blocks,
+            kernel_size,
+            residual,
+            name=f"{name}_scale_net" + ("" if shared_weights else f"{s}"),
+        )
 
     shared = net(0) if shared_weights else None
     outputs, estimate = [], None

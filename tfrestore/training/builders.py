@@ -41,13 +41,18 @@ __all__ = [
 # --------------------------------------------------------------------------- signatures
 
 
-def accepted_arguments(target):
+def accepted_arguments(target, closed=False):
     """Keyword arguments ``target`` (a class or function) accepts, or None if
     it takes arbitrary ``**kwargs``. For classes, ``**kwargs`` forwarded to a
-    base class are followed up the MRO."""
+    base class are followed up the MRO. ``closed=True``: the last ``**kwargs``
+    of the chain is taken to reject unknown names (Keras optimizers do)."""
     names = set()
     if inspect.isclass(target):
-        inits = [c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__ and c is not object]
+        inits = [
+            c.__dict__["__init__"]
+            for c in target.__mro__
+            if "__init__" in c.__dict__ and c is not object
+        ]
     else:
         inits = [target]
     for fn in inits:
@@ -65,12 +70,12 @@ def accepted_arguments(target):
                 names.add(p.name)
         if not has_var_kw:
             return names
-    return None
+    return names if closed and names else None
 
 
-def check_arguments(target, args, path, what):
+def check_arguments(target, args, path, what, closed=False):
     """Raise ConfigError if ``args`` has a key ``target`` does not accept."""
-    accepted = accepted_arguments(target)
+    accepted = accepted_arguments(target, closed=closed)
     if accepted is None:
         return
     for key in args:
@@ -131,20 +136,24 @@ def build_model(model_cfg, path="model"):
             import tfrestore.models as models
         except ImportError as e:
             raise ConfigError(
-                f"config key '{path}.type' is {kind!r} but tfrestore.models cannot be imported ({e})"
+                f"config key '{path}.type' is {kind!r} but tfrestore.models cannot be imported "
+                f"({e})"
             ) from e
         names = available_models()
         if kind not in names:
             close = difflib.get_close_matches(kind, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"config key '{path}.type': unknown model {kind!r}{hint}; choose from {', '.join(names)} "
+                f"config key '{path}.type': unknown model {kind!r}{hint}; "
+                f"choose from {', '.join(names)} "
                 "or give 'package.module:function'"
             )
         builder = getattr(models, kind)
     model = _call(builder, args, f"{path}.args", kind)
     if not isinstance(model, keras.Model):
-        raise ConfigError(f"config key '{path}.type': {kind} returned {type(model).__name__}, not a keras.Model")
+        raise ConfigError(
+            f"config key '{path}.type': {kind} returned {type(model).__name__}, not a keras.Model"
+        )
     return model
 
 
@@ -157,7 +166,11 @@ def registered_losses():
 
     out = {}
     for key, obj in keras.saving.get_custom_objects().items():
-        if key.startswith("tfrestore>") and inspect.isclass(obj) and issubclass(obj, keras.losses.Loss):
+        if (
+            key.startswith("tfrestore>")
+            and inspect.isclass(obj)
+            and issubclass(obj, keras.losses.Loss)
+        ):
             out[key.split(">", 1)[1]] = obj
     out.pop("WeightedSum", None)
     return dict(sorted(out.items()))
@@ -220,14 +233,17 @@ def build_loss(terms, path="losses"):
             if not term.get("fallback"):
                 raise
             print(
-                f"[tfrestore] {p} ({term['type']}) cannot be built: {short_reason(e)} Using its fallback "
+                f"[tfrestore] {p} ({term['type']}) cannot be built: {short_reason(e)} Using its "
+                "fallback "
                 + " + ".join(f"{fb['weight']:g}*{fb['type']}" for fb in term["fallback"]),
                 flush=True,
             )
             for j, fb in enumerate(term["fallback"]):
                 built.append(_build_term(fb, f"{p}.fallback[{j}]", losses))
                 weights.append(float(fb["weight"]))
-                used.append({**{k: fb[k] for k in ("type", "weight", "args")}, "fallback_for": term["type"]})
+                used.append(
+                    {**{k: fb[k] for k in ("type", "weight", "args")}, "fallback_for": term["type"]}
+                )
     return WeightedSum(built, weights), used
 
 
@@ -258,14 +274,22 @@ def build_schedule(sched_cfg, learning_rate, total_steps, path="schedule"):
 
     if warmup >= total_steps:
         # A short trial run (--epochs 1 --steps-per-epoch 5) should not turn a valid config invalid.
-        print(f"[tfrestore] note: '{path}.warmup_steps' ({warmup}) shortened to {total_steps - 1} for a "
-              f"{total_steps}-step run", flush=True)
+        print(
+            f"[tfrestore] note: '{path}.warmup_steps' ({warmup}) shortened to {total_steps - 1} "
+            "for a "
+            f"{total_steps}-step run",
+            flush=True,
+        )
         warmup = max(0, total_steps - 1)
     if kind == "constant":
         only()
         if not warmup:
             return float(learning_rate)
-        return _Warmup(sch.PiecewiseConstantDecay([warmup], [learning_rate, learning_rate]), learning_rate, warmup)
+        return _Warmup(
+            sch.PiecewiseConstantDecay([warmup], [learning_rate, learning_rate]),
+            learning_rate,
+            warmup,
+        )
     if kind == "cosine":
         only("alpha")
         return sch.CosineDecay(
@@ -279,13 +303,21 @@ def build_schedule(sched_cfg, learning_rate, total_steps, path="schedule"):
         only("milestones", "gamma")
         milestones = [int(m) for m in args.get("milestones", [])]
         if milestones != sorted(milestones) or any(m <= 0 for m in milestones):
-            raise ConfigError(f"config key '{apath}.milestones' must be increasing positive step numbers")
+            raise ConfigError(
+                f"config key '{apath}.milestones' must be increasing positive step numbers"
+            )
         gamma = float(args.get("gamma", 0.5))
         values = [learning_rate * gamma**i for i in range(len(milestones) + 1)]
         base = sch.PiecewiseConstantDecay(milestones, values) if milestones else None
         if base is None:
-            return float(learning_rate) if not warmup else _Warmup(
-                sch.PiecewiseConstantDecay([warmup], [learning_rate, learning_rate]), learning_rate, warmup
+            return (
+                float(learning_rate)
+                if not warmup
+                else _Warmup(
+                    sch.PiecewiseConstantDecay([warmup], [learning_rate, learning_rate]),
+                    learning_rate,
+                    warmup,
+                )
             )
         return _Warmup(base, learning_rate, warmup) if warmup else base
     if kind == "exponential":
@@ -334,14 +366,18 @@ def build_optimizer(opt_cfg, schedule, path="optimizer"):
     cls = getattr(keras.optimizers, kind, None)
     if not (inspect.isclass(cls) and issubclass(cls, keras.optimizers.Optimizer)):
         names = sorted(
-            n for n in dir(keras.optimizers)
+            n
+            for n in dir(keras.optimizers)
             if inspect.isclass(getattr(keras.optimizers, n))
             and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)
             and n not in ("Optimizer", "LossScaleOptimizer")
         )
         close = difflib.get_close_matches(kind, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"config key '{path}.type': unknown optimizer {kind!r}{hint}; choose from {', '.join(names)}")
+        raise ConfigError(
+            f"config key '{path}.type': unknown optimizer {kind!r}{hint}; "
+            f"choose from {', '.join(names)}"
+        )
     args = dict(opt_cfg.get("args") or {})
     for key in ("learning_rate", "clipnorm", "global_clipnorm"):
         if key in args:
@@ -350,6 +386,7 @@ def build_optimizer(opt_cfg, schedule, path="optimizer"):
         args["clipnorm"] = opt_cfg["clipnorm"]
     if opt_cfg.get("global_clipnorm") is not None:
         args["global_clipnorm"] = opt_cfg["global_clipnorm"]
+    check_arguments(cls, args, f"{path}.args", kind, closed=True)
     return _call(cls, {"learning_rate": schedule, **args}, f"{path}.args", kind)
 
 
@@ -357,31 +394,30 @@ def build_optimizer(opt_cfg, schedule, path="optimizer"):
 
 
 def build_metrics(metrics_cfg, data_range=1.0):
-    """Compiled validation metrics: PSNR/SSIM (tfrestore.metrics) and LPIPS
-    when enabled and its weights are available.
+    """Compiled metrics (PSNR / SSIM from ``tfrestore.metrics``) and the LPIPS
+    function for validation when enabled and its weights are available.
 
-    Returns ``(metrics, notes)`` where notes explain skipped metrics.
+    Returns ``(metrics, lpips_fn, notes)``; ``lpips_fn`` is None when LPIPS is
+    off or unavailable, and ``notes`` says why it was skipped.
     """
+    from tfrestore import metrics as tm
+
     metrics, notes = [], []
-    if metrics_cfg.get("psnr") or metrics_cfg.get("ssim"):
-        try:
-            from tfrestore import metrics as tm
-        except ImportError as e:  # pragma: no cover - part of the package
-            raise ConfigError(f"config section 'metrics': tfrestore.metrics cannot be imported ({e})") from e
-        if metrics_cfg.get("psnr"):
-            metrics.append(tm.PSNR(data_range=data_range, name="psnr"))
-        if metrics_cfg.get("ssim"):
-            metrics.append(tm.SSIM(data_range=data_range, name="ssim"))
+    if metrics_cfg.get("psnr"):
+        metrics.append(tm.PSNR(data_range=data_range, name="psnr"))
+    if metrics_cfg.get("ssim"):
+        metrics.append(tm.SSIM(data_range=data_range, name="ssim"))
+    lpips_fn = None
     lp = metrics_cfg.get("lpips", "auto")
     if lp:
-        metric, why = _lpips_metric()
-        if metric is not None:
-            metrics.append(metric)
+        ok, why = lpips_available()
+        if ok:
+            lpips_fn = tm.lpips
         elif lp is True:
             raise ConfigError(f"config key 'metrics.lpips' is true but LPIPS is unavailable: {why}")
         else:
             notes.append(f"LPIPS skipped: {why}")
-    return metrics, notes
+    return metrics, lpips_fn, notes
 
 
 def short_reason(exc, limit=240):
@@ -399,29 +435,24 @@ def lpips_available(net="alex"):
     """``(True, None)`` when LPIPS-``net`` can be built (its weights are found),
     else ``(False, reason)``. Builds (and caches) the LPIPS network."""
     try:
-        # Not `from tfrestore.metrics import lpips`: the package re-exports the function under that name.
+        # Not `from tfrestore.metrics import lpips`: that name is the re-exported function.
         lpips_module = importlib.import_module("tfrestore.metrics.lpips")
     except ImportError as e:
         return False, f"tfrestore.metrics has no LPIPS in this version ({e})"
     get = getattr(lpips_module, "get_lpips_network", None)
     if get is None:
         return False, "tfrestore.metrics.lpips has no get_lpips_network()"
-    if net not in _LPIPS_STATUS:  # probing may try a download: do it once per process
+    import os
+
+    # Probing may try a download: once per process and weights location.
+    key = (net, os.environ.get("TFRESTORE_WEIGHTS_DIR"), os.environ.get("KERAS_HOME"))
+    if key not in _LPIPS_STATUS:
         try:
             get(net)
-            _LPIPS_STATUS[net] = (True, None)
+            _LPIPS_STATUS[key] = (True, None)
         except _weights_error_types() as e:
-            _LPIPS_STATUS[net] = (False, short_reason(e))
-    return _LPIPS_STATUS[net]
-
-
-def _lpips_metric():
-    ok, why = lpips_available()
-    if not ok:
-        return None, why
-    from tfrestore import metrics as tm
-
-    return tm.LPIPS(name="lpips"), None
+            _LPIPS_STATUS[key] = (False, short_reason(e))
+    return _LPIPS_STATUS[key]
 
 
 def steps_total(cfg):

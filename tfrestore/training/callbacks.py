@@ -4,6 +4,8 @@
   (so CSV and TensorBoard record it).
 * :class:`ImageSummaries` writes degraded / restored / clean validation images
   to TensorBoard after every epoch.
+* :class:`ValidationLPIPS` adds ``val_lpips`` to the epoch logs (validation
+  only: as a compiled metric LPIPS would also run on every training batch).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-__all__ = ["LearningRateLogger", "ImageSummaries", "first_input", "to_display"]
+__all__ = ["LearningRateLogger", "ImageSummaries", "ValidationLPIPS", "first_input", "to_display"]
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -79,7 +81,9 @@ class ImageSummaries(keras.callbacks.Callback):
                 ("restored", restored),
                 ("clean", self.targets),
             ):
-                tf.summary.image(tag, to_display(imgs, size), step=step, max_outputs=self.max_images)
+                tf.summary.image(
+                    tag, to_display(imgs, size), step=step, max_outputs=self.max_images
+                )
         self._writer.flush()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -89,3 +93,34 @@ class ImageSummaries(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class ValidationLPIPS(keras.callbacks.Callback):
+    """Mean LPIPS of the model's outputs on ``val_data`` as ``logs["val_lpips"]``.
+
+    Put it before the callbacks that read the logs (CSVLogger, TensorBoard,
+    ModelCheckpoint): Keras runs callbacks in list order with one logs dict.
+
+    Args:
+        val_data: finite ``tf.data`` dataset of ``(inputs, clean)`` batches.
+        lpips_fn: ``fn(y_true, y_pred) -> (B,)`` (e.g. ``tfrestore.metrics.lpips``).
+        steps: at most this many batches (None: all).
+    """
+
+    def __init__(self, val_data, lpips_fn, steps=None):
+        super().__init__()
+        self.val_data = val_data
+        self.lpips_fn = lpips_fn
+        self.steps = steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        ds = self.val_data if self.steps is None else self.val_data.take(self.steps)
+        values = []
+        for x, y in ds:
+            pred = first_input(self.model(x, training=False))
+            pred = tf.clip_by_value(tf.cast(pred, tf.float32), 0.0, 1.0)
+            values.append(np.asarray(self.lpips_fn(tf.cast(y, tf.float32), pred)))
+        if values:
+            logs["val_lpips"] = float(np.mean(np.concatenate(values)))

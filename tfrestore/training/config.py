@@ -11,10 +11,12 @@ read as the fraction (``sigma: 25/255``).
 ...                    "losses": [{"type": "L1"}]}, overrides=["data.crop=48"])
 >>> cfg["data"]["crop"], cfg["losses"][0]["weight"], cfg["train"]["epochs"]
 (48, 1.0, 10)
->>> load_config({"task": "denoise", "model": {"type": "DnCNN"}, "losses": [{"type": "L1", "wieght": 2}]})
+>>> load_config({"task": "denoise", "model": {"type": "DnCNN"},
+...              "losses": [{"type": "L1", "wieght": 2}]})
 Traceback (most recent call last):
 ...
-tfrestore.training.schema.ConfigError: unknown config key 'losses[0].wieght' (did you mean 'losses[0].weight'?); valid keys in 'losses[0]': type, weight, args, fallback
+tfrestore.training.schema.ConfigError: unknown config key 'losses[0].wieght'
+(did you mean 'losses[0].weight'?); valid keys in 'losses[0]': type, weight, args, fallback
 """
 
 from __future__ import annotations
@@ -25,7 +27,16 @@ import re
 
 import yaml
 
-from tfrestore.training.schema import REQUIRED, Args, ConfigError, Field, ListOf, Section, describe, validate
+from tfrestore.training.schema import (
+    REQUIRED,
+    Args,
+    ConfigError,
+    Field,
+    ListOf,
+    Section,
+    describe,
+    validate,
+)
 
 __all__ = [
     "SCHEMA",
@@ -62,7 +73,11 @@ def _non_negative(v):
 
 
 _LOSS_FIELDS = dict(
-    type=Field(REQUIRED, str, "registered tfrestore loss class, e.g. L1, SSIMLoss, PerceptualLoss, D2SMLoss"),
+    type=Field(
+        REQUIRED,
+        str,
+        "registered tfrestore loss class, e.g. L1, SSIMLoss, PerceptualLoss, D2SMLoss",
+    ),
     weight=Field(1.0, float, "weight of this term in the WeightedSum"),
     args=Args("keyword arguments of the loss class"),
 )
@@ -74,14 +89,19 @@ _LOSS_ITEM = Section(
     **_LOSS_FIELDS,
     fallback=ListOf(
         _FALLBACK_ITEM,
-        "terms used instead when this one cannot be built because its pretrained weights are missing "
+        "terms used instead when this one cannot be built because its pretrained weights are "
+        "missing "
         "(empty: such a failure is an error)",
     ),
 )
 
 _SOURCE = dict(
-    source=Field("default", str, "'default' (embedded scikit-image photos), an image directory or a glob; "
-                 "$VARS and ~ are expanded"),
+    source=Field(
+        "default",
+        str,
+        "'default' (embedded scikit-image photos), an image directory or a glob; "
+        "$VARS and ~ are expanded",
+    ),
     max_images=Field(None, int, "use at most this many images (null: all)", check=_positive),
 )
 
@@ -92,38 +112,65 @@ SCHEMA = Section(
     seed=Field(0, int, "random seed (weights, crops, degradations)"),
     model=Section(
         "restoration network",
-        type=Field(REQUIRED, str, "tfrestore.models builder (DnCNN, FFDNet, LiuDenoiser, EDSR, UNet) or "
-                   "'package.module:function'"),
+        type=Field(
+            REQUIRED,
+            str,
+            "tfrestore.models builder (DnCNN, FFDNet, LiuDenoiser, EDSR, UNet) or "
+            "'package.module:function'",
+        ),
         args=Args("keyword arguments of the builder"),
     ),
-    losses=ListOf(_LOSS_ITEM, "loss terms, summed with their weights into a WeightedSum", default=REQUIRED,
-                  min_len=1),
+    losses=ListOf(
+        _LOSS_ITEM,
+        "loss terms, summed with their weights into a WeightedSum",
+        default=REQUIRED,
+        min_len=1,
+    ),
     data=Section(
         "training / validation / held-out data",
-        train=Section("training images", **_SOURCE, split=Field("train", str, "split of the default images")),
+        train=Section(
+            "training images", **_SOURCE, split=Field("train", str, "split of the default images")
+        ),
         val=Section(
             "validation images (fixed degradation seed)",
             **_SOURCE,
             split=Field("val", str, "split of the default images"),
-            crop=Field(128, int, "centre crop of each validation image (clean resolution); null: whole images",
-                       check=_positive),
+            crop=Field(
+                128,
+                int,
+                "centre crop of each validation image (clean resolution); null: whole images",
+                check=_positive,
+                nullable=True,
+            ),
             batch_size=Field(4, int, "validation batch size", check=_positive),
         ),
         test=Section(
             "held-out images for the final report",
             **_SOURCE,
             split=Field("test", str, "split of the default images"),
-            max_size=Field(256, int, "centre-crop longer sides to at most this (null: full size)",
-                           check=_positive),
+            max_size=Field(
+                256,
+                int,
+                "centre-crop longer sides to at most this (null: full size)",
+                check=_positive,
+                nullable=True,
+            ),
         ),
         degradation=Section(
             "synthetic degradation applied to clean images (tfrestore.data)",
-            type=Field(None, str, "registered degradation: gaussian_noise, bicubic_downsample, haze, rain, "
-                       "low_light, jpeg, motion_blur, compose (null: the task's default, see TASK_DEGRADATIONS)"),
+            type=Field(
+                None,
+                str,
+                "registered degradation: gaussian_noise, bicubic_downsample, haze, rain, "
+                "low_light, jpeg, motion_blur, compose (null: the task's default, see "
+                "TASK_DEGRADATIONS)",
+            ),
             args=Args("keyword arguments of the degradation (e.g. sigma: 25/255)"),
         ),
         crop=Field(64, int, "training crop size (clean / high-resolution pixels)", check=_positive),
-        batch_size=Field(8, int, "global training batch size (split over replicas)", check=_positive),
+        batch_size=Field(
+            8, int, "global training batch size (split over replicas)", check=_positive
+        ),
         augment=Field(True, bool, "random flips and 90-degree rotations"),
         channels=Field(3, int, "image channels", choices=(1, 3)),
         shuffle_buffer=Field(256, int, "tf.data shuffle buffer (images)", check=_positive),
@@ -133,56 +180,101 @@ SCHEMA = Section(
         type=Field("Adam", str, "keras.optimizers class name (Adam, AdamW, SGD, ...)"),
         learning_rate=Field(1e-3, float, "(peak) learning rate", check=_positive),
         clipnorm=Field(None, float, "clip each gradient's norm (null: off)", check=_positive),
-        global_clipnorm=Field(None, float, "clip the global gradient norm (null: off)", check=_positive),
+        global_clipnorm=Field(
+            None, float, "clip the global gradient norm (null: off)", check=_positive
+        ),
         args=Args("other keyword arguments of the optimizer"),
     ),
     schedule=Section(
         "learning-rate schedule over the whole run (epochs * steps_per_epoch steps)",
-        type=Field("constant", str, "schedule", choices=("constant", "cosine", "step", "exponential")),
+        type=Field(
+            "constant", str, "schedule", choices=("constant", "cosine", "step", "exponential")
+        ),
         warmup_steps=Field(0, int, "linear warm-up steps", check=_non_negative),
-        args=Args("cosine: alpha; step: milestones (steps), gamma; exponential: decay_steps, decay_rate"),
+        args=Args(
+            "cosine: alpha; step: milestones (steps), gamma; exponential: decay_steps, decay_rate"
+        ),
     ),
     train=Section(
         "fit() settings",
         epochs=Field(10, int, "epochs", check=_positive),
         steps_per_epoch=Field(100, int, "training steps per epoch", check=_positive),
-        validation_steps=Field(None, int, "validation batches per epoch (null: all)", check=_positive),
+        validation_steps=Field(
+            None, int, "validation batches per epoch (null: all)", check=_positive
+        ),
         mixed_precision=Field(False, bool, "train under the 'mixed_float16' dtype policy"),
-        jit_compile=Field("auto", (bool, str), "XLA: auto, true or false",
-                          check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false"),
-        strategy=Field("auto", str, "auto (MirroredStrategy over all GPUs, default strategy on CPU), "
-                       "mirrored or default", choices=("auto", "mirrored", "default")),
-        deterministic=Field(False, bool, "enable TF op determinism (bit-reproducible runs, slower)"),
-        verbose=Field("auto", (int, str), "Keras progress output: auto, 0, 1 (bars) or 2 (one line/epoch)",
-                      check=lambda v: None if v in ("auto", 0, 1, 2) else "must be auto, 0, 1 or 2"),
+        jit_compile=Field(
+            "auto",
+            (bool, str),
+            "XLA: auto, true or false",
+            check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
+        ),
+        strategy=Field(
+            "auto",
+            str,
+            "auto (MirroredStrategy over all GPUs, default strategy on CPU), "
+            "mirrored or default",
+            choices=("auto", "mirrored", "default"),
+        ),
+        deterministic=Field(
+            False, bool, "enable TF op determinism (bit-reproducible runs, slower)"
+        ),
+        run_eagerly=Field(
+            False, bool, "run train/test steps eagerly (debugging; skips tf.function tracing)"
+        ),
+        verbose=Field(
+            "auto",
+            (int, str),
+            "Keras progress output: auto, 0, 1 (bars) or 2 (one line/epoch)",
+            check=lambda v: None if v in ("auto", 0, 1, 2) else "must be auto, 0, 1 or 2",
+        ),
     ),
     metrics=Section(
         "validation metrics",
         psnr=Field(True, bool, "PSNR (dB, RGB, data range 1)"),
         ssim=Field(True, bool, "SSIM (Gaussian window 11, sigma 1.5)"),
-        lpips=Field("auto", (bool, str), "LPIPS: auto (when its weights are available), true or false",
-                    check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false"),
+        lpips=Field(
+            "auto",
+            (bool, str),
+            "LPIPS: auto (when its weights are available), true or false",
+            check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
+        ),
         monitor=Field("val_psnr", str, "quantity ModelCheckpoint keeps the best of"),
-        mode=Field("max", str, "whether larger or smaller 'monitor' is better", choices=("max", "min")),
+        mode=Field(
+            "max", str, "whether larger or smaller 'monitor' is better", choices=("max", "min")
+        ),
     ),
     output=Section(
         "what the run writes",
-        dir=Field(None, str, "run directory (default: runs/<name>); a killed run resumes from here"),
+        dir=Field(
+            None, str, "run directory (default: runs/<name>); a killed run resumes from here"
+        ),
         tensorboard=Field(True, bool, "TensorBoard scalars (logs/)"),
-        image_summaries=Field(3, int, "validation images (degraded/restored/clean) logged to TensorBoard "
-                              "each epoch", check=_non_negative),
+        image_summaries=Field(
+            3,
+            int,
+            "validation images (degraded/restored/clean) logged to TensorBoard " "each epoch",
+            check=_non_negative,
+        ),
         csv=Field(True, bool, "history.csv (one row per epoch)"),
         checkpoint=Field(True, bool, "best.keras: the best model by metrics.monitor"),
         backup=Field(True, bool, "BackupAndRestore state in backup/ (resume after a kill)"),
-        report=Field(True, bool, "final evaluation on the held-out images: table, metrics.csv, grid.png, "
-                     "loss_curve.png"),
+        report=Field(
+            True,
+            bool,
+            "final evaluation on the held-out images: table, metrics.csv, grid.png, "
+            "loss_curve.png",
+        ),
     ),
 )
 
 
 # --------------------------------------------------------------------------- helpers
 
-_FRACTION = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*/\s*((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_FRACTION = re.compile(
+    r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"  # numerator
+    r"\s*/\s*((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
+)
 
 
 def resolve_fractions(value):
@@ -301,7 +393,8 @@ def load_config(source, overrides=(), task=None):
     cfg = validate(SCHEMA, raw)
     if task is not None and cfg["task"] != task:
         raise ConfigError(
-            f"config key 'task' is {cfg['task']!r} but this entry point trains {task!r}; use the matching "
+            f"config key 'task' is {cfg['task']!r} but this entry point trains {task!r}; use the "
+            "matching "
             f"script (train/{cfg['task']}.py) or fix the config"
         )
     cfg["name"] = cfg["name"] or default_name or cfg["task"]

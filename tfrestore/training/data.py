@@ -66,7 +66,8 @@ def source_images(section, path, channels=3):
         split = section.get("split", "all")
         if split not in DEFAULT_SPLITS:
             raise ConfigError(
-                f"config key '{path}.split' must be one of {', '.join(DEFAULT_SPLITS)} for the default images; "
+                f"config key '{path}.split' must be one of {', '.join(DEFAULT_SPLITS)} for the "
+                "default images; "
                 f"got {split!r}"
             )
         names = DEFAULT_SPLITS[split]
@@ -96,8 +97,14 @@ def train_dataset(cfg, skip_batches=0):
     deg = build_degradation(d["degradation"])
     try:
         ds = data.image_dataset(
-            images, deg, training=True, crop_size=d["crop"], batch_size=d["batch_size"],
-            seed=cfg["seed"], augment=d["augment"], channels=d["channels"],
+            images,
+            deg,
+            training=True,
+            crop_size=d["crop"],
+            batch_size=d["batch_size"],
+            seed=cfg["seed"],
+            augment=d["augment"],
+            channels=d["channels"],
         )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config section 'data' (training images): {e}") from e
@@ -115,8 +122,13 @@ def val_dataset(cfg):
     deg = build_degradation(d["degradation"])
     try:
         ds = data.image_dataset(
-            images, deg, training=False, crop_size=v["crop"], batch_size=v["batch_size"],
-            seed=cfg["seed"] + 1, channels=d["channels"],
+            images,
+            deg,
+            training=False,
+            crop_size=v["crop"],
+            batch_size=v["batch_size"],
+            seed=cfg["seed"] + 1,
+            channels=d["channels"],
         )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config section 'data.val': {e}") from e
@@ -134,7 +146,7 @@ def _centre_crop(img, max_size, multiple):
     th -= th % multiple
     tw -= tw % multiple
     y, x = (h - th) // 2, (w - tw) // 2
-    return img[y:y + th, x:x + tw]
+    return img[y : y + th, x : x + tw]
 
 
 def held_out_images(cfg, multiple=1):

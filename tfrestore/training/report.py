@@ -7,9 +7,11 @@
 >>> import numpy as np, tempfile, os
 >>> d = tempfile.mkdtemp()
 >>> img = np.zeros((16, 24, 3), "float32")
->>> image_grid([("x", img, img, img, ["in", "out", "gt"])], os.path.join(d, "g.png")).endswith("g.png")
+>>> path = image_grid([("x", img, img, img, ["in", "out", "gt"])], os.path.join(d, "g.png"))
+>>> path.endswith("g.png")
 True
->>> loss_curve({"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.6, 0.5]}, os.path.join(d, "c.png")).endswith("c.png")
+>>> history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.6, 0.5]}
+>>> loss_curve(history, os.path.join(d, "c.png")).endswith("c.png")
 True
 """
 
@@ -123,7 +125,7 @@ def _panel(draw, box, series, title, font, epochs_from=1):
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5 * abs(lo or 1) * 0.1, hi + 0.5 * abs(hi or 1) * 0.1
     n = max(len(vals) for _, vals in series)
-    px0, px1, py0, py1 = x0 + 48, x1 - 6, y0 + 6, y1 - 22
+    px0, px1, py0, py1 = x0 + 48, x1 - 10, y0 + 6, y1 - 34
     draw.rectangle([px0, py0, px1, py1], outline=_FG)
 
     def sx(i):
@@ -141,8 +143,8 @@ def _panel(draw, box, series, title, font, epochs_from=1):
         xx = sx(i)
         draw.line([xx, py1, xx, py1 + 3], fill=_FG)
         draw.text((xx - 4, py1 + 5), str(i + epochs_from), fill=_FG, font=font)
-    draw.text(((px0 + px1) // 2 - 14, py1 + 5 + 0), "", fill=_FG, font=font)
-    ly = py0 + 4
+    draw.text(((px0 + px1) // 2 - 16, py1 + 19), "epoch", fill=_FG, font=font)
+    lx = px1 - 90 * len(series)  # legend above the plot, right-aligned with it
     for k, (label, vals) in enumerate(series):
         colour = _COLOURS[k % len(_COLOURS)]
         pts = [(sx(i), sy(v)) for i, v in enumerate(vals) if math.isfinite(v)]
@@ -150,9 +152,9 @@ def _panel(draw, box, series, title, font, epochs_from=1):
             draw.line(pts, fill=colour, width=2)
         for p in pts:
             draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=colour)
-        draw.line([px1 - 110, ly + 6, px1 - 92, ly + 6], fill=colour, width=2)
-        draw.text((px1 - 88, ly), label, fill=_FG, font=font)
-        ly += 14
+        draw.line([lx, y0 - 9, lx + 16, y0 - 9], fill=colour, width=2)
+        draw.text((lx + 20, y0 - 16), label, fill=_FG, font=font)
+        lx += 90
 
 
 def loss_curve(history, path):
@@ -162,7 +164,9 @@ def loss_curve(history, path):
     font = _font()
     loss_series = [(k, history[k]) for k in ("loss", "val_loss") if history.get(k)]
     psnr_series = [(k, history[k]) for k in ("psnr", "val_psnr") if history.get(k)]
-    panels = [("loss per epoch", loss_series)] + ([("PSNR (dB) per epoch", psnr_series)] if psnr_series else [])
+    panels = [("loss per epoch", loss_series)] + (
+        [("PSNR (dB) per epoch", psnr_series)] if psnr_series else []
+    )
     pw, ph = 420, 260
     canvas = Image.new("RGB", (pw * len(panels), ph + 20), _BG)
     draw = ImageDraw.Draw(canvas)

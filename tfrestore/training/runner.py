@@ -76,7 +76,9 @@ def run_paths(run_dir):
 def resume_epoch(backup_dir):
     """Epoch a run backed up in ``backup_dir`` resumes at (0 if none)."""
     meta = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.isfile(meta) or not os.path.isfile(os.path.join(backup_dir, "latest.weights.h5")):
+    if not os.path.isfile(meta) or not os.path.isfile(
+        os.path.join(backup_dir, "latest.weights.h5")
+    ):
         return 0
     with open(meta, encoding="utf-8") as f:
         return int(json.load(f).get("epoch", 0))
@@ -103,13 +105,16 @@ def _prepare_run_dir(cfg, run_dir, fresh):
         diff = _resume_relevant(config_diff(saved, cfg))
         if diff:
             raise ConfigError(
-                f"{run_dir} holds an interrupted run (epoch {initial_epoch}) with a different config "
-                f"(keys differ: {', '.join(diff)}); resume with the same config, or pass --fresh / another "
+                f"{run_dir} holds an interrupted run (epoch {initial_epoch}) with a different "
+                "config "
+                f"(keys differ: {', '.join(diff)}); resume with the same config, or pass --fresh "
+                "/ another "
                 "--output-dir"
             )
     if initial_epoch >= cfg["train"]["epochs"]:
         raise ConfigError(
-            f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is {cfg['train']['epochs']}"
+            f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is "
+            f"{cfg['train']['epochs']}"
         )
     if not initial_epoch and os.path.exists(paths["history"]):
         os.remove(paths["history"])  # a new run: do not append to an old history
@@ -144,8 +149,12 @@ def _versions():
 
     import tfrestore
 
-    return {"tfrestore": tfrestore.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "python": platform.python_version()}
+    return {
+        "tfrestore": tfrestore.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _example_batch(ds):
@@ -170,8 +179,21 @@ def _check_model_io(model, x, y, cfg):
     if out_shape != tuple(y.shape):
         raise ConfigError(
             f"config key 'model': {cfg['model']['type']} maps inputs "
-            f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} to {out_shape}, but the "
-            f"clean targets are {tuple(y.shape)}; check 'model.args' (channels, scale, padding) against 'data'"
+            f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} to "
+            f"{out_shape}, but the "
+            f"clean targets are {tuple(y.shape)}; check 'model.args' (channels, scale, padding) "
+            "against 'data'"
+        )
+
+
+def _check_monitor(cfg, metrics, lpips_fn):
+    names = ["loss"] + [m.name for m in metrics]
+    valid = names + [f"val_{n}" for n in names] + (["val_lpips"] if lpips_fn else [])
+    monitor = cfg["metrics"]["monitor"]
+    if cfg["output"]["checkpoint"] and monitor not in valid:
+        raise ConfigError(
+            f"config key 'metrics.monitor' is {monitor!r}, which this run does not log; "
+            f"choose from {', '.join(valid)}"
         )
 
 
@@ -212,7 +234,9 @@ def train(
 
     t_start = time.time()
     cfg = load_config(config, overrides=overrides, task=task)
-    run_dir = os.path.abspath(output_dir or cfg["output"]["dir"] or os.path.join("runs", cfg["name"]))
+    run_dir = os.path.abspath(
+        output_dir or cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
+    )
     cfg["output"]["dir"] = run_dir
     paths, initial_epoch = _prepare_run_dir(cfg, run_dir, fresh)
     tr, out_cfg = cfg["train"], cfg["output"]
@@ -238,32 +262,43 @@ def train(
             model = builders.build_model(cfg["model"])
             _check_model_io(model, x_val, y_val, cfg)
             loss, used_terms = builders.build_loss(cfg["losses"])
-            metrics, metric_notes = builders.build_metrics(cfg["metrics"])
+            metrics, lpips_fn, metric_notes = builders.build_metrics(cfg["metrics"])
             notes += metric_notes
+            _check_monitor(cfg, metrics, lpips_fn)
             schedule = builders.build_schedule(
                 cfg["schedule"], cfg["optimizer"]["learning_rate"], builders.steps_total(cfg)
             )
             optimizer = builders.build_optimizer(cfg["optimizer"], schedule)
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=tr["jit_compile"])
+            model.compile(
+                optimizer=optimizer,
+                loss=loss,
+                metrics=metrics,
+                jit_compile=tr["jit_compile"],
+                run_eagerly=tr["run_eagerly"],
+            )
 
         tensorboard = cfg["output"]["tensorboard"] and _tensorboard_installed()
         if cfg["output"]["tensorboard"] and not tensorboard:
-            notes.append("TensorBoard logging skipped: the 'tensorboard' package is not installed "
-                         "(pip install tensorboard)")
+            notes.append(
+                "TensorBoard logging skipped: the 'tensorboard' package is not installed "
+                "(pip install tensorboard)"
+            )
         dump_config(cfg, paths["config"])
         run_info = {
             "losses_used": used_terms,
             "loss": repr(loss),
             "strategy": describe_strategy(strategy),
             "dtype_policy": keras.config.dtype_policy().name,
-            "trainable_parameters": int(sum(int(np.prod(v.shape)) for v in model.trainable_weights)),
+            "trainable_parameters": int(
+                sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+            ),
             "resumed_from_epoch": initial_epoch,
             "versions": _versions(),
             "notes": notes,
         }
         dump_config(run_info, paths["run_info"])
 
-        cbs = _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard)
+        cbs = _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard, val_ds, lpips_fn)
         cbs += list(callbacks)
         _print_header(cfg, run_dir, run_info, initial_epoch, notes)
         hist = model.fit(
@@ -282,9 +317,15 @@ def train(
             from tfrestore.training.report import read_history
 
             history = read_history(paths["history"])
-        result = TrainResult(run_dir=run_dir, config=cfg, history=history, model=model,
-                             initial_epoch=initial_epoch, notes=notes,
-                             files={k: paths[k] for k in ("config", "run_info", "final")})
+        result = TrainResult(
+            run_dir=run_dir,
+            config=cfg,
+            history=history,
+            model=model,
+            initial_epoch=initial_epoch,
+            notes=notes,
+            files={k: paths[k] for k in ("config", "run_info", "final")},
+        )
         if out_cfg["csv"]:
             result.files["history"] = paths["history"]
         if tensorboard:
@@ -293,7 +334,10 @@ def train(
             result.files["best"] = paths["best"]
         if out_cfg["report"] if report is None else report:
             _final_report(result, paths, cfg)
-        print(f"[tfrestore] done in {time.time() - t_start:.1f} s; run directory: {run_dir}", flush=True)
+        print(
+            f"[tfrestore] done in {time.time() - t_start:.1f} s; run directory: {run_dir}",
+            flush=True,
+        )
         return result
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -305,10 +349,10 @@ def _tensorboard_installed():
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard):
+def _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard, val_ds, lpips_fn):
     import keras
 
-    from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger
+    from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger, ValidationLPIPS
 
     out_cfg, m = cfg["output"], cfg["metrics"]
     cbs = []
@@ -319,16 +363,24 @@ def _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard):
     except ImportError:
         pass
     cbs.append(LearningRateLogger())
+    if lpips_fn is not None:  # before the callbacks that read val_lpips from the logs
+        cbs.append(ValidationLPIPS(val_ds, lpips_fn, steps=cfg["train"]["validation_steps"]))
     if tensorboard and out_cfg["image_summaries"]:
         k = out_cfg["image_summaries"]
         xs = tuple(t[:k] for t in x_val) if isinstance(x_val, tuple) else x_val[:k]
         cbs.append(ImageSummaries(paths["logs"], xs, y_val[:k], max_images=k))
     if out_cfg["checkpoint"]:
         best = _best_so_far(paths["history"], m["monitor"], m["mode"]) if initial_epoch else None
-        cbs.append(keras.callbacks.ModelCheckpoint(
-            paths["best"], monitor=m["monitor"], mode=m["mode"], save_best_only=True,
-            initial_value_threshold=best, verbose=0,
-        ))
+        cbs.append(
+            keras.callbacks.ModelCheckpoint(
+                paths["best"],
+                monitor=m["monitor"],
+                mode=m["mode"],
+                save_best_only=True,
+                initial_value_threshold=best,
+                verbose=0,
+            )
+        )
     if out_cfg["backup"]:
         cbs.append(keras.callbacks.BackupAndRestore(paths["backup"]))
     if out_cfg["csv"]:
@@ -344,7 +396,8 @@ def _print_header(cfg, run_dir, run_info, initial_epoch, notes):
         f"[tfrestore] task {cfg['task']} | model {cfg['model']['type']} "
         f"({run_info['trainable_parameters']:,} parameters) | loss {run_info['loss']}",
         f"[tfrestore] {run_info['strategy']} | policy {run_info['dtype_policy']} | "
-        f"{tr['epochs']} epochs x {tr['steps_per_epoch']} steps, batch {cfg['data']['batch_size']}, "
+        f"{tr['epochs']} epochs x {tr['steps_per_epoch']} steps, batch "
+        f"{cfg['data']['batch_size']}, "
         f"crop {cfg['data']['crop']}",
         f"[tfrestore] run directory: {run_dir}",
     ]
@@ -372,23 +425,36 @@ def _final_report(result, paths, cfg):
         for i, (name, clean) in enumerate(held)
     ]
     items = [(n, x if isinstance(x, tuple) else x[0], c) for n, x, c in items]
-    rows, notes, images = evaluate_model(model, items, lpips=cfg["metrics"]["lpips"], return_images=True)
+    rows, notes, images = evaluate_model(
+        model, items, lpips=cfg["metrics"]["lpips"], return_images=True
+    )
     table_rows = add_mean_row(rows)
     write_csv(table_rows, paths["metrics_csv"])
     in_label = "bicubic" if scale > 1 else "degraded"
     grid_rows = []
     for row, (name, deg_img, restored, clean) in zip(rows, images):
-        grid_rows.append((
-            name, deg_img, restored, clean,
-            [f"{in_label} {row['psnr_in']:.2f} dB / {row['ssim_in']:.3f}",
-             f"restored {row['psnr_out']:.2f} dB / {row['ssim_out']:.3f}", "clean"],
-        ))
+        grid_rows.append(
+            (
+                name,
+                deg_img,
+                restored,
+                clean,
+                [
+                    f"{in_label} {row['psnr_in']:.2f} dB / {row['ssim_in']:.3f}",
+                    f"restored {row['psnr_out']:.2f} dB / {row['ssim_out']:.3f}",
+                    "clean",
+                ],
+            )
+        )
     image_grid(grid_rows, paths["grid"])
     loss_curve(result.history, paths["loss_curve"])
     result.report_rows = table_rows
     result.files.update({k: paths[k] for k in ("metrics_csv", "grid", "loss_curve")})
-    print(f"\n[tfrestore] held-out images: {in_label} input vs restored (PSNR dB, SSIM"
-          + (", LPIPS" if rows and "lpips_in" in rows[0] else "") + ")")
+    print(
+        f"\n[tfrestore] held-out images: {in_label} input vs restored (PSNR dB, SSIM"
+        + (", LPIPS" if rows and "lpips_in" in rows[0] else "")
+        + ")"
+    )
     print(format_table(table_rows))
     for n in notes:
         print(f"[tfrestore] note: {n}")

@@ -12,7 +12,8 @@ keys, naming the full dotted key and suggesting the closest valid one.
 >>> validate(s, {"crop_size": 32}, "data")
 Traceback (most recent call last):
 ...
-tfrestore.training.schema.ConfigError: unknown config key 'data.crop_size' (did you mean 'data.crop'?); valid keys in 'data': crop, name
+tfrestore.training.schema.ConfigError: unknown config key 'data.crop_size'
+(did you mean 'data.crop'?); valid keys in 'data': crop, name
 """
 
 from __future__ import annotations
@@ -34,8 +35,14 @@ class _Required:
 
 REQUIRED = _Required()
 
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true/false", str: "a string",
-               list: "a list", dict: "a mapping"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    bool: "true/false",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 def _join(path, key):
@@ -77,10 +84,13 @@ class Field:
                 break
         else:
             expected = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in self.types)
-            raise ConfigError(f"config key '{path}' must be {expected}, got {value!r} ({type(value).__name__}).")
+            raise ConfigError(
+                f"config key '{path}' must be {expected}, got {value!r} ({type(value).__name__})."
+            )
         if self.choices is not None and value not in self.choices:
             raise ConfigError(
-                f"config key '{path}' must be one of {', '.join(map(repr, self.choices))}; got {value!r}."
+                f"config key '{path}' must be one of {', '.join(map(repr, self.choices))}; got "
+                f"{value!r}."
             )
         if self.check is not None:
             msg = self.check(value)
@@ -108,7 +118,10 @@ def _convert(value, t):
     if t is str:
         return (isinstance(value, str), value)
     if t is list:
-        return (isinstance(value, (list, tuple)), list(value) if isinstance(value, (list, tuple)) else value)
+        return (
+            isinstance(value, (list, tuple)),
+            list(value) if isinstance(value, (list, tuple)) else value,
+        )
     if t is dict:
         return (isinstance(value, dict), value)
     return (isinstance(value, t), value)
@@ -126,7 +139,9 @@ class Args:
         if value is None:
             return {}
         if not isinstance(value, dict):
-            raise ConfigError(f"config key '{path}' must be a mapping of keyword arguments, got {value!r}.")
+            raise ConfigError(
+                f"config key '{path}' must be a mapping of keyword arguments, got {value!r}."
+            )
         for k in value:
             if not isinstance(k, str):
                 raise ConfigError(f"config key '{_join(path, k)}': argument names must be strings.")
@@ -160,7 +175,8 @@ class Section:
                 hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
                 where = f"'{path}'" if path else "the top level"
                 raise ConfigError(
-                    f"unknown config key '{full}'{hint}; valid keys in {where}: {', '.join(self.fields)}"
+                    f"unknown config key '{full}'{hint}; valid keys in {where}: "
+                    f"{', '.join(self.fields)}"
                 )
         for key, node in self.fields.items():
             sub = _join(path, key)
@@ -170,7 +186,11 @@ class Section:
                 default = node.default
                 if default is REQUIRED:
                     raise ConfigError(f"missing required config key '{sub}' ({node.doc}).")
-                out[key] = node.validate(_copy(default), sub) if isinstance(node, (Section, ListOf)) else _copy(default)
+                out[key] = (
+                    node.validate(_copy(default), sub)
+                    if isinstance(node, (Section, ListOf))
+                    else _copy(default)
+                )
         return out
 
 
@@ -191,7 +211,10 @@ class ListOf:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{path}' must be a list, got {value!r}.")
         if len(value) < self.min_len:
-            raise ConfigError(f"config key '{path}' needs at least {self.min_len} entr{'y' if self.min_len == 1 else 'ies'}.")
+            raise ConfigError(
+                f"config key '{path}' needs at least {self.min_len} "
+                f"entr{'y' if self.min_len == 1 else 'ies'}."
+            )
         return [self.item.validate(v, _join(path, i)) for i, v in enumerate(value)]
 
 

@@ -22,42 +22,86 @@ TASK_HELP = {
 def add_train_arguments(parser, config_required=True, default_config=None):
     """Options of a training command (shared by the scripts and the CLI)."""
     parser.add_argument(
-        "--config", "-c", required=config_required and default_config is None, default=default_config,
+        "--config",
+        "-c",
+        required=config_required and default_config is None,
+        default=default_config,
         help="YAML training config (see train/configs/)"
         + (f"; default: {os.path.relpath(default_config)}" if default_config else ""),
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key (dotted path, YAML value), e.g. --set train.epochs=3 "
         "--set losses[1].weight=0.1; repeatable",
     )
-    parser.add_argument("--output-dir", "-o", default=None,
-                        help="run directory (default: output.dir from the config, else runs/<name>)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="discard an interrupted run's backup/history in the run directory instead of resuming")
-    parser.add_argument("--epochs", type=int, default=None, help="shortcut for --set train.epochs=N")
-    parser.add_argument("--steps-per-epoch", type=int, default=None,
-                        help="shortcut for --set train.steps_per_epoch=N")
-    parser.add_argument("--batch-size", type=int, default=None, help="shortcut for --set data.batch_size=N")
+    parser.add_argument(
+        "--output-dir",
+        "-o",
+        default=None,
+        help="run directory (default: output.dir from the config, else runs/<name>)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard an interrupted run's backup/history in the run directory instead of resuming",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="shortcut for --set train.epochs=N"
+    )
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="shortcut for --set train.steps_per_epoch=N",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="shortcut for --set data.batch_size=N"
+    )
     parser.add_argument("--crop", type=int, default=None, help="shortcut for --set data.crop=N")
     parser.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
-    parser.add_argument("--mixed-precision", action="store_true",
-                        help="shortcut for --set train.mixed_precision=true (mixed_float16)")
-    parser.add_argument("--no-report", action="store_true",
-                        help="skip the final held-out evaluation (table, grid.png, loss_curve.png)")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
-                        help="Keras progress output: 0 silent, 1 progress bars, 2 one line per epoch")
-    parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config (defaults filled in) and exit")
-    parser.add_argument("--help-config", action="store_true",
-                        help="list every config key with its default and meaning, and exit")
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="shortcut for --set train.mixed_precision=true (mixed_float16)",
+    )
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the final held-out evaluation (table, grid.png, loss_curve.png)",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=None,
+        help="Keras progress output: 0 silent, 1 progress bars, 2 one line per epoch",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (defaults filled in) and exit",
+    )
+    parser.add_argument(
+        "--help-config",
+        action="store_true",
+        help="list every config key with its default and meaning, and exit",
+    )
     return parser
 
 
 def _overrides(args):
     out = list(args.overrides)
-    for opt, key in (("epochs", "train.epochs"), ("steps_per_epoch", "train.steps_per_epoch"),
-                     ("batch_size", "data.batch_size"), ("crop", "data.crop"), ("seed", "seed")):
+    for opt, key in (
+        ("epochs", "train.epochs"),
+        ("steps_per_epoch", "train.steps_per_epoch"),
+        ("batch_size", "data.batch_size"),
+        ("crop", "data.crop"),
+        ("seed", "seed"),
+    ):
         value = getattr(args, opt)
         if value is not None:
             out.append(f"{key}={value}")
@@ -83,8 +127,13 @@ def run_training(task, args):
             return 0
         from tfrestore.training.runner import train
 
-        train(cfg, output_dir=args.output_dir, fresh=args.fresh,
-              report=False if args.no_report else None, verbose=args.verbose)
+        train(
+            cfg,
+            output_dir=args.output_dir,
+            fresh=args.fresh,
+            report=False if args.no_report else None,
+            verbose=args.verbose,
+        )
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

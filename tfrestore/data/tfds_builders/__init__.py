@@ -11,7 +11,11 @@ from tfrestore.data.tfds_builders.image_sets import (
     TfrestoreKodak24,
     TfrestoreSet12,
 )
-from tfrestore.data.tfds_builders.super_resolution import TfrestoreDiv2k, TfrestoreSet5, TfrestoreSet14
+from tfrestore.data.tfds_builders.super_resolution import (
+    TfrestoreDiv2k,
+    TfrestoreSet5,
+    TfrestoreSet14,
+)
 
 __all__ = [
     "TfrestoreKodak24",

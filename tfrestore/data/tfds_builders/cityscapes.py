@@ -7,7 +7,6 @@ import pathlib
 import tensorflow_datasets as tfds
 
 
-
 class TfrestoreCityscapes(tfds.core.GeneratorBasedBuilder):
     """Cityscapes ``leftImg8bit`` images with ``gtFine`` ``labelIds`` segmentation masks."""
 
@@ -24,7 +23,7 @@ gtFine/{train,val,test}/<city>/*_gtFine_labelIds.png.
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
-            description="Cityscapes street scenes with fine pixel labels (labelIds, 0-33), manual download.",
+            description="Cityscapes street scenes with fine pixel labels (labelIds 0-33).",
             features=tfds.features.FeaturesDict(
                 {
                     "image": tfds.features.Image(shape=(None, None, 3)),
@@ -34,7 +33,8 @@ gtFine/{train,val,test}/<city>/*_gtFine_labelIds.png.
             ),
             supervised_keys=("image", "segmentation"),
             homepage="https://www.cityscapes-dataset.com/",
-            citation="@inproceedings{Cordts2016Cityscapes, title={The Cityscapes Dataset for Semantic "
+            citation="@inproceedings{Cordts2016Cityscapes, "
+            "title={The Cityscapes Dataset for Semantic "
             "Urban Scene Understanding}, year={2016}}",
         )
 
@@ -64,4 +64,6 @@ def _root(dl_manager, folder, archive):
         return root / folder
     if (root / archive).is_file():
         return pathlib.Path(dl_manager.extract(root / archive)) / folder
-    raise FileNotFoundError(f"Cityscapes: neither {root / folder} nor {root / archive} exists in manual_dir")
+    raise FileNotFoundError(
+        f"Cityscapes: neither {root / folder} nor {root / archive} exists in manual_dir"
+    )

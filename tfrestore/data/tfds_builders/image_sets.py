@@ -55,7 +55,10 @@ class _ImageFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def _generate_examples(self, folder):
         for path in list_images(folder):
             name = pathlib.Path(path).name
-            yield name, {"image": read_image(path, self.CHANNELS, dtype="uint8"), "image/filename": name}
+            yield (
+                name,
+                {"image": read_image(path, self.CHANNELS, dtype="uint8"), "image/filename": name},
+            )
 
 
 class TfrestoreKodak24(_ImageFolderBuilder):
@@ -72,7 +75,10 @@ class TfrestoreCbsd68(_ImageFolderBuilder):
     name = "tfrestore_cbsd68"
     TITLE, COUNT, FOLDERS = "CBSD68", "68", ("cbsd68", "CBSD68")
     HOMEPAGE = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/"
-    CITATION = "@inproceedings{martin2001bsd, title={A Database of Human Segmented Natural Images}, year={2001}}"
+    CITATION = (
+        "@inproceedings{martin2001bsd, "
+        "title={A Database of Human Segmented Natural Images}, year={2001}}"
+    )
 
 
 class TfrestoreCbsd432(_ImageFolderBuilder):

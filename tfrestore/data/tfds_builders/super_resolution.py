@@ -32,8 +32,14 @@ class SRConfig(tfds.core.BuilderConfig):
 
 def _bicubic_configs():
     return [
-        SRConfig(name=f"bicubic_x{s}", scale=s, description=f"x{s}: HR modcropped to a multiple of {s}; "
-                 "LR = MATLAB imresize(HR, 1/{s}, 'bicubic') on uint8 (tfrestore.data.imresize).".format(s=s))
+        SRConfig(
+            name=f"bicubic_x{s}",
+            scale=s,
+            description=f"x{s}: HR modcropped to a multiple of {s}; "
+            "LR = MATLAB imresize(HR, 1/{s}, 'bicubic') on uint8 (tfrestore.data.imresize).".format(
+                s=s
+            ),
+        )
         for s in (2, 3, 4)
     ]
 
@@ -66,7 +72,9 @@ class _GeneratedLRBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         )
 
     def _split_generators(self, dl_manager):
-        folder = find_folder(dl_manager, ("",) + tuple(self.FOLDERS), what=f"{self.TITLE} HR images")
+        folder = find_folder(
+            dl_manager, ("",) + tuple(self.FOLDERS), what=f"{self.TITLE} HR images"
+        )
         return {"test": self._generate_examples(folder)}
 
     def _generate_examples(self, folder):
@@ -128,12 +136,15 @@ DIV2K_train_LR_bicubic/X4/, DIV2K_valid_LR_bicubic/X4/ (LR files named 0001x4.pn
         out = {}
         for split, part in (("train", "train"), ("validation", "valid")):
             hr = find_folder(
-                dl_manager, (f"DIV2K_{part}_HR",), ((f"DIV2K_{part}_HR.zip", f"DIV2K_{part}_HR"),),
+                dl_manager,
+                (f"DIV2K_{part}_HR",),
+                ((f"DIV2K_{part}_HR.zip", f"DIV2K_{part}_HR"),),
                 what=f"DIV2K {part} HR images",
             )
             lr_dir = f"DIV2K_{part}_LR_{cfg.track}"
             lr = find_folder(
-                dl_manager, (f"{lr_dir}/X{cfg.scale}",),
+                dl_manager,
+                (f"{lr_dir}/X{cfg.scale}",),
                 ((f"{lr_dir}_X{cfg.scale}.zip", f"{lr_dir}/X{cfg.scale}"),),
                 what=f"DIV2K {part} {cfg.track} x{cfg.scale} LR images",
             )

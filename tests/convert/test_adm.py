@@ -1,0 +1,129 @@
+import json
+import runpy
+import sys
+
+import numpy as np
+import pytest
+
+from tfrestore.convert import (
+    ADMConversionError,
+    convert_adm,
+    load_adm_weights,
+    load_torch_state_dict,
+    save_torch_state_dict,
+    to_keras_layout,
+)
+from tfrestore.convert.cli import main
+from tfrestore.diffusion import ADMUNet, adm_config, adm_state_dict_shapes
+
+
+@pytest.fixture(scope="module")
+def tiny(vectors_dir):
+    d = vectors_dir / "adm_tiny"
+    return json.loads((d / "config.json").read_text()), d / "model.pt", np.load(d / "io.npz")
+
+
+def test_layout_rules(rng):
+    conv = rng.normal(size=(5, 4, 3, 2))  # (O, I, kh, kw)
+    k = to_keras_layout(conv, "conv2d")
+    assert k.shape == (3, 2, 4, 5) and k.dtype == np.float32
+    assert k[2, 1, 3, 4] == np.float32(conv[4, 3, 2, 1])
+    conv1d = rng.normal(size=(6, 4, 1))
+    np.testing.assert_array_equal(to_keras_layout(conv1d, "conv1d"), conv1d[:, :, 0].T.astype("f4"))
+    lin = rng.normal(size=(6, 4))
+    np.testing.assert_array_equal(to_keras_layout(lin, "linear"), lin.T.astype("f4"))
+    vec = rng.normal(size=(6,)).astype("float16")
+    assert to_keras_layout(vec, "vector").dtype == np.float32
+
+
+def test_convert_covers_every_key_once_and_reproduces_golden_outputs(tiny):
+    cfg, path, io = tiny
+    weights = convert_adm(path, cfg)
+    ckpt = load_torch_state_dict(path)
+    assert list(weights) == list(ckpt)
+    assert weights["input_blocks.0.0.weight"].shape == (3, 3, 3, 32)
+    assert weights["input_blocks.4.1.qkv.weight"].shape == (64, 192)
+    unet = load_adm_weights(ADMUNet(**adm_config(cfg)), weights)
+    out, h = unet(io["x"], io["t"])
+    err_out = float(np.abs(np.asarray(out) - io["out"]).max())
+    err_h = float(np.abs(np.asarray(h) - io["h"]).max())
+    assert err_out < 1e-4 and err_h < 1e-4, (err_out, err_h)
+
+
+def test_mismatched_flags_give_actionable_errors(tiny, tmp_path):
+    cfg, path, _ = tiny
+    with pytest.raises(ADMConversionError) as e:
+        convert_adm(path, {**cfg, "learn_sigma": False})
+    msg = str(e.value)
+    assert "out.2.weight: checkpoint (6, 32, 3, 3) vs expected (3, 32, 3, 3)" in msg
+    assert "learn_sigma=True" in msg
+    with pytest.raises(ADMConversionError) as e:
+        convert_adm(path, {**cfg, "channel_mult": [1, 2, 2, 2]})
+    msg = str(e.value)
+    assert "missing keys" in msg and "input_blocks.9.0" in msg and "num_res_blocks" in msg
+    with pytest.raises(ADMConversionError, match="unexpected keys.*input_blocks.4.1.norm.weight"):
+        convert_adm(path, {**cfg, "attention_resolutions": [8]})
+    with pytest.raises(ADMConversionError, match="use_scale_shift_norm"):
+        convert_adm(path, {**cfg, "use_scale_shift_norm": False})
+    state = load_torch_state_dict(path)
+    with pytest.raises(ADMConversionError, match="class-conditional"):
+        convert_adm({**state, "label_emb.weight": np.zeros((1000, 128), "f4")}, cfg)
+    # DataParallel prefixes are stripped
+    wrapped = {f"module.{k}": v for k, v in state.items()}
+    assert list(convert_adm(wrapped, cfg)) == list(state)
+    # a wrapped torch file ({"state_dict": ...}) is unwrapped by the reader
+    save_torch_state_dict({"state_dict": state, "step": 7}, tmp_path / "wrapped.pt")
+    assert len(convert_adm(str(tmp_path / "wrapped.pt"), cfg)) == len(state)
+
+
+def test_cli_writes_loadable_weights(tiny, tmp_path, capsys):
+    cfg, path, io = tiny
+    out = tmp_path / "tiny.weights.h5"
+    assert main(["adm", str(path), str(out), "--preset", "adm_tiny"]) == 0
+    assert "306 tensors (2,007,462 parameters)" in capsys.readouterr().out
+    unet = ADMUNet.from_preset("adm_tiny")
+    unet.load_weights(out)
+    np.testing.assert_allclose(np.asarray(unet(io["x"], io["t"])[0]), io["out"], atol=1e-4)
+    npz = tmp_path / "tiny.npz"
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(json.dumps(cfg))
+    assert main(["adm", str(path), str(npz), "--config", str(cfg_file)]) == 0
+    unet2 = load_adm_weights(ADMUNet.from_preset("adm_tiny"), str(npz))
+    np.testing.assert_array_equal(unet2.get_weights()[5], unet.get_weights()[5])
+
+
+def test_cli_errors(tiny, tmp_path, capsys):
+    _, path, _ = tiny
+    assert main(["adm", str(path), str(tmp_path / "x.weights.h5")]) == 1  # default preset
+    assert "missing keys" in capsys.readouterr().err
+    assert main(["adm", str(path), str(tmp_path / "x.pt")]) == 2
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    assert main(["adm", str(bad), str(tmp_path / "y.npz"), "--preset", "adm_tiny"]) == 1
+    assert "not a PyTorch zip checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["adm", str(path), str(tmp_path / "y.npz"), "--preset", "adm_512"])
+
+
+def test_python_dash_m_entry_point(tiny, tmp_path, monkeypatch, capsys):
+    _, path, _ = tiny
+    out = tmp_path / "m.npz"
+    monkeypatch.setattr(sys, "argv", ["tfrestore.convert", "adm", str(path), str(out),
+                                      "--preset", "adm_tiny"])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("tfrestore.convert", run_name="__main__")
+    assert e.value.code == 0 and out.is_file()
+    assert len(np.load(out).files) == len(adm_state_dict_shapes("adm_tiny"))
+
+
+def test_add_parser_wires_into_a_parent_cli(tiny, tmp_path):
+    import argparse
+
+    from tfrestore.convert.cli import add_parser
+
+    _, path, _ = tiny
+    parser = argparse.ArgumentParser(prog="tfrestore")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["convert", "adm", str(path), str(tmp_path / "p.npz"),
+                              "--preset", "adm_tiny"])
+    assert args.func(args) == 0

@@ -1,0 +1,157 @@
+"""LPIPS v0.1: published TID2013 values, the head formula, symmetry, LPIPSLoss."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrestore.losses import LPIPSLoss
+from tfrestore.metrics import LPIPS, lpips
+from tfrestore.metrics.lpips import LPIPS_LAYERS, LPIPSNetwork, load_lin_weights
+from tfrestore.testing import run_loss_test
+from tfrestore.utils import WeightsNotFoundError
+
+NAMES = ["I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp"]
+PUBLISHED_ALEX = np.array([0.7237, 0.2572, 0.05079, 0.05205, 0.4253])  # results_official.csv
+CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+
+
+@pytest.fixture
+def lpips_weights(weights_dir, monkeypatch):
+    for name in ("lpips_v0.1_alex.npz", "alexnet_torchvision_features.npz"):
+        if not (weights_dir / name).is_file():
+            pytest.skip(f"{name} not in {weights_dir}")
+    monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
+    return weights_dir
+
+
+def _load_pairs(data_dir):
+    from PIL import Image
+
+    folder = data_dir / "iqa_calibration"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not available")
+    # 8-bit RGB -> float in [0, 1], the public input convention
+    load = lambda p: np.asarray(Image.open(p).convert("RGB"), np.float32) / 255.0  # noqa: E731
+    ref = np.stack([load(folder / "ref" / n) for n in NAMES])
+    dist = np.stack([load(folder / "dist" / n) for n in NAMES])
+    return ref, dist
+
+
+@pytest.mark.weights
+def test_alex_reproduces_published_tid2013_values(lpips_weights, data_dir):
+    ref, dist = _load_pairs(data_dir)
+    values = np.asarray(lpips(ref, dist, net="alex"))
+    np.testing.assert_allclose(values, PUBLISHED_ALEX, atol=1e-3)
+    # measured residual is < 1e-4; keep a margin only for BLAS differences
+    assert np.max(np.abs(values - PUBLISHED_ALEX)) < 2e-4
+    np.testing.assert_allclose(lpips(dist, ref, net="alex"), values, atol=1e-6)  # symmetric
+    np.testing.assert_array_equal(lpips(ref[:2], ref[:2], net="alex"), 0.0)
+
+
+def np_lpips_head(f0, f1, lins):
+    """LPIPS head in NumPy: unit-normalise channels (eps 1e-10), weighted squared
+    difference, spatial mean, sum over layers."""
+    total = 0.0
+    for a, b, w in zip(f0, f1, lins):
+        a = np.asarray(a, np.float64)
+        b = np.asarray(b, np.float64)
+        a = a / (np.sqrt((a**2).sum(-1, keepdims=True)) + 1e-10)
+        b = b / (np.sqrt((b**2).sum(-1, keepdims=True)) + 1e-10)
+        total = total + (((a - b) ** 2) * w).sum(-1).mean(axis=(1, 2))
+    return total
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_head_scaling_and_taps_match_numpy(net, weights_dir, monkeypatch, rng):
+    """The official scaling layer on [-1, 1] inputs and the raw torchvision trunk."""
+    from tfrestore.features import get_feature_extractor
+
+    if not (weights_dir / f"lpips_v0.1_{net}.npz").is_file():
+        pytest.skip("LPIPS weights not available")
+    monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
+    x0 = rng.uniform(size=(2, 64, 64, 3)).astype("float32")
+    x1 = np.clip(x0 + rng.normal(0, 0.1, x0.shape), 0, 1).astype("float32")
+    backbone = {"alex": "alexnet", "vgg": "vgg16"}[net]
+    fx = get_feature_extractor(backbone, list(LPIPS_LAYERS[net]), "torchvision", preprocessing="none")
+    shift = np.array([-0.030, -0.088, -0.188], np.float32)
+    scale = np.array([0.458, 0.448, 0.450], np.float32)
+    f0 = fx(((2 * x0 - 1) - shift) / scale)
+    f1 = fx(((2 * x1 - 1) - shift) / scale)
+    with np.load(weights_dir / f"lpips_v0.1_{net}.npz") as data:
+        lins = [data[f"lin{k}.model.1.weight"].reshape(-1) for k in range(5)]
+    taps = LPIPS_LAYERS[net]
+    ref = np_lpips_head([f0[n] for n in taps], [f1[n] for n in taps], lins)
+    got = np.asarray(lpips(x0, x1, net=net))
+    np.testing.assert_allclose(got, ref, rtol=1e-4)
+    np.testing.assert_allclose(lpips(x1, x0, net=net), got, rtol=1e-5)
+    assert [w.shape[0] for w in load_lin_weights(net)] == list(CHANNELS[net])
+
+
+def _random_lins(net="alex", seed=0):
+    r = np.random.default_rng(seed)
+    return [np.abs(r.normal(0.1, 0.05, c)).astype("float32") for c in CHANNELS[net]]
+
+
+def test_loss_conformance_with_random_backbone(rng):
+    y = rng.uniform(size=(2, 64, 64, 3)).astype("float32")
+    p = np.clip(y + rng.normal(0, 0.1, y.shape), 0, 1).astype("float32")
+    bad = [
+        (np.zeros((2, 64, 64, 1), "float32"), np.zeros((2, 64, 64, 1), "float32"), ValueError, "3 channels"),
+        (np.zeros((2, 16, 16, 3), "float32"), np.zeros((2, 16, 16, 3), "float32"), ValueError, "minimum input size"),
+        (np.zeros((2, 64, 64, 3), "float32"), np.full((2, 64, 64, 3), np.nan, "float32"), ValueError, "NaN"),
+    ]
+    res = run_loss_test(
+        LPIPSLoss, {"weights": None, "lin_weights": _random_lins()}, y, p, bad_inputs=bad,
+        xla_rtol=1e-3, mirrored_rtol=1e-3,
+    )
+    assert np.all(res["eager"] > 0)
+
+
+def test_loss_is_zero_for_identical_and_symmetric(rng):
+    y = rng.uniform(size=(2, 64, 64, 3)).astype("float32")
+    p = rng.uniform(size=(2, 64, 64, 3)).astype("float32")
+    loss = LPIPSLoss(weights=None, lin_weights=_random_lins(), reduction=None)
+    np.testing.assert_array_equal(loss(y, y), 0.0)
+    np.testing.assert_allclose(loss(y, p), loss(p, y), rtol=1e-5)
+
+
+@pytest.mark.weights
+def test_metric_streams_and_equals_the_loss(lpips_weights, rng):
+    y = rng.uniform(size=(4, 64, 64, 3)).astype("float32")
+    p = np.clip(y + rng.normal(0, 0.1, y.shape), 0, 1).astype("float32")
+    values = np.asarray(lpips(y, p))
+    m = LPIPS()
+    m.update_state(y[:2], p[:2])
+    m.update_state(y[2:], p[2:])
+    np.testing.assert_allclose(float(m.result()), values.mean(), rtol=1e-5)
+    np.testing.assert_allclose(LPIPSLoss(reduction=None)(y, p), values, rtol=1e-4)
+    clone = LPIPS.from_config(m.get_config())
+    assert clone.get_config() == m.get_config() and clone.net == "alex"
+
+
+def test_offline_without_weights_names_the_files(tmp_path, monkeypatch):
+    import keras
+
+    monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(WeightsNotFoundError) as info:
+        LPIPSNetwork("alex")
+    msg = str(info.value)
+    assert "lpips_v0.1_alex.npz" in msg and "alexnet_torchvision_features.npz" in msg
+    with pytest.raises(WeightsNotFoundError, match="explicit path"):
+        LPIPSNetwork("vgg", lin_weights=tmp_path / "missing.npz")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="`net` must be one of"):
+        LPIPS(net="squeeze")
+    with pytest.raises(ValueError, match="`net` must be one of"):
+        LPIPSLoss(net="squeeze", weights=None)
+    with pytest.raises(ValueError, match="channels"):
+        LPIPSLoss(weights=None, lin_weights=_random_lins("vgg"))

@@ -1,0 +1,203 @@
+"""The training runner: resume after a kill, MirroredStrategy, mixed precision, logging."""
+
+import csv
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfrestore.training import ConfigError, resume_epoch, train
+
+
+class Killed(Exception):
+    """Simulates the process being killed at the start of an epoch."""
+
+
+class KillAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Killed(f"killed at epoch {epoch}")
+
+
+def tiny_config(**extra):
+    cfg = {
+        "task": "denoise",
+        "seed": 3,
+        "model": {
+            "type": "DnCNN",
+            "args": {"depth": 3, "filters": 8, "channels": 3, "batch_norm": False},
+        },
+        "losses": [
+            {"type": "L1"},
+            # A queue loss: its queue and count must survive the kill (random VGG16 features, tiny).
+            {
+                "type": "D2SMLoss",
+                "weight": 0.5,
+                "args": {
+                    "backbone": "vgg16",
+                    "layer": "relu1_2",
+                    "weights": None,
+                    "patch_size": None,
+                    "queue_size": 8,
+                    "image_size": [16, 16],
+                },
+            },
+        ],
+        "data": {
+            "crop": 16,
+            "batch_size": 4,
+            "val": {"crop": 16, "batch_size": 2},
+            "test": {"max_images": 1, "max_size": 32},
+        },
+        "optimizer": {"type": "Adam", "learning_rate": 1e-2},
+        "schedule": {"type": "cosine"},
+        "train": {"epochs": 3, "steps_per_epoch": 2, "verbose": 0},
+        "metrics": {"lpips": False},
+        "output": {"tensorboard": False},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def d2sm_state(model):
+    d2sm = model.loss.losses[1]
+    pred, true, count = d2sm.queue_state()
+    return pred, true, count
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, strategy):
+    # Eager steps: tracing a 2-replica D2SM step three times would dominate the test's time.
+    cfg = tiny_config(train={"epochs": 3, "steps_per_epoch": 2, "verbose": 0, "run_eagerly": True})
+    full = train(cfg, output_dir=str(tmp_path / "full"), strategy=strategy, report=False)
+    assert full.initial_epoch == 0 and len(full.history["loss"]) == 3
+
+    run = str(tmp_path / "killed")
+    with pytest.raises(Killed):
+        train(cfg, output_dir=run, strategy=strategy, report=False, callbacks=[KillAtEpoch(2)])
+    assert resume_epoch(os.path.join(run, "backup")) == 2
+    resumed = train(cfg, output_dir=run, strategy=strategy, report=False)
+    assert resumed.initial_epoch == 2
+    assert not os.path.exists(os.path.join(run, "backup"))
+
+    for a, b in zip(full.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    qa, qb = d2sm_state(full.model), d2sm_state(resumed.model)
+    assert (
+        qa[2] == qb[2] == 3 * 2 * 4
+    )  # epochs x steps x global batch rows enqueued, none from validation
+    np.testing.assert_allclose(qb[0], qa[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(qb[1], qa[1], rtol=1e-4, atol=1e-5)
+    # The history spans the whole run (the interrupted epochs included) and matches.
+    np.testing.assert_allclose(resumed.history["loss"], full.history["loss"], rtol=1e-4)
+    assert resumed.history["epoch"] == [0.0, 1.0, 2.0]
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    cfg = tiny_config(
+        losses=[{"type": "L1"}],
+        train={"epochs": 2, "steps_per_epoch": 1, "verbose": 0, "run_eagerly": True},
+    )
+    run = str(tmp_path / "run")
+    with pytest.raises(Killed):
+        train(cfg, output_dir=run, report=False, callbacks=[KillAtEpoch(1)])
+    with pytest.raises(ConfigError, match=r"interrupted run \(epoch 1\).*keys differ: data.crop"):
+        train(cfg, output_dir=run, report=False, overrides=["data.crop=32"])
+    with pytest.raises(ConfigError, match="'metrics.monitor' is 'val_psnr', which this run does not log"):
+        train(cfg, output_dir=run, report=False, overrides=["metrics.psnr=false"], fresh=True)
+    # --fresh discards the backup and starts again.
+    result = train(cfg, output_dir=run, report=False, overrides=["data.crop=32"], fresh=True)
+    assert result.initial_epoch == 0 and len(result.history["loss"]) == 2
+
+
+def test_mixed_precision_run(tmp_path):
+    cfg = tiny_config(
+        losses=[{"type": "L1"}, {"type": "SSIMLoss", "weight": 0.1}],
+        train={
+            "epochs": 1,
+            "steps_per_epoch": 2,
+            "verbose": 0,
+            "mixed_precision": True,
+            "run_eagerly": True,
+        },
+    )
+    result = train(cfg, output_dir=str(tmp_path), report=False)
+    assert keras.config.dtype_policy().name == "float32"  # restored afterwards
+    assert isinstance(result.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert result.model.layers[-1].dtype_policy.name == "mixed_float16"
+    assert (
+        np.isfinite(result.history["loss"]).all() and np.isfinite(result.history["val_psnr"]).all()
+    )
+    with open(tmp_path / "run.yaml") as f:
+        assert "dtype_policy: mixed_float16" in f.read()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed"
+)
+def test_tensorboard_scalars_and_images(tmp_path):
+    import tensorflow as tf
+
+    cfg = tiny_config(
+        losses=[{"type": "L1"}],
+        output={"tensorboard": True, "image_summaries": 2},
+        train={"epochs": 1, "steps_per_epoch": 1, "verbose": 0, "run_eagerly": True},
+    )
+    train(cfg, output_dir=str(tmp_path), report=False)
+    tags = set()
+    for root, _, files in os.walk(tmp_path / "logs"):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                tags.update(v.tag for v in event.summary.value)
+    assert {"degraded", "restored", "clean"} <= tags
+    assert any("loss" in t for t in tags) and any("psnr" in t for t in tags)
+
+
+def test_history_and_learning_rate_logged(tmp_path):
+    cfg = tiny_config(
+        losses=[{"type": "L1"}],
+        schedule={"type": "step", "args": {"milestones": [3], "gamma": 0.1}},
+        train={"epochs": 2, "steps_per_epoch": 2, "verbose": 0, "run_eagerly": True},
+    )
+    train(cfg, output_dir=str(tmp_path), report=False)
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([1e-2, 1e-3])
+    assert {"loss", "psnr", "ssim", "val_loss", "val_psnr", "val_ssim"} <= set(rows[0])
+
+
+def test_validation_lpips_callback_adds_the_mean_to_the_logs():
+    import tensorflow as tf
+
+    from tfrestore.training.callbacks import ValidationLPIPS
+
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Identity()])
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 8, 8, 3), dtype=np.float32)
+    y = rng.random((3, 8, 8, 3), dtype=np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    fake = lambda a, b: tf.reduce_mean(tf.abs(a - b), axis=[1, 2, 3])  # noqa: E731
+    cb = ValidationLPIPS(ds, fake)
+    cb.set_model(model)
+    logs = {}
+    cb.on_epoch_end(0, logs)
+    assert logs["val_lpips"] == pytest.approx(float(np.mean(np.abs(x - y))), rel=1e-5)
+
+
+@pytest.mark.weights
+def test_lpips_is_validated_when_its_weights_are_available(tmp_path, weights_dir, monkeypatch):
+    monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
+    cfg = tiny_config(
+        losses=[{"type": "L1"}],
+        data={"crop": 16, "batch_size": 2, "val": {"crop": 64, "batch_size": 2}},
+        metrics={"lpips": True, "monitor": "val_lpips", "mode": "min"},
+        train={"epochs": 1, "steps_per_epoch": 1, "verbose": 0, "run_eagerly": True},
+    )
+    result = train(cfg, output_dir=str(tmp_path), report=False)
+    assert 0.0 < result.history["val_lpips"][0] < 1.5
+    assert os.path.isfile(tmp_path / "best.keras")

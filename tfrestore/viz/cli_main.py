@@ -1,0 +1,110 @@
+"""Command line for :func:`tfrestore.viz.plot_feature_space`.
+
+Examples::
+
+    # clean images and two synthetic noise levels, VGG19 conv5_4, 224/56 patches
+    python -m tfrestore.viz --set clean=../shared/data/kodak24 --noise 0.1 --noise 0.2 \\
+        --size 512 --patch-size 224 --patch-stride 56 --out feature_space.png
+
+    # clean vs restored (files matched by sorted name), torchvision VGG16 weights
+    python -m tfrestore.viz --set clean=gt/ --set restored=out/ --backbone vgg16 \\
+        --layer conv5_3 --weights torchvision --out map.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["main", "add_arguments", "run", "load_images"]
+
+_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
+
+
+def load_images(folder, size, max_images=None):
+    """Centre crops ``size x size`` of the RGB images in ``folder`` (sorted by name),
+    as float32 ``[0, 1]``; images smaller than ``size`` are resized up first."""
+    from PIL import Image
+
+    if not os.path.isdir(folder):
+        raise SystemExit(f"error: image folder {folder!r} does not exist")
+    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(_EXTS))
+    if max_images:
+        names = names[:max_images]
+    if not names:
+        raise SystemExit(f"error: no images ({', '.join(_EXTS)}) in {folder!r}")
+    out = []
+    for name in names:
+        img = Image.open(os.path.join(folder, name)).convert("RGB")
+        w, h = img.size
+        if min(w, h) < size:
+            scale = size / min(w, h)
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            w, h = img.size
+        left, top = (w - size) // 2, (h - size) // 2
+        out.append(np.asarray(img.crop((left, top, left + size, top + size)), np.float32) / 255.0)
+    return np.stack(out)
+
+
+def add_arguments(parser):
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=DIR", required=True,
+                        help="a named set of images (repeatable), e.g. clean=gt/ restored=out/")
+    parser.add_argument("--noise", action="append", type=float, default=[], metavar="SIGMA",
+                        help="add a set: the first set plus Gaussian noise of this std (image units, repeatable)")
+    parser.add_argument("--out", "-o", default="feature_space.png", help="PNG file to write")
+    parser.add_argument("--size", type=int, default=224, help="centre-crop size in pixels")
+    parser.add_argument("--max-images", type=int, default=32, help="images per set (0 = all)")
+    parser.add_argument("--backbone", default="vgg19")
+    parser.add_argument("--layer", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)")
+    parser.add_argument("--weights", default="imagenet",
+                        help="imagenet | torchvision | a weights file | none (random, for testing)")
+    parser.add_argument("--patch-size", type=int, default=None, help="sliding windows (default: whole crops)")
+    parser.add_argument("--patch-stride", type=int, default=None)
+    parser.add_argument("--perplexity", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--title", default=None)
+    return parser
+
+
+def run(args):
+    from tfrestore.viz.feature_space import MissingVizDependency, plot_feature_space
+
+    sets = {}
+    for item in args.set:
+        if "=" not in item:
+            raise SystemExit(f"error: --set expects NAME=DIR, got {item!r}")
+        name, folder = item.split("=", 1)
+        sets[name] = load_images(folder, args.size, args.max_images or None)
+    rng = np.random.default_rng(args.seed)
+    first = next(iter(sets.values()))
+    for sigma in args.noise:
+        sets[f"noisy σ={sigma:g}"] = np.clip(first + rng.normal(0, sigma, first.shape), 0, 1).astype(np.float32)
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    try:
+        plot_feature_space(
+            sets, args.out, title=args.title, backbone=args.backbone, layer=args.layer, weights=weights,
+            patch_size=args.patch_size, patch_stride=args.patch_stride, perplexity=args.perplexity,
+            seed=args.seed,
+        )
+    except MissingVizDependency as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({', '.join(f'{k}: {len(v)}' for k, v in sets.items())} images)")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m tfrestore.viz",
+        description="t-SNE map of backbone features of image sets (the space D2SM matches).",
+        epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
