@@ -25,7 +25,9 @@ def _model(outputs=1):
 
 def _data(n=4):
     rng = np.random.default_rng(0)
-    return rng.uniform(size=(n, 8, 8, 3)).astype("float32"), rng.uniform(size=(n, 8, 8, 3)).astype("float32")
+    return rng.uniform(size=(n, 8, 8, 3)).astype("float32"), rng.uniform(size=(n, 8, 8, 3)).astype(
+        "float32"
+    )
 
 
 def test_list_of_losses_on_single_output_is_rejected_before_any_step():

@@ -262,3 +262,16 @@ def test_eval_with_real_pairs(saved_model, image_dir, tmp_path, capsys):
 def test_restore_reports_missing_model(tmp_path, capsys):
     assert cli.main(["restore", "a.png", "b.png", "--model", str(tmp_path / "none.keras")]) == 1
     assert "not found" in capsys.readouterr().err
+
+
+def test_train_command_dispatches_to_the_runner(capsys):
+    config = str(REPO / "train" / "configs" / "dehaze.yaml")
+    assert cli.main(["train", "dehaze", "--config", config, "--print-config", "--crop", "96"]) == 0
+    out = capsys.readouterr().out
+    assert "task: dehaze" in out and "crop: 96" in out
+    assert cli.main(["train", "derain", "--config", config, "--print-config"]) == 2
+    assert "this entry point trains 'derain'" in capsys.readouterr().err
+    assert cli.main(["train", "dehaze"]) == 2
+    assert "--config is required" in capsys.readouterr().err
+    assert cli.main(["train", "dehaze", "--help-config"]) == 0
+    assert "steps_per_epoch" in capsys.readouterr().out

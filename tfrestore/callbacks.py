@@ -47,7 +47,9 @@ def _flatten_losses(loss):
 
 def find_queue_losses(model):
     """The losses of ``model`` that keep a queue (have ``set_queue_enabled``)."""
-    return [l for l in _flatten_losses(getattr(model, "loss", None)) if hasattr(l, "set_queue_enabled")]
+    return [
+        x for x in _flatten_losses(getattr(model, "loss", None)) if hasattr(x, "set_queue_enabled")
+    ]
 
 
 def check_loss_list(model):

@@ -121,7 +121,8 @@ def test_nested_checkpoints_are_unwrapped(tmp_path, rng):
 def test_parameters_and_state_dict_metadata_are_accepted(tmp_path):
     a = np.arange(4, dtype=np.float32)
     rec = _TensorRecord("0", "FloatStorage", 4, 0, (4,), (1,))
-    param = _GlobalCall("torch._utils", "_rebuild_parameter", (rec, True, collections.OrderedDict()))
+    param = _GlobalCall("torch._utils", "_rebuild_parameter",
+                        (rec, True, collections.OrderedDict()))
     _write_raw(tmp_path / "p.pt", collections.OrderedDict([("w", param)]), {"0": a.tobytes()})
     np.testing.assert_array_equal(load_torch_state_dict(tmp_path / "p.pt")["w"], a)
 

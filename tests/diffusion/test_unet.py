@@ -195,17 +195,18 @@ def test_mixed_float16_keeps_norms_and_softmax_in_float32(rng):
     finally:
         keras.config.set_dtype_policy("float32")
     mixed.set_weights(reference.get_weights())
-    norms = [l for l in mixed._flatten_layers() if type(l).__name__ == "_GroupNorm32"]
-    assert norms and all(l.compute_dtype == "float32" for l in norms)
-    convs = [l for l in mixed._flatten_layers() if isinstance(l, keras.layers.Conv2D)]
-    assert any(l.compute_dtype == "float16" for l in convs)
+    norms = [la for la in mixed._flatten_layers() if type(la).__name__ == "_GroupNorm32"]
+    assert norms and all(la.compute_dtype == "float32" for la in norms)
+    convs = [la for la in mixed._flatten_layers() if isinstance(la, keras.layers.Conv2D)]
+    assert any(la.compute_dtype == "float16" for la in convs)
     x = rng.normal(size=(2, 16, 16, 3)).astype("float32")
     t = np.array([10, 900])
     out16, h16 = mixed(x, t)
     out32, h32 = reference(x, t)
     assert out16.dtype == tf.float32 and h16.dtype == tf.float32
     np.testing.assert_allclose(np.asarray(out16), np.asarray(out32), atol=0.05)
-    np.testing.assert_allclose(np.asarray(h16), np.asarray(h32), atol=0.05 * float(tf.reduce_max(tf.abs(h32))))
+    h_scale = float(tf.reduce_max(tf.abs(h32)))
+    np.testing.assert_allclose(np.asarray(h16), np.asarray(h32), atol=0.05 * h_scale)
 
 
 def test_config_round_trip_and_presets():

@@ -68,7 +68,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("distance", ["cosine", "l2"])
+@pytest.mark.parametrize("distance", ["cosine", pytest.param("l2", marks=pytest.mark.slow)])
 def test_conformance(distance, rng):
     y, p = _pair(rng)
     run_loss_test(

@@ -65,15 +65,22 @@ def np_rows(fs, ft, valid, divergence, include_diagonal, eps=1e-6):
     return r * valid
 
 
-def np_d2sm(fs, ft, divergence="kl", include_diagonal=False, kl_reduction="sum_rows_mean",
-            group_by_image=False, queue_s=None, queue_t=None):
+def np_d2sm(
+    fs,
+    ft,
+    divergence="kl",
+    include_diagonal=False,
+    kl_reduction="sum_rows_mean",
+    group_by_image=False,
+    queue_s=None,
+    queue_t=None,
+):
     """Per-sample values. ``fs, ft``: (B, P, D) raw features; queue: (n, D) valid rows."""
     fs, ft = np_normalize(fs), np_normalize(ft)
     b, p, _ = fs.shape
     if queue_s is None:
         queue_s = queue_t = np.zeros((0, fs.shape[-1]))
     queue_s, queue_t = np_normalize(queue_s), np_normalize(queue_t)
-    nq = len(queue_s)
 
     def red(n):
         return 1.0 / n**2 if kl_reduction == "mean_all" else 1.0 / n
@@ -81,7 +88,8 @@ def np_d2sm(fs, ft, divergence="kl", include_diagonal=False, kl_reduction="sum_r
     if group_by_image:
         out = []
         for i in range(b):
-            s = np.concatenate([fs[i], queue_s]); t = np.concatenate([ft[i], queue_t])
+            s = np.concatenate([fs[i], queue_s])
+            t = np.concatenate([ft[i], queue_t])
             r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal)
             out.append(red(len(s)) * r.sum())
         return np.array(out)
@@ -90,7 +98,7 @@ def np_d2sm(fs, ft, divergence="kl", include_diagonal=False, kl_reduction="sum_r
     r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal)
     n = len(s)
     total = red(n) * r.sum()
-    per = red(n) * (b * r[: b * p].reshape(b, p).sum(1) + r[b * p:].sum())
+    per = red(n) * (b * r[:b * p].reshape(b, p).sum(1) + r[b * p:].sum())
     np.testing.assert_allclose(per.mean(), total, rtol=1e-10)
     return per
 
@@ -101,16 +109,28 @@ def _features_pair(rng, b=3, h=2, w=2, c=4):
     return y, p
 
 
-OPTIONS = list(itertools.product(["kl", "ikl", "js", "symmetric_kl"], [True, False], ["mean_all", "sum_rows_mean"]))
+OPTIONS = list(
+    itertools.product(
+        ["kl", "ikl", "js", "symmetric_kl"], [True, False], ["mean_all", "sum_rows_mean"]
+    )
+)
 
 
 @pytest.mark.parametrize("divergence,include_diagonal,kl_reduction", OPTIONS)
 def test_whole_image_sets_match_numpy(divergence, include_diagonal, kl_reduction, rng):
     y, p = _features_pair(rng, b=5)
-    loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, divergence=divergence,
-                    include_diagonal=include_diagonal, kl_reduction=kl_reduction, reduction=None)
+    loss = D2SMLoss(
+        feature_extractor=identity_features,
+        patch_size=None,
+        divergence=divergence,
+        include_diagonal=include_diagonal,
+        kl_reduction=kl_reduction,
+        reduction=None,
+    )
     got = loss(y, p).numpy()
-    ref = np_d2sm(p.reshape(5, 1, -1), y.reshape(5, 1, -1), divergence, include_diagonal, kl_reduction)
+    ref = np_d2sm(
+        p.reshape(5, 1, -1), y.reshape(5, 1, -1), divergence, include_diagonal, kl_reduction
+    )
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9)
     assert np.all(ref > 0)
 
@@ -120,15 +140,28 @@ def test_whole_image_sets_match_numpy(divergence, include_diagonal, kl_reduction
 def test_patch_sets_match_numpy(group_by_image, divergence, include_diagonal, kl_reduction, rng):
     # 6x6 "images" of 2 channels, 4x4 windows with stride 2 -> 4 windows of 32 values.
     y, p = _features_pair(rng, b=2, h=6, w=6, c=2)
-    loss = D2SMLoss(feature_extractor=identity_features, patch_size=4, patch_stride=2,
-                    group_by_image=group_by_image, divergence=divergence,
-                    include_diagonal=include_diagonal, kl_reduction=kl_reduction, reduction=None)
+    loss = D2SMLoss(
+        feature_extractor=identity_features,
+        patch_size=4,
+        patch_stride=2,
+        group_by_image=group_by_image,
+        divergence=divergence,
+        include_diagonal=include_diagonal,
+        kl_reduction=kl_reduction,
+        reduction=None,
+    )
 
     def windows(x):
-        return np.stack([np.stack([x[i, a:a + 4, c:c + 4].ravel() for a in (0, 2) for c in (0, 2)])
-                         for i in range(len(x))])
+        return np.stack(
+            [
+                np.stack([x[i, a:a + 4, c:c + 4].ravel() for a in (0, 2) for c in (0, 2)])
+                for i in range(len(x))
+            ]
+        )
 
-    ref = np_d2sm(windows(p), windows(y), divergence, include_diagonal, kl_reduction, group_by_image)
+    ref = np_d2sm(
+        windows(p), windows(y), divergence, include_diagonal, kl_reduction, group_by_image
+    )
     np.testing.assert_allclose(loss(y, p).numpy(), ref, rtol=2e-4, atol=1e-9)
 
 
@@ -138,9 +171,15 @@ def test_queue_sets_match_numpy(group_by_image, divergence, rng):
     """Three steps through a queue of 5 rows (2 patch rows per image, batch 2):
     the set is the current rows plus the last min(seen, 5) rows (ring order is
     irrelevant to the loss, so the reference keeps a plain history list)."""
-    loss = D2SMLoss(feature_extractor=identity_features, patch_size=2, patch_stride=2,
-                    group_by_image=group_by_image, queue_size=5, divergence=divergence,
-                    reduction=None)
+    loss = D2SMLoss(
+        feature_extractor=identity_features,
+        patch_size=2,
+        patch_stride=2,
+        group_by_image=group_by_image,
+        queue_size=5,
+        divergence=divergence,
+        reduction=None,
+    )
     hist_s, hist_t = [], []
     for step in range(3):
         y, p = _features_pair(rng, b=2, h=2, w=4, c=3)
@@ -151,15 +190,22 @@ def test_queue_sets_match_numpy(group_by_image, divergence, rng):
         qt = np.array(hist_t[-5:]).reshape(-1, 12) if hist_t else None
         ref = np_d2sm(ws, wt, divergence, False, "sum_rows_mean", group_by_image, qs, qt)
         np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9, err_msg=f"step {step}")
-        hist_s.extend(ws.reshape(4, -1)); hist_t.extend(wt.reshape(4, -1))
+        hist_s.extend(ws.reshape(4, -1))
+        hist_t.extend(wt.reshape(4, -1))
     assert loss.queue_count == 12
 
 
 def test_released_code_configuration_matches_numpy(rng):
     """ikl + diagonal + mean over N^2 entries = what variant B of the released code computes."""
     y, p = _features_pair(rng, b=4)
-    loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, divergence="ikl",
-                    include_diagonal=True, kl_reduction="mean_all", reduction=None)
+    loss = D2SMLoss(
+        feature_extractor=identity_features,
+        patch_size=None,
+        divergence="ikl",
+        include_diagonal=True,
+        kl_reduction="mean_all",
+        reduction=None,
+    )
     fs, ft = np_normalize(p.reshape(4, -1)), np_normalize(y.reshape(4, -1))
     ks, kt = (fs @ fs.T + 1) / 2, (ft @ ft.T + 1) / 2
     ps, pt = ks / ks.sum(1, keepdims=True), kt / kt.sum(1, keepdims=True)
@@ -171,7 +217,9 @@ def test_precision_near_the_optimum(rng):
     """The loss is second order in the feature difference; float32 must keep it."""
     y, _ = _features_pair(rng, b=4)
     p = (y * (1 + 1e-3 * rng.normal(size=y.shape))).astype("float32")
-    got = D2SMLoss(feature_extractor=identity_features, patch_size=None, reduction=None)(y, p).numpy()
+    got = D2SMLoss(feature_extractor=identity_features, patch_size=None, reduction=None)(
+        y, p
+    ).numpy()
     ref = np_d2sm(p.reshape(4, 1, -1), y.reshape(4, 1, -1))
     np.testing.assert_allclose(got, ref, rtol=0.02)
 
@@ -183,11 +231,16 @@ def _images(rng, b=4, s=16):
     return y, p
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(patch_size=8, patch_stride=4),
-    dict(patch_size=None, queue_size=8, image_size=16),
-    dict(patch_size=8, patch_stride=4, patch_mode="feature", group_by_image=True, queue_size=40),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(patch_size=8, patch_stride=4),
+        dict(patch_size=None, queue_size=8, image_size=16),
+        dict(
+            patch_size=8, patch_stride=4, patch_mode="feature", group_by_image=True, queue_size=40
+        ),
+    ],
+)
 def test_zero_for_identical_images_and_gradient_otherwise(kwargs, rng):
     y, p = _images(rng)
     loss = D2SMLoss(feature_extractor=tiny_features, reduction=None, **kwargs)
@@ -202,8 +255,13 @@ def test_zero_for_identical_images_and_gradient_otherwise(kwargs, rng):
 
 
 def test_gradient_with_full_queue_and_none_to_queue(rng):
-    loss = D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=8, image_size=16,
-                    reduction=None)
+    loss = D2SMLoss(
+        feature_extractor=tiny_features,
+        patch_size=None,
+        queue_size=8,
+        image_size=16,
+        reduction=None,
+    )
     for _ in range(3):
         loss(*_images(rng))
     assert loss.queue_count == 12  # full (8 slots) and wrapped
@@ -222,17 +280,32 @@ def test_gradient_matches_finite_differences(rng):
     from tfrestore.testing import finite_difference_check
 
     y, p = _images(rng, b=4, s=8)
-    loss = D2SMLoss(feature_extractor=tiny_features, patch_size=None, kl_reduction="sum_rows_mean",
-                    include_diagonal=True)
+    loss = D2SMLoss(
+        feature_extractor=tiny_features,
+        patch_size=None,
+        kl_reduction="sum_rows_mean",
+        include_diagonal=True,
+    )
     finite_difference_check(loss, y, p, eps=1e-2, rtol=0.05)
 
 
 def test_conformance_harness_patches(rng):
+    """Feature-mode patches, one set per image (image mode and whole-batch sets
+    are covered by the NumPy, XLA and Mirrored tests of the other files)."""
     y, p = _images(rng)
     run_loss_test(
         D2SMLoss,
-        dict(feature_extractor=tiny_features, patch_size=8, patch_stride=4),
-        y, p, xla_rtol=1e-3, mirrored_rtol=1e-3,
+        dict(
+            feature_extractor=tiny_features,
+            patch_size=8,
+            patch_stride=4,
+            patch_mode="feature",
+            group_by_image=True,
+        ),
+        y,
+        p,
+        xla_rtol=1e-3,
+        mirrored_rtol=1e-3,
         bad_inputs=[
             (y[:, :6, :6], p[:, :6, :6], ValueError, "patch window"),
             (y, p[:, :, :12], ValueError, "same shape"),
@@ -245,10 +318,21 @@ def test_conformance_harness_queue(rng):
     y, p = _images(rng)
     run_loss_test(
         D2SMLoss,
-        dict(feature_extractor=tiny_features, patch_size=None, queue_size=8, image_size=16,
-             divergence="js"),
-        y, p, stateful=True, xla_rtol=1e-3, mirrored_rtol=1e-3,
-        bad_inputs=[(np.concatenate([y, y, y]), np.concatenate([p, p, p]), ValueError, "queue_size=8")],
+        dict(
+            feature_extractor=tiny_features,
+            patch_size=None,
+            queue_size=8,
+            image_size=16,
+            divergence="js",
+        ),
+        y,
+        p,
+        stateful=True,
+        xla_rtol=1e-3,
+        mirrored_rtol=1e-3,
+        bad_inputs=[
+            (np.concatenate([y, y, y]), np.concatenate([p, p, p]), ValueError, "queue_size=8")
+        ],
     )
 
 
@@ -256,19 +340,28 @@ def test_per_sample_mean_is_the_loss_and_sample_weight_weights_own_rows(rng):
     y, p = _images(rng)
     loss = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4, reduction=None)
     per = loss(y, p).numpy()
-    np.testing.assert_allclose(float(D2SMLoss(feature_extractor=tiny_features, patch_size=8,
-                                              patch_stride=4)(y, p)), per.mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4)(y, p)),
+        per.mean(),
+        rtol=1e-6,
+    )
     w = np.array([1.0, 0.0, 0.0, 0.0], "float32")
-    weighted = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4,
-                        reduction="sum")(y, p, sample_weight=w)
+    weighted = D2SMLoss(
+        feature_extractor=tiny_features, patch_size=8, patch_stride=4, reduction="sum"
+    )(y, p, sample_weight=w)
     np.testing.assert_allclose(float(weighted), per[0], rtol=1e-6)
 
 
 def test_loss_weight_and_config_round_trip(rng):
     y, p = _images(rng)
     base = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4, reduction=None)
-    heavy = D2SMLoss(feature_extractor=tiny_features, patch_size=8, patch_stride=4, loss_weight=3.0,
-                     reduction=None)
+    heavy = D2SMLoss(
+        feature_extractor=tiny_features,
+        patch_size=8,
+        patch_stride=4,
+        loss_weight=3.0,
+        reduction=None,
+    )
     np.testing.assert_allclose(heavy(y, p), 3.0 * base(y, p).numpy(), rtol=1e-6)
     cfg = heavy.get_config()
     assert cfg["feature_extractor"] is not None and cfg["kl_reduction"] == "sum_rows_mean"
@@ -278,10 +371,14 @@ def test_loss_weight_and_config_round_trip(rng):
 
 def test_keras_model_as_feature_extractor(rng):
     inp = keras.Input((None, None, 3))
-    out = keras.layers.Conv2D(6, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(seed=1))(inp)
+    out = keras.layers.Conv2D(
+        6, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(seed=1)
+    )(inp)
     fx = keras.Model(inp, out)
     y, p = _images(rng)
-    loss = D2SMLoss(feature_extractor=fx, patch_size=8, patch_stride=4, patch_mode="feature", reduction=None)
+    loss = D2SMLoss(
+        feature_extractor=fx, patch_size=8, patch_stride=4, patch_mode="feature", reduction=None
+    )
     clone = D2SMLoss.from_config(loss.get_config())  # rebuilt from the model config (seeded init)
     np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
     assert fx.trainable_weights, "the user's model is not modified"
@@ -296,7 +393,9 @@ def test_default_backbone_is_vgg19_conv5_4_pre_relu(rng):
     fs = fx(tf.constant(p))["conv5_4"].numpy().reshape(2, 1, -1)
     ft = fx(tf.constant(y))["conv5_4"].numpy().reshape(2, 1, -1)
     assert (fs < 0).any(), "conv5_4 is taken before the ReLU"
-    np.testing.assert_allclose(loss(y, p).numpy(), np_d2sm(fs, ft, include_diagonal=True), rtol=1e-3)
+    np.testing.assert_allclose(
+        loss(y, p).numpy(), np_d2sm(fs, ft, include_diagonal=True), rtol=1e-3
+    )
     yp = tf.Variable(p)
     with tf.GradientTape() as tape:
         v = tf.reduce_mean(loss(y, yp))
@@ -308,9 +407,16 @@ def test_default_backbone_is_vgg19_conv5_4_pre_relu(rng):
 def test_mixed_float16_feature_extractor(rng):
     keras.config.set_dtype_policy("mixed_float16")
     inp = keras.Input((None, None, 3))
-    fx = keras.Model(inp, keras.layers.Conv2D(6, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(seed=1))(inp))
+    fx = keras.Model(
+        inp,
+        keras.layers.Conv2D(
+            6, 4, strides=4, kernel_initializer=keras.initializers.RandomNormal(seed=1)
+        )(inp),
+    )
     keras.config.set_dtype_policy("float32")
-    loss = D2SMLoss(feature_extractor=fx, patch_size=8, patch_stride=4, queue_size=40, reduction=None)
+    loss = D2SMLoss(
+        feature_extractor=fx, patch_size=8, patch_stride=4, queue_size=40, reduction=None
+    )
     y, p = _images(rng)
     yp = tf.Variable(tf.cast(p, tf.float16))
     with tf.GradientTape() as tape:
@@ -327,7 +433,9 @@ def test_bad_arguments_raise_clear_errors(rng):
     with pytest.raises(ValueError, match="patch window"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=32)(y, p)
     with pytest.raises(ValueError, match="queue_size=3"):
-        D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=3, image_size=16)(y, p)
+        D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=3, image_size=16)(
+            y, p
+        )
     with pytest.raises(ValueError, match="image_size"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=4)
     with pytest.raises(ValueError, match="same shape"):
@@ -341,16 +449,22 @@ def test_bad_arguments_raise_clear_errors(rng):
     with pytest.raises(ValueError, match="at least 2 samples"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:1], p[:1])
     with pytest.raises(ValueError, match="multiple of the layer's stride"):
-        D2SMLoss(feature_extractor=tiny_features, patch_size=10, patch_stride=2, patch_mode="feature")(y, p)
+        D2SMLoss(
+            feature_extractor=tiny_features, patch_size=10, patch_stride=2, patch_mode="feature"
+        )(y, p)
     with pytest.raises(ValueError, match="too small"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:, :3, :3], p[:, :3, :3])
     with pytest.raises(ValueError, match="queue was sized"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None, queue_size=8, image_size=8)(y, p)
     for kwargs, match in [
-        (dict(divergence="kld"), "divergence"), (dict(kl_reduction="sum"), "kl_reduction"),
-        (dict(patch_mode="fast"), "patch_mode"), (dict(normalization="imagenet"), "normalization"),
-        (dict(queue_size=-1), "queue_size"), (dict(patch_size=0), "patch_size"),
-        (dict(patch_size=None, group_by_image=True), "group_by_image"), (dict(eps=0), "eps"),
+        (dict(divergence="kld"), "divergence"),
+        (dict(kl_reduction="sum"), "kl_reduction"),
+        (dict(patch_mode="fast"), "patch_mode"),
+        (dict(normalization="imagenet"), "normalization"),
+        (dict(queue_size=-1), "queue_size"),
+        (dict(patch_size=0), "patch_size"),
+        (dict(patch_size=None, group_by_image=True), "group_by_image"),
+        (dict(eps=0), "eps"),
     ]:
         with pytest.raises(ValueError, match=match):
             D2SMLoss(feature_extractor=tiny_features, **kwargs)

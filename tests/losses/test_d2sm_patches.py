@@ -5,7 +5,12 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.losses import D2SMLoss
-from tfrestore.losses.patches import extract_windows, interpolation_matrix, sample_feature_windows, window_grid
+from tfrestore.losses.patches import (
+    extract_windows,
+    interpolation_matrix,
+    sample_feature_windows,
+    window_grid,
+)
 
 
 def test_paper_grid_is_36_row_major_windows():
@@ -16,7 +21,9 @@ def test_paper_grid_is_36_row_major_windows():
     assert max(y for y, _ in grid) + 224 == 504  # coverage ends at pixel 504, as in the code
 
 
-@pytest.mark.parametrize("h,w,size,stride", [(512, 512, 224, 56), (100, 37, 16, 7), (64, 64, 64, 8), (33, 70, 32, 32)])
+@pytest.mark.parametrize(
+    "h,w,size,stride", [(512, 512, 224, 56), (100, 37, 16, 7), (64, 64, 64, 8), (33, 70, 32, 32)]
+)
 def test_windows_never_read_past_the_image(h, w, size, stride):
     grid = window_grid(h, w, size, stride)
     ys, xs = sorted({y for y, _ in grid}), sorted({x for _, x in grid})
@@ -34,7 +41,9 @@ def test_image_smaller_than_window_is_a_clear_error():
 def test_extract_windows_matches_numpy_and_tf_extract_patches(rng):
     x = rng.uniform(size=(2, 13, 11, 3)).astype("float32")
     got = extract_windows(tf.constant(x), 5, 3).numpy()
-    ref = np.stack([x[b, y:y + 5, c:c + 5] for b in range(2) for y, c in window_grid(13, 11, 5, 3)])
+    ref = np.stack(
+        [x[b, y:y + 5, c:c + 5] for b in range(2) for y, c in window_grid(13, 11, 5, 3)]
+    )
     np.testing.assert_array_equal(got, ref)
     tfp = tf.image.extract_patches(x, [1, 5, 5, 1], [1, 3, 3, 1], [1, 1, 1, 1], "VALID")
     np.testing.assert_array_equal(got, tf.reshape(tfp, [-1, 5, 5, 3]).numpy())
@@ -49,7 +58,9 @@ def test_identity_extractor_sees_the_paper_grid_on_512_crops(rng):
     assert rows.shape == (1, 36, 224 * 224 * 3)
     for k, (y, x) in enumerate(window_grid(512, 512, 224, 56)):
         ref = img[0, y:y + 224, x:x + 224].ravel().astype(np.float64)
-        np.testing.assert_allclose(rows[0, k], ref / (np.linalg.norm(ref) + 1e-6), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(
+            rows[0, k], ref / (np.linalg.norm(ref) + 1e-6), rtol=1e-5, atol=1e-8
+        )
 
 
 def _local_extractor():
@@ -69,7 +80,9 @@ def test_feature_mode_equals_image_mode_for_aligned_windows(rng):
     p = np.clip(y + rng.normal(0, 0.2, y.shape), 0, 1).astype("float32")
     kw = dict(feature_extractor=fx, patch_size=16, patch_stride=8, reduction=None)
     img_mode, feat_mode = D2SMLoss(patch_mode="image", **kw), D2SMLoss(patch_mode="feature", **kw)
-    np.testing.assert_allclose(feat_mode.features(tf.constant(y)), img_mode.features(tf.constant(y)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        feat_mode.features(tf.constant(y)), img_mode.features(tf.constant(y)), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(feat_mode(y, p), img_mode(y, p), rtol=1e-4)
     assert feat_mode._patch_cells() == (4, 4)
 
@@ -86,8 +99,12 @@ def test_feature_mode_interpolates_unaligned_windows(rng):
                 ty, tx = y0 / 4 + i, x0 / 4 + j
                 ly, lx = int(np.floor(ty)), int(np.floor(tx))
                 fy, fx_ = ty - ly, tx - lx
-                ref = ((1 - fy) * (1 - fx_) * fmap[0, ly, lx] + (1 - fy) * fx_ * fmap[0, ly, min(lx + 1, 9)]
-                       + fy * (1 - fx_) * fmap[0, min(ly + 1, 9), lx] + fy * fx_ * fmap[0, min(ly + 1, 9), min(lx + 1, 9)])
+                ref = (
+                    (1 - fy) * (1 - fx_) * fmap[0, ly, lx]
+                    + (1 - fy) * fx_ * fmap[0, ly, min(lx + 1, 9)]
+                    + fy * (1 - fx_) * fmap[0, min(ly + 1, 9), lx]
+                    + fy * fx_ * fmap[0, min(ly + 1, 9), min(lx + 1, 9)]
+                )
                 np.testing.assert_allclose(got[k, i, j], ref, rtol=1e-5, atol=1e-6)
 
 
@@ -97,11 +114,11 @@ def test_interpolation_rows_sum_to_one_and_clamp():
     assert a[2, 3, 8] == 1.0  # 30/4 + 3 = 10.5 is clamped to the last row
 
 
-def test_feature_mode_is_xla_compatible(rng):
+def test_image_mode_is_xla_compatible(rng):
     fx = _local_extractor()
     y = rng.uniform(size=(2, 24, 24, 3)).astype("float32")
     p = np.clip(y + rng.normal(0, 0.2, y.shape), 0, 1).astype("float32")
-    loss = D2SMLoss(feature_extractor=fx, patch_size=16, patch_stride=4, patch_mode="feature", reduction=None)
+    loss = D2SMLoss(feature_extractor=fx, patch_size=16, patch_stride=4, reduction=None)
     eager = loss(y, p).numpy()
     xla = tf.function(loss.call, jit_compile=True)(tf.constant(y), tf.constant(p)).numpy()
     np.testing.assert_allclose(xla, eager, rtol=1e-3)
@@ -116,7 +133,9 @@ def _kodak(data_dir, n, size):
     for f in files:
         a = np.asarray(Image.open(f).convert("RGB"), np.float32) / 255.0
         h, w = a.shape[:2]
-        out.append(a[(h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size])
+        out.append(
+            a[(h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size]
+        )
     return np.stack(out)
 
 
@@ -145,8 +164,12 @@ def test_patch_modes_agree_on_real_images(weights_dir, data_dir):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
     from bench.bench_d2sm import mode_agreement
 
-    r = mode_agreement(_kodak(data_dir, 4, 256), weights=str(weights_dir / "vgg16_torchvision_features.npz"),
-                       patch_size=112, patch_stride=28)
+    r = mode_agreement(
+        _kodak(data_dir, 4, 256),
+        weights=str(weights_dir / "vgg16_torchvision_features.npz"),
+        patch_size=112,
+        patch_stride=28,
+    )
     assert r["spearman"] > 0.6
     assert np.mean(r["grad_cos"]) > 0.2
     assert r["seconds"]["image"] > 2 * r["seconds"]["feature"]

@@ -1,7 +1,5 @@
 """D2SM queue: ring semantics, evaluation freezing, saving, MirroredStrategy, XLA."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -26,7 +24,13 @@ def flat_identity(x):
 
 
 def _loss(**kw):
-    kw = {"feature_extractor": queue_features, "patch_size": None, "queue_size": 8, "image_size": 16, **kw}
+    kw = {
+        "feature_extractor": queue_features,
+        "patch_size": None,
+        "queue_size": 8,
+        "image_size": 16,
+        **kw,
+    }
     return D2SMLoss(**kw)
 
 
@@ -39,7 +43,12 @@ def _data(n=12, s=16, seed=0):
 
 def _model(seed=0):
     inp = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed))(inp)
+    x = keras.layers.Conv2D(
+        3,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+    )(inp)
     return keras.Model(inp, keras.layers.Add()([inp, x]))
 
 
@@ -56,7 +65,8 @@ def test_ring_holds_the_last_rows_and_wraps(rng):
         t = rng.normal(size=(2, 2, 2, 3)).astype("float32")
         p = rng.normal(size=(2, 2, 2, 3)).astype("float32")
         loss(t, p)
-        seen_p.extend(_norm(p)); seen_t.extend(_norm(t))
+        seen_p.extend(_norm(p))
+        seen_t.extend(_norm(t))
     qp, qt, count = loss.queue_state()
     assert count == 8
     for row in range(8 - 5, 8):  # the last 5 rows, each in slot row % 5
@@ -100,9 +110,19 @@ def test_evaluate_and_validation_do_not_enqueue_without_callback():
     before = loss.queue_state()
     model.evaluate(noisy, clean, batch_size=4, verbose=0)
     after = loss.queue_state()
-    assert after[2] == 8 and np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
-    model.fit(noisy[:8], clean[:8], batch_size=4, epochs=1, verbose=0,
-              validation_data=(noisy[8:], clean[8:]))
+    assert (
+        after[2] == 8
+        and np.array_equal(before[0], after[0])
+        and np.array_equal(before[1], after[1])
+    )
+    model.fit(
+        noisy[:8],
+        clean[:8],
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        validation_data=(noisy[8:], clean[8:]),
+    )
     assert loss.queue_count == 16  # 8 training rows; the 4 validation rows were not enqueued
 
 
@@ -121,8 +141,15 @@ def test_queue_control_freezes_during_evaluation_and_custom_step_names():
     control.on_test_end()
     loss(clean[:4], noisy[:4])
     assert loss.queue_count == 4
-    model.fit(noisy, clean, batch_size=4, epochs=1, verbose=0, validation_data=(noisy[:4], clean[:4]),
-              callbacks=[QueueControl()])
+    model.fit(
+        noisy,
+        clean,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        validation_data=(noisy[:4], clean[:4]),
+        callbacks=[QueueControl()],
+    )
     assert loss.queue_count == 12
 
 
@@ -216,12 +243,24 @@ def test_model_checkpoint_and_backup_and_restore(tmp_path):
 
     backup = str(tmp_path / "backup")
     m1, l1 = _fresh()
-    m1.fit(noisy, clean, batch_size=4, epochs=1, verbose=0,
-           callbacks=[keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)])
+    m1.fit(
+        noisy,
+        clean,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)],
+    )
     assert l1.queue_count == 8
     m2, l2 = _fresh()  # "restarted job": resumes at epoch 1 with the restored queue
-    m2.fit(noisy, clean, batch_size=4, epochs=2, verbose=0,
-           callbacks=[keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)])
+    m2.fit(
+        noisy,
+        clean,
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=[keras.callbacks.BackupAndRestore(backup, delete_checkpoint=False)],
+    )
     assert l2.queue_count == 16
 
 

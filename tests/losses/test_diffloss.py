@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.convert import TorchCheckpointError, save_torch_state_dict
-from tfrestore.diffusion import ADMUNet, DiffusionSchedule, adm_state_dict_shapes
+from tfrestore.diffusion import ADMUNet, adm_state_dict_shapes
 from tfrestore.diffusion import pretrained
 from tfrestore.losses import MSE, DiffLoss, WeightedSum
 from tfrestore.testing import run_loss_test
@@ -29,8 +29,8 @@ def _random_state_dict(config, seed=0):
     sd = {}
     for key, shape in adm_state_dict_shapes(config).items():
         if len(shape) == 1:
-            base = 1.0 if key.endswith("weight") and ("norm" in key or "layers.0" in key
-                                                     or key.startswith("out.0")) else 0.0
+            is_norm = "norm" in key or "layers.0" in key or key.startswith("out.0")
+            base = 1.0 if key.endswith("weight") and is_norm else 0.0
             sd[key] = (base + 0.1 * rng.normal(size=shape)).astype("float32")
         else:
             fan_in = int(np.prod(shape[1:]))
@@ -94,9 +94,11 @@ def test_sizes_must_be_multiples_of_the_unet_downsampling(micro_weights):
     with pytest.raises(ValueError, match="multiples of 4"):
         tiny_factor(x, x)
     # dynamic shapes: checked when the graph runs
-    fn = tf.function(loss.call, input_signature=[tf.TensorSpec((None, None, None, 3))] * 2)
+    fn = tf.function(lambda a, b: loss.validate(a, b)[1],
+                     input_signature=[tf.TensorSpec((None, None, None, 3))] * 2)
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiples of 2"):
         fn(bad, bad)
+    assert fn(bad[:, :14], bad[:, :14]).shape == (2, 14, 16, 3)
 
 
 def _np_schedule():
@@ -363,3 +365,18 @@ def test_default_weights_resolution_converts_and_caches(monkeypatch, tmp_path, t
     assert cached.is_file()
     assert pretrained.resolve_adm_weights("adm_tiny") == str(cached)
     assert loss.get_config()["unet"] == "adm_tiny" and loss.get_config()["weights"] == "default"
+
+
+def test_adm_instance_round_trips_through_its_config(micro_weights, rng):
+    unet = ADMUNet(**MICRO)
+    y, p = _pair(rng, (2, 16, 16, 3))
+    kept = DiffLoss(unet=unet)  # weights="default": keep the instance's weights
+    assert kept.get_config()["weights"] is None
+    assert kept.get_config()["unet"] == unet.hparams
+    loaded = DiffLoss(unet=unet, weights=micro_weights)  # loads into the instance
+    config = loaded.get_config()
+    assert config["weights"] == micro_weights
+    clone = DiffLoss.from_config(config)
+    assert clone._holder.value is not unet and not clone._holder.value.trainable
+    np.testing.assert_allclose(np.asarray(clone.call(y, p)),
+                               np.asarray(DiffLoss(unet=unet, weights=None).call(y, p)), rtol=1e-5)

@@ -37,13 +37,19 @@ def test_sample_features_are_d2sm_rows(rng):
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
     from tfrestore.losses import D2SMLoss
 
-    ref = D2SMLoss(feature_extractor=_fx, patch_size=16, patch_stride=8).features(tf.constant(x)).numpy()
+    ref = (
+        D2SMLoss(feature_extractor=_fx, patch_size=16, patch_stride=8)
+        .features(tf.constant(x))
+        .numpy()
+    )
     np.testing.assert_allclose(rows, ref.reshape(8, -1), rtol=1e-5, atol=1e-7)
 
 
 def test_plot_writes_a_valid_png_with_several_colours(tmp_path, rng):
     out = tmp_path / "map.png"
-    points, labels = plot_feature_space(_sets(rng), out, feature_extractor=_fx, patch_size=16, patch_stride=8)
+    points, labels = plot_feature_space(
+        _sets(rng), out, feature_extractor=_fx, patch_size=16, patch_stride=8
+    )
     assert points.shape == (3 * 6 * 4, 2) and np.all(np.isfinite(points))
     assert labels.count("clean") == labels.count("noisy") == labels.count("restored") == 24
     assert out.stat().st_size > 0
@@ -81,10 +87,30 @@ def test_command_line_with_random_vgg(tmp_path, rng):
     folder = tmp_path / "clean"
     folder.mkdir()
     for i in range(4):
-        Image.fromarray((rng.uniform(size=(40, 36, 3)) * 255).astype("uint8")).save(folder / f"{i}.png")
+        Image.fromarray((rng.uniform(size=(40, 36, 3)) * 255).astype("uint8")).save(
+            folder / f"{i}.png"
+        )
     out = tmp_path / "cli.png"
-    rc = main(["--set", f"clean={folder}", "--noise", "0.2", "--size", "32", "--backbone", "vgg16",
-               "--layer", "conv5_3", "--weights", "none", "--patch-size", "32", "--out", str(out)])
+    rc = main(
+        [
+            "--set",
+            f"clean={folder}",
+            "--noise",
+            "0.2",
+            "--size",
+            "32",
+            "--backbone",
+            "vgg16",
+            "--layer",
+            "conv5_3",
+            "--weights",
+            "none",
+            "--patch-size",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     img, colours = _colours(out)
     assert img.format == "PNG" and len(colours) > 3

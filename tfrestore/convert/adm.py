@@ -14,7 +14,8 @@ weight/bias → gamma/beta. All values are cast to float32.
 >>> from tfrestore.convert import convert_adm, load_adm_weights
 >>> from tfrestore.diffusion import ADMUNet, adm_state_dict_shapes
 >>> rng = np.random.default_rng(0)
->>> sd = {k: rng.normal(size=s).astype("float32") for k, s in adm_state_dict_shapes("adm_tiny").items()}
+>>> shapes = adm_state_dict_shapes("adm_tiny")  # PyTorch key -> shape
+>>> sd = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
 >>> weights = convert_adm(sd, "adm_tiny")
 >>> weights["out.2.weight"].shape  # (kh, kw, in, out)
 (3, 3, 32, 6)

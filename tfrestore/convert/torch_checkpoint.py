@@ -573,5 +573,6 @@ def save_torch_state_dict(obj, path, archive_name="archive"):
         z.writestr(f"{archive_name}/data.pkl", pickled)
         z.writestr(f"{archive_name}/byteorder", "little")
         for key, arr in storages:
-            z.writestr(f"{archive_name}/data/{key}", arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+            little = arr.astype(arr.dtype.newbyteorder("<"))
+            z.writestr(f"{archive_name}/data/{key}", little.tobytes())
         z.writestr(f"{archive_name}/version", "3\n")

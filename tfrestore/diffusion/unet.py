@@ -142,8 +142,9 @@ def adm_config(config=None, **overrides):
             )
         out["channel_mult"] = _DEFAULT_CHANNEL_MULT[out["image_size"]]
     out["channel_mult"] = list(_parse_ints(out["channel_mult"], "channel_mult"))
-    out["attention_resolutions"] = [int(r) for r in _parse_ints(out["attention_resolutions"],
-                                                                 "attention_resolutions")]
+    out["attention_resolutions"] = [
+        int(r) for r in _parse_ints(out["attention_resolutions"], "attention_resolutions")
+    ]
     for key in ("image_size", "num_channels", "num_res_blocks", "num_heads",
                 "num_head_channels", "num_heads_upsample", "in_channels"):
         out[key] = int(out[key])
@@ -638,7 +639,8 @@ class ADMUNet(keras.Model):
         self.time_embed_0 = keras.layers.Dense(self.emb_channels, dtype=f32, name="time_embed_0")
         self.time_embed_2 = keras.layers.Dense(self.emb_channels, dtype=f32, name="time_embed_2")
         self.input_blocks = [
-            _Block([make(s, f"input_{i}_{j}") for j, s in enumerate(b)], f"input_blocks.{i}.", recompute=self.recompute and i > 0,
+            _Block([make(s, f"input_{i}_{j}") for j, s in enumerate(b)], f"input_blocks.{i}.",
+                   recompute=self.recompute and i > 0,
                    dtype=dt, name=f"input_block_{i}")
             for i, b in enumerate(plan["inputs"])
         ]

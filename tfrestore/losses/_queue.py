@@ -90,8 +90,12 @@ class FeatureQueue:
         self.dim = int(dim)
         kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         with tf.init_scope():
-            self.pred = tf.Variable(tf.zeros((self.size, self.dim), tf.float32), name=f"{name}_pred", **kw)
-            self.true = tf.Variable(tf.zeros((self.size, self.dim), tf.float32), name=f"{name}_true", **kw)
+            self.pred = tf.Variable(
+                tf.zeros((self.size, self.dim), tf.float32), name=f"{name}_pred", **kw
+            )
+            self.true = tf.Variable(
+                tf.zeros((self.size, self.dim), tf.float32), name=f"{name}_true", **kw
+            )
             # Total rows ever written; the write pointer is count % size.
             self.count = tf.Variable(tf.constant(0, tf.int64), name=f"{name}_count", **kw)
             # Run-time switch (1 = enqueue), toggled by QueueControl / frozen().

@@ -92,7 +92,9 @@ class DiffLoss(RestorationLoss):
             ``(x_t, t)`` to ``(out, h)`` with ε̂ in the first image channels of
             ``out`` (any ε-prediction UNet; a functional model with two inputs
             is called as ``unet([x_t, t])``). A model is frozen
-            (``trainable=False``) and used as is.
+            (``trainable=False``) and used as is; ``get_config`` stores its
+            architecture, so ``from_config`` restores its weights only when
+            ``weights`` is a path.
         weights: ``"default"`` (official weights of the preset, resolved
             path → ``$TFRESTORE_WEIGHTS_DIR`` → Keras cache → download + conversion;
             for a model instance: keep its weights), ``None`` (random init, tests),
@@ -178,6 +180,9 @@ class DiffLoss(RestorationLoss):
             weights if weights == "default" else str(weights)
         )
         self.unet_spec = self._build_unet(unet, self.weights)
+        if isinstance(unet, keras.Model) and self.weights == "default":
+            # the instance's own weights cannot be referenced from a config
+            self.weights = None
         # One stream position per call, shared by all replicas (only replica 0's
         # update is kept, all replicas read the same value).
         self._step = keras.Variable(

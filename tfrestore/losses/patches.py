@@ -47,7 +47,9 @@ def window_grid(height, width, size, stride):
             f"the image ({height}x{width} pixels) is smaller than the patch window "
             f"(patch_size={size}); use larger crops or a smaller `patch_size`."
         )
-    return [(y, x) for y in _positions(height, size, stride) for x in _positions(width, size, stride)]
+    return [
+        (y, x) for y in _positions(height, size, stride) for x in _positions(width, size, stride)
+    ]
 
 
 def _static_hw(images, what):

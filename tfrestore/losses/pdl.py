@@ -120,9 +120,18 @@ class FeatureSource:
 
     def config_value(self):
         """Serializable form of a custom extractor (its weights are not included)."""
-        if self.feature_extractor is None:
+        fx = self.feature_extractor
+        if fx is None:
             return None
-        return keras.saving.serialize_keras_object(self.feature_extractor)
+        if not isinstance(fx, keras.Layer):
+            qualname = getattr(fx, "__qualname__", type(fx).__qualname__)
+            if "<lambda>" in qualname or "<locals>" in qualname or not hasattr(fx, "__name__"):
+                raise ValueError(
+                    f"{self.owner}: the feature_extractor {qualname} cannot be serialized "
+                    f"(get_config / model saving). Use a Keras layer/model or a module-level "
+                    f"function registered with keras.saving.register_keras_serializable."
+                )
+        return keras.saving.serialize_keras_object(fx)
 
     def __call__(self, images):
         """``{layer: (B, h, w, C) float32}`` in the order of ``self.layers``."""
@@ -384,8 +393,10 @@ class PDLoss(RestorationLoss):
             with the same number of positions (else ``ValueError``). If an integer
             ``Q >= 2``, both sorted vectors are linearly resampled to ``Q`` quantiles,
             so different spatial sizes can be compared.
-        fixed_projections: random projections are drawn with the stateless Philox
-            generator. If False (default) a fresh set is drawn at every call from
+        fixed_projections: random projections are drawn with a counter-based
+            Philox-4x32-10 generator written in integer ops, bit-identical in eager,
+            graph, XLA and on every replica (TF's own stateless kernels are not under
+            XLA). If False (default) a fresh set is drawn at every call from
             ``(seed, call counter)`` (the counter is a non-trainable variable: create
             the loss inside ``strategy.scope()`` under a distribution strategy). If
             True the same set, a function of ``seed`` only, is used at every call.

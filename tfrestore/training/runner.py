@@ -298,7 +298,9 @@ def train(
         }
         dump_config(run_info, paths["run_info"])
 
-        cbs = _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard, val_ds, lpips_fn)
+        cbs = _make_callbacks(
+            cfg, paths, initial_epoch, (x_val, y_val), tensorboard, val_ds, lpips_fn
+        )
         cbs += list(callbacks)
         _print_header(cfg, run_dir, run_info, initial_epoch, notes)
         hist = model.fit(
@@ -349,12 +351,13 @@ def _tensorboard_installed():
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _make_callbacks(cfg, paths, initial_epoch, x_val, y_val, tensorboard, val_ds, lpips_fn):
+def _make_callbacks(cfg, paths, initial_epoch, val_batch, tensorboard, val_ds, lpips_fn):
     import keras
 
     from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger, ValidationLPIPS
 
     out_cfg, m = cfg["output"], cfg["metrics"]
+    x_val, y_val = val_batch
     cbs = []
     try:  # D2SM-style queue losses: freeze the queue during validation, guard loss lists
         from tfrestore.callbacks import QueueControl

@@ -24,4 +24,10 @@ def main(argv=None):
     return _main(argv)
 
 
-__all__ = ["plot_feature_space", "embed_features", "sample_features", "MissingVizDependency", "main"]
+__all__ = [
+    "plot_feature_space",
+    "embed_features",
+    "sample_features",
+    "MissingVizDependency",
+    "main",
+]

@@ -42,7 +42,9 @@ def load_images(folder, size, max_images=None):
         w, h = img.size
         if min(w, h) < size:
             scale = size / min(w, h)
-            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            img = img.resize(
+                (max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC
+            )
             w, h = img.size
         left, top = (w - size) // 2, (h - size) // 2
         out.append(np.asarray(img.crop((left, top, left + size, top + size)), np.float32) / 255.0)
@@ -50,18 +52,37 @@ def load_images(folder, size, max_images=None):
 
 
 def add_arguments(parser):
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=DIR", required=True,
-                        help="a named set of images (repeatable), e.g. clean=gt/ restored=out/")
-    parser.add_argument("--noise", action="append", type=float, default=[], metavar="SIGMA",
-                        help="add a set: the first set plus Gaussian noise of this std (image units, repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        required=True,
+        help="a named set of images (repeatable), e.g. clean=gt/ restored=out/",
+    )
+    parser.add_argument(
+        "--noise",
+        action="append",
+        type=float,
+        default=[],
+        metavar="SIGMA",
+        help="add a set: the first set plus Gaussian noise of this std (image units, repeatable)",
+    )
     parser.add_argument("--out", "-o", default="feature_space.png", help="PNG file to write")
     parser.add_argument("--size", type=int, default=224, help="centre-crop size in pixels")
     parser.add_argument("--max-images", type=int, default=32, help="images per set (0 = all)")
     parser.add_argument("--backbone", default="vgg19")
-    parser.add_argument("--layer", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)")
-    parser.add_argument("--weights", default="imagenet",
-                        help="imagenet | torchvision | a weights file | none (random, for testing)")
-    parser.add_argument("--patch-size", type=int, default=None, help="sliding windows (default: whole crops)")
+    parser.add_argument(
+        "--layer", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)"
+    )
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet | torchvision | a weights file | none (random, for testing)",
+    )
+    parser.add_argument(
+        "--patch-size", type=int, default=None, help="sliding windows (default: whole crops)"
+    )
     parser.add_argument("--patch-stride", type=int, default=None)
     parser.add_argument("--perplexity", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -81,12 +102,21 @@ def run(args):
     rng = np.random.default_rng(args.seed)
     first = next(iter(sets.values()))
     for sigma in args.noise:
-        sets[f"noisy σ={sigma:g}"] = np.clip(first + rng.normal(0, sigma, first.shape), 0, 1).astype(np.float32)
+        sets[f"noisy σ={sigma:g}"] = np.clip(
+            first + rng.normal(0, sigma, first.shape), 0, 1
+        ).astype(np.float32)
     weights = None if str(args.weights).lower() == "none" else args.weights
     try:
         plot_feature_space(
-            sets, args.out, title=args.title, backbone=args.backbone, layer=args.layer, weights=weights,
-            patch_size=args.patch_size, patch_stride=args.patch_stride, perplexity=args.perplexity,
+            sets,
+            args.out,
+            title=args.title,
+            backbone=args.backbone,
+            layer=args.layer,
+            weights=weights,
+            patch_size=args.patch_size,
+            patch_stride=args.patch_stride,
+            perplexity=args.perplexity,
             seed=args.seed,
         )
     except MissingVizDependency as e:
@@ -100,7 +130,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m tfrestore.viz",
         description="t-SNE map of backbone features of image sets (the space D2SM matches).",
-        epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

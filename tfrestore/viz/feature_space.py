@@ -29,7 +29,7 @@ def _require(module):
     except ImportError as e:
         raise MissingVizDependency(
             f"tfrestore.viz needs {module.split('.')[0]} (the 'viz' extra): "
-            f"pip install \"tfrestore[viz]\"  (matplotlib and scikit-learn)."
+            f'pip install "tfrestore[viz]"  (matplotlib and scikit-learn).'
         ) from e
 
 
@@ -41,8 +41,17 @@ def _extractor(backbone, layer, weights, feature_extractor):
     return get_feature_extractor(backbone, [layer], weights=weights)
 
 
-def sample_features(images, *, backbone="vgg19", layer="conv5_4", weights="imagenet",
-                    feature_extractor=None, patch_size=None, patch_stride=None, batch_size=8):
+def sample_features(
+    images,
+    *,
+    backbone="vgg19",
+    layer="conv5_4",
+    weights="imagenet",
+    feature_extractor=None,
+    patch_size=None,
+    patch_stride=None,
+    batch_size=8,
+):
     """``(N * P, D)`` L2-normalised feature rows of RGB ``[0, 1]`` images.
 
     Args:
@@ -104,7 +113,9 @@ def embed_features(image_sets, *, perplexity=None, seed=0, **feature_kwargs):
     # Exact t-SNE is fast for small maps and, unlike Barnes-Hut's OpenMP loop,
     # does not stall when the CPU cores are busy (measured 40 s vs 1.6 s for 72 points).
     method = "exact" if n <= 1000 else "barnes_hut"
-    tsne = manifold.TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, method=method)
+    tsne = manifold.TSNE(
+        n_components=2, perplexity=perplexity, init="pca", random_state=seed, method=method
+    )
     return tsne.fit_transform(x), labels
 
 
@@ -129,15 +140,36 @@ def plot_feature_space(image_sets, out_path, *, title=None, dpi=120, **embed_kwa
     FigureCanvasAgg(fig)  # no pyplot: no global state, no display needed
     ax = fig.add_subplot(1, 1, 1)
     labels_arr = np.asarray(labels)
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    palette = [
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#ff7f0e",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#17becf",
+    ]
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     for i, name in enumerate(dict.fromkeys(labels)):
         sel = labels_arr == name
-        ax.scatter(points[sel, 0], points[sel, 1], s=18, alpha=0.8, c=palette[i % len(palette)],
-                   marker=markers[i % len(markers)], label=f"{name} ({int(sel.sum())})", edgecolors="none")
+        ax.scatter(
+            points[sel, 0],
+            points[sel, 1],
+            s=18,
+            alpha=0.8,
+            c=palette[i % len(palette)],
+            marker=markers[i % len(markers)],
+            label=f"{name} ({int(sel.sum())})",
+            edgecolors="none",
+        )
     ax.legend(loc="best", fontsize=8, frameon=True)
     layer = embed_kwargs.get("layer", "conv5_4")
-    backbone = embed_kwargs.get("backbone", "vgg19") if embed_kwargs.get("feature_extractor") is None else "custom"
+    backbone = (
+        embed_kwargs.get("backbone", "vgg19")
+        if embed_kwargs.get("feature_extractor") is None
+        else "custom"
+    )
     ax.set_title(title or f"t-SNE of {backbone} {layer} features")
     ax.set_xticks([])
     ax.set_yticks([])
