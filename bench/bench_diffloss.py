@@ -1,7 +1,8 @@
 """DiffLoss: step-time overhead over its UNet work, and peak memory with/without recompute.
 
-Time: a small restorer is trained one step at a time (``bench.common.time_train_steps``,
-same process, interleaved) with
+Time: the ``bench.common.small_restorer`` is trained with each variant in one process;
+steps of the variants are interleaved (one each per round, rotating order) so load drift on
+a shared machine hits all alike; the median step time is reported. Variants:
 
 * ``unet_only``: the irreducible work, 2 UNet forwards (clean branch without gradient)
   + 1 backward through the restored branch, with a fixed t and no diffusion algebra;
@@ -11,11 +12,11 @@ same process, interleaved) with
 The ratio ``diffloss / unet_only`` is the overhead of sampling, the schedule algebra and the
 terms (target <= 1.05). Both include the (tiny) restorer's own forward/backward.
 
-Memory: each variant runs in a fresh subprocess; the number is the growth of the process'
-peak resident set size (``ru_maxrss``, Linux) over 3 training steps, measured from the peak
-after building the loss and tracing the step (tracing executes nothing). On GPU the
-allocator peak of ``tf.config.experimental.get_memory_info`` is used instead (TensorFlow
-does not track CPU allocations: on CPU it reports zeros).
+Memory: each variant runs in a fresh subprocess with ``TF_CPU_ALLOCATOR_USE_BFC=true``
+(without it TensorFlow does not track CPU allocations and ``get_memory_info`` reports
+zeros); after one traced-and-run step the allocator statistics are reset and the number is
+the allocator peak during 3 more steps minus the memory in use before them, i.e. the
+transient activation/gradient memory of a step (on GPU the same on ``GPU:0``).
 
     python -m bench diffloss                      # tiny and mid configs
     python -m bench diffloss --configs mid --batch 2 --steps 5 --no-memory
@@ -69,37 +70,65 @@ def _unet_only(unet, t):
     return loss
 
 
-def _time(config_name, args):
+def _train_step(loss, batch, size):
+    import keras
     import tensorflow as tf
 
-    from bench.common import time_train_steps
+    from bench.common import random_pairs, small_restorer
+
+    model = small_restorer()
+    opt = keras.optimizers.Adam(1e-4)
+    noisy, clean = (tf.constant(a) for a in random_pairs(batch, size))
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            value = loss(y, model(x, training=True))
+        grads = tape.gradient(value, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return value
+
+    return lambda: step(noisy, clean).numpy()
+
+
+def _time(config_name, args):
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
     from tfrestore.diffusion.pretrained import get_adm_unet
     from tfrestore.losses import DiffLoss
 
     cfg = CONFIGS[config_name]
     unet = get_adm_unet(cfg["unet"], weights=None)
     t = tf.constant([500] * args.batch, tf.int32)
-    entries = {"unet_only": _unet_only(unet, t)}
+    losses = {"unet_only": _unet_only(unet, t)}
     for mode in args.modes.split(","):
-        entries[f"diffloss[{mode}]"] = DiffLoss(mode=mode, unet=cfg["unet"], weights=None)
-    entries["diffloss[paper]+recompute"] = DiffLoss(unet=cfg["unet"], weights=None, recompute=True)
-    kw = dict(batch=args.batch, size=cfg["size"], steps=args.steps, warmup=args.warmup)
-    # interleave rounds so that machine-load drift hits every entry alike
-    rounds = 3
-    times = {name: [] for name in entries}
-    for _ in range(rounds):
-        for name, loss in entries.items():
-            per_round = {**kw, "steps": max(1, kw["steps"] // rounds)}
-            times[name].append(time_train_steps(loss, **per_round))
-    best = {name: min(v) for name, v in times.items()}
-    ref = best["unet_only"]
-    n_params = unet.count_params()
-    print(f"\n[{config_name}] UNet {n_params / 1e6:.2f} M params, batch {args.batch}, "
-          f"{cfg['size']}x{cfg['size']}, best of {rounds} rounds (median step each)")
+        losses[f"diffloss[{mode}]"] = DiffLoss(mode=mode, unet=cfg["unet"], weights=None)
+    losses["diffloss[paper]+recompute"] = DiffLoss(unet=cfg["unet"], weights=None,
+                                                   recompute=True)
+    steps = {name: _train_step(loss, args.batch, cfg["size"]) for name, loss in losses.items()}
+    for run_step in steps.values():  # trace + warm up
+        for _ in range(args.warmup):
+            run_step()
+    # one step of each variant per round, rotating the order, so that load drift on a
+    # shared machine hits every variant alike
+    times = {name: [] for name in steps}
+    names = list(steps)
+    for i in range(args.steps):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            t0 = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - t0)
+    med = {name: float(np.median(v)) for name, v in times.items()}
+    ref = med["unet_only"]
+    print(f"\n[{config_name}] UNet {unet.count_params() / 1e6:.2f} M params, batch {args.batch}, "
+          f"{cfg['size']}x{cfg['size']}, median of {args.steps} interleaved steps")
     print(f"{'variant':<30} {'ms/step':>9} {'ratio':>7}")
-    for name, value in best.items():
+    for name, value in med.items():
         print(f"{name:<30} {value * 1e3:9.1f} {value / ref:7.3f}")
-    return best
+    return med
 
 
 def _probe(spec):
@@ -128,22 +157,17 @@ def _probe(spec):
         opt.apply_gradients(zip(grads, model.trainable_variables))
         return value
 
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    step.get_concrete_function(noisy, clean)  # trace first: tracing memory is not the point
-    if gpu:
-        tf.config.experimental.reset_memory_stats("GPU:0")
-        before = tf.config.experimental.get_memory_info("GPU:0")["current"]
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+    step(noisy, clean).numpy()  # trace and run once (optimizer slots, caches)
+    tf.config.experimental.reset_memory_stats(device)
+    before = tf.config.experimental.get_memory_info(device)["current"]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for _ in range(3):
         step(noisy, clean).numpy()
-    if gpu:
-        peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] - before
-        method = "GPU allocator peak - current before"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-        method = "growth of process peak RSS (ru_maxrss)"
-    print(json.dumps({"peak_bytes": int(peak), "method": method}))
+    peak = tf.config.experimental.get_memory_info(device)["peak"] - before
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0
+    print(json.dumps({"peak_bytes": int(peak), "rss_growth": int(rss),
+                      "method": f"TF allocator peak above steady state on {device}"}))
 
 
 def _memory(config_name, batch):
@@ -152,7 +176,9 @@ def _memory(config_name, batch):
         proc = subprocess.run(
             [sys.executable, "-m", "bench", "diffloss", "--probe",
              f"{config_name}:{batch}:{recompute}"],
-            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            capture_output=True, text=True,
+            # the BFC allocator makes TF track CPU allocations (get_memory_info)
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CPU_ALLOCATOR_USE_BFC": "true"},
         )
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         if proc.returncode or not line:

@@ -141,6 +141,8 @@ def test_terms_match_numpy_algebra_on_the_golden_tiny_unet(tiny, rng):
     np.testing.assert_allclose(
         xxx - xxz, (c1 * (x0x - x0z) + c2 * np.sqrt(r(ab)) * (x - z)) / np.sqrt(r(ab_prev)),
         atol=1e-9)
+    k = r(betas) / np.sqrt(r(ab) * (1 - r(ab)))  # = (x − z) − k_t Δε, k_t ≤ 3.15
+    np.testing.assert_allclose(xxx - xxz, (x - z) - k * (ex - ez), atol=1e-9)
     # at t = 0 the second reconstruction equals the first (ᾱ_{−1} = 1, c1 = 1, c2 = 0)
     np.testing.assert_allclose(xxx[0], x0x[0], atol=1e-9)
 

@@ -33,7 +33,14 @@ w(t) = min(1, SNR_t) = min(1, 1/c_t²): the paper's term unchanged where c_t ≤
 (t ≲ 250), ≈ n(ε̂_x − ε̂_z) + n(x − z)/c_t² beyond, i.e. bounded like the ε̂-form.
 ``"alpha_bar"`` uses w = ᾱ_t (the term becomes the error at the x_t scale),
 ``"none"`` is the literal paper (then restrict ``t_range``, e.g. ``(0, 300)``).
-The x̂̂₀ term needs no weight: its ε̂ coefficient c1_t c_t / √ᾱ_{t−1} stays below ~3.
+The x̂̂₀ term needs no weight: x̂̂₀ − ẑ̂̂₀ = (x − z) − k_t (ε̂_x − ε̂_z) with
+k_t = β_t / √(ᾱ_t (1 − ᾱ_t)) ≤ 3.15 (the shared ε of eq. 10 cancels).
+
+**Cost.** Each call runs the UNet twice at the input resolution (the clean branch
+without gradient) and back-propagates through one pass: for ``adm_256_uncond``
+(552.8 M parameters) use 256×256 crops (H, W must be multiples of 32), a GPU, and
+``recompute=True`` and/or the ``mixed_float16`` policy (GroupNorm, softmax and the
+embedding MLPs stay float32) to bound activation memory.
 
 Randomness: t ~ U{t_min … t_max} per sample and ε are a counter-based hash of
 ``(seed, call counter, global sample index)`` (:mod:`tfrestore.diffusion.rng`;
