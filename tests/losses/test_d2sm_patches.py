@@ -173,3 +173,19 @@ def test_patch_modes_agree_on_real_images(weights_dir, data_dir):
     assert r["spearman"] > 0.6
     assert np.mean(r["grad_cos"]) > 0.2
     assert r["seconds"]["image"] > 2 * r["seconds"]["feature"]
+
+
+def test_patches_take_the_static_size_from_y_true_when_y_pred_lost_it(rng):
+    """Networks like FFDNet output tensors of unknown height/width even on fixed crops;
+    the window grid then comes from y_true (the shapes are checked equal at run time)."""
+    y = rng.uniform(size=(2, 24, 24, 3)).astype("float32")
+    p = np.clip(y + rng.normal(0, 0.1, y.shape), 0, 1).astype("float32")
+    loss = D2SMLoss(feature_extractor=lambda x: x, patch_size=16, patch_stride=8)
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 24, 24, 3]), tf.TensorSpec([2, None, None, 3])])
+    def f(a, b):
+        return loss.call(a, b)
+
+    np.testing.assert_allclose(f(y, p).numpy(), loss.call(y, p).numpy(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        f(y, p[:, :20, :20])

@@ -377,8 +377,15 @@ class D2SMLoss(RestorationLoss):
 
     # ------------------------------------------------------------ validation
     def validate(self, y_true, y_pred):
-        y_true, y_pred = super().validate(y_true, y_pred)
+        # Explicit super(): autograph re-compiles this method and loses the __class__ cell.
+        y_true, y_pred = super(D2SMLoss, self).validate(y_true, y_pred)
         if self.patch_size is not None:
+            # Models such as FFDNet lose the static size of their output; the shapes are
+            # equal (checked above), so take whatever is known from either tensor.
+            if y_true.shape.is_compatible_with(y_pred.shape):
+                merged = y_true.shape.merge_with(y_pred.shape)
+                y_true = tf.ensure_shape(y_true, merged)
+                y_pred = tf.ensure_shape(y_pred, merged)
             for arg, x in (("y_true", y_true), ("y_pred", y_pred)):
                 validation.check_min_size(
                     x,
