@@ -1,6 +1,8 @@
 """tfrestore losses: every loss is a ``keras.losses.Loss`` returning per-sample values.
 
-Combine with ``+`` / ``*``: ``model.compile(loss=L1() + 0.1 * D2SMLoss())``.
+Combine on one output as a list, ``model.compile(loss=[L1(), D2SMLoss()], loss_weights=[1, 0.1])``
+(tfrestore models; any Keras model after :func:`enable_loss_terms`), or with ``+`` / ``*``:
+``model.compile(loss=L1() + 0.1 * D2SMLoss())``. Each term is logged as its own metric.
 """
 
 from tfrestore.losses.base import ListOfLossesError, RestorationLoss, WeightedSum
@@ -12,6 +14,7 @@ from tfrestore.losses.pdl import PDLoss, ProjectedDistributionLoss
 from tfrestore.losses.perceptual import PerceptualLoss
 from tfrestore.losses.pixel import L1, MSE, Charbonnier
 from tfrestore.losses.ssim import MSSSIMLoss, SSIMLoss
+from tfrestore.losses.terms import enable_loss_terms
 
 __all__ = [
     "RestorationLoss",
@@ -29,4 +32,5 @@ __all__ = [
     "DiffLoss",
     "SSIMLoss",
     "MSSSIMLoss",
+    "enable_loss_terms",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import threading
 
 import keras
 import tensorflow as tf
@@ -38,9 +39,10 @@ def _list_of_losses_message(n_losses, n_outputs=1):
         f"model.compile(loss=[...]) received {n_losses} losses for a model with "
         f"{n_outputs} output(s). Keras treats a loss list as one loss per output: on a "
         "single-output model it runs every loss but uses only the FIRST one for the "
-        "gradient (the others are silently ignored). To combine losses on one output "
-        "write `loss=L1() + OtherLoss()` (or `L1() + 0.1 * OtherLoss()`, or "
-        "`tfrestore.losses.WeightedSum([L1(), OtherLoss()], weights=[1.0, 0.1])`)."
+        "gradient (the others are silently ignored). To train on the weighted sum of the "
+        "losses and log each one, call `model = tfrestore.losses.enable_loss_terms(model)` "
+        "once before compile (tfrestore's own models need no call), or write "
+        "`loss=L1() + 0.1 * OtherLoss()`."
     )
 
 
@@ -239,6 +241,37 @@ class WeightedSum(RestorationLoss):
             )
         self.losses = list(losses)
         self.weights = weights
+        self._term_trackers = None
+        # Per-thread: MirroredStrategy traces its replicas concurrently in threads.
+        self._term_values = {}
+
+    def track_terms(self, trackers):
+        """Record each term's reduced, weighted value in ``trackers`` (one
+        ``keras.metrics.Mean`` per term) on every call; ``None`` stops recording.
+        :func:`tfrestore.losses.enable_loss_terms` sets this up for ``compile``."""
+        if trackers is not None and len(trackers) != len(self.losses):
+            raise ValueError(
+                f"`trackers` must have one metric per term: got {len(trackers)} for "
+                f"{len(self.losses)} terms."
+            )
+        # Not a tracked attribute: the model owns the trackers (they are its metrics).
+        object.__setattr__(self, "_term_trackers", None if trackers is None else list(trackers))
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        total = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        terms = self._term_values.pop(threading.get_ident(), None)
+        if self._term_trackers and terms is not None:
+            from tfrestore.utils.keras_compat import reduce_weighted_values
+
+            batch = tf.shape(tf.nest.flatten(y_pred)[0])[0]
+            for tracker, values in zip(self._term_trackers, terms):
+                if self.loss_weight != 1.0:
+                    values = values * tf.cast(self.loss_weight, values.dtype)
+                reduced = reduce_weighted_values(
+                    values, sample_weight, reduction=self.reduction, dtype=self.dtype
+                )
+                tracker.update_state(reduced, sample_weight=batch)
+        return total
 
     @classmethod
     def _combine(cls, a, wa, b, wb):
@@ -264,7 +297,7 @@ class WeightedSum(RestorationLoss):
         return y_true, y_pred
 
     def compute(self, y_true, y_pred):
-        total = None
+        total, terms = None, []
         for loss, w in zip(self.losses, self.weights):
             values = loss.call(
                 tf.cast(y_true, loss.dtype) if loss.dtype else y_true,
@@ -274,7 +307,10 @@ class WeightedSum(RestorationLoss):
             if values.shape.rank is not None and values.shape.rank > 1:
                 values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
             term = values * w
+            terms.append(term)
             total = term if total is None else total + term
+        if self._term_trackers:
+            self._term_values[threading.get_ident()] = terms  # read back by __call__
         return total
 
     def get_config(self):

@@ -7,6 +7,7 @@ with a frozen task network; :func:`get_restorer` and :func:`task_feature_extract
 support cross-task evaluation and the task network's perceptual features.
 """
 
+from tfrestore.models.base import RestorationModel
 from tfrestore.models.cascade import (
     PREPROCESS_MODES,
     FrozenTask,
@@ -23,6 +24,7 @@ from tfrestore.models.params import trainable_params
 from tfrestore.models.unet import UNet
 
 __all__ = [
+    "RestorationModel",
     "DnCNN",
     "FFDNet",
     "LiuDenoiser",

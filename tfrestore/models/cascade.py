@@ -37,6 +37,8 @@ kept dropout active in fc6/fc7: a deliberate deviation.
 from __future__ import annotations
 
 import keras
+
+from tfrestore.models.base import RestorationModel
 import tensorflow as tf
 
 from tfrestore.utils.hidden import Hidden
@@ -329,7 +331,7 @@ def cascade(
             keras.layers.Identity(name="task", dtype=task.dtype)(task),
             keras.layers.Identity(name="features", dtype=feats.dtype)(feats),
         ]
-    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
+    return RestorationModel(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
 
 
 def get_restorer(cascade_model):

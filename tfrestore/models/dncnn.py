@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from tfrestore.models.base import RestorationModel
 from tfrestore.models.layers import InputCheck
 
 __all__ = ["DnCNN"]
@@ -70,4 +71,4 @@ def DnCNN(depth=17, filters=64, channels=1, residual=True, batch_norm=True, name
     )(x)
     if residual:
         x = keras.layers.Subtract(name="subtract_noise")([inp, x])
-    return keras.Model(inp, x, name=name)
+    return RestorationModel(inp, x, name=name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 
+from tfrestore.models.base import RestorationModel
 from tfrestore.models.layers import DepthToSpace, InputCheck
 
 __all__ = ["EDSR"]
@@ -113,4 +114,4 @@ def EDSR(
     out = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer=init, name="tail")(h)
     if rgb_mean is not None:
         out = keras.layers.Rescaling(1.0, offset=rgb_mean, name="add_mean")(out)
-    return keras.Model(inp, out, name=name or f"edsr_{variant}_x{scale}")
+    return RestorationModel(inp, out, name=name or f"edsr_{variant}_x{scale}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 
+from tfrestore.models.base import RestorationModel
 from tfrestore.models.layers import (
     CropToMatch,
     DepthToSpace,
@@ -106,4 +107,4 @@ def FFDNet(
     h = keras.layers.Conv2D(4 * channels, 3, padding="same", name=f"conv{depth}")(h)
     out = DepthToSpace(2, name="pixel_shuffle")(h)
     out = CropToMatch(name="crop_padding")([out, image])
-    return keras.Model(inputs, out, name=name)
+    return RestorationModel(inputs, out, name=name)

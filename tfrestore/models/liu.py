@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import keras
 
+from tfrestore.models.base import RestorationModel
 from tfrestore.models.layers import InputCheck
 
 __all__ = ["LiuDenoiser"]
@@ -131,4 +132,4 @@ def LiuDenoiser(padding="valid", channels=3, name="liu_denoiser"):
     h = _conv(h, channels, 3, "concat_reduction", padding=padding)
     skip = keras.layers.Cropping2D(3, name="crop_input")(inp) if valid else inp
     out = keras.layers.Add(name="sum")([h, skip])
-    return keras.Model(inp, out, name=name)
+    return RestorationModel(inp, out, name=name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 
+from tfrestore.models.base import RestorationModel
 from tfrestore.models.layers import InputCheck, ResizeLike
 
 __all__ = ["UNet"]
@@ -129,4 +130,4 @@ def UNet(
             prev = ResizeLike("bilinear", name=f"upsample_to{s}")([estimate, image_s])
         estimate = (shared if shared is not None else net(s))([image_s, prev])
         outputs.append(estimate)
-    return keras.Model(inp, outputs if return_all_scales else outputs[-1], name=name)
+    return RestorationModel(inp, outputs if return_all_scales else outputs[-1], name=name)

@@ -1,0 +1,267 @@
+"""The list spelling ``compile(loss=[L1(), X()])`` and per-term loss logging."""
+
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrestore
+from tfrestore.losses import (
+    L1,
+    MSE,
+    Charbonnier,
+    D2SMLoss,
+    ListOfLossesError,
+    WeightedSum,
+    enable_loss_terms,
+)
+from tfrestore.losses.terms import combine_loss_list, term_names
+from tfrestore.models import RestorationModel
+
+
+def _data(rng, n=8, size=8):
+    clean = rng.uniform(size=(n, size, size, 3)).astype("float32")
+    noisy = (clean + rng.normal(0, 0.1, clean.shape)).astype("float32")
+    return noisy, clean
+
+
+def _restorer(seed=0, size=None):
+    keras.utils.set_random_seed(seed)
+    return tfrestore.models.DnCNN(depth=3, filters=4, channels=3, batch_norm=False)
+
+
+def _plain_model(seed=0, outputs=1):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((None, None, 3))
+    outs = [
+        keras.layers.Conv2D(3, 3, padding="same", name=f"out{i}")(inp) for i in range(outputs)
+    ]
+    return keras.Model(inp, outs if outputs > 1 else outs[0])
+
+
+def _fit(model, x, y, epochs=2, **kw):
+    return model.fit(x, y, batch_size=4, epochs=epochs, shuffle=False, verbose=0, **kw)
+
+
+def test_list_spelling_equals_algebra_spelling(rng):
+    x, y = _data(rng)
+    a = _restorer()
+    a.compile(optimizer="adam", loss=[L1(), MSE()], loss_weights=[1.0, 0.3])
+    ha = _fit(a, x, y)
+    b = _restorer()
+    b.compile(optimizer="adam", loss=L1() + 0.3 * MSE())
+    hb = _fit(b, x, y)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
+    assert set(ha.history) == set(hb.history) == {"loss", "l1", "mse"}
+    for key in ha.history:
+        np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=1e-6)
+
+
+def test_weights_default_to_one(rng):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=[L1(), MSE()])
+    assert model.loss.weights == [1.0, 1.0]
+
+
+def test_terms_are_weighted_contributions_that_add_up_to_loss(rng):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=[L1(), Charbonnier(eps=0.01)], loss_weights=[1.0, 0.25])
+    logs = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
+    pred = model.predict(x, verbose=0)
+    l1 = np.abs(pred - y).mean()
+    charb = np.sqrt((pred - y) ** 2 + 0.01**2).mean()
+    np.testing.assert_allclose(logs["l1"], l1, rtol=1e-5)
+    np.testing.assert_allclose(logs["charbonnier"], 0.25 * charb, rtol=1e-5)
+    np.testing.assert_allclose(logs["loss"], logs["l1"] + logs["charbonnier"], rtol=1e-5)
+
+
+def test_terms_follow_sample_weight_like_the_total(rng):
+    x, y = _data(rng)
+    sw = np.array([1, 0, 2, 1, 0.5, 0, 1, 3], "float32")
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=[1.0, 2.0])
+    logs = model.evaluate(x, y, sample_weight=sw, batch_size=4, verbose=0, return_dict=True)
+    pred = model.predict(x, verbose=0)
+    per_l1 = np.abs(pred - y).mean((1, 2, 3))
+    per_mse = ((pred - y) ** 2).mean((1, 2, 3))
+    # Keras' sum_over_batch_size: sum(w * v) / batch, batches averaged by size.
+    expected_l1 = np.mean([(per_l1 * sw)[i : i + 4].sum() / 4 for i in (0, 4)])
+    expected_mse = np.mean([(2 * per_mse * sw)[i : i + 4].sum() / 4 for i in (0, 4)])
+    np.testing.assert_allclose(logs["l1"], expected_l1, rtol=1e-5)
+    np.testing.assert_allclose(logs["mse"], expected_mse, rtol=1e-5)
+    np.testing.assert_allclose(logs["loss"], expected_l1 + expected_mse, rtol=1e-5)
+
+
+def test_history_csv_and_validation_terms(rng, tmp_path):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="adam", loss=[L1(), MSE()], loss_weights=[1.0, 0.1])
+    path = os.path.join(tmp_path, "history.csv")
+    hist = _fit(
+        model, x, y, validation_data=(x[:4], y[:4]), callbacks=[keras.callbacks.CSVLogger(path)]
+    )
+    assert {"l1", "mse", "val_l1", "val_mse", "val_loss"} <= set(hist.history)
+    with open(path) as f:
+        header = next(csv.reader(f))
+    assert {"l1", "mse", "loss", "val_l1", "val_mse", "val_loss"} <= set(header)
+    val = model.evaluate(x[:4], y[:4], verbose=0, return_dict=True)
+    np.testing.assert_allclose(hist.history["val_l1"][-1], val["l1"], rtol=1e-5)
+
+
+def test_algebra_spelling_logs_terms_too(rng):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=L1() + 0.5 * MSE() + 0.1 * L1())
+    hist = _fit(model, x, y, epochs=1)
+    assert set(hist.history) == {"loss", "l1", "mse", "l1_2"}
+
+
+def test_plain_keras_model_keeps_the_clear_error(rng):
+    x, y = _data(rng)
+    model = _plain_model()
+    model.compile(optimizer="sgd", loss=[L1(), MSE()])
+    with pytest.raises(ListOfLossesError, match=r"tfrestore\.losses\.enable_loss_terms\(model\)"):
+        _fit(model, x, y, epochs=1)
+
+
+def test_enable_loss_terms_on_a_plain_keras_model(rng):
+    x, y = _data(rng)
+    a = enable_loss_terms(_plain_model())
+    a.compile(optimizer="adam", loss=[L1(), MSE()], loss_weights=[1.0, 0.5])
+    ha = _fit(a, x, y)
+    b = _plain_model()
+    b.compile(optimizer="adam", loss=L1() + 0.5 * MSE())
+    _fit(b, x, y)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
+    assert {"l1", "mse"} <= set(ha.history)
+
+
+def test_enable_after_compile_starts_logging_terms(rng):
+    x, y = _data(rng)
+    model = _plain_model()
+    model.compile(optimizer="sgd", loss=L1() + MSE())
+    enable_loss_terms(model)
+    assert {"l1", "mse"} <= set(_fit(model, x, y, epochs=1).history)
+
+
+def test_recompile_replaces_the_trackers(rng):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=[L1(), MSE()])
+    model.compile(optimizer="sgd", loss=[L1(), Charbonnier()])
+    assert set(_fit(model, x, y, epochs=1).history) == {"loss", "l1", "charbonnier"}
+    model.compile(optimizer="sgd", loss=L1())
+    assert set(_fit(model, x, y, epochs=1).history) == {"loss"}
+
+
+def test_multi_output_list_keeps_per_output_meaning(rng):
+    x, y = _data(rng)
+    model = enable_loss_terms(_plain_model(outputs=2))
+    model.compile(optimizer="sgd", loss=[L1(), [MSE(), L1()]], loss_weights=[1.0, 0.5])
+    assert isinstance(model.loss[1], WeightedSum)
+    logs = model.evaluate(x, [y, y], batch_size=4, verbose=0, return_dict=True)
+    p0, p1 = model.predict(x, verbose=0)
+    l1_0 = np.abs(p0 - y).mean()
+    mse_1, l1_1 = ((p1 - y) ** 2).mean(), np.abs(p1 - y).mean()
+    np.testing.assert_allclose(logs["loss"], l1_0 + 0.5 * (mse_1 + l1_1), rtol=1e-5)
+    np.testing.assert_allclose(logs["out1_mse"], mse_1, rtol=1e-5)
+    np.testing.assert_allclose(logs["out1_l1"], l1_1, rtol=1e-5)
+
+
+def test_two_losses_two_outputs_is_not_a_sum(rng):
+    loss, weights = combine_loss_list([L1(), MSE()], [1.0, 0.5], num_outputs=2)
+    assert isinstance(loss, list) and isinstance(loss[0], L1) and weights == [1.0, 0.5]
+
+
+def test_bad_loss_weights_are_named():
+    with pytest.raises(ValueError, match="loss_weights"):
+        combine_loss_list([L1(), MSE()], [1.0], num_outputs=1)
+    with pytest.raises(ValueError, match="loss_weights"):
+        combine_loss_list([L1(), MSE()], {"a": 1.0}, num_outputs=1)
+    with pytest.raises(TypeError, match=r"loss\[1\]"):
+        combine_loss_list([L1(), 3], None, num_outputs=1)
+
+
+def test_string_losses_are_resolved():
+    loss, _ = combine_loss_list(["mae", MSE()], None, num_outputs=1)
+    assert isinstance(loss, WeightedSum) and loss.losses[0].name == "mean_absolute_error"
+    with pytest.raises(TypeError, match=r"loss\[0\]"):
+        combine_loss_list([object(), MSE()], None, num_outputs=1)
+
+
+def test_term_names_are_unique():
+    assert term_names(L1() + L1() + L1()) == ["l1", "l1_2", "l1_3"]
+
+
+def test_keras_round_trip_keeps_list_meaning_and_terms(rng, tmp_path):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="adam", loss=[L1(), MSE()], loss_weights=[1.0, 0.2])
+    _fit(model, x, y, epochs=1)
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, RestorationModel)
+    assert isinstance(loaded.loss, WeightedSum) and loaded.loss.weights == [1.0, 0.2]
+    np.testing.assert_allclose(
+        loaded.evaluate(x, y, verbose=0, return_dict=True)["mse"],
+        model.evaluate(x, y, verbose=0, return_dict=True)["mse"],
+        rtol=1e-6,
+    )
+    assert {"l1", "mse"} <= set(_fit(loaded, x, y, epochs=1).history)
+    # A loaded model can be compiled again with the list spelling.
+    loaded.compile(optimizer="adam", loss=[L1(), Charbonnier()])
+    assert "charbonnier" in _fit(loaded, x, y, epochs=1).history
+
+
+def test_mirrored_equals_single_device(rng, strategy):
+    x, y = _data(rng)
+    single = _restorer()
+    single.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=[1.0, 0.5])
+    hs = _fit(single, x, y)
+    with strategy.scope():
+        mirrored = _restorer()
+        mirrored.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=[1.0, 0.5])
+    hm = _fit(mirrored, x, y)
+    for ws, wm in zip(single.get_weights(), mirrored.get_weights()):
+        np.testing.assert_allclose(ws, wm, rtol=1e-4, atol=1e-6)
+    for key in ("loss", "l1", "mse"):
+        np.testing.assert_allclose(hs.history[key], hm.history[key], rtol=1e-4)
+
+
+def test_stateful_term_in_list_trains_and_logs(rng, strategy):
+    x, y = _data(rng, n=8, size=16)
+    with strategy.scope():
+        model = _restorer()
+        d2sm = D2SMLoss(
+            backbone="vgg16", layer="conv2_2", weights=None, patch_size=None, queue_size=16,
+            image_size=(16, 16),
+        )
+        model.compile(optimizer="adam", loss=[L1(), d2sm], loss_weights=[1.0, 0.1])
+    hist = _fit(model, x, y, epochs=1)
+    assert {"l1", "d2sm"} <= set(hist.history)
+    assert np.isfinite(hist.history["d2sm"][0])
+    np.testing.assert_allclose(
+        hist.history["loss"][0], hist.history["l1"][0] + hist.history["d2sm"][0], rtol=1e-4
+    )
+
+
+def test_term_values_match_hand_computation_inside_tf_function(rng):
+    x, y = _data(rng)
+    total = L1() + 0.5 * MSE()
+    trackers = [keras.metrics.Mean(name=n) for n in term_names(total)]
+    total.track_terms(trackers)
+    tf.function(lambda a, b: total(a, b))(tf.constant(y), tf.constant(x))
+    np.testing.assert_allclose(float(trackers[0].result()), np.abs(x - y).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(trackers[1].result()), 0.5 * ((x - y) ** 2).mean(), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="one metric per term"):
+        total.track_terms(trackers[:1])
