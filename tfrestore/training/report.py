@@ -1,8 +1,9 @@
-"""Figures of a training run, drawn with PIL only (no plotting dependency).
+"""Figures of a training run.
 
-* :func:`image_grid`: rows of ``degraded | restored | clean`` with captions.
-* :func:`loss_curve`: training / validation loss (and PSNR) per epoch from the
-  run's ``history.csv``.
+* :func:`image_grid`: rows of ``degraded | restored | clean`` with captions (PIL: it
+  places images pixel for pixel).
+* :func:`loss_curve`: training / validation loss, each logged loss term and PSNR per
+  epoch from the run's ``history.csv`` (matplotlib).
 
 >>> import numpy as np, tempfile, os
 >>> d = tempfile.mkdtemp()
@@ -10,7 +11,7 @@
 >>> path = image_grid([("x", img, img, img, ["in", "out", "gt"])], os.path.join(d, "g.png"))
 >>> path.endswith("g.png")
 True
->>> history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.6, 0.5]}
+>>> history = {"loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.6, 0.5], "l1": [0.9, 0.4, 0.3]}
 >>> loss_curve(history, os.path.join(d, "c.png")).endswith("c.png")
 True
 """
@@ -18,7 +19,6 @@ True
 from __future__ import annotations
 
 import csv
-import math
 import os
 
 import numpy as np
@@ -98,80 +98,58 @@ def read_history(csv_path):
     return out
 
 
-def _nice_ticks(lo, hi, n=5):
-    if not math.isfinite(lo) or not math.isfinite(hi):
-        return []
-    if hi <= lo:
-        hi = lo + 1e-6 + abs(lo) * 1e-3
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=10 * mag)
-    start = math.ceil(lo / step) * step
-    ticks = []
-    t = start
-    while t <= hi + 1e-12:
-        ticks.append(t)
-        t += step
-    return ticks
+def _term_keys(history):
+    """Per-term loss columns (e.g. ``l1``, ``d2sm``) logged beside ``loss``."""
+    not_terms = {"epoch", "loss", "learning_rate", "lr", "psnr", "ssim", "ms_ssim", "lpips"}
+    return [k for k in history if not k.startswith("val_") and k not in not_terms]
 
 
-def _panel(draw, box, series, title, font, epochs_from=1):
-    x0, y0, x1, y1 = box
-    draw.text((x0 + 40, y0 - 16), title, fill=_FG, font=font)
-    values = [v for _, vals in series for v in vals if math.isfinite(v)]
-    if not values:
-        return
-    lo, hi = min(values), max(values)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5 * abs(lo or 1) * 0.1, hi + 0.5 * abs(hi or 1) * 0.1
-    n = max(len(vals) for _, vals in series)
-    px0, px1, py0, py1 = x0 + 48, x1 - 10, y0 + 6, y1 - 34
-    draw.rectangle([px0, py0, px1, py1], outline=_FG)
+def loss_curve(history, path, terms=None):
+    """Plot the loss per epoch (train solid, validation dashed), each logged loss term,
+    and PSNR when present, to ``path`` (PNG, matplotlib).
 
-    def sx(i):
-        return px0 + (px1 - px0) * (i / max(n - 1, 1))
+    Args:
+        history: ``{column: [values per epoch]}`` (``History.history`` or
+            :func:`read_history`).
+        path: output file.
+        terms: names of the per-term columns; default: every training column that is
+            neither ``loss`` nor a known image metric.
+    """
+    import matplotlib
 
-    def sy(v):
-        return py1 - (py1 - py0) * ((v - lo) / (hi - lo))
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    for t in _nice_ticks(lo, hi):
-        yy = sy(t)
-        draw.line([px0 - 3, yy, px0, yy], fill=_FG)
-        draw.text((x0, yy - 6), f"{t:.3g}", fill=_FG, font=font)
-    step = max(1, int(math.ceil(n / 8)))
-    for i in range(0, n, step):
-        xx = sx(i)
-        draw.line([xx, py1, xx, py1 + 3], fill=_FG)
-        draw.text((xx - 4, py1 + 5), str(i + epochs_from), fill=_FG, font=font)
-    draw.text(((px0 + px1) // 2 - 16, py1 + 19), "epoch", fill=_FG, font=font)
-    lx = px1 - 90 * len(series)  # legend above the plot, right-aligned with it
-    for k, (label, vals) in enumerate(series):
-        colour = _COLOURS[k % len(_COLOURS)]
-        pts = [(sx(i), sy(v)) for i, v in enumerate(vals) if math.isfinite(v)]
-        if len(pts) > 1:
-            draw.line(pts, fill=colour, width=2)
-        for p in pts:
-            draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=colour)
-        draw.line([lx, y0 - 9, lx + 16, y0 - 9], fill=colour, width=2)
-        draw.text((lx + 20, y0 - 16), label, fill=_FG, font=font)
-        lx += 90
-
-
-def loss_curve(history, path):
-    """Plot loss / val_loss (and val_psnr when present) per epoch to ``path``."""
-    from PIL import Image, ImageDraw
-
-    font = _font()
-    loss_series = [(k, history[k]) for k in ("loss", "val_loss") if history.get(k)]
-    psnr_series = [(k, history[k]) for k in ("psnr", "val_psnr") if history.get(k)]
-    panels = [("loss per epoch", loss_series)] + (
-        [("PSNR (dB) per epoch", psnr_series)] if psnr_series else []
-    )
-    pw, ph = 420, 260
-    canvas = Image.new("RGB", (pw * len(panels), ph + 20), _BG)
-    draw = ImageDraw.Draw(canvas)
-    for i, (title, series) in enumerate(panels):
-        _panel(draw, (i * pw + 8, 24, (i + 1) * pw - 8, ph + 10), series, title, font)
+    terms = _term_keys(history) if terms is None else list(terms)
+    terms = [t for t in terms if history.get(t)]
+    panels = [("loss", ["loss"])]
+    if terms:
+        panels.append(("loss terms (weighted)", terms))
+    if history.get("psnr") or history.get("val_psnr"):
+        panels.append(("PSNR (dB)", ["psnr"]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels):
+        for i, key in enumerate(keys):
+            colour = f"C{i}"
+            for name, style in ((key, "-"), (f"val_{key}", "--")):
+                values = history.get(name)
+                if values:
+                    epochs = np.arange(1, len(values) + 1)
+                    ax.plot(epochs, values, style, color=colour, marker=".", label=name)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        values = [v for k in keys for n in (k, f"val_{k}") for v in history.get(n) or []]
+        values = [v for v in values if np.isfinite(v)]
+        # Terms can differ by orders of magnitude (L1 vs a small-lambda feature loss).
+        if len(keys) > 1 and values and min(values) > 0 and max(values) > 30 * min(values):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    canvas.save(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
     return path
