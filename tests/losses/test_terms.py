@@ -265,3 +265,18 @@ def test_term_values_match_hand_computation_inside_tf_function(rng):
     )
     with pytest.raises(ValueError, match="one metric per term"):
         total.track_terms(trackers[:1])
+
+
+def test_tensorboard_gets_each_term(rng, tmp_path):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=[1.0, 0.5])
+    logdir = os.path.join(tmp_path, "tb")
+    _fit(model, x, y, epochs=1, validation_data=(x[:4], y[:4]),
+         callbacks=[keras.callbacks.TensorBoard(logdir)])
+    tags = set()
+    for root, _, files in os.walk(logdir):
+        for name in files:
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                tags.update(v.tag for v in event.summary.value)
+    assert {"epoch_l1", "epoch_mse", "epoch_loss"} <= tags
