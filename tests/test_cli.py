@@ -40,6 +40,7 @@ def test_top_level_help_lists_every_command(capsys):
                 "--set",
                 "--output-dir",
                 "--fresh",
+                "--overwrite",
                 "--epochs",
                 "--steps-per-epoch",
                 "--batch-size",

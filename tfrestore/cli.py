@@ -99,7 +99,9 @@ def _add_train(sub):
             "Train a restoration model with model.fit from a YAML config (model, weighted losses, "
             "data, optimizer/schedule, epochs). Writes config.yaml, history.csv, TensorBoard logs, "
             "best.keras, final.keras and a held-out report to the run directory; re-running a "
-            "killed run resumes it."
+            "killed run with the same config resumes it. A run directory holding other results "
+            "(a finished run, a different config) is refused unless --overwrite is given; two "
+            "trainings cannot share a run directory (it is locked while one runs)."
         )
         + "\n\ntasks:\n"
         + "\n".join(f"  {t:<17} {TASK_HELP[t]}" for t in TASK_NAMES),
