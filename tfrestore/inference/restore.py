@@ -21,9 +21,13 @@ import numpy as np
 
 from tfrestore.inference.tiling import tiled_predict
 
-__all__ = ["load_model", "find_model_file", "input_requirements", "predict_image", "save_image"]
+__all__ = ["ModelFileError", "load_model", "find_model_file", "input_requirements", "predict_image", "save_image"]
 
 _RUN_DIR_CANDIDATES = ("best.keras", "final.keras")
+
+
+class ModelFileError(ValueError):
+    """A model file exists but cannot be loaded (truncated, corrupt, not a Keras model)."""
 
 
 def find_model_file(path):
@@ -54,10 +58,25 @@ def load_model(path):
     import tfrestore.losses  # noqa: F401  (register custom objects)
     import tfrestore.models  # noqa: F401
 
+    import zipfile
+
     path = find_model_file(path)
     if not path.endswith(".keras"):
-        raise ValueError(f"expected a .keras model file, got {path!r}")
-    return keras.saving.load_model(path, compile=False)
+        raise ModelFileError(f"expected a .keras model file, got {path!r}")
+    if not zipfile.is_zipfile(path):
+        # Keras reports this case as "File not found", which misleads for a file that exists.
+        raise ModelFileError(
+            f"model file {path!r} ({os.path.getsize(path)} bytes) is not a valid .keras archive: "
+            "it is truncated or corrupt; copy it again or re-save the model"
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, TypeError) as e:
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelFileError(
+            f"cannot load model file {path!r} ({type(e).__name__}: {reason}); the file is "
+            "damaged or was saved by an incompatible tfrestore/Keras version"
+        ) from e
 
 
 def input_requirements(model):
