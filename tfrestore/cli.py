@@ -273,15 +273,26 @@ def _add_restore(sub):
         ),
         formatter_class=_Formatter,
     )
-    p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP)")
-    p.add_argument("output", help="output image file (format from the extension)")
+    p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
+    p.add_argument(
+        "output",
+        help="output image file (format from the extension); greyscale inputs give greyscale "
+        "outputs, 16-bit inputs 16-bit outputs (.png, or .tif for greyscale)",
+    )
     _add_inference_options(p)
     p.set_defaults(func=_cmd_restore)
 
 
 def _cmd_restore(args):
     from tfrestore.data import read_image
-    from tfrestore.inference.restore import load_model, predict_image, save_image
+    from tfrestore.data.io import image_details
+    from tfrestore.inference.restore import (
+        load_model,
+        predict_image,
+        save_image,
+        supports_16_bit,
+        to_grey,
+    )
 
     _check_inference_args(args)
     _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
@@ -290,6 +301,7 @@ def _cmd_restore(args):
     model = load_model(args.model)
     _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3
+    details = image_details(args.input)
     image = read_image(args.input, channels=channels)
     out = predict_image(
         model,
@@ -300,7 +312,21 @@ def _cmd_restore(args):
         batch_size=args.tile_batch,
         sigma=sigma,
     )
-    save_image(args.output, out)
+    notes = []
+    if details.channels == 1 and out.shape[-1] == 3:
+        out = to_grey(out)  # a grey input stays grey (the colour model saw R = G = B)
+    bit_depth = 8
+    if details.bit_depth == 16:
+        if supports_16_bit(args.output, out.shape[-1]):
+            bit_depth = 16
+        else:
+            notes.append(
+                f"note: the input is 16-bit but {os.path.splitext(args.output)[1]} output is "
+                "written with 8 bits; use a .png output to keep 16 bits"
+            )
+    save_image(args.output, out, bit_depth=bit_depth)
+    for n in notes:
+        print(n)
     print(
         f"{args.input} ({image.shape[1]}x{image.shape[0]}) -> {args.output} "
         f"({out.shape[1]}x{out.shape[0]})"
