@@ -228,3 +228,354 @@ def test_fresh_discards_a_damaged_backup(tmp_path):
     _interrupted(tmp_path / "run", "")
     result = train(tiny_config(), output_dir=str(tmp_path / "run"), report=False, fresh=True)
     assert result.initial_epoch == 0
+
+
+# ------------------------------------------------------------- CLI helpers (items 11, 15, 16)
+
+
+@pytest.fixture(scope="module")
+def dncnn_file(tmp_path_factory):
+    import keras
+
+    from tfrestore.models import DnCNN
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "dncnn.keras"
+    DnCNN(depth=2, filters=4, channels=3, batch_norm=False).save(path)
+    return path
+
+
+@pytest.fixture
+def photo(tmp_path):
+    from tfrestore.data import write_image
+
+    rng = np.random.default_rng(0)
+    return pathlib.Path(write_image(tmp_path / "x.png", rng.uniform(size=(20, 24, 3))))
+
+
+def run_cli(argv, capsys):
+    from tfrestore import cli
+
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------ item 11: restore in place
+
+
+def test_restore_refuses_to_overwrite_its_input(dncnn_file, photo, capsys):
+    before = photo.read_bytes()
+    code, _, err = run_cli(["restore", photo, photo, "--model", dncnn_file], capsys)
+    assert_one_line_error(code, err, "is the input image", "would overwrite the original")
+    assert photo.read_bytes() == before
+
+
+def test_restore_refuses_an_existing_output_unless_overwrite(dncnn_file, photo, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    code, _, err = run_cli(["restore", photo, out, "--model", dncnn_file], capsys)
+    assert_one_line_error(code, err, f"output {out} already exists; pass --overwrite")
+    assert out.read_bytes() == b"keep me"
+    code, _, err = run_cli(["restore", photo, out, "--model", dncnn_file, "--overwrite"], capsys)
+    assert code == 0 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------- item 12: truncated image files
+
+
+def _truncate(path, keep=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_png_in_a_training_folder_is_named_before_training(tmp_path):
+    from tfrestore.data import ImageFileError, image_dataset, write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_image(tmp_path / f"{i}.png", rng.uniform(size=(40, 40, 3)))
+    _truncate(tmp_path / "1.png")
+    with pytest.raises(ImageFileError, match=r"cannot decode image file '.*1\.png'.*truncated"):
+        image_dataset(str(tmp_path), crop_size=16, batch_size=2)
+
+
+def test_truncated_jpeg_in_a_training_folder_is_named_before_training(tmp_path):
+    from PIL import Image
+
+    from tfrestore.data import ImageFileError, image_dataset
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    _truncate(tmp_path / "a.jpg", 0.5)
+    with pytest.raises(ImageFileError, match=r"a\.jpg"):
+        image_dataset(str(tmp_path), crop_size=16, batch_size=1)
+
+
+def test_truncated_training_image_in_a_config_names_the_key_and_file(tmp_path):
+    from tfrestore.data import write_image
+    from tfrestore.training import ConfigError
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(tmp_path / f"{i}.png", rng.uniform(size=(32, 32, 3)))
+    _truncate(tmp_path / "0.png")
+    cfg = tiny_config()
+    cfg["data"]["train"] = {"source": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"training images.*0\.png"):
+        train(cfg, output_dir=str(tmp_path / "run"), report=False)
+
+
+def test_damage_inside_a_file_is_found_by_full_validation(tmp_path):
+    from tfrestore.data import ImageFileError, image_dataset, write_image
+
+    path = pathlib.Path(
+        write_image(tmp_path / "a.png", np.random.default_rng(0).uniform(size=(32, 32, 3)))
+    )
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = b"\x00" * 64  # IDAT damaged, IEND intact: passes the cheap check
+    path.write_bytes(bytes(data))
+    image_dataset(str(tmp_path), crop_size=16, batch_size=1)  # cheap check: not detected
+    with pytest.raises(ImageFileError, match=r"a\.png"):
+        image_dataset(str(tmp_path), crop_size=16, batch_size=1, validate="full")
+
+
+# ---------------------------------------------------------------- item 13: corrupt weights
+
+
+def test_truncated_npz_weights_name_the_file(tmp_path):
+    from tfrestore.features.sources import load_state_dict
+    from tfrestore.utils import CorruptWeightsError
+
+    path = tmp_path / "vgg16.npz"
+    np.savez(path, **{"features.0.weight": np.ones((64, 3, 3, 3), "float32")})
+    _truncate(path, 0.5)
+    with pytest.raises(CorruptWeightsError, match=r"'.*vgg16\.npz' is damaged or truncated"):
+        load_state_dict(path)
+
+
+def test_corrupt_loss_weights_use_the_configured_fallback(tmp_path, capsys):
+    from tfrestore.training.builders import build_loss
+
+    path = tmp_path / "vgg16.npz"
+    np.savez(path, **{"features.0.weight": np.ones((64, 3, 3, 3), "float32")})
+    _truncate(path, 0.5)
+    terms = [
+        {
+            "type": "PerceptualLoss",
+            "weight": 1.0,
+            "args": {"weights": str(path), "layers": ["relu1_2"]},
+            "fallback": [{"type": "L1", "weight": 0.5, "args": {}, "fallback": []}],
+        }
+    ]
+    loss, used = build_loss(terms)
+    assert used == [{"type": "L1", "weight": 0.5, "args": {}, "fallback_for": "PerceptualLoss"}]
+    out = capsys.readouterr().out
+    assert "cannot be built" in out and "vgg16.npz" in out and "damaged or truncated" in out
+
+
+# ------------------------------------------------------------ item 14: bounded .pt reading
+
+
+def _pt(path, obj, storages, compression=0):  # 0: zipfile.ZIP_STORED
+    import zipfile
+
+    from tfrestore.convert.torch_checkpoint import _PickleWriter
+
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
+        z.writestr("archive/data.pkl", _PickleWriter().dump(obj))
+        z.writestr("archive/byteorder", "little")
+        for key, raw in storages.items():
+            z.writestr(f"archive/data/{key}", raw)
+    return path
+
+
+def test_stride_zero_view_cannot_expand_a_tiny_file(tmp_path):
+    from tfrestore.convert.torch_checkpoint import (
+        TorchCheckpointError,
+        _TensorRecord,
+        load_torch_state_dict,
+    )
+
+    rec = _TensorRecord("0", "FloatStorage", 1, 0, (16384, 16384), (0, 0))  # 1 GiB of one float
+    path = _pt(tmp_path / "w.pt", {"big.weight": rec}, {"0": b"\x00" * 4})
+    assert path.stat().st_size < 1024
+    with pytest.raises(TorchCheckpointError, match=r"tensor 'big\.weight'.*expands a storage"):
+        load_torch_state_dict(path)
+
+
+def test_huge_view_raises_checkpoint_error_not_memory_error(tmp_path):
+    from tfrestore.convert.torch_checkpoint import (
+        TorchCheckpointError,
+        _TensorRecord,
+        load_torch_state_dict,
+    )
+
+    rec = _TensorRecord("0", "FloatStorage", 4, 0, (200000, 200000), (0, 1))
+    path = _pt(tmp_path / "w.pt", {"w": rec}, {"0": b"\x00" * 16})
+    with pytest.raises(TorchCheckpointError, match=r"tensor 'w'"):
+        load_torch_state_dict(path)
+
+
+def test_deflate_bomb_storage_is_refused(tmp_path, monkeypatch):
+    import zipfile
+
+    from tfrestore.convert import torch_checkpoint as tc
+
+    monkeypatch.setattr(tc, "MAX_EXPANSION_BYTES", 1 << 20)  # the real limit is 64 MiB
+    n = (4 << 20) // 4  # 4 MiB of zeros deflate to about 4 KiB
+    rec = tc._TensorRecord("0", "FloatStorage", n, 0, (n,), (1,))
+    path = _pt(tmp_path / "w.pt", {"w": rec}, {"0": b"\x00" * (4 * n)}, zipfile.ZIP_DEFLATED)
+    with pytest.raises(tc.TorchCheckpointError, match=r"archive/data/0.*inflates.*zip bomb"):
+        tc.load_torch_state_dict(path)
+
+
+# ------------------------------------------------------ item 15: TIFF, 16-bit, greyscale
+
+
+def test_tiff_files_are_listed_and_read(tmp_path):
+    from PIL import Image
+
+    from tfrestore.data import list_images, read_image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "kodim.tif")
+    assert [os.path.basename(p) for p in list_images(tmp_path)] == ["kodim.tif"]
+    np.testing.assert_array_equal(read_image(tmp_path / "kodim.tif", dtype="uint8"), rgb)
+
+
+def test_tiff_training_data_decodes_in_the_pipeline(tmp_path):
+    from PIL import Image
+
+    from tfrestore.data import image_dataset
+
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.tiff")
+    _, clean = next(iter(image_dataset(str(tmp_path), training=False, batch_size=1)))
+    np.testing.assert_allclose(clean[0].numpy(), rgb / 255.0, atol=1e-7)
+
+
+def test_16bit_png_keeps_its_precision(tmp_path):
+    from tfrestore.data import image_dataset, read_image, write_image
+
+    u16 = np.random.default_rng(0).integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    write_image(tmp_path / "deep.png", u16)
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png", dtype="native"), u16)
+    np.testing.assert_allclose(read_image(tmp_path / "deep.png"), u16 / 65535.0, atol=1e-7)
+    _, clean = next(iter(image_dataset(str(tmp_path), training=False, batch_size=1)))
+    np.testing.assert_allclose(clean[0].numpy(), u16 / 65535.0, atol=1e-7)
+
+
+def test_16bit_grey_tiff_is_read_as_16bit(tmp_path):
+    from PIL import Image
+
+    from tfrestore.data import read_image
+
+    u16 = np.random.default_rng(0).integers(0, 65536, (8, 9), dtype=np.uint16)
+    Image.fromarray(u16).save(tmp_path / "g.tif")
+    got = read_image(tmp_path / "g.tif", channels=None, dtype="native")
+    assert got.dtype == np.uint16 and got.shape == (8, 9, 1)
+    np.testing.assert_array_equal(got[..., 0], u16)
+
+
+def test_restore_writes_16bit_output_for_a_16bit_input(dncnn_file, tmp_path, capsys):
+    from tfrestore.data import write_image
+    from tfrestore.data.io import image_details
+
+    u16 = np.random.default_rng(0).integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    src = write_image(tmp_path / "deep.png", u16)
+    code, _, err = run_cli(["restore", src, tmp_path / "out.png", "--model", dncnn_file], capsys)
+    assert code == 0, err
+    assert image_details(tmp_path / "out.png").bit_depth == 16
+
+
+def test_restore_keeps_a_grey_input_grey(dncnn_file, tmp_path, capsys):
+    from tfrestore.data import read_image, write_image
+
+    src = write_image(tmp_path / "g.png", np.random.default_rng(0).uniform(size=(16, 16, 1)))
+    code, _, err = run_cli(["restore", src, tmp_path / "out.png", "--model", dncnn_file], capsys)
+    assert code == 0, err
+    assert read_image(tmp_path / "out.png", channels=None).shape == (16, 16, 1)
+
+
+# ---------------------------------------------------------- item 16: one-line errors
+
+
+def test_tile_zero_is_a_one_line_error(dncnn_file, photo, tmp_path, capsys):
+    code, _, err = run_cli(
+        ["restore", photo, tmp_path / "o.png", "--model", dncnn_file, "--tile", "0"], capsys
+    )
+    assert_one_line_error(code, err, "--tile must be a positive tile side")
+
+
+def test_overlap_not_smaller_than_tile_is_a_one_line_error(dncnn_file, photo, tmp_path, capsys):
+    code, _, err = run_cli(
+        ["restore", photo, tmp_path / "o.png", "--model", dncnn_file, "--tile", "16",
+         "--overlap", "16"], capsys
+    )
+    assert_one_line_error(code, err, "--overlap (16) must be smaller than --tile (16)")
+
+
+def test_ffdnet_without_sigma_is_a_one_line_error(photo, tmp_path, capsys):
+    from tfrestore.models import FFDNet
+
+    model = tmp_path / "ffdnet.keras"
+    FFDNet(channels=3, depth=3, filters=8).save(model)
+    code, _, err = run_cli(["restore", photo, tmp_path / "o.png", "--model", model], capsys)
+    assert_one_line_error(code, err, "noise-level input", "pass --sigma")
+
+
+def test_decompression_bomb_png_is_a_one_line_error(dncnn_file, tmp_path, capsys, monkeypatch):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data)
+        )
+
+    bomb = tmp_path / "bomb.png"  # a 20000x20000 header; Pillow refuses it before decoding
+    bomb.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
+    monkeypatch.delenv("TFRESTORE_MAX_IMAGE_PIXELS", raising=False)
+    code, _, err = run_cli(["restore", bomb, tmp_path / "o.png", "--model", dncnn_file], capsys)
+    assert_one_line_error(code, err, "bomb.png", "too large", "TFRESTORE_MAX_IMAGE_PIXELS")
+
+
+def test_batch_size_zero_names_the_argument():
+    from tfrestore.data import image_dataset
+
+    with pytest.raises(ValueError, match="`batch_size` must be an integer >= 1, got 0"):
+        image_dataset("default", batch_size=0, crop_size=16)
+
+
+def test_batch_size_zero_on_the_train_command_is_a_one_line_error(tmp_path, capsys):
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config()))
+    code, _, err = run_cli(
+        ["train", "denoise", "--config", cfg, "--batch-size", "0", "--output-dir", tmp_path / "r"],
+        capsys,
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "data.batch_size" in err, err
+
+
+def test_truncated_keras_file_is_not_reported_as_missing(dncnn_file, photo, tmp_path, capsys):
+    broken = tmp_path / "model.keras"
+    broken.write_bytes(dncnn_file.read_bytes()[:2000])
+    code, _, err = run_cli(["restore", photo, tmp_path / "o.png", "--model", broken], capsys)
+    assert_one_line_error(code, err, "model.keras", "truncated or corrupt")
+    assert "File not found" not in err
