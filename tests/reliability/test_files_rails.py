@@ -86,6 +86,39 @@ def test_second_training_into_a_locked_run_dir_is_refused(tmp_path):
     assert not (run / LOCK_NAME).exists()  # released by the holder
 
 
+@pytest.mark.slow
+def test_two_trainings_started_together_do_not_mix_their_results(tmp_path):
+    """Two real `tfrestore train` processes into one directory: one trains, the other stops
+    with exit code 2 (locked, or finding the first one's results), and every file of the
+    directory belongs to the run that trained."""
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(train={"epochs": 1, "steps_per_epoch": 2})))
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tfrestore", "train", "denoise", "--config", str(cfg),
+             "--output-dir", str(run), "--no-report", "--seed", str(seed)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        for seed in (11, 22)
+    ]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    codes = sorted(r[0] for r in results)
+    assert codes == [0, 2], [r[2][-2000:] for r in results]
+    winner = 11 if results[0][0] == 0 else 22
+    loser_err = [r[2] for r in results if r[0] == 2][0]
+    assert "error: run directory" in loser_err or "already holds the results" in loser_err
+    assert "Traceback" not in loser_err
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["seed"] == winner
+    assert (run / "final.keras").is_file() and not (run / LOCK_NAME).exists()
+    with open(run / "history.csv") as f:
+        assert len(f.read().strip().splitlines()) == 2  # header + the one epoch of one run
+
+
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
@@ -347,6 +380,21 @@ def test_damage_inside_a_file_is_found_by_full_validation(tmp_path):
     image_dataset(str(tmp_path), crop_size=16, batch_size=1)  # cheap check: not detected
     with pytest.raises(ImageFileError, match=r"a\.png"):
         image_dataset(str(tmp_path), crop_size=16, batch_size=1, validate="full")
+
+
+def test_damage_inside_a_training_file_is_named_when_training_stops(tmp_path):
+    from tfrestore.data import ImageFileError, write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(tmp_path / f"{i}.png", rng.uniform(size=(32, 32, 3)))
+    data = bytearray((tmp_path / "1.png").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\x00" * 64
+    (tmp_path / "1.png").write_bytes(bytes(data))
+    cfg = tiny_config()
+    cfg["data"]["train"] = {"source": str(tmp_path)}
+    with pytest.raises(ImageFileError, match=r"data\.train\.source.*1\.png.*remove or replace"):
+        train(cfg, output_dir=str(tmp_path / "run"), report=False)
 
 
 # ---------------------------------------------------------------- item 13: corrupt weights

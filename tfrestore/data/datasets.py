@@ -119,7 +119,8 @@ def _as_arrays(source, channels):
             raise ValueError(f"in-memory image #{i} must be HW or HWC, got shape {a.shape}")
         if a.dtype.kind not in "uif":
             raise TypeError(
-                f"in-memory image #{i} must be uint8, uint16 or float in [0, 1], got dtype {a.dtype}"
+                f"in-memory image #{i} must be uint8, uint16 or float in [0, 1], got dtype "
+                f"{a.dtype}"
             )
         if a.dtype.kind in "ui" and a.dtype not in (np.uint8, np.uint16):
             raise TypeError(

@@ -165,8 +165,8 @@ class RunDirLock:
                     )
                     raise RunDirError(
                         f"run directory {self.run_dir} is in use by another training "
-                        f"({describe_holder(holder)}; lock file {self.path}){where}; wait for it to "
-                        "finish or choose another --output-dir"
+                        f"({describe_holder(holder)}; lock file {self.path}){where}; wait for it "
+                        "to finish or choose another --output-dir"
                     ) from None
                 self.taken_over = holder
                 try:
@@ -330,7 +330,8 @@ def backup_epoch(backup_dir):
             raise ValueError("the file is empty")
         epoch = int(epoch)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        reason = "the file is empty" if str(e) == "the file is empty" else f"{type(e).__name__}: {e}"
+        empty = str(e) == "the file is empty"
+        reason = "the file is empty" if empty else f"{type(e).__name__}: {e}"
         raise RunDirError(
             f"cannot resume from the backup file {meta}: it is damaged ({reason}); {_FRESH_HINT}"
         ) from None

@@ -328,16 +328,22 @@ def _train(cfg, run_dir, t_start, *, strategy, callbacks, overwrite, report, ver
         )
         cbs += list(callbacks)
         _print_header(cfg, run_dir, run_info, initial_epoch, notes)
-        hist = model.fit(
-            train_ds,
-            epochs=tr["epochs"],
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            validation_steps=tr["validation_steps"],
-            callbacks=cbs,
-            verbose=verbose,
-            shuffle=False,  # the tf.data pipeline shuffles (deterministically)
-        )
+        try:
+            hist = model.fit(
+                train_ds,
+                epochs=tr["epochs"],
+                steps_per_epoch=steps,
+                validation_data=val_ds,
+                validation_steps=tr["validation_steps"],
+                callbacks=cbs,
+                verbose=verbose,
+                shuffle=False,  # the tf.data pipeline shuffles (deterministically)
+            )
+        except tf.errors.InvalidArgumentError as e:  # TF's decode errors name no file
+            damaged = tdata.find_damaged_image(cfg, e)
+            if damaged is None:
+                raise
+            raise damaged from e
         model.save(paths["final"])
         history = dict(hist.history)
         if out_cfg["csv"] and os.path.isfile(paths["history"]):

@@ -119,6 +119,7 @@ def _overrides(args):
 def run_training(task, args):
     """Run (or describe) a training from parsed arguments; returns an exit code."""
     from tfrestore.training.config import describe_config, dump_config, load_config
+    from tfrestore.data.io import ImageFileError
     from tfrestore.training.rundir import RunDirError
 
     if args.help_config:
@@ -141,7 +142,7 @@ def run_training(task, args):
             report=False if args.no_report else None,
             verbose=args.verbose,
         )
-    except RunDirError as e:
+    except (RunDirError, ImageFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ConfigError as e:

@@ -8,4 +8,10 @@ from tfrestore.utils.weights import (
     weights_dir,
 )
 
-__all__ = ["Hidden", "CorruptWeightsError", "WeightsNotFoundError", "resolve_weights_file", "weights_dir"]
+__all__ = [
+    "Hidden",
+    "CorruptWeightsError",
+    "WeightsNotFoundError",
+    "resolve_weights_file",
+    "weights_dir",
+]
