@@ -123,12 +123,15 @@ def _format_of(head):
 
 
 class _PixelLimit:
-    """Apply ``$TFRESTORE_MAX_IMAGE_PIXELS`` to Pillow's decompression-bomb guard."""
+    """Apply ``$TFRESTORE_MAX_IMAGE_PIXELS`` to Pillow's decompression-bomb guard.
+
+    The setting is global in Pillow and ``tf.data`` decodes in parallel threads, so it
+    is applied (not restored afterwards): the variable is the user's explicit choice.
+    """
 
     def __enter__(self):
         from PIL import Image
 
-        self.saved = Image.MAX_IMAGE_PIXELS
         value = os.environ.get(MAX_PIXELS_ENV)
         if value:
             try:
@@ -142,9 +145,6 @@ class _PixelLimit:
         return self
 
     def __exit__(self, *exc):
-        from PIL import Image
-
-        Image.MAX_IMAGE_PIXELS = self.saved
         return False
 
 
