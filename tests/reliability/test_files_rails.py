@@ -216,6 +216,21 @@ def test_cli_refuses_a_finished_run_dir_with_one_line(finished_run, tmp_path):
     assert cli  # the module imported (the subprocess runs the same entry point)
 
 
+def test_cli_overwrite_flag_retrains_a_finished_run_dir(tmp_path, capsys):
+    import yaml
+
+    run = tmp_path / "run"
+    train(tiny_config(), output_dir=str(run), report=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config()))
+    argv = ["train", "denoise", "--config", cfg, "--output-dir", run, "--no-report", "--seed", 4]
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, "its config differs in: seed", "--overwrite")
+    code, _, err = run_cli(argv + ["--overwrite"], capsys)
+    assert code == 0, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == 4
+
+
 # ----------------------------------------------------------------------- item 13: resume errors
 
 
