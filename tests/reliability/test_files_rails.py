@@ -158,6 +158,19 @@ def finished_run(tmp_path_factory):
     return run
 
 
+def fake_finished_run(run, **cfg_extra):
+    """The files a finished run leaves (no training needed: the checks only read them)."""
+    from tfrestore.training import dump_config, load_config
+
+    run.mkdir(parents=True)
+    cfg = load_config(tiny_config(**cfg_extra))
+    cfg["output"]["dir"] = str(run)
+    dump_config(cfg, str(run / "config.yaml"))
+    (run / "history.csv").write_text("epoch,loss\n0,0.5\n")
+    (run / "final.keras").write_bytes(b"a model")
+    return run
+
+
 def _snapshot(run):
     return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
 
@@ -181,46 +194,35 @@ def test_finished_run_dir_with_the_same_config_is_refused(finished_run):
 
 
 def test_overwrite_replaces_a_finished_run(tmp_path):
-    run = tmp_path / "run"
-    train(tiny_config(), output_dir=str(run), report=False)
+    run = fake_finished_run(tmp_path / "run")
     (run / "notes.txt").write_text("mine")
     result = train(tiny_config(), output_dir=str(run), report=False, overwrite=True,
                    overrides=["seed=5"])
     assert result.config["seed"] == 5 and len(result.history["loss"]) == 1
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+    assert (run / "final.keras").read_bytes() != b"a model"
 
 
 def test_overwrite_from_the_config(tmp_path):
-    run = tmp_path / "run"
-    train(tiny_config(), output_dir=str(run), report=False)
+    run = fake_finished_run(tmp_path / "run")
     train(tiny_config(), output_dir=str(run), report=False, overrides=["output.overwrite=true"])
+    assert (run / "final.keras").read_bytes() != b"a model"
 
 
-def test_cli_refuses_a_finished_run_dir_with_one_line(finished_run, tmp_path):
+def test_cli_refuses_a_finished_run_dir_with_one_line(finished_run, tmp_path, capsys):
     import yaml
-
-    from tfrestore import cli
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config()))
-    res = subprocess.run(
-        [sys.executable, "-m", "tfrestore", "train", "denoise", "--config", str(cfg),
-         "--output-dir", str(finished_run), "--no-report", "--seed", "9"],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    assert res.returncode == 2
-    err = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and "its config differs in: seed" in err[0], res.stderr
-    assert "Traceback" not in res.stderr
-    assert cli  # the module imported (the subprocess runs the same entry point)
+    argv = ["train", "denoise", "--config", cfg, "--output-dir", finished_run, "--seed", 9]
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, "already holds the results", "its config differs in: seed")
 
 
 def test_cli_overwrite_flag_retrains_a_finished_run_dir(tmp_path, capsys):
     import yaml
 
-    run = tmp_path / "run"
-    train(tiny_config(), output_dir=str(run), report=False)
+    run = fake_finished_run(tmp_path / "run")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config()))
     argv = ["train", "denoise", "--config", cfg, "--output-dir", run, "--no-report", "--seed", 4]
