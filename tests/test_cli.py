@@ -40,6 +40,7 @@ def test_top_level_help_lists_every_command(capsys):
                 "--set",
                 "--output-dir",
                 "--fresh",
+                "--overwrite",
                 "--epochs",
                 "--steps-per-epoch",
                 "--batch-size",
@@ -233,8 +234,8 @@ def test_eval_table_and_csv(saved_model, image_dir, tmp_path, capsys):
 
 def test_eval_needs_a_degradation_source(saved_model, image_dir, capsys):
     path, _ = saved_model
-    with pytest.raises(SystemExit, match="say how to degrade"):
-        cli.main(["eval", "--model", str(path), "--data", str(image_dir)])
+    assert cli.main(["eval", "--model", str(path), "--data", str(image_dir)]) == 2
+    assert "say how to degrade" in capsys.readouterr().err
 
 
 def test_eval_with_real_pairs(saved_model, image_dir, tmp_path, capsys):
@@ -260,7 +261,7 @@ def test_eval_with_real_pairs(saved_model, image_dir, tmp_path, capsys):
 
 
 def test_restore_reports_missing_model(tmp_path, capsys):
-    assert cli.main(["restore", "a.png", "b.png", "--model", str(tmp_path / "none.keras")]) == 1
+    assert cli.main(["restore", "a.png", "b.png", "--model", str(tmp_path / "none.keras")]) == 2
     assert "not found" in capsys.readouterr().err
 
 

@@ -52,6 +52,69 @@ def _wrap(text):
     return "\n\n".join(textwrap.fill(par, 90) for par in text.split("\n\n"))
 
 
+class CliError(Exception):
+    """A command-line usage error: printed as one ``error:`` line, exit code 2."""
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _check_inference_args(args):
+    """Tiling flags, checked before a model is loaded (fail fast, name the flag)."""
+    if args.tile is not None and args.tile < 1:
+        raise CliError(
+            f"--tile must be a positive tile side in pixels, got {args.tile}; omit --tile to "
+            "process the whole image at once"
+        )
+    if args.overlap < 0:
+        raise CliError(f"--overlap must be >= 0 pixels, got {args.overlap}")
+    if args.tile is not None and args.overlap >= args.tile:
+        raise CliError(
+            f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile}); use a larger "
+            "--tile or a smaller --overlap"
+        )
+    if args.tile_batch < 1:
+        raise CliError(f"--tile-batch must be a positive number of tiles, got {args.tile_batch}")
+
+
+def _check_model_inputs(args, model):
+    """Two-input models (image, noise level) need ``--sigma``."""
+    if len(getattr(model, "inputs", None) or []) >= 2 and args.sigma is None:
+        raise CliError(
+            f"the model {args.model} ({model.name}) takes a noise-level input besides the "
+            "image; pass --sigma, e.g. --sigma 25/255"
+        )
+
+
+def _check_writable(path, flag, overwrite, inputs=()):
+    """Refuse to replace an existing file (above all an input) unless --overwrite."""
+    if not os.path.exists(path) or overwrite:
+        return
+    for src in inputs:
+        try:
+            if os.path.exists(src) and os.path.samefile(src, path):
+                raise CliError(
+                    f"{flag} {path} is the input image {src}: restoring would overwrite the "
+                    "original; choose another output path (or pass --overwrite)"
+                )
+        except OSError:
+            pass
+    raise CliError(f"{flag} {path} already exists; pass --overwrite to replace it")
+
+
+def _check_image_extension(path, flag):
+    from PIL import Image
+
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in Image.registered_extensions():
+        raise CliError(
+            f"{flag} {path}: cannot tell the image format from the extension {ext or '(none)'!r}; "
+            "use e.g. .png, .tif, .jpg, .bmp or .webp"
+        )
+
+
 def _delegate(name, argv):
     """Run another module's ``main(argv)``; a clear error when it is absent."""
     _, candidates = _DELEGATED[name]
@@ -99,7 +162,9 @@ def _add_train(sub):
             "Train a restoration model with model.fit from a YAML config (model, weighted losses, "
             "data, optimizer/schedule, epochs). Writes config.yaml, history.csv, TensorBoard logs, "
             "best.keras, final.keras and a held-out report to the run directory; re-running a "
-            "killed run resumes it."
+            "killed run with the same config resumes it. A run directory holding other results "
+            "(a finished run, a different config) is refused unless --overwrite is given; two "
+            "trainings cannot share a run directory (it is locked while one runs)."
         )
         + "\n\ntasks:\n"
         + "\n".join(f"  {t:<17} {TASK_HELP[t]}" for t in TASK_NAMES),
@@ -158,6 +223,12 @@ def _add_inference_options(p):
         default=None,
         help="noise level (image units, e.g. 25/255) for two-input models such as FFDNet",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that already exist (by default an existing output, and "
+        "above all the input image itself, is refused)",
+    )
 
 
 def _parse_number(text, name):
@@ -169,9 +240,7 @@ def _parse_number(text, name):
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise SystemExit(
-            f"error: {name} must be a number or a fraction like 25/255, got {text!r}"
-        ) from None
+        raise CliError(f"{name} must be a number or a fraction like 25/255, got {text!r}") from None
 
 
 def _receptive_field(args, model):
@@ -187,9 +256,7 @@ def _receptive_field(args, model):
     try:
         return int(rf)
     except ValueError:
-        raise SystemExit(
-            f"error: --receptive-field must be an integer or 'auto', got {rf!r}"
-        ) from None
+        raise CliError(f"--receptive-field must be an integer or 'auto', got {rf!r}") from None
 
 
 # --------------------------------------------------------------------------- restore
@@ -206,18 +273,35 @@ def _add_restore(sub):
         ),
         formatter_class=_Formatter,
     )
-    p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP)")
-    p.add_argument("output", help="output image file (format from the extension)")
+    p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
+    p.add_argument(
+        "output",
+        help="output image file (format from the extension); greyscale inputs give greyscale "
+        "outputs, 16-bit inputs 16-bit outputs (.png, or .tif for greyscale)",
+    )
     _add_inference_options(p)
     p.set_defaults(func=_cmd_restore)
 
 
 def _cmd_restore(args):
     from tfrestore.data import read_image
-    from tfrestore.inference.restore import load_model, predict_image, save_image
+    from tfrestore.data.io import image_details
+    from tfrestore.inference.restore import (
+        load_model,
+        predict_image,
+        save_image,
+        supports_16_bit,
+        to_grey,
+    )
 
+    _check_inference_args(args)
+    _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
+    _check_image_extension(args.output, "output")
+    sigma = _parse_number(args.sigma, "--sigma")
     model = load_model(args.model)
+    _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3
+    details = image_details(args.input)
     image = read_image(args.input, channels=channels)
     out = predict_image(
         model,
@@ -226,9 +310,23 @@ def _cmd_restore(args):
         overlap=args.overlap,
         receptive_field=_receptive_field(args, model),
         batch_size=args.tile_batch,
-        sigma=_parse_number(args.sigma, "--sigma"),
+        sigma=sigma,
     )
-    save_image(args.output, out)
+    notes = []
+    if details.channels == 1 and out.shape[-1] == 3:
+        out = to_grey(out)  # a grey input stays grey (the colour model saw R = G = B)
+    bit_depth = 8
+    if details.bit_depth == 16:
+        if supports_16_bit(args.output, out.shape[-1]):
+            bit_depth = 16
+        else:
+            notes.append(
+                f"note: the input is 16-bit but {os.path.splitext(args.output)[1]} output is "
+                "written with 8 bits; use a .png output to keep 16 bits"
+            )
+    save_image(args.output, out, bit_depth=bit_depth)
+    for n in notes:
+        print(n)
     print(
         f"{args.input} ({image.shape[1]}x{image.shape[0]}) -> {args.output} "
         f"({out.shape[1]}x{out.shape[0]})"
@@ -321,7 +419,12 @@ def _cmd_eval(args):
     from tfrestore.training import data as tdata
     from tfrestore.training.config import resolve_fractions
 
+    _check_inference_args(args)
+    if args.csv:
+        _check_writable(args.csv, "--csv", args.overwrite)
+    sigma = _parse_number(args.sigma, "--sigma")
     model = load_model(args.model)
+    _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3
     if args.data == "default":
         names = list(tdata.DEFAULT_SPLITS["test"])
@@ -331,6 +434,12 @@ def _cmd_eval(args):
         clean = [(os.path.splitext(os.path.basename(p))[0], p) for p in paths]
     if args.max_images:
         clean = clean[: args.max_images]
+    if args.save_dir:
+        sources = [p for _, p in clean if isinstance(p, str)]
+        for name, _ in clean:
+            _check_writable(
+                os.path.join(args.save_dir, f"{name}.png"), "--save-dir", args.overwrite, sources
+            )
 
     def load(x):
         return x if isinstance(x, np.ndarray) else data.read_image(x, channels=channels)
@@ -338,7 +447,7 @@ def _cmd_eval(args):
     items = []
     if args.lq:
         if args.data == "default":
-            raise SystemExit("error: --lq needs --data to be a folder of clean images")
+            raise CliError("--lq needs --data to be a folder of clean images")
         lq_paths, gt_paths = data.match_pairs(
             data.list_images(args.lq), [p for _, p in clean], scale=args.scale
         )
@@ -347,15 +456,18 @@ def _cmd_eval(args):
         degradation_text = f"real pairs from {args.lq}"
     else:
         if args.degradation:
-            spec = resolve_fractions(yaml.safe_load(args.degradation))
+            try:
+                spec = resolve_fractions(yaml.safe_load(args.degradation))
+            except yaml.YAMLError as e:
+                raise CliError(f"--degradation is not valid YAML ({_one_line(e)})") from None
             if isinstance(spec, str):
                 spec = {"type": spec}
             deg = data.get_degradation(spec)
         else:
             cfg = _run_config_for(args.model)
             if cfg is None:
-                raise SystemExit(
-                    "error: no --lq and no --degradation given, and the model is not in a "
+                raise CliError(
+                    "no --lq and no --degradation given, and the model is not in a "
                     "training run directory "
                     "with config.yaml; say how to degrade the clean images"
                 )
@@ -374,7 +486,7 @@ def _cmd_eval(args):
         tile_size=args.tile,
         overlap=args.overlap,
         receptive_field=_receptive_field(args, model),
-        sigma=_parse_number(args.sigma, "--sigma"),
+        sigma=sigma,
         color=args.color,
         crop=args.crop_border,
         lpips=lp,
@@ -426,9 +538,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except (CliError, OSError, ValueError) as e:
+        # User-facing failures (missing/damaged files, bad values: ImageFileError, ConfigError,
+        # TorchCheckpointError... are ValueErrors whose messages name the file or option).
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ def test_unreadable_files_named(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ImageFileError, match="empty.png.*empty"):
         read_image(empty)
-    tiff = tmp_path / "scan.jpg"
-    tiff.write_bytes(b"II*\x00" + b"\x00" * 64)
+    psd = tmp_path / "scan.jpg"  # a Photoshop file under a wrong name
+    psd.write_bytes(b"8BPS" + b"\x00" * 64)
     with pytest.raises(ImageFileError, match="scan.jpg.*not a PNG/JPEG"):
-        image_info(tiff)
+        image_info(psd)
     good = write_image(tmp_path / "good.png", np.ones((10, 12, 3), np.float32))
     truncated = tmp_path / "trunc.png"
     truncated.write_bytes(open(good, "rb").read()[:40])

@@ -90,6 +90,7 @@ def test_script_help_and_config_errors(capsys):
         "--set",
         "--output-dir",
         "--fresh",
+        "--overwrite",
         "--epochs",
         "--print-config",
         "--help-config",

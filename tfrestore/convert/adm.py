@@ -114,8 +114,9 @@ def load_adm_checkpoint(checkpoint):
     if isinstance(checkpoint, (str, os.PathLike)):
         path = os.fspath(checkpoint)
         if path.endswith(".npz"):
-            with np.load(path) as data:
-                state = {k: data[k] for k in data.files}
+            from tfrestore.utils.weights import load_npz
+
+            state = load_npz(path, "ADM checkpoint")
         else:
             state = load_torch_state_dict(path)
     elif isinstance(checkpoint, dict):
@@ -192,8 +193,9 @@ def load_adm_weights(unet, weights):
             unet.load_weights(path)
             return unet
         if path.endswith(".npz"):
-            with np.load(path) as data:
-                weights = {k: data[k] for k in data.files}
+            from tfrestore.utils.weights import load_npz
+
+            weights = load_npz(path, "ADM weights file")
             # an .npz may hold either converted (Keras-layout) or raw PyTorch arrays
             if _looks_like_torch_layout(unet, weights):
                 weights = convert_adm(weights, unet.hparams)

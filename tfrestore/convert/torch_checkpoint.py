@@ -14,6 +14,12 @@ storage offsets and strides (views sharing a storage), ``dict``/``OrderedDict``/
 ``nn.Parameter`` entries. Not supported: the legacy pre-1.6 (non-zip) format,
 pickled modules, numpy arrays or other Python objects inside the checkpoint.
 
+Allocation is bounded by the file: a view may not reach outside its storage nor
+expand it (stride 0) beyond :data:`MAX_EXPANSION_BYTES`; a compressed storage
+record may not inflate more than :data:`MAX_INFLATE_RATIO` times (zip bomb). Both
+raise :class:`TorchCheckpointError` naming the tensor's key. Tensors are built
+after the pickle is read, so errors name the state-dict key.
+
 Example (the file is written here by a tiny helper; real files come from
 ``torch.save(model.state_dict(), path)``):
 
@@ -45,6 +51,15 @@ __all__ = [
     "load_torch_state_dict",
     "save_torch_state_dict",
 ]
+
+
+# A view may hold more elements than its storage (stride-0 expansion, e.g. a saved
+# ``tensor.expand(...)``) only up to this many bytes: beyond it a tiny file could make
+# the reader allocate gigabytes.
+MAX_EXPANSION_BYTES = 64 * 2**20
+# Compressed storage records (torch.save writes them uncompressed) may inflate at most
+# this many times once they exceed MAX_EXPANSION_BYTES.
+MAX_INFLATE_RATIO = 100
 
 
 class TorchCheckpointError(ValueError):
@@ -107,50 +122,112 @@ def _bfloat16_to_float32(raw):
 
 
 class _Storage:
-    __slots__ = ("array",)
+    """A storage record, read from the archive on first use (``array``)."""
 
-    def __init__(self, array):
-        self.array = array
+    __slots__ = ("_load", "_array", "size", "dtype", "name")
+
+    def __init__(self, array=None, *, load=None, size=None, dtype=None, name=None):
+        self._array, self._load = array, load
+        self.size = int(array.size if array is not None else size)
+        self.dtype = np.dtype(array.dtype if array is not None else dtype)
+        self.name = name
+
+    @property
+    def array(self):
+        if self._array is None:
+            self._array = self._load()
+        return self._array
+
+
+class _Tensor:
+    """A tensor view checked against its storage; built by :func:`_plain`, which knows
+    its key (so errors can name it)."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
+
+    def check(self):
+        """The view must lie inside its storage and not expand it beyond the limit."""
+        size, stride, offset, storage = self.size, self.stride, self.offset, self.storage
+        if 0 in size:
+            return
+        last = offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if any(s < 0 for s in stride) or last >= storage.size:
+            raise TorchCheckpointError(
+                f"corrupt checkpoint: tensor view size={size} stride={stride} offset={offset} "
+                f"does not fit its storage of {storage.size} elements"
+            )
+        numel = 1
+        for n in size:
+            numel *= n
+        nbytes = numel * storage.dtype.itemsize
+        if numel > storage.size and nbytes > MAX_EXPANSION_BYTES:
+            raise TorchCheckpointError(
+                f"view size={size} stride={stride} expands a storage of {storage.size} "
+                f"elements to {numel} elements ({nbytes / 2**20:.0f} MiB; stride-0 expansion is "
+                f"limited to {MAX_EXPANSION_BYTES // 2**20} MiB); re-save it with "
+                "tensor.contiguous() if it is meant to be that large"
+            )
+
+    def build(self):
+        self.check()
+        data = self.storage.array
+        if 0 in self.size:
+            return np.zeros(self.size, dtype=data.dtype)
+        itemsize = data.dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            data[self.offset :],
+            shape=self.size,
+            strides=tuple(s * itemsize for s in self.stride),
+            writeable=False,
+        )
+        return np.array(view, copy=True)  # own, contiguous memory
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
     if not isinstance(storage, _Storage):
         raise TorchCheckpointError("corrupt checkpoint: tensor without a storage record")
-    data = storage.array
-    size = tuple(int(s) for s in size)
-    stride = tuple(int(s) for s in stride)
-    offset = int(storage_offset)
+    try:
+        size = tuple(int(s) for s in size)
+        stride = tuple(int(s) for s in stride)
+        offset = int(storage_offset)
+    except (TypeError, ValueError):
+        raise TorchCheckpointError(
+            f"corrupt checkpoint: invalid tensor view size={size!r} stride={stride!r}"
+        ) from None
     if len(size) != len(stride) or any(s < 0 for s in size) or offset < 0:
         raise TorchCheckpointError(
             f"corrupt checkpoint: invalid tensor view size={size} stride={stride} "
             f"offset={offset}"
         )
-    if 0 in size:
-        return np.zeros(size, dtype=data.dtype)
-    last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-    if any(s < 0 for s in stride) or last >= data.size:
-        raise TorchCheckpointError(
-            f"corrupt checkpoint: tensor view size={size} stride={stride} offset={offset} "
-            f"does not fit its storage of {data.size} elements"
-        )
-    itemsize = data.dtype.itemsize
-    view = np.lib.stride_tricks.as_strided(
-        data[offset:], shape=size, strides=tuple(s * itemsize for s in stride), writeable=False
-    )
-    return np.array(view, copy=True)  # own, contiguous memory
+    return _Tensor(storage, offset, size, stride)
 
 
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, hooks, dtype, *rest):
     if isinstance(dtype, _TorchDtype) and isinstance(storage, _Storage):
         target = np.dtype(np.float32) if dtype.dtype == "bfloat16" else np.dtype(dtype.dtype)
-        if storage.array.dtype != target:
+        if storage.dtype != target:
             # untyped (byte) storage: reinterpret with the tensor's dtype
-            raw = storage.array.tobytes()
-            arr = (
-                _bfloat16_to_float32(raw) if dtype.dtype == "bfloat16"
-                else np.frombuffer(raw, dtype=np.dtype(dtype.dtype))
+            src, bf16 = storage, dtype.dtype == "bfloat16"
+            width = 2 if bf16 else target.itemsize
+            if src.size * src.dtype.itemsize % width:
+                raise TorchCheckpointError(
+                    f"corrupt checkpoint: storage of {src.size * src.dtype.itemsize} bytes is "
+                    f"not a whole number of {dtype.name} elements"
+                )
+
+            def load(src=src, bf16=bf16, target=target):
+                raw = src.array.tobytes()
+                return _bfloat16_to_float32(raw) if bf16 else np.frombuffer(raw, dtype=target)
+
+            storage = _Storage(
+                load=load,
+                size=src.size * src.dtype.itemsize // width,
+                dtype=target,
+                name=src.name,
             )
-            storage = _Storage(arr)
     return _rebuild_tensor(storage, storage_offset, size, stride)
 
 
@@ -227,38 +304,65 @@ class _SafeUnpickler(pickle.Unpickler):
         if cache_key in self._storages:
             return self._storages[cache_key]
         name = f"{self._prefix}data/{key}"
+        dtype = storage_type.dtype
+        itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        if isinstance(storage_type, _StorageType) and storage_type.name == "UntypedStorage":
+            itemsize = 1  # numel counts bytes
         try:
-            raw = self._archive.read(name)
+            numel = int(numel)
+            info = self._archive.getinfo(name)
         except KeyError:
             raise TorchCheckpointError(
                 f"{self._source}: corrupt checkpoint, storage record {name!r} is missing"
             ) from None
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        except (TypeError, ValueError):
             raise TorchCheckpointError(
-                f"{self._source}: corrupt checkpoint, cannot read {name!r} ({exc})"
-            ) from exc
-        dtype = storage_type.dtype
-        if dtype == "bfloat16":
-            itemsize = 2
-        else:
-            itemsize = np.dtype(dtype).itemsize
-        if isinstance(storage_type, _StorageType) and storage_type.name == "UntypedStorage":
-            itemsize = 1  # numel counts bytes
-        if len(raw) < int(numel) * itemsize:
+                f"{self._source}: corrupt checkpoint, storage {name!r} has numel {numel!r}"
+            ) from None
+        expected = numel * itemsize
+        if numel < 0 or info.file_size < expected:
             raise TorchCheckpointError(
-                f"{self._source}: corrupt checkpoint, storage {name!r} has {len(raw)} bytes "
+                f"{self._source}: corrupt checkpoint, storage {name!r} has {info.file_size} bytes "
                 f"but {numel} elements of {itemsize} bytes are declared"
             )
-        raw = raw[: int(numel) * itemsize]
-        if dtype == "bfloat16":
-            if self._byteorder != "little":
-                raw = np.frombuffer(raw, ">u2").astype("<u2").tobytes()
-            arr = _bfloat16_to_float32(raw)
-        else:
+        if (
+            info.compress_type != zipfile.ZIP_STORED
+            and info.file_size > MAX_EXPANSION_BYTES
+            and info.file_size > MAX_INFLATE_RATIO * max(1, info.compress_size)
+        ):
+            raise TorchCheckpointError(
+                f"{self._source}: storage record {name!r} inflates from {info.compress_size} to "
+                f"{info.file_size} bytes (more than {MAX_INFLATE_RATIO}x: a zip bomb?); torch.save "
+                "writes records uncompressed, re-save the checkpoint with torch.save"
+            )
+        source, byteorder, archive = self._source, self._byteorder, self._archive
+
+        def load():
+            try:
+                with archive.open(name) as f:
+                    raw = f.read(expected)  # bounded: never more than the declared storage
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+                raise TorchCheckpointError(
+                    f"{source}: corrupt checkpoint, cannot read {name!r} ({exc})"
+                ) from exc
+            if len(raw) < expected:
+                raise TorchCheckpointError(
+                    f"{source}: corrupt checkpoint, storage {name!r} has {len(raw)} bytes "
+                    f"but {numel} elements of {itemsize} bytes are declared"
+                )
+            if dtype == "bfloat16":
+                if byteorder != "little":
+                    raw = np.frombuffer(raw, ">u2").astype("<u2").tobytes()
+                return _bfloat16_to_float32(raw)
             arr = np.frombuffer(raw, dtype=np.dtype(dtype))
-            if self._byteorder != sys.byteorder:
-                arr = arr.byteswap()
-        storage = _Storage(arr)
+            return arr.byteswap() if byteorder != sys.byteorder else arr
+
+        storage = _Storage(
+            load=load,
+            size=numel,
+            dtype=np.float32 if dtype == "bfloat16" else dtype,
+            name=name,
+        )
         self._storages[cache_key] = storage
         return storage
 
@@ -328,18 +432,34 @@ def load_torch_checkpoint(path):
                     f"{source}: corrupt checkpoint, cannot decode data.pkl "
                     f"({type(exc).__name__}: {exc})"
                 ) from exc
-    return _plain(obj)
+            return _plain(obj, source)
 
 
-def _plain(obj):
+def _plain(obj, source="checkpoint", key=""):
+    """Containers of tensors -> containers of arrays; errors name the tensor's key."""
+
+    def sub(k):
+        return f"{key}.{k}" if key else str(k)
+
     if isinstance(obj, _StateDict):
-        return collections.OrderedDict((k, _plain(v)) for k, v in obj.items())
+        return collections.OrderedDict((k, _plain(v, source, sub(k))) for k, v in obj.items())
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: _plain(v, source, sub(k)) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_plain(v) for v in obj]
+        return [_plain(v, source, sub(i)) for i, v in enumerate(obj)]
     if isinstance(obj, tuple):
-        return tuple(_plain(v) for v in obj)
+        return tuple(_plain(v, source, sub(i)) for i, v in enumerate(obj))
+    if isinstance(obj, _Tensor):
+        try:
+            return obj.build()
+        except TorchCheckpointError as exc:
+            msg = str(exc)
+            msg = msg[len(source) + 2 :] if msg.startswith(f"{source}: ") else msg
+            raise TorchCheckpointError(f"{source}: tensor {key or '<root>'!r}: {msg}") from None
+        except MemoryError:
+            raise TorchCheckpointError(
+                f"{source}: tensor {key or '<root>'!r} of shape {obj.size} does not fit in memory"
+            ) from None
     if isinstance(obj, (_StorageType, _Storage)):
         raise TorchCheckpointError("checkpoint holds a bare storage, not a tensor")
     return obj

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore.data.degrade import get_degradation
-from tfrestore.data.io import ImageFileError, decode_image, list_images, validate_images
+from tfrestore.data.io import ImageFileError, _validate, decode_image, list_images
 
 __all__ = ["image_dataset", "paired_dataset", "match_pairs"]
 
@@ -45,12 +45,21 @@ AUTOTUNE = tf.data.AUTOTUNE
 class _Store:
     """Random access to images by index: files decoded on the fly, or one flat in-memory buffer."""
 
-    def __init__(self, *, paths=None, arrays=None, sizes=None, channels=3):
+    def __init__(self, *, paths=None, arrays=None, sizes=None, channels=3, wide=False):
         self.channels = channels
+        # 16-bit files are decoded as uint16 (8-bit ones are then scaled by 257, exactly).
+        self.decode_dtype = tf.uint16 if wide else tf.uint8
         self.paths = paths
         self.sizes = sizes  # list of (h, w) or None when unknown (validate=False)
         if arrays is not None:
-            dtype = np.float32 if any(a.dtype.kind == "f" for a in arrays) else np.uint8
+            if any(a.dtype.kind == "f" for a in arrays):
+                dtype = np.float32
+                arrays = [a if a.dtype.kind == "f" else _array_to_float(a) for a in arrays]
+            elif any(a.dtype == np.uint16 for a in arrays):
+                dtype = np.uint16
+                arrays = [a.astype(np.uint16) * (257 if a.dtype == np.uint8 else 1) for a in arrays]
+            else:
+                dtype = np.uint8
             flat = [np.ascontiguousarray(a.astype(dtype, copy=False)).reshape(-1) for a in arrays]
             lengths = np.array([f.size for f in flat], np.int64)
             self.flat = tf.constant(np.concatenate(flat))
@@ -73,7 +82,7 @@ class _Store:
     def get(self, idx):
         """``(H, W, C)`` float32 in [0, 1] (crop before converting would need the raw dtype)."""
         if self.flat is None:
-            img = decode_image(tf.gather(self.path_tensor, idx), self.channels, tf.uint8)
+            img = decode_image(tf.gather(self.path_tensor, idx), self.channels, self.decode_dtype)
         else:
             shape = tf.gather(self.shapes, idx)
             img = tf.reshape(
@@ -90,7 +99,13 @@ class _Store:
 def _to_float(img):
     if img.dtype == tf.uint8:
         return tf.cast(img, tf.float32) / 255.0
+    if img.dtype == tf.uint16:
+        return tf.cast(img, tf.float32) / 65535.0
     return tf.cast(img, tf.float32)
+
+
+def _array_to_float(a):
+    return a.astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0)
 
 
 def _as_arrays(source, channels):
@@ -104,10 +119,13 @@ def _as_arrays(source, channels):
             raise ValueError(f"in-memory image #{i} must be HW or HWC, got shape {a.shape}")
         if a.dtype.kind not in "uif":
             raise TypeError(
-                f"in-memory image #{i} must be uint8 or float in [0, 1], got dtype {a.dtype}"
+                f"in-memory image #{i} must be uint8, uint16 or float in [0, 1], got dtype "
+                f"{a.dtype}"
             )
-        if a.dtype.kind in "ui" and a.dtype != np.uint8:
-            raise TypeError(f"in-memory image #{i}: integer images must be uint8, got {a.dtype}")
+        if a.dtype.kind in "ui" and a.dtype not in (np.uint8, np.uint16):
+            raise TypeError(
+                f"in-memory image #{i}: integer images must be uint8 or uint16, got {a.dtype}"
+            )
         if a.shape[-1] == 1 and channels == 3:
             a = np.repeat(a, 3, axis=-1)
         elif a.shape[-1] == 4 and channels == 3:
@@ -115,7 +133,7 @@ def _as_arrays(source, channels):
         elif a.shape[-1] == 3 and channels == 1:
             w = np.array([0.2989, 0.5870, 0.1140], np.float32)
             a = (a.astype(np.float32) @ w)[..., None]
-            a = a if arrays[i].dtype.kind == "f" else np.round(a).astype(np.uint8)
+            a = a if arrays[i].dtype.kind == "f" else np.round(a).astype(arrays[i].dtype)
         if a.shape[-1] != channels:
             raise ValueError(
                 f"in-memory image #{i} has {a.shape[-1]} channels, expected {channels}"
@@ -138,7 +156,9 @@ def _is_array_source(source):
     return False
 
 
-def _make_store(source, *, channels, validate, cache, recursive, min_size, num_parallel_calls):
+def _make_store(
+    source, *, channels, validate, cache, recursive, min_size, num_parallel_calls, wide=None
+):
     if isinstance(source, str) and source == "default":
         from tfrestore.data.defaults import default_images
 
@@ -154,15 +174,20 @@ def _make_store(source, *, channels, validate, cache, recursive, min_size, num_p
                     )
         return store
     paths = list_images(source, recursive=recursive)
-    sizes = validate_images(paths, min_size=min_size) if validate else None
+    sizes = None
+    if validate:
+        sizes, depths = _validate(paths, min_size=min_size, full=validate == "full")
+        wide = any(d == 16 for d in depths) if wide is None else wide
+    if wide is None:  # unknown without validation: uint16 keeps 16-bit files and is exact for 8-bit
+        wide = True
     if cache:
-        return _cache_files(paths, channels, num_parallel_calls)
-    return _Store(paths=paths, sizes=sizes, channels=channels)
+        return _cache_files(paths, channels, num_parallel_calls, wide)
+    return _Store(paths=paths, sizes=sizes, channels=channels, wide=wide)
 
 
-def _cache_files(paths, channels, num_parallel_calls):
+def _cache_files(paths, channels, num_parallel_calls, wide=False):
     ds = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: decode_image(p, channels, tf.uint8),
+        lambda p: decode_image(p, channels, tf.uint16 if wide else tf.uint8),
         num_parallel_calls=num_parallel_calls,
         deterministic=True,
     )
@@ -332,8 +357,10 @@ def image_dataset(
         modcrop: crop full images to a multiple of this (default: the degradation's
             ``scale``, so SR pairs have exact sizes).
         recursive: search sub-folders.
-        validate: read every file header up front so an unreadable/unsupported/too-small
-            file fails here with an ``ImageFileError`` naming it (cheap: no decoding).
+        validate: read every file header (and last bytes) up front so an unreadable,
+            unsupported, too small or truncated file fails here with an ``ImageFileError``
+            naming it (cheap: only files whose end looks wrong are decoded); ``"full"``
+            decodes every file up front (also finds damage inside a file); False skips it.
         num_parallel_calls, deterministic, prefetch: ``tf.data`` knobs.
 
     Returns:
@@ -351,6 +378,7 @@ def image_dataset(
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")
     crop_size = _check_int(crop_size, "crop_size")
+    batch_size = _check_int(batch_size, "batch_size")
     patches_per_image = _check_int(patches_per_image, "patches_per_image")
     seed = int(seed)
     degrade = get_degradation(degradation)
@@ -514,6 +542,7 @@ def paired_dataset(
     what = "paired_dataset"
     scale = _check_int(scale, "scale")
     crop_size = _check_int(crop_size, "crop_size")
+    batch_size = _check_int(batch_size, "batch_size")
     patches_per_image = _check_int(patches_per_image, "patches_per_image")
     seed = int(seed)
     if crop_size is not None and crop_size % scale:
@@ -529,9 +558,14 @@ def paired_dataset(
     )
     lq_crop = None if crop_size is None else crop_size // scale
     sizes = None
+    wide = True  # unknown without validation (see _make_store)
     if validate:
-        lq_sizes = validate_images(lq_paths, min_size=(lq_crop, lq_crop) if lq_crop else None)
-        gt_sizes = validate_images(gt_paths)
+        full = validate == "full"
+        lq_sizes, lq_depths = _validate(
+            lq_paths, min_size=(lq_crop, lq_crop) if lq_crop else None, full=full
+        )
+        gt_sizes, gt_depths = _validate(gt_paths, full=full)
+        wide = any(d == 16 for d in lq_depths + gt_depths)
         for lp, gp, (lh, lw), (gh, gw) in zip(lq_paths, gt_paths, lq_sizes, gt_sizes):
             if not (lh * scale <= gh < (lh + 1) * scale and lw * scale <= gw < (lw + 1) * scale):
                 raise ImageFileError(
@@ -549,6 +583,7 @@ def paired_dataset(
         recursive=False,
         min_size=None,
         num_parallel_calls=num_parallel_calls,
+        wide=wide,
     )
     lq_store = _make_store(lq_paths, **kw)
     gt_store = _make_store(gt_paths, **kw)

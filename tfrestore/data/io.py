@@ -1,11 +1,22 @@
 """Image files: listing, validation with clear errors, and decoding (eager and in-graph).
 
-Supported formats are those ``tf.io.decode_image`` reads: PNG (8/16-bit), JPEG, BMP,
-GIF (first frame) and WebP. TIFF and other formats must be converted first.
+Supported formats: PNG (8/16-bit), JPEG, BMP, GIF (first frame), WebP (decoded by
+TensorFlow) and TIFF (8/16-bit, decoded by Pillow, in ``tf.data`` through
+``tf.numpy_function``). 16-bit files keep their precision: floats are ``value / 65535``.
+
+Validation (:func:`validate_images`, on by default in the datasets) reads each file's
+header and its last bytes, so an unsupported, too small or *truncated* file is named
+before training starts; the end-of-file check costs one small read per file, and only
+a file whose end looks wrong is decoded in full to confirm (``full=True`` decodes every
+file, for damage in the middle of a file).
+
+Pillow refuses images above about 179 Mpx (its decompression-bomb guard); set
+``TFRESTORE_MAX_IMAGE_PIXELS`` to a larger pixel count (0: no limit) for trusted files.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
 
@@ -14,25 +25,40 @@ import tensorflow as tf
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS_ENV",
     "ImageFileError",
+    "ImageDetails",
     "list_images",
     "image_info",
+    "image_details",
     "validate_images",
     "read_image",
     "decode_image",
     "write_image",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MAX_PIXELS_ENV = "TFRESTORE_MAX_IMAGE_PIXELS"
 
-# Magic bytes of the formats tf.io.decode_image understands.
+# Magic bytes of the supported formats (TIFF is decoded by Pillow, the rest by TensorFlow).
 _MAGIC = {
     "PNG": (b"\x89PNG",),
     "JPEG": (b"\xff\xd8\xff",),
     "BMP": (b"BM",),
     "GIF": (b"GIF87a", b"GIF89a"),
     "WEBP": (b"RIFF",),
+    "TIFF": (b"II*\x00", b"MM\x00*"),
 }
+_FORMATS = "PNG/JPEG/BMP/GIF/WebP/TIFF"
+_TAIL = 4096
+
+ImageDetails = collections.namedtuple(
+    "ImageDetails", ["height", "width", "channels", "bit_depth", "format"]
+)
+ImageDetails.__doc__ = """What :func:`image_details` reads from a file header.
+
+``channels`` counts the colour channels without alpha (1 grey, 3 colour);
+``bit_depth`` is 8 or 16 bits per sample; ``format`` e.g. ``"PNG"``."""
 
 
 class ImageFileError(ValueError):
@@ -89,75 +115,259 @@ def list_images(source, *, recursive=False, extensions=IMAGE_EXTENSIONS):
     return paths
 
 
-def image_info(path):
-    """``(height, width, channels)`` of an image file from its header (no full decode).
+def _format_of(head):
+    for fmt, magics in _MAGIC.items():
+        if any(head.startswith(m) for m in magics):
+            return fmt
+    return None
 
-    Raises ``ImageFileError`` naming the file when it cannot be read or is in a format
-    TensorFlow cannot decode.
+
+class _PixelLimit:
+    """Apply ``$TFRESTORE_MAX_IMAGE_PIXELS`` to Pillow's decompression-bomb guard.
+
+    The setting is global in Pillow and ``tf.data`` decodes in parallel threads, so it
+    is applied (not restored afterwards): the variable is the user's explicit choice.
     """
+
+    def __enter__(self):
+        from PIL import Image
+
+        value = os.environ.get(MAX_PIXELS_ENV)
+        if value:
+            try:
+                n = int(value)
+            except ValueError:
+                raise ImageFileError(
+                    f"${MAX_PIXELS_ENV} must be a pixel count (0: no limit), got {value!r}"
+                ) from None
+            # Pillow raises above twice MAX_IMAGE_PIXELS (and warns above it).
+            Image.MAX_IMAGE_PIXELS = None if n <= 0 else max(1, n // 2)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _bomb_error(path, e):
+    return ImageFileError(
+        f"image file {path!r} is too large to open safely ({e}); if the file is trusted, set "
+        f"${MAX_PIXELS_ENV} to a larger pixel count (0: no limit), or split the image"
+    )
+
+
+def _pil_depth(im, fmt, head):
+    if fmt == "PNG" and len(head) > 24:
+        return 16 if head[24] == 16 else 8  # IHDR bit depth (Pillow reads 48-bit RGB as 8-bit)
+    if im.mode.startswith("I;16") or im.mode in ("I", "I;16B"):
+        return 16
+    bits = getattr(im, "tag_v2", {}).get(258) if fmt == "TIFF" else None
+    if bits:
+        bits = bits if isinstance(bits, (tuple, list)) else (bits,)
+        if max(int(b) for b in bits) > 8:
+            return 16
+    return 8
+
+
+def _inspect(path):
+    """``(ImageDetails, number of bands including alpha)`` from the header."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(32)
         if not head:
             raise ImageFileError(f"cannot read image file {path!r}: the file is empty")
-        if not any(head.startswith(m) for ms in _MAGIC.values() for m in ms):
+        fmt = _format_of(head)
+        if fmt is None:
             raise ImageFileError(
-                f"cannot read image file {path!r}: not a PNG/JPEG/BMP/GIF/WebP image "
-                f"(first bytes {head[:8]!r}); tf.io.decode_image supports only these formats"
+                f"cannot read image file {path!r}: not a {_FORMATS} image "
+                f"(first bytes {head[:8]!r}); convert it to PNG first"
             )
-        with Image.open(path) as im:
+        with _PixelLimit(), Image.open(path) as im:
             w, h = im.size
-            bands = len(im.getbands())
+            bands = im.getbands()
+            depth = _pil_depth(im, fmt, head)
     except ImageFileError:
         raise
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(path, e) from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise ImageFileError(f"cannot read image file {path!r}: {e}") from e
-    return h, w, bands
+    colour = [b for b in bands if b not in ("A", "a")]
+    channels = 1 if len(colour) == 1 and colour != ["P"] else 3  # palettes decode to colour
+    return ImageDetails(h, w, channels, depth, fmt), len(bands)
 
 
-def validate_images(paths, *, min_size=None):
-    """Check every file's header; returns a list of ``(height, width)``.
+def image_details(path):
+    """:class:`ImageDetails` of an image file from its header (no full decode).
+
+    Raises ``ImageFileError`` naming the file when it cannot be read or is not in a
+    supported format.
+    """
+    return _inspect(path)[0]
+
+
+def image_info(path):
+    """``(height, width, bands)`` of an image file from its header (no full decode).
+
+    Raises ``ImageFileError`` naming the file when it cannot be read or is in a
+    format tfrestore cannot decode.
+    """
+    d, bands = _inspect(path)
+    return d.height, d.width, bands
+
+
+def _looks_complete(path, fmt):
+    """Cheap end-of-file check: does the file end the way a complete file of ``fmt`` does?"""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(16)
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
+    if fmt == "PNG":
+        return b"IEND" in tail
+    if fmt == "JPEG":
+        return b"\xff\xd9" in tail
+    if fmt == "GIF":
+        return tail.rstrip(b"\x00").endswith(b";")
+    if fmt == "WEBP":
+        return len(head) >= 8 and int.from_bytes(head[4:8], "little") + 8 <= size
+    if fmt == "BMP":
+        declared = int.from_bytes(head[2:6], "little") if len(head) >= 6 else 0
+        return declared == 0 or declared <= size
+    return True  # TIFF: data may sit anywhere; a damaged TIFF is named when it is decoded
+
+
+def _decode_numpy(path, details, channels):
+    """Decode a whole file: ``(H, W, channels)`` uint8, or uint16 for 16-bit files."""
+    if details.format == "TIFF":
+        return _pil_decode(path, channels, details.bit_depth)
+    dtype = tf.uint16 if details.bit_depth == 16 else tf.uint8
+    try:
+        return tf.io.decode_image(
+            tf.io.read_file(path), channels=channels, dtype=dtype, expand_animations=False
+        ).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+        raise ImageFileError(
+            f"cannot decode image file {path!r}: {e.message} (the file is damaged or truncated)"
+        ) from e
+
+
+def _pil_decode(path, channels, bit_depth=None, raw=None):
+    """Pillow decode (TIFF): uint16 for 16-bit files, else uint8; ``channels`` 1 or 3."""
+    import io as _io
+
+    from PIL import Image
+
+    try:
+        with _PixelLimit(), Image.open(_io.BytesIO(raw) if raw is not None else path) as im:
+            im.load()
+            mode = im.mode
+            if mode.startswith("I;16") or mode in ("I", "F"):
+                arr = np.asarray(im)
+                arr = np.clip(arr, 0, 65535).astype(np.uint16)
+                arr = arr[..., None]
+            else:
+                if mode not in ("L", "RGB"):
+                    im = im.convert("L" if mode in ("1", "LA", "La") else "RGB")
+                arr = np.asarray(im)
+                arr = arr[..., None] if arr.ndim == 2 else arr
+    except Image.DecompressionBombError as e:
+        raise _bomb_error(path, e) from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageFileError(
+            f"cannot decode image file {path!r}: {e} (the file is damaged or truncated)"
+        ) from e
+    if arr.shape[-1] != channels:
+        if channels == 3:
+            arr = np.repeat(arr, 3, axis=-1)
+        else:
+            w = np.array([0.2989, 0.5870, 0.1140])
+            arr = np.round(arr.astype(np.float64) @ w)[..., None].astype(arr.dtype)
+    if bit_depth is not None and arr.dtype == np.uint8 and bit_depth == 16:
+        arr = arr.astype(np.uint16) * 257
+    return np.ascontiguousarray(arr)
+
+
+def _validate(paths, min_size=None, full=False):
+    """``(sizes, bit_depths)`` of files checked as :func:`validate_images` describes."""
+    sizes, depths = [], []
+    for p in paths:
+        d = image_details(p)
+        if min_size is not None and (d.height < min_size[0] or d.width < min_size[1]):
+            raise ImageFileError(
+                f"image file {p!r} is {d.height}x{d.width} pixels, smaller than the requested "
+                f"crop {min_size[0]}x{min_size[1]}; use a smaller crop_size or remove the file"
+            )
+        if full or not _looks_complete(p, d.format):
+            # Only suspicious files (or all, with full=True) pay for a full decode.
+            _decode_numpy(p, d, d.channels)
+        sizes.append((d.height, d.width))
+        depths.append(d.bit_depth)
+    return sizes, depths
+
+
+def validate_images(paths, *, min_size=None, full=False):
+    """Check every file's header and end; returns a list of ``(height, width)``.
 
     ``min_size``: ``(h, w)`` every image must reach (e.g. the crop size); an
-    ``ImageFileError`` names the first offending file.
+    ``ImageFileError`` names the first offending file. A file that does not end
+    like a complete file of its format (truncated copy or download) is decoded to
+    confirm and named when it fails; ``full=True`` decodes every file.
     """
-    sizes = []
-    for p in paths:
-        h, w, _ = image_info(p)
-        if min_size is not None and (h < min_size[0] or w < min_size[1]):
-            raise ImageFileError(
-                f"image file {p!r} is {h}x{w} pixels, smaller than the requested crop "
-                f"{min_size[0]}x{min_size[1]}; use a smaller crop_size or remove the file"
-            )
-        sizes.append((h, w))
-    return sizes
+    return _validate(paths, min_size, full)[0]
 
 
 def decode_image(path, channels=3, dtype=tf.uint8):
     """In-graph read + decode of one file (for ``tf.data``): ``(H, W, channels)`` tensor.
 
-    Adds an assertion whose message names the file when its bytes are not a decodable
-    image format (a file changed after validation, or ``validate=False``).
+    ``dtype`` ``tf.uint8`` or ``tf.uint16`` (16-bit files keep their precision; 8-bit
+    files are scaled by 257). TIFF files are decoded by Pillow through
+    ``tf.numpy_function``, the other formats by ``tf.io.decode_image``. Adds an
+    assertion whose message names the file when its bytes are not a supported format.
     """
+    dtype = tf.as_dtype(dtype)
     data = tf.io.read_file(path)
     head = tf.strings.substr(data, 0, 4)
-    known = tf.reduce_any(
-        tf.stack([tf.strings.substr(data, 0, len(m)) == m for ms in _MAGIC.values() for m in ms])
-    )
+    magic = {
+        fmt: tf.reduce_any(tf.stack([tf.strings.substr(data, 0, len(m)) == m for m in ms]))
+        for fmt, ms in _MAGIC.items()
+    }
+    known = tf.reduce_any(tf.stack(list(magic.values())))
     check = tf.debugging.Assert(
         known,
-        ["cannot decode image file", path, "(not PNG/JPEG/BMP/GIF/WebP; first bytes:", head, ")"],
+        ["cannot decode image file", path, f"(not {_FORMATS}; first bytes:", head, ")"],
     )
+    wide = dtype == tf.uint16
+
+    def tiff():
+        def run(raw, name):
+            name = name.decode("utf-8", "replace")
+            arr = _pil_decode(name, channels, 16 if wide else None, raw=raw)
+            if not wide and arr.dtype == np.uint16:
+                arr = np.round(arr / 257.0).astype(np.uint8)
+            return arr
+
+        out = tf.numpy_function(run, [data, path], dtype, stateful=False)
+        return tf.ensure_shape(out, [None, None, channels])
+
+    def other():
+        return tf.io.decode_image(data, channels=channels, dtype=dtype, expand_animations=False)
+
     with tf.control_dependencies([check]):
-        img = tf.io.decode_image(data, channels=channels, dtype=dtype, expand_animations=False)
+        img = tf.cond(magic["TIFF"], tiff, other)
     img.set_shape([None, None, channels])
     return img
 
 
 def read_image(path, channels=3, dtype="float32"):
-    """Read one image file eagerly as a NumPy array (float32 in [0, 1] or uint8).
+    """Read one image file eagerly as a NumPy array.
+
+    Args:
+        path: image file.
+        channels: 1, 3, or None to keep the file's (grey stays grey, alpha is dropped).
+        dtype: ``"float32"`` (``[0, 1]``: 8-bit / 255, 16-bit / 65535), ``"uint8"``
+            (16-bit files rounded to 8 bits) or ``"native"`` (uint8 or uint16 as stored).
 
     Raises ``ImageFileError`` naming the file when it cannot be decoded.
 
@@ -173,23 +383,36 @@ def read_image(path, channels=3, dtype="float32"):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageFileError(f"image file {path!r} does not exist")
-    image_info(path)
-    try:
-        img = tf.io.decode_image(
-            tf.io.read_file(path), channels=channels, dtype=tf.uint8, expand_animations=False
-        ).numpy()
-    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-        raise ImageFileError(f"cannot decode image file {path!r}: {e.message}") from e
-    if dtype == "uint8":
+    if dtype not in ("float32", "uint8", "native"):
+        raise ValueError(f"`dtype` must be 'float32', 'uint8' or 'native', got {dtype!r}.")
+    details = image_details(path)
+    img = _decode_numpy(path, details, channels or details.channels)
+    if dtype == "native":
         return img
-    return img.astype(np.float32) / 255.0
+    if dtype == "uint8":
+        return img if img.dtype == np.uint8 else np.round(img / 257.0).astype(np.uint8)
+    return img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
 
 
-def write_image(path, image):
-    """Write an HWC float [0, 1] or uint8 image as PNG (8-bit)."""
+def write_image(path, image, bit_depth=None):
+    """Write an HWC image as PNG: float in [0, 1] (clipped), uint8 or uint16.
+
+    ``bit_depth`` 8 or 16; default: 16 for uint16 arrays, else 8.
+    """
     img = np.asarray(image)
-    if img.dtype != np.uint8:
-        img = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    if bit_depth is None:
+        bit_depth = 16 if img.dtype == np.uint16 else 8
+    if bit_depth not in (8, 16):
+        raise ValueError(f"`bit_depth` must be 8 or 16, got {bit_depth!r}.")
+    target = np.uint16 if bit_depth == 16 else np.uint8
+    peak = 65535.0 if bit_depth == 16 else 255.0
+    if img.dtype != target:
+        if img.dtype.kind == "f":
+            img = np.clip(np.round(img * peak), 0, peak).astype(target)
+        elif img.dtype == np.uint8:  # 8 -> 16 bits
+            img = img.astype(np.uint16) * 257
+        else:  # uint16 -> 8 bits
+            img = np.round(img / 257.0).astype(np.uint8)
     if img.ndim == 2:
         img = img[..., None]
     pathlib.Path(path).write_bytes(tf.io.encode_png(img).numpy())

@@ -57,6 +57,10 @@ def _random_init(model, seed=0):
 def _load_keras(name, model, path):
     try:
         model.load_weights(path)
+    except OSError as exc:  # h5py cannot open a truncated/damaged file
+        from tfrestore.utils.weights import CorruptWeightsError
+
+        raise CorruptWeightsError.for_file(path, exc) from exc
     except Exception as exc:
         raise ValueError(
             f"Could not load {path!r} into keras.applications.{name} (include_top=False): "

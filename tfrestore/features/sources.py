@@ -178,18 +178,25 @@ def load_state_dict(path):
 
     ``.pth`` files are read without torch by
     :func:`tfrestore.convert.torch_checkpoint.load_torch_state_dict`. A leading
-    ``module.`` (``DataParallel``) is stripped from keys.
+    ``module.`` (``DataParallel``) is stripped from keys. A damaged file raises
+    :class:`~tfrestore.utils.weights.CorruptWeightsError` naming it.
     """
     path = os.fspath(path)
     if path.lower().endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            state = {k: np.asarray(data[k]) for k in data.files}
+        state = weights_utils.load_npz(path)
     else:
-        from tfrestore.convert.torch_checkpoint import (
+        from tfrestore.convert.torch_checkpoint import (  # lazy: optional module
+            TorchCheckpointError,
+            UnsafeCheckpointError,
             load_torch_state_dict,
-        )  # lazy: optional module
+        )
 
-        state = dict(load_torch_state_dict(path))
+        try:
+            state = dict(load_torch_state_dict(path))
+        except UnsafeCheckpointError:
+            raise
+        except TorchCheckpointError as exc:
+            raise weights_utils.CorruptWeightsError.for_file(path, exc) from exc
     return {_MODULE_PREFIX.sub("", k): v for k, v in state.items()}
 
 

@@ -74,6 +74,10 @@ def _load_keras(name, model, path):
     app = app_cls(weights=None, include_top=False, input_shape=(None, None, 3))
     try:
         app.load_weights(path)
+    except OSError as exc:  # h5py cannot open a truncated/damaged file
+        from tfrestore.utils.weights import CorruptWeightsError
+
+        raise CorruptWeightsError.for_file(path, exc) from exc
     except Exception as exc:
         raise ValueError(
             f"Could not load {path!r} into keras.applications.{app_cls.__name__}"

@@ -21,9 +21,22 @@ import numpy as np
 
 from tfrestore.inference.tiling import tiled_predict
 
-__all__ = ["load_model", "find_model_file", "input_requirements", "predict_image", "save_image"]
+__all__ = [
+    "ModelFileError",
+    "load_model",
+    "find_model_file",
+    "input_requirements",
+    "predict_image",
+    "save_image",
+    "supports_16_bit",
+    "to_grey",
+]
 
 _RUN_DIR_CANDIDATES = ("best.keras", "final.keras")
+
+
+class ModelFileError(ValueError):
+    """A model file exists but cannot be loaded (truncated, corrupt, not a Keras model)."""
 
 
 def find_model_file(path):
@@ -54,10 +67,25 @@ def load_model(path):
     import tfrestore.losses  # noqa: F401  (register custom objects)
     import tfrestore.models  # noqa: F401
 
+    import zipfile
+
     path = find_model_file(path)
     if not path.endswith(".keras"):
-        raise ValueError(f"expected a .keras model file, got {path!r}")
-    return keras.saving.load_model(path, compile=False)
+        raise ModelFileError(f"expected a .keras model file, got {path!r}")
+    if not zipfile.is_zipfile(path):
+        # Keras reports this case as "File not found", which misleads for a file that exists.
+        raise ModelFileError(
+            f"model file {path!r} ({os.path.getsize(path)} bytes) is not a valid .keras archive: "
+            "it is truncated or corrupt; copy it again or re-save the model"
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, TypeError) as e:
+        reason = " ".join(str(e).split())[:300] or type(e).__name__
+        raise ModelFileError(
+            f"cannot load model file {path!r} ({type(e).__name__}: {reason}); the file is "
+            "damaged or was saved by an incompatible tfrestore/Keras version"
+        ) from e
 
 
 def input_requirements(model):
@@ -178,9 +206,13 @@ def predict_image(
     )
 
 
-def save_image(path, image):
-    """Write an HWC float image in [0, 1] (clipped, 8-bit); the format follows
-    the file extension (PNG, JPEG, BMP, TIFF, WebP...)."""
+def save_image(path, image, bit_depth=8):
+    """Write an HWC float image in [0, 1] (clipped); the format follows the file
+    extension (PNG, JPEG, BMP, TIFF, WebP...).
+
+    ``bit_depth=16`` writes 16-bit samples where the format holds them: PNG (grey or
+    colour) and TIFF (grey); other formats raise ``ValueError``.
+    """
     from PIL import Image
 
     arr = np.asarray(image, np.float32)
@@ -188,8 +220,37 @@ def save_image(path, image):
         raise ValueError(f"`image` must have shape (H, W, 1|3), got {arr.shape}.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"the image for {path} contains NaN or Inf")
-    u8 = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if bit_depth not in (8, 16):
+        raise ValueError(f"`bit_depth` must be 8 or 16, got {bit_depth!r}.")
+    if bit_depth == 16 and not supports_16_bit(path, arr.shape[-1]):
+        raise ValueError(
+            f"{path}: 16-bit output needs a .png file (or .tif for greyscale images)"
+        )
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
+    if bit_depth == 16:
+        u16 = np.round(np.clip(arr, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        if path.lower().endswith(".png"):  # Pillow cannot write 16-bit colour PNGs
+            import tensorflow as tf
+
+            with open(path, "wb") as f:
+                f.write(tf.io.encode_png(u16).numpy())
+        else:
+            Image.fromarray(u16[..., 0]).save(path)
+        return path
+    u8 = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
     Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8).save(path)
     return path
+
+
+def supports_16_bit(path, channels):
+    """Whether :func:`save_image` can write ``channels``-channel 16-bit samples to ``path``."""
+    ext = os.path.splitext(str(path))[1].lower()
+    return ext == ".png" or (ext in (".tif", ".tiff") and channels == 1)
+
+
+def to_grey(image):
+    """BT.601 luma of an ``(H, W, 3)`` image as ``(H, W, 1)`` (for greyscale inputs
+    restored by a colour model)."""
+    img = np.asarray(image, np.float32)
+    return (img @ np.array([0.2989, 0.5870, 0.1140], np.float32))[..., None]

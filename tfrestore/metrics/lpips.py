@@ -39,7 +39,11 @@ import tensorflow as tf
 
 from tfrestore.losses import validation
 from tfrestore.utils.hidden import Hidden
-from tfrestore.utils.weights import WeightsNotFoundError, resolve_weights_file
+from tfrestore.utils.weights import (
+    CorruptWeightsError,
+    WeightsNotFoundError,
+    resolve_weights_file,
+)
 
 __all__ = ["lpips", "LPIPS", "LPIPSNetwork", "get_lpips_network", "LPIPS_LAYERS"]
 
@@ -126,6 +130,8 @@ class LPIPSNetwork:
                 preprocessing="none", dtype_policy=dtype_policy,
             )
         except WeightsNotFoundError as exc:
+            if isinstance(exc, CorruptWeightsError):
+                raise  # the file is there: its own message says what to do
             raise WeightsNotFoundError(
                 f"LPIPS-{net} needs two weight files: the torchvision backbone "
                 f"`{_BACKBONE_FILE[net]}` and the linear layers `{_lin_file(net)}` (put both "

@@ -249,6 +249,12 @@ SCHEMA = Section(
         dir=Field(
             None, str, "run directory (default: runs/<name>); a killed run resumes from here"
         ),
+        overwrite=Field(
+            False,
+            bool,
+            "start a new run even if the run directory holds an earlier run's results "
+            "(deletes them; --overwrite)",
+        ),
         tensorboard=Field(True, bool, "TensorBoard scalars (logs/)"),
         image_summaries=Field(
             3,

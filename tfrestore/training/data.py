@@ -28,6 +28,7 @@ __all__ = [
     "val_dataset",
     "held_out_images",
     "degrade_image",
+    "find_damaged_image",
 ]
 
 DEFAULT_SPLITS = {
@@ -162,6 +163,36 @@ def held_out_images(cfg, multiple=1):
             img = data.read_image(img, channels=d["channels"])
         out.append((name, _centre_crop(np.asarray(img, np.float32), t["max_size"], multiple)))
     return out
+
+
+def find_damaged_image(cfg, error):
+    """After ``model.fit`` failed with a TensorFlow decode error (which names no file),
+    decode every training/validation file to find the culprit.
+
+    Validation before training only decodes files whose end looks wrong (cheap); damage
+    inside a file shows up here, where the full scan costs nothing unless training failed.
+    Returns an ``ImageFileError`` naming the file (``None`` if ``error`` is not a decode
+    error, or no file fails).
+    """
+    text = str(getattr(error, "message", error))
+    if not any(w in text for w in ("PNG", "JPEG", "GIF", "BMP", "WebP", "decode", "image")):
+        return None
+    data = _data()
+    d = cfg["data"]
+    for key in ("train", "val"):
+        if d[key]["source"] == "default":
+            continue
+        try:
+            paths, _ = source_images(d[key], f"data.{key}", d["channels"])
+            data.io.validate_images(paths, full=True)
+        except data.ImageFileError as e:
+            return data.ImageFileError(
+                f"training stopped on a damaged image (config key 'data.{key}.source'): {e}; "
+                "remove or replace the file"
+            )
+        except ConfigError:
+            continue
+    return None
 
 
 def degrade_image(degradation, clean, seed):

@@ -13,10 +13,13 @@ with ``model.fit``. A run directory holds::
     backup/          BackupAndRestore state (model, optimizer, loss state such as
                      a D2SM queue, epoch); deleted when the run completes
     report/          metrics.csv, grid.png, loss_curve.png (held-out images)
+    .tfrestore.lock  present while a training runs here (PID, host)
 
 Running the same config again after a kill resumes from ``backup/`` at the
 last completed epoch; the data stream skips the batches already used, so the
-resumed run follows the uninterrupted one.
+resumed run follows the uninterrupted one. Any other reuse of a directory that
+holds results (a finished run, a changed config) is refused unless
+``overwrite=True`` (``--overwrite``), see :mod:`tfrestore.training.rundir`.
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ import time
 
 import numpy as np
 
-from tfrestore.training import builders
+from tfrestore.training import builders, rundir
 from tfrestore.training import data as tdata
-from tfrestore.training.config import ConfigError, config_diff, dump_config, load_config
+from tfrestore.training.config import ConfigError, dump_config, load_config
 
 __all__ = ["train", "TrainResult", "run_paths", "resume_epoch"]
 
@@ -74,43 +77,35 @@ def run_paths(run_dir):
 
 
 def resume_epoch(backup_dir):
-    """Epoch a run backed up in ``backup_dir`` resumes at (0 if none)."""
-    meta = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.isfile(meta) or not os.path.isfile(
-        os.path.join(backup_dir, "latest.weights.h5")
-    ):
-        return 0
-    with open(meta, encoding="utf-8") as f:
-        return int(json.load(f).get("epoch", 0))
+    """Epoch a run backed up in ``backup_dir`` resumes at (0 if none).
+
+    Raises :class:`~tfrestore.training.rundir.RunDirError` naming the file when
+    the backup is damaged (empty metadata, truncated weights).
+    """
+    return rundir.backup_epoch(backup_dir)
 
 
-def _resume_relevant(diff):
-    return [k for k in diff if not any(k == f or k.startswith(f + ".") for f in _RESUME_FREE)]
+def _saved_config(path):
+    if not os.path.isfile(path):
+        return None
+    try:
+        return load_config(path)
+    except Exception as e:  # damaged YAML, or written by another tfrestore version
+        raise rundir.RunDirError(
+            f"cannot read {path} of the earlier run in this directory ({e}); pass --overwrite "
+            "to replace that run, or choose another --output-dir"
+        ) from None
 
 
-def _prepare_run_dir(cfg, run_dir, fresh):
+def _prepare_run_dir(cfg, run_dir, overwrite):
     paths = run_paths(run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    if fresh:
-        for key in ("backup", "logs"):
-            shutil.rmtree(paths[key], ignore_errors=True)
-        for key in ("history", "best", "final"):
-            if os.path.exists(paths[key]):
-                os.remove(paths[key])
+    if overwrite:
+        rundir.clear_results(paths)
     initial_epoch = resume_epoch(paths["backup"]) if cfg["output"]["backup"] else 0
-    if initial_epoch and os.path.isfile(paths["config"]):
-        from tfrestore.training.config import load_config as _load
-
-        saved = _load(paths["config"])
-        diff = _resume_relevant(config_diff(saved, cfg))
-        if diff:
-            raise ConfigError(
-                f"{run_dir} holds an interrupted run (epoch {initial_epoch}) with a different "
-                "config "
-                f"(keys differ: {', '.join(diff)}); resume with the same config, or pass --fresh "
-                "/ another "
-                "--output-dir"
-            )
+    rundir.check_reuse(
+        run_dir, paths, cfg, _saved_config(paths["config"]), initial_epoch, _RESUME_FREE
+    )
     if initial_epoch >= cfg["train"]["epochs"]:
         raise ConfigError(
             f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is "
@@ -205,11 +200,17 @@ def train(
     output_dir=None,
     strategy=None,
     callbacks=(),
+    overwrite=None,
     fresh=False,
     report=None,
     verbose=None,
 ):
     """Train a restoration model from a config.
+
+    The run directory is locked for the duration (a second training into it
+    stops with :class:`~tfrestore.training.rundir.RunDirError`). A directory
+    that already holds results is only reused to resume an interrupted run with
+    the same config; anything else needs ``overwrite=True``.
 
     Args:
         config: YAML path, raw dict, or a config already returned by
@@ -220,25 +221,49 @@ def train(
         strategy: a ``tf.distribute.Strategy`` to use instead of
             ``train.strategy`` (e.g. the test-suite's shared one).
         callbacks: extra Keras callbacks (appended).
-        fresh: discard an existing backup / history in the run directory.
+        overwrite: start a new run, deleting the results of an earlier (finished
+            or interrupted) run in the run directory; None: ``output.overwrite``.
+        fresh: the same as ``overwrite=True`` (the older name, kept for scripts).
         report: override ``output.report``.
         verbose: override ``train.verbose``.
 
     Returns:
         :class:`TrainResult`.
     """
-    import keras
-    import tensorflow as tf
-
-    from tfrestore.training.strategy import describe_strategy, get_strategy
-
     t_start = time.time()
     cfg = load_config(config, overrides=overrides, task=task)
     run_dir = os.path.abspath(
         output_dir or cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
     )
     cfg["output"]["dir"] = run_dir
-    paths, initial_epoch = _prepare_run_dir(cfg, run_dir, fresh)
+    if overwrite is None:
+        overwrite = cfg["output"]["overwrite"]
+    with rundir.RunDirLock(run_dir) as lock:
+        if lock.taken_over is not None:
+            print(
+                f"[tfrestore] note: took over the lock of a training that is gone "
+                f"({rundir.describe_holder(lock.taken_over)})",
+                flush=True,
+            )
+        return _train(
+            cfg,
+            run_dir,
+            t_start,
+            strategy=strategy,
+            callbacks=callbacks,
+            overwrite=bool(overwrite or fresh),
+            report=report,
+            verbose=verbose,
+        )
+
+
+def _train(cfg, run_dir, t_start, *, strategy, callbacks, overwrite, report, verbose):
+    import keras
+    import tensorflow as tf
+
+    from tfrestore.training.strategy import describe_strategy, get_strategy
+
+    paths, initial_epoch = _prepare_run_dir(cfg, run_dir, overwrite)
     tr, out_cfg = cfg["train"], cfg["output"]
     verbose = tr["verbose"] if verbose is None else verbose
     if verbose == "auto":  # progress bars in a terminal, one line per epoch in logs
@@ -303,16 +328,22 @@ def train(
         )
         cbs += list(callbacks)
         _print_header(cfg, run_dir, run_info, initial_epoch, notes)
-        hist = model.fit(
-            train_ds,
-            epochs=tr["epochs"],
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            validation_steps=tr["validation_steps"],
-            callbacks=cbs,
-            verbose=verbose,
-            shuffle=False,  # the tf.data pipeline shuffles (deterministically)
-        )
+        try:
+            hist = model.fit(
+                train_ds,
+                epochs=tr["epochs"],
+                steps_per_epoch=steps,
+                validation_data=val_ds,
+                validation_steps=tr["validation_steps"],
+                callbacks=cbs,
+                verbose=verbose,
+                shuffle=False,  # the tf.data pipeline shuffles (deterministically)
+            )
+        except tf.errors.InvalidArgumentError as e:  # TF's decode errors name no file
+            damaged = tdata.find_damaged_image(cfg, e)
+            if damaged is None:
+                raise
+            raise damaged from e
         model.save(paths["final"])
         history = dict(hist.history)
         if out_cfg["csv"] and os.path.isfile(paths["history"]):

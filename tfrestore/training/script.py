@@ -45,9 +45,15 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         help="run directory (default: output.dir from the config, else runs/<name>)",
     )
     parser.add_argument(
+        "--overwrite",
         "--fresh",
+        dest="overwrite",
         action="store_true",
-        help="discard an interrupted run's backup/history in the run directory instead of resuming",
+        help="start a new run in the run directory, deleting the results of an earlier run there "
+        "(backup/, history.csv, best.keras, final.keras, logs/, report/). Without it, a directory "
+        "holding results is only reused to resume an interrupted run with the same config; a "
+        "finished run or a changed config is refused. --fresh is the same flag "
+        "(config: output.overwrite)",
     )
     parser.add_argument(
         "--epochs", type=int, default=None, help="shortcut for --set train.epochs=N"
@@ -113,6 +119,8 @@ def _overrides(args):
 def run_training(task, args):
     """Run (or describe) a training from parsed arguments; returns an exit code."""
     from tfrestore.training.config import describe_config, dump_config, load_config
+    from tfrestore.data.io import ImageFileError
+    from tfrestore.training.rundir import RunDirError
 
     if args.help_config:
         print(describe_config())
@@ -130,10 +138,13 @@ def run_training(task, args):
         train(
             cfg,
             output_dir=args.output_dir,
-            fresh=args.fresh,
+            overwrite=True if args.overwrite else None,
             report=False if args.no_report else None,
             verbose=args.verbose,
         )
+    except (RunDirError, ImageFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,17 @@
 """Small shared utilities (weights resolution, hidden holders)."""
 
 from tfrestore.utils.hidden import Hidden
-from tfrestore.utils.weights import WeightsNotFoundError, resolve_weights_file, weights_dir
+from tfrestore.utils.weights import (
+    CorruptWeightsError,
+    WeightsNotFoundError,
+    resolve_weights_file,
+    weights_dir,
+)
 
-__all__ = ["Hidden", "WeightsNotFoundError", "resolve_weights_file", "weights_dir"]
+__all__ = [
+    "Hidden",
+    "CorruptWeightsError",
+    "WeightsNotFoundError",
+    "resolve_weights_file",
+    "weights_dir",
+]

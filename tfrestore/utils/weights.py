@@ -11,13 +11,54 @@ from __future__ import annotations
 import hashlib
 import os
 
-__all__ = ["WeightsNotFoundError", "resolve_weights_file", "weights_dir", "keras_cache_dir", "file_hash"]
+__all__ = [
+    "WeightsNotFoundError",
+    "CorruptWeightsError",
+    "resolve_weights_file",
+    "weights_dir",
+    "keras_cache_dir",
+    "file_hash",
+    "load_npz",
+]
 
 ENV_VAR = "TFRESTORE_WEIGHTS_DIR"
 
 
 class WeightsNotFoundError(FileNotFoundError):
     """No local copy of a weights file and the download failed."""
+
+
+class CorruptWeightsError(WeightsNotFoundError):
+    """A weights file exists but cannot be read (truncated, damaged, wrong format).
+
+    A subclass of :class:`WeightsNotFoundError` because the remedy is the same (a good
+    copy of the file) and so that every handler of unavailable weights, such as a
+    training config's loss ``fallback``, handles it too.
+    """
+
+    @classmethod
+    def for_file(cls, path, exc, what="weights file"):
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return cls(
+            f"{what} {os.fspath(path)!r} is damaged or truncated ({type(exc).__name__}: "
+            f"{reason}); delete it and copy or download it again"
+        )
+
+
+def load_npz(path, what="weights file"):
+    """``{name: array}`` of an ``.npz`` file; :class:`CorruptWeightsError` naming it when
+    it cannot be read (``np.load`` reports a truncated file as a bare ``BadZipFile``)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: np.asarray(data[k]) for k in data.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        raise CorruptWeightsError.for_file(path, exc, what) from exc
 
 
 def weights_dir():

@@ -1,0 +1,352 @@
+"""Run-directory safety: one training per directory, no silent overwrite, clear resume errors.
+
+* :class:`RunDirLock` -- an exclusive lock file ``<run_dir>/.tfrestore.lock``
+  (holding PID, host and start time) for the whole run. A second training
+  into the same directory stops at once with :class:`RunDirError` naming the
+  directory and the holder. A lock left by a dead process on this host is
+  detected (PID gone, or reused by another process) and taken over.
+* :func:`existing_results` / :func:`check_reuse` -- a directory that already
+  holds results (a finished run, or an interrupted one) is only written to
+  when resuming the same config, or with ``overwrite=True``
+  (``--overwrite``/``--fresh``, ``output.overwrite: true``).
+* :func:`backup_epoch` -- reads the ``BackupAndRestore`` state, turning an
+  empty/corrupt ``training_metadata.json`` or a truncated ``latest.weights.h5``
+  into a one-line error that names the file and says ``--fresh``.
+
+>>> import tempfile
+>>> d = tempfile.mkdtemp()
+>>> with RunDirLock(d):
+...     RunDirLock(d).acquire()
+Traceback (most recent call last):
+...
+tfrestore.training.rundir.RunDirError: run directory ... is in use by another training (pid ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+
+from tfrestore.training.schema import ConfigError
+
+__all__ = [
+    "RunDirError",
+    "RunDirLock",
+    "LOCK_NAME",
+    "existing_results",
+    "check_reuse",
+    "clear_results",
+    "backup_epoch",
+    "describe_holder",
+]
+
+LOCK_NAME = ".tfrestore.lock"
+
+# A lock file still empty after this long was left by a process killed between
+# creating and writing it (the two happen microseconds apart).
+_EMPTY_LOCK_GRACE_S = 30.0
+
+
+class RunDirError(ConfigError):
+    """The run directory cannot be used as asked (locked, holds other results, corrupt backup).
+
+    Subclasses :class:`ConfigError` so callers that report config problems
+    (exit code 2 on the command line) report these too.
+    """
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def _process_start(pid):
+    """Start time of ``pid`` in clock ticks since boot (Linux), or None when unknown.
+
+    Stored with the PID so that a PID reused by an unrelated process after a
+    crash is not mistaken for the lock holder.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+        # Field 22; the command name (field 2) may hold spaces, so split after its ')'.
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def describe_holder(holder):
+    if not holder:
+        return "an unknown process"
+    since = holder.get("started")
+    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(since)) if since else ""
+    return f"pid {holder.get('pid')} on {holder.get('host')}{when}"
+
+
+class RunDirLock:
+    """Exclusive lock of a run directory for the duration of a training.
+
+    Use as a context manager, or :meth:`acquire` / :meth:`release`.
+    ``acquire`` raises :class:`RunDirError` when a live process holds the
+    lock (or one on another host: its liveness cannot be checked from here,
+    so the message says to delete the lock file if that run is gone).
+    """
+
+    def __init__(self, run_dir):
+        self.run_dir = os.path.abspath(os.fspath(run_dir))
+        self.path = os.path.join(self.run_dir, LOCK_NAME)
+        self.taken_over = None  # the stale holder replaced by acquire(), if any
+        self._held = False
+
+    def _read(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None, False
+        try:
+            holder = json.loads(text)
+            if not isinstance(holder, dict):
+                raise ValueError
+            return holder, True
+        except ValueError:
+            return {}, True
+
+    def _stale(self, holder):
+        """Whether the lock described by ``holder`` belongs to a dead process."""
+        if not holder:  # empty/garbled: stale once old enough (see _EMPTY_LOCK_GRACE_S)
+            try:
+                return time.time() - os.path.getmtime(self.path) > _EMPTY_LOCK_GRACE_S
+            except OSError:
+                return True
+        if holder.get("host") != socket.gethostname():
+            return False
+        pid = holder.get("pid")
+        if not isinstance(pid, int) or pid <= 0:
+            return True
+        if not _pid_alive(pid):
+            return True
+        start = holder.get("start")
+        return start is not None and _process_start(pid) not in (None, start)
+
+    def acquire(self):
+        os.makedirs(self.run_dir, exist_ok=True)
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "start": _process_start(os.getpid()),
+            "started": time.time(),
+        }
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder, exists = self._read()
+                if not exists:
+                    continue  # released meanwhile: try again
+                if not self._stale(holder):
+                    where = (
+                        ""
+                        if not holder or holder.get("host") == socket.gethostname()
+                        else "; if that run is gone, delete the lock file"
+                    )
+                    raise RunDirError(
+                        f"run directory {self.run_dir} is in use by another training "
+                        f"({describe_holder(holder)}; lock file {self.path}){where}; wait for it "
+                        "to finish or choose another --output-dir"
+                    ) from None
+                self.taken_over = holder
+                try:
+                    os.remove(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            self._held = True
+            return self
+        raise RunDirError(
+            f"run directory {self.run_dir}: cannot take the lock file {self.path} (another "
+            "training keeps re-creating it); choose another --output-dir"
+        )
+
+    def release(self):
+        if not self._held:
+            return
+        self._held = False
+        holder, exists = self._read()
+        if exists and holder and holder.get("pid") == os.getpid():
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+# --------------------------------------------------------------------------- reuse
+
+
+def _history_rows(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    except OSError:
+        return 0
+
+
+def existing_results(paths):
+    """Names of the results a previous run left in the run directory (``run_paths`` dict).
+
+    A directory with only ``config.yaml``/``run.yaml`` (a run stopped before
+    its first epoch ended) holds no results worth protecting.
+    """
+    found = []
+    for key in ("final", "best"):
+        if os.path.isfile(paths[key]):
+            found.append(os.path.basename(paths[key]))
+    rows = _history_rows(paths["history"]) if os.path.isfile(paths["history"]) else 0
+    if rows:
+        found.append(f"history.csv ({rows} epoch{'s' if rows != 1 else ''})")
+    if os.path.isfile(paths["metrics_csv"]):
+        found.append("report/")
+    if os.path.isdir(paths["backup"]) and os.listdir(paths["backup"]):
+        found.append("backup/")
+    return found
+
+
+def check_reuse(run_dir, paths, cfg, saved_cfg, initial_epoch, free_keys):
+    """Refuse to write into a directory holding results, unless resuming the same config.
+
+    Args:
+        run_dir, paths: the run directory and its ``run_paths``.
+        cfg: the resolved config of this run.
+        saved_cfg: the resolved ``config.yaml`` found there, or None.
+        initial_epoch: the epoch the backup resumes at (0: nothing to resume).
+        free_keys: dotted keys allowed to differ on resumption.
+
+    Raises:
+        RunDirError: naming the directory, what it holds, the differing keys
+            and the flags that proceed (``--overwrite``, another ``--output-dir``).
+    """
+    from tfrestore.training.config import config_diff
+
+    diff = None
+    if saved_cfg is not None:
+        diff = [
+            k
+            for k in config_diff(saved_cfg, cfg)
+            if not any(k == f or k.startswith(f + ".") for f in free_keys)
+        ]
+    if initial_epoch:
+        if diff:
+            raise RunDirError(
+                f"{run_dir} holds an interrupted run (epoch {initial_epoch}) with a different "
+                f"config (keys differ: {', '.join(diff)}); resume with the same config, or pass "
+                "--overwrite (or --fresh) to discard it, or use another --output-dir"
+            )
+        return
+    found = existing_results(paths)
+    if not found:
+        return
+    state = "a finished run" if os.path.isfile(paths["final"]) else "an earlier run"
+    if diff is None:
+        why = "no config.yaml, so the config that made them is unknown"
+    elif diff:
+        why = f"its config differs in: {', '.join(diff)}"
+    else:
+        why = "with the same config"
+    raise RunDirError(
+        f"{run_dir} already holds the results of {state} ({', '.join(found)}; {why}); pass "
+        "--overwrite to replace them (output.overwrite: true / train(overwrite=True)), or "
+        "choose another --output-dir"
+    )
+
+
+def clear_results(paths):
+    """Delete what a previous run wrote (``--overwrite``); other files are left alone."""
+    for key in ("backup", "logs", "report"):
+        shutil.rmtree(paths[key], ignore_errors=True)
+    for key in ("history", "best", "final", "run_info"):
+        if os.path.exists(paths[key]):
+            os.remove(paths[key])
+
+
+# --------------------------------------------------------------------------- backup
+
+
+_FRESH_HINT = (
+    "pass --fresh (or --overwrite) to discard the interrupted run and start again, or use "
+    "another --output-dir"
+)
+
+
+def _check_weights_file(path):
+    """Open the HDF5 weights and read every dataset (what ``load_weights`` will do)."""
+    import h5py
+
+    def visit(_name, obj):
+        if isinstance(obj, h5py.Dataset):
+            obj[()]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+
+
+def backup_epoch(backup_dir):
+    """Epoch a ``BackupAndRestore`` state resumes at (0 when there is none).
+
+    Both files are checked here, before any model is built, so a damaged
+    backup is reported as such (naming the file and ``--fresh``) instead of as
+    an h5py/JSON traceback from inside ``model.fit``.
+    """
+    meta = os.path.join(backup_dir, "training_metadata.json")
+    weights = os.path.join(backup_dir, "latest.weights.h5")
+    if not os.path.isfile(meta) or not os.path.isfile(weights):
+        return 0
+    try:
+        with open(meta, encoding="utf-8") as f:
+            text = f.read()
+        epoch = json.loads(text)["epoch"] if text.strip() else None
+        if epoch is None:
+            raise ValueError("the file is empty")
+        epoch = int(epoch)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        empty = str(e) == "the file is empty"
+        reason = "the file is empty" if empty else f"{type(e).__name__}: {e}"
+        raise RunDirError(
+            f"cannot resume from the backup file {meta}: it is damaged ({reason}); {_FRESH_HINT}"
+        ) from None
+    try:
+        _check_weights_file(weights)
+    except Exception as e:  # h5py raises OSError/KeyError/RuntimeError for damaged files
+        previous = weights + ".bkp"
+        try:  # Keras falls back to the previous checkpoint itself when it is intact
+            _check_weights_file(previous)
+            return epoch
+        except Exception:
+            pass
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RunDirError(
+            f"cannot resume from the backup file {weights}: it is damaged or truncated "
+            f"({first}); {_FRESH_HINT}"
+        ) from None
+    return epoch
