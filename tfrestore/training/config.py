@@ -212,9 +212,17 @@ SCHEMA = Section(
         strategy=Field(
             "auto",
             str,
-            "auto (MirroredStrategy over all GPUs, default strategy on CPU), "
-            "mirrored or default",
-            choices=("auto", "mirrored", "default"),
+            "auto (MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else "
+            "MirroredStrategy over all GPUs, default strategy on CPU), mirrored, default or "
+            "multi_worker",
+            choices=("auto", "mirrored", "default", "multi_worker"),
+        ),
+        backup_every_steps=Field(
+            None,
+            int,
+            "also back up every this many training steps (resume mid-epoch after a kill); "
+            "null: at the end of each epoch only",
+            check=_positive,
         ),
         deterministic=Field(
             False, bool, "enable TF op determinism (bit-reproducible runs, slower)"

@@ -1,0 +1,162 @@
+"""Step-level training backups (resume a killed run mid-epoch).
+
+:class:`StepBackup` replaces ``keras.callbacks.BackupAndRestore``, which in
+Keras 3.15 can save every ``save_freq`` batches but on restore only knows the
+epoch: the run restarts at the beginning of that epoch with weights that have
+already seen part of it. Here a backup records ``(epoch, step)``, the model
+weights (optimizer and loss state such as a D2SM queue included, as
+``model.save_weights`` writes them) and the running values of the epoch's
+metrics, so the resumed run:
+
+* skips the training batches already consumed (the data stream is
+  deterministic, see :mod:`tfrestore.training.data`),
+* trains the remaining ``steps_per_epoch - step`` steps of the interrupted
+  epoch, then the following epochs, and
+* reports the same epoch means as an uninterrupted run.
+
+A backup directory holds ``training_metadata.json`` (``{"epoch", "step",
+"weights", "metrics"}``) and the weights file it names. A new backup writes its
+weights file first and then replaces the metadata atomically, so a kill at any
+moment leaves a consistent (possibly older) backup.
+
+>>> import tempfile
+>>> read_backup(tempfile.mkdtemp()) is None
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+
+__all__ = ["BackupState", "StepBackup", "read_backup", "restore_backup", "METADATA"]
+
+METADATA = "training_metadata.json"
+
+
+@dataclasses.dataclass
+class BackupState:
+    """Where a backed-up run resumes: ``step`` steps into epoch ``epoch``
+    (0-based; ``step`` 0 is the epoch's start)."""
+
+    epoch: int
+    step: int
+    weights: str
+    metrics: list = dataclasses.field(default_factory=list)
+
+    def global_step(self, steps_per_epoch):
+        return self.epoch * int(steps_per_epoch) + self.step
+
+
+def read_backup(backup_dir):
+    """The :class:`BackupState` in ``backup_dir``, or None when it holds none."""
+    meta = os.path.join(backup_dir, METADATA)
+    if not os.path.isfile(meta):
+        return None
+    with open(meta, encoding="utf-8") as f:
+        data = json.load(f)
+    # Keras' BackupAndRestore (earlier tfrestore versions) names no file.
+    weights = os.path.join(backup_dir, data.get("weights", "latest.weights.h5"))
+    if not os.path.isfile(weights):
+        return None
+    return BackupState(
+        epoch=int(data.get("epoch", 0)),
+        step=int(data.get("step", 0)),
+        weights=weights,
+        metrics=list(data.get("metrics", [])),
+    )
+
+
+def restore_backup(model, state):
+    """Load ``state``'s weights (model, optimizer, loss state) into ``model``."""
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(state.weights)
+
+
+def _metric_variables(model):
+    return list(model.metrics_variables)
+
+
+class StepBackup(keras.callbacks.Callback):
+    """Back up the training state at each epoch end and every
+    ``every_steps`` steps (counted over the whole run).
+
+    Args:
+        backup_dir: directory written (created when needed).
+        steps_per_epoch: steps of one epoch.
+        every_steps: also back up when the global step is a multiple of
+            this (None: epoch ends only).
+        resume: the :class:`BackupState` the run resumed from; its metric
+            values are put back at the start of the resumed epoch.
+        batch_offset: added to the ``batch`` index Keras passes (a ``fit``
+            that starts ``step`` steps into an epoch counts from 0).
+    """
+
+    def __init__(self, backup_dir, steps_per_epoch, every_steps=None, resume=None,
+                 batch_offset=0):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.every_steps = int(every_steps) if every_steps else None
+        self.resume = resume
+        self.batch_offset = int(batch_offset)
+        self._epoch = 0
+        self._restored = False
+        self.saved = []  # (epoch, step) of every backup written
+
+    def on_train_begin(self, logs=None):
+        # Here, as Keras' BackupAndRestore does: fit() has built the optimizer,
+        # the compiled loss and the metrics by now.
+        if self.resume is not None and not self._restored:
+            restore_backup(self.model, self.resume)
+            self._restored = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        r = self.resume
+        if r is not None and epoch == r.epoch and r.step and r.metrics:
+            variables = _metric_variables(self.model)
+            if len(variables) == len(r.metrics):
+                for v, value in zip(variables, r.metrics):
+                    v.assign(np.asarray(value, dtype=v.dtype))
+            self.resume = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.every_steps:
+            return
+        step = self.batch_offset + int(batch) + 1
+        if step >= self.steps_per_epoch:
+            return  # the epoch-end backup follows (after validation)
+        if (self._epoch * self.steps_per_epoch + step) % self.every_steps == 0:
+            self.save(self._epoch, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.batch_offset = 0
+        self.save(epoch + 1, 0)
+
+    def save(self, epoch, step):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        name = f"step-{epoch * self.steps_per_epoch + step:09d}.weights.h5"
+        path = os.path.join(self.backup_dir, name)
+        self.model.save_weights(path, overwrite=True)
+        metrics = (
+            [np.asarray(v.numpy()).tolist() for v in _metric_variables(self.model)]
+            if step
+            else []
+        )
+        meta = os.path.join(self.backup_dir, METADATA)
+        with open(meta + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"epoch": epoch, "step": step, "weights": name, "metrics": metrics}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(meta + ".tmp", meta)
+        for old in glob.glob(os.path.join(self.backup_dir, "*.weights.h5")):
+            if os.path.basename(old) != name:
+                os.remove(old)
+        self.saved.append((epoch, step))
