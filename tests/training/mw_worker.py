@@ -3,7 +3,7 @@
     python mw_worker.py CONFIG.json OUTPUT_DIR RESULT.npz [KILL_AT_GLOBAL_STEP]
 
 Trains with :func:`tfrestore.training.train` (``TF_CONFIG`` from the
-environment), then saves the final weights and the D2SM queue to RESULT.npz.
+environment), then saves the final weights, the D2SM queue and PDL's draw counter to RESULT.npz.
 With KILL_AT_GLOBAL_STEP the process SIGKILLs itself right after that training
 step (after the step's backup, if one is due).
 """
@@ -44,6 +44,8 @@ def main():
         if hasattr(loss, "queue_state"):
             pred, true, count = loss.queue_state()
             arrays.update(queue_pred=pred, queue_true=true, queue_count=np.asarray(count))
+        if getattr(loss, "_draws", None) is not None:  # PDL's projection counter
+            arrays["pdl_draws"] = np.asarray(loss._draws.numpy())
     arrays["loss"] = np.asarray(res.history["loss"])
     np.savez(result, **arrays)
 

@@ -34,7 +34,14 @@ import os
 import keras
 import numpy as np
 
-__all__ = ["BackupState", "StepBackup", "read_backup", "restore_backup", "METADATA"]
+__all__ = [
+    "BackupState",
+    "StepBackup",
+    "read_backup",
+    "restore_backup",
+    "restore_metrics",
+    "METADATA",
+]
 
 METADATA = "training_metadata.json"
 
@@ -47,7 +54,7 @@ class BackupState:
     epoch: int
     step: int
     weights: str
-    metrics: list = dataclasses.field(default_factory=list)
+    metrics: dict = dataclasses.field(default_factory=dict)
 
     def global_step(self, steps_per_epoch):
         return self.epoch * int(steps_per_epoch) + self.step
@@ -68,7 +75,7 @@ def read_backup(backup_dir):
         epoch=int(data.get("epoch", 0)),
         step=int(data.get("step", 0)),
         weights=weights,
-        metrics=list(data.get("metrics", [])),
+        metrics=dict(data.get("metrics") or {}),
     )
 
 
@@ -80,7 +87,21 @@ def restore_backup(model, state):
 
 
 def _metric_variables(model):
-    return list(model.metrics_variables)
+    """``{path: variable}`` of the model's metric state (loss tracker, compiled
+    metrics); compiled metrics exist once the model is built for training."""
+    return {v.path: v for v in model.metrics_variables}
+
+
+def restore_metrics(model, values):
+    """Put saved running metric values back; False when the model's metric
+    variables do not match them (then the epoch means restart at the resume)."""
+    variables = _metric_variables(model)
+    if not values or set(values) != set(variables):
+        return False
+    for path, value in values.items():
+        v = variables[path]
+        v.assign(np.asarray(value, dtype=v.dtype))
+    return True
 
 
 class StepBackup(keras.callbacks.Callback):
@@ -121,10 +142,7 @@ class StepBackup(keras.callbacks.Callback):
         self._epoch = epoch
         r = self.resume
         if r is not None and epoch == r.epoch and r.step and r.metrics:
-            variables = _metric_variables(self.model)
-            if len(variables) == len(r.metrics):
-                for v, value in zip(variables, r.metrics):
-                    v.assign(np.asarray(value, dtype=v.dtype))
+            restore_metrics(self.model, r.metrics)
             self.resume = None
 
     def on_train_batch_end(self, batch, logs=None):
@@ -146,9 +164,9 @@ class StepBackup(keras.callbacks.Callback):
         path = os.path.join(self.backup_dir, name)
         self.model.save_weights(path, overwrite=True)
         metrics = (
-            [np.asarray(v.numpy()).tolist() for v in _metric_variables(self.model)]
+            {p: np.asarray(v.numpy()).tolist() for p, v in _metric_variables(self.model).items()}
             if step
-            else []
+            else {}
         )
         meta = os.path.join(self.backup_dir, METADATA)
         with open(meta + ".tmp", "w", encoding="utf-8") as f:

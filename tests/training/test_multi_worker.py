@@ -1,0 +1,275 @@
+"""Multi-worker training (2 processes on 127.0.0.1) and step-level resume after SIGKILL.
+
+The slow tests launch :mod:`mw_worker` subprocesses; all runs share one tiny
+config (L1 + D2SM with a queue + PDL with per-call projections) and are compared
+with one uninterrupted single-process run.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tfrestore.training import ConfigError, load_config, train
+from tfrestore.training.backup import read_backup
+from tfrestore.training.strategy import cluster_size, get_strategy, is_chief
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+EPOCHS, STEPS, BATCH = 2, 3, 4
+
+
+def base_config(**train_extra):
+    return {
+        "task": "denoise",
+        "seed": 5,
+        "model": {
+            "type": "DnCNN",
+            "args": {"depth": 3, "filters": 8, "channels": 3, "batch_norm": False},
+        },
+        "losses": [
+            {"type": "L1"},
+            {
+                "type": "D2SMLoss",
+                "weight": 0.5,
+                "args": {
+                    "backbone": "vgg16",
+                    "layer": "relu1_2",
+                    "weights": None,
+                    "patch_size": None,
+                    "queue_size": 16,
+                    "image_size": [16, 16],
+                },
+            },
+            {
+                "type": "PDLoss",
+                "weight": 0.1,
+                "args": {
+                    "layers": "block1_conv2",
+                    "weights": None,
+                    "projection": "random_sphere",
+                    "projection_multiple": 1.0,
+                },
+            },
+        ],
+        "data": {
+            "crop": 16,
+            "batch_size": BATCH,
+            "val": {"crop": 16, "batch_size": 2},
+            "test": {"max_images": 1, "max_size": 32},
+        },
+        "optimizer": {"type": "Adam", "learning_rate": 1e-2},
+        "schedule": {"type": "cosine"},
+        "train": {
+            "epochs": EPOCHS,
+            "steps_per_epoch": STEPS,
+            "verbose": 0,
+            "backup_every_steps": 2,
+            **train_extra,
+        },
+        "metrics": {"lpips": False},
+        "output": {"tensorboard": False},
+    }
+
+
+def free_ports(n):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def launch(tmp_path, cfg, out_dir, tag, n_workers=1, kill_at=None):
+    """Start ``n_workers`` mw_worker processes (a TF_CONFIG cluster when > 1);
+    ``kill_at = (worker index, global step)`` makes that worker SIGKILL itself."""
+    cfg_path = tmp_path / f"{tag}.json"
+    cfg_path.write_text(json.dumps(cfg))
+    ports = free_ports(n_workers)
+    procs = []
+    for i in range(n_workers):
+        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        env.pop("TF_CONFIG", None)
+        if n_workers > 1:
+            env["TF_CONFIG"] = json.dumps(
+                {
+                    "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                    "task": {"type": "worker", "index": i},
+                }
+            )
+        args = [sys.executable, os.path.join(HERE, "mw_worker.py"), str(cfg_path), str(out_dir),
+                str(tmp_path / f"{tag}_{i}.npz")]
+        if kill_at is not None and kill_at[0] == i:
+            args.append(str(kill_at[1]))
+        log = open(tmp_path / f"{tag}_{i}.log", "w")
+        procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def wait_all(procs, tmp_path, tag, timeout=240):
+    deadline = time.time() + timeout
+    rcs = []
+    for i, p in enumerate(procs):
+        try:
+            rcs.append(p.wait(timeout=max(1.0, deadline - time.time())))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"{tag}: worker {i} did not finish:\n" + log_tail(tmp_path, tag, i))
+    return rcs
+
+
+def log_tail(tmp_path, tag, i):
+    return (tmp_path / f"{tag}_{i}.log").read_text()[-3000:]
+
+
+def load(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def weights_of(result):
+    return [result[k] for k in sorted((k for k in result if k.startswith("w")), key=lambda k: int(k[1:]))]
+
+
+def max_weight_diff(a, b):
+    wa, wb = weights_of(a), weights_of(b)
+    assert len(wa) == len(wb) > 0
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(wa, wb))
+
+
+def summarize(model, history):
+    out = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    d2sm, pdl = model.loss.losses[1], model.loss.losses[2]
+    pred, true, count = d2sm.queue_state()
+    out.update(queue_pred=pred, queue_true=true, queue_count=np.asarray(count))
+    out["pdl_draws"] = np.asarray(pdl._draws.numpy())
+    out["loss"] = np.asarray(history["loss"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory):
+    """The uninterrupted one-process run every other run is compared with."""
+    out = tmp_path_factory.mktemp("single")
+    res = train(base_config(strategy="default"), output_dir=str(out / "run"), report=False)
+    return summarize(res.model, res.history)
+
+
+# --------------------------------------------------------------------------- fast checks
+
+
+def test_strategy_kinds_and_cluster_helpers(monkeypatch):
+    cluster = {"worker": ["a:1", "b:2"]}
+    assert cluster_size({"cluster": cluster}) == 2
+    assert is_chief({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    assert not is_chief({"cluster": cluster, "task": {"type": "worker", "index": 1}})
+    with_chief = {"chief": ["c:0"], "worker": ["a:1"]}
+    assert cluster_size({"cluster": with_chief}) == 2
+    assert not is_chief({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
+    assert is_chief({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        cluster_size()
+    monkeypatch.delenv("TF_CONFIG")
+    assert is_chief() and cluster_size() == 0
+    with pytest.raises(ValueError, match="multi_worker"):
+        get_strategy("multiworker")
+
+
+def test_config_accepts_multi_worker_and_backup_frequency():
+    cfg = load_config(base_config(strategy="multi_worker"))
+    assert cfg["train"]["strategy"] == "multi_worker"
+    assert cfg["train"]["backup_every_steps"] == 2
+    with pytest.raises(ConfigError, match="train.backup_every_steps"):
+        load_config(base_config(backup_every_steps=0))
+    with pytest.raises(ConfigError, match="train.strategy"):
+        load_config(base_config(strategy="multi-worker"))
+
+
+# --------------------------------------------------------------------------- slow: subprocesses
+
+
+@pytest.mark.slow
+def test_step_resume_after_sigkill_matches_uninterrupted_run(tmp_path, single_run):
+    """A one-process run SIGKILLed mid-epoch resumes at its last backup step."""
+    cfg = base_config(strategy="default")
+    run = tmp_path / "run"
+    (proc,) = launch(tmp_path, cfg, run, "killed", kill_at=(0, STEPS + 2))
+    assert wait_all([proc], tmp_path, "killed") == [-signal.SIGKILL], log_tail(tmp_path, "killed", 0)
+    state = read_backup(str(run / "backup"))
+    # Backups every 2 steps: the last one before the kill (global step 5) is step 4,
+    # i.e. one step into the second epoch, not that epoch's start.
+    assert (state.epoch, state.step) == (1, 1)
+
+    resumed = train(cfg, output_dir=str(run), report=False)
+    assert resumed.initial_epoch == 1
+    got = summarize(resumed.model, resumed.history)
+    diff = max_weight_diff(got, single_run)
+    print(f"step resume: max |weight diff| vs uninterrupted = {diff:.3g}")
+    assert diff < 1e-5
+    assert int(got["queue_count"]) == int(single_run["queue_count"]) == EPOCHS * STEPS * BATCH
+    np.testing.assert_allclose(got["queue_pred"], single_run["queue_pred"], atol=1e-5)
+    assert int(got["pdl_draws"]) == int(single_run["pdl_draws"])
+    # The resumed epoch's mean includes the steps run before the kill.
+    np.testing.assert_allclose(got["loss"], single_run["loss"], rtol=1e-5)
+    assert not (run / "backup").exists()
+
+
+@pytest.mark.slow
+def test_two_workers_match_one_process_and_resume_after_a_kill(tmp_path, single_run):
+    cfg = base_config(strategy="multi_worker")
+    # 1. An uninterrupted 2-worker run equals the one-process run on the same global batch.
+    run = tmp_path / "mw"
+    procs = launch(tmp_path, cfg, run, "mw", n_workers=2)
+    rcs = wait_all(procs, tmp_path, "mw")
+    assert rcs == [0, 0], log_tail(tmp_path, "mw", 0) + log_tail(tmp_path, "mw", 1)
+    w0, w1 = load(tmp_path / "mw_0.npz"), load(tmp_path / "mw_1.npz")
+    assert max_weight_diff(w0, w1) == 0.0  # replicas stay identical
+    diff = max_weight_diff(w0, single_run)
+    qdiff = float(np.max(np.abs(w0["queue_pred"] - single_run["queue_pred"])))
+    print(f"2 workers vs 1 process: max |weight diff| = {diff:.3g}, queue diff = {qdiff:.3g}")
+    assert diff < 1e-5 and qdiff < 1e-5
+    # The queue holds the global batch (both workers' rows), on every worker.
+    assert int(w0["queue_count"]) == int(w1["queue_count"]) == EPOCHS * STEPS * BATCH
+    np.testing.assert_array_equal(w0["queue_true"], single_run["queue_true"])
+    assert int(w0["pdl_draws"]) == int(w1["pdl_draws"]) == int(single_run["pdl_draws"])
+    np.testing.assert_allclose(w0["loss"], single_run["loss"], rtol=1e-5)
+    # Only the chief wrote the run directory; the completed run left no backup.
+    assert sorted(os.listdir(run)) == sorted(
+        ["best.keras", "config.yaml", "final.keras", "history.csv", "run.yaml"]
+    )
+
+    # 2. Worker 1 dies after global step 5; the chief is then killed too (it waits
+    # on a collective), and both are restarted with the same command.
+    run = tmp_path / "mw_killed"
+    procs = launch(tmp_path, cfg, run, "k", n_workers=2, kill_at=(1, STEPS + 2))
+    try:
+        assert procs[1].wait(timeout=240) == -signal.SIGKILL, log_tail(tmp_path, "k", 1)
+    finally:
+        procs[0].kill()
+        procs[0].wait()
+    state = read_backup(str(run / "backup"))
+    assert (state.epoch, state.step) == (1, 1)  # the chief's last backup, mid-epoch
+    procs = launch(tmp_path, cfg, run, "r", n_workers=2)
+    rcs = wait_all(procs, tmp_path, "r")
+    assert rcs == [0, 0], log_tail(tmp_path, "r", 0) + log_tail(tmp_path, "r", 1)
+    r0, r1 = load(tmp_path / "r_0.npz"), load(tmp_path / "r_1.npz")
+    assert max_weight_diff(r0, r1) == 0.0
+    rdiff = max_weight_diff(r0, w0)
+    print(f"2 workers killed + resumed vs uninterrupted: max |weight diff| = {rdiff:.3g}")
+    assert rdiff < 1e-5
+    np.testing.assert_allclose(r0["queue_pred"], w0["queue_pred"], atol=1e-5)
+    assert int(r0["queue_count"]) == int(w0["queue_count"])
+    assert int(r0["pdl_draws"]) == int(w0["pdl_draws"])
