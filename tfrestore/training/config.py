@@ -266,7 +266,12 @@ SCHEMA = Section(
         ),
         csv=Field(True, bool, "history.csv (one row per epoch)"),
         checkpoint=Field(True, bool, "best.keras: the best model by metrics.monitor"),
-        backup=Field(True, bool, "BackupAndRestore state in backup/ (resume after a kill)"),
+        backup=Field(
+            True,
+            bool,
+            "training state in backup/ at each epoch end and every train.backup_every_steps "
+            "steps (resume after a kill)",
+        ),
         report=Field(
             True,
             bool,

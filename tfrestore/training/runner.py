@@ -177,8 +177,8 @@ def _example_batch(ds):
 
 
 def _check_model_io(model, x, y, cfg):
-    """Call the model once on a batch (this also builds it, as BackupAndRestore
-    requires) and compare its output with the target shape."""
+    """Call the model once on a batch (this also builds it, as restoring a
+    backup requires) and compare its output with the target shape."""
     try:
         out = model(list(x) if isinstance(x, tuple) else x, training=False)
     except Exception as e:

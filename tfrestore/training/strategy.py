@@ -84,10 +84,9 @@ def is_chief(config=None):
 
 
 def is_multi_worker(strategy):
-    """Whether ``strategy`` spans several worker processes."""
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._num_workers > 1  # noqa: SLF001 - no public accessor
-    )
+    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` (one worker or
+    more): Keras' ``fit`` cannot train under it, the runner's own loop does."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
 def _multi_worker():
