@@ -140,7 +140,8 @@ def load(path):
 
 
 def weights_of(result):
-    return [result[k] for k in sorted((k for k in result if k.startswith("w")), key=lambda k: int(k[1:]))]
+    keys = sorted((k for k in result if k.startswith("w")), key=lambda k: int(k[1:]))
+    return [result[k] for k in keys]
 
 
 def max_weight_diff(a, b):
@@ -293,7 +294,8 @@ def test_step_resume_after_sigkill_matches_uninterrupted_run(tmp_path, single_ru
     cfg = base_config(strategy="default")
     run = tmp_path / "run"
     (proc,) = launch(tmp_path, cfg, run, "killed", kill_at=(0, STEPS + 2))
-    assert wait_all([proc], tmp_path, "killed") == [-signal.SIGKILL], log_tail(tmp_path, "killed", 0)
+    rcs = wait_all([proc], tmp_path, "killed")
+    assert rcs == [-signal.SIGKILL], log_tail(tmp_path, "killed", 0)
     state = read_backup(str(run / "backup"))
     # Backups every 2 steps: the last one before the kill (global step 5) is step 4,
     # i.e. one step into the second epoch, not that epoch's start.

@@ -11,10 +11,10 @@ launch a cluster).
 
 >>> get_strategy("default").num_replicas_in_sync
 1
->>> cluster_size({"cluster": {"worker": ["h1:2222", "h2:2222"]}, "task": {"type": "worker", "index": 1}})
-2
->>> is_chief({"cluster": {"worker": ["h1:2222", "h2:2222"]}, "task": {"type": "worker", "index": 1}})
-False
+>>> tf_config_1 = {"cluster": {"worker": ["h1:2222", "h2:2222"]},
+...                "task": {"type": "worker", "index": 1}}
+>>> cluster_size(tf_config_1), is_chief(tf_config_1)
+(2, False)
 """
 
 from __future__ import annotations
