@@ -289,6 +289,28 @@ def test_step_backup_writes_consistent_backups(tmp_path):
     assert read_backup(str(backup)) is None
 
 
+def test_pdl_draw_counter_is_saved_with_the_weights(tmp_path):
+    """A resumed run continues PDL's projection stream instead of repeating it."""
+    import keras
+
+    from tfrestore.losses import PDLoss
+
+    def make():
+        model = keras.Sequential(
+            [keras.Input((16, 16, 3)), keras.layers.Conv2D(3, 3, padding="same")]
+        )
+        loss = PDLoss(layers="block1_conv2", weights=None, projection="random_sphere")
+        model.compile(optimizer="adam", loss=loss)
+        return model
+
+    model = make()
+    model.loss._draws.assign(7)
+    model.save_weights(str(tmp_path / "m.weights.h5"))
+    other = make()
+    other.load_weights(str(tmp_path / "m.weights.h5"))
+    assert int(other.loss._draws.numpy()) == 7
+
+
 # --------------------------------------------------------------------------- slow: subprocesses
 
 
