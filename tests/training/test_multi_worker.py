@@ -311,6 +311,27 @@ def test_pdl_draw_counter_is_saved_with_the_weights(tmp_path):
     assert int(other.loss._draws.numpy()) == 7
 
 
+def test_tf_config_from_the_slurm_allocation(monkeypatch):
+    from tfrestore.training.strategy import set_tf_config_from_slurm, slurm_tasks
+
+    for var in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "TF_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    assert slurm_tasks() == 0 and set_tf_config_from_slurm() is None
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node[07-08]")
+    monkeypatch.setenv("SLURM_STEP_TASKS_PER_NODE", "1(x2)")
+    monkeypatch.setenv("TFRESTORE_PORT_BASE", "23456")
+    expected = {
+        "cluster": {"worker": ["node07:23456", "node08:23456"]},
+        "task": {"type": "worker", "index": 1},
+    }
+    assert set_tf_config_from_slurm() == expected
+    assert json.loads(os.environ["TF_CONFIG"]) == expected
+    assert cluster_size() == 2 and not is_chief()
+    assert set_tf_config_from_slurm() is None  # an existing TF_CONFIG wins
+
+
 # --------------------------------------------------------------------------- slow: subprocesses
 
 

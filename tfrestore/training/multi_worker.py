@@ -40,14 +40,14 @@ same ``--output-dir``):
                       "task": {"type": "worker", "index": 0}}'   # index 1 on node 1
     tfrestore train cfg.yaml --output-dir /shared/runs/exp1
 
-On Slurm, ``tf.distribute.cluster_resolver.SlurmClusterResolver`` reads the
-allocation (``SLURM_*`` variables); :func:`tf_config_from_slurm` turns it into
-``TF_CONFIG``, so ``srun`` can start one task per node::
+On Slurm, ``srun`` starts one task per node and ``train.strategy:
+multi_worker`` sets ``TF_CONFIG`` from the allocation itself (through
+``tf.distribute.cluster_resolver.SlurmClusterResolver``, see
+:func:`tfrestore.training.strategy.set_tf_config_from_slurm`; ports from
+``$TFRESTORE_PORT_BASE``, default 8888)::
 
-    srun --nodes=2 --ntasks-per-node=1 python -c \\
-      "import os, json; from tfrestore.training.multi_worker import tf_config_from_slurm; \\
-       os.environ['TF_CONFIG'] = json.dumps(tf_config_from_slurm()); \\
-       from tfrestore.training import train; train('cfg.yaml', output_dir='/shared/runs/exp1')"
+    srun --nodes=2 --ntasks-per-node=1 tfrestore train denoise -c cfg.yaml \
+        --set train.strategy=multi_worker --output-dir /shared/runs/exp1
 
 A killed worker stops the others at their next collective; restart every
 worker with the same command and the run resumes from the chief's last backup.
@@ -60,19 +60,32 @@ import numpy as np
 __all__ = ["fit_multi_worker", "tf_config_from_slurm"]
 
 
-def tf_config_from_slurm(port_base=8888, resolver=None):
-    """``TF_CONFIG`` mapping for this Slurm task (one worker per task).
+def tf_config_from_slurm(port_base=8888, resolver=None, **resolver_kwargs):
+    """``TF_CONFIG`` mapping for this Slurm task (one worker per task), read
+    from the ``SLURM_*`` variables by
+    ``tf.distribute.cluster_resolver.SlurmClusterResolver``.
 
     Args:
-        port_base: first port; ``SlurmClusterResolver`` gives task ``k`` of a
-            node ``port_base + k``.
+        port_base: first port; task ``k`` of a node listens on ``port_base + k``.
         resolver: a ``tf.distribute.cluster_resolver.ClusterResolver`` to use
-            instead of a new ``SlurmClusterResolver`` (for tests).
+            instead of a new ``SlurmClusterResolver``.
+        **resolver_kwargs: passed to ``SlurmClusterResolver`` (e.g.
+            ``gpus_per_node``; it runs ``nvidia-smi`` to count them when not given,
+            and needs at least 1: on CPU nodes pass ``gpus_per_node=1,
+            auto_set_gpu=False``).
+
+    >>> import tensorflow as tf
+    >>> r = tf.distribute.cluster_resolver.SimpleClusterResolver(
+    ...     tf.train.ClusterSpec({"worker": ["n0:8888", "n1:8888"]}), task_type="worker", task_id=1)
+    >>> tf_config_from_slurm(resolver=r)
+    {'cluster': {'worker': ['n0:8888', 'n1:8888']}, 'task': {'type': 'worker', 'index': 1}}
     """
     import tensorflow as tf
 
     if resolver is None:
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(port_base=port_base)
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=port_base, **resolver_kwargs
+        )
     spec = resolver.cluster_spec().as_dict()
     return {
         "cluster": {k: list(v) for k, v in spec.items()},

@@ -32,6 +32,8 @@ __all__ = [
     "cluster_size",
     "is_chief",
     "is_multi_worker",
+    "slurm_tasks",
+    "set_tf_config_from_slurm",
 ]
 
 STRATEGY_KINDS = ("auto", "mirrored", "default", "multi_worker")
@@ -89,9 +91,37 @@ def is_multi_worker(strategy):
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
 
+def slurm_tasks():
+    """Number of tasks of the current Slurm job step (0 outside Slurm)."""
+    for var in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
+def set_tf_config_from_slurm():
+    """Under ``srun`` with several tasks and no ``TF_CONFIG``: set ``TF_CONFIG``
+    from the Slurm allocation (one worker per task, ports from
+    ``$TFRESTORE_PORT_BASE``, default 8888). Returns the mapping, or None when
+    nothing was set."""
+    if os.environ.get("TF_CONFIG", "").strip() or slurm_tasks() < 2:
+        return None
+    from tfrestore.training.multi_worker import tf_config_from_slurm
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    config = tf_config_from_slurm(
+        port_base=int(os.environ.get("TFRESTORE_PORT_BASE", "8888")),
+        gpus_per_node=max(gpus, 1),
+        auto_set_gpu=False,
+    )
+    os.environ["TF_CONFIG"] = json.dumps(config)
+    return config
+
+
 def _multi_worker():
     global _MULTI_WORKER
     if _MULTI_WORKER is None:
+        set_tf_config_from_slurm()
         _MULTI_WORKER = tf.distribute.MultiWorkerMirroredStrategy()
     return _MULTI_WORKER
 
@@ -106,7 +136,9 @@ def get_strategy(kind="auto"):
             (single-device) strategy; ``"mirrored"``: ``MirroredStrategy`` over
             all GPUs, or over the first CPU when there is none (one replica);
             ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` over the cluster
-            in ``TF_CONFIG`` (one process on its own without it); ``"default"``:
+            in ``TF_CONFIG`` (set from the Slurm allocation under ``srun`` when
+            missing, see :func:`set_tf_config_from_slurm`; one process on its
+            own without either); ``"default"``:
             the default strategy; or a ``tf.distribute.Strategy`` (returned as is).
     """
     global _MIRRORED
