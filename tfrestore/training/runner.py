@@ -419,8 +419,9 @@ def _fit(model, cfg, train_ds, val_ds, cbs, state, verbose):
     if state is not None and state.step:
         # Build the compiled metrics now (fit() would on its first step) so the
         # backed-up running means can be put back at the start of the epoch.
-        for x, y in train_ds.take(1):
-            model._symbolic_build(data_batch=(x, y))  # noqa: SLF001 - as fit() does
+        with model.distribute_strategy.scope():
+            for x, y in train_ds.take(1):
+                model._symbolic_build(data_batch=(x, y))  # noqa: SLF001 - as fit() does
         for cb in cbs:
             if isinstance(cb, StepBackup):
                 cb.batch_offset = state.step
