@@ -360,7 +360,6 @@ def train(
         model.save(paths["final"])
         history = dict(history)
         if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
             print(f"[tfrestore] worker done in {time.time() - t_start:.1f} s", flush=True)
             return TrainResult(
                 run_dir=run_dir,
@@ -398,6 +397,8 @@ def train(
         return result
     finally:
         keras.config.set_dtype_policy(previous_policy)
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
 
 
 def _fit(model, cfg, train_ds, val_ds, cbs, state, verbose):
