@@ -311,6 +311,32 @@ def test_pdl_draw_counter_is_saved_with_the_weights(tmp_path):
     assert int(other.loss._draws.numpy()) == 7
 
 
+def test_diffloss_rng_counter_is_saved_with_the_weights(tmp_path):
+    import keras
+
+    from tfrestore.losses import DiffLoss
+
+    keras.utils.set_random_seed(0)
+    xi, ti = keras.Input((None, None, 3)), keras.Input((), dtype="int32")
+    temb = keras.layers.Reshape((1, 1, 4))(keras.layers.Embedding(1000, 4)(ti))
+    h = keras.layers.Conv2D(4, 3, padding="same")(xi) + temb
+    unet = keras.Model([xi, ti], keras.layers.Conv2D(6, 3, padding="same")(h))
+
+    def make():
+        model = keras.Sequential(
+            [keras.Input((16, 16, 3)), keras.layers.Conv2D(3, 3, padding="same")]
+        )
+        model.compile(optimizer="adam", loss=DiffLoss(unet=unet, weights=None))
+        return model
+
+    model = make()
+    model.loss._step.assign(5)
+    model.save_weights(str(tmp_path / "d.weights.h5"))
+    other = make()
+    other.load_weights(str(tmp_path / "d.weights.h5"))
+    assert int(other.loss._step.numpy()) == 5
+
+
 def test_tf_config_from_the_slurm_allocation(monkeypatch):
     from tfrestore.training.strategy import set_tf_config_from_slurm, slurm_tasks
 
