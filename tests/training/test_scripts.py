@@ -63,7 +63,7 @@ def test_task_script_smoke_run(task, tmp_path, capsys):
         "final.keras",
         "report",
     } <= files
-    assert "backup" not in files  # BackupAndRestore removes its state when the run completes
+    assert "backup" not in files  # the backup is removed when the run completes
     resolved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert resolved["task"] == task and resolved["train"]["steps_per_epoch"] == 2
     with open(tmp_path / "history.csv") as f:

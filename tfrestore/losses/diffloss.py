@@ -362,6 +362,15 @@ class DiffLoss(RestorationLoss):
         return tf.cast(self.terms(y_true, y_pred, t, noise)["total"], y_pred.dtype)
 
     # ------------------------------------------------------------- config
+    # The call counter keys the sampled timesteps and noise, so a restored model
+    # (a resumed run) must continue it rather than repeat the first draws.
+    def save_own_variables(self, store):
+        store["rng_step"] = np.asarray(keras.ops.convert_to_numpy(self._step), np.int64)
+
+    def load_own_variables(self, store):
+        if "rng_step" in store:
+            self._step.assign(int(np.asarray(store["rng_step"])))
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -592,6 +592,16 @@ class PDLoss(RestorationLoss):
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
 
+    # The call counter decides the next projections, so a restored model (a
+    # resumed run) must continue it rather than repeat the first draws.
+    def save_own_variables(self, store):
+        if self._draws is not None:
+            store["draws"] = keras.ops.convert_to_numpy(self._draws).astype("int64")
+
+    def load_own_variables(self, store):
+        if self._draws is not None and "draws" in store:
+            self._draws.assign(int(store["draws"][()]))
+
     def get_config(self):
         return {
             **super().get_config(),

@@ -12,7 +12,11 @@ Modules: :mod:`~tfrestore.training.config` (schema, loading, overrides),
 metrics), :mod:`~tfrestore.training.data` (config -> ``tfrestore.data``
 pipelines), :mod:`~tfrestore.training.callbacks`,
 :mod:`~tfrestore.training.runner` (``train``), :mod:`~tfrestore.training.report`
-(figures), :mod:`~tfrestore.training.script` (command line).
+(figures), :mod:`~tfrestore.training.script` (command line),
+:mod:`~tfrestore.training.strategy` (distribution strategies),
+:mod:`~tfrestore.training.backup` (step-level backups and resume),
+:mod:`~tfrestore.training.multi_worker` (the loop used under
+``MultiWorkerMirroredStrategy``; launching on a cluster).
 """
 
 from tfrestore.training.config import (

@@ -212,9 +212,17 @@ SCHEMA = Section(
         strategy=Field(
             "auto",
             str,
-            "auto (MirroredStrategy over all GPUs, default strategy on CPU), "
-            "mirrored or default",
-            choices=("auto", "mirrored", "default"),
+            "auto (MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else "
+            "MirroredStrategy over all GPUs, default strategy on CPU), mirrored, default or "
+            "multi_worker",
+            choices=("auto", "mirrored", "default", "multi_worker"),
+        ),
+        backup_every_steps=Field(
+            None,
+            int,
+            "also back up every this many training steps (resume mid-epoch after a kill); "
+            "null: at the end of each epoch only",
+            check=_positive,
         ),
         deterministic=Field(
             False, bool, "enable TF op determinism (bit-reproducible runs, slower)"
@@ -264,7 +272,12 @@ SCHEMA = Section(
         ),
         csv=Field(True, bool, "history.csv (one row per epoch)"),
         checkpoint=Field(True, bool, "best.keras: the best model by metrics.monitor"),
-        backup=Field(True, bool, "BackupAndRestore state in backup/ (resume after a kill)"),
+        backup=Field(
+            True,
+            bool,
+            "training state in backup/ at each epoch end and every train.backup_every_steps "
+            "steps (resume after a kill)",
+        ),
         report=Field(
             True,
             bool,

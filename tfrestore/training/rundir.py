@@ -233,14 +233,15 @@ def existing_results(paths):
     return found
 
 
-def check_reuse(run_dir, paths, cfg, saved_cfg, initial_epoch, free_keys):
+def check_reuse(run_dir, paths, cfg, saved_cfg, resume, free_keys):
     """Refuse to write into a directory holding results, unless resuming the same config.
 
     Args:
         run_dir, paths: the run directory and its ``run_paths``.
         cfg: the resolved config of this run.
         saved_cfg: the resolved ``config.yaml`` found there, or None.
-        initial_epoch: the epoch the backup resumes at (0: nothing to resume).
+        resume: the :class:`~tfrestore.training.backup.BackupState` the run resumes
+            from, or None (nothing to resume).
         free_keys: dotted keys allowed to differ on resumption.
 
     Raises:
@@ -256,10 +257,11 @@ def check_reuse(run_dir, paths, cfg, saved_cfg, initial_epoch, free_keys):
             for k in config_diff(saved_cfg, cfg)
             if not any(k == f or k.startswith(f + ".") for f in free_keys)
         ]
-    if initial_epoch:
+    if resume is not None:
         if diff:
+            where = f"epoch {resume.epoch}" + (f", step {resume.step}" if resume.step else "")
             raise RunDirError(
-                f"{run_dir} holds an interrupted run (epoch {initial_epoch}) with a different "
+                f"{run_dir} holds an interrupted run ({where}) with a different "
                 f"config (keys differ: {', '.join(diff)}); resume with the same config, or pass "
                 "--overwrite (or --fresh) to discard it, or use another --output-dir"
             )
@@ -293,60 +295,10 @@ def clear_results(paths):
 # --------------------------------------------------------------------------- backup
 
 
-_FRESH_HINT = (
-    "pass --fresh (or --overwrite) to discard the interrupted run and start again, or use "
-    "another --output-dir"
-)
-
-
-def _check_weights_file(path):
-    """Open the HDF5 weights and read every dataset (what ``load_weights`` will do)."""
-    import h5py
-
-    def visit(_name, obj):
-        if isinstance(obj, h5py.Dataset):
-            obj[()]
-
-    with h5py.File(path, "r") as f:
-        f.visititems(visit)
-
-
 def backup_epoch(backup_dir):
-    """Epoch a ``BackupAndRestore`` state resumes at (0 when there is none).
+    """Epoch a backed-up run resumes at (0 when there is none); a damaged backup raises
+    :class:`RunDirError` naming the file (see :func:`tfrestore.training.backup.read_backup`)."""
+    from tfrestore.training.backup import read_backup
 
-    Both files are checked here, before any model is built, so a damaged
-    backup is reported as such (naming the file and ``--fresh``) instead of as
-    an h5py/JSON traceback from inside ``model.fit``.
-    """
-    meta = os.path.join(backup_dir, "training_metadata.json")
-    weights = os.path.join(backup_dir, "latest.weights.h5")
-    if not os.path.isfile(meta) or not os.path.isfile(weights):
-        return 0
-    try:
-        with open(meta, encoding="utf-8") as f:
-            text = f.read()
-        epoch = json.loads(text)["epoch"] if text.strip() else None
-        if epoch is None:
-            raise ValueError("the file is empty")
-        epoch = int(epoch)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        empty = str(e) == "the file is empty"
-        reason = "the file is empty" if empty else f"{type(e).__name__}: {e}"
-        raise RunDirError(
-            f"cannot resume from the backup file {meta}: it is damaged ({reason}); {_FRESH_HINT}"
-        ) from None
-    try:
-        _check_weights_file(weights)
-    except Exception as e:  # h5py raises OSError/KeyError/RuntimeError for damaged files
-        previous = weights + ".bkp"
-        try:  # Keras falls back to the previous checkpoint itself when it is intact
-            _check_weights_file(previous)
-            return epoch
-        except Exception:
-            pass
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RunDirError(
-            f"cannot resume from the backup file {weights}: it is damaged or truncated "
-            f"({first}); {_FRESH_HINT}"
-        ) from None
-    return epoch
+    state = read_backup(backup_dir)
+    return state.epoch if state is not None else 0

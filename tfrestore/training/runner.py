@@ -10,31 +10,41 @@ with ``model.fit``. A run directory holds::
     logs/            TensorBoard scalars and images (degraded / restored / clean)
     best.keras       best model by ``metrics.monitor`` (ModelCheckpoint)
     final.keras      the model after the last epoch
-    backup/          BackupAndRestore state (model, optimizer, loss state such as
-                     a D2SM queue, epoch); deleted when the run completes
+    backup/          training state (model, optimizer, loss state such as a D2SM
+                     queue, epoch and step; see tfrestore.training.backup), written
+                     at each epoch end and every ``train.backup_every_steps``
+                     steps; deleted when the run completes
     report/          metrics.csv, grid.png, loss_curve.png (held-out images)
     .tfrestore.lock  present while a training runs here (PID, host)
 
 Running the same config again after a kill resumes from ``backup/`` at the
-last completed epoch; the data stream skips the batches already used, so the
-resumed run follows the uninterrupted one. Any other reuse of a directory that
-holds results (a finished run, a changed config) is refused unless
+last backed-up step (the end of the last completed epoch, or the last multiple
+of ``train.backup_every_steps``); the data stream skips the batches already
+used, so the resumed run follows the uninterrupted one. Any other reuse of a
+directory that holds results (a finished run, a changed config) is refused unless
 ``overwrite=True`` (``--overwrite``), see :mod:`tfrestore.training.rundir`.
+
+Under ``MultiWorkerMirroredStrategy`` (``train.strategy: multi_worker``, or
+``auto`` with a ``TF_CONFIG`` cluster) training runs in
+:func:`tfrestore.training.multi_worker.fit_multi_worker` instead of
+``model.fit``, and only the chief writes the run directory (see that module for
+launching on a cluster).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 from tfrestore.training import builders, rundir
+from tfrestore.training.backup import StepBackup, read_backup
 from tfrestore.training import data as tdata
 from tfrestore.training.config import ConfigError, dump_config, load_config
 
@@ -77,12 +87,11 @@ def run_paths(run_dir):
 
 
 def resume_epoch(backup_dir):
-    """Epoch a run backed up in ``backup_dir`` resumes at (0 if none).
-
-    Raises :class:`~tfrestore.training.rundir.RunDirError` naming the file when
-    the backup is damaged (empty metadata, truncated weights).
-    """
-    return rundir.backup_epoch(backup_dir)
+    """Epoch a run backed up in ``backup_dir`` resumes at (0 if none); see
+    :func:`tfrestore.training.backup.read_backup` for the step within it. A damaged
+    backup raises :class:`~tfrestore.training.rundir.RunDirError` naming the file."""
+    state = read_backup(backup_dir)
+    return state.epoch if state is not None else 0
 
 
 def _saved_config(path):
@@ -97,25 +106,31 @@ def _saved_config(path):
         ) from None
 
 
-def _prepare_run_dir(cfg, run_dir, overwrite):
+def _prepare_run_dir(cfg, run_dir, overwrite, backup_dir=None):
+    """Clean / check ``run_dir``; return its paths and the backup to resume
+    from (read from ``backup_dir`` when given: the chief's, for other workers)."""
     paths = run_paths(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     if overwrite:
         rundir.clear_results(paths)
-    initial_epoch = resume_epoch(paths["backup"]) if cfg["output"]["backup"] else 0
-    rundir.check_reuse(
-        run_dir, paths, cfg, _saved_config(paths["config"]), initial_epoch, _RESUME_FREE
-    )
+    state = None
+    if cfg["output"]["backup"] and not overwrite:
+        state = read_backup(backup_dir or paths["backup"])
+    initial_epoch = state.epoch if state is not None else 0
+    if backup_dir is None:  # the run's own directory (other workers write a temporary one)
+        rundir.check_reuse(
+            run_dir, paths, cfg, _saved_config(paths["config"]), state, _RESUME_FREE
+        )
     if initial_epoch >= cfg["train"]["epochs"]:
         raise ConfigError(
             f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is "
             f"{cfg['train']['epochs']}"
         )
-    if not initial_epoch and os.path.exists(paths["history"]):
+    if state is None and os.path.exists(paths["history"]):
         os.remove(paths["history"])  # a new run: do not append to an old history
-    if initial_epoch and os.path.exists(paths["history"]):
+    if state is not None and os.path.exists(paths["history"]):
         _truncate_history(paths["history"], initial_epoch)
-    return paths, initial_epoch
+    return paths, state
 
 
 def _truncate_history(path, n_epochs):
@@ -161,8 +176,8 @@ def _example_batch(ds):
 
 
 def _check_model_io(model, x, y, cfg):
-    """Call the model once on a batch (this also builds it, as BackupAndRestore
-    requires) and compare its output with the target shape."""
+    """Call the model once on a batch (this also builds it, as restoring a
+    backup requires) and compare its output with the target shape."""
     try:
         out = model(list(x) if isinstance(x, tuple) else x, training=False)
     except Exception as e:
@@ -230,6 +245,8 @@ def train(
     Returns:
         :class:`TrainResult`.
     """
+    from tfrestore.training.strategy import get_strategy, is_chief, is_multi_worker
+
     t_start = time.time()
     cfg = load_config(config, overrides=overrides, task=task)
     run_dir = os.path.abspath(
@@ -238,6 +255,21 @@ def train(
     cfg["output"]["dir"] = run_dir
     if overwrite is None:
         overwrite = cfg["output"]["overwrite"]
+    overwrite = bool(overwrite or fresh)
+    # Multi-worker collectives must be set up before other TensorFlow work.
+    try:
+        strategy = get_strategy(strategy if strategy is not None else cfg["train"]["strategy"])
+    except ValueError as e:
+        raise ConfigError(f"config key 'train.strategy': {e}") from e
+    multi_worker = is_multi_worker(strategy)
+    chief = is_chief() if multi_worker else True
+    kwargs = dict(
+        strategy=strategy, multi_worker=multi_worker, chief=chief, callbacks=callbacks,
+        overwrite=overwrite, report=report, verbose=verbose,
+    )
+    if not chief:
+        # Other workers write to a throw-away directory and resume from the chief's backup.
+        return _train(cfg, run_dir, tempfile.mkdtemp(prefix="tfrestore-worker-"), t_start, **kwargs)
     with rundir.RunDirLock(run_dir) as lock:
         if lock.taken_over is not None:
             print(
@@ -245,29 +277,27 @@ def train(
                 f"({rundir.describe_holder(lock.taken_over)})",
                 flush=True,
             )
-        return _train(
-            cfg,
-            run_dir,
-            t_start,
-            strategy=strategy,
-            callbacks=callbacks,
-            overwrite=bool(overwrite or fresh),
-            report=report,
-            verbose=verbose,
-        )
+        return _train(cfg, run_dir, run_dir, t_start, **kwargs)
 
 
-def _train(cfg, run_dir, t_start, *, strategy, callbacks, overwrite, report, verbose):
+def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, callbacks,
+           overwrite, report, verbose):
     import keras
     import tensorflow as tf
 
-    from tfrestore.training.strategy import describe_strategy, get_strategy
+    from tfrestore.training.strategy import describe_strategy
 
-    paths, initial_epoch = _prepare_run_dir(cfg, run_dir, overwrite)
     tr, out_cfg = cfg["train"], cfg["output"]
+    paths, state = _prepare_run_dir(
+        cfg, write_dir, overwrite, backup_dir=None if chief else run_paths(run_dir)["backup"]
+    )
+    initial_epoch = state.epoch if state is not None else 0
+    initial_step = state.step if state is not None else 0
     verbose = tr["verbose"] if verbose is None else verbose
     if verbose == "auto":  # progress bars in a terminal, one line per epoch in logs
         verbose = 1 if sys.stdout.isatty() else 2
+    if not chief:
+        verbose = 0
 
     keras.utils.set_random_seed(cfg["seed"])
     if tr["deterministic"]:
@@ -276,12 +306,13 @@ def _train(cfg, run_dir, t_start, *, strategy, callbacks, overwrite, report, ver
     if tr["mixed_precision"]:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     try:
-        strategy = get_strategy(strategy if strategy is not None else tr["strategy"])
         steps = tr["steps_per_epoch"]
-        train_ds = tdata.train_dataset(cfg, skip_batches=initial_epoch * steps)
+        train_ds = tdata.train_dataset(cfg, skip_batches=initial_epoch * steps + initial_step)
         val_ds = tdata.val_dataset(cfg)
         x_val, y_val = _example_batch(val_ds)
         notes = []
+        if multi_worker and tr["jit_compile"] is True:
+            notes.append("jit_compile ignored: the multi-worker loop runs without XLA")
 
         with strategy.scope():
             model = builders.build_model(cfg["model"])
@@ -318,34 +349,56 @@ def _train(cfg, run_dir, t_start, *, strategy, callbacks, overwrite, report, ver
                 sum(int(np.prod(v.shape)) for v in model.trainable_weights)
             ),
             "resumed_from_epoch": initial_epoch,
+            "resumed_from_step": initial_step,
             "versions": _versions(),
             "notes": notes,
         }
         dump_config(run_info, paths["run_info"])
 
         cbs = _make_callbacks(
-            cfg, paths, initial_epoch, (x_val, y_val), tensorboard, val_ds, lpips_fn
+            cfg, paths, state, (x_val, y_val), tensorboard, val_ds, lpips_fn
         )
         cbs += list(callbacks)
-        _print_header(cfg, run_dir, run_info, initial_epoch, notes)
+        if chief:
+            _print_header(cfg, run_dir, run_info, state, notes)
         try:
-            hist = model.fit(
-                train_ds,
-                epochs=tr["epochs"],
-                steps_per_epoch=steps,
-                validation_data=val_ds,
-                validation_steps=tr["validation_steps"],
-                callbacks=cbs,
-                verbose=verbose,
-                shuffle=False,  # the tf.data pipeline shuffles (deterministically)
-            )
+            if multi_worker:
+                from tfrestore.training.multi_worker import fit_multi_worker
+
+                history = fit_multi_worker(
+                    model,
+                    strategy,
+                    train_ds,
+                    epochs=tr["epochs"],
+                    steps_per_epoch=steps,
+                    initial_epoch=initial_epoch,
+                    initial_step=initial_step,
+                    validation_data=val_ds,
+                    validation_steps=tr["validation_steps"],
+                    callbacks=cbs,
+                    verbose=verbose,
+                ).history
+            else:
+                history = _fit(model, cfg, train_ds, val_ds, cbs, state, verbose)
         except tf.errors.InvalidArgumentError as e:  # TF's decode errors name no file
             damaged = tdata.find_damaged_image(cfg, e)
             if damaged is None:
                 raise
             raise damaged from e
+        if out_cfg["backup"]:  # the run completed: its backup is no longer needed
+            shutil.rmtree(paths["backup"], ignore_errors=True)
         model.save(paths["final"])
-        history = dict(hist.history)
+        history = dict(history)
+        if not chief:
+            print(f"[tfrestore] worker done in {time.time() - t_start:.1f} s", flush=True)
+            return TrainResult(
+                run_dir=run_dir,
+                config=cfg,
+                history=history,
+                model=model,
+                initial_epoch=initial_epoch,
+                notes=notes,
+            )
         if out_cfg["csv"] and os.path.isfile(paths["history"]):
             from tfrestore.training.report import read_history
 
@@ -374,6 +427,62 @@ def _train(cfg, run_dir, t_start, *, strategy, callbacks, overwrite, report, ver
         return result
     finally:
         keras.config.set_dtype_policy(previous_policy)
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _fit(model, cfg, train_ds, val_ds, cbs, state, verbose):
+    """``model.fit`` over the remaining epochs. A run resumed ``step`` steps into
+    an epoch first finishes that epoch (a ``fit`` of ``steps_per_epoch - step``
+    steps), then fits the following epochs on a stream that starts at the next
+    epoch; returns the merged history."""
+    tr = cfg["train"]
+    steps = tr["steps_per_epoch"]
+    initial_epoch = state.epoch if state is not None else 0
+    kw = dict(
+        validation_data=val_ds,
+        validation_steps=tr["validation_steps"],
+        callbacks=cbs,
+        verbose=verbose,
+        shuffle=False,  # the tf.data pipeline shuffles (deterministically)
+    )
+    history = {}
+    if state is not None and state.step:
+        # Build the compiled metrics now (fit() would on its first step) so the
+        # backed-up running means can be put back at the start of the epoch.
+        with model.distribute_strategy.scope():
+            for x, y in train_ds.take(1):
+                model._symbolic_build(data_batch=(x, y))  # noqa: SLF001 - as fit() does
+        for cb in cbs:
+            if isinstance(cb, StepBackup):
+                cb.batch_offset = state.step
+        hist = model.fit(
+            train_ds,
+            initial_epoch=initial_epoch,
+            epochs=initial_epoch + 1,
+            steps_per_epoch=steps - state.step,
+            **kw,
+        )
+        history = {k: list(v) for k, v in hist.history.items()}
+        initial_epoch += 1
+        if initial_epoch >= tr["epochs"]:
+            return history
+        for cb in cbs:
+            if isinstance(cb, StepBackup):
+                cb.resume = None  # restored once, by the first fit
+            if type(cb).__name__ == "CSVLogger":
+                cb.append = True
+        train_ds = tdata.train_dataset(cfg, skip_batches=initial_epoch * steps)
+    hist = model.fit(
+        train_ds,
+        initial_epoch=initial_epoch,
+        epochs=tr["epochs"],
+        steps_per_epoch=steps,
+        **kw,
+    )
+    for k, v in hist.history.items():
+        history.setdefault(k, []).extend(v)
+    return history
 
 
 def _tensorboard_installed():
@@ -382,7 +491,7 @@ def _tensorboard_installed():
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def _make_callbacks(cfg, paths, initial_epoch, val_batch, tensorboard, val_ds, lpips_fn):
+def _make_callbacks(cfg, paths, state, val_batch, tensorboard, val_ds, lpips_fn):
     import keras
 
     from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger, ValidationLPIPS
@@ -404,7 +513,7 @@ def _make_callbacks(cfg, paths, initial_epoch, val_batch, tensorboard, val_ds, l
         xs = tuple(t[:k] for t in x_val) if isinstance(x_val, tuple) else x_val[:k]
         cbs.append(ImageSummaries(paths["logs"], xs, y_val[:k], max_images=k))
     if out_cfg["checkpoint"]:
-        best = _best_so_far(paths["history"], m["monitor"], m["mode"]) if initial_epoch else None
+        best = _best_so_far(paths["history"], m["monitor"], m["mode"]) if state else None
         cbs.append(
             keras.callbacks.ModelCheckpoint(
                 paths["best"],
@@ -416,15 +525,23 @@ def _make_callbacks(cfg, paths, initial_epoch, val_batch, tensorboard, val_ds, l
             )
         )
     if out_cfg["backup"]:
-        cbs.append(keras.callbacks.BackupAndRestore(paths["backup"]))
+        tr = cfg["train"]
+        cbs.append(
+            StepBackup(
+                paths["backup"],
+                tr["steps_per_epoch"],
+                every_steps=tr["backup_every_steps"],
+                resume=state,
+            )
+        )
     if out_cfg["csv"]:
-        cbs.append(keras.callbacks.CSVLogger(paths["history"], append=bool(initial_epoch)))
+        cbs.append(keras.callbacks.CSVLogger(paths["history"], append=state is not None))
     if tensorboard:
         cbs.append(keras.callbacks.TensorBoard(paths["logs"], write_graph=False, profile_batch=0))
     return cbs
 
 
-def _print_header(cfg, run_dir, run_info, initial_epoch, notes):
+def _print_header(cfg, run_dir, run_info, state, notes):
     tr = cfg["train"]
     lines = [
         f"[tfrestore] task {cfg['task']} | model {cfg['model']['type']} "
@@ -435,8 +552,9 @@ def _print_header(cfg, run_dir, run_info, initial_epoch, notes):
         f"crop {cfg['data']['crop']}",
         f"[tfrestore] run directory: {run_dir}",
     ]
-    if initial_epoch:
-        lines.append(f"[tfrestore] resuming an interrupted run at epoch {initial_epoch + 1}")
+    if state is not None:
+        where = f"epoch {state.epoch + 1}" + (f", step {state.step + 1}" if state.step else "")
+        lines.append(f"[tfrestore] resuming an interrupted run at {where}")
     lines += [f"[tfrestore] note: {n}" for n in notes]
     print("\n".join(lines), flush=True)
 
