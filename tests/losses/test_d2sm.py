@@ -446,7 +446,7 @@ def test_bad_arguments_raise_clear_errors(rng):
         D2SMLoss(weights=None, layer="conv9_9")
     with pytest.raises(ValueError, match="not an output"):
         D2SMLoss(feature_extractor=lambda x: {"a": x}, layer="b", patch_size=None)(y, p)
-    with pytest.raises(ValueError, match="at least 2 samples"):
+    with pytest.raises(ValueError, match="fewer than 3 samples"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:1], p[:1])
     with pytest.raises(ValueError, match="multiple of the layer's stride"):
         D2SMLoss(

@@ -406,10 +406,9 @@ class D2SMLoss(RestorationLoss):
     # ------------------------------------------------------------ loss
     def compute(self, y_true, y_pred):
         ctx = tf.distribute.get_replica_context()
-        mode = None
         if self._queue is not None:
             self._queue.check_distribution(self.name)
-            mode = keras_step_mode()  # Python stack walk: once per trace
+        mode = keras_step_mode()  # Python stack walk: once per trace
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
 
         # Two passes, not one on concat([y_pred, y_true]): the clean pass then needs
@@ -417,12 +416,20 @@ class D2SMLoss(RestorationLoss):
         ft = tf.stop_gradient(self.features(tf.stop_gradient(y_true)))
         fs = self.features(y_pred)
         b_local = tf.shape(y_pred)[0]
-        if self._queue is not None and fs.shape[-1] is not None and fs.shape[-1] != self._queue.dim:
-            raise ValueError(
-                f"{self.name}: features have {fs.shape[-1]} values per sample but the queue "
-                f"was sized for {self._queue.dim} (image_size={self.image_size}, "
-                f"patch_size={self.patch_size}). Feed images of the configured size."
-            )
+        use_queue = self._queue is not None
+        if use_queue and fs.shape[-1] is not None and fs.shape[-1] != self._queue.dim:
+            if mode != "eval":
+                raise ValueError(
+                    f"{self.name}: features have {fs.shape[-1]} values per sample but the "
+                    f"queue was sized for {self._queue.dim} (image_size={self.image_size}, "
+                    f"patch_size={self.patch_size}). Train on images of the configured size "
+                    f"(evaluate()/fit(validation_data=...) may use other sizes: they skip "
+                    f"the queue)."
+                )
+            # Evaluation on another image size: whole-image features of another size
+            # live in another space than the queued rows, so they cannot be compared
+            # with them. The set is then the evaluation batch alone (as queue_size=0).
+            use_queue = False
         offset = 0
         if replicas > 1:
             # Every replica builds the global set; all_gather's gradient all-reduces,
@@ -437,12 +444,12 @@ class D2SMLoss(RestorationLoss):
         b_global = tf.shape(fs)[0]
         p = fs.shape[1]
         static_b = y_pred.shape[0] * replicas if y_pred.shape[0] is not None else None
-        self._check_set_size(static_b, p)
+        self._check_set_size(static_b, p, use_queue)
 
         rows_s = tf.reshape(fs, [-1, fs.shape[-1] or tf.shape(fs)[-1]])
         rows_t = tf.reshape(ft, tf.shape(rows_s))
         asserts = []
-        if self._queue is not None:
+        if use_queue:
             qs, qt, qmask = self._queue.read()
             if static_b is None:
                 asserts.append(
@@ -455,6 +462,18 @@ class D2SMLoss(RestorationLoss):
                 )
         else:
             qs = qt = qmask = None
+        # A batch whose size is only known at run time can still form a set too small
+        # to carry any signal (e.g. tf.data .batch(1), or a last partial batch).
+        too_small = None
+        if not use_queue and static_b is None and not self.group_by_image and mode != "eval":
+            if p < self._min_rows:
+                too_small = tf.shape(rows_s)[0] < self._min_rows
+                asserts.append(
+                    tf.debugging.Assert(
+                        tf.logical_not(too_small),
+                        [self._set_size_message("this batch", "(run-time batch size)")],
+                    )
+                )
         if self.group_by_image:
             groups_s, groups_t = fs, ft
         else:
@@ -479,6 +498,11 @@ class D2SMLoss(RestorationLoss):
             queued = tf.reduce_sum(rows[0, n_cur:])
             per_sample = c * (tf.cast(b_global, tf.float32) * cur + queued)
 
+        if too_small is not None:
+            # XLA (Keras' default jit_compile) compiles assertions out: the loss then
+            # reads NaN instead of a silent 0 (its gradient stays finite: zero).
+            nan = tf.fill(tf.shape(per_sample), float("nan"))
+            per_sample = tf.where(too_small, nan, per_sample)
         if self._queue is not None and mode != "eval":
             with tf.control_dependencies([per_sample]):
                 ops = self._queue.enqueue(rows_s, rows_t)
@@ -486,23 +510,40 @@ class D2SMLoss(RestorationLoss):
                 per_sample = tf.identity(per_sample)
         return per_sample[offset:offset + b_local]
 
-    def _check_set_size(self, static_b, p):
-        if static_b is None:
+    @property
+    def _min_rows(self):
+        # With the diagonal excluded, a 2-row set leaves one neighbour per row: both
+        # conditional distributions are [1] and the loss is exactly 0.
+        return 2 if self.include_diagonal else 3
+
+    def _set_size_message(self, what, detail):
+        return (
+            f"{self.name}: {what} gives a similarity set of fewer than {self._min_rows} "
+            f"samples {detail}; with include_diagonal={self.include_diagonal} such a set "
+            f"has a loss of exactly 0 and no gradient. Use a global batch of at least "
+            f"{self._min_rows} images (with tf.data: .batch(n, drop_remainder=True)), "
+            f"more windows per image (patch_size/patch_stride), or a queue (queue_size)."
+        )
+
+    def _check_set_size(self, static_b, p, use_queue=True):
+        if static_b is not None:
+            rows = static_b * p
+            if use_queue and rows > self.queue_size:
+                raise ValueError(
+                    f"{self.name}: one global batch gives {rows} sample rows ({static_b} "
+                    f"images x {p} patches) but queue_size={self.queue_size}; the queue must "
+                    f"hold at least one batch. Increase queue_size or reduce the batch."
+                )
+        if use_queue:
             return
-        rows = static_b * p
-        if self._queue is not None and rows > self.queue_size:
-            raise ValueError(
-                f"{self.name}: one global batch gives {rows} sample rows ({static_b} images x "
-                f"{p} patches) but queue_size={self.queue_size}; the queue must hold at least "
-                f"one batch. Increase queue_size or reduce the batch."
+        per_set = p if self.group_by_image else (static_b * p if static_b is not None else None)
+        if per_set is not None and per_set < self._min_rows:
+            where = "each image" if self.group_by_image else "the global batch"
+            detail = (
+                f"({per_set}: global batch {static_b}, {p} window(s) per image, "
+                f"group_by_image={self.group_by_image}, no queue)"
             )
-        per_set = p if self.group_by_image else rows
-        if self._queue is None and per_set < 2:
-            raise ValueError(
-                f"{self.name}: a similarity set needs at least 2 samples, got {per_set} "
-                f"(global batch {static_b}, {p} patch(es) per image, no queue). Use a larger "
-                f"batch, patches (patch_size) or a queue (queue_size)."
-            )
+            raise ValueError(self._set_size_message(where, detail))
 
     # ------------------------------------------------------------ state
     @property
