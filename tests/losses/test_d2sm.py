@@ -236,9 +236,7 @@ def _images(rng, b=4, s=16):
     [
         dict(patch_size=8, patch_stride=4),
         dict(patch_size=None, queue_size=8, image_size=16),
-        dict(
-            patch_size=8, patch_stride=4, patch_mode="feature", group_by_image=True, queue_size=40
-        ),
+        dict(patch_size=8, patch_stride=4, group_by_image=True, queue_size=40),
     ],
 )
 def test_zero_for_identical_images_and_gradient_otherwise(kwargs, rng):
@@ -290,8 +288,8 @@ def test_gradient_matches_finite_differences(rng):
 
 
 def test_conformance_harness_patches(rng):
-    """Feature-mode patches, one set per image (image mode and whole-batch sets
-    are covered by the NumPy, XLA and Mirrored tests of the other files)."""
+    """Patches, one set per image (whole-batch sets are covered by the NumPy, XLA
+    and Mirrored tests of the other files)."""
     y, p = _images(rng)
     run_loss_test(
         D2SMLoss,
@@ -299,7 +297,6 @@ def test_conformance_harness_patches(rng):
             feature_extractor=tiny_features,
             patch_size=8,
             patch_stride=4,
-            patch_mode="feature",
             group_by_image=True,
         ),
         y,
@@ -377,10 +374,11 @@ def test_keras_model_as_feature_extractor(rng):
     fx = keras.Model(inp, out)
     y, p = _images(rng)
     loss = D2SMLoss(
-        feature_extractor=fx, patch_size=8, patch_stride=4, patch_mode="feature", reduction=None
+        feature_extractor=fx, patch_size=8, patch_stride=4, reduction=None
     )
     clone = D2SMLoss.from_config(loss.get_config())  # rebuilt from the model config (seeded init)
-    np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
+    with pytest.warns(UserWarning, match="freshly initialised weights"):
+        np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
     assert fx.trainable_weights, "the user's model is not modified"
 
 
@@ -448,10 +446,8 @@ def test_bad_arguments_raise_clear_errors(rng):
         D2SMLoss(feature_extractor=lambda x: {"a": x}, layer="b", patch_size=None)(y, p)
     with pytest.raises(ValueError, match="fewer than 3 samples"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:1], p[:1])
-    with pytest.raises(ValueError, match="multiple of the layer's stride"):
-        D2SMLoss(
-            feature_extractor=tiny_features, patch_size=10, patch_stride=2, patch_mode="feature"
-        )(y, p)
+    with pytest.raises(ValueError, match="patch_mode='feature' was removed.*patch_mode='image'"):
+        D2SMLoss(feature_extractor=tiny_features, patch_mode="feature")
     with pytest.raises(ValueError, match="too small"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:, :3, :3], p[:, :3, :3])
     with pytest.raises(ValueError, match="queue was sized"):

@@ -2,6 +2,8 @@
 another image size than the queue's (issue 10.3), saved Keras-model extractors
 (issue 12.3)."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -129,3 +131,81 @@ def test_training_on_another_size_than_the_queue_is_still_an_error(rng):
     )
     with pytest.raises(ValueError, match="queue was sized for 96.*skip the queue"):
         loss(y, p)
+
+
+# --------------------------------------- 12.3: a Keras-model extractor is saved
+def _keras_extractor(seed):
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="fx_conv")(inp)
+    x = keras.layers.BatchNormalization(name="fx_bn")(x)
+    out = keras.layers.AveragePooling2D(4, name="fx_pool")(x)
+    fx = keras.Model(inp, out, name="user_extractor")
+    # "Trained" weights that no seeded initialiser reproduces.
+    r = np.random.default_rng(seed)
+    fx.set_weights([r.normal(size=w.shape).astype("float32") for w in fx.get_weights()])
+    fx.get_layer("fx_bn").moving_variance.assign(np.abs(r.normal(size=6)).astype("float32") + 0.5)
+    return fx
+
+
+def _compiled_with_keras_extractor(seed):
+    model = _restorer()
+    loss = D2SMLoss(
+        feature_extractor=_keras_extractor(seed), patch_size=None, queue_size=8, image_size=16
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=L1() + loss)
+    return model, loss
+
+
+def test_keras_model_extractor_round_trips_through_keras_file(tmp_path, rng):
+    y, p = _pair(rng, 4)
+    model, loss = _compiled_with_keras_extractor(seed=1)
+    model.fit(p, y, batch_size=4, epochs=1, verbose=0)
+    with loss.frozen_queue():
+        before = float(loss(y, p))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "fresh weights" warning after a proper load
+        loaded = keras.models.load_model(path)
+        new = loaded.loss.losses[1]
+        for a, b in zip(new._holder.value.get_weights(), loss._holder.value.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        with new.frozen_queue():
+            np.testing.assert_allclose(float(new(y, p)), before, rtol=1e-6)
+    np.testing.assert_array_equal(new.queue_state()[1], loss.queue_state()[1])
+
+
+def test_keras_model_extractor_round_trips_through_weights_file(tmp_path, rng):
+    y, p = _pair(rng, 4)
+    model, loss = _compiled_with_keras_extractor(seed=1)
+    model.fit(p, y, batch_size=4, epochs=1, verbose=0)
+    model.save_weights(tmp_path / "w.weights.h5")
+    other, other_loss = _compiled_with_keras_extractor(seed=2)  # different extractor weights
+    assert not np.allclose(other_loss(y, p), loss(y, p), rtol=1e-3, atol=0)
+    other.load_weights(tmp_path / "w.weights.h5")
+    for a, b in zip(other_loss._holder.value.get_weights(), loss._holder.value.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_extractor_rebuilt_without_saved_weights_warns(rng):
+    y, p = _pair(rng, 4)
+    loss = D2SMLoss(feature_extractor=_keras_extractor(seed=1), patch_size=None)
+    clone = D2SMLoss.from_config(loss.get_config())  # config only: fresh weights
+    with pytest.warns(UserWarning, match=r"user_extractor.*freshly initialised weights"):
+        clone(y, p)
+    assert not np.allclose(clone(y, p), loss(y, p), rtol=1e-3, atol=0)
+
+
+def test_mismatched_saved_extractor_is_a_clear_error(tmp_path, rng):
+    y, p = _pair(rng, 4)
+    model, loss = _compiled_with_keras_extractor(seed=1)
+    model.save_weights(tmp_path / "w.weights.h5")
+    inp = keras.Input((None, None, 3))
+    small = keras.Model(inp, keras.layers.AveragePooling2D(4)(keras.layers.Conv2D(6, 1)(inp)))
+    other = _restorer()
+    other.compile(
+        optimizer="sgd",
+        loss=L1() + D2SMLoss(feature_extractor=small, patch_size=None, queue_size=8, image_size=16),
+    )
+    with pytest.raises(ValueError, match="same extractor architecture"):
+        other.load_weights(tmp_path / "w.weights.h5")

@@ -56,10 +56,16 @@ import keras
 import tensorflow as tf
 
 from tfrestore.losses import validation
+from tfrestore.losses._extractor_weights import (
+    has_extractor_weights,
+    load_extractor_weights,
+    save_extractor_weights,
+    warn_fresh_extractor,
+)
 from tfrestore.losses._queue import FeatureQueue, QueueOutsideScopeError, keras_step_mode
 from tfrestore.losses._similarity import DIVERGENCES, KL_REDUCTIONS, l2_normalize, set_divergence
 from tfrestore.losses.base import RestorationLoss
-from tfrestore.losses.patches import extract_windows, sample_feature_windows, window_grid
+from tfrestore.losses.patches import extract_windows, window_grid
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["D2SMLoss", "DIV2K_MEAN", "QueueOutsideScopeError"]
@@ -67,7 +73,18 @@ __all__ = ["D2SMLoss", "DIV2K_MEAN", "QueueOutsideScopeError"]
 #: RGB mean of DIV2K subtracted by the released ``DeST`` (no std division).
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 NORMALIZATIONS = ("extractor", "div2k_mean")
-PATCH_MODES = ("image", "feature")
+PATCH_MODES = ("image",)
+# Measured on torchvision VGG16 conv5_3 and kodak24 crops (issue 12.2): windows cut
+# from one whole-image feature map gave gradients with cosine 0.3-0.4 to the exact ones
+# (border cells see image context instead of the window's zero padding, and the
+# pooling phase differs); an approximation that points elsewhere is not offered.
+_FEATURE_MODE_REMOVED = (
+    "patch_mode='feature' was removed: windows cut from a whole-image feature map gave "
+    "gradients far from the exact windows' (per-image cosine 0.32-0.40 on average, "
+    "-0.06 at worst, on VGG16 conv5_3 and kodak24 crops). "
+    "Use patch_mode='image' (exact; cost grows with the number of windows: use a larger "
+    "patch_stride to reduce it)."
+)
 
 
 def _pair(value, arg):
@@ -100,9 +117,12 @@ class D2SMLoss(RestorationLoss):
             ``"torchvision"``, a file path, or ``None`` for seeded random weights).
         feature_extractor: optional Keras model/layer or callable mapping images to
             a feature map ``(B, h, w, C)`` (or to a dict, from which ``layer`` is
-            taken); replaces the backbone. It is rebuilt from its Keras config
-            when a saved model is loaded (its weights are not saved with the loss),
-            so register plain functions with ``keras.saving.register_keras_serializable``.
+            taken); replaces the backbone. A Keras model/layer is saved with the
+            loss (its config, and its weights in the loss's weight store, so
+            ``.keras`` / ``.weights.h5`` files restore the same extractor; a loss
+            rebuilt from a config alone warns on first use that its extractor has
+            fresh weights). Register plain functions with
+            ``keras.saving.register_keras_serializable``.
         normalization: ``"extractor"`` (default: the backbone's own input
             normalisation; a custom extractor receives ``[0, 1]`` images) or
             ``"div2k_mean"`` (the released code: subtract the DIV2K RGB mean
@@ -111,11 +131,10 @@ class D2SMLoss(RestorationLoss):
         patch_size, patch_stride: sliding windows (paper: 224 and 56 on 512x512
             crops; ``patch_stride=None`` means ``patch_size``). ``patch_size=None``:
             every whole image is one sample.
-        patch_mode: ``"image"`` (exact: the backbone runs on every window) or
-            ``"feature"`` (fast: one backbone pass per image, windows cut from the
-            feature map at receptive-field-aligned positions; an approximation,
-            see :mod:`tfrestore.losses.patches`). Needs ``patch_size`` to be a
-            multiple of the layer's stride.
+        patch_mode: ``"image"`` (the only mode: the backbone runs on every window,
+            as in the paper). The former ``"feature"`` mode (windows cut from one
+            whole-image feature map) was removed because its gradients were far from
+            the exact ones (mean cosine 0.3-0.4 on real VGG16 features).
         group_by_image: one similarity set per image (its patches, plus the queue)
             instead of one set for the whole global batch (the released code).
         queue_size: number of historic rows kept per domain (0 = no queue, the
@@ -186,6 +205,8 @@ class D2SMLoss(RestorationLoss):
             raise ValueError(
                 f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}."
             )
+        if patch_mode == "feature":
+            raise ValueError(_FEATURE_MODE_REMOVED)
         if patch_mode not in PATCH_MODES:
             raise ValueError(f"`patch_mode` must be one of {PATCH_MODES}, got {patch_mode!r}.")
         if divergence not in DIVERGENCES:
@@ -250,9 +271,6 @@ class D2SMLoss(RestorationLoss):
             self.expected_channels = 3
         # Hidden: Keras saving must not walk into (or save) the frozen network.
         self._holder = Hidden(extractor)
-        self._cells = None
-        if self.patch_size is not None and self.patch_mode == "feature":
-            self._patch_cells()  # geometry errors at construction, not mid-trace
 
         self._queue = None
         if self.queue_size:
@@ -313,53 +331,15 @@ class D2SMLoss(RestorationLoss):
             )
         return dim
 
-    def _patch_cells(self):
-        """(cells per window side, stride) of the layer, for patch_mode='feature'."""
-        if self._cells is None:
-            shape = self._output_shape((self.patch_size, self.patch_size))
-            if shape.rank != 4 or shape[1] != shape[2]:
-                raise ValueError(
-                    f"{self.name}: patch_mode='feature' needs a square NHWC feature map per "
-                    f"window, got {tuple(shape)} for a {self.patch_size}px window."
-                )
-            cells = int(shape[1])
-            fx = self._holder.value
-            stride = None
-            if callable(getattr(fx, "stride", None)):
-                stride = int(fx.stride(self.layer))
-            else:
-                # Stride = input growth / output growth between two window sizes.
-                bigger = self._output_shape((2 * self.patch_size, 2 * self.patch_size))
-                grow = int(bigger[1]) - cells
-                if grow > 0 and self.patch_size % grow == 0:
-                    stride = self.patch_size // grow
-            if not cells or stride is None or cells * stride != self.patch_size:
-                raise ValueError(
-                    f"{self.name}: patch_mode='feature' needs `patch_size` to be a multiple "
-                    f"of the layer's stride (a {self.patch_size}px window gives {cells} "
-                    f"cells); choose patch_size accordingly or use patch_mode='image'."
-                )
-            self._cells = (cells, stride)
-        return self._cells
-
     def features(self, images):
         """L2-normalised sample features ``(B, P, D)`` (float32) of RGB images."""
         if self.patch_size is None:
             f = self._raw_features(images)
             p = 1
-        elif self.patch_mode == "image":
+        else:
             windows = extract_windows(images, self.patch_size, self.patch_stride)
             f = self._raw_features(windows)
             h, w = int(images.shape[1]), int(images.shape[2])
-            p = len(window_grid(h, w, self.patch_size, self.patch_stride))
-        else:
-            cells, stride = self._patch_cells()
-            h, w = int(images.shape[1]), int(images.shape[2])
-            window_grid(h, w, self.patch_size, self.patch_stride)
-            fmap = self._raw_features(images)
-            f = sample_feature_windows(
-                fmap, (h, w), self.patch_size, self.patch_stride, stride, cells
-            )
             p = len(window_grid(h, w, self.patch_size, self.patch_stride))
         dim = None
         if f.shape.rank is not None and None not in f.shape[1:]:
@@ -405,6 +385,9 @@ class D2SMLoss(RestorationLoss):
 
     # ------------------------------------------------------------ loss
     def compute(self, y_true, y_pred):
+        if getattr(self, "_fresh_extractor", False):
+            self._fresh_extractor = False
+            warn_fresh_extractor(self.name, self._holder.value)
         ctx = tf.distribute.get_replica_context()
         if self._queue is not None:
             self._queue.check_distribution(self.name)
@@ -582,26 +565,42 @@ class D2SMLoss(RestorationLoss):
         if self._queue is not None:
             self._queue.reset()
 
+    def _saved_extractor(self):
+        return self._holder.value if self._custom else None
+
     def save_own_variables(self, store):
         if self._queue is not None:
             self._queue.save(store)
+        save_extractor_weights(store, self._saved_extractor())
 
     def load_own_variables(self, store):
-        if self._queue is None:
+        if self._queue is None and not has_extractor_weights(self._saved_extractor()):
             return
         # Keras visits a compiled loss twice (``loss/`` and ``_compile_loss/...``)
         # and forgets a failure when a later visit (with no data) succeeds, so a
         # failed load is remembered per store and raised again.
         failed = getattr(self, "_failed_load", None)
         try:
-            loaded = self._queue.load(store, self.name)
+            restored = load_extractor_weights(store, self._saved_extractor(), self.name)
+            loaded = self._queue.load(store, self.name) if self._queue is not None else False
         except ValueError as e:
             self._failed_load = (id(store), e)
             raise
+        if restored:
+            self._fresh_extractor = False
+        loaded = loaded or restored
         if not loaded and failed is not None and failed[0] == id(store):
             raise failed[1]
         if loaded:
             self._failed_load = None
+
+    @classmethod
+    def from_config(cls, config):
+        loss = cls(**config)
+        # A Keras-model extractor rebuilt from its config has fresh weights until
+        # load_own_variables restores the saved ones.
+        loss._fresh_extractor = has_extractor_weights(loss._saved_extractor())
+        return loss
 
     # ------------------------------------------------------------ config
     def _serialize_extractor(self):
