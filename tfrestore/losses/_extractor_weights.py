@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 __all__ = [
+    "ExtractorWeightsMixin",
     "has_extractor_weights",
     "save_extractor_weights",
     "load_extractor_weights",
@@ -87,3 +88,35 @@ def warn_fresh_extractor(owner, extractor):
         UserWarning,
         stacklevel=3,
     )
+
+
+class ExtractorWeightsMixin:
+    """Gives a loss ``save_own_variables`` / ``load_own_variables`` for its user
+    Keras-model extractor, and a warning on first use when it was rebuilt from a
+    config without them. The loss defines ``_saved_extractor()`` (the user's
+    extractor, or None for built-in backbones and plain functions) and calls
+    ``_check_fresh_extractor()`` at the start of ``compute``.
+
+    Put it before ``RestorationLoss`` in the bases.
+    """
+
+    def _saved_extractor(self):  # pragma: no cover - every user overrides it
+        return None
+
+    def save_own_variables(self, store):
+        save_extractor_weights(store, self._saved_extractor())
+
+    def load_own_variables(self, store):
+        if load_extractor_weights(store, self._saved_extractor(), self.name):
+            self._fresh_extractor = False
+
+    @classmethod
+    def from_config(cls, config):
+        loss = super().from_config(config)
+        loss._fresh_extractor = has_extractor_weights(loss._saved_extractor())
+        return loss
+
+    def _check_fresh_extractor(self):
+        if getattr(self, "_fresh_extractor", False):
+            self._fresh_extractor = False
+            warn_fresh_extractor(self.name, self._saved_extractor())
