@@ -25,6 +25,23 @@ holds all replicas' rows and the result equals a single-device run. The queue is
 saved with the model (``.keras``, ``.weights.h5``, ``ModelCheckpoint``,
 ``BackupAndRestore``); weight files without queue state still load.
 
+**Kernel temperature.** The paper's kernel ``(cos + 1) / 2`` gives nearly uniform
+distributions on deep features (the cosines of different images lie in a narrow
+band), so the divergence and its gradient are small: measured with torchvision
+VGG16 conv5_3 at a half-denoised prediction (sigma 50), ``||grad D2SM|| /
+||grad L1||`` is 0.03 for whole 64-px crops with a 64-row queue and 0.5 for
+128/32 windows on 256-px crops (``python -m bench d2sm_signal``).
+``temperature=t`` uses ``exp(cos / t)`` instead (SNE's bandwidth), which makes
+each distribution peak on the nearest neighbours; the default ``None`` keeps the
+paper's kernel.
+
+**Set size.** Without the diagonal a similarity set of 2 rows has a loss of
+exactly 0 (each row has one neighbour); sets need at least 3 rows (2 with
+``include_diagonal=True``). A set known to be smaller when the step is traced is
+a ``ValueError``; a batch whose size is only known at run time (``tf.data``
+without ``drop_remainder``) is checked when it runs: an ``InvalidArgumentError``,
+or, under XLA (which compiles assertions out), a NaN loss instead of a silent 0.
+
 **Rules for stateful use.** (1) Build the loss inside ``strategy.scope()``
 together with the model (otherwise the first call raises
 :class:`QueueOutsideScopeError`). (2) Evaluation never
@@ -34,7 +51,14 @@ enqueues: the loss recognises Keras' ``test_step`` (``evaluate()`` and
 evaluation and rejects ``compile(loss=[L1(), D2SMLoss()])`` on a single-output
 model (write ``L1() + D2SMLoss()``). In custom loops use ``with
 loss.frozen_queue(): ...`` for validation. (3) Never pass a queue loss as a
-metric (it would enqueue twice per step).
+metric (it would enqueue twice per step). (4) Evaluation may use another image
+size than training: whole-image features of another size cannot be compared
+with the queued rows, so Keras evaluation then computes the loss on the
+evaluation batch alone (as ``queue_size=0``); its ``val_d2sm`` is therefore not
+comparable with the training value, and an evaluation batch of fewer than 3
+images (e.g. the last partial one) gives 0 there: the run-time set-size check
+applies to training steps only, so validation never stops a run. Training on
+another size than ``image_size`` stays an error.
 
 **Per-sample values.** Keras needs ``(B,)`` values whose batch mean is the loss.
 Let ``c = 1 / N^2`` (``kl_reduction="mean_all"``) or ``1 / N`` (``"sum_rows_mean"``)
