@@ -1,4 +1,4 @@
-"""D2SM gradient strength: ||grad(lambda D2SM)|| / ||grad L1|| at a half-denoised image, per setting and temperature.
+"""D2SM gradient strength vs L1 at a half-denoised image, per setting and kernel temperature.
 
 What a weight ``lambda`` does to training depends on how strong each term's
 gradient is at the restorer's output. This measures, at a "half-denoised"
@@ -80,7 +80,9 @@ def load_crops(folder, n, size, seed=0):
     from PIL import Image
 
     files = sorted(
-        f for ext in ("png", "jpg", "jpeg", "bmp") for f in glob.glob(os.path.join(folder, f"*.{ext}"))
+        f
+        for ext in ("png", "jpg", "jpeg", "bmp")
+        for f in glob.glob(os.path.join(folder, f"*.{ext}"))
     )
     if not files:
         raise SystemExit(f"no images in {folder}; set TFRESTORE_DATA_DIR or --data-dir")
@@ -316,7 +318,8 @@ def measure(
 def _table(rows):
     head = (
         "| setting | crop | windows | batch | queue | set rows | temperature | D2SM value | "
-        "‖∇D2SM‖ | ‖∇L1‖ | ratio | cos(−∇, clean−pred) | perplexity / neighbours |"
+        "‖∇D2SM‖ | ‖∇L1‖ | ratio | cos(−∇, clean−pred) | "
+        "perplexity / neighbours |"
     )
     print(head)
     print("|---" * 13 + "|")

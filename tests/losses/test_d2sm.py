@@ -94,7 +94,9 @@ def np_d2sm(
         for i in range(b):
             s = np.concatenate([fs[i], queue_s])
             t = np.concatenate([ft[i], queue_t])
-            r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal, temperature=temperature)
+            r = np_rows(
+                s, t, np.ones(len(s)), divergence, include_diagonal, temperature=temperature
+            )
             out.append(red(len(s)) * r.sum())
         return np.array(out)
     s = np.concatenate([fs.reshape(b * p, -1), queue_s])
