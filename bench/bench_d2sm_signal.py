@@ -4,9 +4,9 @@ What a weight ``lambda`` does to training depends on how strong each term's
 gradient is at the restorer's output. This measures, at a "half-denoised"
 prediction ``y_pred = (clean + noisy) / 2`` (Gaussian noise of ``--sigma``/255,
 clipped to [0, 1]) of real photographs, the norm of the gradient w.r.t.
-``y_pred`` of ``lambda * D2SMLoss`` divided by that of ``L1`` (both reduced by
-the batch mean, as ``compile`` does), for several settings and kernel
-temperatures (``None`` = the paper's kernel ``(cos + 1) / 2``).
+``y_pred`` of ``D2SMLoss`` (lambda = 1; the ratio scales with lambda) divided by
+that of ``L1`` (both reduced by the batch mean, as ``compile`` does), for several
+settings and kernel temperatures (``None`` = the paper's kernel ``(cos + 1) / 2``).
 
 Backbone: torchvision VGG16 conv5_3 before its ReLU (the paper's VGG19
 ImageNet weights are not available offline; ``--backbone vgg19 --weights
