@@ -37,7 +37,7 @@ def np_normalize(f, eps=1e-6):
     return f / (np.linalg.norm(f, axis=-1, keepdims=True) + eps)
 
 
-def np_rows(fs, ft, valid, divergence, include_diagonal, eps=1e-6):
+def np_rows(fs, ft, valid, divergence, include_diagonal, eps=1e-6, temperature=None):
     """Per-row divergence of one similarity set (float64, textbook formulas)."""
     m = len(fs)
     w = np.outer(np.ones(m), valid.astype(np.float64))
@@ -45,7 +45,10 @@ def np_rows(fs, ft, valid, divergence, include_diagonal, eps=1e-6):
         w[np.arange(m), np.arange(m)] = 0.0
 
     def probs(f):
-        k = (f @ f.T + 1.0) / 2.0 * w
+        if temperature is None:
+            k = (f @ f.T + 1.0) / 2.0 * w
+        else:  # exp(cos / t), shifted by the largest cosine for float64 range
+            k = np.exp((f @ f.T - 1.0) / temperature) * w
         return k / k.sum(1, keepdims=True)
 
     ps, pt = probs(fs), probs(ft)
@@ -74,6 +77,7 @@ def np_d2sm(
     group_by_image=False,
     queue_s=None,
     queue_t=None,
+    temperature=None,
 ):
     """Per-sample values. ``fs, ft``: (B, P, D) raw features; queue: (n, D) valid rows."""
     fs, ft = np_normalize(fs), np_normalize(ft)
@@ -90,12 +94,14 @@ def np_d2sm(
         for i in range(b):
             s = np.concatenate([fs[i], queue_s])
             t = np.concatenate([ft[i], queue_t])
-            r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal)
+            r = np_rows(
+                s, t, np.ones(len(s)), divergence, include_diagonal, temperature=temperature
+            )
             out.append(red(len(s)) * r.sum())
         return np.array(out)
     s = np.concatenate([fs.reshape(b * p, -1), queue_s])
     t = np.concatenate([ft.reshape(b * p, -1), queue_t])
-    r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal)
+    r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal, temperature=temperature)
     n = len(s)
     total = red(n) * r.sum()
     per = red(n) * (b * r[:b * p].reshape(b, p).sum(1) + r[b * p:].sum())
@@ -195,6 +201,92 @@ def test_queue_sets_match_numpy(group_by_image, divergence, rng):
     assert loss.queue_count == 12
 
 
+TEMPERATURES = [1.0, 0.1, 0.02]
+
+
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+@pytest.mark.parametrize("divergence,include_diagonal", [("kl", False), ("js", True)])
+def test_temperature_whole_image_sets_match_numpy(temperature, divergence, include_diagonal, rng):
+    y, p = _features_pair(rng, b=5)
+    loss = D2SMLoss(
+        feature_extractor=identity_features,
+        patch_size=None,
+        divergence=divergence,
+        include_diagonal=include_diagonal,
+        temperature=temperature,
+        reduction=None,
+    )
+    ref = np_d2sm(
+        p.reshape(5, 1, -1),
+        y.reshape(5, 1, -1),
+        divergence,
+        include_diagonal,
+        temperature=temperature,
+    )
+    np.testing.assert_allclose(loss(y, p).numpy(), ref, rtol=2e-4, atol=1e-9)
+    if not include_diagonal:  # with it, small temperatures put all mass on i itself
+        assert np.all(ref > 0)
+
+
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+@pytest.mark.parametrize("group_by_image", [False, True])
+def test_temperature_queue_sets_match_numpy(temperature, group_by_image, rng):
+    """Two steps through a queue of 5 rows (2 patch rows per image, batch 2)."""
+    loss = D2SMLoss(
+        feature_extractor=identity_features,
+        patch_size=2,
+        patch_stride=2,
+        group_by_image=group_by_image,
+        queue_size=5,
+        temperature=temperature,
+        reduction=None,
+    )
+    hist_s, hist_t = [], []
+    for step in range(2):
+        y, p = _features_pair(rng, b=2, h=2, w=4, c=3)
+        got = loss(y, p).numpy()
+        ws = np.stack([[p[i, :, :2].ravel(), p[i, :, 2:].ravel()] for i in range(2)])
+        wt = np.stack([[y[i, :, :2].ravel(), y[i, :, 2:].ravel()] for i in range(2)])
+        qs = np.array(hist_s[-5:]).reshape(-1, 12) if hist_s else None
+        qt = np.array(hist_t[-5:]).reshape(-1, 12) if hist_t else None
+        ref = np_d2sm(
+            ws, wt, "kl", False, "sum_rows_mean", group_by_image, qs, qt, temperature=temperature
+        )
+        np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9, err_msg=f"step {step}")
+        hist_s.extend(ws.reshape(4, -1))
+        hist_t.extend(wt.reshape(4, -1))
+
+
+def test_temperature_sharpens_the_distributions_and_round_trips(rng):
+    """A small temperature gives a larger divergence (peaked distributions) and
+    a finite gradient; None keeps the paper's kernel; the option is serialized."""
+    y, p = _features_pair(rng, b=6)
+    values = {}
+    for t in (None, 1.0, 0.05):
+        loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, temperature=t)
+        yp = tf.Variable(p)
+        with tf.GradientTape() as tape:
+            values[t] = loss(y, yp)
+        g = tape.gradient(values[t], yp).numpy()
+        assert np.all(np.isfinite(g)) and np.any(g != 0)
+        assert D2SMLoss.from_config(loss.get_config()).temperature == t
+    assert float(values[0.05]) > 10 * float(values[None])
+    for bad in (0, -0.1, float("inf"), "0.1"):
+        with pytest.raises(ValueError, match="temperature"):
+            D2SMLoss(feature_extractor=identity_features, temperature=bad)
+
+
+def test_tiny_temperature_stays_finite(rng):
+    """exp(cos / t) would underflow in float32 for t = 1e-3 without the row shift."""
+    y, p = _features_pair(rng, b=4)
+    loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, temperature=1e-3)
+    yp = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        v = loss(y, yp)
+    assert np.isfinite(float(v)) and float(v) > 0
+    assert np.all(np.isfinite(tape.gradient(v, yp).numpy()))
+
+
 def test_released_code_configuration_matches_numpy(rng):
     """ikl + diagonal + mean over N^2 entries = what variant B of the released code computes."""
     y, p = _features_pair(rng, b=4)
@@ -236,9 +328,7 @@ def _images(rng, b=4, s=16):
     [
         dict(patch_size=8, patch_stride=4),
         dict(patch_size=None, queue_size=8, image_size=16),
-        dict(
-            patch_size=8, patch_stride=4, patch_mode="feature", group_by_image=True, queue_size=40
-        ),
+        dict(patch_size=8, patch_stride=4, group_by_image=True, queue_size=40),
     ],
 )
 def test_zero_for_identical_images_and_gradient_otherwise(kwargs, rng):
@@ -290,8 +380,8 @@ def test_gradient_matches_finite_differences(rng):
 
 
 def test_conformance_harness_patches(rng):
-    """Feature-mode patches, one set per image (image mode and whole-batch sets
-    are covered by the NumPy, XLA and Mirrored tests of the other files)."""
+    """Patches, one set per image (whole-batch sets are covered by the NumPy, XLA
+    and Mirrored tests of the other files)."""
     y, p = _images(rng)
     run_loss_test(
         D2SMLoss,
@@ -299,7 +389,6 @@ def test_conformance_harness_patches(rng):
             feature_extractor=tiny_features,
             patch_size=8,
             patch_stride=4,
-            patch_mode="feature",
             group_by_image=True,
         ),
         y,
@@ -377,10 +466,11 @@ def test_keras_model_as_feature_extractor(rng):
     fx = keras.Model(inp, out)
     y, p = _images(rng)
     loss = D2SMLoss(
-        feature_extractor=fx, patch_size=8, patch_stride=4, patch_mode="feature", reduction=None
+        feature_extractor=fx, patch_size=8, patch_stride=4, reduction=None
     )
     clone = D2SMLoss.from_config(loss.get_config())  # rebuilt from the model config (seeded init)
-    np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
+    with pytest.warns(UserWarning, match="freshly initialised weights"):
+        np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
     assert fx.trainable_weights, "the user's model is not modified"
 
 
@@ -446,12 +536,10 @@ def test_bad_arguments_raise_clear_errors(rng):
         D2SMLoss(weights=None, layer="conv9_9")
     with pytest.raises(ValueError, match="not an output"):
         D2SMLoss(feature_extractor=lambda x: {"a": x}, layer="b", patch_size=None)(y, p)
-    with pytest.raises(ValueError, match="at least 2 samples"):
+    with pytest.raises(ValueError, match="fewer than 3 samples"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:1], p[:1])
-    with pytest.raises(ValueError, match="multiple of the layer's stride"):
-        D2SMLoss(
-            feature_extractor=tiny_features, patch_size=10, patch_stride=2, patch_mode="feature"
-        )(y, p)
+    with pytest.raises(ValueError, match="patch_mode='feature' was removed.*patch_mode='image'"):
+        D2SMLoss(feature_extractor=tiny_features, patch_mode="feature")
     with pytest.raises(ValueError, match="too small"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:, :3, :3], p[:, :3, :3])
     with pytest.raises(ValueError, match="queue was sized"):

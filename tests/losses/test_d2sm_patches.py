@@ -1,16 +1,11 @@
-"""Sliding-window grid of D2SM and the two patch modes."""
+"""Sliding-window grid of D2SM patches."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfrestore.losses import D2SMLoss
-from tfrestore.losses.patches import (
-    extract_windows,
-    interpolation_matrix,
-    sample_feature_windows,
-    window_grid,
-)
+from tfrestore.losses.patches import extract_windows, window_grid
 
 
 def test_paper_grid_is_36_row_major_windows():
@@ -74,46 +69,6 @@ def _local_extractor():
     return fx
 
 
-def test_feature_mode_equals_image_mode_for_aligned_windows(rng):
-    fx = _local_extractor()
-    y = rng.uniform(size=(2, 40, 40, 3)).astype("float32")
-    p = np.clip(y + rng.normal(0, 0.2, y.shape), 0, 1).astype("float32")
-    kw = dict(feature_extractor=fx, patch_size=16, patch_stride=8, reduction=None)
-    img_mode, feat_mode = D2SMLoss(patch_mode="image", **kw), D2SMLoss(patch_mode="feature", **kw)
-    np.testing.assert_allclose(
-        feat_mode.features(tf.constant(y)), img_mode.features(tf.constant(y)), rtol=1e-5, atol=1e-6
-    )
-    np.testing.assert_allclose(feat_mode(y, p), img_mode(y, p), rtol=1e-4)
-    assert feat_mode._patch_cells() == (4, 4)
-
-
-def test_feature_mode_interpolates_unaligned_windows(rng):
-    """Windows every 6 px on a stride-4 map start at cell 1.5, 3, ...: bilinear."""
-    fmap = rng.normal(size=(1, 10, 10, 2)).astype("float32")
-    got = sample_feature_windows(tf.constant(fmap), (40, 40), 16, 6, 4, 4).numpy()
-    starts = [0, 6, 12, 18, 24]
-    assert got.shape == (25, 4, 4, 2)
-    for k, (y0, x0) in enumerate((a, b) for a in starts for b in starts):
-        for i in range(4):
-            for j in range(4):
-                ty, tx = y0 / 4 + i, x0 / 4 + j
-                ly, lx = int(np.floor(ty)), int(np.floor(tx))
-                fy, fx_ = ty - ly, tx - lx
-                ref = (
-                    (1 - fy) * (1 - fx_) * fmap[0, ly, lx]
-                    + (1 - fy) * fx_ * fmap[0, ly, min(lx + 1, 9)]
-                    + fy * (1 - fx_) * fmap[0, min(ly + 1, 9), lx]
-                    + fy * fx_ * fmap[0, min(ly + 1, 9), min(lx + 1, 9)]
-                )
-                np.testing.assert_allclose(got[k, i, j], ref, rtol=1e-5, atol=1e-6)
-
-
-def test_interpolation_rows_sum_to_one_and_clamp():
-    a = interpolation_matrix([0, 6, 30], 4, 9, 4)
-    np.testing.assert_allclose(a.sum(-1), 1.0)
-    assert a[2, 3, 8] == 1.0  # 30/4 + 3 = 10.5 is clamped to the last row
-
-
 def test_image_mode_is_xla_compatible(rng):
     fx = _local_extractor()
     y = rng.uniform(size=(2, 24, 24, 3)).astype("float32")
@@ -122,57 +77,6 @@ def test_image_mode_is_xla_compatible(rng):
     eager = loss(y, p).numpy()
     xla = tf.function(loss.call, jit_compile=True)(tf.constant(y), tf.constant(p)).numpy()
     np.testing.assert_allclose(xla, eager, rtol=1e-3)
-
-
-# ----------------------------------------------------------------- real VGG16 weights
-def _kodak(data_dir, n, size):
-    from PIL import Image
-
-    files = sorted((data_dir / "kodak24").glob("*.png"))[:n]
-    out = []
-    for f in files:
-        a = np.asarray(Image.open(f).convert("RGB"), np.float32) / 255.0
-        h, w = a.shape[:2]
-        out.append(
-            a[(h - size) // 2:(h - size) // 2 + size, (w - size) // 2:(w - size) // 2 + size]
-        )
-    return np.stack(out)
-
-
-@pytest.mark.weights
-def test_feature_mode_geometry_with_real_vgg16(weights_dir, data_dir):
-    """A window covering the whole crop must give identical rows in both modes
-    (checks the cell count and stride of the real backbone: 96 px -> 6x6 cells)."""
-    npz = str(weights_dir / "vgg16_torchvision_features.npz")
-    x = tf.constant(_kodak(data_dir, 2, 96))
-    kw = dict(backbone="vgg16", layer="conv5_3", weights=npz, patch_size=96, patch_stride=16)
-    img_rows = D2SMLoss(patch_mode="image", **kw).features(x).numpy()
-    feat = D2SMLoss(patch_mode="feature", **kw)
-    np.testing.assert_allclose(feat.features(x).numpy(), img_rows, rtol=1e-4, atol=1e-6)
-    assert feat._patch_cells() == (6, 16)
-
-
-@pytest.mark.slow
-@pytest.mark.weights
-def test_patch_modes_agree_on_real_images(weights_dir, data_dir):
-    """Measured (4 kodak crops of 256 px, 112/28 windows, 3 noise levels, VGG16
-    conv5_3 torchvision): Spearman 0.89 of the loss values, mean gradient cosine
-    0.38; see bench/bench_d2sm.py --agreement. Misaligned windows give ~0."""
-    import pathlib
-    import sys
-
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-    from bench.bench_d2sm import mode_agreement
-
-    r = mode_agreement(
-        _kodak(data_dir, 4, 256),
-        weights=str(weights_dir / "vgg16_torchvision_features.npz"),
-        patch_size=112,
-        patch_stride=28,
-    )
-    assert r["spearman"] > 0.6
-    assert np.mean(r["grad_cos"]) > 0.2
-    assert r["seconds"]["image"] > 2 * r["seconds"]["feature"]
 
 
 def test_patches_take_the_static_size_from_y_true_when_y_pred_lost_it(rng):

@@ -1,6 +1,14 @@
 """Similarity-set arithmetic of D2SM: cosine kernel, conditional probabilities and
 the KL / inverse-KL / Jensen-Shannon divergences between two sample sets.
 
+Two kernels turn the cosine similarity ``s`` of two rows into a weight: the
+paper's linear ``(s + 1) / 2`` (``temperature=None``), and the Gaussian-like
+``exp(s / temperature)`` that SNE / t-SNE (and contrastive losses) use, where the
+temperature plays the role of the bandwidth: deep features of different images
+have cosines in a narrow band, so the linear kernel's distributions are nearly
+uniform and carry little signal, while a small temperature makes them peak on
+each sample's nearest neighbours.
+
 Everything here works on float32 feature rows that are already flattened; the
 loss class (:mod:`tfrestore.losses.d2sm`) decides which rows form a set. A set is
 ``M`` rows: the ``P`` current rows of a group (all patches of one image, or of the
@@ -19,6 +27,7 @@ __all__ = [
     "l2_normalize",
     "cosine_kernel",
     "conditional_probabilities",
+    "softmax_probabilities",
     "row_divergence",
     "set_divergence",
 ]
@@ -97,6 +106,26 @@ def _kl_terms(p, q, eps):
     return b * _f(r) - eps * tf.math.log1p(r)
 
 
+def softmax_probabilities(cos, col_mask, include_diagonal=True, temperature=1.0):
+    """``P[i, j] = exp(s_ij / t) / sum_k exp(s_ik / t)`` over valid columns ``k``
+    (and ``k != i`` when ``include_diagonal`` is False) of a cosine matrix ``cos``
+    ``(..., M, M)``. Invalid columns get ``P = 0``."""
+    m = tf.shape(cos)[-1]
+    mask = tf.cast(col_mask, cos.dtype)
+    w = tf.ones_like(cos) * mask[..., None, :]
+    if not include_diagonal:
+        w = w * (1.0 - tf.eye(m, dtype=cos.dtype))
+    logits = cos / temperature
+    # Shift by the row maximum over the valid columns (the softmax is invariant to
+    # it, so it carries no gradient): no overflow/underflow for small temperatures.
+    valid = w > 0
+    masked = tf.where(valid, logits, tf.fill(tf.shape(logits), -1e30))
+    shift = tf.stop_gradient(tf.reduce_max(masked, axis=-1, keepdims=True))
+    e = tf.where(valid, tf.exp(masked - shift), tf.zeros_like(logits))
+    z = tf.reduce_sum(e, axis=-1, keepdims=True)
+    return e / tf.maximum(z, _TINY)
+
+
 def row_divergence(p_restored, p_clean, divergence="kl", eps=1e-6):
     """Per-row divergence ``sum_j d(P'[i, :], P[i, :])``, shape ``(..., M)``.
 
@@ -130,6 +159,7 @@ def set_divergence(
     divergence="kl",
     include_diagonal=True,
     eps=1e-6,
+    temperature=None,
 ):
     """Divergence of each row of ``G`` groups of similarity sets.
 
@@ -137,6 +167,8 @@ def set_divergence(
         fs, ft: ``(G, P, D)`` L2-normalised current rows (restored / clean).
         queue_s, queue_t: optional ``(q, D)`` queued rows appended to every group.
         queue_mask: ``(q,)`` 0/1 validity of the queue slots.
+        temperature: None for the paper's kernel ``(s + 1) / 2``, or ``t > 0`` for
+            ``exp(s / t)`` (see the module docstring).
     Returns:
         ``(row_div, row_mask, n_valid)``: ``(G, P + q)`` per-row divergences,
         the ``(P + q,)`` row mask and the number of valid rows per set (scalar).
@@ -144,26 +176,40 @@ def set_divergence(
     fs = tf.cast(fs, tf.float32)
     ft = tf.cast(ft, tf.float32)
     mask = tf.ones([tf.shape(fs)[1]], tf.float32)
+    kernel = _linear_kernel if temperature is None else _cosine
     if queue_s is None:
-        ks = cosine_kernel(fs, fs)
-        kt = cosine_kernel(ft, ft)
+        ks = kernel(tf.linalg.matmul(fs, fs, transpose_b=True))
+        kt = kernel(tf.linalg.matmul(ft, ft, transpose_b=True))
     else:
-        ks = _kernel_with_queue(fs, tf.cast(queue_s, tf.float32))
-        kt = _kernel_with_queue(ft, tf.cast(queue_t, tf.float32))
+        ks = _kernel_with_queue(fs, tf.cast(queue_s, tf.float32), kernel)
+        kt = _kernel_with_queue(ft, tf.cast(queue_t, tf.float32), kernel)
         mask = tf.concat([mask, tf.cast(queue_mask, tf.float32)], axis=0)
-    ps = conditional_probabilities(ks, mask, include_diagonal)
-    pt = conditional_probabilities(kt, mask, include_diagonal)
+    if temperature is None:
+        ps = conditional_probabilities(ks, mask, include_diagonal)
+        pt = conditional_probabilities(kt, mask, include_diagonal)
+    else:
+        ps = softmax_probabilities(ks, mask, include_diagonal, temperature)
+        pt = softmax_probabilities(kt, mask, include_diagonal, temperature)
     rows = row_divergence(ps, pt, divergence, eps) * mask
     return rows, mask, tf.reduce_sum(mask)
 
 
-def _kernel_with_queue(f, q):
+def _linear_kernel(s):
+    return (s + 1.0) * 0.5
+
+
+def _cosine(s):
+    return s
+
+
+def _kernel_with_queue(f, q, kernel=_linear_kernel):
     """Kernel of ``[f_g; q]`` for every group ``g`` without recomputing the queue
-    block per group (``q q^T`` dominates for large queues)."""
+    block per group (``q q^T`` dominates for large queues). ``kernel`` maps cosine
+    similarities to kernel values elementwise."""
     g = tf.shape(f)[0]
-    cc = cosine_kernel(f, f)  # (G, P, P)
-    cq = (tf.einsum("gpd,qd->gpq", f, q) + 1.0) * 0.5  # (G, P, q)
-    qq = cosine_kernel(q, q)  # (q, q)
+    cc = kernel(tf.linalg.matmul(f, f, transpose_b=True))  # (G, P, P)
+    cq = kernel(tf.einsum("gpd,qd->gpq", f, q))  # (G, P, q)
+    qq = kernel(tf.linalg.matmul(q, q, transpose_b=True))  # (q, q)
     top = tf.concat([cc, cq], axis=2)
     qq = tf.broadcast_to(qq[None], tf.stack([g, tf.shape(q)[0], tf.shape(q)[0]]))
     bottom = tf.concat([tf.transpose(cq, [0, 2, 1]), qq], axis=2)

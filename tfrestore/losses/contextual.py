@@ -26,6 +26,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.losses.pdl import DEFAULT_LAYER, FeatureSource, extract_pair, random_uniform
 
@@ -65,7 +66,7 @@ def contextual_similarity(x, y, distance="cosine", bandwidth=0.5, eps=1e-5):
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class ContextualLoss(RestorationLoss):
+class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
     """Contextual loss ``-log CX`` between the feature sets of prediction and target.
 
     Args:
@@ -198,7 +199,11 @@ class ContextualLoss(RestorationLoss):
         idx = tf.sort(tf.math.top_k(scores, tf.minimum(n_dyn, cap)).indices)
         return tf.gather(f, idx, axis=1)
 
+    def _saved_extractor(self):
+        return self._source.saved_extractor()
+
     def compute(self, y_true, y_pred):
+        self._check_fresh_extractor()
         total = None
         for index, (layer, weight, fp, ft) in enumerate(extract_pair(self._source, y_true, y_pred)):
             c = fp.shape[-1]

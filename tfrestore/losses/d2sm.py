@@ -25,6 +25,28 @@ holds all replicas' rows and the result equals a single-device run. The queue is
 saved with the model (``.keras``, ``.weights.h5``, ``ModelCheckpoint``,
 ``BackupAndRestore``); weight files without queue state still load.
 
+**Kernel temperature.** The paper's kernel ``(cos + 1) / 2`` gives nearly uniform
+distributions on deep features (the cosines of different images lie in a narrow
+band: their perplexity is 99.9-100 % of the uniform one), so the divergence and
+its gradient are small. Measured with torchvision VGG16 conv5_3 at a half-denoised
+prediction (sigma 50, ``python -m bench d2sm_signal``), ``||grad D2SM|| / ||grad
+L1||`` at weight 1 is 0.03 (whole 64-px crops, batch 8, 64-row queue), 0.12 (whole
+256-px crops), 0.50 (128/32 windows on 256-px crops, batch 2) and 0.48 (the
+paper's 224/56 windows on 512-px crops, batch 2; 0.07 with batch 1).
+``temperature=t`` uses ``exp(cos / t)`` instead (SNE's bandwidth), which makes
+each distribution peak on the nearest neighbours; the same ratios are 9, 36, 113
+and 89 at ``t = 0.1`` (1.1, 3.8, 15.6 and 2.6 (batch 1) at ``t = 0.3``). The
+default ``None`` keeps the paper's kernel: the strength then differs 16x between
+settings, so choose ``loss_weight`` (or ``temperature``) from the measured ratio
+for your setting rather than from a fixed recipe.
+
+**Set size.** Without the diagonal a similarity set of 2 rows has a loss of
+exactly 0 (each row has one neighbour); sets need at least 3 rows (2 with
+``include_diagonal=True``). A set known to be smaller when the step is traced is
+a ``ValueError``; a batch whose size is only known at run time (``tf.data``
+without ``drop_remainder``) is checked when it runs: an ``InvalidArgumentError``,
+or, under XLA (which compiles assertions out), a NaN loss instead of a silent 0.
+
 **Rules for stateful use.** (1) Build the loss inside ``strategy.scope()``
 together with the model (otherwise the first call raises
 :class:`QueueOutsideScopeError`). (2) Evaluation never
@@ -34,7 +56,14 @@ enqueues: the loss recognises Keras' ``test_step`` (``evaluate()`` and
 evaluation and rejects ``compile(loss=[L1(), D2SMLoss()])`` on a single-output
 model (write ``L1() + D2SMLoss()``). In custom loops use ``with
 loss.frozen_queue(): ...`` for validation. (3) Never pass a queue loss as a
-metric (it would enqueue twice per step).
+metric (it would enqueue twice per step). (4) Evaluation may use another image
+size than training: whole-image features of another size cannot be compared
+with the queued rows, so Keras evaluation then computes the loss on the
+evaluation batch alone (as ``queue_size=0``); its ``val_d2sm`` is therefore not
+comparable with the training value, and an evaluation batch of fewer than 3
+images (e.g. the last partial one) gives 0 there: the run-time set-size check
+applies to training steps only, so validation never stops a run. Training on
+another size than ``image_size`` stays an error.
 
 **Per-sample values.** Keras needs ``(B,)`` values whose batch mean is the loss.
 Let ``c = 1 / N^2`` (``kl_reduction="mean_all"``) or ``1 / N`` (``"sum_rows_mean"``)
@@ -56,10 +85,16 @@ import keras
 import tensorflow as tf
 
 from tfrestore.losses import validation
+from tfrestore.losses._extractor_weights import (
+    has_extractor_weights,
+    load_extractor_weights,
+    save_extractor_weights,
+    warn_fresh_extractor,
+)
 from tfrestore.losses._queue import FeatureQueue, QueueOutsideScopeError, keras_step_mode
 from tfrestore.losses._similarity import DIVERGENCES, KL_REDUCTIONS, l2_normalize, set_divergence
 from tfrestore.losses.base import RestorationLoss
-from tfrestore.losses.patches import extract_windows, sample_feature_windows, window_grid
+from tfrestore.losses.patches import extract_windows, window_grid
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["D2SMLoss", "DIV2K_MEAN", "QueueOutsideScopeError"]
@@ -67,7 +102,18 @@ __all__ = ["D2SMLoss", "DIV2K_MEAN", "QueueOutsideScopeError"]
 #: RGB mean of DIV2K subtracted by the released ``DeST`` (no std division).
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 NORMALIZATIONS = ("extractor", "div2k_mean")
-PATCH_MODES = ("image", "feature")
+PATCH_MODES = ("image",)
+# Measured on torchvision VGG16 conv5_3 and kodak24 crops (issue 12.2): windows cut
+# from one whole-image feature map gave gradients with cosine 0.3-0.4 to the exact ones
+# (border cells see image context instead of the window's zero padding, and the
+# pooling phase differs); an approximation that points elsewhere is not offered.
+_FEATURE_MODE_REMOVED = (
+    "patch_mode='feature' was removed: windows cut from a whole-image feature map gave "
+    "gradients far from the exact windows' (per-image cosine 0.32-0.40 on average, "
+    "-0.06 at worst, on VGG16 conv5_3 and kodak24 crops). "
+    "Use patch_mode='image' (exact; cost grows with the number of windows: use a larger "
+    "patch_stride to reduce it)."
+)
 
 
 def _pair(value, arg):
@@ -100,9 +146,12 @@ class D2SMLoss(RestorationLoss):
             ``"torchvision"``, a file path, or ``None`` for seeded random weights).
         feature_extractor: optional Keras model/layer or callable mapping images to
             a feature map ``(B, h, w, C)`` (or to a dict, from which ``layer`` is
-            taken); replaces the backbone. It is rebuilt from its Keras config
-            when a saved model is loaded (its weights are not saved with the loss),
-            so register plain functions with ``keras.saving.register_keras_serializable``.
+            taken); replaces the backbone. A Keras model/layer is saved with the
+            loss (its config, and its weights in the loss's weight store, so
+            ``.keras`` / ``.weights.h5`` files restore the same extractor; a loss
+            rebuilt from a config alone warns on first use that its extractor has
+            fresh weights). Register plain functions with
+            ``keras.saving.register_keras_serializable``.
         normalization: ``"extractor"`` (default: the backbone's own input
             normalisation; a custom extractor receives ``[0, 1]`` images) or
             ``"div2k_mean"`` (the released code: subtract the DIV2K RGB mean
@@ -111,11 +160,10 @@ class D2SMLoss(RestorationLoss):
         patch_size, patch_stride: sliding windows (paper: 224 and 56 on 512x512
             crops; ``patch_stride=None`` means ``patch_size``). ``patch_size=None``:
             every whole image is one sample.
-        patch_mode: ``"image"`` (exact: the backbone runs on every window) or
-            ``"feature"`` (fast: one backbone pass per image, windows cut from the
-            feature map at receptive-field-aligned positions; an approximation,
-            see :mod:`tfrestore.losses.patches`). Needs ``patch_size`` to be a
-            multiple of the layer's stride.
+        patch_mode: ``"image"`` (the only mode: the backbone runs on every window,
+            as in the paper). The former ``"feature"`` mode (windows cut from one
+            whole-image feature map) was removed because its gradients were far from
+            the exact ones (mean cosine 0.3-0.4 on real VGG16 features).
         group_by_image: one similarity set per image (its patches, plus the queue)
             instead of one set for the whole global batch (the released code).
         queue_size: number of historic rows kept per domain (0 = no queue, the
@@ -142,6 +190,17 @@ class D2SMLoss(RestorationLoss):
             times smaller).
         eps: added inside the logarithms (1e-6 as in the code); also the L2
             normalisation's epsilon.
+        temperature: kernel bandwidth. ``None`` (default) is the paper's kernel
+            ``K = (cos + 1) / 2``; a number ``t > 0`` uses ``K = exp(cos / t)``, the
+            softmax kernel of SNE / t-SNE and contrastive learning. Deep features of
+            natural images have cosines in a narrow band, so the paper's kernel
+            gives nearly uniform distributions whose divergence, and gradient, is
+            small: measured on torchvision VGG16 conv5_3 at a half-denoised
+            prediction (``python -m bench d2sm_signal``), see the module notes and
+            the README. A small temperature makes each sample's distribution peak on
+            its nearest neighbours. Use it with ``include_diagonal=False`` (the
+            default): with the diagonal, whose cosine is 1, a small temperature puts
+            nearly all the mass on the sample itself.
         loss_weight, check_finite, reduction, dtype: see
             :class:`~tfrestore.losses.RestorationLoss`.
 
@@ -178,6 +237,7 @@ class D2SMLoss(RestorationLoss):
         include_diagonal=False,
         kl_reduction="sum_rows_mean",
         eps=1e-6,
+        temperature=None,
         name="d2sm",
         **kwargs,
     ):
@@ -186,6 +246,8 @@ class D2SMLoss(RestorationLoss):
             raise ValueError(
                 f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}."
             )
+        if patch_mode == "feature":
+            raise ValueError(_FEATURE_MODE_REMOVED)
         if patch_mode not in PATCH_MODES:
             raise ValueError(f"`patch_mode` must be one of {PATCH_MODES}, got {patch_mode!r}.")
         if divergence not in DIVERGENCES:
@@ -210,6 +272,13 @@ class D2SMLoss(RestorationLoss):
             )
         if not (isinstance(eps, numbers.Real) and eps > 0):
             raise ValueError(f"`eps` must be > 0, got {eps!r}.")
+        if temperature is not None and not (
+            isinstance(temperature, numbers.Real) and 0 < temperature < float("inf")
+        ):
+            raise ValueError(
+                f"`temperature` must be None (the paper's kernel (cos + 1) / 2) or a "
+                f"finite number > 0 (kernel exp(cos / temperature)), got {temperature!r}."
+            )
         if group_by_image and patch_size is None and queue_size == 0:
             raise ValueError(
                 "`group_by_image=True` makes one similarity set per image; without "
@@ -231,6 +300,7 @@ class D2SMLoss(RestorationLoss):
         self.include_diagonal = bool(include_diagonal)
         self.kl_reduction = kl_reduction
         self.eps = float(eps)
+        self.temperature = None if temperature is None else float(temperature)
 
         if isinstance(feature_extractor, dict):
             feature_extractor = keras.saving.deserialize_keras_object(feature_extractor)
@@ -250,9 +320,6 @@ class D2SMLoss(RestorationLoss):
             self.expected_channels = 3
         # Hidden: Keras saving must not walk into (or save) the frozen network.
         self._holder = Hidden(extractor)
-        self._cells = None
-        if self.patch_size is not None and self.patch_mode == "feature":
-            self._patch_cells()  # geometry errors at construction, not mid-trace
 
         self._queue = None
         if self.queue_size:
@@ -313,53 +380,15 @@ class D2SMLoss(RestorationLoss):
             )
         return dim
 
-    def _patch_cells(self):
-        """(cells per window side, stride) of the layer, for patch_mode='feature'."""
-        if self._cells is None:
-            shape = self._output_shape((self.patch_size, self.patch_size))
-            if shape.rank != 4 or shape[1] != shape[2]:
-                raise ValueError(
-                    f"{self.name}: patch_mode='feature' needs a square NHWC feature map per "
-                    f"window, got {tuple(shape)} for a {self.patch_size}px window."
-                )
-            cells = int(shape[1])
-            fx = self._holder.value
-            stride = None
-            if callable(getattr(fx, "stride", None)):
-                stride = int(fx.stride(self.layer))
-            else:
-                # Stride = input growth / output growth between two window sizes.
-                bigger = self._output_shape((2 * self.patch_size, 2 * self.patch_size))
-                grow = int(bigger[1]) - cells
-                if grow > 0 and self.patch_size % grow == 0:
-                    stride = self.patch_size // grow
-            if not cells or stride is None or cells * stride != self.patch_size:
-                raise ValueError(
-                    f"{self.name}: patch_mode='feature' needs `patch_size` to be a multiple "
-                    f"of the layer's stride (a {self.patch_size}px window gives {cells} "
-                    f"cells); choose patch_size accordingly or use patch_mode='image'."
-                )
-            self._cells = (cells, stride)
-        return self._cells
-
     def features(self, images):
         """L2-normalised sample features ``(B, P, D)`` (float32) of RGB images."""
         if self.patch_size is None:
             f = self._raw_features(images)
             p = 1
-        elif self.patch_mode == "image":
+        else:
             windows = extract_windows(images, self.patch_size, self.patch_stride)
             f = self._raw_features(windows)
             h, w = int(images.shape[1]), int(images.shape[2])
-            p = len(window_grid(h, w, self.patch_size, self.patch_stride))
-        else:
-            cells, stride = self._patch_cells()
-            h, w = int(images.shape[1]), int(images.shape[2])
-            window_grid(h, w, self.patch_size, self.patch_stride)
-            fmap = self._raw_features(images)
-            f = sample_feature_windows(
-                fmap, (h, w), self.patch_size, self.patch_stride, stride, cells
-            )
             p = len(window_grid(h, w, self.patch_size, self.patch_stride))
         dim = None
         if f.shape.rank is not None and None not in f.shape[1:]:
@@ -405,11 +434,13 @@ class D2SMLoss(RestorationLoss):
 
     # ------------------------------------------------------------ loss
     def compute(self, y_true, y_pred):
+        if getattr(self, "_fresh_extractor", False):
+            self._fresh_extractor = False
+            warn_fresh_extractor(self.name, self._holder.value)
         ctx = tf.distribute.get_replica_context()
-        mode = None
         if self._queue is not None:
             self._queue.check_distribution(self.name)
-            mode = keras_step_mode()  # Python stack walk: once per trace
+        mode = keras_step_mode()  # Python stack walk: once per trace
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
 
         # Two passes, not one on concat([y_pred, y_true]): the clean pass then needs
@@ -417,12 +448,20 @@ class D2SMLoss(RestorationLoss):
         ft = tf.stop_gradient(self.features(tf.stop_gradient(y_true)))
         fs = self.features(y_pred)
         b_local = tf.shape(y_pred)[0]
-        if self._queue is not None and fs.shape[-1] is not None and fs.shape[-1] != self._queue.dim:
-            raise ValueError(
-                f"{self.name}: features have {fs.shape[-1]} values per sample but the queue "
-                f"was sized for {self._queue.dim} (image_size={self.image_size}, "
-                f"patch_size={self.patch_size}). Feed images of the configured size."
-            )
+        use_queue = self._queue is not None
+        if use_queue and fs.shape[-1] is not None and fs.shape[-1] != self._queue.dim:
+            if mode != "eval":
+                raise ValueError(
+                    f"{self.name}: features have {fs.shape[-1]} values per sample but the "
+                    f"queue was sized for {self._queue.dim} (image_size={self.image_size}, "
+                    f"patch_size={self.patch_size}). Train on images of the configured size "
+                    f"(evaluate()/fit(validation_data=...) may use other sizes: they skip "
+                    f"the queue)."
+                )
+            # Evaluation on another image size: whole-image features of another size
+            # live in another space than the queued rows, so they cannot be compared
+            # with them. The set is then the evaluation batch alone (as queue_size=0).
+            use_queue = False
         offset = 0
         if replicas > 1:
             # Every replica builds the global set; all_gather's gradient all-reduces,
@@ -437,12 +476,12 @@ class D2SMLoss(RestorationLoss):
         b_global = tf.shape(fs)[0]
         p = fs.shape[1]
         static_b = y_pred.shape[0] * replicas if y_pred.shape[0] is not None else None
-        self._check_set_size(static_b, p)
+        self._check_set_size(static_b, p, use_queue)
 
         rows_s = tf.reshape(fs, [-1, fs.shape[-1] or tf.shape(fs)[-1]])
         rows_t = tf.reshape(ft, tf.shape(rows_s))
         asserts = []
-        if self._queue is not None:
+        if use_queue:
             qs, qt, qmask = self._queue.read()
             if static_b is None:
                 asserts.append(
@@ -455,6 +494,18 @@ class D2SMLoss(RestorationLoss):
                 )
         else:
             qs = qt = qmask = None
+        # A batch whose size is only known at run time can still form a set too small
+        # to carry any signal (e.g. tf.data .batch(1), or a last partial batch).
+        too_small = None
+        if not use_queue and static_b is None and not self.group_by_image and mode != "eval":
+            if p < self._min_rows:
+                too_small = tf.shape(rows_s)[0] < self._min_rows
+                asserts.append(
+                    tf.debugging.Assert(
+                        tf.logical_not(too_small),
+                        [self._set_size_message("this batch", "(run-time batch size)")],
+                    )
+                )
         if self.group_by_image:
             groups_s, groups_t = fs, ft
         else:
@@ -469,6 +520,7 @@ class D2SMLoss(RestorationLoss):
                 divergence=self.divergence,
                 include_diagonal=self.include_diagonal,
                 eps=self.eps,
+                temperature=self.temperature,
             )
         c = 1.0 / (n * n) if self.kl_reduction == "mean_all" else 1.0 / n
         if self.group_by_image:
@@ -479,6 +531,11 @@ class D2SMLoss(RestorationLoss):
             queued = tf.reduce_sum(rows[0, n_cur:])
             per_sample = c * (tf.cast(b_global, tf.float32) * cur + queued)
 
+        if too_small is not None:
+            # XLA (Keras' default jit_compile) compiles assertions out: the loss then
+            # reads NaN instead of a silent 0 (its gradient stays finite: zero).
+            nan = tf.fill(tf.shape(per_sample), float("nan"))
+            per_sample = tf.where(too_small, nan, per_sample)
         if self._queue is not None and mode != "eval":
             with tf.control_dependencies([per_sample]):
                 ops = self._queue.enqueue(rows_s, rows_t)
@@ -486,23 +543,40 @@ class D2SMLoss(RestorationLoss):
                 per_sample = tf.identity(per_sample)
         return per_sample[offset:offset + b_local]
 
-    def _check_set_size(self, static_b, p):
-        if static_b is None:
+    @property
+    def _min_rows(self):
+        # With the diagonal excluded, a 2-row set leaves one neighbour per row: both
+        # conditional distributions are [1] and the loss is exactly 0.
+        return 2 if self.include_diagonal else 3
+
+    def _set_size_message(self, what, detail):
+        return (
+            f"{self.name}: {what} gives a similarity set of fewer than {self._min_rows} "
+            f"samples {detail}; with include_diagonal={self.include_diagonal} such a set "
+            f"has a loss of exactly 0 and no gradient. Use a global batch of at least "
+            f"{self._min_rows} images (with tf.data: .batch(n, drop_remainder=True)), "
+            f"more windows per image (patch_size/patch_stride), or a queue (queue_size)."
+        )
+
+    def _check_set_size(self, static_b, p, use_queue=True):
+        if static_b is not None:
+            rows = static_b * p
+            if use_queue and rows > self.queue_size:
+                raise ValueError(
+                    f"{self.name}: one global batch gives {rows} sample rows ({static_b} "
+                    f"images x {p} patches) but queue_size={self.queue_size}; the queue must "
+                    f"hold at least one batch. Increase queue_size or reduce the batch."
+                )
+        if use_queue:
             return
-        rows = static_b * p
-        if self._queue is not None and rows > self.queue_size:
-            raise ValueError(
-                f"{self.name}: one global batch gives {rows} sample rows ({static_b} images x "
-                f"{p} patches) but queue_size={self.queue_size}; the queue must hold at least "
-                f"one batch. Increase queue_size or reduce the batch."
+        per_set = p if self.group_by_image else (static_b * p if static_b is not None else None)
+        if per_set is not None and per_set < self._min_rows:
+            where = "each image" if self.group_by_image else "the global batch"
+            detail = (
+                f"({per_set}: global batch {static_b}, {p} window(s) per image, "
+                f"group_by_image={self.group_by_image}, no queue)"
             )
-        per_set = p if self.group_by_image else rows
-        if self._queue is None and per_set < 2:
-            raise ValueError(
-                f"{self.name}: a similarity set needs at least 2 samples, got {per_set} "
-                f"(global batch {static_b}, {p} patch(es) per image, no queue). Use a larger "
-                f"batch, patches (patch_size) or a queue (queue_size)."
-            )
+            raise ValueError(self._set_size_message(where, detail))
 
     # ------------------------------------------------------------ state
     @property
@@ -541,26 +615,42 @@ class D2SMLoss(RestorationLoss):
         if self._queue is not None:
             self._queue.reset()
 
+    def _saved_extractor(self):
+        return self._holder.value if self._custom else None
+
     def save_own_variables(self, store):
         if self._queue is not None:
             self._queue.save(store)
+        save_extractor_weights(store, self._saved_extractor())
 
     def load_own_variables(self, store):
-        if self._queue is None:
+        if self._queue is None and not has_extractor_weights(self._saved_extractor()):
             return
         # Keras visits a compiled loss twice (``loss/`` and ``_compile_loss/...``)
         # and forgets a failure when a later visit (with no data) succeeds, so a
         # failed load is remembered per store and raised again.
         failed = getattr(self, "_failed_load", None)
         try:
-            loaded = self._queue.load(store, self.name)
+            restored = load_extractor_weights(store, self._saved_extractor(), self.name)
+            loaded = self._queue.load(store, self.name) if self._queue is not None else False
         except ValueError as e:
             self._failed_load = (id(store), e)
             raise
+        if restored:
+            self._fresh_extractor = False
+        loaded = loaded or restored
         if not loaded and failed is not None and failed[0] == id(store):
             raise failed[1]
         if loaded:
             self._failed_load = None
+
+    @classmethod
+    def from_config(cls, config):
+        loss = cls(**config)
+        # A Keras-model extractor rebuilt from its config has fresh weights until
+        # load_own_variables restores the saved ones.
+        loss._fresh_extractor = has_extractor_weights(loss._saved_extractor())
+        return loss
 
     # ------------------------------------------------------------ config
     def _serialize_extractor(self):
@@ -603,4 +693,5 @@ class D2SMLoss(RestorationLoss):
             "include_diagonal": self.include_diagonal,
             "kl_reduction": self.kl_reduction,
             "eps": self.eps,
+            "temperature": self.temperature,
         }

@@ -6,19 +6,12 @@ that do not fit a whole window at the right/bottom edge are dropped. Windows are
 ordered batch-major, then row-major over the grid (window 1 is to the right of
 window 0).
 
-Two ways to get per-window features:
-
-* :func:`extract_windows` cuts the windows from the image; the backbone then runs
-  on every window (exact, as in the paper; ~7x the pixels of the whole image for
-  224/56 windows on 512 crops).
-* :func:`sample_feature_windows` runs the backbone once per image and samples each
-  window's cells from the feature map at receptive-field-aligned positions:
-  the cell ``k`` of a window starting at pixel ``y0`` is read at feature
-  coordinate ``y0 / s + k`` (``s`` = the layer's stride), bilinearly when
-  ``y0 / s`` is fractional. Border cells then see real image context instead of
-  the zero padding at the window's border, and for offsets that are not
-  multiples of ``s`` the pooling phase differs from a separate forward pass, so
-  the features are an approximation (measured in ``bench/bench_d2sm.py``).
+:func:`extract_windows` cuts the windows from the image; the backbone then runs
+on every window (exact, as in the paper; ~7x the pixels of the whole image for
+224/56 windows on 512 crops). Cutting windows from one whole-image feature map
+instead is not offered: border cells then see image context instead of the
+window's zero padding and the pooling phase differs, and on torchvision VGG16
+conv5_3 the resulting D2SM gradients had a cosine of only 0.3-0.4 to the exact ones.
 
 >>> window_grid(512, 512, 224, 56)[:3], len(window_grid(512, 512, 224, 56))
 ([(0, 0), (0, 56), (0, 112)], 36)
@@ -29,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["window_grid", "extract_windows", "sample_feature_windows", "interpolation_matrix"]
+__all__ = ["window_grid", "extract_windows"]
 
 
 def _positions(length, size, stride):
@@ -79,44 +72,3 @@ def extract_windows(images, size, stride):
     x = tf.gather(x, col_idx, axis=3)  # (B, Py, size, Px, size, C)
     x = tf.transpose(x, [0, 1, 3, 2, 4, 5])  # (B, Py, Px, size, size, C)
     return tf.reshape(x, [-1, size, size, c if c is not None else tf.shape(images)[-1]])
-
-
-def interpolation_matrix(starts, cells, length, stride):
-    """``(len(starts), cells, length)`` bilinear weights sampling feature rows
-    ``start / stride + k`` (``k < cells``), clamped to ``[0, length - 1]``."""
-    a = np.zeros((len(starts), cells, length), np.float32)
-    for i, start in enumerate(starts):
-        for k in range(cells):
-            t = min(max(start / stride + k, 0.0), length - 1.0)
-            lo = int(np.floor(t))
-            frac = t - lo
-            a[i, k, lo] += 1.0 - frac
-            if frac > 0:
-                a[i, k, min(lo + 1, length - 1)] += frac
-    return a
-
-
-def sample_feature_windows(feature_map, image_hw, size, stride, feature_stride, cells):
-    """Window features cut from a whole-image feature map.
-
-    Args:
-        feature_map: ``(B, h, w, C)`` features of the whole images.
-        image_hw: ``(H, W)`` of the images (pixels).
-        size, stride: the pixel window grid (as in :func:`extract_windows`).
-        feature_stride: pixels per feature cell of the layer.
-        cells: cells per window side (what the layer gives for a ``size`` input).
-    Returns:
-        ``(B * P, cells, cells, C)`` in the same order as :func:`extract_windows`.
-    """
-    h_img, w_img = image_hw
-    window_grid(h_img, w_img, size, stride)
-    fh, fw = feature_map.shape[1], feature_map.shape[2]
-    if fh is None or fw is None:
-        raise ValueError("patch_mode='feature' needs a feature map with static height and width.")
-    ay = interpolation_matrix(_positions(h_img, size, stride), cells, fh, feature_stride)
-    ax = interpolation_matrix(_positions(w_img, size, stride), cells, fw, feature_stride)
-    f = tf.cast(feature_map, tf.float32)
-    c = f.shape[-1] if f.shape[-1] is not None else tf.shape(f)[-1]
-    out = tf.einsum("ykh,bhwc->bykwc", tf.constant(ay), f)  # (B, Py, n, w, C)
-    out = tf.einsum("xlw,bykwc->byxklc", tf.constant(ax), out)  # (B, Py, Px, n, n, C)
-    return tf.reshape(out, [-1, cells, cells, c])

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from tfrestore.losses import validation
+from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.utils.hidden import Hidden
 
@@ -118,8 +119,13 @@ class FeatureSource:
             self._holder = Hidden(fx)
         self.feature_extractor = feature_extractor
 
+    def saved_extractor(self):
+        """The user's Keras layer/model whose weights the loss saves (else None)."""
+        return self.feature_extractor if isinstance(self.feature_extractor, keras.Layer) else None
+
     def config_value(self):
-        """Serializable form of a custom extractor (its weights are not included)."""
+        """Serializable form of a custom extractor (a Keras model's weights are saved
+        by the loss's ``save_own_variables``, see ``_extractor_weights``)."""
         fx = self.feature_extractor
         if fx is None:
             return None
@@ -339,7 +345,7 @@ def projection_matrix(kind, channels, num_projections, seed, stream, perturbatio
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class PDLoss(RestorationLoss):
+class PDLoss(ExtractorWeightsMixin, RestorationLoss):
     """Projected Distribution Loss: per-image sliced Wasserstein distance of features.
 
     For each image and each feature layer, the ``N = h·w`` feature vectors are
@@ -547,7 +553,11 @@ class PDLoss(RestorationLoss):
                 )
         return y_true, y_pred
 
+    def _saved_extractor(self):
+        return self._source.saved_extractor()
+
     def compute(self, y_true, y_pred):
+        self._check_fresh_extractor()
         pairs = extract_pair(self._source, y_true, y_pred)
         key = self._draw_key() if self.projection != "identity" else None
         total = None

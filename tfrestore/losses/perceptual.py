@@ -44,6 +44,7 @@ import keras
 import tensorflow as tf
 
 from tfrestore.losses import validation
+from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.utils.hidden import Hidden
 
@@ -85,7 +86,7 @@ def _normalise_layers(layers):
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class PerceptualLoss(RestorationLoss):
+class PerceptualLoss(ExtractorWeightsMixin, RestorationLoss):
     """Weighted feature distances on a frozen backbone; per-sample ``(B,)`` values.
 
     Args:
@@ -239,7 +240,13 @@ class PerceptualLoss(RestorationLoss):
             )
         return {names[0]: out}
 
+    def _saved_extractor(self):
+        # A user's Keras layer/model is rebuilt from its config on load; its
+        # weights travel in this loss's weight store (see _extractor_weights).
+        return self._holder.value if self._serialize_custom else None
+
     def compute(self, y_true, y_pred):
+        self._check_fresh_extractor()
         # Two passes instead of one on concat([y_true, y_pred]): the target pass
         # needs no backward, which saves a third of the backbone's compute.
         target = self._features(tf.stop_gradient(y_true))
