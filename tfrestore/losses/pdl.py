@@ -605,10 +605,12 @@ class PDLoss(ExtractorWeightsMixin, RestorationLoss):
     # The call counter decides the next projections, so a restored model (a
     # resumed run) must continue it rather than repeat the first draws.
     def save_own_variables(self, store):
+        super().save_own_variables(store)  # a user extractor's weights
         if self._draws is not None:
             store["draws"] = keras.ops.convert_to_numpy(self._draws).astype("int64")
 
     def load_own_variables(self, store):
+        super().load_own_variables(store)
         if self._draws is not None and "draws" in store:
             self._draws.assign(int(store["draws"][()]))
 
