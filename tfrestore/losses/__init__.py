@@ -3,6 +3,7 @@
 Combine with ``+`` / ``*``: ``model.compile(loss=L1() + 0.1 * D2SMLoss())``.
 """
 
+from tfrestore.losses._counter import OutsideScopeError
 from tfrestore.losses.base import ListOfLossesError, RestorationLoss, WeightedSum
 from tfrestore.losses.contextual import ContextualLoss
 from tfrestore.losses.d2sm import D2SMLoss
@@ -17,6 +18,7 @@ __all__ = [
     "RestorationLoss",
     "WeightedSum",
     "ListOfLossesError",
+    "OutsideScopeError",
     "L1",
     "MSE",
     "Charbonnier",

@@ -23,6 +23,7 @@ import numbers
 
 import keras
 import tensorflow as tf
+from tensorflow.python.trackable import base as trackable
 
 from tfrestore.losses import validation
 
@@ -74,7 +75,7 @@ def _check_compile_list_misuse(y_pred):
         del frame
 
 
-class RestorationLoss(keras.losses.Loss):
+class RestorationLoss(keras.losses.Loss, trackable.Trackable):
     """Base class of all tfrestore losses.
 
     Subclasses implement :meth:`compute` (``(y_true, y_pred) -> (B,)``) and extend
@@ -84,7 +85,10 @@ class RestorationLoss(keras.losses.Loss):
       finite values) with errors that name the argument and the expected form;
     * multiplies by ``loss_weight`` (BasicSR's uniform parameter);
     * guarantees a per-sample ``(B,)`` result and checks it is finite;
-    * supports ``+`` and ``*`` (see :class:`WeightedSum`).
+    * supports ``+`` and ``*`` (see :class:`WeightedSum`);
+    * exposes its state variables (e.g. a random stream's call counter) to
+      ``tf.train.Checkpoint``: a compiled model tracks its loss, so
+      ``tf.train.Checkpoint(model=model)`` saves and restores them.
 
     Args:
         loss_weight: scalar multiplier applied to the per-sample values.
@@ -159,6 +163,15 @@ class RestorationLoss(keras.losses.Loss):
             {"loss_weight": self.loss_weight, "check_finite": self.check_finite}
         )
         return config
+
+    # ----------------------------------------------------------- state
+    def _state_variables(self):
+        """``{name: variable}`` of training state to checkpoint (none by default)."""
+        return {}
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # tf.train.Checkpoint only; Keras saving uses save/load_own_variables.
+        return dict(self._state_variables())
 
     # ------------------------------------------------------------- algebra
     def __add__(self, other):
@@ -290,6 +303,13 @@ class WeightedSum(RestorationLoss):
     # Stateful terms (e.g. a D2SM queue) need no special handling here: Keras'
     # saving walks list attributes, so each term's save_own_variables runs
     # under ``loss/losses/<i>``.
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        for i, term in enumerate(self.losses):
+            if isinstance(term, trackable.Trackable):
+                children[f"term_{i}"] = term
+        return children
 
     def __repr__(self):
         parts = " + ".join(f"{w:g} * {type(l).__name__}" for l, w in zip(self.losses, self.weights))

@@ -47,8 +47,11 @@ Randomness: t ~ U{t_min … t_max} per sample and ε are a counter-based hash of
 ``tf.random.stateless_*`` give different numbers under XLA), so eager,
 ``tf.function``, XLA and ``MirroredStrategy`` (each replica finds its global rows
 with one tiny ``all_gather`` of the batch sizes) give the same values. The
-counter is a non-trainable variable advanced once per call; build the loss
-inside ``strategy.scope()`` like the model.
+counter is a non-trainable variable advanced once per call and saved with the
+model (``.keras``, ``.weights.h5``, ``BackupAndRestore``, ``tf.train.Checkpoint``),
+so a resumed run continues the stream. Build the loss inside
+``strategy.scope()`` like the model (otherwise the first call under the
+strategy raises ``OutsideScopeError``).
 
 Example (tiny random UNet; real use: ``DiffLoss()`` loads the converted
 ``adm_256_uncond`` weights, see :func:`tfrestore.diffusion.resolve_adm_weights`):
@@ -72,6 +75,7 @@ import tensorflow as tf
 
 from tfrestore.diffusion import rng
 from tfrestore.diffusion.schedule import DiffusionSchedule
+from tfrestore.losses import _counter
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.utils.hidden import Hidden
 
@@ -191,11 +195,9 @@ class DiffLoss(RestorationLoss):
             # the instance's own weights cannot be referenced from a config
             self.weights = None
         # One stream position per call, shared by all replicas (only replica 0's
-        # update is kept, all replicas read the same value).
-        self._step = keras.Variable(
-            0, dtype="int64", trainable=False, aggregation="only_first_replica",
-            name="diffloss_rng_step",
-        )
+        # update is kept, all replicas read the same value); saved with the model
+        # so that a resumed run continues the stream instead of replaying it.
+        self._step = _counter.new_counter("diffloss_rng_step")
 
     # ------------------------------------------------------------ the UNet
     def _build_unet(self, unet, weights):
@@ -288,6 +290,7 @@ class DiffLoss(RestorationLoss):
 
         Values depend only on ``(seed, counter, global sample index)``, so
         eager, graph, XLA and every replica of a strategy agree."""
+        _counter.check_in_scope(self._step, self.name)
         shape = tf.shape(like)
         offset = self._replica_offset(shape[0])
         step = tf.convert_to_tensor(self._step.value, tf.int64)
@@ -360,6 +363,21 @@ class DiffLoss(RestorationLoss):
     def compute(self, y_true, y_pred):
         t, noise = self.sample(tf.cast(y_pred, tf.float32))
         return tf.cast(self.terms(y_true, y_pred, t, noise)["total"], y_pred.dtype)
+
+    # -------------------------------------------------------------- state
+    @property
+    def step(self):
+        """Calls so far (the position of the ``(seed, counter)`` random stream)."""
+        return int(keras.ops.convert_to_numpy(self._step))
+
+    def _state_variables(self):
+        return {"rng_step": self._step}
+
+    def save_own_variables(self, store):
+        _counter.save(store, self._state_variables())
+
+    def load_own_variables(self, store):
+        _counter.load(store, self._state_variables())
 
     # ------------------------------------------------------------- config
     def get_config(self):

@@ -22,7 +22,7 @@ import numbers
 import keras
 import tensorflow as tf
 
-from tfrestore.losses import validation
+from tfrestore.losses import _counter, validation
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.utils.hidden import Hidden
 
@@ -397,8 +397,9 @@ class PDLoss(RestorationLoss):
             Philox-4x32-10 generator written in integer ops, bit-identical in eager,
             graph, XLA and on every replica (TF's own stateless kernels are not under
             XLA). If False (default) a fresh set is drawn at every call from
-            ``(seed, call counter)`` (the counter is a non-trainable variable: create
-            the loss inside ``strategy.scope()`` under a distribution strategy). If
+            ``(seed, call counter)`` (the counter is a non-trainable variable saved
+            with the model, so a resumed run continues the sequence; create the
+            loss inside ``strategy.scope()`` under a distribution strategy). If
             True the same set, a function of ``seed`` only, is used at every call.
         seed: integer seed of the projections.
 
@@ -499,10 +500,8 @@ class PDLoss(RestorationLoss):
         if projection != "identity" and not self.fixed_projections:
             # Call counter for per-call projections: ONLY_FIRST_REPLICA keeps the
             # replicas' copies equal, so every replica draws the same directions.
-            self._draws = keras.Variable(
-                0, dtype="int64", trainable=False, name=f"{self.name}_draws",
-                aggregation="only_first_replica",
-            )
+            # Saved with the model, so a resumed run does not replay projections.
+            self._draws = _counter.new_counter(f"{self.name}_draws")
 
     # ------------------------------------------------------------------ helpers
     def _projections_for(self, channels):
@@ -519,15 +518,7 @@ class PDLoss(RestorationLoss):
     def _draw_key(self):
         if self._draws is None:
             return tf.constant(0, tf.int64)
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1 and not isinstance(
-            getattr(self._draws, "value", None), tf.distribute.DistributedValues
-        ):
-            raise RuntimeError(
-                f"{self.name}: this loss draws new random projections at each call and "
-                f"keeps a call counter; under a distribution strategy it must be created "
-                f"inside `strategy.scope()` (or use fixed_projections=True)."
-            )
+        _counter.check_in_scope(self._draws, self.name, " (or use fixed_projections=True)")
         step = tf.identity(keras.ops.convert_to_tensor(self._draws))
         with tf.control_dependencies([step]):
             self._draws.assign_add(1)
@@ -591,6 +582,16 @@ class PDLoss(RestorationLoss):
             value = value * weight if weight != 1.0 else value
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
+
+    # ------------------------------------------------------------------ state
+    def _state_variables(self):
+        return {} if self._draws is None else {"projection_draws": self._draws}
+
+    def save_own_variables(self, store):
+        _counter.save(store, self._state_variables())
+
+    def load_own_variables(self, store):
+        _counter.load(store, self._state_variables())
 
     def get_config(self):
         return {
