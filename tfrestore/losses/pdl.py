@@ -195,14 +195,21 @@ def extract_pair(source, y_true, y_pred):
 # Wasserstein distance of sorted samples.
 # --------------------------------------------------------------------------------------
 def _resample_sorted(u, quantiles):
-    """Linear interpolation of sorted samples ``u`` (..., N) at ``quantiles`` evenly
-    spaced probabilities in [0, 1] (the empirical quantile function)."""
-    n = tf.shape(u)[-1]
-    pos = tf.linspace(0.0, 1.0, quantiles) * tf.cast(n - 1, tf.float32)
-    lo = tf.cast(tf.floor(pos), tf.int32)
-    hi = tf.minimum(lo + 1, n - 1)
-    frac = pos - tf.cast(lo, tf.float32)
-    return tf.gather(u, lo, axis=-1) * (1.0 - frac) + tf.gather(u, hi, axis=-1) * frac
+    """The empirical quantile function of sorted samples ``u`` (..., N) at the
+    ``quantiles`` cell midpoints ``(k + 1/2) / Q``, k = 0 … Q−1.
+
+    The empirical quantile function is the step function ``F⁻¹(q) = u_(⌊qN⌋)``
+    (0-based), and ``W_p^p = ∫₀¹ |F_u⁻¹(q) − F_v⁻¹(q)|^p dq``; the midpoint rule
+    integrates it exactly when ``Q`` is a multiple of both sample counts, and
+    with an error of at most one cell per breakpoint otherwise. (Linear
+    interpolation between order statistics, as ``np.quantile`` does, shrinks the
+    tails towards the median and underestimates the distance: −5.5 % for N = 100
+    at Q = 1000.) Indices are integer arithmetic, so they are exact for any size.
+    """
+    n = tf.shape(u, out_type=tf.int64)[-1]
+    k = tf.range(quantiles, dtype=tf.int64)
+    idx = tf.math.floordiv((2 * k + 1) * n, 2 * quantiles)
+    return tf.gather(u, idx, axis=-1)
 
 
 def wasserstein_1d(u, v, p=1.0, quantiles=None):
@@ -210,8 +217,10 @@ def wasserstein_1d(u, v, p=1.0, quantiles=None):
 
     ``u`` and ``v`` are ``(..., N)`` and ``(..., M)`` samples (unsorted). Returns
     ``mean_i |u_(i) - v_(i)|^p`` over the sorted samples, shape ``(...)``. With
-    ``quantiles=Q`` both sorted vectors are first resampled to ``Q`` quantiles, which
-    allows ``N != M``. Gradients flow through the sort to the unsorted samples.
+    ``quantiles=Q`` both empirical quantile functions are sampled at the ``Q`` cell
+    midpoints ``(k + 1/2) / Q``, which allows ``N != M`` (exact when ``Q`` is a
+    multiple of ``N`` and ``M``). Gradients flow through the sort to the unsorted
+    samples.
 
     >>> import numpy as np
     >>> u = np.array([[3.0, 1.0, 2.0]], "float32"); v = np.array([[0.0, 2.0, 1.0]], "float32")
@@ -391,8 +400,12 @@ class PDLoss(RestorationLoss):
         channel_reduction: ``"mean"`` or ``"sum_channels"`` (see above).
         quantiles: if None (default), prediction and target must give feature maps
             with the same number of positions (else ``ValueError``). If an integer
-            ``Q >= 2``, both sorted vectors are linearly resampled to ``Q`` quantiles,
-            so different spatial sizes can be compared.
+            ``Q >= 2``, both empirical quantile functions are sampled at the ``Q``
+            midpoints ``(k + 1/2) / Q``, so different spatial sizes can be compared.
+            This is exact when ``Q`` is a multiple of both position counts (e.g.
+            ``Q = lcm(N, M)``) and otherwise off by at most ``O(1/Q)``; never
+            linear interpolation, which shrinks the tails (−5.5 % at N = 100,
+            Q = 1000).
         fixed_projections: random projections are drawn with a counter-based
             Philox-4x32-10 generator written in integer ops, bit-identical in eager,
             graph, XLA and on every replica (TF's own stateless kernels are not under
