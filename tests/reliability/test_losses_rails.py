@@ -177,3 +177,113 @@ def test_pdl_quantile_resampling_matches_exact_wasserstein(n, m, q, rtol):
     # linear interpolation (np.quantile) was -2.7 % / -3.4 % low on these cases
     assert abs(np.mean(got / exact - 1)) < rtol
     np.testing.assert_allclose(got, exact, rtol=max(rtol, 1e-9) * 30)
+
+
+# ------------------------------------------------------------------ item 5
+def _images(shape=(2, 32, 32, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(0.05, 0.95, size=shape).astype("float32")
+    return y, np.clip(y + rng.normal(0, 0.05, shape), 0, 1).astype("float32")
+
+
+_LINS = [np.full(c, 0.1, "float32") for c in (64, 192, 384, 256, 256)]
+_RANGE_LOSSES = {
+    "lpips": lambda: __import__("tfrestore.losses", fromlist=["x"]).LPIPSLoss(
+        weights=None, lin_weights=_LINS),
+    "contextual": lambda: __import__("tfrestore.losses", fromlist=["x"]).ContextualLoss(
+        layers="relu2_2", weights=None),
+    "d2sm": lambda: __import__("tfrestore.losses", fromlist=["x"]).D2SMLoss(
+        weights=None, layer="relu2_2", image_size=(32, 32), patch_size=None),
+    "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
+        {"relu2_2": 1.0}, weights=None),
+    "pdl": lambda: PDLoss(layers="block2_conv2", weights=None),
+    "ssim": lambda: __import__("tfrestore.losses", fromlist=["x"]).SSIMLoss(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RANGE_LOSSES))
+def test_float_images_in_0_255_are_refused(name):
+    loss = _RANGE_LOSSES[name]()
+    y, p = _images()
+    with pytest.raises(ValueError, match=r"`y_true` has values in \[.*\]: far outside "
+                                         r"the range \[0, 1\].*Divide them by 255"):
+        loss(255.0 * y, 255.0 * p)
+
+
+@pytest.mark.parametrize("name", sorted(_RANGE_LOSSES))
+def test_overshoot_of_unclipped_outputs_is_accepted(name):
+    loss = _RANGE_LOSSES[name]()
+    y, p = _images()
+    y = y * 1.2 - 0.1  # e.g. bicubic overshoot in the targets: [-0.05, 1.05]
+    p = p * 1.8 - 0.4  # an unclipped restorer output: [-0.4, 1.4]
+    assert np.all(np.isfinite(np.asarray(loss.call(y, p))))
+
+
+def test_diffloss_range_follows_value_range():
+    y, p = _images((2, 16, 16, 3))
+    with pytest.raises(ValueError, match=r"`y_true` .* far outside the range \[0, 1\].*"
+                                         r"set `value_range=\(low, high\)`"):
+        _diffloss()(255.0 * y, 255.0 * p)
+    a = _diffloss().call(y, p)
+    b = _diffloss(value_range=(0, 255)).call(255.0 * y, 255.0 * p)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4)
+
+
+def test_ssim_range_follows_data_range():
+    from tfrestore.losses import SSIMLoss
+
+    y, p = _images()
+    with pytest.raises(ValueError, match=r"or set `data_range`"):
+        SSIMLoss()(255.0 * y, 255.0 * p)
+    np.testing.assert_allclose(SSIMLoss(data_range=255.0)(255.0 * y, 255.0 * p),
+                               SSIMLoss()(y, p), rtol=1e-5)
+
+
+def test_range_error_in_compiled_fit_names_y_true_and_the_fix():
+    from tfrestore.losses import PerceptualLoss
+
+    noisy, clean = _data()
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=MSE() + 0.1 * PerceptualLoss({"relu1_2": 1.0},
+                                                                     weights=None))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`y_true` has values far outside the range \[0, 1\].*"
+                             r"Divide them by 255"):
+        model.fit(255.0 * noisy, 255.0 * clean, batch_size=4, epochs=1, verbose=0)
+
+
+def test_pixel_losses_stay_scale_free():
+    from tfrestore.losses import L1
+
+    y, p = _images()
+    np.testing.assert_allclose(L1()(255.0 * y, 255.0 * p), 255.0 * L1()(y, p), rtol=1e-5)
+
+
+def test_check_range_false_opts_out_and_round_trips():
+    from tfrestore.losses import PerceptualLoss
+
+    loss = PerceptualLoss({"relu1_2": 1.0}, weights=None, check_range=False)
+    y, p = _images()
+    assert np.isfinite(float(loss(255.0 * y, 255.0 * p)))
+    assert PerceptualLoss.from_config(loss.get_config()).check_range is False
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_still_caught_in_a_graph(bad):
+    from tfrestore.losses import L1
+
+    y, p = _images()
+    p[1, 3, 4, 2] = bad
+    fn = tf.function(lambda a, b: L1()(a, b))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`y_pred` contains NaN or Inf"):
+        fn(y, p)
+
+
+def test_an_empty_replica_batch_passes_the_checks():
+    from tfrestore.losses import validation
+
+    fn = tf.function(
+        lambda a, b: validation.check_image_pair(a, b, value_range=(0.0, 1.0))[1],
+        input_signature=[tf.TensorSpec((None, 32, 32, 3))] * 2)
+    empty = np.zeros((0, 32, 32, 3), "float32")  # min = +inf, max = -inf
+    assert fn(empty, empty).shape == (0, 32, 32, 3)

@@ -82,7 +82,8 @@ class RestorationLoss(keras.losses.Loss, trackable.Trackable):
     :meth:`get_config`. The base class
 
     * validates the inputs (rank 4 NHWC, identical shapes, floating dtype,
-      finite values) with errors that name the argument and the expected form;
+      finite values, and ``y_true`` within the loss's value range, by default
+      [0, 1]) with errors that name the argument and the expected form;
     * multiplies by ``loss_weight`` (BasicSR's uniform parameter);
     * guarantees a per-sample ``(B,)`` result and checks it is finite;
     * supports ``+`` and ``*`` (see :class:`WeightedSum`);
@@ -95,6 +96,14 @@ class RestorationLoss(keras.losses.Loss, trackable.Trackable):
         check_finite: if True (default) non-finite inputs or outputs raise an
             ``InvalidArgumentError`` naming the tensor, instead of silently
             propagating NaN into the weights.
+        check_range: if True (default) a ``y_true`` with values more than half
+            the expected range outside it (:attr:`input_range`: [0, 1] for the
+            feature and network losses, ``data_range`` / ``value_range`` where a
+            loss has one, unchecked for the scale-free pixel losses) raises,
+            e.g. float images in 0..255 given to a [0, 1] loss. The slight
+            over/undershoot of unclipped outputs is accepted and ``y_pred`` is
+            never range-checked. The check shares its ``min``/``max``
+            reductions with the finiteness check (no measurable cost).
         name, reduction, dtype: as in ``keras.losses.Loss``.
     """
 
@@ -102,11 +111,18 @@ class RestorationLoss(keras.losses.Loss, trackable.Trackable):
     expected_channels = None
     #: if False, y_true and y_pred may differ in spatial size (e.g. distribution losses).
     require_same_shape = True
+    #: ``(low, high)`` of the images the loss expects (checked on y_true), or None.
+    input_range = (0.0, 1.0)
+    #: how to declare another range, appended to the range error.
+    range_fix = (
+        "or pass `check_range=False` if this loss really should see such values"
+    )
 
     def __init__(
         self,
         loss_weight=1.0,
         check_finite=True,
+        check_range=True,
         name=None,
         reduction="sum_over_batch_size",
         dtype=None,
@@ -119,6 +135,7 @@ class RestorationLoss(keras.losses.Loss, trackable.Trackable):
             )
         self.loss_weight = float(loss_weight)
         self.check_finite = bool(check_finite)
+        self.check_range = bool(check_range)
 
     # ----------------------------------------------------------------- API
     def compute(self, y_true, y_pred):
@@ -136,6 +153,8 @@ class RestorationLoss(keras.losses.Loss, trackable.Trackable):
             same_shape=self.require_same_shape,
             check_finite=self.check_finite,
             loss_name=self.name,
+            value_range=self.input_range if self.check_range else None,
+            range_fix=self.range_fix,
         )
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -160,7 +179,11 @@ class RestorationLoss(keras.losses.Loss, trackable.Trackable):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"loss_weight": self.loss_weight, "check_finite": self.check_finite}
+            {
+                "loss_weight": self.loss_weight,
+                "check_finite": self.check_finite,
+                "check_range": self.check_range,
+            }
         )
         return config
 

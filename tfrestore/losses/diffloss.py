@@ -120,7 +120,8 @@ class DiffLoss(RestorationLoss):
         gradient_through_unet: False computes the diffusion terms like the
             released code's ``torch.no_grad()`` block: the loss still reports
             values but passes exactly zero gradient (ablation only).
-        value_range: ``(low, high)`` of the inputs, mapped to the UNet's [−1, 1].
+        value_range: ``(low, high)`` of the inputs, mapped to the UNet's [−1, 1];
+            a ``y_true`` more than half this range outside it raises.
         num_timesteps, schedule: the diffusion the UNet was trained with
             (1000, ``"linear"`` for ADM).
         recompute: build the ADM UNet with ``tf.recompute_grad`` per block
@@ -183,6 +184,8 @@ class DiffLoss(RestorationLoss):
                 f"`value_range` must be (low, high) with low < high, got {value_range!r}."
             )
         self.value_range = [float(value_range[0]), float(value_range[1])]
+        self.input_range = tuple(self.value_range)
+        self.range_fix = "or set `value_range=(low, high)` to the range of your images"
         self.recompute = bool(recompute)
         if not isinstance(seed, numbers.Integral):
             raise TypeError(f"`seed` must be an integer, got {seed!r}.")
