@@ -287,3 +287,42 @@ def test_an_empty_replica_batch_passes_the_checks():
         input_signature=[tf.TensorSpec((None, 32, 32, 3))] * 2)
     empty = np.zeros((0, 32, 32, 3), "float32")  # min = +inf, max = -inf
     assert fn(empty, empty).shape == (0, 32, 32, 3)
+
+
+# ------------------------------------------------------------------ item 8
+def _frozen_network_variables(loss):
+    from tfrestore.losses import LPIPSLoss, PerceptualLoss
+
+    if isinstance(loss, DiffLoss):
+        net = loss._holder.value
+    elif isinstance(loss, LPIPSLoss):
+        net = loss._holder.value.extractor.model
+    elif isinstance(loss, PerceptualLoss):
+        net = loss._holder.value.model
+    else:
+        net = loss._source._holder.value.model
+    return net.variables
+
+
+_FROZEN = {
+    "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
+        {"relu2_2": 1.0}, weights=None),
+    "lpips": _RANGE_LOSSES["lpips"],
+    "pdl": lambda: PDLoss(layers="block2_conv2", weights=None),
+    "diffloss": lambda: DiffLoss(unet="adm_tiny", weights=None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_FROZEN))
+def test_eager_tape_does_not_watch_frozen_network_variables(name):
+    loss = _FROZEN[name]()
+    variables = _frozen_network_variables(loss)
+    assert variables and not any(v.value.trainable for v in variables)
+    y, p = _images((2, 32, 32, 3) if name != "lpips" else (2, 64, 64, 3))
+    yp = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(loss.call(y, yp))
+    watched = {id(v) for v in tape.watched_variables()}
+    assert watched == {id(yp)}  # the restorer's side only, nothing of the frozen network
+    grad = np.asarray(tape.gradient(value, yp))
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)

@@ -153,9 +153,19 @@ class RestorationLoss(keras.losses.Loss, trackable.Trackable):
             same_shape=self.require_same_shape,
             check_finite=self.check_finite,
             loss_name=self.name,
-            value_range=self.input_range if self.check_range else None,
+            value_range=self._checked_range(),
             range_fix=self.range_fix,
         )
+
+    def _checked_range(self):
+        """The range enforced on ``y_true`` (None: unchecked)."""
+        if not self.check_range:
+            return None
+        if getattr(self, "_custom", False):
+            # D2SM keeps its user feature extractor flag here; like the other
+            # feature losses, a user extractor defines its own input domain.
+            return None
+        return self.input_range
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # keras.losses.Loss casts to float before `call`; reject uint8/int images first.

@@ -1,6 +1,7 @@
 """Small shared utilities (weights resolution, hidden holders)."""
 
+from tfrestore.utils.freeze import freeze
 from tfrestore.utils.hidden import Hidden
 from tfrestore.utils.weights import WeightsNotFoundError, resolve_weights_file, weights_dir
 
-__all__ = ["Hidden", "WeightsNotFoundError", "resolve_weights_file", "weights_dir"]
+__all__ = ["Hidden", "freeze", "WeightsNotFoundError", "resolve_weights_file", "weights_dir"]
