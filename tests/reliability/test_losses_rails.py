@@ -326,3 +326,31 @@ def test_eager_tape_does_not_watch_frozen_network_variables(name):
     assert watched == {id(yp)}  # the restorer's side only, nothing of the frozen network
     grad = np.asarray(tape.gradient(value, yp))
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+# ------------------------------------------------------------------ item 17
+class _SubclassedEpsNet(keras.Model):
+    """A subclassed eps-UNet without get_config (its __init__ takes arguments)."""
+
+    def __init__(self, width, scale):
+        super().__init__()
+        self.scale = scale
+        self.conv = keras.layers.Conv2D(width, 3, padding="same")
+        self.head = keras.layers.Conv2D(3, 3, padding="same")
+
+    def call(self, x, t, training=False):
+        h = self.conv(x) + tf.cast(t, tf.float32)[:, None, None, None] * 1e-3
+        return self.head(h) * self.scale, h
+
+
+def test_diffloss_accepts_a_subclassed_unet_without_get_config():
+    y, p = _images((2, 16, 16, 3))
+    loss = DiffLoss(unet=_SubclassedEpsNet(8, 1.0), mode="eps")  # constructing used to fail
+    yp = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(loss(y, yp))
+    grad = np.asarray(tape.gradient(value, yp))
+    assert np.isfinite(float(value)) and np.any(grad != 0)
+    with pytest.raises(ValueError, match=r"`unet` model _SubclassedEpsNet cannot be serialized"
+                                         r".*get_config\(\)"):
+        loss.get_config()

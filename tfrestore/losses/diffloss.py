@@ -102,10 +102,11 @@ class DiffLoss(RestorationLoss):
             hyper-parameters (guided-diffusion flags), or a Keras model mapping
             ``(x_t, t)`` to ``(out, h)`` with ε̂ in the first image channels of
             ``out`` (any ε-prediction UNet; a functional model with two inputs
-            is called as ``unet([x_t, t])``). A model is frozen
-            (``trainable=False``) and used as is; ``get_config`` stores its
-            architecture, so ``from_config`` restores its weights only when
-            ``weights`` is a path.
+            is called as ``unet([x_t, t])``, any other model as
+            ``unet(x_t, t)``). A model is frozen (``trainable=False``) and used
+            as is. It needs no config to train: only ``get_config`` (model
+            saving) serializes its architecture, so ``from_config`` restores
+            its weights only when ``weights`` is a path.
         weights: ``"default"`` (official weights of the preset, resolved
             path → ``$TFRESTORE_WEIGHTS_DIR`` → Keras cache → download + conversion;
             for a model instance: keep its weights), ``None`` (random init, tests),
@@ -216,10 +217,9 @@ class DiffLoss(RestorationLoss):
                     load_adm_weights(model, weights)
                 else:
                     model.load_weights(weights)
-            spec = (
-                dict(model.hparams) if isinstance(model, ADMUNet)
-                else keras.saving.serialize_keras_object(model)
-            )
+            # Any model returning (out, h) works; its config is only needed by
+            # get_config (model saving), so it is serialized there, not here.
+            spec = dict(model.hparams) if isinstance(model, ADMUNet) else None
         elif _is_serialized_keras_object(unet):
             model = keras.saving.deserialize_keras_object(unet)
             if weights not in (None, "default"):
@@ -383,12 +383,29 @@ class DiffLoss(RestorationLoss):
         _counter.load(store, self._state_variables())
 
     # ------------------------------------------------------------- config
+    def _unet_config(self):
+        if self.unet_spec is not None:
+            return self.unet_spec
+        model = self._holder.value
+        try:
+            return keras.saving.serialize_keras_object(model)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(
+                f"{self.name}: the `unet` model {type(model).__name__} cannot be serialized "
+                f"({type(exc).__name__}: {first}), so this loss has no config "
+                f"(get_config / model.save of a model compiled with it). Training works "
+                f"without it; to save, give {type(model).__name__} a get_config() and "
+                f"register it with @keras.saving.register_keras_serializable(), or save "
+                f"the restorer with save_weights()."
+            ) from exc
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "mode": self.mode,
-                "unet": self.unet_spec,
+                "unet": self._unet_config(),
                 "weights": self.weights,
                 "lambda_h": self.lambda_h,
                 "t_range": list(self.t_range),
