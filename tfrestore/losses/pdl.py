@@ -203,8 +203,9 @@ def _resample_sorted(u, quantiles):
     integrates it exactly when ``Q`` is a multiple of both sample counts, and
     with an error of at most one cell per breakpoint otherwise. (Linear
     interpolation between order statistics, as ``np.quantile`` does, shrinks the
-    tails towards the median and underestimates the distance: −5.5 % for N = 100
-    at Q = 1000.) Indices are integer arithmetic, so they are exact for any size.
+    tails towards the median and underestimates the distance: −2.7 % on average,
+    up to −9.7 %, for two samples of 100 normal values at Q = 1000.) Indices are
+    integer arithmetic, so they are exact for any size.
     """
     n = tf.shape(u, out_type=tf.int64)[-1]
     k = tf.range(quantiles, dtype=tf.int64)
@@ -404,8 +405,8 @@ class PDLoss(RestorationLoss):
             midpoints ``(k + 1/2) / Q``, so different spatial sizes can be compared.
             This is exact when ``Q`` is a multiple of both position counts (e.g.
             ``Q = lcm(N, M)``) and otherwise off by at most ``O(1/Q)``; never
-            linear interpolation, which shrinks the tails (−5.5 % at N = 100,
-            Q = 1000).
+            linear interpolation, which shrinks the tails (−2.7 % on average at
+            N = 100, Q = 1000).
         fixed_projections: random projections are drawn with a counter-based
             Philox-4x32-10 generator written in integer ops, bit-identical in eager,
             graph, XLA and on every replica (TF's own stateless kernels are not under
