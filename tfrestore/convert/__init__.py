@@ -14,6 +14,7 @@ from tfrestore.convert.adm import (
     load_adm_checkpoint,
     load_adm_weights,
     to_keras_layout,
+    verify_adm,
 )
 from tfrestore.convert.torch_checkpoint import (
     TorchCheckpointError,
@@ -29,6 +30,7 @@ __all__ = [
     "load_adm_checkpoint",
     "load_adm_weights",
     "to_keras_layout",
+    "verify_adm",
     "TorchCheckpointError",
     "UnsafeCheckpointError",
     "load_torch_checkpoint",

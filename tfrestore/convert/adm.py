@@ -6,6 +6,15 @@ and have the shape the hyper-parameters imply; otherwise
 hints at the flag that usually causes them (``learn_sigma``, ``image_size`` /
 ``channel_mult``, ``num_res_blocks``, ``class_cond`` ...).
 
+**What shapes cannot check.** The attention settings ``num_heads``,
+``num_head_channels``, ``num_heads_upsample`` and ``use_new_attention_order``
+change how the QKV projection is split into heads, not any tensor shape: a wrong
+value converts without error and gives a silently different network. Set them
+to the flags the checkpoint was trained with, and pass a short reference of the
+original model's outputs (``verify=`` of :func:`load_adm_weights`, ``--verify``
+of ``tfrestore convert adm``; an ``.npz`` with ``x``, ``t``, ``out`` and
+optionally ``h``) to have the converted network checked against it.
+
 Layout rules (PyTorch → Keras): Conv2d ``(O, I, kh, kw)`` → ``(kh, kw, I, O)``;
 Conv1d 1×1 ``(O, I, 1)`` and Linear ``(O, I)`` → Dense ``(I, O)``; GroupNorm
 weight/bias → gamma/beta. All values are cast to float32.
@@ -34,7 +43,11 @@ from tfrestore.convert.torch_checkpoint import load_torch_state_dict
 from tfrestore.diffusion.unet import adm_config, adm_state_dict_shapes
 
 __all__ = ["ADMConversionError", "convert_adm", "load_adm_weights", "load_adm_checkpoint",
-           "to_keras_layout"]
+           "to_keras_layout", "verify_adm"]
+
+#: the flags a checkpoint's tensor shapes do not determine
+UNCHECKABLE_FLAGS = ("num_heads", "num_head_channels", "num_heads_upsample",
+                     "use_new_attention_order")
 
 
 class ADMConversionError(ValueError):
@@ -69,6 +82,16 @@ def _block_counts(keys):
         idx = {int(m.group(1)) for k in keys for m in [re.match(rf"{group}\.(\d+)\.", k)] if m}
         counts[group] = (max(idx) + 1) if idx else 0
     return counts
+
+
+def _check_finite(key, value):
+    if value.size and not np.all(np.isfinite(value)):
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        raise ADMConversionError(
+            f"tensor {key!r} contains {bad} NaN/Inf value(s) of {value.size}: the checkpoint "
+            f"is corrupt or was saved from a diverged run. Re-download or re-export it; "
+            f"a network with these weights would make every loss value NaN."
+        )
 
 
 def _hints(expected, state, mismatched):
@@ -176,21 +199,26 @@ def convert_adm(checkpoint, config="adm_256_uncond"):
         value = np.asarray(state[key])
         if not np.issubdtype(value.dtype, np.floating):
             raise ADMConversionError(f"tensor {key!r} has dtype {value.dtype}, expected float")
+        _check_finite(key, value)
         out[key] = to_keras_layout(value, _kind(key, len(shape)))
     return out
 
 
-def load_adm_weights(unet, weights):
+def load_adm_weights(unet, weights, verify=None):
     """Assign converted weights (output of :func:`convert_adm`, or a path to a
     checkpoint / ``.npz`` of converted weights / ``.weights.h5``) to ``unet``.
 
     Every variable of ``unet.torch_variables()`` is assigned exactly once;
-    returns ``unet``.
+    tensors with NaN/Inf are refused. ``verify``: a reference of the original
+    model's outputs (see :func:`verify_adm`) the loaded network must reproduce;
+    it is the only check of the attention settings. Returns ``unet``.
     """
     if isinstance(weights, (str, os.PathLike)):
         path = os.fspath(weights)
         if path.endswith(".weights.h5"):
             unet.load_weights(path)
+            if verify is not None:
+                verify_adm(unet, verify)
             return unet
         if path.endswith(".npz"):
             from tfrestore.utils.weights import load_npz
@@ -215,8 +243,57 @@ def load_adm_weights(unet, weights):
             raise ADMConversionError(
                 f"{key}: converted shape {value.shape} != variable shape {tuple(var.shape)}"
             )
+        _check_finite(key, value)
         var.assign(value.astype(var.dtype))
+    if verify is not None:
+        verify_adm(unet, verify)
     return unet
+
+
+def verify_adm(unet, reference, atol=1e-4, rtol=1e-3):
+    """Check ``unet`` against outputs of the original PyTorch model.
+
+    ``reference``: a path to an ``.npz`` (or a dict) with ``x`` (B, H, W, C) images
+    in [−1, 1] (NHWC), ``t`` (B,) steps and the original model's ``out``
+    (B, H, W, C_out) and, optionally, middle-block ``h``; a batch of one or two
+    small images is enough (e.g. ``shared/vectors/adm_tiny/io.npz``). Raises
+    :class:`ADMConversionError` naming the reference file, the largest error and
+    the flags that shapes cannot check. Returns the largest absolute errors.
+    """
+    name = os.fspath(reference) if isinstance(reference, (str, os.PathLike)) else "reference"
+    if isinstance(reference, (str, os.PathLike)):
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"verification reference not found: {name!r}")
+        with np.load(name) as data:
+            reference = {k: data[k] for k in data.files}
+    missing = [k for k in ("x", "t", "out") if k not in reference]
+    if missing:
+        raise ADMConversionError(
+            f"{name}: the verification reference needs arrays x, t and out (optionally h); "
+            f"missing {missing}."
+        )
+    out, h = unet(np.asarray(reference["x"], np.float32), np.asarray(reference["t"]))
+    errors = {}
+    for key, got in (("out", out), ("h", h)):
+        if key not in reference:
+            continue
+        want = np.asarray(reference[key], np.float32)
+        got = np.asarray(got, np.float32)
+        if got.shape != want.shape:
+            raise ADMConversionError(
+                f"{name}: the converted UNet gives {key} of shape {got.shape}, the reference "
+                f"{want.shape}; the reference is NHWC (transpose PyTorch NCHW outputs)."
+            )
+        errors[key] = float(np.max(np.abs(got - want))) if got.size else 0.0
+        if not np.allclose(got, want, atol=atol, rtol=rtol):
+            flags = ", ".join(f"{k}={unet.hparams.get(k)!r}" for k in UNCHECKABLE_FLAGS)
+            raise ADMConversionError(
+                f"{name}: the converted UNet does not reproduce the reference `{key}` "
+                f"(max abs error {errors[key]:.3g}, tolerance atol={atol:g}, rtol={rtol:g}). "
+                f"The tensor shapes matched, so a flag that shapes cannot check is probably "
+                f"wrong: {flags}. Set them to the values the checkpoint was trained with."
+            )
+    return errors
 
 
 def _looks_like_torch_layout(unet, weights):

@@ -37,13 +37,21 @@ def _convert_adm(args):
         print(f"error: {exc}", file=sys.stderr)
         return 1
     n_params = sum(int(v.size) for v in weights.values())
+    verified = ""
+    if args.verify or not output.endswith(".npz"):
+        unet = ADMUNet(**config)
+        try:
+            load_adm_weights(unet, weights, verify=args.verify)
+        except (ADMConversionError, FileNotFoundError) as exc:
+            print(f"error: {exc} Nothing was written.", file=sys.stderr)
+            return 1
+        if args.verify:
+            verified = f", outputs match {args.verify}"
     if output.endswith(".npz"):
         np.savez(output, **weights)
     else:
-        unet = ADMUNet(**config)
-        load_adm_weights(unet, weights)
         unet.save_weights(output)
-    print(f"converted {len(weights)} tensors ({n_params:,} parameters) -> {output}")
+    print(f"converted {len(weights)} tensors ({n_params:,} parameters) -> {output}{verified}")
     return 0
 
 
@@ -68,7 +76,14 @@ def add_parser(subparsers):
     group = adm.add_mutually_exclusive_group()
     group.add_argument("--preset", default="adm_256_uncond", choices=sorted(ADM_PRESETS),
                        help="architecture preset (default: adm_256_uncond)")
-    group.add_argument("--config", help="JSON file of guided-diffusion hyper-parameters")
+    group.add_argument("--config", help="JSON file of guided-diffusion hyper-parameters. "
+                       "The attention flags (num_heads, num_head_channels, "
+                       "num_heads_upsample, use_new_attention_order) cannot be checked "
+                       "from the tensor shapes: use --verify")
+    adm.add_argument("--verify", metavar="IO.npz",
+                     help="reference outputs of the original model (.npz with x, t, out "
+                     "and optionally h; NHWC): the converted UNet must reproduce them, "
+                     "else nothing is written")
     adm.set_defaults(func=_convert_adm)
     return convert
 

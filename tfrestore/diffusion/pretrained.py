@@ -22,6 +22,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tfrestore.utils.freeze import freeze
 from tfrestore.utils.weights import WeightsNotFoundError, keras_cache_dir, resolve_weights_file
 
 __all__ = ["PRETRAINED_ADM", "resolve_adm_weights", "get_adm_unet", "clear_unet_cache"]
@@ -118,7 +119,7 @@ def get_adm_unet(config, weights=None, recompute=False, cache=True):
         load_adm_weights(unet, path)
         if weights == "default" and not path.endswith(".weights.h5"):
             _save_converted(unet, preset)
-    unet.trainable = False
+    freeze(unet)  # TF-level too: an eager tape must not record the UNet's weights
     if cache:
         _UNET_CACHE[key] = unet
     return unet

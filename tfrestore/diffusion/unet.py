@@ -562,7 +562,13 @@ class ADMUNet(keras.Model):
     Args: the guided-diffusion ``create_model`` hyper-parameters (see
     :data:`ADM_PRESETS`; ``attention_resolutions`` are resolutions as in
     ``script_util``, i.e. attention where ``image_size / res`` equals the
-    downsampling factor), plus
+    downsampling factor). The attention flags ``num_heads``,
+    ``num_head_channels``, ``num_heads_upsample`` and ``use_new_attention_order``
+    change how QKV is split into heads but no tensor shape, so a checkpoint
+    loads under wrong values without error: take them from the checkpoint's
+    training flags and verify the loaded model against reference outputs
+    (``load_adm_weights(unet, path, verify="io.npz")`` or
+    ``tfrestore convert adm ... --verify io.npz``). Plus
 
     * ``recompute``: wrap every input/middle/output block in
       ``tf.recompute_grad`` (activations of a block are recomputed during the

@@ -25,6 +25,7 @@ import tensorflow as tf
 from tfrestore.features import alexnet, resnet, sources, vgg
 from tfrestore.features.backbone import compute_geometry, seeded_init
 from tfrestore.features.preprocessing import Preprocessing
+from tfrestore.utils.freeze import freeze
 
 __all__ = [
     "FeatureExtractor",
@@ -78,7 +79,7 @@ class _Backbone:
                     f"supported: {sorted(spec.loaders)}."
                 )
             loader(model, source.path)
-        model.trainable = False
+        freeze(model)  # TF-level too: an eager tape must not record the backbone's weights
         self.model = model
         self.geometry = compute_geometry(model)
         input_name = model.layers[0].name

@@ -5,6 +5,7 @@ Combine on one output as a list, ``model.compile(loss=[L1(), D2SMLoss()], loss_w
 ``model.compile(loss=L1() + 0.1 * D2SMLoss())``. Each term is logged as its own metric.
 """
 
+from tfrestore.losses._counter import OutsideScopeError
 from tfrestore.losses.base import ListOfLossesError, RestorationLoss, WeightedSum
 from tfrestore.losses.contextual import ContextualLoss
 from tfrestore.losses.d2sm import D2SMLoss
@@ -20,6 +21,7 @@ __all__ = [
     "RestorationLoss",
     "WeightedSum",
     "ListOfLossesError",
+    "OutsideScopeError",
     "L1",
     "MSE",
     "Charbonnier",

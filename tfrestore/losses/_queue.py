@@ -24,10 +24,12 @@ import inspect
 import numpy as np
 import tensorflow as tf
 
+from tfrestore.losses._counter import OutsideScopeError
+
 __all__ = ["FeatureQueue", "keras_step_mode", "QueueOutsideScopeError"]
 
 
-class QueueOutsideScopeError(RuntimeError):
+class QueueOutsideScopeError(OutsideScopeError):
     """A stateful loss built outside ``strategy.scope()`` is used under a
     multi-replica strategy."""
 

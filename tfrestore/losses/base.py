@@ -24,6 +24,7 @@ import threading
 
 import keras
 import tensorflow as tf
+from tensorflow.python.trackable import base as trackable
 
 from tfrestore.losses import validation
 
@@ -76,23 +77,35 @@ def _check_compile_list_misuse(y_pred):
         del frame
 
 
-class RestorationLoss(keras.losses.Loss):
+class RestorationLoss(keras.losses.Loss, trackable.Trackable):
     """Base class of all tfrestore losses.
 
     Subclasses implement :meth:`compute` (``(y_true, y_pred) -> (B,)``) and extend
     :meth:`get_config`. The base class
 
     * validates the inputs (rank 4 NHWC, identical shapes, floating dtype,
-      finite values) with errors that name the argument and the expected form;
+      finite values, and ``y_true`` within the loss's value range, by default
+      [0, 1]) with errors that name the argument and the expected form;
     * multiplies by ``loss_weight`` (BasicSR's uniform parameter);
     * guarantees a per-sample ``(B,)`` result and checks it is finite;
-    * supports ``+`` and ``*`` (see :class:`WeightedSum`).
+    * supports ``+`` and ``*`` (see :class:`WeightedSum`);
+    * exposes its state variables (e.g. a random stream's call counter) to
+      ``tf.train.Checkpoint``: a compiled model tracks its loss, so
+      ``tf.train.Checkpoint(model=model)`` saves and restores them.
 
     Args:
         loss_weight: scalar multiplier applied to the per-sample values.
         check_finite: if True (default) non-finite inputs or outputs raise an
             ``InvalidArgumentError`` naming the tensor, instead of silently
             propagating NaN into the weights.
+        check_range: if True (default) a ``y_true`` with values more than half
+            the expected range outside it (:attr:`input_range`: [0, 1] for the
+            feature and network losses, ``data_range`` / ``value_range`` where a
+            loss has one, unchecked for the scale-free pixel losses) raises,
+            e.g. float images in 0..255 given to a [0, 1] loss. The slight
+            over/undershoot of unclipped outputs is accepted and ``y_pred`` is
+            never range-checked. The check shares its ``min``/``max``
+            reductions with the finiteness check (no measurable cost).
         name, reduction, dtype: as in ``keras.losses.Loss``.
     """
 
@@ -100,11 +113,18 @@ class RestorationLoss(keras.losses.Loss):
     expected_channels = None
     #: if False, y_true and y_pred may differ in spatial size (e.g. distribution losses).
     require_same_shape = True
+    #: ``(low, high)`` of the images the loss expects (checked on y_true), or None.
+    input_range = (0.0, 1.0)
+    #: how to declare another range, appended to the range error.
+    range_fix = (
+        "or pass `check_range=False` if this loss really should see such values"
+    )
 
     def __init__(
         self,
         loss_weight=1.0,
         check_finite=True,
+        check_range=True,
         name=None,
         reduction="sum_over_batch_size",
         dtype=None,
@@ -117,6 +137,7 @@ class RestorationLoss(keras.losses.Loss):
             )
         self.loss_weight = float(loss_weight)
         self.check_finite = bool(check_finite)
+        self.check_range = bool(check_range)
 
     # ----------------------------------------------------------------- API
     def compute(self, y_true, y_pred):
@@ -134,7 +155,15 @@ class RestorationLoss(keras.losses.Loss):
             same_shape=self.require_same_shape,
             check_finite=self.check_finite,
             loss_name=self.name,
+            value_range=self._checked_range(),
+            range_fix=self.range_fix,
         )
+
+    def _checked_range(self):
+        """The range enforced on ``y_true`` (None: unchecked)."""
+        if not self.check_range:
+            return None
+        return self.input_range
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # keras.losses.Loss casts to float before `call`; reject uint8/int images first.
@@ -158,9 +187,22 @@ class RestorationLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"loss_weight": self.loss_weight, "check_finite": self.check_finite}
+            {
+                "loss_weight": self.loss_weight,
+                "check_finite": self.check_finite,
+                "check_range": self.check_range,
+            }
         )
         return config
+
+    # ----------------------------------------------------------- state
+    def _state_variables(self):
+        """``{name: variable}`` of training state to checkpoint (none by default)."""
+        return {}
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # tf.train.Checkpoint only; Keras saving uses save/load_own_variables.
+        return dict(self._state_variables())
 
     # ------------------------------------------------------------- algebra
     def __add__(self, other):
@@ -326,6 +368,13 @@ class WeightedSum(RestorationLoss):
     # Stateful terms (e.g. a D2SM queue) need no special handling here: Keras'
     # saving walks list attributes, so each term's save_own_variables runs
     # under ``loss/losses/<i>``.
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        for i, term in enumerate(self.losses):
+            if isinstance(term, trackable.Trackable):
+                children[f"term_{i}"] = term
+        return children
 
     def __repr__(self):
         parts = " + ".join(f"{w:g} * {type(l).__name__}" for l, w in zip(self.losses, self.weights))

@@ -157,6 +157,8 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
         self.preprocessing = self._source.preprocessing
         if not self._source.custom:
             self.expected_channels = 3
+        else:
+            self.input_range = None  # a custom extractor defines its own input domain
 
     def validate(self, y_true, y_pred):
         y_true, y_pred = super().validate(y_true, y_pred)

@@ -47,8 +47,11 @@ Randomness: t ~ U{t_min … t_max} per sample and ε are a counter-based hash of
 ``tf.random.stateless_*`` give different numbers under XLA), so eager,
 ``tf.function``, XLA and ``MirroredStrategy`` (each replica finds its global rows
 with one tiny ``all_gather`` of the batch sizes) give the same values. The
-counter is a non-trainable variable advanced once per call; build the loss
-inside ``strategy.scope()`` like the model.
+counter is a non-trainable variable advanced once per call and saved with the
+model (``.keras``, ``.weights.h5``, ``BackupAndRestore``, ``tf.train.Checkpoint``),
+so a resumed run continues the stream. Build the loss inside
+``strategy.scope()`` like the model (otherwise the first call under the
+strategy raises ``OutsideScopeError``).
 
 Example (tiny random UNet; real use: ``DiffLoss()`` loads the converted
 ``adm_256_uncond`` weights, see :func:`tfrestore.diffusion.resolve_adm_weights`):
@@ -72,6 +75,7 @@ import tensorflow as tf
 
 from tfrestore.diffusion import rng
 from tfrestore.diffusion.schedule import DiffusionSchedule
+from tfrestore.losses import _counter
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.utils.hidden import Hidden
 
@@ -98,10 +102,11 @@ class DiffLoss(RestorationLoss):
             hyper-parameters (guided-diffusion flags), or a Keras model mapping
             ``(x_t, t)`` to ``(out, h)`` with ε̂ in the first image channels of
             ``out`` (any ε-prediction UNet; a functional model with two inputs
-            is called as ``unet([x_t, t])``). A model is frozen
-            (``trainable=False``) and used as is; ``get_config`` stores its
-            architecture, so ``from_config`` restores its weights only when
-            ``weights`` is a path.
+            is called as ``unet([x_t, t])``, any other model as
+            ``unet(x_t, t)``). A model is frozen (``trainable=False``) and used
+            as is. It needs no config to train: only ``get_config`` (model
+            saving) serializes its architecture, so ``from_config`` restores
+            its weights only when ``weights`` is a path.
         weights: ``"default"`` (official weights of the preset, resolved
             path → ``$TFRESTORE_WEIGHTS_DIR`` → Keras cache → download + conversion;
             for a model instance: keep its weights), ``None`` (random init, tests),
@@ -116,7 +121,8 @@ class DiffLoss(RestorationLoss):
         gradient_through_unet: False computes the diffusion terms like the
             released code's ``torch.no_grad()`` block: the loss still reports
             values but passes exactly zero gradient (ablation only).
-        value_range: ``(low, high)`` of the inputs, mapped to the UNet's [−1, 1].
+        value_range: ``(low, high)`` of the inputs, mapped to the UNet's [−1, 1];
+            a ``y_true`` more than half this range outside it raises.
         num_timesteps, schedule: the diffusion the UNet was trained with
             (1000, ``"linear"`` for ADM).
         recompute: build the ADM UNet with ``tf.recompute_grad`` per block
@@ -179,6 +185,8 @@ class DiffLoss(RestorationLoss):
                 f"`value_range` must be (low, high) with low < high, got {value_range!r}."
             )
         self.value_range = [float(value_range[0]), float(value_range[1])]
+        self.input_range = tuple(self.value_range)
+        self.range_fix = "or set `value_range=(low, high)` to the range of your images"
         self.recompute = bool(recompute)
         if not isinstance(seed, numbers.Integral):
             raise TypeError(f"`seed` must be an integer, got {seed!r}.")
@@ -191,11 +199,9 @@ class DiffLoss(RestorationLoss):
             # the instance's own weights cannot be referenced from a config
             self.weights = None
         # One stream position per call, shared by all replicas (only replica 0's
-        # update is kept, all replicas read the same value).
-        self._step = keras.Variable(
-            0, dtype="int64", trainable=False, aggregation="only_first_replica",
-            name="diffloss_rng_step",
-        )
+        # update is kept, all replicas read the same value); saved with the model
+        # so that a resumed run continues the stream instead of replaying it.
+        self._step = _counter.new_counter("diffloss_rng_step")
 
     # ------------------------------------------------------------ the UNet
     def _build_unet(self, unet, weights):
@@ -211,10 +217,9 @@ class DiffLoss(RestorationLoss):
                     load_adm_weights(model, weights)
                 else:
                     model.load_weights(weights)
-            spec = (
-                dict(model.hparams) if isinstance(model, ADMUNet)
-                else keras.saving.serialize_keras_object(model)
-            )
+            # Any model returning (out, h) works; its config is only needed by
+            # get_config (model saving), so it is serialized there, not here.
+            spec = dict(model.hparams) if isinstance(model, ADMUNet) else None
         elif _is_serialized_keras_object(unet):
             model = keras.saving.deserialize_keras_object(unet)
             if weights not in (None, "default"):
@@ -288,6 +293,7 @@ class DiffLoss(RestorationLoss):
 
         Values depend only on ``(seed, counter, global sample index)``, so
         eager, graph, XLA and every replica of a strategy agree."""
+        _counter.check_in_scope(self._step, self.name)
         shape = tf.shape(like)
         offset = self._replica_offset(shape[0])
         step = tf.convert_to_tensor(self._step.value, tf.int64)
@@ -361,22 +367,45 @@ class DiffLoss(RestorationLoss):
         t, noise = self.sample(tf.cast(y_pred, tf.float32))
         return tf.cast(self.terms(y_true, y_pred, t, noise)["total"], y_pred.dtype)
 
-    # ------------------------------------------------------------- config
-    # The call counter keys the sampled timesteps and noise, so a restored model
-    # (a resumed run) must continue it rather than repeat the first draws.
+    # -------------------------------------------------------------- state
+    @property
+    def step(self):
+        """Calls so far (the position of the ``(seed, counter)`` random stream)."""
+        return int(keras.ops.convert_to_numpy(self._step))
+
+    def _state_variables(self):
+        return {"rng_step": self._step}
+
     def save_own_variables(self, store):
-        store["rng_step"] = np.asarray(keras.ops.convert_to_numpy(self._step), np.int64)
+        _counter.save(store, self._state_variables())
 
     def load_own_variables(self, store):
-        if "rng_step" in store:
-            self._step.assign(int(np.asarray(store["rng_step"])))
+        _counter.load(store, self._state_variables())
+
+    # ------------------------------------------------------------- config
+    def _unet_config(self):
+        if self.unet_spec is not None:
+            return self.unet_spec
+        model = self._holder.value
+        try:
+            return keras.saving.serialize_keras_object(model)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(
+                f"{self.name}: the `unet` model {type(model).__name__} cannot be serialized "
+                f"({type(exc).__name__}: {first}), so this loss has no config "
+                f"(get_config / model.save of a model compiled with it). Training works "
+                f"without it; to save, give {type(model).__name__} a get_config() and "
+                f"register it with @keras.saving.register_keras_serializable(), or save "
+                f"the restorer with save_weights()."
+            ) from exc
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "mode": self.mode,
-                "unet": self.unet_spec,
+                "unet": self._unet_config(),
                 "weights": self.weights,
                 "lambda_h": self.lambda_h,
                 "t_range": list(self.t_range),

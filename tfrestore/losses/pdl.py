@@ -22,7 +22,7 @@ import numbers
 import keras
 import tensorflow as tf
 
-from tfrestore.losses import validation
+from tfrestore.losses import _counter, validation
 from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.utils.hidden import Hidden
@@ -201,14 +201,22 @@ def extract_pair(source, y_true, y_pred):
 # Wasserstein distance of sorted samples.
 # --------------------------------------------------------------------------------------
 def _resample_sorted(u, quantiles):
-    """Linear interpolation of sorted samples ``u`` (..., N) at ``quantiles`` evenly
-    spaced probabilities in [0, 1] (the empirical quantile function)."""
-    n = tf.shape(u)[-1]
-    pos = tf.linspace(0.0, 1.0, quantiles) * tf.cast(n - 1, tf.float32)
-    lo = tf.cast(tf.floor(pos), tf.int32)
-    hi = tf.minimum(lo + 1, n - 1)
-    frac = pos - tf.cast(lo, tf.float32)
-    return tf.gather(u, lo, axis=-1) * (1.0 - frac) + tf.gather(u, hi, axis=-1) * frac
+    """The empirical quantile function of sorted samples ``u`` (..., N) at the
+    ``quantiles`` cell midpoints ``(k + 1/2) / Q``, k = 0 … Q−1.
+
+    The empirical quantile function is the step function ``F⁻¹(q) = u_(⌊qN⌋)``
+    (0-based), and ``W_p^p = ∫₀¹ |F_u⁻¹(q) − F_v⁻¹(q)|^p dq``; the midpoint rule
+    integrates it exactly when ``Q`` is a multiple of both sample counts, and
+    with an error of at most one cell per breakpoint otherwise. (Linear
+    interpolation between order statistics, as ``np.quantile`` does, shrinks the
+    tails towards the median and underestimates the distance: −2.7 % on average,
+    up to −9.7 %, for two samples of 100 normal values at Q = 1000.) Indices are
+    integer arithmetic, so they are exact for any size.
+    """
+    n = tf.shape(u, out_type=tf.int64)[-1]
+    k = tf.range(quantiles, dtype=tf.int64)
+    idx = tf.math.floordiv((2 * k + 1) * n, 2 * quantiles)
+    return tf.gather(u, idx, axis=-1)
 
 
 def wasserstein_1d(u, v, p=1.0, quantiles=None):
@@ -216,8 +224,10 @@ def wasserstein_1d(u, v, p=1.0, quantiles=None):
 
     ``u`` and ``v`` are ``(..., N)`` and ``(..., M)`` samples (unsorted). Returns
     ``mean_i |u_(i) - v_(i)|^p`` over the sorted samples, shape ``(...)``. With
-    ``quantiles=Q`` both sorted vectors are first resampled to ``Q`` quantiles, which
-    allows ``N != M``. Gradients flow through the sort to the unsorted samples.
+    ``quantiles=Q`` both empirical quantile functions are sampled at the ``Q`` cell
+    midpoints ``(k + 1/2) / Q``, which allows ``N != M`` (exact when ``Q`` is a
+    multiple of ``N`` and ``M``). Gradients flow through the sort to the unsorted
+    samples.
 
     >>> import numpy as np
     >>> u = np.array([[3.0, 1.0, 2.0]], "float32"); v = np.array([[0.0, 2.0, 1.0]], "float32")
@@ -397,14 +407,19 @@ class PDLoss(ExtractorWeightsMixin, RestorationLoss):
         channel_reduction: ``"mean"`` or ``"sum_channels"`` (see above).
         quantiles: if None (default), prediction and target must give feature maps
             with the same number of positions (else ``ValueError``). If an integer
-            ``Q >= 2``, both sorted vectors are linearly resampled to ``Q`` quantiles,
-            so different spatial sizes can be compared.
+            ``Q >= 2``, both empirical quantile functions are sampled at the ``Q``
+            midpoints ``(k + 1/2) / Q``, so different spatial sizes can be compared.
+            This is exact when ``Q`` is a multiple of both position counts (e.g.
+            ``Q = lcm(N, M)``) and otherwise off by at most ``O(1/Q)``; never
+            linear interpolation, which shrinks the tails (−2.7 % on average at
+            N = 100, Q = 1000).
         fixed_projections: random projections are drawn with a counter-based
             Philox-4x32-10 generator written in integer ops, bit-identical in eager,
             graph, XLA and on every replica (TF's own stateless kernels are not under
             XLA). If False (default) a fresh set is drawn at every call from
-            ``(seed, call counter)`` (the counter is a non-trainable variable: create
-            the loss inside ``strategy.scope()`` under a distribution strategy). If
+            ``(seed, call counter)`` (the counter is a non-trainable variable saved
+            with the model, so a resumed run continues the sequence; create the
+            loss inside ``strategy.scope()`` under a distribution strategy). If
             True the same set, a function of ``seed`` only, is used at every call.
         seed: integer seed of the projections.
 
@@ -501,14 +516,14 @@ class PDLoss(ExtractorWeightsMixin, RestorationLoss):
         self.preprocessing = self._source.preprocessing
         if not self._source.custom:
             self.expected_channels = 3
+        else:
+            self.input_range = None  # a custom extractor defines its own input domain
         self._draws = None
         if projection != "identity" and not self.fixed_projections:
             # Call counter for per-call projections: ONLY_FIRST_REPLICA keeps the
             # replicas' copies equal, so every replica draws the same directions.
-            self._draws = keras.Variable(
-                0, dtype="int64", trainable=False, name=f"{self.name}_draws",
-                aggregation="only_first_replica",
-            )
+            # Saved with the model, so a resumed run does not replay projections.
+            self._draws = _counter.new_counter(f"{self.name}_draws")
 
     # ------------------------------------------------------------------ helpers
     def _projections_for(self, channels):
@@ -525,15 +540,7 @@ class PDLoss(ExtractorWeightsMixin, RestorationLoss):
     def _draw_key(self):
         if self._draws is None:
             return tf.constant(0, tf.int64)
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1 and not isinstance(
-            getattr(self._draws, "value", None), tf.distribute.DistributedValues
-        ):
-            raise RuntimeError(
-                f"{self.name}: this loss draws new random projections at each call and "
-                f"keeps a call counter; under a distribution strategy it must be created "
-                f"inside `strategy.scope()` (or use fixed_projections=True)."
-            )
+        _counter.check_in_scope(self._draws, self.name, " (or use fixed_projections=True)")
         step = tf.identity(keras.ops.convert_to_tensor(self._draws))
         with tf.control_dependencies([step]):
             self._draws.assign_add(1)
@@ -602,17 +609,19 @@ class PDLoss(ExtractorWeightsMixin, RestorationLoss):
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
 
+    # ------------------------------------------------------------------ state
     # The call counter decides the next projections, so a restored model (a
     # resumed run) must continue it rather than repeat the first draws.
+    def _state_variables(self):
+        return {} if self._draws is None else {"projection_draws": self._draws}
+
     def save_own_variables(self, store):
         super().save_own_variables(store)  # a user extractor's weights
-        if self._draws is not None:
-            store["draws"] = keras.ops.convert_to_numpy(self._draws).astype("int64")
+        _counter.save(store, self._state_variables())
 
     def load_own_variables(self, store):
         super().load_own_variables(store)
-        if self._draws is not None and "draws" in store:
-            self._draws.assign(int(store["draws"][()]))
+        _counter.load(store, self._state_variables())
 
     def get_config(self):
         return {

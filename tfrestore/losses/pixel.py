@@ -25,6 +25,9 @@ class L1(RestorationLoss):
     [0.25, 0.25]
     """
 
+    #: scale-free (a 0..255 pair only scales the value): no range check
+    input_range = None
+
     def __init__(self, name="l1", **kwargs):
         super().__init__(name=name, **kwargs)
 
@@ -42,6 +45,9 @@ class MSE(RestorationLoss):
     >>> float(MSE()(y, y + 0.5))
     0.25
     """
+
+    #: scale-free (a 0..255 pair only scales the value): no range check
+    input_range = None
 
     def __init__(self, name="mse", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -63,6 +69,9 @@ class Charbonnier(RestorationLoss):
     >>> round(float(Charbonnier(eps=1e-3)(y, y + 0.3)), 5)
     0.3
     """
+
+    #: scale-free (a 0..255 pair only scales the value): no range check
+    input_range = None
 
     def __init__(self, eps=1e-3, name="charbonnier", **kwargs):
         super().__init__(name=name, **kwargs)

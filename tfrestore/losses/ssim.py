@@ -26,12 +26,16 @@ from tfrestore.metrics.ssim import (
 __all__ = ["SSIMLoss", "MSSSIMLoss"]
 
 
+_SSIM_RANGE_FIX = "or set `data_range` to the peak value of your images (255 for 0..255)"
+
+
 @keras.saving.register_keras_serializable(package="tfrestore")
 class SSIMLoss(RestorationLoss):
     """``1 - SSIM`` per image (Zhao et al. 2017, "Loss functions for image restoration").
 
     Args:
-        data_range: peak pixel value (1.0 for images in [0, 1]).
+        data_range: peak pixel value (1.0 for images in [0, 1]); ``y_true`` must
+            lie in ``[0, data_range]`` (± half of it, see ``check_range``).
         color: ``"rgb"`` (mean over channels), ``"y"`` (BT.601 luma) or ``"gray"``
             (MATLAB ``rgb2gray``).
         filter_size, filter_sigma, k1, k2: Gaussian window and SSIM constants.
@@ -49,6 +53,8 @@ class SSIMLoss(RestorationLoss):
     ):
         super().__init__(name=name, **kwargs)
         self.data_range = _image.check_data_range(data_range, name)
+        self.input_range = (0.0, self.data_range)
+        self.range_fix = _SSIM_RANGE_FIX
         self.color = _image.check_color(color, name)
         self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
             filter_size, filter_sigma, k1, k2, name
@@ -104,6 +110,8 @@ class MSSSIMLoss(RestorationLoss):
     ):
         super().__init__(name=name, **kwargs)
         self.data_range = _image.check_data_range(data_range, name)
+        self.input_range = (0.0, self.data_range)
+        self.range_fix = _SSIM_RANGE_FIX
         self.color = _image.check_color(color, name)
         self.scale_weights, self.combine = _check_ms_options(weights, combine, name)
         self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(

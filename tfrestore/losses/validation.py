@@ -16,7 +16,9 @@ __all__ = [
     "check_per_sample",
     "check_raw_dtype",
     "check_range",
+    "check_values",
     "check_min_size",
+    "RANGE_TOLERANCE",
 ]
 
 
@@ -39,8 +41,13 @@ def check_raw_dtype(x, arg, loss_name=None):
         )
 
 
-def check_image(x, arg, expected_channels=None, check_finite=True, loss_name=None, rank=4):
-    """Validate a single NHWC image batch; returns ``x`` (with checks attached)."""
+def check_image(x, arg, expected_channels=None, check_finite=True, loss_name=None, rank=4,
+                value_range=None, range_fix=""):
+    """Validate a single NHWC image batch; returns ``x`` (with checks attached).
+
+    ``value_range=(low, high)`` additionally rejects values far outside it (see
+    :func:`check_values`).
+    """
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
         check_raw_dtype(x, arg, loss_name)
@@ -60,23 +67,98 @@ def check_image(x, arg, expected_channels=None, check_finite=True, loss_name=Non
                 f"{_prefix(loss_name)}`{arg}` must have {expected_channels} channels "
                 f"(NHWC, channels last), got {c} channels (shape {tuple(x.shape)})."
             )
-    if check_finite:
-        x = _check_finite(x, arg, loss_name)
-    return x
+    return check_values(x, arg, check_finite, value_range, loss_name, range_fix)
 
 
-def _check_finite(x, arg, loss_name):
-    if tf.executing_eagerly():
-        if not bool(tf.reduce_all(tf.math.is_finite(x))):
-            raise ValueError(
-                f"{_prefix(loss_name)}`{arg}` contains NaN or Inf values; the loss "
-                f"would propagate them into the weights. Check the data pipeline or "
-                f"the model output (e.g. a diverging learning rate)."
-            )
-        return x
-    return tf.debugging.check_numerics(
-        x, f"{_prefix(loss_name)}`{arg}` contains NaN or Inf values"
+#: Values up to this fraction of the range outside it are accepted (resampling
+#: and colour augmentation overshoot slightly); 0..255 and [-1, 1] images given
+#: to a [0, 1] loss are far beyond it.
+RANGE_TOLERANCE = 0.5
+
+
+def _nonfinite_message(arg, loss_name):
+    return (
+        f"{_prefix(loss_name)}`{arg}` contains NaN or Inf values; the loss "
+        f"would propagate them into the weights. Check the data pipeline or "
+        f"the model output (e.g. a diverging learning rate)."
     )
+
+
+def _range_message(arg, loss_name, value_range, fix, lo=None, hi=None):
+    low, high = (float(v) for v in value_range)
+    margin = RANGE_TOLERANCE * (high - low)
+    got = f"has values in [{lo:.4g}, {hi:.4g}]:" if lo is not None else "has values"
+    return (
+        f"{_prefix(loss_name)}`{arg}` {got} far outside the range [{low:g}, {high:g}] "
+        f"this loss expects (values in [{low - margin:g}, {high + margin:g}] are "
+        f"accepted). Float images in 0..255? Divide them by 255 (uint8 images: "
+        f"`tf.image.convert_image_dtype(x, tf.float32)`)"
+        + (f"; {fix}" if fix else "") + "."
+    )
+
+
+def _value_stats(x, with_sum=True):
+    """``(min, max, sum)`` of ``x``: three reductions, no elementwise temporaries.
+
+    Min/max give the range and catch +-Inf; NaN needs the sum, because min/max
+    ignore NaN on some devices and under XLA. Summed in float32 so that a large
+    float16 batch cannot overflow; a float32 sum of in-range values cannot.
+    """
+    lo, hi = tf.reduce_min(x), tf.reduce_max(x)
+    if not with_sum:
+        return lo, hi, tf.constant(0.0)
+    wide = x if x.dtype in (tf.float32, tf.float64) else tf.cast(x, tf.float32)
+    return lo, hi, tf.cast(tf.reduce_sum(wide), tf.float32)
+
+
+def check_values(x, arg, check_finite=True, value_range=None, loss_name=None, range_fix=""):
+    """Finiteness and value-range check of ``x`` from one ``(min, max, sum)`` pass.
+
+    ``value_range=(low, high)``: values more than ``RANGE_TOLERANCE`` x the range
+    outside it raise (catches 0..255 images given to a [0, 1] loss, accepts the
+    over/undershoot of unclipped outputs). ``range_fix`` is appended to the error
+    (e.g. the argument that declares another range). Eager: ``ValueError``; in a
+    graph: an assert op (``InvalidArgumentError`` with min and max). Three
+    reductions cost less than ``tf.debugging.check_numerics`` alone.
+    """
+    if not check_finite and value_range is None:
+        return x
+    lo, hi, total = _value_stats(x, with_sum=check_finite)
+    lo32, hi32 = tf.cast(lo, tf.float32), tf.cast(hi, tf.float32)
+    if value_range is not None:
+        low, high = (float(v) for v in value_range)
+        margin = RANGE_TOLERANCE * (high - low)
+    if tf.executing_eagerly():
+        if int(tf.size(x)) == 0:  # an empty replica batch is valid
+            return x
+        vmin, vmax, vsum = tf.stack([lo32, hi32, total]).numpy().tolist()  # one transfer
+        finite = all(abs(v) < float("inf") for v in (vmin, vmax, vsum))
+        if check_finite and not finite:
+            raise ValueError(_nonfinite_message(arg, loss_name))
+        if value_range is not None and finite and not (
+            vmin >= low - margin and vmax <= high + margin
+        ):
+            raise ValueError(_range_message(arg, loss_name, value_range, range_fix, vmin, vmax))
+        return x
+    empty = tf.equal(tf.size(x), 0)
+    finite = tf.reduce_all(tf.math.is_finite(tf.stack([lo32, hi32, total])))
+    if value_range is not None:
+        in_range = tf.logical_and(lo32 >= low - margin, hi32 <= high + margin)
+    asserts = []
+    if check_finite:
+        asserts.append(tf.debugging.Assert(
+            tf.logical_or(empty, finite),
+            [_nonfinite_message(arg, loss_name) + " min, max, sum:", lo, hi, total],
+        ))
+    if value_range is not None:
+        # NaN/Inf is reported by the finiteness check (or the loss-value check)
+        asserts.append(tf.debugging.Assert(
+            tf.logical_or(tf.logical_or(empty, tf.logical_not(finite)), in_range),
+            [_range_message(arg, loss_name, value_range, range_fix) + f" min, max of {arg}:",
+             lo, hi],
+        ))
+    with tf.control_dependencies(asserts):
+        return tf.identity(x)
 
 
 def check_image_pair(
@@ -86,9 +168,17 @@ def check_image_pair(
     same_shape=True,
     check_finite=True,
     loss_name=None,
+    value_range=None,
+    range_fix="",
 ):
-    """Validate ``(y_true, y_pred)`` NHWC image batches; returns both tensors."""
-    y_true = check_image(y_true, "y_true", expected_channels, check_finite, loss_name)
+    """Validate ``(y_true, y_pred)`` NHWC image batches; returns both tensors.
+
+    ``value_range`` is enforced on ``y_true`` only: a wrongly scaled data pipeline
+    (0..255 floats) shows there, while ``y_pred`` is an unclipped model output
+    whose transient excursions must not stop a training run.
+    """
+    y_true = check_image(y_true, "y_true", expected_channels, check_finite, loss_name,
+                         value_range=value_range, range_fix=range_fix)
     y_pred = check_image(y_pred, "y_pred", expected_channels, check_finite, loss_name)
     st, sp = y_true.shape, y_pred.shape
     if same_shape:

@@ -1,5 +1,6 @@
 """Small shared utilities (weights resolution, hidden holders)."""
 
+from tfrestore.utils.freeze import freeze
 from tfrestore.utils.hidden import Hidden
 from tfrestore.utils.weights import (
     CorruptWeightsError,
@@ -10,6 +11,7 @@ from tfrestore.utils.weights import (
 
 __all__ = [
     "Hidden",
+    "freeze",
     "CorruptWeightsError",
     "WeightsNotFoundError",
     "resolve_weights_file",
