@@ -114,7 +114,9 @@ def EDSR(
     x = InputCheck("EDSR", channels=channels, name="input_check")(inp)
     if rgb_mean is not None:
         x = keras.layers.Rescaling(1.0, offset=[-m for m in rgb_mean], name="sub_mean")(x)
-    head = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init(), name="head")(x)
+    head = keras.layers.Conv2D(
+        filters, 3, padding="same", kernel_initializer=init(), name="head"
+    )(x)
     h = head
     for i in range(num_blocks):
         r = keras.layers.Conv2D(
@@ -127,12 +129,14 @@ def EDSR(
         if res_scale != 1.0:
             r = keras.layers.Rescaling(res_scale, name=f"block{i}_scale")(r)
         h = keras.layers.Add(name=f"block{i}_add")([h, r])
-    h = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init(), name="body_conv")(
-        h
-    )
+    h = keras.layers.Conv2D(
+        filters, 3, padding="same", kernel_initializer=init(), name="body_conv"
+    )(h)
     h = keras.layers.Add(name="long_skip")([head, h])
     h = _upsampler(h, scale, filters, init)
-    out = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer=init(), name="tail")(h)
+    out = keras.layers.Conv2D(
+        channels, 3, padding="same", kernel_initializer=init(), name="tail"
+    )(h)
     if rgb_mean is not None:
         out = keras.layers.Rescaling(1.0, offset=rgb_mean, name="add_mean")(out)
     return keras.Model(inp, out, name=name or f"edsr_{variant}_x{scale}")
