@@ -59,6 +59,7 @@ def EDSR(
     res_scale=None,
     channels=3,
     rgb_mean=DIV2K_RGB_MEAN,
+    input_skip=False,
     name=None,
 ):
     """EDSR super-resolution network (input in [0, 1], any size; output ``scale`` x larger).
@@ -67,7 +68,10 @@ def EDSR(
     ``res_scale``, no BN) -> conv + long skip -> sub-pixel upsampler (conv +
     depth-to-space, x2 stages for powers of two, one x3 stage) -> ``tail`` conv.
     The DIV2K mean is subtracted at the input and added back at the output
-    (``MeanShift`` of the reference code, here for [0, 1] images).
+    (``MeanShift`` of the reference code, here for [0, 1] images). Kernels
+    start from PyTorch's default conv init, as the reference code's do (He
+    init makes the un-normalised residual body blow up, see
+    ``_torch_default_init``).
 
     Variants: ``"baseline"`` (16 blocks, 64 filters, res_scale 1) and
     ``"large"`` (32 blocks, 256 filters, res_scale 0.1). Parameters: baseline
@@ -84,6 +88,13 @@ def EDSR(
         num_blocks, filters, res_scale: override the variant.
         channels: image channels.
         rgb_mean: per-channel mean subtracted/added (None: no mean shift).
+        input_skip: add the bicubically upsampled input to the output, so the
+            network learns the residual over bicubic interpolation (as VDSR;
+            not in the EDSR paper, no parameters). The mean is then not added
+            back. An untrained network starts near the bicubic image instead
+            of the mean colour (the ``tail`` kernel starts at zero: exactly
+            bicubic), so short runs already beat bicubic; the paper's EDSR
+            (``False``) needs some hundred steps to get there.
         name: model name (default ``edsr_<variant>_x<scale>``).
 
     >>> import numpy as np
@@ -111,7 +122,7 @@ def EDSR(
     init = _torch_default_init  # called once per layer
 
     inp = keras.Input((None, None, channels), name="low_resolution")
-    x = InputCheck("EDSR", channels=channels, name="input_check")(inp)
+    x = checked = InputCheck("EDSR", channels=channels, name="input_check")(inp)
     if rgb_mean is not None:
         x = keras.layers.Rescaling(1.0, offset=[-m for m in rgb_mean], name="sub_mean")(x)
     head = keras.layers.Conv2D(
@@ -134,9 +145,20 @@ def EDSR(
     )(h)
     h = keras.layers.Add(name="long_skip")([head, h])
     h = _upsampler(h, scale, filters, init)
+    # With the input skip a zero tail makes the untrained network output exactly the bicubic
+    # image (the tail still gets gradients, its input is not zero).
     out = keras.layers.Conv2D(
-        channels, 3, padding="same", kernel_initializer=init(), name="tail"
+        channels,
+        3,
+        padding="same",
+        kernel_initializer="zeros" if input_skip else init(),
+        name="tail",
     )(h)
-    if rgb_mean is not None:
+    if input_skip:
+        up = keras.layers.UpSampling2D(scale, interpolation="bicubic", name="input_upsample")(
+            checked
+        )
+        out = keras.layers.Add(name="input_skip")([up, out])
+    elif rgb_mean is not None:
         out = keras.layers.Rescaling(1.0, offset=rgb_mean, name="add_mean")(out)
     return keras.Model(inp, out, name=name or f"edsr_{variant}_x{scale}")
