@@ -97,3 +97,17 @@ def test_untrained_output_stays_in_range(scale, rng):
     # kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     bound = 1 / np.sqrt(9 * 64)
     assert np.abs(k1).max() <= bound and np.abs(k1).max() > 0.95 * bound
+
+
+def test_input_skip_starts_at_bicubic_with_unchanged_parameters(rng):
+    import tensorflow as tf
+
+    model = EDSR(scale=2, num_blocks=2, filters=8, input_skip=True)
+    assert trainable_params(model) == _edsr_count(2, 8, 2)
+    x = rng.uniform(size=(1, 6, 5, 3)).astype("float32")
+    bicubic = tf.image.resize(x, (12, 10), method="bicubic").numpy()
+    np.testing.assert_allclose(model(x).numpy(), bicubic, atol=1e-6)
+    # the residual branch is live: perturbing the tail changes the output
+    tail = model.get_layer("tail")
+    tail.set_weights([np.full_like(w, 0.01) for w in tail.get_weights()])
+    assert np.abs(model(x).numpy() - bicubic).max() > 1e-3
