@@ -52,15 +52,15 @@ SHRINK = {
     "denoise": FOLDER_EVAL
     + ["train.epochs=4", "train.steps_per_epoch=20", "data.batch_size=8", "data.crop=40"],
     "denoise_demo": ["train.epochs=4", "train.steps_per_epoch=20"],
-    # 128 px crops with 64 px windows at stride 16: still 5 x 5 sliding windows per image.
+    # 96 px crops with 48 px windows at stride 16 (VGG16 conv5_3's stride): 4 x 4 sliding windows
+    # per image, the queue holding two batches of them.
     "denoise_d2sm": FOLDER_EVAL
     + [
-        "train.epochs=3",
-        "train.steps_per_epoch=15",
+        "train.epochs=4",
+        "train.steps_per_epoch=20",
         "data.batch_size=2",
-        "data.crop=128",
-        "data.val.crop=128",
-        "losses[1].args.patch_size=64",
+        "data.crop=96",
+        "losses[1].args.patch_size=48",
         "losses[1].args.patch_stride=16",
         "losses[1].args.queue_size=64",
         "optimizer.learning_rate=1.0e-3",
