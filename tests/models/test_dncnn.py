@@ -51,3 +51,16 @@ def test_roundtrip(roundtrip, rng):
     roundtrip(
         DnCNN(depth=4, filters=8, channels=3), rng.uniform(size=(2, 10, 10, 3)).astype("float32")
     )
+
+
+def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
+    # momentum 0: inference uses the last training batch's statistics, so a short run is
+    # usable at inference (Keras' 0.99 keeps mean 0 / variance 1 for thousands of steps).
+    model = DnCNN(depth=4, filters=8, channels=3)
+    assert model.get_layer("bn2").momentum == 0.0
+    assert DnCNN(depth=4, filters=8, bn_momentum=0.1).get_layer("bn3").momentum == 0.1
+    x = rng.uniform(size=(2, 8, 8, 3)).astype("float32")
+    model(x, training=True)
+    bn = model.get_layer("bn2")
+    feats = keras.Model(model.input, model.get_layer("conv2").output)(x).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), feats.mean(axis=(0, 1, 2)), atol=1e-5)

@@ -75,3 +75,39 @@ def test_roundtrip(roundtrip, rng):
     model = EDSR(scale=3, variant="large", num_blocks=2, filters=8)
     loaded = roundtrip(model, rng.uniform(size=(1, 5, 4, 3)).astype("float32"))
     assert isinstance(loaded.get_layer("block0_scale"), keras.layers.Rescaling)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_untrained_output_stays_in_range(scale, rng):
+    # No normalisation in the residual blocks: with He init the untrained x4 baseline produced
+    # outputs up to 4e4 for [0, 1] inputs (L1 ~6e3 at step 1). PyTorch's default conv init keeps
+    # it near the mean colour, as in the reference code.
+    keras.utils.set_random_seed(0)
+    model = EDSR(scale=scale)
+    x = rng.uniform(size=(2, 24, 24, 3)).astype("float32")
+    out = model(x).numpy()
+    assert np.isfinite(out).all()
+    assert np.abs(out).max() < 2.0
+    assert np.abs(out - np.array([0.4488, 0.4371, 0.4040])).mean() < 0.25
+    # each block conv gets its own random kernel (a shared unseeded initializer repeats one)
+    k1 = model.get_layer("block0_conv1").get_weights()[0]
+    k2 = model.get_layer("block0_conv2").get_weights()[0]
+    k3 = model.get_layer("block5_conv1").get_weights()[0]
+    assert not np.allclose(k1, k2) and not np.allclose(k1, k3)
+    # kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    bound = 1 / np.sqrt(9 * 64)
+    assert np.abs(k1).max() <= bound and np.abs(k1).max() > 0.95 * bound
+
+
+def test_input_skip_starts_at_bicubic_with_unchanged_parameters(rng):
+    import tensorflow as tf
+
+    model = EDSR(scale=2, num_blocks=2, filters=8, input_skip=True)
+    assert trainable_params(model) == _edsr_count(2, 8, 2)
+    x = rng.uniform(size=(1, 6, 5, 3)).astype("float32")
+    bicubic = tf.image.resize(x, (12, 10), method="bicubic").numpy()
+    np.testing.assert_allclose(model(x).numpy(), bicubic, atol=1e-6)
+    # the residual branch is live: perturbing the tail changes the output
+    tail = model.get_layer("tail")
+    tail.set_weights([np.full_like(w, 0.01) for w in tail.get_weights()])
+    assert np.abs(model(x).numpy() - bicubic).max() > 1e-3

@@ -74,3 +74,22 @@ def test_resize_like_dynamic_shapes():
         lambda a, b: layer([a, b]), input_signature=[tf.TensorSpec((None, None, None, 2))] * 2
     )
     assert fn(tf.ones((1, 2, 3, 2)), tf.ones((1, 4, 6, 2))).shape == (1, 4, 6, 2)
+
+
+def test_noise_level_map_pools_a_full_size_map_of_unknown_size(rng):
+    # In a traced training step both sizes can be unknown; the map must still be pooled.
+    layer = NoiseLevelMap(factor=2)
+    fn = tf.function(
+        lambda r, s: layer([r, s]),
+        input_signature=[
+            tf.TensorSpec((None, None, None, 5)),
+            tf.TensorSpec((None, None, None, 1)),
+        ],
+    )
+    ref = np.zeros((2, 3, 4, 5), "float32")
+    full = rng.uniform(size=(2, 6, 8, 1)).astype("float32")
+    np.testing.assert_allclose(
+        fn(ref, full).numpy(), full.reshape(2, 3, 2, 4, 2, 1).mean(axis=(2, 4)), rtol=1e-6
+    )
+    half = full[:, :3, :4]  # already at the reference's size: used as is
+    np.testing.assert_allclose(fn(ref, half).numpy(), half)

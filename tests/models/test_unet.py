@@ -61,3 +61,11 @@ def test_roundtrip(roundtrip, rng):
         UNet(scales=2, shared_weights=False, return_all_scales=True, name="unet2", **SMALL),
         rng.uniform(size=(1, 8, 8, 3)).astype("float32"),
     )
+
+
+def test_identity_init_returns_the_input_untrained(rng):
+    x = rng.uniform(size=(2, 16, 16, 3)).astype("float32")
+    model = UNet(scales=2, identity_init=True, **SMALL)
+    np.testing.assert_allclose(model(x).numpy(), x, atol=1e-6)
+    assert np.abs(UNet(scales=2, **SMALL)(x).numpy() - x).mean() > 1e-2  # default: Glorot
+    assert trainable_params(model) == _scale_net_count(3, 4, 2, 1, 3)

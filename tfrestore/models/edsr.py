@@ -15,6 +15,28 @@ _VARIANTS = {"baseline": (16, 64, 1.0), "large": (32, 256, 0.1)}
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
+def _torch_default_init():
+    """PyTorch's default ``Conv2d`` kernel init, ``kaiming_uniform_(a=sqrt(5))``:
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), i.e. variance 1/(3 fan_in).
+
+    The reference EDSR trains from this init. It matters because the residual
+    blocks have no normalisation: with He init (variance 2/fan_in) each
+    conv-ReLU-conv branch adds about twice the variance of its input, so the
+    signal grows ~1.7x per block (16 blocks: ~6000x; an untrained x4 baseline
+    output reached 4e4 for [0, 1] inputs, the L1 loss ~6e3 and Adam at 1e-4
+    could not recover). With variance 1/(3 fan_in) a branch adds ~1/18 of its
+    input variance, and the output starts near the mean colour.
+
+    A new instance per layer: an unseeded Keras initializer draws a fixed seed
+    when created, so one shared instance would give every same-shaped kernel
+    identical values (then each residual branch is aligned with its input and
+    the signal still grows ~1.25x per block).
+    """
+    return keras.initializers.VarianceScaling(
+        scale=1.0 / 3.0, mode="fan_in", distribution="uniform"
+    )
+
+
 def _upsampler(x, scale, filters, init):
     if scale & (scale - 1) == 0:  # power of two: repeated x2 stages
         stages = [2] * (scale.bit_length() - 1)
@@ -24,7 +46,7 @@ def _upsampler(x, scale, filters, init):
         raise ValueError(f"`scale` must be a power of 2 or 3, got {scale}.")
     for i, r in enumerate(stages):
         x = keras.layers.Conv2D(
-            filters * r * r, 3, padding="same", kernel_initializer=init, name=f"upsample{i}_conv"
+            filters * r * r, 3, padding="same", kernel_initializer=init(), name=f"upsample{i}_conv"
         )(x)
         x = DepthToSpace(r, name=f"upsample{i}_shuffle")(x)
     return x
@@ -38,6 +60,7 @@ def EDSR(
     res_scale=None,
     channels=3,
     rgb_mean=DIV2K_RGB_MEAN,
+    input_skip=False,
     name=None,
 ):
     """EDSR super-resolution network (input in [0, 1], any size; output ``scale`` x larger).
@@ -46,7 +69,10 @@ def EDSR(
     ``res_scale``, no BN) -> conv + long skip -> sub-pixel upsampler (conv +
     depth-to-space, x2 stages for powers of two, one x3 stage) -> ``tail`` conv.
     The DIV2K mean is subtracted at the input and added back at the output
-    (``MeanShift`` of the reference code, here for [0, 1] images).
+    (``MeanShift`` of the reference code, here for [0, 1] images). Kernels
+    start from PyTorch's default conv init, as the reference code's do (He
+    init makes the un-normalised residual body blow up, see
+    ``_torch_default_init``).
 
     Variants: ``"baseline"`` (16 blocks, 64 filters, res_scale 1) and
     ``"large"`` (32 blocks, 256 filters, res_scale 0.1). Parameters: baseline
@@ -63,6 +89,13 @@ def EDSR(
         num_blocks, filters, res_scale: override the variant.
         channels: image channels.
         rgb_mean: per-channel mean subtracted/added (None: no mean shift).
+        input_skip: add the bicubically upsampled input to the output, so the
+            network learns the residual over bicubic interpolation (as VDSR;
+            not in the EDSR paper, no parameters). The mean is then not added
+            back. An untrained network starts near the bicubic image instead
+            of the mean colour (the ``tail`` kernel starts at zero: exactly
+            bicubic), so short runs already beat bicubic; the paper's EDSR
+            (``False``) needs some hundred steps to get there.
         name: model name (default ``edsr_<variant>_x<scale>``).
 
     >>> import numpy as np
@@ -87,31 +120,46 @@ def EDSR(
             raise ValueError(
                 f"`rgb_mean` must have {channels} values (one per channel), got {len(rgb_mean)}."
             )
-    init = "he_uniform"  # PyTorch's default conv init is a scaled uniform; any fan-in init works
+    init = _torch_default_init  # called once per layer
 
     inp = keras.Input((None, None, channels), name="low_resolution")
-    x = InputCheck("EDSR", channels=channels, name="input_check")(inp)
+    x = checked = InputCheck("EDSR", channels=channels, name="input_check")(inp)
     if rgb_mean is not None:
         x = keras.layers.Rescaling(1.0, offset=[-m for m in rgb_mean], name="sub_mean")(x)
-    head = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name="head")(x)
+    head = keras.layers.Conv2D(
+        filters, 3, padding="same", kernel_initializer=init(), name="head"
+    )(x)
     h = head
     for i in range(num_blocks):
         r = keras.layers.Conv2D(
-            filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv1"
+            filters, 3, padding="same", kernel_initializer=init(), name=f"block{i}_conv1"
         )(h)
         r = keras.layers.ReLU(name=f"block{i}_relu")(r)
         r = keras.layers.Conv2D(
-            filters, 3, padding="same", kernel_initializer=init, name=f"block{i}_conv2"
+            filters, 3, padding="same", kernel_initializer=init(), name=f"block{i}_conv2"
         )(r)
         if res_scale != 1.0:
             r = keras.layers.Rescaling(res_scale, name=f"block{i}_scale")(r)
         h = keras.layers.Add(name=f"block{i}_add")([h, r])
-    h = keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer=init, name="body_conv")(
-        h
-    )
+    h = keras.layers.Conv2D(
+        filters, 3, padding="same", kernel_initializer=init(), name="body_conv"
+    )(h)
     h = keras.layers.Add(name="long_skip")([head, h])
     h = _upsampler(h, scale, filters, init)
-    out = keras.layers.Conv2D(channels, 3, padding="same", kernel_initializer=init, name="tail")(h)
-    if rgb_mean is not None:
+    # With the input skip a zero tail makes the untrained network output exactly the bicubic
+    # image (the tail still gets gradients, its input is not zero).
+    out = keras.layers.Conv2D(
+        channels,
+        3,
+        padding="same",
+        kernel_initializer="zeros" if input_skip else init(),
+        name="tail",
+    )(h)
+    if input_skip:
+        up = keras.layers.UpSampling2D(scale, interpolation="bicubic", name="input_upsample")(
+            checked
+        )
+        out = keras.layers.Add(name="input_skip")([up, out])
+    elif rgb_mean is not None:
         out = keras.layers.Rescaling(1.0, offset=rgb_mean, name="add_mean")(out)
     return RestorationModel(inp, out, name=name or f"edsr_{variant}_x{scale}")

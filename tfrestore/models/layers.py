@@ -268,9 +268,20 @@ class NoiseLevelMap(keras.layers.Layer):
             ref, sigma = inputs
             sigma = tf.cast(sigma, ref.dtype)
         if sigma.shape.rank == 4:
-            if self.factor > 1 and sigma.shape[1] != ref.shape[1]:
-                sigma = tf.nn.avg_pool2d(sigma, self.factor, self.factor, "VALID")
-            return sigma
+            if self.factor == 1:
+                return sigma
+            f = self.factor
+            if sigma.shape[1] is not None and ref.shape[1] is not None:
+                if sigma.shape[1] == ref.shape[1]:
+                    return sigma
+                return tf.nn.avg_pool2d(sigma, f, f, "VALID")
+            # Unknown sizes (e.g. a traced training step): decide at run time. A static
+            # `None != None` test would skip the pooling and break the concatenation.
+            return tf.cond(
+                tf.not_equal(tf.shape(sigma)[1], tf.shape(ref)[1]),
+                lambda: tf.nn.avg_pool2d(sigma, f, f, "VALID"),
+                lambda: sigma,
+            )
         if sigma.shape.rank == 1:
             sigma = sigma[:, None]
         if sigma.shape.rank != 2 or (sigma.shape[-1] is not None and sigma.shape[-1] != 1):
