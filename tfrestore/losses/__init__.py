@@ -1,12 +1,15 @@
 """tfrestore losses: every loss is a ``keras.losses.Loss`` returning per-sample values.
 
 Combine with ``+`` / ``*``: ``model.compile(loss=L1() + 0.1 * D2SMLoss())``.
+:func:`gradient_ratios` tells how hard each term pulls relative to the pixel term
+before training (to choose the weights).
 """
 
 from tfrestore.losses.base import ListOfLossesError, RestorationLoss, WeightedSum
 from tfrestore.losses.contextual import ContextualLoss
 from tfrestore.losses.d2sm import D2SMLoss
 from tfrestore.losses.diffloss import DiffLoss
+from tfrestore.losses.gradient_ratio import format_gradient_ratios, gradient_ratios, loss_terms
 from tfrestore.losses.lpips import LPIPSLoss
 from tfrestore.losses.pdl import PDLoss, ProjectedDistributionLoss
 from tfrestore.losses.perceptual import PerceptualLoss
@@ -29,4 +32,7 @@ __all__ = [
     "DiffLoss",
     "SSIMLoss",
     "MSSSIMLoss",
+    "gradient_ratios",
+    "format_gradient_ratios",
+    "loss_terms",
 ]
