@@ -398,43 +398,81 @@ def _progbar(target, label):
     return keras.utils.Progbar(target, interval=0.05 if interactive else 30.0, unit_name="step")
 
 
-def train(model, data, steps, lr, phase, term=None, lam=0.0, label="", crop=None, batch=None,
-          lr_drop_at=None):
-    """Adam on L1 (+ ``lam * term``) for ``steps`` batches of ``phase``; returns seconds."""
-    import keras
-    import tensorflow as tf
+class Trainer:
+    """Adam on ``L1 + λ · term`` with one traced step, reused by every λ of a loss.
 
-    from tfrestore.losses import L1
+    Tracing a step through VGG16 takes longer than many steps on a busy CPU, so
+    the runs of one loss share the step; :meth:`reset` restores the pretrained
+    weights, a fresh optimizer state and the loss's own state (a D2SM queue, a
+    DiffLoss random stream), so each run starts exactly as a new one would.
+    """
 
-    if lr_drop_at:
-        lr = keras.optimizers.schedules.PiecewiseConstantDecay([lr_drop_at], [lr, lr * 0.1])
-    opt = keras.optimizers.Adam(lr)
-    pixel = L1()
-    lam_t = tf.constant(lam, tf.float32)
+    def __init__(self, model, lr, term=None, lr_drop_at=None):
+        import keras
+        import tensorflow as tf
 
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            l_pix = pixel(y, pred)
-            total, l_term = l_pix, tf.constant(0.0)
-            if term is not None:
-                l_term = tf.cast(term(y, pred), tf.float32)
-                total = l_pix + lam_t * l_term
-        grads = tape.gradient(total, model.trainable_variables)
-        opt.apply_gradients(zip(grads, model.trainable_variables))
-        return l_pix, l_term
+        from tfrestore.losses import L1
 
-    bar = _progbar(steps, label)
-    t0 = time.time()
-    for i in range(steps):
-        x, y = data.batch(phase, i, n=batch, crop=crop)
-        l_pix, l_term = step(tf.constant(x), tf.constant(y))
-        values = [("l1", float(l_pix))]
-        if term is not None:
-            values.append((term.name, float(l_term) * lam))
-        bar.update(i + 1, values)
-    return time.time() - t0
+        self.model, self.term = model, term
+        if lr_drop_at:
+            lr = keras.optimizers.schedules.PiecewiseConstantDecay([lr_drop_at], [lr, lr * 0.1])
+        self.opt = keras.optimizers.Adam(lr)
+        self.opt.build(model.trainable_variables)
+        self._opt_init = [v.numpy() for v in self.opt.variables]
+        self.lam = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+        self._state_init = [(v, v.numpy()) for v in _term_state(term)]
+        pixel = L1()
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                pred = model(x, training=True)
+                l_pix = pixel(y, pred)
+                total, l_term = l_pix, tf.constant(0.0)
+                if term is not None:
+                    l_term = tf.cast(term(y, pred), tf.float32)
+                    total = l_pix + self.lam * l_term
+            grads = tape.gradient(total, model.trainable_variables)
+            self.opt.apply_gradients(zip(grads, model.trainable_variables))
+            return l_pix, l_term
+
+        self._step = step
+
+    def reset(self, weights, lam=0.0):
+        self.model.set_weights(weights)
+        for v, init in zip(self.opt.variables, self._opt_init):
+            v.assign(init)
+        for v, init in self._state_init:
+            v.assign(init)
+        self.lam.assign(float(lam))
+
+    def fit(self, data, steps, phase, label="", crop=None, batch=None):
+        """Train on batches ``0 .. steps-1`` of ``phase``; returns seconds."""
+        import tensorflow as tf
+
+        lam = float(self.lam.numpy())
+        bar = _progbar(steps, label)
+        t0 = time.time()
+        for i in range(steps):
+            x, y = data.batch(phase, i, n=batch, crop=crop)
+            l_pix, l_term = self._step(tf.constant(x), tf.constant(y))
+            values = [("l1", float(l_pix))]
+            if self.term is not None:
+                values.append((self.term.name, float(l_term) * lam))
+            bar.update(i + 1, values)
+        return time.time() - t0
+
+
+def _term_state(term):
+    """Variables a loss changes while training (restored between runs of one loss)."""
+    out = []
+    queue = getattr(term, "_queue", None)
+    if queue is not None:
+        out += [queue.pred, queue.true, queue.count]
+    step = getattr(term, "_step", None)  # DiffLoss random-stream position
+    if step is not None and hasattr(step, "assign"):
+        out.append(step)
+    return out
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -507,11 +545,12 @@ def pretrain(out, model, data, s):
         meta = _read_json(meta_path)
         print(f"pretrained restorer: loaded {path} ({meta['seconds']:.0f} s when trained)")
         return meta
-    secs = train(model, data, s["pretrain_steps"], s["pretrain_lr"], Data.PRETRAIN,
-                 label=f"pretraining DnCNN-{s['depth']}x{s['filters']} with L1: "
-                 f"{s['pretrain_steps']} steps, {s['pretrain_batch']} x {s['pretrain_crop']} px",
-                 crop=s["pretrain_crop"], batch=s["pretrain_batch"],
-                 lr_drop_at=int(0.8 * s["pretrain_steps"]))
+    trainer = Trainer(model, s["pretrain_lr"], lr_drop_at=int(0.8 * s["pretrain_steps"]))
+    secs = trainer.fit(data, s["pretrain_steps"], Data.PRETRAIN,
+                       label=f"pretraining DnCNN-{s['depth']}x{s['filters']} with L1: "
+                       f"{s['pretrain_steps']} steps, {s['pretrain_batch']} x "
+                       f"{s['pretrain_crop']} px",
+                       crop=s["pretrain_crop"], batch=s["pretrain_batch"])
     model.save_weights(path)
     meta = {"seconds": secs}
     _write_json(meta_path, meta)
@@ -536,13 +575,12 @@ def calibrate(out, kind, model, data, s):
     return cal[kind]
 
 
-def run_one(out, kind, ratio, lam, model, pre_weights, data, evaluator, s, label):
+def run_one(out, kind, ratio, lam, trainer, pre_weights, data, evaluator, s, label):
     from tfrestore.losses import L1, gradient_ratios
 
-    model.set_weights(pre_weights)
-    term = None if kind == "l1" else build_term(kind, s)
-    secs = train(model, data, s["steps"], s["lr"], Data.FINETUNE, term=term, lam=lam or 0.0,
-                 label=label)
+    model, term = trainer.model, trainer.term
+    trainer.reset(pre_weights, lam or 0.0)
+    secs = trainer.fit(data, s["steps"], Data.FINETUNE, label=label)
     result = {"run": _run_id(kind, ratio), "loss": kind, "ratio_target": ratio, "lambda": lam,
               "steps": s["steps"], "seconds": secs, "status": "ok"}
     if term is not None:
@@ -590,7 +628,7 @@ def run(args):
         _write_json(os.path.join(out, "runs", "_references.json"), refs)
 
     todo = plan(s)
-    results, skipped, done_times = {}, {}, []
+    results, skipped, done_times, trainers = {}, {}, [], {}
     for n, (kind, ratio) in enumerate(todo, 1):
         rid = _run_id(kind, ratio)
         path = os.path.join(out, "runs", rid + ".json")
@@ -622,7 +660,11 @@ def run(args):
                  + (f": λ = {lam:.4g} (gradient {ratio:g} x L1's)" if lam is not None else "")
                  + eta)
         t0 = time.time()
-        res = run_one(out, kind, ratio, lam, model, pre_weights, data, evaluator, s, label)
+        if trainers.get(kind) is None:
+            trainers.clear()  # one loss's networks and queue at a time
+            trainers[kind] = Trainer(model, s["lr"], None if kind == "l1" else build_term(kind, s))
+        res = run_one(out, kind, ratio, lam, trainers[kind], pre_weights, data, evaluator, s,
+                      label)
         done_times.append(time.time() - t0)
         results[rid] = res
         print(f"    PSNR {res['psnr']:.2f}  SSIM {res['ssim']:.4f}  LPIPS {res['lpips_alex']:.4f}"
