@@ -195,7 +195,8 @@ def prepare_out_dir(out, settings, overwrite):
         with open(cfg_path, encoding="utf-8") as f:
             old = json.load(f)
         if old != sig:
-            diff = [f"{k}: {old.get(k)!r} -> {sig.get(k)!r}" for k in sig if old.get(k) != sig.get(k)]
+            diff = [f"{k}: {old.get(k)!r} -> {sig.get(k)!r}"
+                    for k in sig if old.get(k) != sig.get(k)]
             diff += [f"{k}: {old[k]!r} -> (absent)" for k in old if k not in sig]
             if not overwrite:
                 raise SystemExit(
@@ -673,7 +674,7 @@ def run(args):
               + f"  ({_fmt_secs(done_times[-1])})", flush=True)
 
     rows = table_rows(todo, results, skipped, refs)
-    write_outputs(out, rows, s)
+    write_outputs(out, rows, s, _read_json(os.path.join(out, "calibration.json")) or {})
     print(f"\nwrote {out}/results.csv, results.md, psnr_vs_lpips.png "
           f"({_fmt_secs(time.time() - t_start)} this session)\n")
     with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
@@ -683,7 +684,9 @@ def run(args):
 
 def _fmt_secs(t):
     t = int(round(t))
-    return f"{t // 3600}:{t % 3600 // 60:02d}:{t % 60:02d}" if t >= 3600 else f"{t // 60}:{t % 60:02d}"
+    if t >= 3600:
+        return f"{t // 3600}:{t % 3600 // 60:02d}:{t % 60:02d}"
+    return f"{t // 60}:{t % 60:02d}"
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -712,7 +715,7 @@ def table_rows(todo, results, skipped, refs):
     return [{c: r.get(c) for c in CSV_COLUMNS} for r in rows]
 
 
-def write_outputs(out, rows, s):
+def write_outputs(out, rows, s, calibration=None):
     import csv
 
     with open(os.path.join(out, "results.csv"), "w", newline="", encoding="utf-8") as f:
@@ -722,7 +725,7 @@ def write_outputs(out, rows, s):
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v))
                         for k, v in r.items()})
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(rows, s))
+        f.write(markdown(rows, s, calibration))
     plot(rows, os.path.join(out, "psnr_vs_lpips.png"), s)
 
 
@@ -749,7 +752,7 @@ def recommendations(rows, tolerance=0.1):
     return rec
 
 
-def markdown(rows, s):
+def markdown(rows, s, calibration=None):
     lines = [
         f"Semantic benchmark, {s['preset']} preset: DnCNN-{s['depth']}x{s['filters']} pretrained "
         f"{s['pretrain_steps']} steps with L1, then fine-tuned {s['steps']} steps of "
@@ -780,6 +783,13 @@ def markdown(rows, s):
             f"{_f(r['sem_top1'], '.3f')} | {_f(r['d_psnr'], '+.2f')} | "
             f"{_f(r['d_lpips'], '+.4f')} | {_fmt_secs(r['seconds']) if r['seconds'] else ''} |"
         )
+    if calibration:
+        lines += ["", "Gradient-norm ratio of each term at λ = 1 to the L1 term, at the "
+                  "pretrained restorer's output (one batch of training crops): divide a target "
+                  "ratio by it to get λ.", ""]
+        for kind in LOSS_KINDS:
+            if kind in calibration:
+                lines.append(f"- {LABELS[kind]}: {calibration[kind]:.3g}")
     rec = recommendations(rows)
     if rec:
         lines += ["", "Recommended λ (lowest LPIPS-alex within 0.1 dB of the control's PSNR and "

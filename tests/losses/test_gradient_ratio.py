@@ -1,4 +1,4 @@
-"""gradient_ratios: per-term gradient norms w.r.t. y_pred, checked against hand-derived gradients."""
+"""gradient_ratios: per-term gradient norms w.r.t. y_pred, against hand-derived gradients."""
 
 import keras
 import numpy as np

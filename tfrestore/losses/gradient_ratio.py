@@ -77,7 +77,9 @@ def loss_terms(loss, weights=None):
         items = list(loss)
         if all(isinstance(x, (list, tuple)) and len(x) == 2 for x in items):
             if weights is not None:
-                raise ValueError("give weights either in (loss, weight) pairs or as `weights`, not both.")
+                raise ValueError(
+                    "give weights either in (loss, weight) pairs or as `weights`, not both."
+                )
             pairs = [(l, w) for l, w in items]
         else:
             if weights is None:
@@ -97,7 +99,9 @@ def loss_terms(loss, weights=None):
     out, seen = [], {}
     for i, (l, w) in enumerate(pairs):
         if not isinstance(l, keras.losses.Loss):
-            raise TypeError(f"term {i} of `loss` must be a keras.losses.Loss, got {type(l).__name__}.")
+            raise TypeError(
+                f"term {i} of `loss` must be a keras.losses.Loss, got {type(l).__name__}."
+            )
         if not isinstance(w, numbers.Real) or isinstance(w, bool):
             raise TypeError(f"the weight of term {i} ({l.name}) must be a real number, got {w!r}.")
         name = l.name or type(l).__name__.lower()
