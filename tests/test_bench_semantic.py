@@ -1,6 +1,7 @@
 """``python -m bench semantic``: outputs, λ calibration, resume and refusal, on a tiny setup
 (random-weight backbones, a 3-layer restorer, 2 steps; the numbers themselves mean nothing)."""
 
+import argparse
 import csv
 import json
 import os
@@ -62,6 +63,7 @@ def _rows(out):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # a few CPU-seconds of tracing per run
 def test_outputs_have_the_documented_columns(first_run):
     from bench.bench_semantic import CSV_COLUMNS
 
@@ -82,11 +84,13 @@ def test_outputs_have_the_documented_columns(first_run):
     assert float(a["d_psnr"]) == pytest.approx(float(a["psnr"]) - float(control["psnr"]), abs=2e-4)
     md = (first_run / "results.md").read_text()
     assert "| loss | ratio | λ |" in md and "L1 (control)" in md and "whole image + queue" in md
+    assert "at λ = 1 to the L1 term" in md
     assert (first_run / "psnr_vs_lpips.png").stat().st_size > 1000
     assert (first_run / "pretrain.weights.h5").is_file()
     assert (first_run / "runs" / "d2sm_queue_r2.weights.h5").is_file()
 
 
+@pytest.mark.slow  # a few CPU-seconds of tracing per run
 def test_second_run_resumes_and_skips_finished_rows(bench_main, folders, first_run, capsys):
     before = {p: p.stat().st_mtime_ns for p in (first_run / "runs").glob("*.json")}
     rows_before = _rows(first_run)
@@ -100,13 +104,46 @@ def test_second_run_resumes_and_skips_finished_rows(bench_main, folders, first_r
     assert _rows(first_run) == rows_before
 
 
-def test_other_settings_are_refused_without_overwrite(bench_main, folders, first_run, tmp_path):
+def test_other_settings_are_refused_without_overwrite(bench_main, folders, tmp_path):
+    from bench import bench_semantic as bs
+
+    out = tmp_path / "run"
+    parser = argparse.ArgumentParser()
+    bs.add_arguments(parser)
+    settings = bs.resolve_settings(parser.parse_args(_args(folders, out)[1:]))
+    bs.prepare_out_dir(str(out), settings, overwrite=False)
+    (out / "runs" / "l1.json").write_text("{}")
+    bs.prepare_out_dir(str(out), settings, overwrite=False)  # same settings: resume
+    assert (out / "runs" / "l1.json").is_file()
     with pytest.raises(SystemExit, match=r"other settings \(steps: 2 -> 3\).*--overwrite"):
-        bench_main(_args(folders, first_run, "--steps", "3"))
-    cfg = json.loads((first_run / "config.json").read_text())
-    assert cfg["steps"] == 2  # untouched
+        bench_main(_args(folders, out, "--steps", "3"))
+    assert json.loads((out / "config.json").read_text())["steps"] == 2  # untouched
+    assert (out / "runs" / "l1.json").is_file()
+    changed = dict(settings, steps=3)
+    bs.prepare_out_dir(str(out), changed, overwrite=True)
+    assert not (out / "runs" / "l1.json").exists()
+    assert json.loads((out / "config.json").read_text())["steps"] == 3
 
 
+def test_recommendation_rule():
+    from bench import bench_semantic as bs
+
+    def row(run, loss, psnr, lp, lam=None):
+        return {"run": run, "loss": loss, "psnr": psnr, "lpips_alex": lp, "lambda": lam,
+                "status": "ok"}
+
+    rows = [
+        row("l1", "l1", 25.0, 0.40),
+        row("a1", "perceptual", 24.95, 0.39, 0.01),  # within 0.1 dB, better LPIPS
+        row("a2", "perceptual", 24.5, 0.30, 0.1),  # best LPIPS but loses 0.5 dB
+        row("b1", "pdl_identity", 25.0, 0.41, 0.01),  # worse LPIPS
+    ]
+    rec = bs.recommendations(rows)
+    assert rec["perceptual"]["run"] == "a1"
+    assert rec["pdl_identity"] is None
+
+
+@pytest.mark.slow  # a few CPU-seconds of tracing per run
 def test_overwrite_discards_the_old_run(bench_main, folders, tmp_path, capsys):
     out = tmp_path / "o"
     args = _args(folders, out)
