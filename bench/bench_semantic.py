@@ -96,6 +96,9 @@ def add_arguments(parser):
                         help="output directory (default outputs/bench_semantic_<preset>)")
     parser.add_argument("--overwrite", action="store_true",
                         help="discard the results of a run with other settings in --out")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write results.csv/.md/.png from the runs finished so far in --out "
+                        "and exit (safe while the benchmark is still running)")
     parser.add_argument("--losses", default="all",
                         help="comma-separated subset of " + ",".join(LOSS_KINDS)
                         + " (the L1 control always runs); default all")
@@ -606,6 +609,8 @@ def run(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     s = resolve_settings(args)
     out = args.out or os.path.join("outputs", f"bench_semantic_{s['preset']}")
+    if args.report_only:
+        return report_only(out, s)
     prepare_out_dir(out, s, args.overwrite)
     t_start = time.time()
     print(f"semantic benchmark ({s['preset']} preset) -> {out}")
@@ -655,8 +660,10 @@ def run(args):
         remaining = sum(1 for k, r in todo[n - 1:]
                         if not os.path.isfile(os.path.join(out, "runs", _run_id(k, r) + ".json")))
         eta = ""
-        if done_times:
-            eta = f", ETA {_fmt_secs(remaining * sum(done_times) / len(done_times))}"
+        # The L1 control is cheaper than a loss run: estimate from loss runs once there are.
+        times = [t for k, t in done_times if k != "l1"] or [t for _, t in done_times]
+        if times:
+            eta = f", ETA {_fmt_secs(remaining * sum(times) / len(times))}"
         label = (f"[{n}/{len(todo)}] {rid}"
                  + (f": λ = {lam:.4g} (gradient {ratio:g} x L1's)" if lam is not None else "")
                  + eta)
@@ -666,17 +673,51 @@ def run(args):
             trainers[kind] = Trainer(model, s["lr"], None if kind == "l1" else build_term(kind, s))
         res = run_one(out, kind, ratio, lam, trainers[kind], pre_weights, data, evaluator, s,
                       label)
-        done_times.append(time.time() - t0)
+        done_times.append((kind, time.time() - t0))
         results[rid] = res
         print(f"    PSNR {res['psnr']:.2f}  SSIM {res['ssim']:.4f}  LPIPS {res['lpips_alex']:.4f}"
               f"  sem-cos {res['sem_cos']:.4f}  top-1 {res['sem_top1']:.3f}"
               + (f"  ratio at end {res['ratio_end']:.3g}" if "ratio_end" in res else "")
-              + f"  ({_fmt_secs(done_times[-1])})", flush=True)
+              + f"  ({_fmt_secs(done_times[-1][1])})", flush=True)
 
     rows = table_rows(todo, results, skipped, refs)
     write_outputs(out, rows, s, _read_json(os.path.join(out, "calibration.json")) or {})
     print(f"\nwrote {out}/results.csv, results.md, psnr_vs_lpips.png "
           f"({_fmt_secs(time.time() - t_start)} this session)\n")
+    with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
+        print(f.read())
+    return 0
+
+
+def report_only(out, s):
+    """Tables and plot from the finished runs in ``out`` (no training, no networks)."""
+    from tfrestore.data import list_images
+
+    cfg = _read_json(os.path.join(out, "config.json"))
+    refs = _read_json(os.path.join(out, "runs", "_references.json"))
+    if cfg is None or refs is None:
+        raise SystemExit(f"error: --report-only: {out} holds no benchmark results yet")
+    if cfg != signature(s):
+        diff = [k for k in cfg if cfg.get(k) != signature(s).get(k)]
+        raise SystemExit(f"error: --report-only: {out} holds a run with other settings "
+                         f"(differs in {', '.join(diff)}); pass the same flags as that run")
+    s["n_test"] = len(list_images(s["test_dir"])[: s["test_images"]])
+    todo = plan(s)
+    results = {}
+    for kind, ratio in todo:
+        r = _read_json(os.path.join(out, "runs", _run_id(kind, ratio) + ".json"))
+        if r is not None:
+            results[r["run"]] = r
+    skipped = {}
+    if "diffloss" in s["losses"] and s["weights"] != "none":
+        why = diffloss_weights()[1]
+        if why:
+            skipped["diffloss"] = why
+    rows = table_rows(todo, results, skipped, refs)
+    write_outputs(out, rows, s, _read_json(os.path.join(out, "calibration.json")) or {})
+    n_todo = len(todo) - sum(len(s["ratios"]) for k in skipped)
+    print(f"{len(results)} of {n_todo} runs finished; wrote {out}/results.csv, results.md, "
+          "psnr_vs_lpips.png\n")
     with open(os.path.join(out, "results.md"), encoding="utf-8") as f:
         print(f.read())
     return 0

@@ -102,6 +102,10 @@ def test_second_run_resumes_and_skips_finished_rows(bench_main, folders, first_r
     after = {p: p.stat().st_mtime_ns for p in (first_run / "runs").glob("*.json")}
     assert after == before
     assert _rows(first_run) == rows_before
+    (first_run / "results.csv").unlink()
+    assert bench_main(_args(folders, first_run, "--report-only")) == 0
+    assert "3 of 3 runs finished" in capsys.readouterr().out
+    assert _rows(first_run) == rows_before
 
 
 def test_other_settings_are_refused_without_overwrite(bench_main, folders, tmp_path):
@@ -196,3 +200,8 @@ def test_tfrestore_bench_semantic_help(monkeypatch, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--quick" in out and "--overwrite" in out and "Calibrate λ" in out
+
+
+def test_report_only_needs_results(bench_main, folders, tmp_path):
+    with pytest.raises(SystemExit, match="holds no benchmark results"):
+        bench_main(_args(folders, tmp_path / "empty", "--report-only"))
