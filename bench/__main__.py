@@ -34,7 +34,11 @@ def main(argv=None):
         print(f"unknown benchmark {name!r}; choose from {names}", file=sys.stderr)
         return 2
     mod = importlib.import_module(f"bench.bench_{name}")
-    parser = argparse.ArgumentParser(prog=f"python -m bench {name}", description=mod.__doc__)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m bench {name}",
+        description=mod.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the docstring layout
+    )
     mod.add_arguments(parser)
     return mod.run(parser.parse_args(argv)) or 0
 

@@ -70,6 +70,7 @@ def test_top_level_help_lists_every_command(capsys):
                 "--lpips",
                 "--csv",
                 "--save-dir",
+                "--quiet",
                 "--tile",
                 "--overlap",
                 "--receptive-field",
@@ -222,6 +223,7 @@ def test_eval_table_and_csv(saved_model, image_dir, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "psnr_in" in out and "ssim_out" in out and "mean" in out
+    assert "2/2" in out and "image" in out  # progress bar over the images
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     assert [r["image"] for r in rows] == ["chelsea", "coffee", "mean"]
@@ -251,11 +253,13 @@ def test_eval_with_real_pairs(saved_model, image_dir, tmp_path, capsys):
             str(image_dir),
             "--lpips",
             "off",
+            "--quiet",
         ]
     )
     assert rc == 0
     out = capsys.readouterr().out
     assert "real pairs" in out
+    assert "2/2" not in out  # --quiet: no progress bar
     mean_line = [line for line in out.splitlines() if line.startswith("mean")][0]
     assert "inf" in mean_line  # LQ == GT: the input PSNR is infinite
 

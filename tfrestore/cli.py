@@ -398,6 +398,7 @@ def _add_eval(sub):
     )
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--save-dir", default=None, help="write the restored images to this folder")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar over the images")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -491,6 +492,7 @@ def _cmd_eval(args):
         crop=args.crop_border,
         lpips=lp,
         return_images=True,
+        progress=not args.quiet,
     )
     table = add_mean_row(rows)
     print(f"model: {args.model}\ndegradation: {degradation_text}\n")

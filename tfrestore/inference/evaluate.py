@@ -70,6 +70,7 @@ def evaluate_model(
     crop=0,
     lpips="auto",
     return_images=False,
+    progress=False,
 ):
     """Evaluate ``model`` on ``items``.
 
@@ -83,6 +84,8 @@ def evaluate_model(
             ``crop=scale`` for SR tables).
         lpips: ``"auto"`` (when available), True (required) or False.
         return_images: also return ``[(name, degraded_display, restored, clean)]``.
+        progress: show a Keras progress bar over the images (with the running
+            mean PSNR of the outputs) on stdout.
 
     Returns:
         ``(rows, notes)`` (and the images if requested): one dict per image with
@@ -99,6 +102,12 @@ def evaluate_model(
                 raise RuntimeError(f"LPIPS requested but unavailable: {why}")
             notes.append(f"LPIPS skipped: {why}")
     rows, images = [], []
+    bar = None
+    if progress:
+        import keras
+
+        items = list(items)
+        bar = keras.utils.Progbar(len(items), unit_name="image")
     for name, inputs, clean in items:
         extra = None
         if isinstance(inputs, tuple):
@@ -139,6 +148,8 @@ def evaluate_model(
             row["lpips_in"] = float(np.asarray(lp_fn(c, b))[0])
             row["lpips_out"] = float(np.asarray(lp_fn(c, r))[0])
         rows.append(row)
+        if bar is not None:
+            bar.add(1, [("psnr_out", row["psnr_out"])])
         if return_images:
             images.append((name, b[0], r[0], clean))
     if return_images:

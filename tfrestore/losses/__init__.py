@@ -3,6 +3,8 @@
 Combine on one output as a list, ``model.compile(loss=[L1(), D2SMLoss()], loss_weights=[1, 0.1])``
 (tfrestore models; any Keras model after :func:`enable_loss_terms`), or with ``+`` / ``*``:
 ``model.compile(loss=L1() + 0.1 * D2SMLoss())``. Each term is logged as its own metric.
+:func:`gradient_ratios` tells how hard each term pulls relative to the pixel term
+before training (to choose the weights).
 """
 
 from tfrestore.losses._counter import OutsideScopeError
@@ -10,6 +12,7 @@ from tfrestore.losses.base import ListOfLossesError, RestorationLoss, WeightedSu
 from tfrestore.losses.contextual import ContextualLoss
 from tfrestore.losses.d2sm import D2SMLoss
 from tfrestore.losses.diffloss import DiffLoss
+from tfrestore.losses.gradient_ratio import format_gradient_ratios, gradient_ratios, loss_terms
 from tfrestore.losses.lpips import LPIPSLoss
 from tfrestore.losses.pdl import PDLoss, ProjectedDistributionLoss
 from tfrestore.losses.perceptual import PerceptualLoss
@@ -35,4 +38,7 @@ __all__ = [
     "SSIMLoss",
     "MSSSIMLoss",
     "enable_loss_terms",
+    "gradient_ratios",
+    "format_gradient_ratios",
+    "loss_terms",
 ]

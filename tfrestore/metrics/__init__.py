@@ -5,6 +5,8 @@ Full-reference image quality: :func:`psnr` / :class:`PSNR`, :func:`ssim` /
 :class:`LPIPS` (LPIPS v0.1, RGB inputs in [0, 1]). Every function returns one value per
 image; every class is a ``keras.metrics.Metric`` averaging over images, usable in
 ``model.compile(metrics=[PSNR(), SSIM()])`` and serializable.
+Semantic fidelity (does the restoration keep what a recognition network sees):
+:func:`semantic_similarity` and :func:`retrieval_accuracy` (:mod:`tfrestore.metrics.semantic`).
 
 Conventions that decide published-number parity, shared by all of them:
 
@@ -24,6 +26,11 @@ Recipes: SR tables (BasicSR) ``psnr(..., color="y", crop=scale)``,
 
 from tfrestore.metrics.lpips import LPIPS, lpips
 from tfrestore.metrics.psnr import PSNR, psnr
+from tfrestore.metrics.semantic import (
+    retrieval_accuracy,
+    semantic_features,
+    semantic_similarity,
+)
 from tfrestore.metrics.ssim import (
     MS_SSIM_WEIGHTS,
     MSSSIM,
@@ -47,4 +54,7 @@ __all__ = [
     "LPIPS",
     "TopKAccuracy",
     "SegmentationMeanIoU",
+    "semantic_features",
+    "semantic_similarity",
+    "retrieval_accuracy",
 ]
