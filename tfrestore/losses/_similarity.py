@@ -52,17 +52,21 @@ def cosine_kernel(a, b):
     return (tf.linalg.matmul(a, b, transpose_b=True) + 1.0) * 0.5
 
 
-def conditional_probabilities(k, col_mask, include_diagonal=True):
-    """Row-normalise a kernel matrix ``k`` (``(..., M, M)``) over valid columns.
+def conditional_probabilities(k, col_mask, include_diagonal=True, diagonal_offset=0):
+    """Row-normalise a kernel matrix ``k`` (``(..., M, M')``) over valid columns.
 
     ``P[i, j] = K[i, j] / sum_k K[i, k]`` with the sum over valid ``k`` (and
-    ``k != i`` when ``include_diagonal`` is False). Invalid columns get ``P = 0``.
+    ``k != i + diagonal_offset`` when ``include_diagonal`` is False: row ``i`` of a
+    block of rows that starts at row ``diagonal_offset`` of the full set). Invalid
+    columns get ``P = 0``.
     """
     m = tf.shape(k)[-1]
     mask = tf.cast(col_mask, k.dtype)
     w = tf.ones_like(k) * mask[..., None, :]
     if not include_diagonal:
-        w = w * (1.0 - tf.eye(m, dtype=k.dtype))
+        rows = tf.shape(k)[-2]
+        eye = tf.eye(rows, m - diagonal_offset, dtype=k.dtype)
+        w = w * (1.0 - tf.pad(eye, [[0, 0], [diagonal_offset, 0]]))
     # (M + 1) / 2 can round to a hair below 0 for antipodal rows.
     kw = tf.maximum(k, 0.0) * w
     z = tf.reduce_sum(kw, axis=-1, keepdims=True)
@@ -127,6 +131,7 @@ def set_divergence(
     queue_t=None,
     queue_mask=None,
     *,
+    queue_similarities=None,
     divergence="kl",
     include_diagonal=True,
     eps=1e-6,
@@ -137,6 +142,9 @@ def set_divergence(
         fs, ft: ``(G, P, D)`` L2-normalised current rows (restored / clean).
         queue_s, queue_t: optional ``(q, D)`` queued rows appended to every group.
         queue_mask: ``(q,)`` 0/1 validity of the queue slots.
+        queue_similarities: optional ``(queue_s queue_s^T, queue_t queue_t^T)``,
+            e.g. cached between steps by :class:`~tfrestore.losses._queue.FeatureQueue`;
+            computed here (``O(q^2 D)``) when omitted.
     Returns:
         ``(row_div, row_mask, n_valid)``: ``(G, P + q)`` per-row divergences,
         the ``(P + q,)`` row mask and the number of valid rows per set (scalar).
@@ -145,26 +153,59 @@ def set_divergence(
     ft = tf.cast(ft, tf.float32)
     mask = tf.ones([tf.shape(fs)[1]], tf.float32)
     if queue_s is None:
-        ks = cosine_kernel(fs, fs)
-        kt = cosine_kernel(ft, ft)
-    else:
-        ks = _kernel_with_queue(fs, tf.cast(queue_s, tf.float32))
-        kt = _kernel_with_queue(ft, tf.cast(queue_t, tf.float32))
-        mask = tf.concat([mask, tf.cast(queue_mask, tf.float32)], axis=0)
-    ps = conditional_probabilities(ks, mask, include_diagonal)
-    pt = conditional_probabilities(kt, mask, include_diagonal)
-    rows = row_divergence(ps, pt, divergence, eps) * mask
+        ps = conditional_probabilities(cosine_kernel(fs, fs), mask, include_diagonal)
+        pt = conditional_probabilities(cosine_kernel(ft, ft), mask, include_diagonal)
+        rows = row_divergence(ps, pt, divergence, eps) * mask
+        return rows, mask, tf.reduce_sum(mask)
+    queue_s = tf.cast(queue_s, tf.float32)
+    queue_t = tf.cast(queue_t, tf.float32)
+    qmask = tf.cast(queue_mask, tf.float32)
+    if queue_similarities is None:
+        queue_similarities = (
+            tf.linalg.matmul(queue_s, queue_s, transpose_b=True),
+            tf.linalg.matmul(queue_t, queue_t, transpose_b=True),
+        )
+    sims_s, sims_t = (tf.cast(x, tf.float32) for x in queue_similarities)
+    mask = tf.concat([mask, qmask], axis=0)
+
+    # Rows of the current samples: the small (P, P + q) block.
+    cross_s = (tf.einsum("gpd,qd->gpq", fs, queue_s) + 1.0) * 0.5  # (G, P, q)
+    cross_t = (tf.einsum("gpd,qd->gpq", ft, queue_t) + 1.0) * 0.5
+    top_s = tf.concat([cosine_kernel(fs, fs), cross_s], axis=2)
+    top_t = tf.concat([cosine_kernel(ft, ft), cross_t], axis=2)
+    rows_top = row_divergence(
+        conditional_probabilities(top_s, mask, include_diagonal),
+        conditional_probabilities(top_t, mask, include_diagonal),
+        divergence,
+        eps,
+    )
+    # Rows of the queued samples: their (q, q) block does not depend on the current
+    # rows except through each row's normaliser, so it is built from the (cached)
+    # queue similarities and never concatenated with the current columns.
+    rows_queue = _queue_rows_divergence(
+        cross_s, cross_t, sims_s, sims_t, qmask, include_diagonal, divergence, eps
+    )
+    rows = tf.concat([rows_top, rows_queue * qmask], axis=1)
     return rows, mask, tf.reduce_sum(mask)
 
 
-def _kernel_with_queue(f, q):
-    """Kernel of ``[f_g; q]`` for every group ``g`` without recomputing the queue
-    block per group (``q q^T`` dominates for large queues)."""
-    g = tf.shape(f)[0]
-    cc = cosine_kernel(f, f)  # (G, P, P)
-    cq = (tf.einsum("gpd,qd->gpq", f, q) + 1.0) * 0.5  # (G, P, q)
-    qq = cosine_kernel(q, q)  # (q, q)
-    top = tf.concat([cc, cq], axis=2)
-    qq = tf.broadcast_to(qq[None], tf.stack([g, tf.shape(q)[0], tf.shape(q)[0]]))
-    bottom = tf.concat([tf.transpose(cq, [0, 2, 1]), qq], axis=2)
-    return tf.concat([top, bottom], axis=1)
+def _queue_rows_divergence(cross_s, cross_t, sims_s, sims_t, qmask, diag, divergence, eps):
+    """``(G, q)`` divergences of the queue rows ``[cross^T | K_qq]`` of each group.
+
+    The same entries as :func:`conditional_probabilities` and :func:`row_divergence`
+    on the full rows; only the normaliser is summed in two parts.
+    """
+    w = qmask[None, :]
+    if not diag:
+        w = w * (1.0 - tf.eye(tf.shape(sims_s)[0], dtype=tf.float32))
+    parts = []
+    for cross, sims in ((cross_s, sims_s), (cross_t, sims_t)):
+        kc = tf.maximum(tf.transpose(cross, [0, 2, 1]), 0.0)  # (G, q, P), all valid
+        kq = tf.maximum((sims + 1.0) * 0.5, 0.0) * w  # (q, q)
+        z = tf.reduce_sum(kc, axis=-1, keepdims=True) + tf.reduce_sum(kq, axis=-1)[:, None]
+        z = tf.maximum(z, _TINY)  # (G, q, 1)
+        parts.append((kc / z, kq[None] / z))
+    (pc_s, pq_s), (pc_t, pq_t) = parts
+    return row_divergence(pc_s, pc_t, divergence, eps) + row_divergence(
+        pq_s, pq_t, divergence, eps
+    )
