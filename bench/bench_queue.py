@@ -37,6 +37,11 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--divergence", default="kl")
     parser.add_argument("--skip-old", action="store_true", help="time only the cached queue")
+    parser.add_argument(
+        "--threads", type=int, default=0,
+        help="TF intra/inter-op threads (0 = TF default); 1 gives steadier numbers on a "
+        "shared machine",
+    )
 
 
 # ---------------------------------------------------------------- previous formulation
@@ -143,15 +148,19 @@ def _time(step, data, warmup, steps):
     values = []
     for x, y in data[:warmup]:
         values.append(float(step(x, y)))
-    times = []
+    times, cpu = [], []
     for x, y in data[warmup:warmup + steps]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         values.append(float(step(x, y)))
         times.append(time.perf_counter() - t0)
-    return float(np.median(times)), values
+        cpu.append(time.process_time() - c0)
+    return float(np.median(times)), float(np.median(cpu)), values
 
 
 def run(args):
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     from tfrestore.losses import D2SMLoss
 
     fx = _extractor(args.size, args.dim)
@@ -169,7 +178,7 @@ def run(args):
     )
     print(
         f"{'q':>6} {'recompute ms':>13} {'cached ms':>10} {'speed-up':>9} "
-        f"{'max rel. diff of loss':>22} {'cache MB':>9}"
+        f"{'CPU ms old':>11} {'CPU ms new':>11} {'max rel. diff of loss':>22} {'cache MB':>9}"
     )
     rows = []
     for q in args.queues:
@@ -178,11 +187,13 @@ def run(args):
             divergence=args.divergence,
         )
         new = D2SMLoss(**kw)
-        t_new, v_new = _time(_step(new, args.batch, args.size), data, args.warmup, args.steps)
-        t_old = v_old = None
+        t_new, c_new, v_new = _time(_step(new, args.batch, args.size), data, args.warmup, args.steps)
+        t_old = c_old = v_old = None
         if not args.skip_old:
             old = _old_loss(**kw)
-            t_old, v_old = _time(_step(old, args.batch, args.size), data, args.warmup, args.steps)
+            t_old, c_old, v_old = _time(
+                _step(old, args.batch, args.size), data, args.warmup, args.steps
+            )
         # Same initial restorer and data: the loss values must agree step for step.
         diff = (
             max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(v_new, v_old))
@@ -191,6 +202,10 @@ def run(args):
         cache_mb = 2 * q * q * 4 / 2**20
         old_s = f"{t_old * 1e3:13.1f}" if t_old is not None else f"{'-':>13}"
         speed = f"{t_old / t_new:9.2f}" if t_old is not None else f"{'-':>9}"
-        print(f"{q:>6} {old_s} {t_new * 1e3:10.1f} {speed} {diff:22.2e} {cache_mb:9.1f}")
+        c_old_s = f"{c_old * 1e3:11.1f}" if c_old is not None else f"{'-':>11}"
+        print(
+            f"{q:>6} {old_s} {t_new * 1e3:10.1f} {speed} {c_old_s} {c_new * 1e3:11.1f} "
+            f"{diff:22.2e} {cache_mb:9.1f}", flush=True,
+        )
         rows.append({"q": q, "old_s": t_old, "new_s": t_new, "max_rel_diff": diff})
     return 0

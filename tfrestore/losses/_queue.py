@@ -225,23 +225,18 @@ class FeatureQueue:
         pred, true = self.pred.read_value(), self.true.read_value()
         new_pred = tf.where(on, rows_pred, tf.gather(pred, idx))
         new_true = tf.where(on, rows_true, tf.gather(true, idx))
-        sims = []
-        for old, new, s_old, k_old in (
-            (pred, new_pred, similarities.pred, similarities.keys_pred),
-            (true, new_true, similarities.true, similarities.keys_true),
-        ):
-            sims.append(_updated_similarities(old, new, idx, on, s_old, k_old))
         ops = [
             self.pred.scatter_update(tf.IndexedSlices(new_pred, idx)),
             self.true.scatter_update(tf.IndexedSlices(new_true, idx)),
             self.count.assign_add(n * tf.cast(on, tf.int64)),
-            # Whole-matrix assigns (O(q^2) copies, no arithmetic): symmetric updates
-            # of rows *and* columns have no distributed scatter op.
-            self.sim_pred.assign(sims[0][0]),
-            self.sim_keys_pred.assign(sims[0][1]),
-            self.sim_true.assign(sims[1][0]),
-            self.sim_keys_true.assign(sims[1][1]),
         ]
+        for rows, new, sim, keys, var, key_var in (
+            (pred, new_pred, similarities.pred, similarities.keys_pred,
+             self.sim_pred, self.sim_keys_pred),
+            (true, new_true, similarities.true, similarities.keys_true,
+             self.sim_true, self.sim_keys_true),
+        ):
+            ops.extend(_write_similarities(var, key_var, rows, new, idx, on, sim, keys))
         return ops
 
     # ------------------------------------------------------------ control
@@ -314,16 +309,34 @@ class FeatureQueue:
         return 2 * self.size * (self.dim + self.size + 2) * 4
 
 
-def _updated_similarities(rows, new, idx, on, sim, keys):
-    """Similarities and row keys after writing ``new`` rows at ``idx``, from the
-    current ``sim`` (``O(n q D)`` for the new rows' similarities)."""
-    after = tf.tensor_scatter_nd_update(rows, idx[:, None], new)
-    s_new = _similarity(new, after)  # (n, q): new rows against the updated queue
+def _write_similarities(var, key_var, rows, new, idx, on, sim, keys):
+    """Ops that make ``var`` / ``key_var`` the similarities and row keys of the queue
+    after ``new`` rows are written at ``idx`` (``O(n q D)`` arithmetic).
+
+    ``sim`` / ``keys``: this step's :meth:`FeatureQueue.read_similarities` (correct
+    even when the cache was stale).
+    """
+    # New rows against the queue after the write: old rows except at ``idx``.
+    s_new = _similarity(new, rows)  # (n, q)
+    s_new = tf.transpose(
+        tf.tensor_scatter_nd_update(tf.transpose(s_new), idx[:, None], _similarity(new, new))
+    )
     # Frozen queue: keep the cached values bit for bit.
     s_new = tf.where(on, s_new, tf.gather(sim, idx))
-    sim = tf.tensor_scatter_nd_update(sim, idx[:, None], s_new)  # rows
+    new_keys = tf.tensor_scatter_nd_update(keys, idx[:, None], _row_keys(new))
     q = tf.shape(sim, out_type=tf.int64)[0]
     cols = tf.stack(tf.meshgrid(tf.range(q, dtype=tf.int64), idx, indexing="ij"), axis=-1)
-    sim = tf.tensor_scatter_nd_update(sim, cols, tf.transpose(s_new))  # columns
-    keys = tf.tensor_scatter_nd_update(keys, idx[:, None], _row_keys(new))
-    return sim, keys
+    if isinstance(var, tf.distribute.DistributedValues):
+        # Mirrored variables have no scatter_nd_update: write the whole matrix
+        # (an O(q^2) copy, no arithmetic).
+        sim = tf.tensor_scatter_nd_update(sim, idx[:, None], s_new)  # rows
+        sim = tf.tensor_scatter_nd_update(sim, cols, tf.transpose(s_new))  # columns
+        return [var.assign(sim), key_var.assign(new_keys)]
+    # In place. A stale cache (keys differ) is first replaced by this step's values.
+    stale = tf.reduce_any(tf.not_equal(keys, key_var.read_value()))
+    base = tf.cond(stale, lambda: var.assign(sim, read_value=True), var.read_value)
+    with tf.control_dependencies([base]):
+        write_rows = var.scatter_update(tf.IndexedSlices(s_new, idx))
+    with tf.control_dependencies([write_rows]):
+        write_cols = var.scatter_nd_update(cols, tf.transpose(s_new))
+    return [write_rows, write_cols, key_var.assign(new_keys)]

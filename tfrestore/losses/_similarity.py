@@ -254,17 +254,21 @@ def _queue_block_divergence(z_s, z_t, k_s, k_t, divergence, eps):
     memory (automatic differentiation would keep about ten ``(G, q, q)`` tensors).
     """
 
-    @tf.custom_gradient
-    def block(z_s, z_t):
+    def sums(z_s, z_t, k_s, k_t):
         p = k_s[None] / z_s[..., None]
         t = k_t[None] / z_t[..., None]
         v, dp, dt = _entries_and_partials(p, t, divergence, eps)
         g_s = -tf.reduce_sum(p * dp, axis=-1) / z_s
         g_t = -tf.reduce_sum(t * dt, axis=-1) / z_t
+        return tf.reduce_sum(v, axis=-1), g_s, g_t
+
+    @tf.custom_gradient
+    def block(z_s, z_t):
+        value, g_s, g_t = sums(z_s, z_t, k_s, k_t)
 
         def grad(upstream):
             return upstream * g_s, upstream * g_t
 
-        return tf.reduce_sum(v, axis=-1), grad
+        return value, grad
 
     return block(z_s, z_t)
