@@ -326,17 +326,9 @@ def _write_similarities(var, key_var, rows, new, idx, on, sim, keys):
     new_keys = tf.tensor_scatter_nd_update(keys, idx[:, None], _row_keys(new))
     q = tf.shape(sim, out_type=tf.int64)[0]
     cols = tf.stack(tf.meshgrid(tf.range(q, dtype=tf.int64), idx, indexing="ij"), axis=-1)
-    if isinstance(var, tf.distribute.DistributedValues):
-        # Mirrored variables have no scatter_nd_update: write the whole matrix
-        # (an O(q^2) copy, no arithmetic).
-        sim = tf.tensor_scatter_nd_update(sim, idx[:, None], s_new)  # rows
-        sim = tf.tensor_scatter_nd_update(sim, cols, tf.transpose(s_new))  # columns
-        return [var.assign(sim), key_var.assign(new_keys)]
-    # In place. A stale cache (keys differ) is first replaced by this step's values.
-    stale = tf.reduce_any(tf.not_equal(keys, key_var.read_value()))
-    base = tf.cond(stale, lambda: var.assign(sim, read_value=True), var.read_value)
-    with tf.control_dependencies([base]):
-        write_rows = var.scatter_update(tf.IndexedSlices(s_new, idx))
-    with tf.control_dependencies([write_rows]):
-        write_cols = var.scatter_nd_update(cols, tf.transpose(s_new))
-    return [write_rows, write_cols, key_var.assign(new_keys)]
+    sim = tf.tensor_scatter_nd_update(sim, idx[:, None], s_new)  # rows
+    sim = tf.tensor_scatter_nd_update(sim, cols, tf.transpose(s_new))  # columns
+    # A whole-matrix assign (an O(q^2) copy, no arithmetic) rather than in-place
+    # scatters: mirrored variables have no scatter_nd_update, and a sparse update
+    # puts a variable in copy-on-read mode (every later read copies all q^2 values).
+    return [var.assign(sim), key_var.assign(new_keys)]
