@@ -270,7 +270,8 @@ class FeatureQueue:
             (self.true, self.sim_true, self.sim_keys_true),
         ):
             value = tf.convert_to_tensor(rows.numpy())
-            sim.assign(_similarity(value, value))
+            s = _similarity(value, value)
+            sim.assign(0.5 * (s + tf.transpose(s)))  # exactly symmetric, as the updates
             keys.assign(_row_keys(value))
 
     # ------------------------------------------------------------ saving
@@ -318,16 +319,23 @@ def _write_similarities(var, key_var, rows, new, idx, on, sim, keys):
     """
     # New rows against the queue after the write: old rows except at ``idx``.
     s_new = _similarity(new, rows)  # (n, q)
-    s_new = tf.transpose(
-        tf.tensor_scatter_nd_update(tf.transpose(s_new), idx[:, None], _similarity(new, new))
-    )
+    # The new-new block made exactly symmetric: rows and columns are written by one
+    # scatter below, whose duplicate (idx, idx) entries must then agree bit for bit.
+    nn = _similarity(new, new)
+    nn = 0.5 * (nn + tf.transpose(nn))
+    s_new = tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(s_new), idx[:, None], nn))
     # Frozen queue: keep the cached values bit for bit.
     s_new = tf.where(on, s_new, tf.gather(sim, idx))
     new_keys = tf.tensor_scatter_nd_update(keys, idx[:, None], _row_keys(new))
     q = tf.shape(sim, out_type=tf.int64)[0]
-    cols = tf.stack(tf.meshgrid(tf.range(q, dtype=tf.int64), idx, indexing="ij"), axis=-1)
-    sim = tf.tensor_scatter_nd_update(sim, idx[:, None], s_new)  # rows
-    sim = tf.tensor_scatter_nd_update(sim, cols, tf.transpose(s_new))  # columns
+    grid = tf.meshgrid(idx, tf.range(q, dtype=tf.int64), indexing="ij")  # (n, q) each
+    rows_at = tf.reshape(tf.stack(grid, axis=-1), [-1, 2])  # (idx[a], j)
+    cols_at = tf.reshape(tf.stack(grid[::-1], axis=-1), [-1, 2])  # (j, idx[a])
+    flat = tf.reshape(s_new, [-1])
+    # One scatter (one O(q^2) copy) for the new rows and columns.
+    sim = tf.tensor_scatter_nd_update(
+        sim, tf.concat([rows_at, cols_at], axis=0), tf.concat([flat, flat], axis=0)
+    )
     # A whole-matrix assign (an O(q^2) copy, no arithmetic) rather than in-place
     # scatters: mirrored variables have no scatter_nd_update, and a sparse update
     # puts a variable in copy-on-read mode (every later read copies all q^2 values).

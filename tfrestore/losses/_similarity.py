@@ -197,13 +197,13 @@ def _queue_rows_divergence(cross_s, cross_t, sims_s, sims_t, qmask, diag, diverg
     ``(G, q, q)`` block, which depends on the current rows only through each row's
     normaliser, has a hand-written gradient (:func:`_queue_block_divergence`).
     """
-    w = qmask[None, :]
-    if not diag:
-        w = w * (1.0 - tf.eye(tf.shape(sims_s)[0], dtype=tf.float32))
     parts = []
     for cross, sims in ((cross_s, sims_s), (cross_t, sims_t)):
         kc = tf.maximum(tf.transpose(cross, [0, 2, 1]), 0.0)  # (G, q, P), all valid
-        kq = tf.maximum((sims + 1.0) * 0.5, 0.0) * w  # (q, q)
+        kq = tf.maximum((sims + 1.0) * 0.5, 0.0) * qmask[None, :]  # (q, q)
+        if not diag:
+            # set_diag, not a (1 - eye) mask: building eye(q) costs more than the rest.
+            kq = tf.linalg.set_diag(kq, tf.zeros_like(qmask))
         z = tf.reduce_sum(kc, axis=-1) + tf.reduce_sum(kq, axis=-1)[None, :]
         z = tf.maximum(z, _TINY)  # (G, q)
         parts.append((kc / z[..., None], kq, z))
