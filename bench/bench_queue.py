@@ -11,6 +11,9 @@ Both formulations are timed side by side in this process on the same train step
 (small restorer, whole-image samples, a fixed linear "backbone" of negligible cost
 so that the queue arithmetic dominates); the previous one is reproduced here only,
 for this comparison. Each row also checks that both give the same loss values.
+Wall-clock medians and the process CPU time per step are printed (``--threads 1``
+makes the CPU time a measure of work that other processes on the machine do not
+disturb).
 
     python -m bench queue                       # q in 64 256 1024 4096, D = 1024
     python -m bench queue --dim 4096 --queues 256 1024
@@ -187,7 +190,9 @@ def run(args):
             divergence=args.divergence,
         )
         new = D2SMLoss(**kw)
-        t_new, c_new, v_new = _time(_step(new, args.batch, args.size), data, args.warmup, args.steps)
+        t_new, c_new, v_new = _time(
+            _step(new, args.batch, args.size), data, args.warmup, args.steps
+        )
         t_old = c_old = v_old = None
         if not args.skip_old:
             old = _old_loss(**kw)
