@@ -213,9 +213,10 @@ def _matrix(args, smoke):
                 if n in losses:
                     rows.append((n, "fp32", "mirrored"))
         return rows
-    # Cheapest first within each strategy, so a spent budget drops the costliest rows.
-    for strategy in strategies:
-        for v in variants:
+    # Variant by variant (float32 first), each on one device then mirrored, so that a
+    # spent budget drops the least essential rows (the last variants).
+    for v in variants:
+        for strategy in strategies:
             for n in losses:
                 rows.append((n, v, strategy))
     return rows
