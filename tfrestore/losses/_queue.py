@@ -269,7 +269,7 @@ class FeatureQueue:
             (self.pred, self.sim_pred, self.sim_keys_pred),
             (self.true, self.sim_true, self.sim_keys_true),
         ):
-            value = tf.convert_to_tensor(rows.numpy())
+            value = tf.convert_to_tensor(rows.read_value())
             s = _similarity(value, value)
             sim.assign(0.5 * (s + tf.transpose(s)))  # exactly symmetric, as the updates
             keys.assign(_row_keys(value))
