@@ -1,4 +1,4 @@
-"""Run-time finiteness checks of loss inputs in graph mode (one scalar check)."""
+"""Run-time finiteness checks of loss inputs in graph mode (scalar checks only)."""
 
 import numpy as np
 import pytest
@@ -32,9 +32,14 @@ def test_check_adds_no_op_to_the_gradient():
         return tape.gradient(v, p)
 
     graph = grad.get_concrete_function(tf.TensorSpec(y.shape)).graph
-    checks = [op for op in graph.get_operations() if op.type == "CheckNumerics"]
-    # Scalar sums of y_true and y_pred, the (B,) loss value and its (B,) gradient:
-    # no check of a whole image, forward or backward.
-    assert len(checks) == 4
+    ops = graph.get_operations()
+    checks = [op for op in ops if op.type == "CheckNumerics"]
+    # tf.debugging.Assert in a tf.function is an If op named .../AssertGuard.
+    asserts = [op for op in ops if op.name.endswith("AssertGuard")]
+    # The inputs are checked through scalar reductions (Assert on min/max/sum), the
+    # loss value and its gradient by (B,) checks: no check of a whole image,
+    # forward or backward.
+    assert checks and asserts
     assert all(op.inputs[0].shape.rank <= 1 for op in checks)
+    assert all(t.shape.rank == 0 for op in asserts for t in op.inputs)
     np.testing.assert_allclose(grad(y + 0.1).numpy(), np.full(y.shape, 1 / 192), rtol=1e-5)
