@@ -244,8 +244,8 @@ def _queue_rows_divergence(
 
     The same entries as :func:`conditional_probabilities` (or
     :func:`softmax_probabilities`) and :func:`row_divergence` on the full rows;
-    only each row's normaliser (the sum of its kernel values, or their log-sum-exp
-    for the softmax kernel) is accumulated in two parts, and the ``(G, q, q)`` block,
+    only each row's normaliser (the sum of its kernel values; for the softmax kernel
+    of ``exp(logit - row max)``) is accumulated in two parts, and the ``(G, q, q)`` block,
     which depends on the current rows only through that normaliser, has a
     hand-written gradient (:func:`_queue_block_divergence`).
     """
@@ -261,20 +261,25 @@ def _queue_rows_divergence(
             kq = tf.where(valid, tf.maximum(_linear_kernel(sims), 0.0), 0.0)
             z = tf.reduce_sum(kc, axis=-1) + tf.reduce_sum(kq, axis=-1)[None, :]
             z = tf.maximum(z, _TINY)  # (G, q)
-            parts.append((kc / z[..., None], kq, z))
+            parts.append((kc / z[..., None], kq, z, None))
         else:
-            lc = cos_c / temperature
-            lq = tf.where(valid, sims / temperature, _MASKED_LOGIT)
-            # Per-row log-sum-exp of the queue columns (a constant: the queue carries
-            # no gradient), merged with the current columns' one by a stable logaddexp.
-            lse_q = tf.reduce_logsumexp(lq, axis=-1)[None, :]
-            lse_c = tf.reduce_logsumexp(lc, axis=-1)
-            top = tf.stop_gradient(tf.maximum(lse_c, lse_q))
-            log_z = top + tf.math.log(tf.exp(lse_c - top) + tf.exp(lse_q - top))  # (G, q)
-            parts.append((tf.exp(lc - log_z[..., None]), lq, log_z))
-    (pc_s, kq_s, z_s), (pc_t, kq_t, z_t) = parts
+            # As softmax_probabilities: exp(logit - row max) / sum, the max over the
+            # valid columns of both parts, so the largest entry is exp(0) = 1 exactly
+            # (tiny temperatures give the same near one-hot rows as the full kernel).
+            lc = cos_c / temperature  # (G, q, P)
+            lq = tf.where(valid, sims / temperature, _MASKED_LOGIT)  # (q, q)
+            max_q = tf.reduce_max(lq, axis=-1)  # (q,); a constant, as is the queue
+            sum_q = tf.reduce_sum(
+                tf.where(valid, tf.exp(lq - max_q[:, None]), 0.0), axis=-1
+            )
+            shift = tf.stop_gradient(tf.maximum(tf.reduce_max(lc, axis=-1), max_q[None, :]))
+            ec = tf.exp(lc - shift[..., None])
+            z = tf.reduce_sum(ec, axis=-1) + tf.exp(max_q[None, :] - shift) * sum_q[None, :]
+            z = tf.maximum(z, _TINY)  # (G, q), at least 1
+            parts.append((ec / z[..., None], lq, z, shift))
+    (pc_s, kq_s, z_s, shift_s), (pc_t, kq_t, z_t, shift_t) = parts
     return row_divergence(pc_s, pc_t, divergence, eps) + _queue_block_divergence(
-        z_s, z_t, kq_s, kq_t, divergence, eps, log_normaliser=temperature is not None
+        z_s, z_t, kq_s, kq_t, divergence, eps, shift_s, shift_t
     )
 
 
@@ -310,31 +315,27 @@ def _entries_and_partials(p, t, divergence, eps):
     raise ValueError(f"`divergence` must be one of {DIVERGENCES}, got {divergence!r}.")
 
 
-def _queue_block_divergence(z_s, z_t, k_s, k_t, divergence, eps, log_normaliser=False):
-    """``sum_j d(p_s[g, i, j], p_t[g, i, j])``, shape ``(G, q)``, where
-    ``p = k[i, j] / z[g, i]`` (paper kernel: ``k`` the kernel values, ``z`` the row
-    sums) or ``p = exp(k[i, j] - z[g, i])`` (``log_normaliser``: ``k`` the logits,
-    masked entries at -1e30, ``z`` the row log-sum-exp).
+def _queue_block_divergence(z_s, z_t, k_s, k_t, divergence, eps, shift_s=None, shift_t=None):
+    """``sum_j d(k_s[i, j] / z_s[g, i], k_t[i, j] / z_t[g, i])``, shape ``(G, q)``.
 
-    ``k_s``, ``k_t`` (``(q, q)``) are constants; the value depends on ``z_s``, ``z_t``
-    row by row, with ``dp / dz = -p / z`` (or ``-p``), so their gradients are
-    ``-sum_j p_j d'(p_j) / z`` (or without the ``/ z``) per row. Computing these
-    sums in the forward pass keeps the backward pass free of ``G q^2`` work and
-    memory (automatic differentiation would keep about ten ``(G, q, q)`` tensors).
+    ``k_s``, ``k_t`` (``(q, q)``) are constants: the kernel values, or with
+    ``shift_s`` / ``shift_t`` (``(G, q)``, constants too) the softmax logits, whose
+    kernel values are then ``exp(k[i, j] - shift[g, i])``. The value depends on
+    ``z_s``, ``z_t`` row by row, so their gradients are ``-sum_j p_j d'(p_j) / z``
+    per row. Computing these sums in the forward pass keeps the backward pass free
+    of ``G q^2`` work and memory (automatic differentiation would keep about ten
+    ``(G, q, q)`` tensors).
     """
 
+    def kernel(k, shift):
+        return k[None] if shift is None else tf.exp(k[None] - shift[..., None])
+
     def sums(z_s, z_t, k_s, k_t):
-        if log_normaliser:
-            p = tf.exp(k_s[None] - z_s[..., None])
-            t = tf.exp(k_t[None] - z_t[..., None])
-        else:
-            p = k_s[None] / z_s[..., None]
-            t = k_t[None] / z_t[..., None]
+        p = kernel(k_s, shift_s) / z_s[..., None]
+        t = kernel(k_t, shift_t) / z_t[..., None]
         v, dp, dt = _entries_and_partials(p, t, divergence, eps)
-        g_s = -tf.reduce_sum(p * dp, axis=-1)
-        g_t = -tf.reduce_sum(t * dt, axis=-1)
-        if not log_normaliser:
-            g_s, g_t = g_s / z_s, g_t / z_t
+        g_s = -tf.reduce_sum(p * dp, axis=-1) / z_s
+        g_t = -tf.reduce_sum(t * dt, axis=-1) / z_t
         return tf.reduce_sum(v, axis=-1), g_s, g_t
 
     @tf.custom_gradient
