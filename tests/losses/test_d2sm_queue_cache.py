@@ -83,7 +83,7 @@ def _old_set_divergence(
     return row_divergence(ps, pt, divergence, eps) * mask
 
 
-@pytest.mark.parametrize("temperature", [None, 0.1, 1.0])
+@pytest.mark.parametrize("temperature", [None, 0.01, 0.1, 1.0])
 @pytest.mark.parametrize("divergence", ["kl", "ikl", "js", "symmetric_kl"])
 @pytest.mark.parametrize("include_diagonal", [False, True])
 def test_blockwise_queue_rows_equal_the_full_kernel(
