@@ -83,7 +83,7 @@ def _old_set_divergence(
     return row_divergence(ps, pt, divergence, eps) * mask
 
 
-@pytest.mark.parametrize("temperature", [None, 0.01, 0.1, 1.0])
+@pytest.mark.parametrize("temperature", [None, 0.1, 1.0])
 @pytest.mark.parametrize("divergence", ["kl", "ikl", "js", "symmetric_kl"])
 @pytest.mark.parametrize("include_diagonal", [False, True])
 def test_blockwise_queue_rows_equal_the_full_kernel(
@@ -124,6 +124,67 @@ def test_blockwise_queue_rows_equal_the_full_kernel(
     for v in (fsv, ftv):
         ga, gb = tape.gradient(a, v).numpy(), tape.gradient(b, v).numpy()
         np.testing.assert_allclose(gb, ga, rtol=1e-4, atol=1e-6 * np.abs(ga).max())
+
+
+def _float64_softmax_rows(fs, ft, qs, qt, qmask, divergence, temperature, eps=1e-6):
+    """Dense rows in float64 (include_diagonal=False): the reference for small
+    temperatures, where float32 gradients carry visible rounding."""
+    m = fs.shape[1] + qs.shape[0]
+    mask = tf.concat([tf.ones([fs.shape[1]], tf.float64), qmask], 0)
+    valid = (mask[None, :] * (1.0 - tf.eye(m, dtype=tf.float64))) > 0
+
+    def probabilities(f, q):
+        x = tf.concat([f, tf.broadcast_to(q[None], [f.shape[0], *q.shape])], 1)
+        logits = tf.where(valid, tf.matmul(x, x, transpose_b=True) / temperature, -1e300)
+        e = tf.where(valid, tf.exp(logits - tf.reduce_max(logits, -1, keepdims=True)), 0.0)
+        return e / tf.reduce_sum(e, -1, keepdims=True)
+
+    return row_divergence(probabilities(fs, qs), probabilities(ft, qt), divergence, eps) * mask
+
+
+@pytest.mark.parametrize("temperature", [0.01, 0.003])
+@pytest.mark.parametrize("divergence", ["kl", "ikl", "js", "symmetric_kl"])
+def test_blockwise_small_temperature_as_accurate_as_the_full_kernel(
+    divergence, temperature, rng
+):
+    """Small temperatures amplify float32 rounding (cosine errors / t): the blockwise
+    path stays within the full float32 kernel's own distance to float64."""
+    g, p, q, d = 2, 3, 6, 8
+    rows = [
+        l2_normalize(rng.normal(size=s).astype("float32")).numpy()
+        for s in [(g, p, d), (g, p, d), (q, d), (q, d)]
+    ]
+    qmask = np.array([1, 1, 1, 1, 0, 0], np.float32)
+    results = {}
+    for path in ("float64", "full", "blockwise"):
+        dtype = tf.float64 if path == "float64" else tf.float32
+        fs, ft = (tf.Variable(r.astype(dtype.as_numpy_dtype)) for r in rows[:2])
+        qs, qt = (tf.constant(r, dtype) for r in rows[2:])
+        with tf.GradientTape() as tape:
+            if path == "float64":
+                r = _float64_softmax_rows(
+                    fs, ft, qs, qt, tf.constant(qmask, dtype), divergence, temperature
+                )
+            elif path == "full":
+                r = _old_set_divergence(
+                    fs, ft, qs, qt, tf.constant(qmask), divergence, False, temperature=temperature
+                )
+            else:
+                r = set_divergence(
+                    fs, ft, qs, qt, qmask, divergence=divergence, include_diagonal=False,
+                    temperature=temperature,
+                )[0]
+            weights = tf.reshape(tf.range(1, 1 + g * (p + q), dtype=r.dtype), [g, p + q])
+            total = tf.reduce_sum(r * weights)  # every row's gradient counts differently
+        results[path] = (r.numpy().astype(np.float64), tape.gradient(total, fs).numpy())
+    (r64, g64), (r_full, g_full), (r_blk, g_blk) = (results[k] for k in results)
+    assert np.all(np.isfinite(r_blk)) and np.all(np.isfinite(g_blk))
+    np.testing.assert_allclose(r_blk, r64, rtol=1e-4, atol=1e-6 * np.abs(r64).max())
+    scale = np.abs(g64).max()
+    assert scale > 0
+    full_error = np.abs(g_full - g64).max()
+    blk_error = np.abs(g_blk - g64).max()
+    assert blk_error <= 2.0 * full_error + 1e-5 * scale, (blk_error, full_error, scale)
 
 
 @pytest.mark.slow
