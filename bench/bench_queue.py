@@ -39,6 +39,10 @@ def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=5, help="timed steps per case")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--divergence", default="kl")
+    parser.add_argument(
+        "--temperature", type=float, default=None,
+        help="D2SM temperature (default: the paper's kernel)",
+    )
     parser.add_argument("--skip-old", action="store_true", help="time only the cached queue")
     parser.add_argument(
         "--threads", type=int, default=0,
@@ -50,23 +54,23 @@ def add_arguments(parser):
 # ---------------------------------------------------------------- previous formulation
 def _old_set_divergence(
     fs, ft, queue_s=None, queue_t=None, queue_mask=None, *, queue_similarities=None,
-    divergence="kl", include_diagonal=True, eps=1e-6,
+    divergence="kl", include_diagonal=True, eps=1e-6, temperature=None,
 ):
     """The set divergence before the cache: one full (P + q)^2 kernel per group,
     with the queue block ``q q^T`` recomputed at every call."""
     from tfrestore.losses._similarity import (
         conditional_probabilities,
-        cosine_kernel,
         row_divergence,
+        softmax_probabilities,
     )
 
     del queue_similarities
 
-    def kernel(f, q):
+    def kernel(f, q):  # cosines of [f_g; q]
         g = tf.shape(f)[0]
-        cc = cosine_kernel(f, f)
-        cq = (tf.einsum("gpd,qd->gpq", f, q) + 1.0) * 0.5
-        qq = cosine_kernel(q, q)
+        cc = tf.linalg.matmul(f, f, transpose_b=True)
+        cq = tf.einsum("gpd,qd->gpq", f, q)
+        qq = tf.linalg.matmul(q, q, transpose_b=True)
         top = tf.concat([cc, cq], axis=2)
         qq = tf.broadcast_to(qq[None], tf.stack([g, tf.shape(q)[0], tf.shape(q)[0]]))
         bottom = tf.concat([tf.transpose(cq, [0, 2, 1]), qq], axis=2)
@@ -74,8 +78,14 @@ def _old_set_divergence(
 
     fs, ft = tf.cast(fs, tf.float32), tf.cast(ft, tf.float32)
     mask = tf.concat([tf.ones([tf.shape(fs)[1]]), tf.cast(queue_mask, tf.float32)], axis=0)
-    ps = conditional_probabilities(kernel(fs, queue_s), mask, include_diagonal)
-    pt = conditional_probabilities(kernel(ft, queue_t), mask, include_diagonal)
+
+    def probabilities(cos):
+        if temperature is None:
+            return conditional_probabilities((cos + 1.0) * 0.5, mask, include_diagonal)
+        return softmax_probabilities(cos, mask, include_diagonal, temperature)
+
+    ps = probabilities(kernel(fs, queue_s))
+    pt = probabilities(kernel(ft, queue_t))
     rows = row_divergence(ps, pt, divergence, eps) * mask
     return rows, mask, tf.reduce_sum(mask)
 
@@ -176,7 +186,7 @@ def run(args):
         data.append((tf.constant(noisy), tf.constant(clean)))
     print(
         f"D2SM whole-image queue, batch {args.batch} ({args.batch} new rows/step), D = {args.dim}, "
-        f"divergence={args.divergence}, {tf.config.list_logical_devices()[0].device_type}; "
+        f"divergence={args.divergence}, temperature={args.temperature}, {tf.config.list_logical_devices()[0].device_type}; "
         f"median of {args.steps} train steps"
     )
     print(
@@ -187,7 +197,7 @@ def run(args):
     for q in args.queues:
         kw = dict(
             feature_extractor=fx, patch_size=None, queue_size=q, image_size=args.size,
-            divergence=args.divergence,
+            divergence=args.divergence, temperature=args.temperature,
         )
         new = D2SMLoss(**kw)
         t_new, c_new, v_new = _time(
