@@ -186,8 +186,8 @@ def run(args):
         data.append((tf.constant(noisy), tf.constant(clean)))
     print(
         f"D2SM whole-image queue, batch {args.batch} ({args.batch} new rows/step), D = {args.dim}, "
-        f"divergence={args.divergence}, temperature={args.temperature}, {tf.config.list_logical_devices()[0].device_type}; "
-        f"median of {args.steps} train steps"
+        f"divergence={args.divergence}, temperature={args.temperature}, "
+        f"{tf.config.list_logical_devices()[0].device_type}; median of {args.steps} train steps"
     )
     print(
         f"{'q':>6} {'recompute ms':>13} {'cached ms':>10} {'speed-up':>9} "
