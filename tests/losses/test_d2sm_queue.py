@@ -336,7 +336,8 @@ def test_single_device_xla_fit_matches_graph():
 
 def test_queue_memory_is_reported():
     loss = _loss()
-    assert loss.queue_nbytes == 2 * 8 * (4 * 4 * 6) * 4
+    # Rows (8 x 96 floats), cached 8 x 8 similarities and 8 int64 row keys, per domain.
+    assert loss.queue_nbytes == 2 * (8 * 4 * 4 * 6 * 4 + 8 * 8 * 4 + 8 * 8)
     assert _loss(queue_size=0).queue_nbytes == 0
 
 

@@ -61,21 +61,29 @@ def cosine_kernel(a, b):
     return (tf.linalg.matmul(a, b, transpose_b=True) + 1.0) * 0.5
 
 
-def conditional_probabilities(k, col_mask, include_diagonal=True):
-    """Row-normalise a kernel matrix ``k`` (``(..., M, M)``) over valid columns.
+def conditional_probabilities(k, col_mask, include_diagonal=True, diagonal_offset=0):
+    """Row-normalise a kernel matrix ``k`` (``(..., M, M')``) over valid columns.
 
     ``P[i, j] = K[i, j] / sum_k K[i, k]`` with the sum over valid ``k`` (and
-    ``k != i`` when ``include_diagonal`` is False). Invalid columns get ``P = 0``.
+    ``k != i + diagonal_offset`` when ``include_diagonal`` is False: row ``i`` of a
+    block of rows that starts at row ``diagonal_offset`` of the full set). Invalid
+    columns get ``P = 0``.
     """
-    m = tf.shape(k)[-1]
     mask = tf.cast(col_mask, k.dtype)
     w = tf.ones_like(k) * mask[..., None, :]
     if not include_diagonal:
-        w = w * (1.0 - tf.eye(m, dtype=k.dtype))
+        w = w * (1.0 - _diagonal(k, diagonal_offset))
     # (M + 1) / 2 can round to a hair below 0 for antipodal rows.
     kw = tf.maximum(k, 0.0) * w
     z = tf.reduce_sum(kw, axis=-1, keepdims=True)
     return kw / tf.maximum(z, _TINY)
+
+
+def _diagonal(k, offset):
+    """``(M, M')`` 0/1 matrix with ones at ``(i, i + offset)``."""
+    rows, cols = tf.shape(k)[-2], tf.shape(k)[-1]
+    eye = tf.eye(rows, cols - offset, dtype=k.dtype)
+    return tf.pad(eye, [[0, 0], [offset, 0]])
 
 
 def _f(r):
@@ -106,15 +114,16 @@ def _kl_terms(p, q, eps):
     return b * _f(r) - eps * tf.math.log1p(r)
 
 
-def softmax_probabilities(cos, col_mask, include_diagonal=True, temperature=1.0):
+def softmax_probabilities(
+    cos, col_mask, include_diagonal=True, temperature=1.0, diagonal_offset=0
+):
     """``P[i, j] = exp(s_ij / t) / sum_k exp(s_ik / t)`` over valid columns ``k``
-    (and ``k != i`` when ``include_diagonal`` is False) of a cosine matrix ``cos``
-    ``(..., M, M)``. Invalid columns get ``P = 0``."""
-    m = tf.shape(cos)[-1]
+    (and ``k != i + diagonal_offset`` when ``include_diagonal`` is False) of a cosine
+    matrix ``cos`` ``(..., M, M')``. Invalid columns get ``P = 0``."""
     mask = tf.cast(col_mask, cos.dtype)
     w = tf.ones_like(cos) * mask[..., None, :]
     if not include_diagonal:
-        w = w * (1.0 - tf.eye(m, dtype=cos.dtype))
+        w = w * (1.0 - _diagonal(cos, diagonal_offset))
     logits = cos / temperature
     # Shift by the row maximum over the valid columns (the softmax is invariant to
     # it, so it carries no gradient): no overflow/underflow for small temperatures.
@@ -156,6 +165,7 @@ def set_divergence(
     queue_t=None,
     queue_mask=None,
     *,
+    queue_similarities=None,
     divergence="kl",
     include_diagonal=True,
     eps=1e-6,
@@ -167,6 +177,9 @@ def set_divergence(
         fs, ft: ``(G, P, D)`` L2-normalised current rows (restored / clean).
         queue_s, queue_t: optional ``(q, D)`` queued rows appended to every group.
         queue_mask: ``(q,)`` 0/1 validity of the queue slots.
+        queue_similarities: optional ``(queue_s queue_s^T, queue_t queue_t^T)``,
+            e.g. cached between steps by :class:`~tfrestore.losses._queue.FeatureQueue`;
+            computed here (``O(q^2 D)``) when omitted.
         temperature: None for the paper's kernel ``(s + 1) / 2``, or ``t > 0`` for
             ``exp(s / t)`` (see the module docstring).
     Returns:
@@ -176,21 +189,44 @@ def set_divergence(
     fs = tf.cast(fs, tf.float32)
     ft = tf.cast(ft, tf.float32)
     mask = tf.ones([tf.shape(fs)[1]], tf.float32)
-    kernel = _linear_kernel if temperature is None else _cosine
+
+    def probabilities(cos, col_mask):
+        if temperature is None:
+            return conditional_probabilities(_linear_kernel(cos), col_mask, include_diagonal)
+        return softmax_probabilities(cos, col_mask, include_diagonal, temperature)
+
     if queue_s is None:
-        ks = kernel(tf.linalg.matmul(fs, fs, transpose_b=True))
-        kt = kernel(tf.linalg.matmul(ft, ft, transpose_b=True))
-    else:
-        ks = _kernel_with_queue(fs, tf.cast(queue_s, tf.float32), kernel)
-        kt = _kernel_with_queue(ft, tf.cast(queue_t, tf.float32), kernel)
-        mask = tf.concat([mask, tf.cast(queue_mask, tf.float32)], axis=0)
-    if temperature is None:
-        ps = conditional_probabilities(ks, mask, include_diagonal)
-        pt = conditional_probabilities(kt, mask, include_diagonal)
-    else:
-        ps = softmax_probabilities(ks, mask, include_diagonal, temperature)
-        pt = softmax_probabilities(kt, mask, include_diagonal, temperature)
-    rows = row_divergence(ps, pt, divergence, eps) * mask
+        ps = probabilities(tf.linalg.matmul(fs, fs, transpose_b=True), mask)
+        pt = probabilities(tf.linalg.matmul(ft, ft, transpose_b=True), mask)
+        rows = row_divergence(ps, pt, divergence, eps) * mask
+        return rows, mask, tf.reduce_sum(mask)
+    queue_s = tf.cast(queue_s, tf.float32)
+    queue_t = tf.cast(queue_t, tf.float32)
+    qmask = tf.cast(queue_mask, tf.float32)
+    if queue_similarities is None:
+        queue_similarities = (
+            tf.linalg.matmul(queue_s, queue_s, transpose_b=True),
+            tf.linalg.matmul(queue_t, queue_t, transpose_b=True),
+        )
+    sims_s, sims_t = (tf.cast(x, tf.float32) for x in queue_similarities)
+    mask = tf.concat([mask, qmask], axis=0)
+
+    # Rows of the current samples: the small (P, P + q) block.
+    cross_s = tf.einsum("gpd,qd->gpq", fs, queue_s)  # (G, P, q) cosines
+    cross_t = tf.einsum("gpd,qd->gpq", ft, queue_t)
+    top_s = tf.concat([tf.linalg.matmul(fs, fs, transpose_b=True), cross_s], axis=2)
+    top_t = tf.concat([tf.linalg.matmul(ft, ft, transpose_b=True), cross_t], axis=2)
+    rows_top = row_divergence(
+        probabilities(top_s, mask), probabilities(top_t, mask), divergence, eps
+    )
+    # Rows of the queued samples: their (q, q) block does not depend on the current
+    # rows except through each row's normaliser, so it is built from the (cached)
+    # queue similarities and never concatenated with the current columns.
+    rows_queue = _queue_rows_divergence(
+        cross_s, cross_t, sims_s, sims_t, qmask, include_diagonal, divergence, eps,
+        temperature,
+    )
+    rows = tf.concat([rows_top, rows_queue * qmask], axis=1)
     return rows, mask, tf.reduce_sum(mask)
 
 
@@ -198,19 +234,117 @@ def _linear_kernel(s):
     return (s + 1.0) * 0.5
 
 
-def _cosine(s):
-    return s
+_MASKED_LOGIT = -1e30
 
 
-def _kernel_with_queue(f, q, kernel=_linear_kernel):
-    """Kernel of ``[f_g; q]`` for every group ``g`` without recomputing the queue
-    block per group (``q q^T`` dominates for large queues). ``kernel`` maps cosine
-    similarities to kernel values elementwise."""
-    g = tf.shape(f)[0]
-    cc = kernel(tf.linalg.matmul(f, f, transpose_b=True))  # (G, P, P)
-    cq = kernel(tf.einsum("gpd,qd->gpq", f, q))  # (G, P, q)
-    qq = kernel(tf.linalg.matmul(q, q, transpose_b=True))  # (q, q)
-    top = tf.concat([cc, cq], axis=2)
-    qq = tf.broadcast_to(qq[None], tf.stack([g, tf.shape(q)[0], tf.shape(q)[0]]))
-    bottom = tf.concat([tf.transpose(cq, [0, 2, 1]), qq], axis=2)
-    return tf.concat([top, bottom], axis=1)
+def _queue_rows_divergence(
+    cross_s, cross_t, sims_s, sims_t, qmask, diag, divergence, eps, temperature=None
+):
+    """``(G, q)`` divergences of the queue rows ``[cross^T | K_qq]`` of each group.
+
+    The same entries as :func:`conditional_probabilities` (or
+    :func:`softmax_probabilities`) and :func:`row_divergence` on the full rows;
+    only each row's normaliser (the sum of its kernel values; for the softmax kernel
+    of ``exp(logit - row max)``) is accumulated in two parts, and the ``(G, q, q)`` block,
+    which depends on the current rows only through that normaliser, has a
+    hand-written gradient (:func:`_queue_block_divergence`).
+    """
+    parts = []
+    for cross, sims in ((cross_s, sims_s), (cross_t, sims_t)):
+        cos_c = tf.transpose(cross, [0, 2, 1])  # (G, q, P), all columns valid
+        valid = tf.broadcast_to(qmask[None, :] > 0, tf.shape(sims))  # (q, q)
+        if not diag:
+            # set_diag, not a (1 - eye) mask: building eye(q) costs more than the rest.
+            valid = tf.linalg.set_diag(valid, tf.zeros_like(qmask, tf.bool))
+        if temperature is None:
+            kc = tf.maximum(_linear_kernel(cos_c), 0.0)
+            kq = tf.where(valid, tf.maximum(_linear_kernel(sims), 0.0), 0.0)
+            z = tf.reduce_sum(kc, axis=-1) + tf.reduce_sum(kq, axis=-1)[None, :]
+            z = tf.maximum(z, _TINY)  # (G, q)
+            parts.append((kc / z[..., None], kq, z, None))
+        else:
+            # As softmax_probabilities: exp(logit - row max) / sum, the max over the
+            # valid columns of both parts, so the largest entry is exp(0) = 1 exactly
+            # (tiny temperatures give the same near one-hot rows as the full kernel).
+            lc = cos_c / temperature  # (G, q, P)
+            lq = tf.where(valid, sims / temperature, _MASKED_LOGIT)  # (q, q)
+            max_q = tf.reduce_max(lq, axis=-1)  # (q,); a constant, as is the queue
+            sum_q = tf.reduce_sum(
+                tf.where(valid, tf.exp(lq - max_q[:, None]), 0.0), axis=-1
+            )
+            shift = tf.stop_gradient(tf.maximum(tf.reduce_max(lc, axis=-1), max_q[None, :]))
+            ec = tf.exp(lc - shift[..., None])
+            z = tf.reduce_sum(ec, axis=-1) + tf.exp(max_q[None, :] - shift) * sum_q[None, :]
+            z = tf.maximum(z, _TINY)  # (G, q), at least 1
+            parts.append((ec / z[..., None], lq, z, shift))
+    (pc_s, kq_s, z_s, shift_s), (pc_t, kq_t, z_t, shift_t) = parts
+    return row_divergence(pc_s, pc_t, divergence, eps) + _queue_block_divergence(
+        z_s, z_t, kq_s, kq_t, divergence, eps, shift_s, shift_t
+    )
+
+
+def _kl_terms_and_partials(x, y, eps):
+    """:func:`_kl_terms` and its partial derivatives in ``x`` and ``y``.
+
+    The entry is ``x log((x + eps) / (y + eps)) - x + y``, so
+    ``d/dx = log1p(r) - eps / (x + eps)`` and ``d/dy = 1 - x / (y + eps)``.
+    """
+    b = y + eps
+    r = (x - y) / b
+    log1p_r = tf.math.log1p(r)
+    return b * _f(r) - eps * log1p_r, log1p_r - eps / (x + eps), 1.0 - x / b
+
+
+def _entries_and_partials(p, t, divergence, eps):
+    """Entries of :func:`row_divergence` and their derivatives in ``p`` and ``t``."""
+    if divergence == "kl":
+        return _kl_terms_and_partials(p, t, eps)
+    if divergence == "ikl":
+        v, dt, dp = _kl_terms_and_partials(t, p, eps)
+        return v, dp, dt
+    if divergence == "js":
+        mix = 0.5 * (p + t)
+        v1, dx1, dm1 = _kl_terms_and_partials(p, mix, eps)
+        v2, dx2, dm2 = _kl_terms_and_partials(t, mix, eps)
+        dm = 0.25 * (dm1 + dm2)
+        return 0.5 * v1 + 0.5 * v2, 0.5 * dx1 + dm, 0.5 * dx2 + dm
+    if divergence == "symmetric_kl":
+        v1, dp1, dt1 = _kl_terms_and_partials(p, t, eps)
+        v2, dt2, dp2 = _kl_terms_and_partials(t, p, eps)
+        return 0.5 * (v1 + v2), 0.5 * (dp1 + dp2), 0.5 * (dt1 + dt2)
+    raise ValueError(f"`divergence` must be one of {DIVERGENCES}, got {divergence!r}.")
+
+
+def _queue_block_divergence(z_s, z_t, k_s, k_t, divergence, eps, shift_s=None, shift_t=None):
+    """``sum_j d(k_s[i, j] / z_s[g, i], k_t[i, j] / z_t[g, i])``, shape ``(G, q)``.
+
+    ``k_s``, ``k_t`` (``(q, q)``) are constants: the kernel values, or with
+    ``shift_s`` / ``shift_t`` (``(G, q)``, constants too) the softmax logits, whose
+    kernel values are then ``exp(k[i, j] - shift[g, i])``. The value depends on
+    ``z_s``, ``z_t`` row by row, so their gradients are ``-sum_j p_j d'(p_j) / z``
+    per row. Computing these sums in the forward pass keeps the backward pass free
+    of ``G q^2`` work and memory (automatic differentiation would keep about ten
+    ``(G, q, q)`` tensors).
+    """
+
+    def kernel(k, shift):
+        return k[None] if shift is None else tf.exp(k[None] - shift[..., None])
+
+    def sums(z_s, z_t, k_s, k_t):
+        p = kernel(k_s, shift_s) / z_s[..., None]
+        t = kernel(k_t, shift_t) / z_t[..., None]
+        v, dp, dt = _entries_and_partials(p, t, divergence, eps)
+        g_s = -tf.reduce_sum(p * dp, axis=-1) / z_s
+        g_t = -tf.reduce_sum(t * dt, axis=-1) / z_t
+        return tf.reduce_sum(v, axis=-1), g_s, g_t
+
+    @tf.custom_gradient
+    def block(z_s, z_t):
+        value, g_s, g_t = sums(z_s, z_t, k_s, k_t)
+
+        def grad(upstream):
+            return upstream * g_s, upstream * g_t
+
+        return value, grad
+
+    return block(z_s, z_t)

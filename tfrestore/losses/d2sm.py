@@ -170,8 +170,10 @@ class D2SMLoss(RestorationLoss):
             default). Must be at least the number of rows per global batch
             (``B * patches``). The paper uses 256 with whole images and batch 32
             (face SR) and reports that more than 64 samples are needed (Fig. 8).
-            Memory: ``2 * queue_size * D * 4`` bytes (``queue_nbytes``), e.g.
-            205 MB for 256 VGG19 conv5_4 rows of 224-pixel windows.
+            Memory: ``2 * queue_size * (D + queue_size + 2) * 4`` bytes (``queue_nbytes``;
+            the ``queue_size^2`` part caches the queue's similarities between steps, so
+            a step costs ``O(queue_size * rows * D)``), e.g. 206 MB for 256 VGG19
+            conv5_4 rows of 224-pixel windows.
         image_size: ``(height, width)`` of the training images; required with a
             queue and ``patch_size=None`` to size the queue (like ``DeST``'s
             height/width arguments).
@@ -484,6 +486,7 @@ class D2SMLoss(RestorationLoss):
         asserts = []
         if use_queue:
             qs, qt, qmask = self._queue.read()
+            sims = self._queue.read_similarities()  # cached q x q block
             if static_b is None:
                 asserts.append(
                     tf.debugging.assert_less_equal(
@@ -494,7 +497,7 @@ class D2SMLoss(RestorationLoss):
                     )
                 )
         else:
-            qs = qt = qmask = None
+            qs = qt = qmask = sims = None
         # A batch whose size is only known at run time can still form a set too small
         # to carry any signal (e.g. tf.data .batch(1), or a last partial batch).
         too_small = None
@@ -518,6 +521,7 @@ class D2SMLoss(RestorationLoss):
                 qs,
                 qt,
                 qmask,
+                queue_similarities=None if sims is None else sims[:2],
                 divergence=self.divergence,
                 include_diagonal=self.include_diagonal,
                 eps=self.eps,
@@ -539,7 +543,7 @@ class D2SMLoss(RestorationLoss):
             per_sample = tf.where(too_small, nan, per_sample)
         if self._queue is not None and mode != "eval":
             with tf.control_dependencies([per_sample]):
-                ops = self._queue.enqueue(rows_s, rows_t)
+                ops = self._queue.enqueue(rows_s, rows_t, sims)
             with tf.control_dependencies(ops):
                 per_sample = tf.identity(per_sample)
         return per_sample[offset:offset + b_local]
