@@ -181,7 +181,7 @@ def test_demo_config_matches_the_readme_promises():
     assert cfg["data"]["degradation"]["args"]["sigma"] == pytest.approx(25 / 255)
     assert 64 <= cfg["data"]["crop"] <= 96
     types = [(t["type"], t["weight"]) for t in cfg["losses"]]
-    assert types == [("L1", 1.0), ("PerceptualLoss", 0.05)]
+    assert types == [("L1", 1.0), ("PerceptualLoss", 0.01)]
     assert [f["type"] for f in cfg["losses"][1]["fallback"]] == ["SSIMLoss"]
     assert cfg["data"]["train"]["source"] == "default"
 
