@@ -355,7 +355,7 @@ def build_term(kind, settings):
                           queue_size=settings["queue"], image_size=(crop, crop))
     if kind == "d2sm_patches":
         return L.D2SMLoss(backbone="vgg16", layer="conv5_3", weights=w, patch_size=crop // 2,
-                          patch_stride=crop // 4, patch_mode="feature")
+                          patch_stride=crop // 4)
     if kind == "diffloss":
         if settings["weights"] == "none":  # exercises the path with a tiny random UNet
             return L.DiffLoss(unet="adm_tiny", weights=None, seed=settings["seed"])
