@@ -46,6 +46,18 @@ def _old_check_finite(x, arg, loss_name):
     )
 
 
+def _old_check_values(x, arg, check_finite=True, value_range=None, loss_name=None,
+                      range_fix=""):
+    """``validation.check_values`` as it was: CheckNumerics on the tensor, no range check."""
+    return _old_check_finite(x, arg, loss_name) if check_finite else x
+
+
+def _new_check(x, arg, loss_name):
+    from tfrestore.losses import validation
+
+    return validation.check_values(x, arg, True, None, loss_name)
+
+
 def _with_old_checks(loss):
     """Trace ``loss`` with the previous finiteness checks of its inputs."""
     from tfrestore.losses import validation
@@ -53,12 +65,12 @@ def _with_old_checks(loss):
     call = loss.call
 
     def old_call(y_true, y_pred):
-        saved = validation._check_finite
-        validation._check_finite = _old_check_finite
+        saved = validation.check_values
+        validation.check_values = _old_check_values
         try:
             return call(y_true, y_pred)
         finally:
-            validation._check_finite = saved
+            validation.check_values = saved
 
     loss.call = old_call
     return loss
@@ -83,7 +95,7 @@ def check_cost(batch, size, old, reps=30):
     rng = np.random.default_rng(0)
     y = tf.constant(rng.uniform(size=(batch, size, size, 3)).astype("float32"))
     p = tf.Variable(rng.uniform(size=(batch, size, size, 3)).astype("float32"))
-    check = _old_check_finite if old else validation._check_finite
+    check = _old_check_finite if old else _new_check
 
     def make(with_check):
         @tf.function
