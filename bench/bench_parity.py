@@ -39,7 +39,7 @@ def add_arguments(parser):
 
 def _old_check_finite(x, arg, loss_name):
     """The previous graph-mode check (benchmark only)."""
-    from tfrestore.losses.validation import _prefix
+    from tfrestore.utils.validation import _prefix
 
     return tf.debugging.check_numerics(
         x, f"{_prefix(loss_name)}`{arg}` contains NaN or Inf values"
@@ -53,14 +53,14 @@ def _old_check_values(x, arg, check_finite=True, value_range=None, loss_name=Non
 
 
 def _new_check(x, arg, loss_name):
-    from tfrestore.losses import validation
+    from tfrestore.utils import validation
 
     return validation.check_values(x, arg, True, None, loss_name)
 
 
 def _with_old_checks(loss):
     """Trace ``loss`` with the previous finiteness checks of its inputs."""
-    from tfrestore.losses import validation
+    from tfrestore.utils import validation
 
     call = loss.call
 
@@ -90,7 +90,7 @@ def _lpips(check_finite):
 
 def check_cost(batch, size, old, reps=30):
     """Seconds of the finiteness checks of ``y_true`` and ``y_pred`` (fwd + bwd)."""
-    from tfrestore.losses import validation
+    from tfrestore.utils import validation
 
     rng = np.random.default_rng(0)
     y = tf.constant(rng.uniform(size=(batch, size, size, 3)).astype("float32"))

@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser"]
 _DELEGATED = {
     "convert": (
         "convert PyTorch checkpoints to Keras weights (tfrestore.convert)",
-        [("tfrestore.convert.cli", "main")],
+        [("tfrestore.cli_convert", "main")],
     ),
     "bench": (
         "run a benchmark (bench/ runner of the source checkout: 'tfrestore bench list')",

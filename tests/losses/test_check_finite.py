@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.losses import L1
-from tfrestore.losses.validation import check_image
+from tfrestore.utils.validation import check_image
 
 
 def test_graph_check_accepts_large_float16_and_rejects_inf():

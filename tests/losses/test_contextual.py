@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.losses import ContextualLoss
-from tfrestore.losses.pdl import random_uniform
 from tfrestore.testing import run_loss_test
+from tfrestore.utils import rng as counter_rng
 
 _K1 = np.random.default_rng(20).normal(size=(1, 1, 3, 5)).astype("float32")
 _K3 = (0.3 * np.random.default_rng(21).normal(size=(3, 3, 3, 8))).astype("float32")
@@ -131,7 +131,7 @@ def test_cap_subsamples_with_a_warning(rng):
     with pytest.warns(UserWarning, match="random subset of max_positions=100"):
         got = loss.call(y, p)
     # the documented subset: the 100 best positions of the seeded uniform scores
-    scores = np.asarray(random_uniform((256,), 3, tf.constant(0, tf.int64), 0))
+    scores = np.asarray(counter_rng.uniform((256,), 3, tf.constant(0, tf.int64), 0))
     idx = np.sort(np.argsort(-scores, kind="stable")[:100])
     sub = lambda a: a.reshape(2, -1, 1, 3)[:, idx]  # noqa: E731
     np.testing.assert_allclose(got, np_contextual(sub(p), sub(y)), rtol=2e-4)

@@ -280,7 +280,7 @@ def test_nan_and_inf_are_still_caught_in_a_graph(bad):
 
 
 def test_an_empty_replica_batch_passes_the_checks():
-    from tfrestore.losses import validation
+    from tfrestore.utils import validation
 
     fn = tf.function(
         lambda a, b: validation.check_image_pair(a, b, value_range=(0.0, 1.0))[1],

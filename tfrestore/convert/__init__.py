@@ -1,39 +1,28 @@
-"""Checkpoint conversion: PyTorch zip checkpoints -> Keras weights (no torch needed).
+"""Generic PyTorch checkpoint reading (no torch needed) and layout mapping.
 
 * :func:`load_torch_state_dict` reads ``.pt``/``.pth`` files safely (tensors and
   plain containers only).
-* :func:`convert_adm` maps a guided-diffusion (ADM) UNet state dict onto
-  :class:`tfrestore.diffusion.ADMUNet` with strict key/shape checks.
-* CLI: ``tfrestore convert adm in.pt out.weights.h5 [--preset adm_256_uncond]``
-  (also ``python -m tfrestore.convert adm ...``).
+* :func:`to_keras_layout` / :func:`layer_kind` map a PyTorch tensor to the Keras
+  layout of its layer kind.
+
+Model-specific conversions live with their models and build on these:
+:func:`tfrestore.diffusion.convert_adm` (guided-diffusion UNet). The command line
+``tfrestore convert adm in.pt out.weights.h5`` is :mod:`tfrestore.cli_convert`.
 """
 
-from tfrestore.convert.adm import (
-    ADMConversionError,
-    convert_adm,
-    load_adm_checkpoint,
-    load_adm_weights,
-    to_keras_layout,
-    verify_adm,
-)
+from tfrestore.convert.layout import layer_kind, to_keras_layout
 from tfrestore.convert.torch_checkpoint import (
     TorchCheckpointError,
     UnsafeCheckpointError,
     load_torch_checkpoint,
     load_torch_state_dict,
-    save_torch_state_dict,
 )
 
 __all__ = [
-    "ADMConversionError",
-    "convert_adm",
-    "load_adm_checkpoint",
-    "load_adm_weights",
+    "layer_kind",
     "to_keras_layout",
-    "verify_adm",
     "TorchCheckpointError",
     "UnsafeCheckpointError",
     "load_torch_checkpoint",
     "load_torch_state_dict",
-    "save_torch_state_dict",
 ]

@@ -90,8 +90,9 @@ def get_adm_unet(config, weights=None, recompute=False, cache=True):
     Instances are cached per (config, weights file, dtype policy, recompute,
     distribution strategy) and shared by losses: frozen networks are read-only.
     """
-    from tfrestore.convert.adm import load_adm_weights
-    from tfrestore.diffusion.unet import ADMUNet, adm_config
+    from tfrestore.diffusion.adm_weights import load_adm_weights
+    from tfrestore.diffusion.config import adm_config
+    from tfrestore.diffusion.unet import ADMUNet
 
     preset = config if isinstance(config, str) else None
     cfg = adm_config(config)

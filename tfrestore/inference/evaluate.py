@@ -34,7 +34,7 @@ __all__ = [
 def lpips_function():
     """``(fn, note)``: the per-image LPIPS function ``fn(y_true, y_pred) -> (B,)``
     when its weights are available, else ``(None, reason)``."""
-    from tfrestore.training.builders import lpips_available
+    from tfrestore.metrics.lpips import lpips_available
 
     ok, why = lpips_available()
     if not ok:

@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.trackable import base as trackable
 
-from tfrestore.losses import validation
+from tfrestore.utils import validation
 
 __all__ = ["RestorationLoss", "WeightedSum", "ListOfLossesError"]
 

@@ -28,7 +28,8 @@ import tensorflow as tf
 
 from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
 from tfrestore.losses.base import RestorationLoss
-from tfrestore.losses.pdl import DEFAULT_LAYER, FeatureSource, extract_pair, random_uniform
+from tfrestore.losses.pdl import DEFAULT_LAYER, FeatureSource, extract_pair
+from tfrestore.utils import rng
 
 __all__ = ["ContextualLoss", "contextual_similarity"]
 
@@ -193,11 +194,11 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
                 f"comparing a random subset of max_positions={cap}.",
                 stacklevel=3,
             )
-            scores = random_uniform((n,), self.seed, tf.constant(0, tf.int64), tag)
+            scores = rng.uniform((n,), self.seed, tf.constant(0, tf.int64), tag)
             idx = tf.sort(tf.math.top_k(scores, cap).indices)
             return tf.gather(f, idx, axis=1)
         n_dyn = tf.shape(f)[1]
-        scores = random_uniform(n_dyn, self.seed, tf.constant(0, tf.int64), tag)
+        scores = rng.uniform(n_dyn, self.seed, tf.constant(0, tf.int64), tag)
         idx = tf.sort(tf.math.top_k(scores, tf.minimum(n_dyn, cap)).indices)
         return tf.gather(f, idx, axis=1)
 

@@ -84,7 +84,6 @@ import numbers
 import keras
 import tensorflow as tf
 
-from tfrestore.losses import validation
 from tfrestore.losses._extractor_weights import (
     has_extractor_weights,
     load_extractor_weights,
@@ -95,6 +94,7 @@ from tfrestore.losses._queue import FeatureQueue, QueueOutsideScopeError, keras_
 from tfrestore.losses._similarity import DIVERGENCES, KL_REDUCTIONS, l2_normalize, set_divergence
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.losses.patches import extract_windows, window_grid
+from tfrestore.utils import validation
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["D2SMLoss", "DIV2K_MEAN", "QueueOutsideScopeError"]

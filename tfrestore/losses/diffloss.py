@@ -42,8 +42,8 @@ without gradient) and back-propagates through one pass: for ``adm_256_uncond``
 ``recompute=True`` and/or the ``mixed_float16`` policy (GroupNorm, softmax and the
 embedding MLPs stay float32) to bound activation memory.
 
-Randomness: t ~ U{t_min … t_max} per sample and ε are a counter-based hash of
-``(seed, call counter, global sample index)`` (:mod:`tfrestore.diffusion.rng`;
+Randomness: t ~ U{t_min … t_max} per sample and ε are counter-based Philox draws
+keyed by ``(seed, call counter, global sample index)`` (:mod:`tfrestore.utils.rng`;
 ``tf.random.stateless_*`` give different numbers under XLA), so eager,
 ``tf.function``, XLA and ``MirroredStrategy`` (each replica finds its global rows
 with one tiny ``all_gather`` of the batch sizes) give the same values. The
@@ -73,10 +73,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrestore.diffusion import rng
 from tfrestore.diffusion.schedule import DiffusionSchedule
 from tfrestore.losses import _counter
 from tfrestore.losses.base import RestorationLoss
+from tfrestore.utils import rng
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["DiffLoss"]
@@ -205,14 +205,15 @@ class DiffLoss(RestorationLoss):
 
     # ------------------------------------------------------------ the UNet
     def _build_unet(self, unet, weights):
+        from tfrestore.diffusion.config import adm_config
         from tfrestore.diffusion.pretrained import get_adm_unet
-        from tfrestore.diffusion.unet import ADMUNet, adm_config
+        from tfrestore.diffusion.unet import ADMUNet
 
         if isinstance(unet, keras.Model):
             model = unet
             if weights not in (None, "default"):
                 if isinstance(model, ADMUNet):
-                    from tfrestore.convert.adm import load_adm_weights
+                    from tfrestore.diffusion.adm_weights import load_adm_weights
 
                     load_adm_weights(model, weights)
                 else:

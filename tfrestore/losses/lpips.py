@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfrestore.losses import validation
 from tfrestore.losses.base import RestorationLoss
+from tfrestore.utils import validation
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["LPIPSLoss"]

@@ -22,9 +22,10 @@ import numbers
 import keras
 import tensorflow as tf
 
-from tfrestore.losses import _counter, validation
+from tfrestore.losses import _counter
 from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
 from tfrestore.losses.base import RestorationLoss
+from tfrestore.utils import rng, validation
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["PDLoss", "ProjectedDistributionLoss", "wasserstein_1d"]
@@ -249,106 +250,26 @@ def wasserstein_1d(u, v, p=1.0, quantiles=None):
     return tf.reduce_mean(d, axis=-1)
 
 
-# --------------------------------------------------------------------------------------
-# Counter-based random numbers that are bit-identical in eager, graph and XLA.
-# --------------------------------------------------------------------------------------
-# TensorFlow's stateless RNG kernels (even with alg="philox") return different numbers
-# under XLA than in eager/graph mode on TF 2.21, so the projections are drawn with
-# Philox-4x32-10 (Salmon et al., SC'11) written in plain uint32/uint64 integer ops.
-_PHILOX_M = (0xD2511F53, 0xCD9E8D57)
-_PHILOX_W = (0x9E3779B9, 0xBB67AE85)
-
-
-def _u32(x):
-    return tf.constant(x & 0xFFFFFFFF, tf.uint32)
-
-
-def _mulhilo(m, x):
-    prod = tf.cast(x, tf.uint64) * tf.constant(m, tf.uint64)
-    hi = tf.cast(tf.bitwise.right_shift(prod, tf.constant(32, tf.uint64)), tf.uint32)
-    lo = tf.cast(tf.bitwise.bitwise_and(prod, tf.constant(0xFFFFFFFF, tf.uint64)), tf.uint32)
-    return hi, lo
-
-
-def philox4x32(counter, key, rounds=10):
-    """Philox-4x32 block function: ``counter`` = 4 uint32 tensors (same shape),
-    ``key`` = 2 uint32 scalars; returns 4 uint32 tensors of random bits."""
-    c0, c1, c2, c3 = counter
-    k0, k1 = key
-    xor = tf.bitwise.bitwise_xor
-    for r in range(rounds):
-        if r:
-            k0 = k0 + _u32(_PHILOX_W[0])
-            k1 = k1 + _u32(_PHILOX_W[1])
-        hi0, lo0 = _mulhilo(_PHILOX_M[0], c0)
-        hi1, lo1 = _mulhilo(_PHILOX_M[1], c2)
-        c0, c1, c2, c3 = xor(xor(hi1, c1), k0), lo1, xor(xor(hi0, c3), k1), lo0
-    return c0, c1, c2, c3
-
-
-def random_bits(n, seed, stream, tag=0):
-    """``n`` uint32 random words for ``(seed, stream, tag)``.
-
-    ``seed`` is a Python int (the Philox key); ``stream`` an int64 scalar tensor
-    (e.g. call counter and layer) and ``tag`` a Python int naming the draw; both go
-    into the counter together with the word index.
-    """
-    if not tf.is_tensor(n):
-        n = int(n)
-    blocks = (n + 3) // 4  # a tensor when ``n`` is (dynamic sizes)
-    stream = tf.cast(stream, tf.int64)
-    lo = tf.cast(tf.bitwise.bitwise_and(stream, 0xFFFFFFFF), tf.uint32)
-    hi = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(stream, 32), 0xFFFFFFFF), tf.uint32)
-    idx = tf.cast(tf.range(tf.cast(blocks, tf.int64)), tf.uint32)
-    ones = tf.ones_like(idx)
-    out = philox4x32(
-        (idx, lo * ones, hi * ones, _u32(tag) * ones), (_u32(seed), _u32(seed >> 32))
-    )
-    return tf.reshape(tf.stack(out, axis=-1), (-1,))[:n]
-
-
-def random_uniform(shape, seed, stream, tag=0):
-    """Uniform float32 in the open interval (0, 1) from 24 random bits per value.
-
-    ``shape`` is a tuple of ints, or a scalar tensor for a dynamic 1-D length.
-    """
-    if tf.is_tensor(shape):
-        n, shape = shape, tf.reshape(shape, (1,))
-    else:
-        n = 1
-        for s in shape:
-            n *= int(s)
-    bits = tf.bitwise.right_shift(random_bits(n, seed, stream, tag), _u32(8))
-    u = (tf.cast(bits, tf.float32) + 0.5) * (1.0 / 16777216.0)
-    return tf.reshape(u, shape)
-
-
-def random_normal(shape, seed, stream, tag=0):
-    """Standard normal float32 (Box-Muller on two uniforms)."""
-    u1 = random_uniform(shape, seed, stream, 2 * tag + 1)
-    u2 = random_uniform(shape, seed, stream, 2 * tag + 2)
-    return tf.sqrt(-2.0 * tf.math.log(u1)) * tf.cos(6.283185307179586 * u2)
-
-
 def projection_matrix(kind, channels, num_projections, seed, stream, perturbation=0.1):
     """``(C, P)`` matrix of unit-norm projection directions (columns), a deterministic
-    function of ``(seed, stream)`` (see :func:`random_bits`)."""
+    function of ``(seed, stream)`` (:mod:`tfrestore.utils.rng`; ``stream`` is its
+    ``counter``)."""
     c, p = int(channels), int(num_projections)
     if kind == "random_sphere":
         # Normalised Gaussian vectors are uniform on the sphere (Monte-Carlo sliced W).
-        theta = random_normal((c, p), seed, stream, tag=0)
+        theta = rng.normal((c, p), seed, stream, 0)
     elif kind == "random_pairs":
         if c < 2:
             raise ValueError(f"projection='random_pairs' needs at least 2 channels, got {c}.")
-        first = tf.cast(random_uniform((p,), seed, stream, tag=10) * c, tf.int32)
-        offset = 1 + tf.cast(random_uniform((p,), seed, stream, tag=11) * (c - 1), tf.int32)
+        first = tf.cast(rng.uniform((p,), seed, stream, 10) * c, tf.int32)
+        offset = 1 + tf.cast(rng.uniform((p,), seed, stream, 11) * (c - 1), tf.int32)
         first = tf.minimum(first, c - 1)
         second = (first + tf.minimum(offset, c - 1)) % c  # always a different channel
-        ab = random_normal((2, p), seed, stream, tag=6)
+        ab = rng.normal((2, p), seed, stream, 6)
         theta = tf.one_hot(first, c, axis=0) * ab[0] + tf.one_hot(second, c, axis=0) * ab[1]
     elif kind == "perturbed_identity":
         base = tf.one_hot(tf.range(p) % c, c, axis=0)  # identity columns, cycled if P > C
-        theta = base + perturbation * random_normal((c, p), seed, stream, tag=0)
+        theta = base + perturbation * rng.normal((c, p), seed, stream, 0)
     else:  # pragma: no cover - validated in __init__
         raise ValueError(f"unknown projection {kind!r}")
     return theta / tf.maximum(tf.norm(theta, axis=0, keepdims=True), 1e-12)

@@ -43,9 +43,9 @@ import numbers
 import keras
 import tensorflow as tf
 
-from tfrestore.losses import validation
 from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
 from tfrestore.losses.base import RestorationLoss
+from tfrestore.utils import validation
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["PerceptualLoss"]

@@ -29,7 +29,7 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tfrestore.losses import validation
+from tfrestore.utils import validation
 
 COLORS = ("rgb", "y", "gray")
 

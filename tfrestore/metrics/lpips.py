@@ -37,15 +37,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrestore.losses import validation
+from tfrestore.utils import validation
 from tfrestore.utils.hidden import Hidden
 from tfrestore.utils.weights import (
     CorruptWeightsError,
     WeightsNotFoundError,
     resolve_weights_file,
 )
+from tfrestore.utils.text import short_reason
 
-__all__ = ["lpips", "LPIPS", "LPIPSNetwork", "get_lpips_network", "LPIPS_LAYERS"]
+__all__ = ["lpips", "LPIPS", "LPIPSNetwork", "get_lpips_network", "lpips_available", "LPIPS_LAYERS"]
 
 LPIPS_LAYERS = {
     "alex": ("relu1", "relu2", "relu3", "relu4", "relu5"),
@@ -188,6 +189,23 @@ def get_lpips_network(
         with tf.init_scope():  # variables are created eagerly even from a traced call
             _CACHE[key] = LPIPSNetwork(net, backbone_weights, lin_weights, dtype_policy)
     return _CACHE[key]
+
+
+_AVAILABLE = {}
+
+
+def lpips_available(backbone="alex"):
+    """``(True, None)`` when LPIPS-``backbone`` can be built (its weights are found),
+    else ``(False, reason)``. Builds (and caches) the LPIPS network; the answer is
+    cached per process and weights location, as probing may try a download."""
+    key = (backbone, os.environ.get("TFRESTORE_WEIGHTS_DIR"), os.environ.get("KERAS_HOME"))
+    if key not in _AVAILABLE:
+        try:
+            get_lpips_network(backbone)
+            _AVAILABLE[key] = (True, None)
+        except WeightsNotFoundError as e:
+            _AVAILABLE[key] = (False, short_reason(e))
+    return _AVAILABLE[key]
 
 
 def _prepare(y_true, y_pred, owner, network):

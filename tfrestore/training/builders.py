@@ -23,7 +23,9 @@ import math
 
 import keras
 
+from tfrestore.metrics.lpips import lpips_available
 from tfrestore.training.schema import ConfigError
+from tfrestore.utils.text import short_reason
 
 __all__ = [
     "accepted_arguments",
@@ -35,7 +37,6 @@ __all__ = [
     "build_metrics",
     "registered_losses",
     "available_models",
-    "lpips_available",
 ]
 
 # --------------------------------------------------------------------------- signatures
@@ -418,41 +419,6 @@ def build_metrics(metrics_cfg, data_range=1.0):
         else:
             notes.append(f"LPIPS skipped: {why}")
     return metrics, lpips_fn, notes
-
-
-def short_reason(exc, limit=240):
-    """First sentence of an exception message, capped at ``limit`` characters."""
-    text = " ".join(str(exc).split())
-    cut = text.find(". ")
-    text = text[: cut + 1] if cut > 0 else text
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-_LPIPS_STATUS = {}
-
-
-def lpips_available(net="alex"):
-    """``(True, None)`` when LPIPS-``net`` can be built (its weights are found),
-    else ``(False, reason)``. Builds (and caches) the LPIPS network."""
-    try:
-        # Not `from tfrestore.metrics import lpips`: that name is the re-exported function.
-        lpips_module = importlib.import_module("tfrestore.metrics.lpips")
-    except ImportError as e:
-        return False, f"tfrestore.metrics has no LPIPS in this version ({e})"
-    get = getattr(lpips_module, "get_lpips_network", None)
-    if get is None:
-        return False, "tfrestore.metrics.lpips has no get_lpips_network()"
-    import os
-
-    # Probing may try a download: once per process and weights location.
-    key = (net, os.environ.get("TFRESTORE_WEIGHTS_DIR"), os.environ.get("KERAS_HOME"))
-    if key not in _LPIPS_STATUS:
-        try:
-            get(net)
-            _LPIPS_STATUS[key] = (True, None)
-        except _weights_error_types() as e:
-            _LPIPS_STATUS[key] = (False, short_reason(e))
-    return _LPIPS_STATUS[key]
 
 
 def steps_total(cfg):

@@ -15,13 +15,12 @@ original model's outputs (``verify=`` of :func:`load_adm_weights`, ``--verify``
 of ``tfrestore convert adm``; an ``.npz`` with ``x``, ``t``, ``out`` and
 optionally ``h``) to have the converted network checked against it.
 
-Layout rules (PyTorch → Keras): Conv2d ``(O, I, kh, kw)`` → ``(kh, kw, I, O)``;
-Conv1d 1×1 ``(O, I, 1)`` and Linear ``(O, I)`` → Dense ``(I, O)``; GroupNorm
-weight/bias → gamma/beta. All values are cast to float32.
+Layout rules (PyTorch → Keras, :mod:`tfrestore.convert.layout`): Conv2d
+``(O, I, kh, kw)`` → ``(kh, kw, I, O)``; Conv1d 1×1 ``(O, I, 1)`` and Linear ``(O, I)``
+→ Dense ``(I, O)``; GroupNorm weight/bias → gamma/beta. All values are cast to float32.
 
 >>> import numpy as np
->>> from tfrestore.convert import convert_adm, load_adm_weights
->>> from tfrestore.diffusion import ADMUNet, adm_state_dict_shapes
+>>> from tfrestore.diffusion import ADMUNet, adm_state_dict_shapes, convert_adm, load_adm_weights
 >>> rng = np.random.default_rng(0)
 >>> shapes = adm_state_dict_shapes("adm_tiny")  # PyTorch key -> shape
 >>> sd = {k: rng.normal(size=s).astype("float32") for k, s in shapes.items()}
@@ -39,11 +38,12 @@ import re
 
 import numpy as np
 
+from tfrestore.convert.layout import layer_kind, to_keras_layout
 from tfrestore.convert.torch_checkpoint import load_torch_state_dict
-from tfrestore.diffusion.unet import adm_config, adm_state_dict_shapes
+from tfrestore.diffusion.config import adm_config, adm_state_dict_shapes
 
 __all__ = ["ADMConversionError", "convert_adm", "load_adm_weights", "load_adm_checkpoint",
-           "to_keras_layout", "verify_adm"]
+           "verify_adm"]
 
 #: the flags a checkpoint's tensor shapes do not determine
 UNCHECKABLE_FLAGS = ("num_heads", "num_head_channels", "num_heads_upsample",
@@ -52,28 +52,6 @@ UNCHECKABLE_FLAGS = ("num_heads", "num_head_channels", "num_heads_upsample",
 
 class ADMConversionError(ValueError):
     """Checkpoint keys/shapes do not match the requested ADM hyper-parameters."""
-
-
-def _kind(key, ndim):
-    if key.endswith(".bias") or ndim == 1:
-        return "vector"
-    if ndim == 4:
-        return "conv2d"
-    if ndim == 3:
-        return "conv1d"
-    return "linear"
-
-
-def to_keras_layout(array, kind):
-    """One PyTorch tensor → the Keras layout for its layer kind."""
-    a = np.asarray(array, dtype=np.float32)
-    if kind == "conv2d":
-        return np.ascontiguousarray(a.transpose(2, 3, 1, 0))
-    if kind == "conv1d":
-        return np.ascontiguousarray(a[:, :, 0].T)
-    if kind == "linear":
-        return np.ascontiguousarray(a.T)
-    return a
 
 
 def _block_counts(keys):
@@ -200,7 +178,7 @@ def convert_adm(checkpoint, config="adm_256_uncond"):
         if not np.issubdtype(value.dtype, np.floating):
             raise ADMConversionError(f"tensor {key!r} has dtype {value.dtype}, expected float")
         _check_finite(key, value)
-        out[key] = to_keras_layout(value, _kind(key, len(shape)))
+        out[key] = to_keras_layout(value, layer_kind(key, len(shape)))
     return out
 
 

@@ -1,6 +1,8 @@
 """Command line: ``tfrestore convert adm in.pt out.weights.h5 [--preset adm_256_uncond]``.
 
-Also ``python -m tfrestore.convert adm ...``. The output format follows the
+Also ``python -m tfrestore convert adm ...``. It sits at the top layer (next to
+:mod:`tfrestore.cli`) because it ties the generic reader of :mod:`tfrestore.convert`
+to the ADM model of :mod:`tfrestore.diffusion`. The output format follows the
 extension: ``.weights.h5`` (Keras ``ADMUNet.save_weights``; load with
 ``ADMUNet.from_preset(...).load_weights(path)`` or ``DiffLoss(weights=path)``) or
 ``.npz`` (converted arrays keyed by the PyTorch names, Keras layout).
@@ -18,9 +20,14 @@ __all__ = ["add_parser", "main", "build_parser"]
 def _convert_adm(args):
     import numpy as np
 
-    from tfrestore.convert.adm import ADMConversionError, convert_adm, load_adm_weights
-    from tfrestore.convert.torch_checkpoint import TorchCheckpointError
-    from tfrestore.diffusion.unet import ADMUNet, adm_config
+    from tfrestore.convert import TorchCheckpointError
+    from tfrestore.diffusion.adm_weights import (
+        ADMConversionError,
+        convert_adm,
+        load_adm_weights,
+    )
+    from tfrestore.diffusion.config import adm_config
+    from tfrestore.diffusion.unet import ADMUNet
 
     output = args.output
     if not (output.endswith(".weights.h5") or output.endswith(".npz")):
@@ -58,7 +65,7 @@ def _convert_adm(args):
 def add_parser(subparsers):
     """Register ``convert`` (with its ``adm`` sub-command) on an argparse
     ``subparsers`` object; the handler is stored as ``func``."""
-    from tfrestore.diffusion.unet import ADM_PRESETS
+    from tfrestore.diffusion.config import ADM_PRESETS
 
     convert = subparsers.add_parser(
         "convert", help="convert PyTorch checkpoints to Keras weights (no torch needed)",
