@@ -5,16 +5,17 @@ import sys
 import numpy as np
 import pytest
 
-from tfrestore.convert import (
+from tfrestore.cli_convert import main
+from tfrestore.convert import load_torch_state_dict, to_keras_layout
+from tfrestore.diffusion import (
     ADMConversionError,
+    ADMUNet,
+    adm_config,
+    adm_state_dict_shapes,
     convert_adm,
     load_adm_weights,
-    load_torch_state_dict,
-    save_torch_state_dict,
-    to_keras_layout,
 )
-from tfrestore.convert.cli import main
-from tfrestore.diffusion import ADMUNet, adm_config, adm_state_dict_shapes
+from tfrestore.testing.torch_writer import save_torch_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +109,10 @@ def test_cli_errors(tiny, tmp_path, capsys):
 def test_python_dash_m_entry_point(tiny, tmp_path, monkeypatch, capsys):
     _, path, _ = tiny
     out = tmp_path / "m.npz"
-    monkeypatch.setattr(sys, "argv", ["tfrestore.convert", "adm", str(path), str(out),
+    monkeypatch.setattr(sys, "argv", ["tfrestore", "convert", "adm", str(path), str(out),
                                       "--preset", "adm_tiny"])
     with pytest.raises(SystemExit) as e:
-        runpy.run_module("tfrestore.convert", run_name="__main__")
+        runpy.run_module("tfrestore", run_name="__main__")
     assert e.value.code == 0 and out.is_file()
     assert len(np.load(out).files) == len(adm_state_dict_shapes("adm_tiny"))
 
@@ -119,7 +120,7 @@ def test_python_dash_m_entry_point(tiny, tmp_path, monkeypatch, capsys):
 def test_add_parser_wires_into_a_parent_cli(tiny, tmp_path):
     import argparse
 
-    from tfrestore.convert.cli import add_parser
+    from tfrestore.cli_convert import add_parser
 
     _, path, _ = tiny
     parser = argparse.ArgumentParser(prog="tfrestore")

@@ -7,11 +7,13 @@ import pytest
 from tfrestore.convert.torch_checkpoint import (
     TorchCheckpointError,
     UnsafeCheckpointError,
+    load_torch_checkpoint,
+    load_torch_state_dict,
+)
+from tfrestore.testing.torch_writer import (
     _GlobalCall,
     _PickleWriter,
     _TensorRecord,
-    load_torch_checkpoint,
-    load_torch_state_dict,
     save_torch_state_dict,
 )
 

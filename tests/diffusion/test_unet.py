@@ -5,9 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore.convert import convert_adm, load_adm_weights
-from tfrestore.diffusion import ADMUNet, adm_config, adm_state_dict_shapes, timestep_embedding
-from tfrestore.diffusion.unet import _AttentionBlock, _Resample
+from tfrestore.diffusion import (
+    ADMUNet,
+    adm_config,
+    adm_state_dict_shapes,
+    convert_adm,
+    load_adm_weights,
+    timestep_embedding,
+)
+from tfrestore.diffusion.layers import _AttentionBlock, _Resample
 
 
 def _key_file(vectors_dir):

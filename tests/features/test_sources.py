@@ -134,11 +134,12 @@ def test_torchvision_alexnet_matches_numpy_reference(weights_dir, monkeypatch, r
 
 
 def test_torchvision_pth_checkpoint_without_torch(weights_dir, tmp_path, monkeypatch, rng):
-    torch_checkpoint = pytest.importorskip("tfrestore.convert.torch_checkpoint")
+    from tfrestore.testing.torch_writer import save_torch_state_dict
+
     state = {k: v.astype("float32") for k, v in _load_npz(weights_dir / ALEX_NPZ).items()}
     state["classifier.1.weight"] = np.zeros((4, 9216), "float32")  # a full model state dict
     pth = tmp_path / "alexnet-owt-7be5be79.pth"
-    torch_checkpoint.save_torch_state_dict(state, str(pth))
+    save_torch_state_dict(state, str(pth))
     x = rng.uniform(size=(1, 63, 63, 3)).astype("float32")
     from_npz = get_feature_extractor("alexnet", ["conv5"], weights=str(weights_dir / ALEX_NPZ))(x)
     from_pth = get_feature_extractor("alexnet", ["conv5"], weights=str(pth))(x)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore.convert import TorchCheckpointError, save_torch_state_dict
+from tfrestore.convert import TorchCheckpointError
 from tfrestore.diffusion import ADMUNet, adm_state_dict_shapes
 from tfrestore.diffusion import pretrained
 from tfrestore.losses import MSE, DiffLoss, WeightedSum
 from tfrestore.testing import run_loss_test
+from tfrestore.testing.torch_writer import save_torch_state_dict
 from tfrestore.utils import WeightsNotFoundError
 
 # A smaller ADM than adm_tiny (same block types: scale-shift ResBlocks, ResBlock
@@ -312,7 +313,7 @@ def test_any_eps_unet_can_be_plugged_in(rng, tmp_path):
 
 
 def test_bad_arguments_and_files(micro_weights, tiny, tmp_path):
-    from tfrestore.convert import ADMConversionError
+    from tfrestore.diffusion import ADMConversionError
 
     with pytest.raises(ValueError, match="Unknown ADM preset 'adm_512'.*adm_256_uncond"):
         DiffLoss(unet="adm_512", weights=None)

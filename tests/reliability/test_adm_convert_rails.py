@@ -6,16 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from tfrestore.convert import (
+from tfrestore.cli_convert import main
+from tfrestore.convert import load_torch_state_dict
+from tfrestore.diffusion import (
     ADMConversionError,
+    ADMUNet,
+    adm_config,
     convert_adm,
     load_adm_weights,
-    load_torch_state_dict,
-    save_torch_state_dict,
     verify_adm,
 )
-from tfrestore.convert.cli import main
-from tfrestore.diffusion import ADMUNet, adm_config
+from tfrestore.testing.torch_writer import save_torch_state_dict
 
 
 @pytest.fixture(scope="module")

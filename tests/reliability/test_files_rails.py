@@ -454,7 +454,7 @@ def test_corrupt_loss_weights_use_the_configured_fallback(tmp_path, capsys):
 def _pt(path, obj, storages, compression=0):  # 0: zipfile.ZIP_STORED
     import zipfile
 
-    from tfrestore.convert.torch_checkpoint import _PickleWriter
+    from tfrestore.testing.torch_writer import _PickleWriter
 
     with zipfile.ZipFile(path, "w", compression=compression) as z:
         z.writestr("archive/data.pkl", _PickleWriter().dump(obj))
@@ -465,11 +465,8 @@ def _pt(path, obj, storages, compression=0):  # 0: zipfile.ZIP_STORED
 
 
 def test_stride_zero_view_cannot_expand_a_tiny_file(tmp_path):
-    from tfrestore.convert.torch_checkpoint import (
-        TorchCheckpointError,
-        _TensorRecord,
-        load_torch_state_dict,
-    )
+    from tfrestore.convert.torch_checkpoint import TorchCheckpointError, load_torch_state_dict
+    from tfrestore.testing.torch_writer import _TensorRecord
 
     rec = _TensorRecord("0", "FloatStorage", 1, 0, (16384, 16384), (0, 0))  # 1 GiB of one float
     path = _pt(tmp_path / "w.pt", {"big.weight": rec}, {"0": b"\x00" * 4})
@@ -479,11 +476,8 @@ def test_stride_zero_view_cannot_expand_a_tiny_file(tmp_path):
 
 
 def test_huge_view_raises_checkpoint_error_not_memory_error(tmp_path):
-    from tfrestore.convert.torch_checkpoint import (
-        TorchCheckpointError,
-        _TensorRecord,
-        load_torch_state_dict,
-    )
+    from tfrestore.convert.torch_checkpoint import TorchCheckpointError, load_torch_state_dict
+    from tfrestore.testing.torch_writer import _TensorRecord
 
     rec = _TensorRecord("0", "FloatStorage", 4, 0, (200000, 200000), (0, 1))
     path = _pt(tmp_path / "w.pt", {"w": rec}, {"0": b"\x00" * 16})
@@ -495,10 +489,11 @@ def test_deflate_bomb_storage_is_refused(tmp_path, monkeypatch):
     import zipfile
 
     from tfrestore.convert import torch_checkpoint as tc
+    from tfrestore.testing.torch_writer import _TensorRecord
 
     monkeypatch.setattr(tc, "MAX_EXPANSION_BYTES", 1 << 20)  # the real limit is 64 MiB
     n = (4 << 20) // 4  # 4 MiB of zeros deflate to about 4 KiB
-    rec = tc._TensorRecord("0", "FloatStorage", n, 0, (n,), (1,))
+    rec = _TensorRecord("0", "FloatStorage", n, 0, (n,), (1,))
     path = _pt(tmp_path / "w.pt", {"w": rec}, {"0": b"\x00" * (4 * n)}, zipfile.ZIP_DEFLATED)
     with pytest.raises(tc.TorchCheckpointError, match=r"archive/data/0.*inflates.*zip bomb"):
         tc.load_torch_state_dict(path)
