@@ -12,7 +12,7 @@
   validation pass of ``fit()``, so validation images never enter the queue.
 
 The losses also recognise Keras' evaluation step by themselves (see
-:func:`tfrestore.losses._queue.keras_step_mode`), so forgetting the callback
+:func:`tfrestore.utils.keras_compat.keras_step_mode`), so forgetting the callback
 does not corrupt the queue; the callback adds the run-time switch (covering
 custom ``test_step`` implementations with other names) and the list check.
 

@@ -16,6 +16,8 @@ from typing import Callable
 import keras
 import numpy as np
 
+from tfrestore.utils import keras_compat
+
 __all__ = ["BackboneSpec", "LayerGeometry", "compute_geometry", "seeded_init"]
 
 
@@ -66,7 +68,7 @@ def _op_params(layer):
 def _inbound_layers(layer):
     inputs = layer.input
     inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-    return [t._keras_history[0] for t in inputs]
+    return [keras_compat.producing_layer(t) for t in inputs]
 
 
 def compute_geometry(model, sizes=range(1, 4097)):

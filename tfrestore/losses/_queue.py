@@ -12,7 +12,7 @@ Design (measured in keras_notes §1, see the D2SM docs):
   after the loss has been computed, the pointer wraps, never-filled slots are
   masked out by :meth:`FeatureQueue.valid_mask`;
 * evaluation never enqueues: the Keras step that traces the loss is detected
-  (:func:`keras_step_mode`) and a run-time switch (``enabled``) lets callbacks and
+  (:func:`tfrestore.utils.keras_compat.keras_step_mode`) and a run-time switch (``enabled``) lets callbacks and
   custom loops freeze the queue;
 * the queue-to-queue cosine similarities (``q x q`` per domain) are kept between
   steps (:meth:`FeatureQueue.read_similarities`): an enqueue computes only the
@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import inspect
 
 import numpy as np
 import tensorflow as tf
 
 from tfrestore.losses._counter import OutsideScopeError
+from tfrestore.utils.keras_compat import keras_step_mode
 
 __all__ = ["FeatureQueue", "QueueSimilarities", "keras_step_mode", "QueueOutsideScopeError"]
 
@@ -42,47 +42,6 @@ __all__ = ["FeatureQueue", "QueueSimilarities", "keras_step_mode", "QueueOutside
 class QueueOutsideScopeError(OutsideScopeError):
     """A stateful loss built outside ``strategy.scope()`` is used under a
     multi-replica strategy."""
-
-
-_EVAL_STEPS = ("test_step", "predict_step")
-_LOSS_FNS = ("_compute_loss", "compute_loss", "stateless_compute_loss")
-
-
-def keras_step_mode():
-    """``"train"``, ``"eval"`` or ``None`` (not called by a Keras ``Trainer``).
-
-    Walks the Python stack (this runs while a ``tf.function`` is traced, so it
-    costs nothing per step). A Keras ``train_step``/``test_step``/``predict_step``
-    frame decides; otherwise the ``training`` argument of ``_compute_loss`` (Keras
-    passes ``training=False`` from ``test_step`` and from the symbolic build that
-    ``fit`` runs under a distribution strategy). Custom ``train_step`` /
-    ``test_step`` overrides keep their names, so they are recognised too.
-    """
-    try:
-        from keras.src.trainers.trainer import Trainer
-    except Exception:  # pragma: no cover - private module moved
-        return None
-    frame = inspect.currentframe()
-    fallback = None
-    try:
-        while frame is not None:
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, Trainer):
-                name = frame.f_code.co_name
-                if name.startswith("tf__"):  # autograph-converted
-                    name = name[4:]
-                if name == "train_step":
-                    return "train"
-                if name in _EVAL_STEPS:
-                    return "eval"
-                if fallback is None and name in _LOSS_FNS and "training" in frame.f_locals:
-                    training = frame.f_locals["training"]
-                    if isinstance(training, bool):
-                        fallback = "train" if training else "eval"
-            frame = frame.f_back
-    finally:
-        del frame
-    return fallback
 
 
 class QueueSimilarities(

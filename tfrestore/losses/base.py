@@ -18,15 +18,13 @@ Losses compose with ``+`` and ``*``::
 
 from __future__ import annotations
 
-import inspect
 import numbers
 import threading
 
 import keras
 import tensorflow as tf
-from tensorflow.python.trackable import base as trackable
 
-from tfrestore.utils import validation
+from tfrestore.utils import keras_compat, validation
 
 __all__ = ["RestorationLoss", "WeightedSum", "ListOfLossesError"]
 
@@ -52,32 +50,18 @@ def _check_compile_list_misuse(y_pred):
     losses than the model has outputs (the ``loss=[a, b]`` single-output trap).
 
     Only Python code runs here, so under ``tf.function`` it costs nothing after
-    tracing. The frame walk is defensive: any unexpected structure means "no
-    misuse detected".
+    tracing.
     """
-    try:
-        from keras.src.trainers.compile_utils import CompileLoss
-    except Exception:  # pragma: no cover - private module moved
+    found = keras_compat.find_compile_loss()
+    if found is None:
         return
-    frame = inspect.currentframe()
-    try:
-        depth = 0
-        while frame is not None and depth < 12:
-            owner = frame.f_locals.get("self")
-            if isinstance(owner, CompileLoss):
-                flat = getattr(owner, "_flat_losses", None) or []
-                model_outputs = frame.f_locals.get("y_pred", y_pred)
-                n_outputs = len(tf.nest.flatten(model_outputs))
-                if len(flat) > n_outputs:
-                    raise ListOfLossesError(_list_of_losses_message(len(flat), n_outputs))
-                return
-            frame = frame.f_back
-            depth += 1
-    finally:
-        del frame
+    n_losses, model_outputs = found
+    n_outputs = len(tf.nest.flatten(y_pred if model_outputs is None else model_outputs))
+    if n_losses > n_outputs:
+        raise ListOfLossesError(_list_of_losses_message(n_losses, n_outputs))
 
 
-class RestorationLoss(keras.losses.Loss, trackable.Trackable):
+class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
     """Base class of all tfrestore losses.
 
     Subclasses implement :meth:`compute` (``(y_true, y_pred) -> (B,)``) and extend
@@ -303,13 +287,11 @@ class WeightedSum(RestorationLoss):
         total = super().__call__(y_true, y_pred, sample_weight=sample_weight)
         terms = self._term_values.pop(threading.get_ident(), None)
         if self._term_trackers and terms is not None:
-            from tfrestore.utils.keras_compat import reduce_weighted_values
-
             batch = tf.shape(tf.nest.flatten(y_pred)[0])[0]
             for tracker, values in zip(self._term_trackers, terms):
                 if self.loss_weight != 1.0:
                     values = values * tf.cast(self.loss_weight, values.dtype)
-                reduced = reduce_weighted_values(
+                reduced = keras_compat.reduce_weighted_values(
                     values, sample_weight, reduction=self.reduction, dtype=self.dtype
                 )
                 tracker.update_state(reduced, sample_weight=batch)
@@ -372,7 +354,7 @@ class WeightedSum(RestorationLoss):
     def _trackable_children(self, save_type="checkpoint", **kwargs):
         children = super()._trackable_children(save_type, **kwargs)
         for i, term in enumerate(self.losses):
-            if isinstance(term, trackable.Trackable):
+            if isinstance(term, keras_compat.Trackable):
                 children[f"term_{i}"] = term
         return children
 

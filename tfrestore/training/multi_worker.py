@@ -173,6 +173,8 @@ def fit_multi_worker(
     """
     import keras
 
+    from tfrestore.utils import keras_compat
+
     cbs = keras.callbacks.CallbackList(
         list(callbacks),
         add_history=True,
@@ -186,7 +188,7 @@ def fit_multi_worker(
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         for x, y in train_ds.take(1):
-            model._symbolic_build(data_batch=(x, y))  # noqa: SLF001 - as fit() does
+            keras_compat.symbolic_build(model, (x, y))  # as fit() does
     iterator = iter(_distributed(strategy, train_ds))
     train_fn = _train_function(model, strategy)
     test_fn = _test_function(model) if validation_data is not None else None
@@ -215,4 +217,4 @@ def fit_multi_worker(
     if getattr(model.optimizer, "finalize_variable_values", None) is not None:
         model.optimizer.finalize_variable_values(model.trainable_weights)  # as fit() does
     cbs.on_train_end(logs=epoch_logs)
-    return cbs._history  # noqa: SLF001 - the History that add_history=True created
+    return keras_compat.callback_list_history(cbs)

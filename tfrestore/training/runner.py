@@ -452,7 +452,9 @@ def _fit(model, cfg, train_ds, val_ds, cbs, state, verbose):
         # backed-up running means can be put back at the start of the epoch.
         with model.distribute_strategy.scope():
             for x, y in train_ds.take(1):
-                model._symbolic_build(data_batch=(x, y))  # noqa: SLF001 - as fit() does
+                from tfrestore.utils import keras_compat
+
+                keras_compat.symbolic_build(model, (x, y))  # as fit() does
         for cb in cbs:
             if isinstance(cb, StepBackup):
                 cb.batch_offset = state.step

@@ -24,6 +24,8 @@ import os
 
 import tensorflow as tf
 
+from tfrestore.utils import keras_compat
+
 __all__ = [
     "STRATEGY_KINDS",
     "get_strategy",
@@ -163,5 +165,5 @@ def describe_strategy(strategy):
     """One line such as ``MirroredStrategy, 2 replica(s)``."""
     text = f"{type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        text += f" on {strategy.extended._num_workers} worker(s)"  # noqa: SLF001
+        text += f" on {keras_compat.num_workers(strategy)} worker(s)"
     return text

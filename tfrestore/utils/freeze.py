@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfrestore.utils import keras_compat
+
 __all__ = ["freeze"]
 
 
@@ -35,12 +37,12 @@ def freeze(model):
     model.trainable = False
     for var in model.variables:
         var.trainable = False
-        value = getattr(var, "_value", None)
+        value = keras_compat.backing_variable(var)
         if not isinstance(value, tf.Variable) or not value.trainable:
             continue
         with tf.init_scope():
-            var._value = tf.Variable(
+            keras_compat.set_backing_variable(var, tf.Variable(
                 value, trainable=False, name=var.name,
                 aggregation=value.aggregation, synchronization=value.synchronization,
-            )
+            ))
     return model
