@@ -251,10 +251,10 @@ def test_replicas_draw_their_rows_of_the_global_batch(strategy):
     np.testing.assert_allclose(n_d, np.asarray(n_ref), atol=1e-6)
 
 
-def test_value_range_mapping(micro_weights, rng):
+def test_data_range_mapping(micro_weights, rng):
     y, p = _pair(rng, (2, 16, 16, 3))
     a = DiffLoss(unet=MICRO, weights=micro_weights).call(y, p)
-    b = DiffLoss(unet=MICRO, weights=micro_weights, value_range=(-1, 1)).call(2 * y - 1, 2 * p - 1)
+    b = DiffLoss(unet=MICRO, weights=micro_weights, data_range=(-1, 1)).call(2 * y - 1, 2 * p - 1)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
 
 

@@ -219,13 +219,13 @@ def test_overshoot_of_unclipped_outputs_is_accepted(name):
     assert np.all(np.isfinite(np.asarray(loss.call(y, p))))
 
 
-def test_diffloss_range_follows_value_range():
+def test_diffloss_range_follows_data_range():
     y, p = _images((2, 16, 16, 3))
     with pytest.raises(ValueError, match=r"`y_true` .* far outside the range \[0, 1\].*"
-                                         r"set `value_range=\(low, high\)`"):
+                                         r"set `data_range=\(low, high\)`"):
         _diffloss()(255.0 * y, 255.0 * p)
     a = _diffloss().call(y, p)
-    b = _diffloss(value_range=(0, 255)).call(255.0 * y, 255.0 * p)
+    b = _diffloss(data_range=255).call(255.0 * y, 255.0 * p)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4)
 
 
@@ -283,7 +283,7 @@ def test_an_empty_replica_batch_passes_the_checks():
     from tfrestore.utils import validation
 
     fn = tf.function(
-        lambda a, b: validation.check_image_pair(a, b, value_range=(0.0, 1.0))[1],
+        lambda a, b: validation.check_image_pair(a, b, data_range=(0.0, 1.0))[1],
         input_signature=[tf.TensorSpec((None, 32, 32, 3))] * 2)
     empty = np.zeros((0, 32, 32, 3), "float32")  # min = +inf, max = -inf
     assert fn(empty, empty).shape == (0, 32, 32, 3)

@@ -83,8 +83,8 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
             ``InvalidArgumentError`` naming the tensor, instead of silently
             propagating NaN into the weights.
         check_range: if True (default) a ``y_true`` with values more than half
-            the expected range outside it (:attr:`input_range`: [0, 1] for the
-            feature and network losses, ``data_range`` / ``value_range`` where a
+            the expected range outside it (:attr:`data_range`: [0, 1] for the
+            feature and network losses, the ``data_range`` argument where a
             loss has one, unchecked for the scale-free pixel losses) raises,
             e.g. float images in 0..255 given to a [0, 1] loss. The slight
             over/undershoot of unclipped outputs is accepted and ``y_pred`` is
@@ -97,8 +97,9 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
     expected_channels = None
     #: if False, y_true and y_pred may differ in spatial size (e.g. distribution losses).
     require_same_shape = True
-    #: ``(low, high)`` of the images the loss expects (checked on y_true), or None.
-    input_range = (0.0, 1.0)
+    #: range of the images the loss expects (checked on y_true): ``r`` for [0, r], a
+    #: pair ``(low, high)``, or None (unchecked).
+    data_range = 1.0
     #: how to declare another range, appended to the range error.
     range_fix = (
         "or pass `check_range=False` if this loss really should see such values"
@@ -139,7 +140,7 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
             same_shape=self.require_same_shape,
             check_finite=self.check_finite,
             loss_name=self.name,
-            value_range=self._checked_range(),
+            data_range=self._checked_range(),
             range_fix=self.range_fix,
         )
 
@@ -147,7 +148,7 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
         """The range enforced on ``y_true`` (None: unchecked)."""
         if not self.check_range:
             return None
-        return self.input_range
+        return self.data_range
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # keras.losses.Loss casts to float before `call`; reject uint8/int images first.

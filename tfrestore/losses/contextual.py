@@ -159,7 +159,7 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
         if not self._source.custom:
             self.expected_channels = 3
         else:
-            self.input_range = None  # a custom extractor defines its own input domain
+            self.data_range = None  # a custom extractor defines its own input domain
 
     def validate(self, y_true, y_pred):
         y_true, y_pred = super().validate(y_true, y_pred)

@@ -314,7 +314,7 @@ class D2SMLoss(RestorationLoss):
         self._custom = feature_extractor is not None
         if self._custom:
             extractor = feature_extractor
-            self.input_range = None  # a custom extractor defines its own input domain
+            self.data_range = None  # a custom extractor defines its own input domain
         else:
             from tfrestore.features import get_feature_extractor
 

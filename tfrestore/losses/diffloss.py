@@ -7,7 +7,7 @@ reconstruction space and in its bottleneck ("h-space") features. The clean
 branch is under ``stop_gradient``; the gradient flows through the frozen UNet to
 the restored image.
 
-Inputs are the restorer's images in ``value_range`` (default [0, 1]); they are
+Inputs are the restorer's images in ``data_range`` (default [0, 1]); they are
 mapped linearly to the UNet's [−1, 1] (``x ↦ 2x − 1`` for [0, 1]). With
 x_t = √ᾱ_t x + √(1−ᾱ_t) ε, ε̂ = f(x_t, t)[..., :3], h = middle-block output:
 
@@ -19,8 +19,8 @@ x_t = √ᾱ_t x + √(1−ᾱ_t) ε, ε̂ = f(x_t, t)[..., :3], h = middle-bloc
 * ``mode="eps_xprev"`` (paper ablation c): ``L = n(ε̂_x − ε̂_z) + n(x̂_{t−1} − ẑ_{t−1}) + λ·n(h)``,
   λ = 0.01.
 
-``n`` is the per-sample mean of squares (``norm="mse"``, what the released code
-uses) or the Euclidean norm (``norm="l2"``). The paper's outer weight γ = 0.001
+``n`` is the per-sample mean of squares (``criterion="mse"``, what the released
+code uses) or the Euclidean norm (``criterion="l2_norm"``). The paper's outer weight γ = 0.001
 and its pixel term are applied with the loss algebra::
 
     loss = MSE() + 0.001 * DiffLoss()
@@ -76,7 +76,7 @@ import tensorflow as tf
 from tfrestore.diffusion.schedule import DiffusionSchedule
 from tfrestore.losses import _counter
 from tfrestore.losses.base import RestorationLoss
-from tfrestore.utils import rng
+from tfrestore.utils import rng, validation
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["DiffLoss"]
@@ -84,7 +84,7 @@ __all__ = ["DiffLoss"]
 _MODES = ("paper", "eps", "eps_xprev")
 _DEFAULT_LAMBDA = {"paper": 0.01, "eps": 1e-3, "eps_xprev": 0.01}
 _WEIGHTINGS = ("min_snr", "alpha_bar", "none")
-_NORMS = ("mse", "l2")
+_CRITERIA = ("mse", "l2_norm")
 
 
 def _is_serialized_keras_object(d):
@@ -117,12 +117,14 @@ class DiffLoss(RestorationLoss):
         t_range: inclusive ``(t_min, t_max)`` of the sampled steps (default all).
         t_weighting: weight of the x̂₀ term, ``"min_snr"`` (default), ``"alpha_bar"``
             or ``"none"`` (see module docstring).
-        norm: ``"mse"`` (per-sample mean of squares) or ``"l2"`` (Euclidean norm).
+        criterion: ``"mse"`` (per-sample mean of squares; ``"l2"`` in the other
+            losses) or ``"l2_norm"`` (Euclidean norm of the difference).
         gradient_through_unet: False computes the diffusion terms like the
             released code's ``torch.no_grad()`` block: the loss still reports
             values but passes exactly zero gradient (ablation only).
-        value_range: ``(low, high)`` of the inputs, mapped to the UNet's [−1, 1];
-            a ``y_true`` more than half this range outside it raises.
+        data_range: range of the inputs, ``r`` for [0, r] or ``(low, high)``, mapped
+            to the UNet's [−1, 1]; a ``y_true`` more than half this range outside
+            it raises.
         num_timesteps, schedule: the diffusion the UNet was trained with
             (1000, ``"linear"`` for ADM).
         recompute: build the ADM UNet with ``tf.recompute_grad`` per block
@@ -138,9 +140,9 @@ class DiffLoss(RestorationLoss):
         lambda_h=None,
         t_range=None,
         t_weighting="min_snr",
-        norm="mse",
+        criterion="mse",
         gradient_through_unet=True,
-        value_range=(0.0, 1.0),
+        data_range=1.0,
         num_timesteps=1000,
         schedule="linear",
         recompute=False,
@@ -155,8 +157,14 @@ class DiffLoss(RestorationLoss):
             raise ValueError(
                 f"`t_weighting` must be one of {list(_WEIGHTINGS)}, got {t_weighting!r}."
             )
-        if norm not in _NORMS:
-            raise ValueError(f"`norm` must be one of {list(_NORMS)}, got {norm!r}.")
+        if criterion not in _CRITERIA:
+            hint = (
+                " (ambiguous here: 'mse' is the mean of squares, 'l2' in the other "
+                "losses; 'l2_norm' the Euclidean norm)" if criterion == "l2" else ""
+            )
+            raise ValueError(
+                f"`criterion` must be one of {list(_CRITERIA)}, got {criterion!r}{hint}."
+            )
         self.mode = mode
         self.lambda_h = float(_DEFAULT_LAMBDA[mode] if lambda_h is None else lambda_h)
         if self.lambda_h < 0:
@@ -175,18 +183,10 @@ class DiffLoss(RestorationLoss):
                 f"{self.num_timesteps - 1}, got {t_range!r}."
             )
         self.t_range = [int(t_range[0]), int(t_range[1])]
-        self.t_weighting, self.norm = t_weighting, norm
+        self.t_weighting, self.criterion = t_weighting, criterion
         self.gradient_through_unet = bool(gradient_through_unet)
-        if (
-            not isinstance(value_range, (list, tuple)) or len(value_range) != 2
-            or not float(value_range[0]) < float(value_range[1])
-        ):
-            raise ValueError(
-                f"`value_range` must be (low, high) with low < high, got {value_range!r}."
-            )
-        self.value_range = [float(value_range[0]), float(value_range[1])]
-        self.input_range = tuple(self.value_range)
-        self.range_fix = "or set `value_range=(low, high)` to the range of your images"
+        self.data_range = list(validation.as_range(data_range, owner=name))
+        self.range_fix = "or set `data_range=(low, high)` to the range of your images"
         self.recompute = bool(recompute)
         if not isinstance(seed, numbers.Integral):
             raise TypeError(f"`seed` must be an integer, got {seed!r}.")
@@ -306,12 +306,12 @@ class DiffLoss(RestorationLoss):
 
     # ---------------------------------------------------------------- terms
     def _to_model_range(self, x):
-        lo, hi = self.value_range
+        lo, hi = self.data_range
         return (x - lo) * (2.0 / (hi - lo)) - 1.0
 
     def _n(self, d):
         axes = list(range(1, d.shape.rank))
-        if self.norm == "mse":
+        if self.criterion == "mse":
             return tf.reduce_mean(tf.square(d), axis=axes)
         return tf.sqrt(tf.reduce_sum(tf.square(d), axis=axes) + 1e-12)
 
@@ -411,9 +411,9 @@ class DiffLoss(RestorationLoss):
                 "lambda_h": self.lambda_h,
                 "t_range": list(self.t_range),
                 "t_weighting": self.t_weighting,
-                "norm": self.norm,
+                "criterion": self.criterion,
                 "gradient_through_unet": self.gradient_through_unet,
-                "value_range": list(self.value_range),
+                "data_range": list(self.data_range),
                 "num_timesteps": self.num_timesteps,
                 "schedule": self.schedule_name,
                 "recompute": self.recompute,

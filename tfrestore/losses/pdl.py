@@ -438,7 +438,7 @@ class PDLoss(ExtractorWeightsMixin, RestorationLoss):
         if not self._source.custom:
             self.expected_channels = 3
         else:
-            self.input_range = None  # a custom extractor defines its own input domain
+            self.data_range = None  # a custom extractor defines its own input domain
         self._draws = None
         if projection != "identity" and not self.fixed_projections:
             # Call counter for per-call projections: ONLY_FIRST_REPLICA keeps the

@@ -190,7 +190,7 @@ class PerceptualLoss(ExtractorWeightsMixin, RestorationLoss):
                 )
             fx = feature_extractor
             self._builtin = False
-            self.input_range = None  # a custom extractor defines its own input domain
+            self.data_range = None  # a custom extractor defines its own input domain
             if isinstance(fx, keras.layers.Layer):
                 fx.trainable = False
                 self._serialize_custom = True

@@ -26,7 +26,7 @@ class L1(RestorationLoss):
     """
 
     #: scale-free (a 0..255 pair only scales the value): no range check
-    input_range = None
+    data_range = None
 
     def __init__(self, name="l1", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -47,7 +47,7 @@ class MSE(RestorationLoss):
     """
 
     #: scale-free (a 0..255 pair only scales the value): no range check
-    input_range = None
+    data_range = None
 
     def __init__(self, name="mse", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -71,7 +71,7 @@ class Charbonnier(RestorationLoss):
     """
 
     #: scale-free (a 0..255 pair only scales the value): no range check
-    input_range = None
+    data_range = None
 
     def __init__(self, eps=1e-3, name="charbonnier", **kwargs):
         super().__init__(name=name, **kwargs)

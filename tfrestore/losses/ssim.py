@@ -53,7 +53,6 @@ class SSIMLoss(RestorationLoss):
     ):
         super().__init__(name=name, **kwargs)
         self.data_range = _image.check_data_range(data_range, name)
-        self.input_range = (0.0, self.data_range)
         self.range_fix = _SSIM_RANGE_FIX
         self.color = _image.check_color(color, name)
         self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
@@ -110,7 +109,6 @@ class MSSSIMLoss(RestorationLoss):
     ):
         super().__init__(name=name, **kwargs)
         self.data_range = _image.check_data_range(data_range, name)
-        self.input_range = (0.0, self.data_range)
         self.range_fix = _SSIM_RANGE_FIX
         self.color = _image.check_color(color, name)
         self.scale_weights, self.combine = _check_ms_options(weights, combine, name)

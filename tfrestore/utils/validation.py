@@ -8,6 +8,8 @@ Checks that need values (finiteness, value range, dynamic shapes) raise a Python
 
 from __future__ import annotations
 
+import numbers
+
 import tensorflow as tf
 
 __all__ = [
@@ -18,12 +20,39 @@ __all__ = [
     "check_range",
     "check_values",
     "check_min_size",
+    "as_range",
     "RANGE_TOLERANCE",
 ]
 
 
 def _prefix(loss_name):
     return f"{loss_name}: " if loss_name else ""
+
+
+def as_range(data_range, arg="data_range", owner=None):
+    """``(low, high)`` floats of a ``data_range``: a number ``r`` means ``[0, r]``,
+    a pair is ``(low, high)``; None stays None (unchecked).
+
+    >>> as_range(255), as_range((-1, 1)), as_range(None)
+    ((0.0, 255.0), (-1.0, 1.0), None)
+    """
+    if data_range is None:
+        return None
+    if isinstance(data_range, (list, tuple)) and len(data_range) == 2:
+        try:
+            low, high = float(data_range[0]), float(data_range[1])
+        except (TypeError, ValueError):
+            low = high = float("nan")
+    elif isinstance(data_range, numbers.Real) and not isinstance(data_range, bool):
+        low, high = 0.0, float(data_range)
+    else:
+        low = high = float("nan")
+    if not low < high or high - low == float("inf"):
+        raise ValueError(
+            f"{_prefix(owner)}`{arg}` must be a positive number r (images in [0, r]) or a "
+            f"pair (low, high) with low < high, got {data_range!r}."
+        )
+    return low, high
 
 
 def check_raw_dtype(x, arg, loss_name=None):
@@ -42,11 +71,11 @@ def check_raw_dtype(x, arg, loss_name=None):
 
 
 def check_image(x, arg, expected_channels=None, check_finite=True, loss_name=None, rank=4,
-                value_range=None, range_fix=""):
+                data_range=None, range_fix=""):
     """Validate a single NHWC image batch; returns ``x`` (with checks attached).
 
-    ``value_range=(low, high)`` additionally rejects values far outside it (see
-    :func:`check_values`).
+    ``data_range`` (``r`` for [0, r], or ``(low, high)``) additionally rejects values far
+    outside it (see :func:`check_values`).
     """
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
@@ -67,7 +96,7 @@ def check_image(x, arg, expected_channels=None, check_finite=True, loss_name=Non
                 f"{_prefix(loss_name)}`{arg}` must have {expected_channels} channels "
                 f"(NHWC, channels last), got {c} channels (shape {tuple(x.shape)})."
             )
-    return check_values(x, arg, check_finite, value_range, loss_name, range_fix)
+    return check_values(x, arg, check_finite, data_range, loss_name, range_fix)
 
 
 #: Values up to this fraction of the range outside it are accepted (resampling
@@ -84,8 +113,8 @@ def _nonfinite_message(arg, loss_name):
     )
 
 
-def _range_message(arg, loss_name, value_range, fix, lo=None, hi=None):
-    low, high = (float(v) for v in value_range)
+def _range_message(arg, loss_name, data_range, fix, lo=None, hi=None):
+    low, high = (float(v) for v in data_range)
     margin = RANGE_TOLERANCE * (high - low)
     got = f"has values in [{lo:.4g}, {hi:.4g}]:" if lo is not None else "has values"
     return (
@@ -111,22 +140,24 @@ def _value_stats(x, with_sum=True):
     return lo, hi, tf.cast(tf.reduce_sum(wide), tf.float32)
 
 
-def check_values(x, arg, check_finite=True, value_range=None, loss_name=None, range_fix=""):
+def check_values(x, arg, check_finite=True, data_range=None, loss_name=None, range_fix=""):
     """Finiteness and value-range check of ``x`` from one ``(min, max, sum)`` pass.
 
-    ``value_range=(low, high)``: values more than ``RANGE_TOLERANCE`` x the range
+    ``data_range`` (``r`` for [0, r], or ``(low, high)``, see :func:`as_range`):
+    values more than ``RANGE_TOLERANCE`` x the range
     outside it raise (catches 0..255 images given to a [0, 1] loss, accepts the
     over/undershoot of unclipped outputs). ``range_fix`` is appended to the error
     (e.g. the argument that declares another range). Eager: ``ValueError``; in a
     graph: an assert op (``InvalidArgumentError`` with min and max). Three
     reductions cost less than ``tf.debugging.check_numerics`` alone.
     """
-    if not check_finite and value_range is None:
+    data_range = as_range(data_range, owner=loss_name)
+    if not check_finite and data_range is None:
         return x
     lo, hi, total = _value_stats(x, with_sum=check_finite)
     lo32, hi32 = tf.cast(lo, tf.float32), tf.cast(hi, tf.float32)
-    if value_range is not None:
-        low, high = (float(v) for v in value_range)
+    if data_range is not None:
+        low, high = (float(v) for v in data_range)
         margin = RANGE_TOLERANCE * (high - low)
     if tf.executing_eagerly():
         if int(tf.size(x)) == 0:  # an empty replica batch is valid
@@ -135,14 +166,14 @@ def check_values(x, arg, check_finite=True, value_range=None, loss_name=None, ra
         finite = all(abs(v) < float("inf") for v in (vmin, vmax, vsum))
         if check_finite and not finite:
             raise ValueError(_nonfinite_message(arg, loss_name))
-        if value_range is not None and finite and not (
+        if data_range is not None and finite and not (
             vmin >= low - margin and vmax <= high + margin
         ):
-            raise ValueError(_range_message(arg, loss_name, value_range, range_fix, vmin, vmax))
+            raise ValueError(_range_message(arg, loss_name, data_range, range_fix, vmin, vmax))
         return x
     empty = tf.equal(tf.size(x), 0)
     finite = tf.reduce_all(tf.math.is_finite(tf.stack([lo32, hi32, total])))
-    if value_range is not None:
+    if data_range is not None:
         in_range = tf.logical_and(lo32 >= low - margin, hi32 <= high + margin)
     asserts = []
     if check_finite:
@@ -150,11 +181,11 @@ def check_values(x, arg, check_finite=True, value_range=None, loss_name=None, ra
             tf.logical_or(empty, finite),
             [_nonfinite_message(arg, loss_name) + " min, max, sum:", lo, hi, total],
         ))
-    if value_range is not None:
+    if data_range is not None:
         # NaN/Inf is reported by the finiteness check (or the loss-value check)
         asserts.append(tf.debugging.Assert(
             tf.logical_or(tf.logical_or(empty, tf.logical_not(finite)), in_range),
-            [_range_message(arg, loss_name, value_range, range_fix) + f" min, max of {arg}:",
+            [_range_message(arg, loss_name, data_range, range_fix) + f" min, max of {arg}:",
              lo, hi],
         ))
     with tf.control_dependencies(asserts):
@@ -168,17 +199,17 @@ def check_image_pair(
     same_shape=True,
     check_finite=True,
     loss_name=None,
-    value_range=None,
+    data_range=None,
     range_fix="",
 ):
     """Validate ``(y_true, y_pred)`` NHWC image batches; returns both tensors.
 
-    ``value_range`` is enforced on ``y_true`` only: a wrongly scaled data pipeline
+    ``data_range`` is enforced on ``y_true`` only: a wrongly scaled data pipeline
     (0..255 floats) shows there, while ``y_pred`` is an unclipped model output
     whose transient excursions must not stop a training run.
     """
     y_true = check_image(y_true, "y_true", expected_channels, check_finite, loss_name,
-                         value_range=value_range, range_fix=range_fix)
+                         data_range=data_range, range_fix=range_fix)
     y_pred = check_image(y_pred, "y_pred", expected_channels, check_finite, loss_name)
     st, sp = y_true.shape, y_pred.shape
     if same_shape:
