@@ -61,6 +61,26 @@ def _check_compile_list_misuse(y_pred):
         raise ListOfLossesError(_list_of_losses_message(n_losses, n_outputs))
 
 
+def check_loss_list(losses, weights=None, where="losses", weights_arg="weights"):
+    """``(losses, float weights)`` of a list of Keras losses and their weights (1.0
+    each by default), with errors naming the argument and the position."""
+    losses = list(losses)
+    for i, l in enumerate(losses):
+        if not isinstance(l, keras.losses.Loss):
+            raise TypeError(
+                f"`{where}[{i}]` must be a keras.losses.Loss (e.g. tfrestore.losses.L1()), "
+                f"got {type(l).__name__}."
+            )
+    if weights is None:
+        weights = [1.0] * len(losses)
+    if not isinstance(weights, (list, tuple)) or len(weights) != len(losses):
+        raise ValueError(
+            f"`{weights_arg}` must be a list with one entry per loss in `{where}`: got "
+            f"{weights!r} for {len(losses)} losses."
+        )
+    return losses, [float(w) for w in weights]
+
+
 class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
     """Base class of all tfrestore losses.
 
@@ -252,22 +272,7 @@ class WeightedSum(RestorationLoss):
         ]
         if not losses:
             raise ValueError("`losses` must contain at least one loss.")
-        for i, l in enumerate(losses):
-            if not isinstance(l, keras.losses.Loss):
-                raise TypeError(
-                    f"`losses[{i}]` must be a keras.losses.Loss instance, got "
-                    f"{type(l).__name__}."
-                )
-        if weights is None:
-            weights = [1.0] * len(losses)
-        weights = [float(w) for w in weights]
-        if len(weights) != len(losses):
-            raise ValueError(
-                f"`weights` must have one entry per loss: got {len(weights)} weights "
-                f"for {len(losses)} losses."
-            )
-        self.losses = list(losses)
-        self.weights = weights
+        self.losses, self.weights = check_loss_list(losses, weights)
         self._term_trackers = None
         # Per-thread: MirroredStrategy traces its replicas concurrently in threads.
         self._term_values = {}

@@ -44,8 +44,8 @@ import types
 
 import keras
 
+from tfrestore.losses.base import WeightedSum, check_loss_list
 from tfrestore.utils import keras_compat as compat
-from tfrestore.losses.base import WeightedSum
 
 __all__ = ["enable_loss_terms", "combine_loss_list", "term_names", "LossTermsMixin"]
 
@@ -66,22 +66,10 @@ def _as_sum(losses, weights, where):
         else l
         for l in losses
     ]
-    for i, l in enumerate(losses):
-        if not isinstance(l, keras.losses.Loss):
-            raise TypeError(
-                f"{where}[{i}] must be a keras.losses.Loss (e.g. tfrestore.losses.L1()), got "
-                f"{type(l).__name__}."
-            )
-    if weights is None:
-        weights = [1.0] * len(losses)
-    if not _is_loss_list(weights) or len(weights) != len(losses):
-        raise ValueError(
-            f"`loss_weights` must be a list with one weight per loss in {where}: got "
-            f"{weights!r} for {len(losses)} losses."
-        )
-    if len(losses) == 1 and float(weights[0]) == 1.0:
+    losses, weights = check_loss_list(losses, weights, where, "loss_weights")
+    if len(losses) == 1 and weights[0] == 1.0:
         return losses[0]
-    return WeightedSum(losses, [float(w) for w in weights])
+    return WeightedSum(losses, weights)
 
 
 def combine_loss_list(loss, loss_weights, num_outputs):
