@@ -9,7 +9,7 @@ checkpoints against and :class:`tfrestore.diffusion.ADMUNet` is built from.
 >>> adm_config("adm_tiny")["num_channels"]
 32
 >>> len(adm_state_dict_shapes("adm_tiny"))
-134
+306
 """
 
 from __future__ import annotations
