@@ -12,8 +12,8 @@ Design (measured in keras_notes §1, see the D2SM docs):
   after the loss has been computed, the pointer wraps, never-filled slots are
   masked out by :meth:`FeatureQueue.valid_mask`;
 * evaluation never enqueues: the Keras step that traces the loss is detected
-  (:func:`tfrestore.utils.keras_compat.keras_step_mode`) and a run-time switch (``enabled``) lets callbacks and
-  custom loops freeze the queue;
+  (:func:`tfrestore.utils.keras_compat.keras_step_mode`) and a run-time switch
+  (``enabled``) lets callbacks and custom loops freeze the queue;
 * the queue-to-queue cosine similarities (``q x q`` per domain) are kept between
   steps (:meth:`FeatureQueue.read_similarities`): an enqueue computes only the
   ``n`` new rows against the queue (``O(q n D)`` instead of ``O(q^2 D)``). The cache
