@@ -46,7 +46,7 @@ def _old_check_finite(x, arg, loss_name):
     )
 
 
-def _old_check_values(x, arg, check_finite=True, value_range=None, loss_name=None,
+def _old_check_values(x, arg, check_finite=True, data_range=None, loss_name=None,
                       range_fix=""):
     """``validation.check_values`` as it was: CheckNumerics on the tensor, no range check."""
     return _old_check_finite(x, arg, loss_name) if check_finite else x
