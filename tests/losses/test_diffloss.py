@@ -256,6 +256,18 @@ def test_data_range_mapping(micro_weights, rng):
     a = DiffLoss(unet=MICRO, weights=micro_weights).call(y, p)
     b = DiffLoss(unet=MICRO, weights=micro_weights, data_range=(-1, 1)).call(2 * y - 1, 2 * p - 1)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
+    c = DiffLoss(unet=MICRO, weights=micro_weights, data_range=255).call(255 * y, 255 * p)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"`data_range` must be a positive number r"):
+        DiffLoss(unet=MICRO, weights=None, data_range=(1, 0))
+
+
+def test_criterion_names(micro_weights):
+    with pytest.raises(ValueError, match=r"`criterion`.*'l2'.*ambiguous.*'l2_norm'"):
+        DiffLoss(unet=MICRO, weights=None, criterion="l2")
+    loss = DiffLoss(unet=MICRO, weights=None, criterion="l2_norm")
+    assert loss.get_config()["criterion"] == "l2_norm"
+    assert DiffLoss.from_config(loss.get_config()).criterion == "l2_norm"
 
 
 def test_loss_algebra_and_fit_leave_the_unet_frozen(micro_weights, rng, tmp_path):
