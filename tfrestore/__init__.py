@@ -1,11 +1,15 @@
 """tfrestore: semantic losses and restoration networks for TensorFlow/Keras 3.
 
-``losses``, ``metrics`` and ``models`` are imported eagerly so that their Keras-serializable
-classes are registered before ``keras.saving.load_model``; the other subpackages are imported
-on first attribute access.
+Subpackages are imported on first use (``tfrestore.losses``, ``import tfrestore.models``, ...),
+so that ``import tfrestore`` and the ``tfrestore`` command's ``--help`` do not load TensorFlow.
+
+Loading a saved ``.keras`` model that contains tfrestore losses, metrics or layers needs their
+classes registered with Keras first: use :func:`tfrestore.inference.load_model`, or import
+``tfrestore.losses``, ``tfrestore.metrics`` and ``tfrestore.models`` before
+``keras.saving.load_model``.
 """
 
-import importlib
+from tfrestore._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -26,18 +30,4 @@ _SUBPACKAGES = (
 )
 
 __all__ = list(_SUBPACKAGES)
-
-
-from tfrestore import losses, metrics, models  # noqa: E402,F401  (registers serializables)
-
-
-def __getattr__(name):
-    if name in _SUBPACKAGES:
-        module = importlib.import_module(f"tfrestore.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'tfrestore' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_SUBPACKAGES))
+__getattr__, __dir__ = lazy_attributes(__name__, dict.fromkeys(_SUBPACKAGES))

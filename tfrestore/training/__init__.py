@@ -19,29 +19,25 @@ pipelines), :mod:`~tfrestore.training.callbacks`,
 ``MultiWorkerMirroredStrategy``; launching on a cluster).
 """
 
-from tfrestore.training.config import (
-    SCHEMA,
-    TASK_NAMES,
-    ConfigError,
-    apply_overrides,
-    describe_config,
-    dump_config,
-    load_config,
-)
-from tfrestore.training.runner import TrainResult, resume_epoch, run_paths, train
-from tfrestore.training.strategy import get_strategy
+from tfrestore._lazy import lazy_attributes
 
-__all__ = [
-    "SCHEMA",
-    "TASK_NAMES",
-    "ConfigError",
-    "load_config",
-    "apply_overrides",
-    "dump_config",
-    "describe_config",
-    "train",
-    "TrainResult",
-    "resume_epoch",
-    "run_paths",
-    "get_strategy",
-]
+# Exported names -> defining module. Imported on first access, so that the command line can read
+# configs (config, schema, script) without loading TensorFlow through the runner.
+_EXPORTS = {
+    "SCHEMA": "config",
+    "TASK_NAMES": "config",
+    "ConfigError": "config",
+    "load_config": "config",
+    "apply_overrides": "config",
+    "dump_config": "config",
+    "describe_config": "config",
+    "train": "runner",
+    "TrainResult": "runner",
+    "resume_epoch": "runner",
+    "run_paths": "runner",
+    "get_strategy": "strategy",
+}
+
+__all__ = list(_EXPORTS)
+
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)
