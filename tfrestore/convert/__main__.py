@@ -1,4 +1,4 @@
-"""``python -m tfrestore.convert adm in.pt out.weights.h5 [--preset ...]``."""
+"""``python -m tfrestore.convert adm in.pt out.weights.h5 [--preset ...]`` (= ``tfrestore convert``)."""
 
 import sys
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from typing import NamedTuple
 
 import yaml
 
@@ -49,6 +50,8 @@ __all__ = [
     "describe_config",
     "resolve_fractions",
     "config_diff",
+    "shipped_configs",
+    "find_config",
 ]
 
 TASK_NAMES = ("denoise", "super_resolution", "dehaze", "derain", "lowlight")
@@ -375,9 +378,69 @@ def apply_overrides(cfg, overrides):
     return cfg
 
 
+class ShippedConfig(NamedTuple):
+    path: str
+    description: str
+
+
+def _shipped_configs_dir():
+    """``train/configs`` of a source tree (also an editable install), else the installed copy
+    (package data ``tfrestore/configs``, mapped from ``train/configs`` in pyproject.toml)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = os.path.join(os.path.dirname(package), "train", "configs")
+    return source if os.path.isdir(source) else os.path.join(package, "configs")
+
+
+def _description(path):
+    """First sentence of the config's leading comment block."""
+    lines = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            lines.append(line.lstrip("#").strip())
+    text = " ".join(w for w in " ".join(lines).split())
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
+def shipped_configs():
+    """The training configs shipped with tfrestore: ``{name: ShippedConfig(path, description)}``
+    sorted by name (``tfrestore configs`` lists them).
+
+    >>> shipped_configs()["denoise_demo"].description
+    'README demo: `python train/denoise.py` (no arguments) runs this config.'
+    """
+    folder = _shipped_configs_dir()
+    names = sorted(f for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
+    return {
+        n[: -len(".yaml")]: ShippedConfig(os.path.join(folder, n), _description(os.path.join(folder, n)))
+        for n in names
+    }
+
+
+def find_config(source, files=True):
+    """The YAML file of a config given as a path (``files=True``; an existing file wins) or as
+    the name of a shipped config (``denoise_demo`` or ``denoise_demo.yaml``).
+
+    Raises:
+        ConfigError: neither; the message lists the shipped names.
+    """
+    path = os.fspath(source)
+    if files and os.path.isfile(path):
+        return path
+    shipped = shipped_configs()
+    name = path[: -len(".yaml")] if path.endswith(".yaml") else path
+    if name in shipped:
+        return shipped[name].path
+    what = "config file not found" if files else "no shipped config named"
+    raise ConfigError(
+        f"{what}: {path}; the shipped configs are {', '.join(shipped) or '(none found)'} "
+        "('tfrestore configs' describes them)"
+    )
+
+
 def _read_yaml(path):
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f)
@@ -392,7 +455,8 @@ def load_config(source, overrides=(), task=None):
     """Load, override and validate a config.
 
     Args:
-        source: a YAML file path or a dict.
+        source: a YAML file path, the name of a shipped config (:func:`shipped_configs`;
+            a file of that name wins) or a dict.
         overrides: ``["train.epochs=2", ...]``.
         task: if given, the config's ``task`` must equal it.
 
@@ -401,8 +465,9 @@ def load_config(source, overrides=(), task=None):
         evaluated, ``name`` set).
     """
     if isinstance(source, (str, os.PathLike)):
-        raw = _read_yaml(os.fspath(source))
-        default_name = os.path.splitext(os.path.basename(os.fspath(source)))[0]
+        path = find_config(source)
+        raw = _read_yaml(path)
+        default_name = os.path.splitext(os.path.basename(path))[0]
     elif isinstance(source, dict):
         raw = copy.deepcopy(source)
         default_name = None

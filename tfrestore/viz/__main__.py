@@ -1,4 +1,4 @@
-"""``python -m tfrestore.viz``: see :mod:`tfrestore.viz.cli_main`."""
+"""``python -m tfrestore.viz`` (= ``tfrestore viz``): see :mod:`tfrestore.viz.cli_main`."""
 
 import sys
 
