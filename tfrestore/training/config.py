@@ -399,9 +399,9 @@ def _description(path):
             if not line.startswith("#"):
                 break
             lines.append(line.lstrip("#").strip())
-    text = " ".join(w for w in " ".join(lines).split())
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+    text = " ".join(" ".join(lines).split())
+    # A sentence ends at ". " before a capital ("Lim et al. 2017" goes on).
+    return re.split(r"(?<=\.) (?=[A-Z])", text, maxsplit=1)[0]
 
 
 def shipped_configs():
