@@ -503,7 +503,9 @@ def _add_configs(sub):
         "tree). 'tfrestore train TASK --config NAME' accepts these names; copy one with "
         "'tfrestore configs show NAME > my.yaml' to edit it.",
     )
-    actions = p.add_subparsers(dest="action", metavar="action", parser_class=CliParser)
+    actions = p.add_subparsers(
+        dest="action", metavar="action", parser_class=CliParser, help="list (default) or show"
+    )
     actions.add_parser(
         "list", help="name and description of each config (the default)", parents=[_debug_option()]
     )
@@ -580,7 +582,12 @@ def build_parser():
         action="store_true",
         help="on an error print the traceback (not one line); keep TensorFlow's log messages",
     )
-    sub = parser.add_subparsers(dest="command", metavar="command", parser_class=CliParser)
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="command",
+        parser_class=CliParser,
+        help="what to do ('tfrestore COMMAND --help' explains a command)",
+    )
     sub.required = True
     _add_train(sub)
     _add_eval(sub)

@@ -74,7 +74,9 @@ def add_parser(subparsers, parents=(), formatter_class=argparse.HelpFormatter, w
         parents=list(parents),
         formatter_class=formatter_class,
     )
-    kinds = convert.add_subparsers(dest="kind", metavar="{adm}", parser_class=type(convert))
+    kinds = convert.add_subparsers(
+        dest="kind", metavar="{adm}", parser_class=type(convert), help="the checkpoint's model"
+    )
     kinds.required = True
     adm = kinds.add_parser(
         "adm",
