@@ -29,5 +29,4 @@ _SUBPACKAGES = (
     "viz",
 )
 
-__all__ = list(_SUBPACKAGES)
-__getattr__, __dir__ = lazy_attributes(__name__, dict.fromkeys(_SUBPACKAGES))
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, {None: _SUBPACKAGES})

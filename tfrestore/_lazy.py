@@ -9,14 +9,15 @@ import sys
 __all__ = ["lazy_attributes"]
 
 
-def lazy_attributes(package, exports):
-    """``__getattr__`` and ``__dir__`` for ``package`` (a module name).
+def lazy_attributes(package, modules):
+    """``__getattr__``, ``__dir__`` and ``__all__`` for ``package`` (a module name).
 
-    ``exports`` maps each public name to the submodule (relative to ``package``) that defines
-    it, or to ``None`` when the name is itself a subpackage. The value is cached in the package
-    after its first access.
+    ``modules`` maps each submodule (relative to ``package``) to the public names it defines;
+    the key ``None`` lists names that are subpackages themselves. A value is cached in the
+    package after its first access.
     """
     namespace = sys.modules[package].__dict__
+    exports = {name: module for module, names in modules.items() for name in names}
 
     def __getattr__(name):
         if name not in exports:
@@ -32,4 +33,4 @@ def lazy_attributes(package, exports):
     def __dir__():
         return sorted(set(namespace) | set(exports))
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, list(exports)

@@ -169,6 +169,10 @@ def _cmd_train(args):
 # ------------------------------------------------------------------ shared inference options
 
 
+def _int_option(p, flag, default, help):
+    p.add_argument(flag, type=int, default=default, help=f"{help} (default %(default)s)")
+
+
 def _add_inference_options(p):
     p.add_argument(
         "--model",
@@ -183,12 +187,7 @@ def _add_inference_options(p):
         default=None,
         help="tile size in input pixels for tiled inference (default: whole image at once)",
     )
-    p.add_argument(
-        "--overlap",
-        type=int,
-        default=32,
-        help="overlap of neighbouring tiles in input pixels (default %(default)s)",
-    )
+    _int_option(p, "--overlap", 32, "overlap of neighbouring tiles in input pixels")
     p.add_argument(
         "--receptive-field",
         default=None,
@@ -197,9 +196,7 @@ def _add_inference_options(p):
         "tile's "
         "inexact border, making tiling exact when overlap >= receptive field - 1",
     )
-    p.add_argument(
-        "--tile-batch", type=int, default=4, help="tiles per model call (default %(default)s)"
-    )
+    _int_option(p, "--tile-batch", 4, "tiles per model call")
     p.add_argument(
         "--sigma",
         type=str,
@@ -346,15 +343,8 @@ def _add_eval(sub):
         help='synthetic degradation as YAML, e.g. "{type: gaussian_noise, sigma: 25/255}" '
         "(default: the run's config)",
     )
-    p.add_argument(
-        "--scale", type=int, default=1, help="SR scale of --lq pairs (default %(default)s)"
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the synthetic degradation (default %(default)s)",
-    )
+    _int_option(p, "--scale", 1, "SR scale of --lq pairs")
+    _int_option(p, "--seed", 0, "seed of the synthetic degradation")
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
     p.add_argument(
         "--color",

@@ -10,22 +10,25 @@
 
 from tfrestore._lazy import lazy_attributes
 
-# Exported names -> defining module, imported on first access: the command line builds its
-# parser from tfrestore.convert.cli without loading TensorFlow (adm.py needs it).
-_EXPORTS = {
-    "ADMConversionError": "adm",
-    "convert_adm": "adm",
-    "load_adm_checkpoint": "adm",
-    "load_adm_weights": "adm",
-    "to_keras_layout": "adm",
-    "verify_adm": "adm",
-    "TorchCheckpointError": "torch_checkpoint",
-    "UnsafeCheckpointError": "torch_checkpoint",
-    "load_torch_checkpoint": "torch_checkpoint",
-    "load_torch_state_dict": "torch_checkpoint",
-    "save_torch_state_dict": "torch_checkpoint",
-}
-
-__all__ = list(_EXPORTS)
-
-__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)
+# Imported on first access: the command line builds its parser from tfrestore.convert.cli
+# without loading TensorFlow (adm.py needs it).
+__getattr__, __dir__, __all__ = lazy_attributes(
+    __name__,
+    {
+        "adm": (
+            "ADMConversionError",
+            "convert_adm",
+            "load_adm_checkpoint",
+            "load_adm_weights",
+            "to_keras_layout",
+            "verify_adm",
+        ),
+        "torch_checkpoint": (
+            "TorchCheckpointError",
+            "UnsafeCheckpointError",
+            "load_torch_checkpoint",
+            "load_torch_state_dict",
+            "save_torch_state_dict",
+        ),
+    },
+)

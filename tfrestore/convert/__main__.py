@@ -1,4 +1,5 @@
-"""``python -m tfrestore.convert adm in.pt out.weights.h5 [--preset ...]`` (= ``tfrestore convert``)."""
+"""``python -m tfrestore.convert adm in.pt out.weights.h5 [--preset ...]``
+(= ``tfrestore convert``)."""
 
 import sys
 

@@ -21,23 +21,21 @@ pipelines), :mod:`~tfrestore.training.callbacks`,
 
 from tfrestore._lazy import lazy_attributes
 
-# Exported names -> defining module. Imported on first access, so that the command line can read
-# configs (config, schema, script) without loading TensorFlow through the runner.
-_EXPORTS = {
-    "SCHEMA": "config",
-    "TASK_NAMES": "config",
-    "ConfigError": "config",
-    "load_config": "config",
-    "apply_overrides": "config",
-    "dump_config": "config",
-    "describe_config": "config",
-    "train": "runner",
-    "TrainResult": "runner",
-    "resume_epoch": "runner",
-    "run_paths": "runner",
-    "get_strategy": "strategy",
-}
-
-__all__ = list(_EXPORTS)
-
-__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS)
+# Imported on first access, so that the command line reads configs (config, schema, script)
+# without loading TensorFlow through the runner.
+__getattr__, __dir__, __all__ = lazy_attributes(
+    __name__,
+    {
+        "config": (
+            "SCHEMA",
+            "TASK_NAMES",
+            "ConfigError",
+            "load_config",
+            "apply_overrides",
+            "dump_config",
+            "describe_config",
+        ),
+        "runner": ("train", "TrainResult", "resume_epoch", "run_paths"),
+        "strategy": ("get_strategy",),
+    },
+)

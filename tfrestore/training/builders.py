@@ -16,14 +16,13 @@ WeightedSum(1 * L1 + 0.5 * MSE)
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import math
 
 import keras
 
-from tfrestore.training.schema import ConfigError
+from tfrestore.training.schema import ConfigError, did_you_mean
 
 __all__ = [
     "accepted_arguments",
@@ -80,8 +79,7 @@ def check_arguments(target, args, path, what, closed=False):
         return
     for key in args:
         if key not in accepted:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(key, sorted(accepted))
             raise ConfigError(
                 f"config key '{path}.{key}' is not an argument of {what}{hint}; valid: "
                 f"{', '.join(sorted(accepted))}"
@@ -141,8 +139,7 @@ def build_model(model_cfg, path="model"):
             ) from e
         names = available_models()
         if kind not in names:
-            close = difflib.get_close_matches(kind, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(kind, names)
             raise ConfigError(
                 f"config key '{path}.type': unknown model {kind!r}{hint}; "
                 f"choose from {', '.join(names)} "
@@ -190,8 +187,7 @@ def _weights_error_types():
 def _build_term(term, path, losses):
     kind = term["type"]
     if kind not in losses:
-        close = difflib.get_close_matches(kind, list(losses), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(kind, list(losses))
         raise ConfigError(
             f"config key '{path}.type': unknown loss {kind!r}{hint}; registered tfrestore losses: "
             f"{', '.join(losses)}"
@@ -372,8 +368,7 @@ def build_optimizer(opt_cfg, schedule, path="optimizer"):
             and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)
             and n not in ("Optimizer", "LossScaleOptimizer")
         )
-        close = difflib.get_close_matches(kind, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(kind, names)
         raise ConfigError(
             f"config key '{path}.type': unknown optimizer {kind!r}{hint}; "
             f"choose from {', '.join(names)}"

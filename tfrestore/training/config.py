@@ -108,6 +108,23 @@ _SOURCE = dict(
     max_images=Field(None, int, "use at most this many images (null: all)", check=_positive),
 )
 
+
+def _auto_or_bool(description):
+    """A field that is true, false or "auto" (default)."""
+    return Field(
+        "auto",
+        (bool, str),
+        description,
+        check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
+    )
+
+
+def _images(description, split, **fields):
+    """A data section: an image source (default images: ``split``) and its own ``fields``."""
+    return Section(
+        description, **_SOURCE, split=Field(split, str, "split of the default images"), **fields
+    )
+
 SCHEMA = Section(
     "training config",
     task=Field(REQUIRED, str, "restoration task", choices=TASK_NAMES),
@@ -131,13 +148,10 @@ SCHEMA = Section(
     ),
     data=Section(
         "training / validation / held-out data",
-        train=Section(
-            "training images", **_SOURCE, split=Field("train", str, "split of the default images")
-        ),
-        val=Section(
+        train=_images("training images", "train"),
+        val=_images(
             "validation images (fixed degradation seed)",
-            **_SOURCE,
-            split=Field("val", str, "split of the default images"),
+            "val",
             crop=Field(
                 128,
                 int,
@@ -147,10 +161,9 @@ SCHEMA = Section(
             ),
             batch_size=Field(4, int, "validation batch size", check=_positive),
         ),
-        test=Section(
+        test=_images(
             "held-out images for the final report",
-            **_SOURCE,
-            split=Field("test", str, "split of the default images"),
+            "test",
             max_size=Field(
                 256,
                 int,
@@ -206,12 +219,7 @@ SCHEMA = Section(
             None, int, "validation batches per epoch (null: all)", check=_positive
         ),
         mixed_precision=Field(False, bool, "train under the 'mixed_float16' dtype policy"),
-        jit_compile=Field(
-            "auto",
-            (bool, str),
-            "XLA: auto, true or false",
-            check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
-        ),
+        jit_compile=_auto_or_bool("XLA: auto, true or false"),
         strategy=Field(
             "auto",
             str,
@@ -244,12 +252,7 @@ SCHEMA = Section(
         "validation metrics",
         psnr=Field(True, bool, "PSNR (dB, RGB, data range 1)"),
         ssim=Field(True, bool, "SSIM (Gaussian window 11, sigma 1.5)"),
-        lpips=Field(
-            "auto",
-            (bool, str),
-            "LPIPS: auto (when its weights are available), true or false",
-            check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
-        ),
+        lpips=_auto_or_bool("LPIPS: auto (when its weights are available), true or false"),
         monitor=Field("val_psnr", str, "quantity ModelCheckpoint keeps the best of"),
         mode=Field(
             "max", str, "whether larger or smaller 'monitor' is better", choices=("max", "min")
@@ -412,10 +415,11 @@ def shipped_configs():
     'README demo: `python train/denoise.py` (no arguments) runs this config.'
     """
     folder = _shipped_configs_dir()
-    names = sorted(f for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
+    if not os.path.isdir(folder):
+        return {}
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".yaml"))
     return {
-        n[: -len(".yaml")]: ShippedConfig(os.path.join(folder, n), _description(os.path.join(folder, n)))
-        for n in names
+        os.path.basename(p)[: -len(".yaml")]: ShippedConfig(p, _description(p)) for p in paths
     }
 
 

@@ -18,6 +18,16 @@ TASK_HELP = {
 }
 
 
+# Integer options that set a config key: (argument dest, dotted config key).
+_SHORTCUTS = (
+    ("epochs", "train.epochs"),
+    ("steps_per_epoch", "train.steps_per_epoch"),
+    ("batch_size", "data.batch_size"),
+    ("crop", "data.crop"),
+    ("seed", "seed"),
+)
+
+
 def add_train_arguments(parser, config_required=True, default_config=None):
     """Options of a training command (shared by the scripts and the CLI)."""
     parser.add_argument(
@@ -54,20 +64,9 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         "finished run or a changed config is refused. --fresh is the same flag "
         "(config: output.overwrite)",
     )
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="shortcut for --set train.epochs=N"
-    )
-    parser.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        default=None,
-        help="shortcut for --set train.steps_per_epoch=N",
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=None, help="shortcut for --set data.batch_size=N"
-    )
-    parser.add_argument("--crop", type=int, default=None, help="shortcut for --set data.crop=N")
-    parser.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
+    for dest, key in _SHORTCUTS:
+        flag = "--" + dest.replace("_", "-")
+        parser.add_argument(flag, type=int, default=None, help=f"shortcut for --set {key}=N")
     parser.add_argument(
         "--mixed-precision",
         action="store_true",
@@ -100,14 +99,8 @@ def add_train_arguments(parser, config_required=True, default_config=None):
 
 def _overrides(args):
     out = list(args.overrides)
-    for opt, key in (
-        ("epochs", "train.epochs"),
-        ("steps_per_epoch", "train.steps_per_epoch"),
-        ("batch_size", "data.batch_size"),
-        ("crop", "data.crop"),
-        ("seed", "seed"),
-    ):
-        value = getattr(args, opt)
+    for dest, key in _SHORTCUTS:
+        value = getattr(args, dest)
         if value is not None:
             out.append(f"{key}={value}")
     if args.mixed_precision:
