@@ -398,3 +398,17 @@ def test_train_takes_a_shipped_config_name_and_a_file_of_that_name_wins(
     (tmp_path / "dehaze").write_text(text.replace("seed: 0", "seed: 123"))
     assert cli.main(["train", "dehaze", "--config", "dehaze", "--print-config"]) == 0
     assert "seed: 123" in capsys.readouterr().out
+
+
+def test_tensorflow_start_up_lines_are_filtered_by_level():
+    from tfrestore._logging import _kept
+
+    preamble = "WARNING: All log messages before absl::InitializeLog() is called are written to " \
+        "STDERR"
+    info = "I0000 00:00:1795958466.158830   27761 port.cc:153] oneDNN custom operations are on."
+    warning = "W0000 00:00:1795958466.158830   27761 x.cc:1] a warning"
+    error = "E0000 00:00:1795958466.158830   27761 x.cc:1] an error"
+    other = "Traceback (most recent call last):"
+    for level, kept in [(1, [warning, error, other]), (2, [error, other]), (3, [other])]:
+        lines = [preamble, info, warning, error, other]
+        assert [ln for ln in lines if _kept(ln, level)] == kept, level
