@@ -109,7 +109,7 @@ def _check_image_extension(path, flag):
         )
 
 
-# --------------------------------------------------------------------------- train
+# --------------------------------------------------------------------------- subcommands
 
 
 def _add_command(sub, name, help, description, epilog=None):
@@ -134,6 +134,9 @@ def _debug_option():
         help="print tracebacks and TensorFlow's log messages",
     )
     return parent
+
+
+# --------------------------------------------------------------------------- train
 
 
 def _add_train(sub):
@@ -499,22 +502,16 @@ def _add_configs(sub):
     actions.add_parser(
         "list", help="name and description of each config (the default)", parents=[_debug_option()]
     )
-    show = actions.add_parser(
-        "show", help="print a config's YAML text", parents=[_debug_option()]
-    )
+    show = actions.add_parser("show", help="print a config's YAML text", parents=[_debug_option()])
     show.add_argument("name", help="config name (from 'tfrestore configs')")
     p.set_defaults(func=_cmd_configs, tensorflow=False)
 
 
 def _cmd_configs(args):
-    from tfrestore.training.config import ConfigError, find_config, shipped_configs
+    from tfrestore.training.config import find_config, shipped_configs
 
     if args.action == "show":
-        try:
-            path = find_config(args.name, files=False)
-        except ConfigError as e:
-            raise CliError(str(e)) from None
-        with open(path, encoding="utf-8") as f:
+        with open(find_config(args.name, files=False), encoding="utf-8") as f:
             sys.stdout.write(f.read())
         return 0
     configs = shipped_configs()
