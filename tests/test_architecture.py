@@ -9,10 +9,11 @@ layer or above (``python tests/test_architecture.py`` prints the current graph):
     features, diffusion, data    backbones; ADM config/layers/model + its conversion
     metrics
     losses
-    models, callbacks
+    models, callbacks, viz
     inference                    restore / evaluate a trained model
     training                     the runner reports through inference
-    cli, cli_convert, viz, testing, __init__
+    cli_convert, cli_viz, testing  commands' parsers and handlers; the loss test harness
+    cli, __init__                the tfrestore command; the package's lazy exports
     __main__
 
 Keras/TensorFlow internals (``keras.src``, ``tensorflow.python``) and stack-frame
@@ -32,10 +33,11 @@ LAYERS = [
     ["features", "diffusion", "data"],
     ["metrics"],
     ["losses"],
-    ["models", "callbacks"],
+    ["models", "callbacks", "viz"],
     ["inference"],
     ["training"],
-    ["cli", "cli_convert", "viz", "testing", "__init__"],
+    ["cli_convert", "cli_viz", "testing"],
+    ["cli", "__init__"],
     ["__main__"],
 ]
 

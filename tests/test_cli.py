@@ -1,11 +1,13 @@
-"""The ``tfrestore`` command line: --help everywhere, restore (tiled), eval, delegation."""
+"""The ``tfrestore`` command line: fast plain --help everywhere, one-line errors, restore (tiled),
+eval, configs."""
 
+import argparse
 import csv
-import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -25,8 +27,9 @@ def run_help(argv, capsys):
 
 def test_top_level_help_lists_every_command(capsys):
     out = run_help(["--help"], capsys)
-    for command in ("train", "eval", "restore", "convert", "bench", "viz"):
-        assert command in out
+    for command in ("train", "eval", "restore", "configs", "convert", "viz"):
+        assert f"    {command} " in out
+    assert "bench" not in out  # the benchmarks are run from a source checkout: python -m bench
 
 
 @pytest.mark.parametrize(
@@ -97,54 +100,89 @@ def test_command_help_explains_every_option(command, options, capsys):
     out = run_help([command, "--help"], capsys)
     for option in options:
         assert option in out, option
-    # Every option has a help text (argparse prints the option alone on a line otherwise).
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    for action in sub._actions:
-        assert action.help, f"{command}: {action.option_strings or action.dest} has no help"
 
 
-def test_convert_help_is_delegated(capsys):
-    out = run_help(["convert", "--help"], capsys)
-    assert "adm" in out
+def all_parsers(parser=None):
+    """(prog, parser) of the top-level parser and of every (nested) subcommand."""
+    parser = parser or cli.build_parser()
+    yield parser.prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from all_parsers(sub)
 
 
-def test_bench_help_is_delegated(capsys, monkeypatch):
-    monkeypatch.chdir(REPO)
-    monkeypatch.syspath_prepend(str(REPO))
-    assert cli.main(["bench", "--help"]) == 0
-    assert "python -m bench" in capsys.readouterr().out
+def test_every_command_has_plain_help_for_every_option():
+    progs = []
+    for prog, parser in all_parsers():
+        progs.append(prog)
+        text = parser.format_help()
+        # Written for a terminal: no reST markup from docstrings.
+        for markup in ("``", "::", ":func:", ":class:", ":mod:"):
+            assert markup not in text, f"{prog} --help shows {markup!r}"
+        for action in parser._actions:
+            assert action.help, f"{prog}: {action.option_strings or action.dest} has no help"
+    assert {"tfrestore viz", "tfrestore convert adm", "tfrestore configs show"} <= set(progs)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("tfrestore.viz") is None,
-    reason="tfrestore.viz is not in this checkout yet",
-)
-def test_viz_help_is_delegated(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["viz", "--help"])
-    assert exc.value.code == 0
-    assert "usage" in capsys.readouterr().out.lower()
+HELP_COMMANDS = ["", "train", "eval", "restore", "configs", "convert", "convert adm", "viz"]
 
 
-def test_missing_delegate_gives_a_clear_error(capsys, monkeypatch):
-    monkeypatch.setitem(cli._DELEGATED, "viz", ("x", [("tfrestore._no_such_module", "main")]))
-    assert cli.main(["viz", "--help"]) == 2
-    assert "'tfrestore viz' is not available" in capsys.readouterr().err
-
-
-def test_python_dash_m_entry_point():
+@pytest.mark.parametrize("command", HELP_COMMANDS)
+def test_help_is_fast_and_imports_no_tensorflow(command):
+    """`tfrestore [command] --help` builds the whole parser without TensorFlow or Keras (the
+    import log lists every module imported) and answers within 1.5 s of wall time."""
+    argv = [sys.executable, "-X", "importtime", "-m", "tfrestore", *command.split(), "--help"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run(
-        [sys.executable, "-m", "tfrestore", "restore", "--help"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    best = float("inf")
+    for _ in range(2):  # the better of two, against a momentarily loaded machine
+        start = time.perf_counter()
+        res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        best = min(best, time.perf_counter() - start)
+        assert res.returncode == 0, res.stderr[-2000:]
+        if best < 1.5:
+            break
+    assert res.stdout.startswith(f"usage: tfrestore {command}".rstrip())
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in res.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "tfrestore" in imported
+    assert not imported & {"tensorflow", "keras", "tensorflow_datasets"}, sorted(imported)
+    assert best < 1.5, f"tfrestore {command} --help took {best:.2f} s"
+
+
+def test_viz_help_names_the_command(capsys):
+    assert run_help(["viz", "--help"], capsys).startswith("usage: tfrestore viz ")
+
+
+def test_user_error_in_a_fresh_process_is_one_line_without_tensorflow_log(tmp_path):
+    """A real process with TF_CPP_MIN_LOG_LEVEL unset: TensorFlow is imported (the command
+    runs), yet stderr holds only the error line: no start-up log, no traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(REPO)
+    code = (
+        "import sys; from tfrestore.cli import main; rc = main(sys.argv[1:]); "
+        "assert 'tensorflow' in sys.modules; sys.exit(rc)"
     )
-    assert res.returncode == 0, res.stderr
-    assert "--overlap" in res.stdout
+    res = subprocess.run(
+        [sys.executable, "-c", code, "restore", "a.png", "b.png", "--model", "none.keras"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert res.stderr.splitlines() == [
+        "error: model file or run directory not found: none.keras"
+    ], res.stderr[-3000:]
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -280,3 +318,88 @@ def test_train_command_dispatches_to_the_runner(capsys):
     assert "--config is required" in capsys.readouterr().err
     assert cli.main(["train", "dehaze", "--help-config"]) == 0
     assert "steps_per_epoch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["restore", "a.png", "b.png", "--model", "m.keras", "--tile", "0"], ["--tile"]),
+        (["restore", "a.png", "b.png", "--model", "m.keras", "--tile", "x"],
+         ["tfrestore restore", "--tile", "invalid int"]),
+        (["eval", "--model", "/no/such/run", "--data", "default"], ["/no/such/run", "not found"]),
+        (["train", "denoise", "--config", "no_such.yaml"],
+         ["config file not found: no_such.yaml", "denoise_demo"]),
+        (["configs", "show", "no_such"], ["no shipped config named", "denoise_demo"]),
+        (["convert", "adm", "/no/such.pt", "out.npz"], ["/no/such.pt"]),
+        (["convert", "adm", "in.pt", "out.pt"], [".weights.h5 or .npz"]),
+        (["convert", "adm", "in.pt", "out.npz", "--preset", "adm_512"],
+         ["tfrestore convert adm", "adm_512"]),
+        (["viz", "--set", "clean=/no/such/folder"], ["/no/such/folder", "does not exist"]),
+        (["viz", "--set", "clean"], ["NAME=DIR"]),
+        (["viz"], ["tfrestore viz", "--set"]),
+        (["bench", "list"], ["invalid choice: 'bench'"]),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_code_2(argv, needles, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse's usage errors exit directly (also with code 2)
+        code = e.code
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, err, *needles)
+
+
+def test_missing_image_folder_is_a_one_line_error(saved_model, capsys):
+    path, _ = saved_model
+    code = cli.main(["eval", "--model", str(path), "--data", "/no/such/images",
+                     "--degradation", "gaussian_noise"])
+    assert_one_line_error(code, capsys.readouterr().err, "/no/such/images")
+
+
+def test_debug_shows_the_traceback(capsys):
+    for argv in (["--debug", "restore", "a.png", "b.png", "--model", "none.keras"],
+                 ["restore", "a.png", "b.png", "--model", "none.keras", "--debug"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "FileNotFoundError" in err
+        assert err.strip().splitlines()[-1].startswith("error: model file or run directory")
+
+
+def test_configs_lists_and_shows_the_shipped_configs(capsys):
+    assert cli.main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    files = sorted(p.stem for p in (REPO / "train" / "configs").glob("*.yaml"))
+    assert [line.split()[0] for line in lines] == files
+    demo = next(line for line in lines if line.startswith("denoise_demo "))
+    assert "README demo" in demo
+    assert cli.main(["configs", "list"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    assert cli.main(["configs", "show", "dehaze"]) == 0
+    assert capsys.readouterr().out == (REPO / "train" / "configs" / "dehaze.yaml").read_text()
+
+
+def test_train_takes_a_shipped_config_name_and_a_file_of_that_name_wins(
+    capsys, tmp_path, monkeypatch
+):
+    assert cli.main(["train", "dehaze", "--config", "dehaze", "--print-config"]) == 0
+    assert "task: dehaze" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    text = (REPO / "train" / "configs" / "dehaze.yaml").read_text()
+    (tmp_path / "dehaze").write_text(text.replace("seed: 0", "seed: 123"))
+    assert cli.main(["train", "dehaze", "--config", "dehaze", "--print-config"]) == 0
+    assert "seed: 123" in capsys.readouterr().out
+
+
+def test_tensorflow_start_up_lines_are_filtered_by_level():
+    from tfrestore.utils.tf_logging import _kept
+
+    preamble = "WARNING: All log messages before absl::InitializeLog() is called are written to " \
+        "STDERR"
+    info = "I0000 00:00:1795958466.158830   27761 port.cc:153] oneDNN custom operations are on."
+    warning = "W0000 00:00:1795958466.158830   27761 x.cc:1] a warning"
+    error = "E0000 00:00:1795958466.158830   27761 x.cc:1] an error"
+    other = "Traceback (most recent call last):"
+    for level, kept in [(1, [warning, error, other]), (2, [error, other]), (3, [other])]:
+        lines = [preamble, info, warning, error, other]
+        assert [ln for ln in lines if _kept(ln, level)] == kept, level

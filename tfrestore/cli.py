@@ -1,45 +1,33 @@
 """The ``tfrestore`` command line (also ``python -m tfrestore``).
 
-Commands::
-
-    tfrestore train <task> --config CONFIG [--set key=value ...]
-    tfrestore eval --model MODEL --data IMAGES [--lq LQ_IMAGES | --degradation SPEC]
-    tfrestore restore IN OUT --model MODEL [--tile 512 --overlap 32]
-    tfrestore convert ...   (PyTorch checkpoint conversion, tfrestore.convert)
-    tfrestore bench ...     (benchmarks, the repository's bench/ runner)
-    tfrestore viz ...       (feature-space visualisation, tfrestore.viz)
-
-``tfrestore <command> --help`` explains every option.
+Building the parser imports neither TensorFlow nor Keras, so ``tfrestore --help`` and every
+``tfrestore <command> --help`` answer at once; a command imports TensorFlow when it runs, with
+TensorFlow's start-up log hidden (:mod:`tfrestore.utils.tf_logging`). A user error prints one ``error:``
+line on stderr and exits with code 2; ``--debug`` prints the traceback and TensorFlow's log.
+Help texts are written here (plain text), not taken from docstrings.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
-__all__ = ["main", "build_parser"]
+from tfrestore.utils.command import CliError, CliParser, one_line, run_command
 
-_DELEGATED = {
-    "convert": (
-        "convert PyTorch checkpoints to Keras weights (tfrestore.convert)",
-        [("tfrestore.cli_convert", "main")],
-    ),
-    "bench": (
-        "run a benchmark (bench/ runner of the source checkout: 'tfrestore bench list')",
-        [("bench.__main__", "main")],
-    ),
-    "viz": (
-        "visualise feature spaces / semantic statistics (tfrestore.viz)",
-        [
-            ("tfrestore.viz.cli", "main"),
-            ("tfrestore.viz.cli_main", "main"),
-            ("tfrestore.viz.__main__", "main"),
-            ("tfrestore.viz", "main"),
-        ],
-    ),
-}
+__all__ = ["main", "build_parser", "run_command", "CliError", "CliParser"]
+
+_DESCRIPTION = (
+    "Semantic image-restoration losses and models for TensorFlow / Keras 3: train, evaluate and "
+    "apply restoration models, convert checkpoints, plot feature spaces."
+)
+_EPILOG = (
+    "'tfrestore COMMAND --help' explains the options of a command.\n\n"
+    + "A mistake on the command line or in its files prints one 'error:' line and exits with code "
+    "2. --debug (before or after the command) prints the full traceback instead and leaves "
+    "TensorFlow's log on. TensorFlow's log is otherwise quiet (TF_CPP_MIN_LOG_LEVEL=2 unless the "
+    "variable is set; TF_CPP_MIN_LOG_LEVEL=0 shows everything)."
+)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -50,15 +38,6 @@ def _wrap(text):
     import textwrap
 
     return "\n\n".join(textwrap.fill(par, 90) for par in text.split("\n\n"))
-
-
-class CliError(Exception):
-    """A command-line usage error: printed as one ``error:`` line, exit code 2."""
-
-
-def _one_line(exc):
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _check_inference_args(args):
@@ -115,37 +94,31 @@ def _check_image_extension(path, flag):
         )
 
 
-def _delegate(name, argv):
-    """Run another module's ``main(argv)``; a clear error when it is absent."""
-    _, candidates = _DELEGATED[name]
-    errors = []
-    for module, attr in candidates:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            # Only "this module is missing" falls through; a missing dependency inside it raises.
-            if e.name and (module == e.name or module.startswith(e.name + ".")):
-                errors.append(f"{module}: not found")
-                continue
-            raise
-        fn = getattr(mod, attr, None)
-        if fn is None:
-            errors.append(f"{module}: no {attr}()")
-            continue
-        return fn(list(argv)) or 0
-    hint = ""
-    if name == "bench":
-        hint = (
-            " The benchmark runner lives in the source checkout's bench/ package: run this from "
-            "the "
-            "repository root (or use 'python -m bench')."
-        )
-    print(
-        f"error: 'tfrestore {name}' is not available in this installation "
-        f"({'; '.join(errors)}).{hint}",
-        file=sys.stderr,
+# --------------------------------------------------------------------------- subcommands
+
+
+def _add_command(sub, name, help, description, epilog=None):
+    """A subcommand parser: wrapped plain-text description, ``--debug`` accepted after it too."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=_wrap(description),
+        epilog=epilog,
+        formatter_class=_Formatter,
+        parents=[_debug_option()],
     )
-    return 2
+
+
+def _debug_option():
+    parent = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand without --debug leaves the top-level value alone.
+    parent.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print tracebacks and TensorFlow's log messages",
+    )
+    return parent
 
 
 # --------------------------------------------------------------------------- train
@@ -155,20 +128,18 @@ def _add_train(sub):
     from tfrestore.training.config import TASK_NAMES
     from tfrestore.training.script import TASK_HELP, add_train_arguments
 
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "train",
         help="train a restoration model from a YAML config",
-        description=_wrap(
-            "Train a restoration model with model.fit from a YAML config (model, weighted losses, "
-            "data, optimizer/schedule, epochs). Writes config.yaml, history.csv, TensorBoard logs, "
-            "best.keras, final.keras and a held-out report to the run directory; re-running a "
-            "killed run with the same config resumes it. A run directory holding other results "
-            "(a finished run, a different config) is refused unless --overwrite is given; two "
-            "trainings cannot share a run directory (it is locked while one runs)."
-        )
-        + "\n\ntasks:\n"
-        + "\n".join(f"  {t:<17} {TASK_HELP[t]}" for t in TASK_NAMES),
-        formatter_class=_Formatter,
+        description="Train a restoration model with model.fit from a YAML config (model, weighted "
+        "losses, data, optimizer/schedule, epochs): a shipped config's name ('tfrestore configs' "
+        "lists them) or a file. Writes config.yaml, history.csv, TensorBoard logs, best.keras, "
+        "final.keras and a held-out report to the run directory; re-running a killed run with "
+        "the same config resumes it. A run directory holding other results (a finished run, a "
+        "different config) is refused unless --overwrite is given; two trainings cannot share a "
+        "run directory (it is locked while one runs).",
+        epilog="tasks:\n" + "\n".join(f"  {t:<17} {TASK_HELP[t]}" for t in TASK_NAMES),
     )
     p.add_argument(
         "task", choices=TASK_NAMES, metavar="task", help="one of: " + ", ".join(TASK_NAMES)
@@ -186,6 +157,10 @@ def _cmd_train(args):
 # ------------------------------------------------------------------ shared inference options
 
 
+def _int_option(p, flag, default, help):
+    p.add_argument(flag, type=int, default=default, help=f"{help} (default %(default)s)")
+
+
 def _add_inference_options(p):
     p.add_argument(
         "--model",
@@ -200,12 +175,7 @@ def _add_inference_options(p):
         default=None,
         help="tile size in input pixels for tiled inference (default: whole image at once)",
     )
-    p.add_argument(
-        "--overlap",
-        type=int,
-        default=32,
-        help="overlap of neighbouring tiles in input pixels (default %(default)s)",
-    )
+    _int_option(p, "--overlap", 32, "overlap of neighbouring tiles in input pixels")
     p.add_argument(
         "--receptive-field",
         default=None,
@@ -214,9 +184,7 @@ def _add_inference_options(p):
         "tile's "
         "inexact border, making tiling exact when overlap >= receptive field - 1",
     )
-    p.add_argument(
-        "--tile-batch", type=int, default=4, help="tiles per model call (default %(default)s)"
-    )
+    _int_option(p, "--tile-batch", 4, "tiles per model call")
     p.add_argument(
         "--sigma",
         type=str,
@@ -263,15 +231,13 @@ def _receptive_field(args, model):
 
 
 def _add_restore(sub):
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "restore",
         help="restore one image with a trained model (tiled for large images)",
-        description=_wrap(
-            "Restore an image file with a trained model. With --tile the image is processed in "
-            "overlapping tiles blended in host memory, so images larger than the accelerator "
-            "memory work."
-        ),
-        formatter_class=_Formatter,
+        description="Restore an image file with a trained model. With --tile the image is "
+        "processed in overlapping tiles blended in host memory, so images larger than the "
+        "accelerator memory work.",
     )
     p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
     p.add_argument(
@@ -338,17 +304,15 @@ def _cmd_restore(args):
 
 
 def _add_eval(sub):
-    p = sub.add_parser(
+    p = _add_command(
+        sub,
         "eval",
         help="PSNR/SSIM/LPIPS of a trained model on a set of images (table + CSV)",
-        description=_wrap(
-            "Evaluate a trained model: for every clean image, the degraded input and the restored "
-            "output are compared with it (PSNR, SSIM, and LPIPS when its weights are available). "
-            "Degraded inputs come from --lq (real pairs, matched by file name) or are synthesised "
-            "with --degradation, or with the degradation of the training run's config.yaml when "
-            "--model is (in) a run directory."
-        ),
-        formatter_class=_Formatter,
+        description="Evaluate a trained model: for every clean image, the degraded input and the "
+        "restored output are compared with it (PSNR, SSIM, and LPIPS when its weights are "
+        "available). Degraded inputs come from --lq (real pairs, matched by file name) or are "
+        "synthesised with --degradation, or with the degradation of the training run's "
+        "config.yaml when --model is (in) a run directory.",
     )
     _add_inference_options(p)
     p.add_argument(
@@ -367,15 +331,8 @@ def _add_eval(sub):
         help='synthetic degradation as YAML, e.g. "{type: gaussian_noise, sigma: 25/255}" '
         "(default: the run's config)",
     )
-    p.add_argument(
-        "--scale", type=int, default=1, help="SR scale of --lq pairs (default %(default)s)"
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the synthetic degradation (default %(default)s)",
-    )
+    _int_option(p, "--scale", 1, "SR scale of --lq pairs")
+    _int_option(p, "--seed", 0, "seed of the synthetic degradation")
     p.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images")
     p.add_argument(
         "--color",
@@ -460,7 +417,7 @@ def _cmd_eval(args):
             try:
                 spec = resolve_fractions(yaml.safe_load(args.degradation))
             except yaml.YAMLError as e:
-                raise CliError(f"--degradation is not valid YAML ({_one_line(e)})") from None
+                raise CliError(f"--degradation is not valid YAML ({one_line(e)})") from None
             if isinstance(spec, str):
                 spec = {"type": spec}
             deg = data.get_degradation(spec)
@@ -512,39 +469,113 @@ def _cmd_eval(args):
 # --------------------------------------------------------------------------- parser / main
 
 
-def build_parser():
-    """The full ``tfrestore`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="tfrestore", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+# --------------------------------------------------------------------------- configs
+
+
+def _add_configs(sub):
+    p = _add_command(
+        sub,
+        "configs",
+        help="list the shipped training configs, or print one",
+        description="The training configs shipped with tfrestore (train/configs/ of the source "
+        "tree). 'tfrestore train TASK --config NAME' accepts these names; copy one with "
+        "'tfrestore configs show NAME > my.yaml' to edit it.",
     )
+    actions = p.add_subparsers(
+        dest="action", metavar="action", parser_class=CliParser, help="list (default) or show"
+    )
+    actions.add_parser(
+        "list", help="name and description of each config (the default)", parents=[_debug_option()]
+    )
+    show = actions.add_parser("show", help="print a config's YAML text", parents=[_debug_option()])
+    show.add_argument("name", help="config name (from 'tfrestore configs')")
+    p.set_defaults(func=_cmd_configs, tensorflow=False)
+
+
+def _cmd_configs(args):
+    from tfrestore.training.config import find_config, shipped_configs
+
+    if args.action == "show":
+        with open(find_config(args.name, files=False), encoding="utf-8") as f:
+            sys.stdout.write(f.read())
+        return 0
+    configs = shipped_configs()
+    width = max(map(len, configs), default=0)
+    for name, info in configs.items():
+        print(f"{name:<{width}}  {info.description}")
+    return 0
+
+
+# --------------------------------------------------------------------------- convert / viz
+
+
+def _add_convert(sub):
+    from tfrestore.cli_convert import add_parser
+
+    add_parser(sub, parents=[_debug_option()], formatter_class=_Formatter, wrap=_wrap)
+
+
+def _add_viz(sub):
+    from tfrestore.cli_viz import EPILOG, add_arguments
+
+    p = _add_command(
+        sub,
+        "viz",
+        help="t-SNE map of backbone features of image sets (optional extra: tfrestore[viz])",
+        description="Plot a t-SNE map of backbone features of image sets (e.g. clean, noisy and "
+        "restored images): the feature space D2SM matches statistics in. Needs the viz extra "
+        "(pip install 'tfrestore[viz]').",
+        epilog=EPILOG,
+    )
+    add_arguments(p)
+    p.set_defaults(func=_cmd_viz)
+
+
+def _cmd_viz(args):
+    from tfrestore.cli_viz import run
+
+    return run(args)
+
+
+# --------------------------------------------------------------------------- parser / main
+
+
+def build_parser():
+    """The full ``tfrestore`` argument parser (imports no TensorFlow)."""
     from tfrestore import __version__
 
+    parser = CliParser(
+        prog="tfrestore", description=_wrap(_DESCRIPTION), epilog=_wrap(_EPILOG),
+        formatter_class=_Formatter,
+    )
     parser.add_argument("--version", action="version", version=f"tfrestore {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="command")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error print the traceback (not one line); keep TensorFlow's log messages",
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="command",
+        parser_class=CliParser,
+        help="what to do ('tfrestore COMMAND --help' explains a command)",
+    )
     sub.required = True
     _add_train(sub)
     _add_eval(sub)
     _add_restore(sub)
-    for name, (help_text, _) in _DELEGATED.items():
-        # Parsed by the owning module: `tfrestore <name> --help` shows its options.
-        sub.add_parser(name, help=help_text, add_help=False)
+    _add_configs(sub)
+    _add_convert(sub)
+    _add_viz(sub)
+    parser.set_defaults(tensorflow=True)
     return parser
 
 
 def main(argv=None):
     """Entry point (``tfrestore`` console script and ``python -m tfrestore``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _DELEGATED:
-        return _delegate(argv[0], argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except (CliError, OSError, ValueError) as e:
-        # User-facing failures (missing/damaged files, bad values: ImageFileError, ConfigError,
-        # TorchCheckpointError... are ValueErrors whose messages name the file or option).
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args, debug=args.debug, tensorflow=args.tensorflow)
 
 
 if __name__ == "__main__":

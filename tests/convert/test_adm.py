@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from tfrestore.cli_convert import main
+from tfrestore.cli import main as cli_main
 from tfrestore.convert import load_torch_state_dict, to_keras_layout
 from tfrestore.diffusion import (
     ADMConversionError,
@@ -16,6 +16,10 @@ from tfrestore.diffusion import (
     load_adm_weights,
 )
 from tfrestore.testing.torch_writer import save_torch_state_dict
+
+
+def main(argv):
+    return cli_main(["convert", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +99,12 @@ def test_cli_writes_loadable_weights(tiny, tmp_path, capsys):
 
 def test_cli_errors(tiny, tmp_path, capsys):
     _, path, _ = tiny
-    assert main(["adm", str(path), str(tmp_path / "x.weights.h5")]) == 1  # default preset
+    assert main(["adm", str(path), str(tmp_path / "x.weights.h5")]) == 2  # default preset
     assert "missing keys" in capsys.readouterr().err
     assert main(["adm", str(path), str(tmp_path / "x.pt")]) == 2
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"garbage")
-    assert main(["adm", str(bad), str(tmp_path / "y.npz"), "--preset", "adm_tiny"]) == 1
+    assert main(["adm", str(bad), str(tmp_path / "y.npz"), "--preset", "adm_tiny"]) == 2
     assert "not a PyTorch zip checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["adm", str(path), str(tmp_path / "y.npz"), "--preset", "adm_512"])
@@ -115,6 +119,13 @@ def test_python_dash_m_entry_point(tiny, tmp_path, monkeypatch, capsys):
         runpy.run_module("tfrestore", run_name="__main__")
     assert e.value.code == 0 and out.is_file()
     assert len(np.load(out).files) == len(adm_state_dict_shapes("adm_tiny"))
+
+
+def test_preset_choices_are_the_presets():
+    from tfrestore.cli_convert import PRESET_NAMES
+    from tfrestore.diffusion.config import ADM_PRESETS
+
+    assert sorted(PRESET_NAMES) == sorted(ADM_PRESETS)
 
 
 def test_add_parser_wires_into_a_parent_cli(tiny, tmp_path):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tfrestore.cli_convert import main
+from tfrestore.cli import main as cli_main
 from tfrestore.convert import load_torch_state_dict
 from tfrestore.diffusion import (
     ADMConversionError,
@@ -17,6 +17,10 @@ from tfrestore.diffusion import (
     verify_adm,
 )
 from tfrestore.testing.torch_writer import save_torch_state_dict
+
+
+def main(argv):
+    return cli_main(["convert", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def test_cli_verify_refuses_to_write_a_wrong_conversion(tiny, tmp_path, capsys):
     cfg_file.write_text(json.dumps({**cfg, "num_head_channels": 32}))
     out = tmp_path / "w.weights.h5"
     assert main(["adm", str(path), str(out), "--config", str(cfg_file),
-                 "--verify", str(io)]) == 1
+                 "--verify", str(io)]) == 2
     assert "does not reproduce the reference" in capsys.readouterr().err
     assert not out.exists()
     good = tmp_path / "good.json"

@@ -65,6 +65,7 @@ def load_model(path):
     import keras
 
     import tfrestore.losses  # noqa: F401  (register custom objects)
+    import tfrestore.metrics  # noqa: F401
     import tfrestore.models  # noqa: F401
 
     import zipfile

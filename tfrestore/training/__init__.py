@@ -19,29 +19,23 @@ pipelines), :mod:`~tfrestore.training.callbacks`,
 ``MultiWorkerMirroredStrategy``; launching on a cluster).
 """
 
-from tfrestore.training.config import (
-    SCHEMA,
-    TASK_NAMES,
-    ConfigError,
-    apply_overrides,
-    describe_config,
-    dump_config,
-    load_config,
-)
-from tfrestore.training.runner import TrainResult, resume_epoch, run_paths, train
-from tfrestore.training.strategy import get_strategy
+from tfrestore.utils.lazy import lazy_attributes
 
-__all__ = [
-    "SCHEMA",
-    "TASK_NAMES",
-    "ConfigError",
-    "load_config",
-    "apply_overrides",
-    "dump_config",
-    "describe_config",
-    "train",
-    "TrainResult",
-    "resume_epoch",
-    "run_paths",
-    "get_strategy",
-]
+# Imported on first access, so that the command line reads configs (config, schema, script)
+# without loading TensorFlow through the runner.
+__getattr__, __dir__, __all__ = lazy_attributes(
+    __name__,
+    {
+        "config": (
+            "SCHEMA",
+            "TASK_NAMES",
+            "ConfigError",
+            "load_config",
+            "apply_overrides",
+            "dump_config",
+            "describe_config",
+        ),
+        "runner": ("train", "TrainResult", "resume_epoch", "run_paths"),
+        "strategy": ("get_strategy",),
+    },
+)

@@ -16,7 +16,6 @@ WeightedSum(1 * L1 + 0.5 * MSE)
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import math
@@ -24,7 +23,7 @@ import math
 import keras
 
 from tfrestore.metrics.lpips import lpips_available
-from tfrestore.training.schema import ConfigError
+from tfrestore.training.schema import ConfigError, did_you_mean
 from tfrestore.utils.text import short_reason
 
 __all__ = [
@@ -81,8 +80,7 @@ def check_arguments(target, args, path, what, closed=False):
         return
     for key in args:
         if key not in accepted:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(key, sorted(accepted))
             raise ConfigError(
                 f"config key '{path}.{key}' is not an argument of {what}{hint}; valid: "
                 f"{', '.join(sorted(accepted))}"
@@ -142,8 +140,7 @@ def build_model(model_cfg, path="model"):
             ) from e
         names = available_models()
         if kind not in names:
-            close = difflib.get_close_matches(kind, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(kind, names)
             raise ConfigError(
                 f"config key '{path}.type': unknown model {kind!r}{hint}; "
                 f"choose from {', '.join(names)} "
@@ -191,8 +188,7 @@ def _weights_error_types():
 def _build_term(term, path, losses):
     kind = term["type"]
     if kind not in losses:
-        close = difflib.get_close_matches(kind, list(losses), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(kind, list(losses))
         raise ConfigError(
             f"config key '{path}.type': unknown loss {kind!r}{hint}; registered tfrestore losses: "
             f"{', '.join(losses)}"
@@ -373,8 +369,7 @@ def build_optimizer(opt_cfg, schedule, path="optimizer"):
             and issubclass(getattr(keras.optimizers, n), keras.optimizers.Optimizer)
             and n not in ("Optimizer", "LossScaleOptimizer")
         )
-        close = difflib.get_close_matches(kind, names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(kind, names)
         raise ConfigError(
             f"config key '{path}.type': unknown optimizer {kind!r}{hint}; "
             f"choose from {', '.join(names)}"

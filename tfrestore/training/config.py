@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from typing import NamedTuple
 
 import yaml
 
@@ -49,6 +50,8 @@ __all__ = [
     "describe_config",
     "resolve_fractions",
     "config_diff",
+    "shipped_configs",
+    "find_config",
 ]
 
 TASK_NAMES = ("denoise", "super_resolution", "dehaze", "derain", "lowlight")
@@ -105,6 +108,23 @@ _SOURCE = dict(
     max_images=Field(None, int, "use at most this many images (null: all)", check=_positive),
 )
 
+
+def _auto_or_bool(description):
+    """A field that is true, false or "auto" (default)."""
+    return Field(
+        "auto",
+        (bool, str),
+        description,
+        check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
+    )
+
+
+def _images(description, split, **fields):
+    """A data section: an image source (default images: ``split``) and its own ``fields``."""
+    return Section(
+        description, **_SOURCE, split=Field(split, str, "split of the default images"), **fields
+    )
+
 SCHEMA = Section(
     "training config",
     task=Field(REQUIRED, str, "restoration task", choices=TASK_NAMES),
@@ -128,13 +148,10 @@ SCHEMA = Section(
     ),
     data=Section(
         "training / validation / held-out data",
-        train=Section(
-            "training images", **_SOURCE, split=Field("train", str, "split of the default images")
-        ),
-        val=Section(
+        train=_images("training images", "train"),
+        val=_images(
             "validation images (fixed degradation seed)",
-            **_SOURCE,
-            split=Field("val", str, "split of the default images"),
+            "val",
             crop=Field(
                 128,
                 int,
@@ -144,10 +161,9 @@ SCHEMA = Section(
             ),
             batch_size=Field(4, int, "validation batch size", check=_positive),
         ),
-        test=Section(
+        test=_images(
             "held-out images for the final report",
-            **_SOURCE,
-            split=Field("test", str, "split of the default images"),
+            "test",
             max_size=Field(
                 256,
                 int,
@@ -203,12 +219,7 @@ SCHEMA = Section(
             None, int, "validation batches per epoch (null: all)", check=_positive
         ),
         mixed_precision=Field(False, bool, "train under the 'mixed_float16' dtype policy"),
-        jit_compile=Field(
-            "auto",
-            (bool, str),
-            "XLA: auto, true or false",
-            check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
-        ),
+        jit_compile=_auto_or_bool("XLA: auto, true or false"),
         strategy=Field(
             "auto",
             str,
@@ -241,12 +252,7 @@ SCHEMA = Section(
         "validation metrics",
         psnr=Field(True, bool, "PSNR (dB, RGB, data range 1)"),
         ssim=Field(True, bool, "SSIM (Gaussian window 11, sigma 1.5)"),
-        lpips=Field(
-            "auto",
-            (bool, str),
-            "LPIPS: auto (when its weights are available), true or false",
-            check=lambda v: None if v in (True, False, "auto") else "must be auto, true or false",
-        ),
+        lpips=_auto_or_bool("LPIPS: auto (when its weights are available), true or false"),
         monitor=Field("val_psnr", str, "quantity ModelCheckpoint keeps the best of"),
         mode=Field(
             "max", str, "whether larger or smaller 'monitor' is better", choices=("max", "min")
@@ -375,9 +381,70 @@ def apply_overrides(cfg, overrides):
     return cfg
 
 
+class ShippedConfig(NamedTuple):
+    path: str
+    description: str
+
+
+def _shipped_configs_dir():
+    """``train/configs`` of a source tree (also an editable install), else the installed copy
+    (package data ``tfrestore/configs``, mapped from ``train/configs`` in pyproject.toml)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = os.path.join(os.path.dirname(package), "train", "configs")
+    return source if os.path.isdir(source) else os.path.join(package, "configs")
+
+
+def _description(path):
+    """First sentence of the config's leading comment block."""
+    lines = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            lines.append(line.lstrip("#").strip())
+    text = " ".join(" ".join(lines).split())
+    # A sentence ends at ". " before a capital ("Lim et al. 2017" goes on).
+    return re.split(r"(?<=\.) (?=[A-Z])", text, maxsplit=1)[0]
+
+
+def shipped_configs():
+    """The training configs shipped with tfrestore: ``{name: ShippedConfig(path, description)}``
+    sorted by name (``tfrestore configs`` lists them).
+
+    >>> shipped_configs()["denoise_demo"].description
+    'README demo: `python train/denoise.py` (no arguments) runs this config.'
+    """
+    folder = _shipped_configs_dir()
+    if not os.path.isdir(folder):
+        return {}
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".yaml"))
+    return {
+        os.path.basename(p)[: -len(".yaml")]: ShippedConfig(p, _description(p)) for p in paths
+    }
+
+
+def find_config(source, files=True):
+    """The YAML file of a config given as a path (``files=True``; an existing file wins) or as
+    the name of a shipped config (``denoise_demo`` or ``denoise_demo.yaml``).
+
+    Raises:
+        ConfigError: neither; the message lists the shipped names.
+    """
+    path = os.fspath(source)
+    if files and os.path.isfile(path):
+        return path
+    shipped = shipped_configs()
+    name = path[: -len(".yaml")] if path.endswith(".yaml") else path
+    if name in shipped:
+        return shipped[name].path
+    what = "config file not found" if files else "no shipped config named"
+    raise ConfigError(
+        f"{what}: {path}; the shipped configs are {', '.join(shipped) or '(none found)'} "
+        "('tfrestore configs' describes them)"
+    )
+
+
 def _read_yaml(path):
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
     with open(path, encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f)
@@ -392,7 +459,8 @@ def load_config(source, overrides=(), task=None):
     """Load, override and validate a config.
 
     Args:
-        source: a YAML file path or a dict.
+        source: a YAML file path, the name of a shipped config (:func:`shipped_configs`;
+            a file of that name wins) or a dict.
         overrides: ``["train.epochs=2", ...]``.
         task: if given, the config's ``task`` must equal it.
 
@@ -401,8 +469,9 @@ def load_config(source, overrides=(), task=None):
         evaluated, ``name`` set).
     """
     if isinstance(source, (str, os.PathLike)):
-        raw = _read_yaml(os.fspath(source))
-        default_name = os.path.splitext(os.path.basename(os.fspath(source)))[0]
+        path = find_config(source)
+        raw = _read_yaml(path)
+        default_name = os.path.splitext(os.path.basename(path))[0]
     elif isinstance(source, dict):
         raw = copy.deepcopy(source)
         default_name = None

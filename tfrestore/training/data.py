@@ -90,25 +90,28 @@ def source_images(section, path, channels=3):
     return paths, [os.path.splitext(os.path.basename(p))[0] for p in paths]
 
 
-def train_dataset(cfg, skip_batches=0):
-    """Infinite, deterministic ``(degraded, clean)`` training batches."""
-    data = _data()
+def _image_dataset(cfg, section, what, sizes, seed, **kwargs):
+    """``tfrestore.data.image_dataset`` of the images of ``data.<section>``, cropped and batched
+    as ``sizes`` (a config section with ``crop`` and ``batch_size``) says: (images, dataset).
+    Bad values in the config raise a ConfigError naming ``what``."""
     d = cfg["data"]
-    images, _ = source_images(d["train"], "data.train", d["channels"])
+    images, _ = source_images(d[section], f"data.{section}", d["channels"])
     deg = build_degradation(d["degradation"])
     try:
-        ds = data.image_dataset(
-            images,
-            deg,
-            training=True,
-            crop_size=d["crop"],
-            batch_size=d["batch_size"],
-            seed=cfg["seed"],
-            augment=d["augment"],
-            channels=d["channels"],
+        ds = _data().image_dataset(
+            images, deg, crop_size=sizes["crop"], batch_size=sizes["batch_size"], seed=seed,
+            channels=d["channels"], **kwargs
         )
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"config section 'data' (training images): {e}") from e
+        raise ConfigError(f"config section {what}: {e}") from e
+    return images, ds
+
+
+def train_dataset(cfg, skip_batches=0):
+    """Infinite, deterministic ``(degraded, clean)`` training batches."""
+    d = cfg["data"]
+    what = "'data' (training images)"
+    _, ds = _image_dataset(cfg, "train", what, d, cfg["seed"], training=True, augment=d["augment"])
     if skip_batches:
         ds = ds.skip(int(skip_batches))
     return ds
@@ -116,23 +119,8 @@ def train_dataset(cfg, skip_batches=0):
 
 def val_dataset(cfg):
     """Finite validation batches with a fixed degradation (seed + 1)."""
-    data = _data()
-    d = cfg["data"]
-    v = d["val"]
-    images, _ = source_images(v, "data.val", d["channels"])
-    deg = build_degradation(d["degradation"])
-    try:
-        ds = data.image_dataset(
-            images,
-            deg,
-            training=False,
-            crop_size=v["crop"],
-            batch_size=v["batch_size"],
-            seed=cfg["seed"] + 1,
-            channels=d["channels"],
-        )
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"config section 'data.val': {e}") from e
+    v = cfg["data"]["val"]
+    images, ds = _image_dataset(cfg, "val", "'data.val'", v, cfg["seed"] + 1, training=False)
     # Known length: Keras then neither warns "ran out of data" nor needs validation_steps.
     import tensorflow as tf
 

@@ -389,28 +389,18 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
             shutil.rmtree(paths["backup"], ignore_errors=True)
         model.save(paths["final"])
         history = dict(history)
+        fields = dict(
+            run_dir=run_dir, config=cfg, model=model, initial_epoch=initial_epoch, notes=notes
+        )
         if not chief:
             print(f"[tfrestore] worker done in {time.time() - t_start:.1f} s", flush=True)
-            return TrainResult(
-                run_dir=run_dir,
-                config=cfg,
-                history=history,
-                model=model,
-                initial_epoch=initial_epoch,
-                notes=notes,
-            )
+            return TrainResult(history=history, **fields)
         if out_cfg["csv"] and os.path.isfile(paths["history"]):
             from tfrestore.training.report import read_history
 
             history = read_history(paths["history"])
         result = TrainResult(
-            run_dir=run_dir,
-            config=cfg,
-            history=history,
-            model=model,
-            initial_epoch=initial_epoch,
-            notes=notes,
-            files={k: paths[k] for k in ("config", "run_info", "final")},
+            history=history, files={k: paths[k] for k in ("config", "run_info", "final")}, **fields
         )
         if out_cfg["csv"]:
             result.files["history"] = paths["history"]

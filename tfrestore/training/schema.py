@@ -21,7 +21,24 @@ from __future__ import annotations
 import difflib
 import numbers
 
-__all__ = ["ConfigError", "REQUIRED", "Field", "Section", "ListOf", "Args", "validate", "describe"]
+__all__ = [
+    "ConfigError",
+    "REQUIRED",
+    "Field",
+    "Section",
+    "ListOf",
+    "Args",
+    "validate",
+    "describe",
+    "did_you_mean",
+]
+
+
+def did_you_mean(word, choices, show=str):
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``word`` (``show(x)`` shown),
+    else ``""``."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean '{show(close[0])}'?)" if close else ""
 
 
 class ConfigError(ValueError):
@@ -171,8 +188,7 @@ class Section:
         for key in value:
             if key not in self.fields:
                 full = _join(path, key)
-                close = difflib.get_close_matches(str(key), list(self.fields), n=1)
-                hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
+                hint = did_you_mean(key, self.fields, lambda k: _join(path, k))
                 where = f"'{path}'" if path else "the top level"
                 raise ConfigError(
                     f"unknown config key '{full}'{hint}; valid keys in {where}: "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from tfrestore.training.config import TASK_NAMES, ConfigError
 
@@ -19,6 +18,16 @@ TASK_HELP = {
 }
 
 
+# Integer options that set a config key: (argument dest, dotted config key).
+_SHORTCUTS = (
+    ("epochs", "train.epochs"),
+    ("steps_per_epoch", "train.steps_per_epoch"),
+    ("batch_size", "data.batch_size"),
+    ("crop", "data.crop"),
+    ("seed", "seed"),
+)
+
+
 def add_train_arguments(parser, config_required=True, default_config=None):
     """Options of a training command (shared by the scripts and the CLI)."""
     parser.add_argument(
@@ -26,8 +35,8 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         "-c",
         required=config_required and default_config is None,
         default=default_config,
-        help="YAML training config (see train/configs/)"
-        + (f"; default: {os.path.relpath(default_config)}" if default_config else ""),
+        help="training config: a YAML file, or the name of a shipped config ('tfrestore configs' "
+        "lists them)" + (f"; default: {os.path.relpath(default_config)}" if default_config else ""),
     )
     parser.add_argument(
         "--set",
@@ -55,20 +64,9 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         "finished run or a changed config is refused. --fresh is the same flag "
         "(config: output.overwrite)",
     )
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="shortcut for --set train.epochs=N"
-    )
-    parser.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        default=None,
-        help="shortcut for --set train.steps_per_epoch=N",
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=None, help="shortcut for --set data.batch_size=N"
-    )
-    parser.add_argument("--crop", type=int, default=None, help="shortcut for --set data.crop=N")
-    parser.add_argument("--seed", type=int, default=None, help="shortcut for --set seed=N")
+    for dest, key in _SHORTCUTS:
+        flag = "--" + dest.replace("_", "-")
+        parser.add_argument(flag, type=int, default=None, help=f"shortcut for --set {key}=N")
     parser.add_argument(
         "--mixed-precision",
         action="store_true",
@@ -101,14 +99,8 @@ def add_train_arguments(parser, config_required=True, default_config=None):
 
 def _overrides(args):
     out = list(args.overrides)
-    for opt, key in (
-        ("epochs", "train.epochs"),
-        ("steps_per_epoch", "train.steps_per_epoch"),
-        ("batch_size", "data.batch_size"),
-        ("crop", "data.crop"),
-        ("seed", "seed"),
-    ):
-        value = getattr(args, opt)
+    for dest, key in _SHORTCUTS:
+        value = getattr(args, dest)
         if value is not None:
             out.append(f"{key}={value}")
     if args.mixed_precision:
@@ -117,37 +109,34 @@ def _overrides(args):
 
 
 def run_training(task, args):
-    """Run (or describe) a training from parsed arguments; returns an exit code."""
+    """Run (or describe) a training from parsed arguments; returns an exit code.
+
+    Mistakes in the config or the run directory raise ``ConfigError`` (a ``ValueError``) or
+    ``ImageFileError``; the command line prints them as one line.
+    """
     from tfrestore.training.config import describe_config, dump_config, load_config
-    from tfrestore.data.io import ImageFileError
-    from tfrestore.training.rundir import RunDirError
 
     if args.help_config:
         print(describe_config())
         return 0
     if not args.config:
-        print("error: --config is required (see train/configs/)", file=sys.stderr)
-        return 2
-    try:
-        cfg = load_config(args.config, overrides=_overrides(args), task=task)
-        if args.print_config:
-            print(dump_config(cfg), end="")
-            return 0
-        from tfrestore.training.runner import train
-
-        train(
-            cfg,
-            output_dir=args.output_dir,
-            overwrite=True if args.overwrite else None,
-            report=False if args.no_report else None,
-            verbose=args.verbose,
+        raise ConfigError(
+            "--config is required: a YAML file or a shipped config name ('tfrestore configs' "
+            "lists them)"
         )
-    except (RunDirError, ImageFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, overrides=_overrides(args), task=task)
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    from tfrestore.training.runner import train
+
+    train(
+        cfg,
+        output_dir=args.output_dir,
+        overwrite=True if args.overwrite else None,
+        report=False if args.no_report else None,
+        verbose=args.verbose,
+    )
     return 0
 
 
@@ -155,11 +144,18 @@ def script_main(task, argv=None, default_config=None, description=None):
     """``main()`` of a ``train/<task>.py`` script."""
     if task not in TASK_NAMES:
         raise ValueError(f"unknown task {task!r}; choose from {TASK_NAMES}")
-    parser = argparse.ArgumentParser(
+    from tfrestore.utils.command import CliParser
+
+    parser = CliParser(
         prog=f"train/{task}.py",
         description=description or f"Train a model for {TASK_HELP[task]}.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_train_arguments(parser, default_config=default_config)
+    parser.add_argument(
+        "--debug", action="store_true", help="print tracebacks and TensorFlow's log messages"
+    )
     args = parser.parse_args(argv)
-    return run_training(task, args)
+    from tfrestore.utils.command import run_command
+
+    return run_command(lambda a: run_training(task, a), args, debug=args.debug)

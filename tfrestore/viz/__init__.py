@@ -2,7 +2,7 @@
 
 * :func:`plot_feature_space` -- t-SNE scatter plot of backbone features of image
   sets (e.g. clean / noisy / restored), the space D2SM matches statistics in.
-* Command line: ``python -m tfrestore.viz --set clean=DIR --noise 0.1 --out map.png``
+* Command line: ``tfrestore viz --set clean=DIR --noise 0.1 --out map.png``
   (``--help`` lists the options).
 
 matplotlib and scikit-learn are imported only when a function runs; without them
@@ -17,17 +17,9 @@ from tfrestore.viz.feature_space import (
 )
 
 
-def main(argv=None):
-    """Command-line entry (``python -m tfrestore.viz``, ``tfrestore viz``)."""
-    from tfrestore.viz.cli_main import main as _main
-
-    return _main(argv)
-
-
 __all__ = [
     "plot_feature_space",
     "embed_features",
     "sample_features",
     "MissingVizDependency",
-    "main",
 ]

@@ -1,25 +1,24 @@
-"""Command line for :func:`tfrestore.viz.plot_feature_space`.
-
-Examples::
-
-    # clean images and two synthetic noise levels, VGG19 conv5_4, 224/56 patches
-    python -m tfrestore.viz --set clean=../shared/data/kodak24 --noise 0.1 --noise 0.2 \\
-        --size 512 --patch-size 224 --patch-stride 56 --out feature_space.png
-
-    # clean vs restored (files matched by sorted name), torchvision VGG16 weights
-    python -m tfrestore.viz --set clean=gt/ --set restored=out/ --backbone vgg16 \\
-        --layer conv5_3 --weights torchvision --out map.png
-"""
+"""Command line ``tfrestore viz`` for :func:`tfrestore.viz.plot_feature_space`: its options
+(:func:`add_arguments`) and its handler (:func:`run`), registered by :mod:`tfrestore.cli`;
+:data:`EPILOG` gives examples."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import numpy as np
 
-__all__ = ["main", "add_arguments", "run", "load_images"]
+__all__ = ["add_arguments", "run", "load_images", "EPILOG"]
+
+EPILOG = """examples:
+  # clean images and two synthetic noise levels, VGG19 conv5_4, 224/56 patches
+  tfrestore viz --set clean=../shared/data/kodak24 --noise 0.1 --noise 0.2 \\
+      --size 512 --patch-size 224 --patch-stride 56 --out feature_space.png
+
+  # clean vs restored (files matched by sorted name), torchvision VGG16 weights
+  tfrestore viz --set clean=gt/ --set restored=out/ --backbone vgg16 \\
+      --layer conv5_3 --weights torchvision --out map.png"""
 
 _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 
@@ -30,12 +29,12 @@ def load_images(folder, size, max_images=None):
     from PIL import Image
 
     if not os.path.isdir(folder):
-        raise SystemExit(f"error: image folder {folder!r} does not exist")
+        raise FileNotFoundError(f"--set: image folder {folder!r} does not exist")
     names = sorted(f for f in os.listdir(folder) if f.lower().endswith(_EXTS))
     if max_images:
         names = names[:max_images]
     if not names:
-        raise SystemExit(f"error: no images ({', '.join(_EXTS)}) in {folder!r}")
+        raise ValueError(f"--set: no images ({', '.join(_EXTS)}) in {folder!r}")
     out = []
     for name in names:
         img = Image.open(os.path.join(folder, name)).convert("RGB")
@@ -71,7 +70,9 @@ def add_arguments(parser):
     parser.add_argument("--out", "-o", default="feature_space.png", help="PNG file to write")
     parser.add_argument("--size", type=int, default=224, help="centre-crop size in pixels")
     parser.add_argument("--max-images", type=int, default=32, help="images per set (0 = all)")
-    parser.add_argument("--backbone", default="vgg19")
+    parser.add_argument(
+        "--backbone", default="vgg19", help="feature network: vgg16, vgg19, ... (default vgg19)"
+    )
     parser.add_argument(
         "--layer", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)"
     )
@@ -83,20 +84,33 @@ def add_arguments(parser):
     parser.add_argument(
         "--patch-size", type=int, default=None, help="sliding windows (default: whole crops)"
     )
-    parser.add_argument("--patch-stride", type=int, default=None)
-    parser.add_argument("--perplexity", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--title", default=None)
+    parser.add_argument(
+        "--patch-stride",
+        type=int,
+        default=None,
+        help="step between sliding windows in pixels (default: --patch-size, no overlap)",
+    )
+    parser.add_argument(
+        "--perplexity",
+        type=float,
+        default=None,
+        help="t-SNE perplexity (default: chosen from the number of points)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the noise and of t-SNE (default 0)"
+    )
+    parser.add_argument("--title", default=None, help="plot title (default: none)")
     return parser
 
 
 def run(args):
+    from tfrestore.utils.command import CliError
     from tfrestore.viz.feature_space import MissingVizDependency, plot_feature_space
 
     sets = {}
     for item in args.set:
         if "=" not in item:
-            raise SystemExit(f"error: --set expects NAME=DIR, got {item!r}")
+            raise ValueError(f"--set expects NAME=DIR, e.g. clean=gt/, got {item!r}")
         name, folder = item.split("=", 1)
         sets[name] = load_images(folder, args.size, args.max_images or None)
     rng = np.random.default_rng(args.seed)
@@ -120,22 +134,6 @@ def run(args):
             seed=args.seed,
         )
     except MissingVizDependency as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise CliError(str(e)) from None
     print(f"wrote {args.out} ({', '.join(f'{k}: {len(v)}' for k, v in sets.items())} images)")
     return 0
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m tfrestore.viz",
-        description="t-SNE map of backbone features of image sets (the space D2SM matches).",
-        epilog=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,0 @@
-"""``python -m tfrestore.viz``: see :mod:`tfrestore.viz.cli_main`."""
-
-import sys
-
-from tfrestore.viz.cli_main import main
-
-if __name__ == "__main__":
-    sys.exit(main())
