@@ -57,7 +57,7 @@ def test_pipeline_deterministic_run_to_run_and_seed_sensitive(folder):
     train = image_dataset(folder, deg, seed=5, **kw)
     assert int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
     # every epoch visits each image patches_per_image times
-    from tfrestore.data.datasets import _index_stream
+    from tfrestore.data.pipeline import _index_stream
 
     order = [
         int(e[1]) for e in _index_stream(5, per_image=2, shuffle=True, repeat=True, seed=5).take(30)
