@@ -102,7 +102,8 @@ class DatasetOptions:
 
 
 def resolve_options(what, options=None, **overrides):
-    """``options`` (a :class:`DatasetOptions`, default all defaults) with ``overrides``, resolved."""
+    """``options`` (a :class:`DatasetOptions`, default: all defaults) with ``overrides``,
+    resolved."""
     if options is None:
         options = DatasetOptions()
     elif not isinstance(options, DatasetOptions):

@@ -52,4 +52,6 @@ def jpeg_compress(images, seed, *, quality=(30, 95), return_params=False):
     return finish(out, params, single, return_params)
 
 
-JPEG = function_wrapper(jpeg_compress, "jpeg", "JPEG", "``jpeg_compress`` as a configurable object.")
+JPEG = function_wrapper(
+    jpeg_compress, "jpeg", "JPEG", "``jpeg_compress`` as a configurable object."
+)

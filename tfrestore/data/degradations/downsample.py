@@ -1,4 +1,4 @@
-"""MATLAB-exact bicubic downsampling as a degradation (the maths is in ``tfrestore.data.resize``)."""
+"""MATLAB-exact bicubic downsampling as a degradation (the maths: ``tfrestore.data.resize``)."""
 
 from __future__ import annotations
 
