@@ -147,8 +147,8 @@ def _auto_factor(x, owner):
     return max(1, int(np.floor(min(h, w) / 256.0 + 0.5)))
 
 
-def _check_min_side(y_true, y_pred, min_side, what, owner, crop):
-    cropped = f" after cropping {crop} px from every border" if crop else ""
+def _check_min_side(y_true, y_pred, min_side, what, owner, crop_border):
+    cropped = f" after cropping {crop_border} px from every border" if crop_border else ""
     for arg, t in (("y_true", y_true), ("y_pred", y_pred)):
         h, w = t.shape[1], t.shape[2]
         if (h is not None and h < min_side) or (w is not None and w < min_side):
@@ -171,13 +171,13 @@ def _check_min_side(y_true, y_pred, min_side, what, owner, crop):
 
 
 def _ssim_prepared(y_true, y_pred, data_range, downsample, filter_size, filter_sigma, k1, k2,
-                   owner="ssim", crop=0):
+                   owner="ssim", crop_border=0):
     factor = _auto_factor(y_pred, owner) if downsample else 1
     min_side = (filter_size - 1) * factor + 1
     what = f"the SSIM window ({filter_size} px" + (
         f" after downsampling by {factor})" if factor > 1 else ")"
     )
-    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop)
+    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop_border)
     if factor > 1:
         y_true, y_pred = _box_downsample(y_true, factor), _box_downsample(y_pred, factor)
     window = _gaussian_1d(filter_size, filter_sigma)
@@ -193,14 +193,14 @@ def _clamped_power(v, w):
 
 
 def _ms_ssim_prepared(y_true, y_pred, data_range, weights, combine, filter_size, filter_sigma,
-                      k1, k2, owner="ms_ssim", crop=0):
+                      k1, k2, owner="ms_ssim", crop_border=0):
     scales = len(weights)
     min_side = ms_ssim_min_size(filter_size, scales)
     what = (
         f"the MS-SSIM minimum for {scales} scales with a {filter_size}-px window "
         f"(({filter_size} - 1) * 2**{scales - 1} + 1 = {min_side})"
     )
-    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop)
+    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop_border)
     window = _gaussian_1d(filter_size, filter_sigma)
     terms = []
     for scale in range(scales):
@@ -221,7 +221,7 @@ def _ms_ssim_prepared(y_true, y_pred, data_range, weights, combine, filter_size,
 
 # ------------------------------------------------------------------ public
 def ssim(
-    y_true, y_pred, data_range=1.0, color="rgb", crop=0, quantize=False, downsample=False,
+    y_true, y_pred, data_range=1.0, color="rgb", crop_border=0, quantize=False, downsample=False,
     filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03,
 ):
     """Mean structural similarity (Wang et al. 2004) of each image pair, shape ``(B,)``.
@@ -232,7 +232,7 @@ def ssim(
         data_range: peak value (1.0 for [0, 1] images, 255.0 for [0, 255]).
         color: ``"rgb"`` (mean over channels), ``"y"`` (BT.601 luma, BasicSR
             ``test_y_channel``) or ``"gray"`` (MATLAB ``rgb2gray``).
-        crop: pixels removed from every border first (SR convention).
+        crop_border: pixels removed from every border first (SR convention).
         quantize: clip and round to 8 bits first (evaluating saved images).
         downsample: the automatic ``max(1, round(min(H, W) / 256))`` pre-filter of
             the original ``ssim.m``.
@@ -249,20 +249,20 @@ def ssim(
     """
     data_range = _image.check_data_range(data_range, "ssim")
     color = _image.check_color(color, "ssim")
-    crop = _image.check_crop(crop, "ssim")
+    crop_border = _image.check_crop_border(crop_border, "ssim")
     filter_size, filter_sigma, k1, k2 = _check_filter(filter_size, filter_sigma, k1, k2, "ssim")
     y_true, y_pred = _image.prepare_pair(
-        y_true, y_pred, data_range=data_range, color=color, crop=crop,
+        y_true, y_pred, data_range=data_range, color=color, crop_border=crop_border,
         quantize=quantize, owner="ssim",
     )
     return _ssim_prepared(
         y_true, y_pred, data_range, bool(downsample), filter_size, filter_sigma, k1, k2,
-        owner="ssim", crop=crop,
+        owner="ssim", crop_border=crop_border,
     )
 
 
 def ms_ssim(
-    y_true, y_pred, data_range=1.0, color="rgb", crop=0, quantize=False,
+    y_true, y_pred, data_range=1.0, color="rgb", crop_border=0, quantize=False,
     weights=MS_SSIM_WEIGHTS, combine="product", filter_size=11, filter_sigma=1.5,
     k1=0.01, k2=0.03,
 ):
@@ -272,7 +272,7 @@ def ms_ssim(
         y_true, y_pred: float NHWC batches of the same shape with values in
             ``[0, data_range]``; height and width at least
             :func:`ms_ssim_min_size` (161 for the defaults).
-        data_range, color, crop, quantize: as in :func:`ssim`.
+        data_range, color, crop_border, quantize: as in :func:`ssim`.
         weights: per-scale exponents, finest first; their count is the number of
             scales.
         combine: ``"product"`` (standard definition) or ``"sum"`` (normalised
@@ -291,26 +291,25 @@ def ms_ssim(
     """
     data_range = _image.check_data_range(data_range, "ms_ssim")
     color = _image.check_color(color, "ms_ssim")
-    crop = _image.check_crop(crop, "ms_ssim")
+    crop_border = _image.check_crop_border(crop_border, "ms_ssim")
     filter_size, filter_sigma, k1, k2 = _check_filter(filter_size, filter_sigma, k1, k2, "ms_ssim")
     weights, combine = _check_ms_options(weights, combine, "ms_ssim")
     y_true, y_pred = _image.prepare_pair(
-        y_true, y_pred, data_range=data_range, color=color, crop=crop,
+        y_true, y_pred, data_range=data_range, color=color, crop_border=crop_border,
         quantize=quantize, owner="ms_ssim",
     )
     return _ms_ssim_prepared(
         y_true, y_pred, data_range, weights, combine, filter_size, filter_sigma, k1, k2,
-        owner="ms_ssim", crop=crop,
+        owner="ms_ssim", crop_border=crop_border,
     )
 
 
 # ------------------------------------------------------------------ metrics
 @keras.saving.register_keras_serializable(package="tfrestore")
-class SSIM(keras.metrics.Mean):
+class SSIM(_image.MeanImageMetric):
     """Streaming mean SSIM over images, for ``model.compile(metrics=[SSIM()])``.
 
-    Each image counts once (``sample_weight``, if given, weights images). Arguments as
-    in :func:`ssim`.
+    Arguments as in :func:`ssim`; see :class:`tfrestore.metrics._image.MeanImageMetric`.
 
     >>> import numpy as np
     >>> from tfrestore.metrics import SSIM
@@ -321,42 +320,31 @@ class SSIM(keras.metrics.Mean):
     1.0
     """
 
+    metric_fn = staticmethod(ssim)
+
     def __init__(
-        self, data_range=1.0, color="rgb", crop=0, quantize=False, downsample=False,
+        self, data_range=1.0, color="rgb", crop_border=0, quantize=False, downsample=False,
         filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03, name="ssim", dtype=None,
     ):
-        super().__init__(name=name, dtype=dtype)
-        self.data_range = _image.check_data_range(data_range, "SSIM")
-        self.color = _image.check_color(color, "SSIM")
-        self.crop = _image.check_crop(crop, "SSIM")
-        self.quantize = bool(quantize)
+        super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)
         self.downsample = bool(downsample)
         self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
             filter_size, filter_sigma, k1, k2, "SSIM"
         )
 
-    def _options(self):
+    def options(self):
         return {
-            "data_range": self.data_range, "color": self.color, "crop": self.crop,
-            "quantize": self.quantize, "downsample": self.downsample,
+            **super().options(), "downsample": self.downsample,
             "filter_size": self.filter_size, "filter_sigma": self.filter_sigma,
             "k1": self.k1, "k2": self.k2,
         }
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ssim(y_true, y_pred, **self._options())
-        return super().update_state(values, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), **self._options()}
-
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class MSSSIM(keras.metrics.Mean):
+class MSSSIM(_image.MeanImageMetric):
     """Streaming mean MS-SSIM over images, for ``model.compile(metrics=[MSSSIM()])``.
 
-    Each image counts once (``sample_weight``, if given, weights images). Arguments as
-    in :func:`ms_ssim`; images must be at least 161x161 with the defaults.
+    Arguments as in :func:`ms_ssim`; images must be at least 161x161 with the defaults.
 
     >>> import numpy as np
     >>> from tfrestore.metrics import MSSSIM
@@ -367,32 +355,22 @@ class MSSSIM(keras.metrics.Mean):
     1.0
     """
 
+    metric_fn = staticmethod(ms_ssim)
+
     def __init__(
-        self, data_range=1.0, color="rgb", crop=0, quantize=False, weights=MS_SSIM_WEIGHTS,
+        self, data_range=1.0, color="rgb", crop_border=0, quantize=False, weights=MS_SSIM_WEIGHTS,
         combine="product", filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03,
         name="ms_ssim", dtype=None,
     ):
-        super().__init__(name=name, dtype=dtype)
-        self.data_range = _image.check_data_range(data_range, "MSSSIM")
-        self.color = _image.check_color(color, "MSSSIM")
-        self.crop = _image.check_crop(crop, "MSSSIM")
-        self.quantize = bool(quantize)
+        super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)
         self.scale_weights, self.combine = _check_ms_options(weights, combine, "MSSSIM")
         self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
             filter_size, filter_sigma, k1, k2, "MSSSIM"
         )
 
-    def _options(self):
+    def options(self):
         return {
-            "data_range": self.data_range, "color": self.color, "crop": self.crop,
-            "quantize": self.quantize, "weights": list(self.scale_weights),
+            **super().options(), "weights": list(self.scale_weights),
             "combine": self.combine, "filter_size": self.filter_size,
             "filter_sigma": self.filter_sigma, "k1": self.k1, "k2": self.k2,
         }
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ms_ssim(y_true, y_pred, **self._options())
-        return super().update_state(values, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), **self._options()}
