@@ -83,6 +83,28 @@ def _check_ms_options(weights, combine, owner):
     return weights, combine
 
 
+class _WindowOptions:
+    """The window/constant options (and MS-SSIM's scale options) of the SSIM and MS-SSIM
+    metrics and losses, checked once and returned as keyword arguments."""
+
+    def _set_window(self, filter_size, filter_sigma, k1, k2, owner):
+        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
+            filter_size, filter_sigma, k1, k2, owner
+        )
+
+    def _window_options(self):
+        return {
+            "filter_size": self.filter_size, "filter_sigma": self.filter_sigma,
+            "k1": self.k1, "k2": self.k2,
+        }
+
+    def _set_scales(self, weights, combine, owner):
+        self.scale_weights, self.combine = _check_ms_options(weights, combine, owner)
+
+    def _scale_options(self):
+        return {"weights": list(self.scale_weights), "combine": self.combine}
+
+
 def ms_ssim_min_size(filter_size=11, scales=5):
     """Smallest image side MS-SSIM accepts: ``(filter_size - 1) * 2**(scales - 1) + 1``.
 
@@ -306,18 +328,17 @@ def ms_ssim(
 
 # ------------------------------------------------------------------ metrics
 @keras.saving.register_keras_serializable(package="tfrestore")
-class SSIM(_image.MeanImageMetric):
+class SSIM(_WindowOptions, _image.MeanImageMetric):
     """Streaming mean SSIM over images, for ``model.compile(metrics=[SSIM()])``.
 
     Arguments as in :func:`ssim`; see :class:`tfrestore.metrics._image.MeanImageMetric`.
+    The options are the config:
 
-    >>> import numpy as np
     >>> from tfrestore.metrics import SSIM
-    >>> m = SSIM(data_range=1.0)
-    >>> y = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
-    >>> m.update_state(y, y)
-    >>> float(m.result())
-    1.0
+    >>> m = SSIM(color="y", crop_border=4, name="ssim_y")
+    >>> again = SSIM.from_config(m.get_config())
+    >>> again.name, again.color, again.crop_border, again.filter_size
+    ('ssim_y', 'y', 4, 11)
     """
 
     metric_fn = staticmethod(ssim)
@@ -328,20 +349,14 @@ class SSIM(_image.MeanImageMetric):
     ):
         super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)
         self.downsample = bool(downsample)
-        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
-            filter_size, filter_sigma, k1, k2, "SSIM"
-        )
+        self._set_window(filter_size, filter_sigma, k1, k2, "SSIM")
 
     def options(self):
-        return {
-            **super().options(), "downsample": self.downsample,
-            "filter_size": self.filter_size, "filter_sigma": self.filter_sigma,
-            "k1": self.k1, "k2": self.k2,
-        }
+        return {**super().options(), "downsample": self.downsample, **self._window_options()}
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class MSSSIM(_image.MeanImageMetric):
+class MSSSIM(_WindowOptions, _image.MeanImageMetric):
     """Streaming mean MS-SSIM over images, for ``model.compile(metrics=[MSSSIM()])``.
 
     Arguments as in :func:`ms_ssim`; images must be at least 161x161 with the defaults.
@@ -363,14 +378,8 @@ class MSSSIM(_image.MeanImageMetric):
         name="ms_ssim", dtype=None,
     ):
         super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)
-        self.scale_weights, self.combine = _check_ms_options(weights, combine, "MSSSIM")
-        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
-            filter_size, filter_sigma, k1, k2, "MSSSIM"
-        )
+        self._set_scales(weights, combine, "MSSSIM")
+        self._set_window(filter_size, filter_sigma, k1, k2, "MSSSIM")
 
     def options(self):
-        return {
-            **super().options(), "weights": list(self.scale_weights),
-            "combine": self.combine, "filter_size": self.filter_size,
-            "filter_sigma": self.filter_sigma, "k1": self.k1, "k2": self.k2,
-        }
+        return {**super().options(), **self._scale_options(), **self._window_options()}

@@ -86,12 +86,14 @@ def per_image(v, x):
     return tf.reshape(tf.cast(v, x.dtype), [-1, 1, 1, 1])
 
 
-def finish(out, params, single, return_params):
-    """Drop the batch axis added by ``as_batch`` and attach ``params`` when asked."""
+def finish(out, single, return_params, **params):
+    """Drop the batch axis added by ``as_batch``; ``(out, params)`` with ``return_params``."""
+    if not return_params:
+        return out[0] if single else out
     if single:
         out = out[0]
         params = {k: v[0] for k, v in params.items()}
-    return (out, params) if return_params else out
+    return out, params
 
 
 class Degradation:

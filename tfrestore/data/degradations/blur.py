@@ -9,15 +9,7 @@ import math
 
 import tensorflow as tf
 
-from tfrestore.data.degradations.base import (
-    as_batch,
-    as_seed,
-    check_range,
-    finish,
-    function_wrapper,
-    sample,
-    split_seed,
-)
+from tfrestore.data.degradations import base
 
 __all__ = ["motion_kernel", "motion_blur", "MotionBlur"]
 
@@ -93,15 +85,15 @@ def motion_kernel(
     size = int(size)
     if size < 3 or size % 2 == 0:
         raise ValueError(f"{fn}: `size` must be an odd integer >= 3, got {size}.")
-    rl = check_range(length, "length", fn, low=0.0, high=float(size))
-    ran = check_range(angle, "angle", fn)
+    rl = base.check_range(length, "length", fn, low=0.0, high=float(size))
+    ran = base.check_range(angle, "angle", fn)
     if kind not in ("linear", "trajectory"):
         raise ValueError(f"{fn}: `kind` must be 'linear' or 'trajectory', got {kind!r}.")
     single = batch is None
     b = 1 if single else batch
-    s = split_seed(as_seed(seed), 4)
-    ln = sample(rl, b, s[0])
-    ang = sample(ran, b, s[1])
+    s = base.split_seed(base.as_seed(seed), 4)
+    ln = base.sample(rl, b, s[0])
+    ang = base.sample(ran, b, s[1])
     if kind == "linear":
         k = line_kernels(tf.maximum(ln, 1.0), ang, size)
     else:
@@ -118,9 +110,9 @@ def motion_kernel(
         pos = pos / tf.maximum(extent, 1e-6) * tf.reshape(ln, [-1, 1, 1]) / 2.0
         r = (size - 1) / 2.0
         pos = tf.clip_by_value(pos + r, 0.0, size - 1.0 - 1e-4)
-        base = tf.floor(pos)
-        frac = pos - base
-        ib = tf.cast(base, tf.int32)
+        cell = tf.floor(pos)
+        frac = pos - cell
+        ib = tf.cast(cell, tf.int32)
 
         def axis_weights(i):
             f = frac[..., i]
@@ -163,7 +155,7 @@ def motion_blur(
         (TensorShape([2, 32, 32, 3]), (2, 15, 15))
     """
     fn = "motion_blur"
-    x, single = as_batch(images, fn)
+    x, single = base.as_batch(images, fn)
     b = tf.shape(x)[0]
     if kernel is None:
         k = motion_kernel(
@@ -178,11 +170,10 @@ def motion_blur(
                 f"{fn}: `kernel` must be (k, k) or (B, k, k) with odd k, got {tuple(k.shape)}."
             )
     out = per_image_conv(x, k)
-    params = {"kernel": k} if return_params else {}
-    return finish(out, params, single, return_params)
+    return base.finish(out, single, return_params, kernel=k)
 
 
-MotionBlur = function_wrapper(
+MotionBlur = base.function_wrapper(
     motion_blur,
     "motion_blur",
     "MotionBlur",

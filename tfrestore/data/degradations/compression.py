@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrestore.data.degradations.base import (
-    as_batch,
-    as_seed,
-    check_range,
-    finish,
-    function_wrapper,
-)
+from tfrestore.data.degradations import base
 
 __all__ = ["jpeg_compress", "JPEG"]
 
@@ -33,12 +27,12 @@ def jpeg_compress(images, seed, *, quality=(30, 95), return_params=False):
         (TensorShape([16, 16, 3]), True)
     """
     fn = "jpeg_compress"
-    x, single = as_batch(images, fn)
-    lo, hi = check_range(quality, "quality", fn, low=0.0, high=100.0)
+    x, single = base.as_batch(images, fn)
+    lo, hi = base.check_range(quality, "quality", fn, low=0.0, high=100.0)
     if x.shape[-1] is not None and x.shape[-1] not in (1, 3):
         raise ValueError(f"{fn}: JPEG needs 1 or 3 channels, got shape {tuple(x.shape)}.")
     b = tf.shape(x)[0]
-    q = tf.random.stateless_uniform([b], as_seed(seed), int(lo), int(hi) + 1, dtype=tf.int32)
+    q = tf.random.stateless_uniform([b], base.as_seed(seed), int(lo), int(hi) + 1, dtype=tf.int32)
     u8 = tf.cast(tf.clip_by_value(tf.round(x * 255.0), 0.0, 255.0), tf.uint8)
 
     def one(args):
@@ -48,10 +42,9 @@ def jpeg_compress(images, seed, *, quality=(30, 95), return_params=False):
 
     dec = tf.map_fn(one, (u8, q), fn_output_signature=tf.TensorSpec(u8.shape[1:], tf.uint8))
     out = tf.cast(dec, x.dtype) / 255.0
-    params = {"quality": q} if return_params else {}
-    return finish(out, params, single, return_params)
+    return base.finish(out, single, return_params, quality=q)
 
 
-JPEG = function_wrapper(
+JPEG = base.function_wrapper(
     jpeg_compress, "jpeg", "JPEG", "``jpeg_compress`` as a configurable object."
 )

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrestore.data.degradations.base import (
-    as_batch,
-    as_seed,
-    check_range,
-    finish,
-    function_wrapper,
-    per_image,
-    sample,
-    split_seed,
-)
+from tfrestore.data.degradations import base
 
 __all__ = ["add_haze", "Haze"]
 
@@ -69,10 +60,10 @@ def add_haze(
         (True, (16, 16, 1))
     """
     fn = "add_haze"
-    x, single = as_batch(images, fn)
-    rb = check_range(beta, "beta", fn, low=0.0)
-    ra = check_range(airlight, "airlight", fn, low=0.0, high=1.0)
-    s_beta, s_air, s_depth = split_seed(as_seed(seed), 3)
+    x, single = base.as_batch(images, fn)
+    rb = base.check_range(beta, "beta", fn, low=0.0)
+    ra = base.check_range(airlight, "airlight", fn, low=0.0, high=1.0)
+    s_beta, s_air, s_depth = base.split_seed(base.as_seed(seed), 3)
     shape = tf.shape(x)
     b, h, w = shape[0], shape[1], shape[2]
     if isinstance(depth, str):
@@ -86,14 +77,15 @@ def add_haze(
                 f"{fn}: a `depth` tensor must be (H, W, 1) or (B, H, W, 1), got {tuple(d.shape)}."
             )
         d = tf.broadcast_to(d, tf.stack([b, h, w, 1]))
-    bet = sample(rb, b, s_beta)
-    air = sample(ra, b, s_air)
-    t = tf.cast(tf.exp(-per_image(bet, d) * d), x.dtype)
-    out = x * t + per_image(air, x) * (1.0 - t)
-    params = {"transmission": t, "airlight": air, "beta": bet, "depth": d} if return_params else {}
-    return finish(out, params, single, return_params)
+    bet = base.sample(rb, b, s_beta)
+    air = base.sample(ra, b, s_air)
+    t = tf.cast(tf.exp(-base.per_image(bet, d) * d), x.dtype)
+    out = x * t + base.per_image(air, x) * (1.0 - t)
+    return base.finish(
+        out, single, return_params, transmission=t, airlight=air, beta=bet, depth=d
+    )
 
 
-Haze = function_wrapper(
+Haze = base.function_wrapper(
     add_haze, "haze", "Haze", "``add_haze`` as a configurable object (same keyword arguments)."
 )

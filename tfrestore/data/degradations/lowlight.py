@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrestore.data.degradations.base import (
-    as_batch,
-    as_seed,
-    check_range,
-    finish,
-    function_wrapper,
-    per_image,
-    sample,
-    split_seed,
-)
+from tfrestore.data.degradations import base
 
 __all__ = ["low_light", "LowLight"]
 
@@ -54,18 +45,18 @@ def low_light(
         0.32
     """
     fn = "low_light"
-    x, single = as_batch(images, fn)
-    rg = check_range(gamma, "gamma", fn, low=0.0)
-    re_ = check_range(exposure, "exposure", fn, low=0.0)
-    rs = check_range(shot_noise, "shot_noise", fn, low=0.0)
-    rr = check_range(read_noise, "read_noise", fn, low=0.0)
-    s = split_seed(as_seed(seed), 6)
+    x, single = base.as_batch(images, fn)
+    rg = base.check_range(gamma, "gamma", fn, low=0.0)
+    re_ = base.check_range(exposure, "exposure", fn, low=0.0)
+    rs = base.check_range(shot_noise, "shot_noise", fn, low=0.0)
+    rr = base.check_range(read_noise, "read_noise", fn, low=0.0)
+    s = base.split_seed(base.as_seed(seed), 6)
     shape = tf.shape(x)
     b = shape[0]
-    gam, exp_, shot, read = (sample(r, b, si) for r, si in zip((rg, re_, rs, rr), s[:4]))
-    y = per_image(exp_, x) * tf.pow(tf.clip_by_value(x, 0.0, 1.0), per_image(gam, x))
-    a = per_image(shot, x)
-    read_n = per_image(read, x) * tf.random.stateless_normal(shape, s[5], dtype=x.dtype)
+    gam, exp_, shot, read = (base.sample(r, b, si) for r, si in zip((rg, re_, rs, rr), s[:4]))
+    y = base.per_image(exp_, x) * tf.pow(tf.clip_by_value(x, 0.0, 1.0), base.per_image(gam, x))
+    a = base.per_image(shot, x)
+    read_n = base.per_image(read, x) * tf.random.stateless_normal(shape, s[5], dtype=x.dtype)
     if exact_poisson:
         safe_a = tf.maximum(a, 1e-12)
         counts = tf.random.stateless_poisson(shape, s[4], lam=y / safe_a, dtype=x.dtype)
@@ -75,14 +66,10 @@ def low_light(
         out = y + tf.sqrt(a * y) * tf.random.stateless_normal(shape, s[4], dtype=x.dtype) + read_n
     if clip:
         out = tf.clip_by_value(out, 0.0, 1.0)
-    params = (
-        {"gamma": gam, "exposure": exp_, "shot_noise": shot, "read_noise": read, "clean": y}
-        if return_params
-        else {}
-    )
-    return finish(out, params, single, return_params)
+    params = dict(gamma=gam, exposure=exp_, shot_noise=shot, read_noise=read, clean=y)
+    return base.finish(out, single, return_params, **params)
 
 
-LowLight = function_wrapper(
+LowLight = base.function_wrapper(
     low_light, "low_light", "LowLight", "``low_light`` as a configurable object."
 )

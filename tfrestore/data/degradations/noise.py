@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrestore.data.degradations.base import (
-    Degradation,
-    as_batch,
-    as_seed,
-    check_range,
-    finish,
-    per_image,
-    register,
-    sample,
-    split_seed,
-)
+from tfrestore.data.degradations import base
 
 __all__ = ["add_gaussian_noise", "GaussianNoise"]
 
@@ -39,27 +29,24 @@ def add_gaussian_noise(images, seed, sigma=25.0 / 255.0, *, clip=False, return_p
         ((64, 64, 1), True)
     """
     fn = "add_gaussian_noise"
-    x, single = as_batch(images, fn)
-    rng = check_range(sigma, "sigma", fn, low=0.0)
-    seed = as_seed(seed)
-    s_sigma, s_noise = split_seed(seed, 2)
+    x, single = base.as_batch(images, fn)
+    rng = base.check_range(sigma, "sigma", fn, low=0.0)
+    seed = base.as_seed(seed)
+    s_sigma, s_noise = base.split_seed(seed, 2)
     shape = tf.shape(x)
-    sig = sample(rng, shape[0], s_sigma)
+    sig = base.sample(rng, shape[0], s_sigma)
     noise = tf.random.stateless_normal(shape, s_noise, dtype=x.dtype)
-    out = x + per_image(sig, x) * noise
+    out = x + base.per_image(sig, x) * noise
     if clip:
         out = tf.clip_by_value(out, 0.0, 1.0)
-    params = {}
-    if return_params:
-        params = {
-            "sigma": sig,
-            "sigma_map": tf.broadcast_to(per_image(sig, x), tf.concat([shape[:3], [1]], 0)),
-        }
-    return finish(out, params, single, return_params)
+    if not return_params:  # skip building the sigma map
+        return base.finish(out, single, False)
+    sigma_map = tf.broadcast_to(base.per_image(sig, x), tf.concat([shape[:3], [1]], 0))
+    return base.finish(out, single, True, sigma=sig, sigma_map=sigma_map)
 
 
-@register
-class GaussianNoise(Degradation):
+@base.register
+class GaussianNoise(base.Degradation):
     """``add_gaussian_noise`` as a configurable object.
 
     Args:
@@ -77,7 +64,7 @@ class GaussianNoise(Degradation):
     name = "gaussian_noise"
 
     def __init__(self, sigma=25.0 / 255.0, clip=False, sigma_map=False):
-        check_range(sigma, "sigma", "GaussianNoise", low=0.0)
+        base.check_range(sigma, "sigma", "GaussianNoise", low=0.0)
         self.sigma = tuple(sigma) if isinstance(sigma, (list, tuple)) else float(sigma)
         self.clip = bool(clip)
         self.sigma_map = bool(sigma_map)

@@ -6,16 +6,7 @@ import math
 
 import tensorflow as tf
 
-from tfrestore.data.degradations.base import (
-    as_batch,
-    as_seed,
-    check_range,
-    finish,
-    function_wrapper,
-    per_image,
-    sample,
-    split_seed,
-)
+from tfrestore.data.degradations import base
 from tfrestore.data.degradations.blur import line_kernels, per_image_conv
 
 __all__ = ["add_rain", "Rain"]
@@ -57,15 +48,15 @@ def add_rain(
         (True, True)
     """
     fn = "add_rain"
-    x, single = as_batch(images, fn)
-    rd = check_range(density, "density", fn, low=0.0, high=1.0)
-    rl = check_range(length, "length", fn, low=1.0, high=63.0)
-    ran = check_range(angle, "angle", fn, low=-90.0, high=90.0)
-    ri = check_range(intensity, "intensity", fn, low=0.0, high=1.0)
-    s = split_seed(as_seed(seed), 7)
+    x, single = base.as_batch(images, fn)
+    rd = base.check_range(density, "density", fn, low=0.0, high=1.0)
+    rl = base.check_range(length, "length", fn, low=1.0, high=63.0)
+    ran = base.check_range(angle, "angle", fn, low=-90.0, high=90.0)
+    ri = base.check_range(intensity, "intensity", fn, low=0.0, high=1.0)
+    s = base.split_seed(base.as_seed(seed), 7)
     shape = tf.shape(x)
     b, h, w = shape[0], shape[1], shape[2]
-    dens, ln, ang, inten = (sample(r, b, si) for r, si in zip((rd, rl, ran, ri), s[:4]))
+    dens, ln, ang, inten = (base.sample(r, b, si) for r, si in zip((rd, rl, ran, ri), s[:4]))
     drops = tf.cast(
         tf.random.stateless_uniform(tf.stack([b, h, w, 1]), s[4]) < tf.reshape(dens, [-1, 1, 1, 1]),
         tf.float32,
@@ -73,17 +64,22 @@ def add_rain(
     drops = drops * tf.random.stateless_uniform(tf.stack([b, h, w, 1]), s[5], 0.5, 1.0)
     ksize = 2 * int(math.ceil(rl[1] / 2.0)) + 1
     kernels = line_kernels(ln, ang, ksize, thickness)
-    streaks = tf.clip_by_value(per_image_conv(drops, kernels), 0.0, 1.0) * per_image(inten, drops)
+    streaks = tf.clip_by_value(per_image_conv(drops, kernels), 0.0, 1.0)
+    streaks = streaks * base.per_image(inten, drops)
     streaks = tf.cast(streaks, x.dtype)
     out = 1.0 - (1.0 - x) * (1.0 - streaks)
-    params = (
-        {"streaks": streaks, "density": dens, "length": ln, "angle": ang, "intensity": inten}
-        if return_params
-        else {}
+    return base.finish(
+        out,
+        single,
+        return_params,
+        streaks=streaks,
+        density=dens,
+        length=ln,
+        angle=ang,
+        intensity=inten,
     )
-    return finish(out, params, single, return_params)
 
 
-Rain = function_wrapper(
+Rain = base.function_wrapper(
     add_rain, "rain", "Rain", "``add_rain`` as a configurable object (same keyword arguments)."
 )
