@@ -45,6 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrestore.losses import validation
 from tfrestore.metrics import _image
 
 __all__ = ["ssim", "ms_ssim", "SSIM", "MSSSIM", "MS_SSIM_WEIGHTS", "ms_ssim_min_size"]
@@ -160,12 +161,11 @@ def _box_downsample(x, factor):
 
 
 def _auto_factor(x, owner):
-    h, w = x.shape[1], x.shape[2]
-    if h is None or w is None:
-        raise ValueError(
-            f"{owner}: downsample=True needs static image height and width (the factor "
-            f"max(1, round(min(H, W) / 256)) is chosen from them), got shape {tuple(x.shape)}."
-        )
+    h, w = validation.static_hw(
+        x,
+        f"{owner}: downsample=True",
+        "the factor max(1, round(min(H, W) / 256)) is chosen from them.",
+    )
     return max(1, int(np.floor(min(h, w) / 256.0 + 0.5)))
 
 
