@@ -4,7 +4,7 @@ import inspect
 
 import pytest
 
-from tfrestore.models import EDSR, FFDNet, DnCNN, LiuDenoiser, UNet
+from tfrestore.models import EDSR, DnCNN, FFDNet, LiuDenoiser, UNet
 
 # channels, [scale,] depth, filters, <model specific ...>, name
 EXPECTED_HEAD = {
