@@ -24,8 +24,8 @@ def _entries(args):
         "DnCNN-17 (colour)": (lambda: DnCNN(depth=17, channels=3), (s, s)),
         "DnCNN-20 (CDnCNN-B)": (lambda: DnCNN(depth=20, channels=3), (s, s)),
         "FFDNet colour (non-blind)": (lambda: FFDNet(channels=3), (s, s)),
-        "LiuDenoiser same": (lambda: LiuDenoiser("same"), (s, s)),
-        "LiuDenoiser valid": (lambda: LiuDenoiser("valid"), (s + 4, s + 4)),  # output s - 2
+        "LiuDenoiser same": (lambda: LiuDenoiser(padding="same"), (s, s)),
+        "LiuDenoiser valid": (lambda: LiuDenoiser(padding="valid"), (s + 4, s + 4)),  # output s - 2
         "EDSR baseline x2": (lambda: EDSR(scale=2), (s // 2, s // 2)),
         "EDSR baseline x4": (lambda: EDSR(scale=4), (s // 4, s // 4)),
         "UNet (SRN-style, 3 scales)": (lambda: UNet(), (s, s)),
@@ -42,7 +42,7 @@ def _entries(args):
 def _liu_vgg_cascade(size):
     vgg = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
     head = keras.Sequential([vgg, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1000)])
-    return cascade(LiuDenoiser("same"), head, preprocess="caffe")
+    return cascade(LiuDenoiser(padding="same"), head, preprocessing="caffe")
 
 
 def _make_step(model, batch, in_hw, jit):

@@ -446,7 +446,7 @@ def _cmd_eval(args):
         receptive_field=_receptive_field(args, model),
         sigma=sigma,
         color=args.color,
-        crop=args.crop_border,
+        crop_border=args.crop_border,
         lpips=lp,
         return_images=True,
         progress=not args.quiet,

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from tfrestore.data import (
     BicubicDownsample,
+    DatasetOptions,
     GaussianNoise,
     ImageFileError,
     default_images,
@@ -57,7 +58,7 @@ def test_pipeline_deterministic_run_to_run_and_seed_sensitive(folder):
     train = image_dataset(folder, deg, seed=5, **kw)
     assert int(train.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
     # every epoch visits each image patches_per_image times
-    from tfrestore.data.datasets import _index_stream
+    from tfrestore.data.pipeline import _index_stream
 
     order = [
         int(e[1]) for e in _index_stream(5, per_image=2, shuffle=True, repeat=True, seed=5).take(30)
@@ -120,6 +121,24 @@ def test_sigma_map_tuple_and_keras_fit(folder):
     model.compile("adam", "mae")
     hist = model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
+
+
+def test_options_object_equals_keywords_and_unknown_keywords_are_named():
+    imgs = default_images(["chelsea", "rocket"], max_size=48)
+    opts = DatasetOptions(crop_size=16, batch_size=2, seed=4)
+    by_object = _take(image_dataset(imgs, GaussianNoise(0.1), options=opts), 3)
+    by_keywords = _take(
+        image_dataset(imgs, GaussianNoise(0.1), crop_size=16, batch_size=2, seed=4), 3
+    )
+    assert _equal(by_object, by_keywords)
+    # keywords override the options object; the object itself is not changed
+    (noisy, _), = _take(image_dataset(imgs, None, options=opts, batch_size=1), 1)
+    assert noisy.shape == (1, 16, 16, 3) and opts.batch_size == 2
+    unknown = r"image_dataset\(\) got unknown argument\(s\) \['crop'\].*'crop_size'"
+    with pytest.raises(TypeError, match=unknown):
+        image_dataset(imgs, None, crop=16)
+    with pytest.raises(TypeError, match="paired_dataset: `options` must be a tfrestore.data.Dat"):
+        paired_dataset(imgs, imgs, options={"crop_size": 16})
 
 
 def test_in_memory_default_and_grey_sources():

@@ -17,7 +17,7 @@ from tfrestore.models import FFDNet, UNet
 @pytest.fixture(scope="module")
 def unet():
     keras.utils.set_random_seed(0)
-    return UNet(filters=4, levels=2, blocks=1, scales=1)  # needs sizes divisible by 2
+    return UNet(filters=4, levels=2, blocks_per_level=1, scales=1)  # needs sizes divisible by 2
 
 
 def test_padding_to_the_architecture_multiple(unet):

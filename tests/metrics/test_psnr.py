@@ -42,14 +42,14 @@ def test_matches_skimage_on_real_images(data_dir, name, rng):
     np.testing.assert_allclose(v1.numpy(), [ref], rtol=1e-10)
 
 
-def test_y_channel_and_crop_match_numpy(rng):
+def test_y_channel_and_crop_border_match_numpy(rng):
     y, p = _pair(rng, shape=(2, 20, 22, 3), scale=255.0)
     c = 3
     yt, yp = _y_channel(y.astype(np.float64), 255.0), _y_channel(p.astype(np.float64), 255.0)
     yt, yp = yt[:, c:-c, c:-c], yp[:, c:-c, c:-c]
     mse = ((yt - yp) ** 2).mean(axis=(1, 2))
     ref = 10 * np.log10(255.0**2 / mse)
-    got = psnr(y, p, data_range=255.0, color="y", crop=c).numpy()
+    got = psnr(y, p, data_range=255.0, color="y", crop_border=c).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-5)
     # A single-channel image is used as is for every colour option.
     np.testing.assert_allclose(
@@ -75,8 +75,8 @@ def test_identical_images_give_inf_and_known_values():
 
 def test_graph_and_xla_equal_eager(rng):
     y, p = _pair(rng)
-    eager = psnr(y, p, color="y", crop=2).numpy()
-    f = lambda a, b: psnr(a, b, color="y", crop=2)  # noqa: E731
+    eager = psnr(y, p, color="y", crop_border=2).numpy()
+    f = lambda a, b: psnr(a, b, color="y", crop_border=2)  # noqa: E731
     np.testing.assert_allclose(tf.function(f)(y, p).numpy(), eager, rtol=1e-6)
     np.testing.assert_allclose(tf.function(f, jit_compile=True)(y, p).numpy(), eager, rtol=1e-5)
 
@@ -97,7 +97,7 @@ IMG = (1, 8, 8, 3)
         (Z(IMG), Z(IMG, "int32"), {}, TypeError, "`y_pred`"),
         (Z(IMG), Z(IMG, fill=np.nan), {}, ValueError, "NaN"),
         (Z((1, 8, 8, 4)), Z((1, 8, 8, 4)), {"color": "y"}, ValueError, "3 channels"),
-        (Z(IMG), Z(IMG), {"crop": 4}, ValueError, "crop"),
+        (Z(IMG), Z(IMG), {"crop_border": 4}, ValueError, "crop_border"),
         (Z(IMG), Z(IMG), {"data_range": 0}, ValueError, "data_range"),
         (Z(IMG), Z(IMG), {"color": "ycbcr"}, ValueError, "color"),
     ],
@@ -122,9 +122,9 @@ def test_metric_streams_mean_over_images(rng):
 
 
 def test_metric_config_serialization_and_keras_fit_evaluate_save(rng):
-    m = PSNR(data_range=255.0, color="y", crop=2, quantize=True, name="psnr_y")
+    m = PSNR(data_range=255.0, color="y", crop_border=2, quantize=True, name="psnr_y")
     config = m.get_config()
-    assert config["data_range"] == 255.0 and config["color"] == "y" and config["crop"] == 2
+    assert config["data_range"] == 255.0 and config["color"] == "y" and config["crop_border"] == 2
     assert PSNR.from_config(config).get_config() == config
     de = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(m))
     assert type(de) is PSNR and de.get_config() == config
@@ -132,10 +132,10 @@ def test_metric_config_serialization_and_keras_fit_evaluate_save(rng):
     y, p = _pair(rng, shape=(4, 16, 16, 3))
     inp = keras.Input((16, 16, 3))
     model = keras.Model(inp, keras.layers.Identity()(inp))
-    model.compile(loss="mse", metrics=[PSNR(), PSNR(color="y", crop=1, name="psnr_y")])
+    model.compile(loss="mse", metrics=[PSNR(), PSNR(color="y", crop_border=1, name="psnr_y")])
     out = model.evaluate(p, y, batch_size=2, return_dict=True, verbose=0)
     np.testing.assert_allclose(out["psnr"], psnr(y, p).numpy().mean(), rtol=1e-5)
-    ref_y = psnr(y, p, color="y", crop=1).numpy().mean()
+    ref_y = psnr(y, p, color="y", crop_border=1).numpy().mean()
     np.testing.assert_allclose(out["psnr_y"], ref_y, rtol=1e-5)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.keras")
@@ -148,5 +148,5 @@ def test_metric_config_serialization_and_keras_fit_evaluate_save(rng):
 def test_metric_rejects_bad_options():
     with pytest.raises(ValueError, match="data_range"):
         PSNR(data_range=-1)
-    with pytest.raises(ValueError, match="crop"):
-        PSNR(crop=-2)
+    with pytest.raises(ValueError, match="crop_border"):
+        PSNR(crop_border=-2)

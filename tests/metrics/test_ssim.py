@@ -96,9 +96,9 @@ def test_ssim_color_options_match_numpy_conversions(rng):
     for color, conv in (("y", lambda x: x @ luma + 16 / 255), ("gray", lambda x: x @ gray)):
         ref = _sk(conv(y)[..., None], conv(p)[..., None])
         np.testing.assert_allclose(ssim(y, p, color=color).numpy(), ref, rtol=1e-9)
-    # crop removes borders first
+    # crop_border removes borders first
     ref = _sk(y[:, 4:-4, 4:-4], p[:, 4:-4, 4:-4])
-    np.testing.assert_allclose(ssim(y, p, crop=4).numpy(), ref, rtol=1e-9)
+    np.testing.assert_allclose(ssim(y, p, crop_border=4).numpy(), ref, rtol=1e-9)
 
 
 @pytest.mark.parametrize("shape,factor", [((1, 384, 520, 1), 2), ((1, 650, 660, 1), 3)])
@@ -166,7 +166,7 @@ def test_ms_ssim_min_size_error_names_minimum(rng):
         ms_ssim(y, y)
     y = np.zeros((1, 170, 170, 3), "float32")
     with pytest.raises(ValueError, match=r"after cropping 5 px.*at least 161"):
-        ms_ssim(y, y, crop=5)
+        ms_ssim(y, y, crop_border=5)
     assert ms_ssim_min_size(7, 3) == 25  # fewer scales / smaller windows accept smaller images
     y = rng.uniform(size=(1, 25, 25, 1)).astype("float32")
     value = ms_ssim(y, y, weights=[0.2, 0.3, 0.5], filter_size=7)
@@ -234,7 +234,7 @@ def test_ssim_metric_streams_and_serializes(rng):
     m.update_state(y2, p2)
     ref = np.concatenate([ssim(a, b, color="gray").numpy() for a, b in ((y1, p1), (y2, p2))]).mean()
     np.testing.assert_allclose(float(m.result()), ref, rtol=1e-5)
-    config = SSIM(data_range=255.0, color="y", crop=4, quantize=True, downsample=True).get_config()
+    config = SSIM(data_range=255.0, color="y", crop_border=4, quantize=True, downsample=True).get_config()
     assert SSIM.from_config(config).get_config() == config
     ser = keras.saving.serialize_keras_object(MSSSIM(combine="sum", weights=[0.5, 0.5]))
     de = keras.saving.deserialize_keras_object(ser)

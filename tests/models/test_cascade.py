@@ -23,7 +23,7 @@ SCCE = keras.losses.SparseCategoricalCrossentropy
 
 def _restorer(seed=0):
     keras.utils.set_random_seed(seed)
-    return DnCNN(depth=3, filters=8, channels=3)
+    return DnCNN(channels=3, depth=3, filters=8)
 
 
 def _classifier(size=16, classes=5, seed=1):
@@ -75,7 +75,7 @@ def test_task_network_runs_in_inference_mode(rng):
     # the cascade is called with training=True: two calls agree and equal the
     # direct inference-mode composition.
     restorer, clf = _restorer(), _classifier()
-    model = cascade(restorer, clf, preprocess="caffe")
+    model = cascade(restorer, clf, preprocessing="caffe")
     x, _ = _images(rng)
     a = model(x, training=True)[1].numpy()
     b = model(x, training=True)[1].numpy()
@@ -111,7 +111,7 @@ def _assert_frozen_fit_and_gradient(
 ):
     task_before = _snapshot(task)
     restorer_before = _snapshot(restorer)
-    model = cascade(restorer, task, preprocess=preprocess)
+    model = cascade(restorer, task, preprocessing=preprocess)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=[MSE(), SCCE(from_logits=not _ends_in_softmax(task))],
@@ -166,7 +166,7 @@ def test_frozen_keras_application_with_top(app, rng):
 def test_segmentation_ignore_label_loss_and_miou(rng):
     classes = 4
     seg = _segmenter(classes)
-    model = cascade(_restorer(), seg, preprocess="torch")
+    model = cascade(_restorer(), seg, preprocessing="torch")
     x, clean = _images(rng)
     labels = rng.integers(0, classes, size=(4, 16, 16))
     labels[:, :5] = 255  # void
@@ -203,7 +203,7 @@ def test_segmentation_ignore_label_loss_and_miou(rng):
 
 
 def test_classification_metrics_in_evaluate(rng):
-    model = cascade(_restorer(), _classifier(classes=8), preprocess="tf")
+    model = cascade(_restorer(), _classifier(classes=8), preprocessing="tf")
     x, clean = _images(rng, n=6)
     labels = rng.integers(0, 8, size=(6,))
     model.compile(
@@ -224,7 +224,7 @@ def test_cross_task_swap(rng):
     x, clean = _images(rng)
     cls_model.compile("adam", loss=[MSE(), SCCE(from_logits=True)], loss_weights=[1.0, 0.25])
     cls_model.fit(x, [clean, rng.integers(0, 5, size=(4,))], batch_size=2, verbose=0)
-    seg_model = cascade(get_restorer(cls_model), _segmenter(), preprocess="torch")
+    seg_model = cascade(get_restorer(cls_model), _segmenter(), preprocessing="torch")
     np.testing.assert_array_equal(seg_model(x)[0].numpy(), cls_model(x)[0].numpy())
     assert {id(v) for v in seg_model.trainable_weights} == {
         id(v) for v in restorer.trainable_weights
@@ -234,12 +234,12 @@ def test_cross_task_swap(rng):
 def test_multi_input_restorer_and_liu_valid(rng):
     x, clean = _images(rng, n=2)
     ffd = FFDNet(channels=3, depth=3, filters=8)
-    model = cascade(ffd, _classifier(), preprocess="caffe")
+    model = cascade(ffd, _classifier(), preprocessing="caffe")
     outs = model([x, np.full((2, 1), 0.1, "float32")])
     assert outs[0].shape == (2, 16, 16, 3) and outs[1].shape == (2, 5)
     # Faithful valid-padded Liu denoiser, as in the released joint net (232 -> 226 -> crop
     # 2 at the end -> 224): here 24 px -> 18 px restored -> 16 px into the classifier.
-    liu_model = cascade(LiuDenoiser("valid"), _classifier(), task_crop=2)
+    liu_model = cascade(LiuDenoiser(padding="valid"), _classifier(), task_crop=2)
     restored, logits = liu_model(np.zeros((1, 24, 24, 3), "float32"))
     assert restored.shape == (1, 18, 18, 3) and logits.shape == (1, 5)
     crop = liu_model.get_layer("task_crop")
@@ -250,12 +250,12 @@ def test_multi_input_restorer_and_liu_valid(rng):
 def test_feature_layer_output_and_extractor(rng):
     keras.utils.set_random_seed(5)
     vgg = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
-    model = cascade(_restorer(), vgg, preprocess="caffe", feature_layer="block3_conv3")
+    model = cascade(_restorer(), vgg, preprocessing="caffe", feature_layer="block3_conv3")
     assert model.output_names == ["restored", "task", "features"]
     x, _ = _images(rng, n=2, size=32)
     restored, task, feats = (o.numpy() for o in model(x))
     assert feats.shape == (2, 8, 8, 256)
-    fx = task_feature_extractor(vgg, "block3_conv3", preprocess="caffe")
+    fx = task_feature_extractor(vgg, "block3_conv3", preprocessing="caffe")
     np.testing.assert_allclose(fx(restored).numpy(), feats, rtol=1e-5, atol=1e-4)
     relu3_3 = keras.Model(vgg.input, vgg.get_layer("block3_conv3").output)
     ref = relu3_3(keras.applications.vgg16.preprocess_input(255.0 * restored)).numpy()
@@ -274,7 +274,7 @@ def test_perceptual_loss_on_the_restored_output(rng):
     """The paper's joint loss with PerceptualLoss: L_D + 0.5 L_P (relu3_3) + 0.25 L_H."""
     keras.utils.set_random_seed(6)
     vgg = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
-    fx = task_feature_extractor(vgg, "block3_conv3", preprocess="caffe")
+    fx = task_feature_extractor(vgg, "block3_conv3", preprocessing="caffe")
     x, clean = _images(rng, n=2, size=32)
 
     # L_P through the task network's own relu3_3 equals the NumPy feature distance.
@@ -287,7 +287,7 @@ def test_perceptual_loss_on_the_restored_output(rng):
     )
 
     clf = keras.Sequential([vgg, keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
-    model = cascade(_restorer(), clf, preprocess="caffe")
+    model = cascade(_restorer(), clf, preprocessing="caffe")
     vgg_before = _snapshot(vgg)
     model.compile(
         optimizer="adam",
@@ -303,7 +303,7 @@ def test_perceptual_loss_on_the_restored_output(rng):
 # ---------------------------------------------------------------- serialization
 def test_roundtrip(roundtrip, rng):
     x, _ = _images(rng, n=2)
-    model = cascade(_restorer(), _classifier(), preprocess="torch")
+    model = cascade(_restorer(), _classifier(), preprocessing="torch")
     loaded = roundtrip(model, x)
     assert loaded.output_names == ["restored", "task"]
     assert {id(v) for v in loaded.trainable_weights} == {
@@ -335,22 +335,25 @@ def test_fit_under_mirrored_strategy(strategy, rng):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="2 outputs"):
         cascade(
-            UNet(filters=4, levels=1, blocks=0, scales=2, return_all_scales=True), _classifier()
+            UNet(filters=4, levels=1, blocks_per_level=0, scales=2, return_all_scales=True),
+            _classifier(),
         )
-    with pytest.raises(ValueError, match="`preprocess` must be one of"):
-        cascade(_restorer(), _classifier(), preprocess="bgr")
+    with pytest.raises(ValueError, match="`preprocessing` must be one of"):
+        cascade(_restorer(), _classifier(), preprocessing="bgr")
     with pytest.raises(TypeError, match="keras.Model"):
         cascade(lambda x: x, _classifier())
     with pytest.raises(ValueError, match="needs RGB images"):
-        cascade(DnCNN(depth=3, filters=4, channels=1), _classifier(), preprocess="caffe")
-    with pytest.raises(TypeError, match="preprocess"):
-        cascade(_restorer(), _classifier(), preprocess=lambda x: x)
+        cascade(DnCNN(channels=1, depth=3, filters=4), _classifier(), preprocessing="caffe")
+    with pytest.raises(TypeError, match="preprocessing"):
+        cascade(_restorer(), _classifier(), preprocessing=lambda x: x)
     fixed = keras.Sequential(
         [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(2)]
     )
     with pytest.raises(ValueError, match="height differ.*task_crop"):
-        cascade(LiuDenoiser("valid"), fixed).predict(np.zeros((1, 12, 12, 3), "float32"), verbose=0)
-    liu16 = keras.Model(*(lambda i: (i, LiuDenoiser("valid")(i)))(keras.Input((16, 16, 3))))
+        cascade(LiuDenoiser(padding="valid"), fixed).predict(
+            np.zeros((1, 12, 12, 3), "float32"), verbose=0
+        )
+    liu16 = keras.Model(*(lambda i: (i, LiuDenoiser(padding="valid")(i)))(keras.Input((16, 16, 3))))
     with pytest.raises(ValueError, match="height differ"):
         cascade(liu16, fixed)
     assert cascade(liu16, fixed, task_crop=((1, 1), (1, 1))).output_names == ["restored", "task"]

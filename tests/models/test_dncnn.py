@@ -24,11 +24,11 @@ def test_colour_blind_variant_count():
 
 
 def test_residual_learning_output_is_input_minus_noise(rng):
-    model = DnCNN(depth=4, filters=8, channels=3)
+    model = DnCNN(channels=3, depth=4, filters=8)
     x = rng.normal(size=(2, 9, 11, 3)).astype("float32")
     noise_branch = keras.Model(model.input, model.get_layer("conv4").output)
     np.testing.assert_allclose(model(x).numpy(), x - noise_branch(x).numpy(), atol=1e-6)
-    plain = DnCNN(depth=4, filters=8, channels=3, residual=False, batch_norm=False)
+    plain = DnCNN(channels=3, depth=4, filters=8, residual=False, batch_norm=False)
     assert trainable_params(plain) == (9 * 3 * 8 + 8) + 2 * (9 * 64 + 8) + 9 * 8 * 3
 
 
@@ -38,7 +38,7 @@ def test_any_size(shape):
 
 
 def test_bad_inputs():
-    model = DnCNN(depth=3, filters=4, channels=1)
+    model = DnCNN(channels=1, depth=3, filters=4)
     with pytest.raises(ValueError, match="DnCNN: `inputs` must have 1 channel"):
         model(np.zeros((1, 8, 8, 3), "float32"))
     with pytest.raises(ValueError, match="channels-first"):
@@ -49,14 +49,14 @@ def test_bad_inputs():
 
 def test_roundtrip(roundtrip, rng):
     roundtrip(
-        DnCNN(depth=4, filters=8, channels=3), rng.uniform(size=(2, 10, 10, 3)).astype("float32")
+        DnCNN(channels=3, depth=4, filters=8), rng.uniform(size=(2, 10, 10, 3)).astype("float32")
     )
 
 
 def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
     # momentum 0: inference uses the last training batch's statistics, so a short run is
     # usable at inference (Keras' 0.99 keeps mean 0 / variance 1 for thousands of steps).
-    model = DnCNN(depth=4, filters=8, channels=3)
+    model = DnCNN(channels=3, depth=4, filters=8)
     assert model.get_layer("bn2").momentum == 0.0
     assert DnCNN(depth=4, filters=8, bn_momentum=0.1).get_layer("bn3").momentum == 0.1
     x = rng.uniform(size=(2, 8, 8, 3)).astype("float32")

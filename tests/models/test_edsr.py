@@ -32,19 +32,19 @@ def test_large_x4_parameter_count():
 
 
 def test_large_variant_configuration():
-    model = EDSR(scale=2, variant="large", num_blocks=2, filters=8)
+    model = EDSR(scale=2, variant="large", depth=2, filters=8)
     assert model.get_layer("block0_scale").scale == 0.1
     assert trainable_params(model) == _edsr_count(2, 8, 2)
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])
 def test_output_size(scale):
-    out = EDSR(scale=scale, num_blocks=1, filters=4)(np.zeros((1, 3, 5, 3), "float32"))
+    out = EDSR(scale=scale, depth=1, filters=4)(np.zeros((1, 3, 5, 3), "float32"))
     assert out.shape == (1, 3 * scale, 5 * scale, 3)
 
 
 def test_mean_shift_and_depth_to_space(rng):
-    model = EDSR(scale=2, num_blocks=1, filters=4)
+    model = EDSR(scale=2, depth=1, filters=4)
     tail = model.get_layer("tail")
     tail.set_weights([np.zeros_like(w) for w in tail.get_weights()])
     out = model(np.zeros((1, 3, 3, 3), "float32")).numpy()
@@ -66,13 +66,13 @@ def test_bad_arguments():
         EDSR(variant="huge")
     with pytest.raises(ValueError, match="rgb_mean"):
         EDSR(channels=1)
-    model = EDSR(channels=1, rgb_mean=None, num_blocks=1, filters=4)
+    model = EDSR(channels=1, rgb_mean=None, depth=1, filters=4)
     with pytest.raises(ValueError, match="1 channel"):
         model(np.zeros((1, 4, 4, 3), "float32"))
 
 
 def test_roundtrip(roundtrip, rng):
-    model = EDSR(scale=3, variant="large", num_blocks=2, filters=8)
+    model = EDSR(scale=3, variant="large", depth=2, filters=8)
     loaded = roundtrip(model, rng.uniform(size=(1, 5, 4, 3)).astype("float32"))
     assert isinstance(loaded.get_layer("block0_scale"), keras.layers.Rescaling)
 
@@ -102,7 +102,7 @@ def test_untrained_output_stays_in_range(scale, rng):
 def test_input_skip_starts_at_bicubic_with_unchanged_parameters(rng):
     import tensorflow as tf
 
-    model = EDSR(scale=2, num_blocks=2, filters=8, input_skip=True)
+    model = EDSR(scale=2, depth=2, filters=8, input_skip=True)
     assert trainable_params(model) == _edsr_count(2, 8, 2)
     x = rng.uniform(size=(1, 6, 5, 3)).astype("float32")
     bicubic = tf.image.resize(x, (12, 10), method="bicubic").numpy()

@@ -126,7 +126,7 @@ def test_parameter_count_matches_spec_and_paper():
     )
     assert expected == 1_033_443
     for padding in ("valid", "same"):
-        model = LiuDenoiser(padding)
+        model = LiuDenoiser(padding=padding)
         assert trainable_params(model) == 1_033_443
         # The paper's Table I row "3 scales, skip, (128,32,32,128)/(256,64,64,256)": 1,026k.
         assert abs(trainable_params(model) - 1_026_000) / 1_026_000 < 0.01
@@ -134,7 +134,7 @@ def test_parameter_count_matches_spec_and_paper():
 
 @pytest.mark.parametrize("side,expected", [(8, 2), (12, 6), (40, 34), (48, 42)])
 def test_valid_shape_arithmetic(side, expected):
-    model = LiuDenoiser("valid")
+    model = LiuDenoiser(padding="valid")
     assert model(np.zeros((1, side, side + 4, 3), "float32")).shape == (
         1,
         expected,
@@ -144,7 +144,7 @@ def test_valid_shape_arithmetic(side, expected):
 
 
 def test_same_keeps_size():
-    out = LiuDenoiser("same")(np.zeros((2, 16, 8, 3), "float32"))
+    out = LiuDenoiser(padding="same")(np.zeros((2, 16, 8, 3), "float32"))
     assert out.shape == (2, 16, 8, 3)
 
 
@@ -162,11 +162,11 @@ def test_same_keeps_size():
 )
 def test_bad_inputs_raise_clear_errors(padding, shape, match):
     with pytest.raises(ValueError, match=match):
-        LiuDenoiser(padding)(np.zeros(shape, "float32"))
+        LiuDenoiser(padding=padding)(np.zeros(shape, "float32"))
 
 
 def test_bad_sizes_raise_in_graph_mode_with_dynamic_shapes():
-    model = LiuDenoiser("valid")
+    model = LiuDenoiser(padding="valid")
     fn = tf.function(model, input_signature=[tf.TensorSpec((None, None, None, 3))])
     assert fn(tf.zeros((1, 12, 12, 3))).shape == (1, 6, 6, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="minus 4 divisible by 4"):
@@ -175,7 +175,7 @@ def test_bad_sizes_raise_in_graph_mode_with_dynamic_shapes():
 
 def test_bad_padding_argument():
     with pytest.raises(ValueError, match="`padding` must be one of"):
-        LiuDenoiser("caffe")
+        LiuDenoiser(padding="caffe")
 
 
 def test_caffe_stride2_pad1_conv_equals_zeropad_valid(rng):
@@ -215,7 +215,7 @@ def test_caffe_deconv_4_2_1_equals_conv2d_transpose_same(rng):
 @pytest.mark.parametrize("padding,side", [("valid", 12), ("same", 8)])
 def test_forward_matches_numpy_reimplementation(padding, side, rng):
     keras.utils.set_random_seed(3)
-    model = LiuDenoiser(padding)
+    model = LiuDenoiser(padding=padding)
     _randomize_bn(model, rng)
     x = rng.normal(size=(2, side, side + 4, 3))
     got = model(x.astype("float32"), training=False).numpy()
@@ -225,7 +225,7 @@ def test_forward_matches_numpy_reimplementation(padding, side, rng):
 
 
 def test_global_residual_uses_centre_crop_in_valid_mode():
-    model = LiuDenoiser("valid")
+    model = LiuDenoiser(padding="valid")
     last = model.get_layer("concat_reduction")
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])
     x = np.random.default_rng(0).normal(size=(1, 16, 20, 3)).astype("float32")
@@ -242,6 +242,6 @@ def test_caffe_conventions():
 
 
 def test_keras_roundtrip(roundtrip, rng):
-    model = LiuDenoiser("valid")
+    model = LiuDenoiser(padding="valid")
     _randomize_bn(model, rng)  # moving statistics must survive too
     roundtrip(model, rng.uniform(size=(2, 12, 12, 3)).astype("float32"))

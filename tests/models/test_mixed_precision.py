@@ -8,11 +8,11 @@ import tensorflow as tf
 from tfrestore.models import EDSR, FFDNet, LiuDenoiser, UNet, DnCNN, cascade
 
 BUILDERS = {
-    "dncnn": (lambda: DnCNN(depth=3, filters=8, channels=3), 16),
+    "dncnn": (lambda: DnCNN(channels=3, depth=3, filters=8), 16),
     "ffdnet": (lambda: FFDNet(channels=3, depth=3, filters=8), 15),
-    "liu_valid": (lambda: LiuDenoiser("valid"), 16),
-    "edsr": (lambda: EDSR(scale=2, num_blocks=1, filters=8), 8),
-    "unet": (lambda: UNet(filters=4, levels=2, blocks=1, scales=2), 16),
+    "liu_valid": (lambda: LiuDenoiser(padding="valid"), 16),
+    "edsr": (lambda: EDSR(scale=2, depth=1, filters=8), 8),
+    "unet": (lambda: UNet(filters=4, levels=2, blocks_per_level=1, scales=2), 16),
 }
 
 
@@ -42,6 +42,6 @@ def test_mixed_float16_cascade(rng):
             keras.layers.Dense(3, dtype="float32"),
         ]
     )
-    model = cascade(DnCNN(depth=3, filters=8, channels=3), clf, preprocess="caffe")
+    model = cascade(DnCNN(channels=3, depth=3, filters=8), clf, preprocessing="caffe")
     restored, logits = model(rng.uniform(size=(2, 16, 16, 3)).astype("float32"))
     assert np.isfinite(logits.numpy()).all() and logits.dtype == tf.float32

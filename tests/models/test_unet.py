@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from tfrestore.models import UNet, trainable_params
 
-SMALL = dict(filters=4, levels=2, blocks=1)
+SMALL = dict(filters=4, levels=2, blocks_per_level=1)
 
 
 def _scale_net_count(c, f, levels, blocks, k):

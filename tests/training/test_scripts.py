@@ -24,13 +24,13 @@ COMMON = [
     "output.image_summaries=1",
     "schedule.warmup_steps=0",
 ]
-TINY_UNET = ["model.args={channels: 3, filters: 4, levels: 2, blocks: 1, scales: 1}"]
+TINY_UNET = ["model.args={channels: 3, filters: 4, levels: 2, blocks_per_level: 1, scales: 1}"]
 # Eager steps skip tf.function tracing (most of a 2-step run's time); the denoise demo and the
 # resume test (tests/training/test_runner.py) run in graph mode.
 EAGER = ["train.run_eagerly=true"]
 CASES = {
     "denoise": ["model.args={depth: 3, filters: 8, channels: 3, batch_norm: false}"],
-    "super_resolution": ["model.args={scale: 4, num_blocks: 1, filters: 8}"] + EAGER,
+    "super_resolution": ["model.args={scale: 4, depth: 1, filters: 8}"] + EAGER,
     "dehaze": TINY_UNET + EAGER,
     "derain": TINY_UNET + EAGER,
     "lowlight": TINY_UNET + EAGER,

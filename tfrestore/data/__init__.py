@@ -1,12 +1,18 @@
 """Data for restoration training: degradations, ``tf.data`` pipelines, demo images, TFDS builders.
 
-* ``tfrestore.data.degrade``: pure-TF synthetic degradations with stateless seeds
-  (Gaussian noise, MATLAB-exact bicubic downsampling, haze, rain, low light, JPEG,
-  motion blur) and configurable wrappers (``GaussianNoise``, ..., ``Compose``).
-* ``image_dataset`` / ``paired_dataset``: deterministic ``(degraded, clean)`` pipelines.
+* ``tfrestore.data.degradations``: pure-TF synthetic degradations with stateless seeds,
+  one module per family (noise, downsample, blur, compression, haze, rain, lowlight)
+  and configurable wrappers (``GaussianNoise``, ..., ``Compose``).
+* ``image_dataset`` / ``paired_dataset``: deterministic ``(degraded, clean)`` pipelines
+  (``datasets``) over one shared builder (``pipeline``, options in ``DatasetOptions``)
+  and image stores (``sources``; ``match_pairs`` in ``pairs``).
+* ``io``: listing, validating, reading and writing image files; ``resize``:
+  MATLAB-exact ``imresize``.
 * ``default_images()``: real photographs shipped with scikit-image, for demos and tests.
 * ``load_tfds`` / ``tfds_builder``: optional TFDS builders for standard sets from a
   ``manual_dir`` (``tensorflow_datasets`` is imported only when these are called).
+
+Every public name of those modules is importable from ``tfrestore.data``.
 
 Example:
     >>> from tfrestore import data
@@ -16,53 +22,18 @@ Example:
     [(2, 64, 64, 3), (2, 64, 64, 3)]
 """
 
-from tfrestore.data import degrade  # noqa: F401
-from tfrestore.data.datasets import image_dataset, match_pairs, paired_dataset
-from tfrestore.data.defaults import DEFAULT_IMAGE_NAMES, default_images, write_default_images
-from tfrestore.data.degrade import (
-    JPEG,
-    BicubicDownsample,
-    Compose,
-    Degradation,
-    GaussianNoise,
-    Haze,
-    Identity,
-    LowLight,
-    MotionBlur,
-    Rain,
-    get_degradation,
-)
-from tfrestore.data.io import ImageFileError, list_images, read_image, write_image
-from tfrestore.data.resize import bicubic_downsample, imresize, modcrop
-from tfrestore.data.tfds import TFDS_BUILDERS, load_tfds, tfds_builder
+from tfrestore.data import datasets, defaults, degradations, io, pairs, pipeline, resize, tfds
+from tfrestore.data.datasets import *  # noqa: F403
+from tfrestore.data.defaults import *  # noqa: F403
+from tfrestore.data.degradations import *  # noqa: F403
+from tfrestore.data.io import *  # noqa: F403
+from tfrestore.data.pairs import *  # noqa: F403
+from tfrestore.data.pipeline import *  # noqa: F403
+from tfrestore.data.resize import *  # noqa: F403
+from tfrestore.data.tfds import *  # noqa: F403
 
-__all__ = [
-    "degrade",
-    "image_dataset",
-    "paired_dataset",
-    "match_pairs",
-    "DEFAULT_IMAGE_NAMES",
-    "default_images",
-    "write_default_images",
-    "Degradation",
-    "Identity",
-    "GaussianNoise",
-    "BicubicDownsample",
-    "Haze",
-    "Rain",
-    "LowLight",
-    "JPEG",
-    "MotionBlur",
-    "Compose",
-    "get_degradation",
-    "ImageFileError",
-    "list_images",
-    "read_image",
-    "write_image",
-    "imresize",
-    "bicubic_downsample",
-    "modcrop",
-    "TFDS_BUILDERS",
-    "tfds_builder",
-    "load_tfds",
+__all__ = ["degradations"] + [
+    name
+    for module in (datasets, pipeline, pairs, degradations, io, resize, defaults, tfds)
+    for name in module.__all__
 ]

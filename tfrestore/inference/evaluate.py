@@ -67,7 +67,7 @@ def evaluate_model(
     receptive_field=None,
     sigma=None,
     color="rgb",
-    crop=0,
+    crop_border=0,
     lpips="auto",
     return_images=False,
     progress=False,
@@ -80,8 +80,8 @@ def evaluate_model(
             degraded image ``(H, W, C)`` or a tuple (image, extra model inputs
             with batch axis) as produced by a multi-output degradation.
         tile_size, overlap, receptive_field, sigma: see :func:`predict_image`.
-        color, crop: metric conventions (``tfrestore.metrics``; ``"y"`` and
-            ``crop=scale`` for SR tables).
+        color, crop_border: metric conventions (``tfrestore.metrics``; ``"y"`` and
+            ``crop_border=scale`` for SR tables).
         lpips: ``"auto"`` (when available), True (required) or False.
         return_images: also return ``[(name, degraded_display, restored, clean)]``.
         progress: show a Keras progress bar over the images (with the running
@@ -140,10 +140,10 @@ def evaluate_model(
             clean, baseline = _centre_crop_to(clean, h, w), _centre_crop_to(baseline, h, w)
         row = {"image": name}
         c, b, r = clean[None], np.clip(baseline, 0, 1)[None], np.clip(restored, 0, 1)[None]
-        row["psnr_in"] = float(np.asarray(psnr(c, b, color=color, crop=crop))[0])
-        row["psnr_out"] = float(np.asarray(psnr(c, r, color=color, crop=crop))[0])
-        row["ssim_in"] = float(np.asarray(ssim(c, b, color=color, crop=crop))[0])
-        row["ssim_out"] = float(np.asarray(ssim(c, r, color=color, crop=crop))[0])
+        row["psnr_in"] = float(np.asarray(psnr(c, b, color=color, crop_border=crop_border))[0])
+        row["psnr_out"] = float(np.asarray(psnr(c, r, color=color, crop_border=crop_border))[0])
+        row["ssim_in"] = float(np.asarray(ssim(c, b, color=color, crop_border=crop_border))[0])
+        row["ssim_out"] = float(np.asarray(ssim(c, r, color=color, crop_border=crop_border))[0])
         if lp_fn is not None and clean.shape[-1] == 3:
             row["lpips_in"] = float(np.asarray(lp_fn(c, b))[0])
             row["lpips_out"] = float(np.asarray(lp_fn(c, r))[0])

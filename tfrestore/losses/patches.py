@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfrestore.utils import validation
+
 __all__ = ["window_grid", "extract_windows"]
 
 
@@ -45,24 +47,17 @@ def window_grid(height, width, size, stride):
     ]
 
 
-def _static_hw(images, what):
-    h, w = images.shape[1], images.shape[2]
-    if h is None or w is None:
-        raise ValueError(
-            f"{what} needs a static image height and width (got shape "
-            f"{tuple(images.shape)}); feed fixed-size crops (e.g. a dataset with a "
-            f"known crop size) or set patch_size=None."
-        )
-    return int(h), int(w)
-
-
 def extract_windows(images, size, stride):
     """``(B, H, W, C) -> (B * P, size, size, C)`` windows (batch-major, row-major).
 
     Implemented with two gathers (rows, then columns) so that the gradient is a
     cheap segment sum, and it compiles with XLA.
     """
-    h, w = _static_hw(images, "patch extraction")
+    h, w = validation.static_hw(
+        images,
+        "patch extraction",
+        "feed fixed-size crops (e.g. a dataset with a known crop size) or set patch_size=None.",
+    )
     window_grid(h, w, size, stride)  # size check
     ys, xs = _positions(h, size, stride), _positions(w, size, stride)
     row_idx = np.asarray([[y + i for i in range(size)] for y in ys], np.int32)  # (Py, size)

@@ -10,12 +10,18 @@ from tfrestore.losses.base import RestorationLoss
 __all__ = ["L1", "MSE", "Charbonnier"]
 
 
-def _mean_per_sample(x):
-    return tf.reduce_mean(x, axis=[1, 2, 3])
+class _PixelLoss(RestorationLoss):
+    """``mean(penalty(y_pred - y_true))`` over H, W, C per image; subclasses define ``penalty``."""
+
+    #: scale-free (a 0..255 pair only scales the value): no range check
+    data_range = None
+
+    def compute(self, y_true, y_pred):
+        return tf.reduce_mean(self.penalty(y_pred - y_true), axis=[1, 2, 3])
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class L1(RestorationLoss):
+class L1(_PixelLoss):
     """Mean absolute error per image: ``mean(|y_pred - y_true|)`` over H, W, C.
 
     >>> import numpy as np
@@ -25,18 +31,15 @@ class L1(RestorationLoss):
     [0.25, 0.25]
     """
 
-    #: scale-free (a 0..255 pair only scales the value): no range check
-    data_range = None
-
     def __init__(self, name="l1", **kwargs):
         super().__init__(name=name, **kwargs)
 
-    def compute(self, y_true, y_pred):
-        return _mean_per_sample(tf.abs(y_pred - y_true))
+    def penalty(self, d):
+        return tf.abs(d)
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class MSE(RestorationLoss):
+class MSE(_PixelLoss):
     """Mean squared error per image: ``mean((y_pred - y_true)**2)`` over H, W, C.
 
     >>> import numpy as np
@@ -46,18 +49,15 @@ class MSE(RestorationLoss):
     0.25
     """
 
-    #: scale-free (a 0..255 pair only scales the value): no range check
-    data_range = None
-
     def __init__(self, name="mse", **kwargs):
         super().__init__(name=name, **kwargs)
 
-    def compute(self, y_true, y_pred):
-        return _mean_per_sample(tf.square(y_pred - y_true))
+    def penalty(self, d):
+        return tf.square(d)
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class Charbonnier(RestorationLoss):
+class Charbonnier(_PixelLoss):
     """Charbonnier (smooth L1) loss: ``mean(sqrt((y_pred - y_true)**2 + eps**2))``.
 
     Args:
@@ -70,18 +70,14 @@ class Charbonnier(RestorationLoss):
     0.3
     """
 
-    #: scale-free (a 0..255 pair only scales the value): no range check
-    data_range = None
-
     def __init__(self, eps=1e-3, name="charbonnier", **kwargs):
         super().__init__(name=name, **kwargs)
         if not eps > 0:
             raise ValueError(f"`eps` must be > 0, got {eps!r}.")
         self.eps = float(eps)
 
-    def compute(self, y_true, y_pred):
-        d = y_pred - y_true
-        return _mean_per_sample(tf.sqrt(tf.square(d) + self.eps**2))
+    def penalty(self, d):
+        return tf.sqrt(tf.square(d) + self.eps**2)
 
     def get_config(self):
         return {**super().get_config(), "eps": self.eps}

@@ -17,10 +17,9 @@ from tfrestore.losses.base import RestorationLoss
 from tfrestore.metrics import _image
 from tfrestore.metrics.ssim import (
     MS_SSIM_WEIGHTS,
-    _check_filter,
-    _check_ms_options,
     _ms_ssim_prepared,
     _ssim_prepared,
+    _WindowOptions,
 )
 
 __all__ = ["SSIMLoss", "MSSSIMLoss"]
@@ -29,8 +28,37 @@ __all__ = ["SSIMLoss", "MSSSIMLoss"]
 _SSIM_RANGE_FIX = "or set `data_range` to the peak value of your images (255 for 0..255)"
 
 
+class _SimilarityLoss(_WindowOptions, RestorationLoss):
+    """``1 - similarity`` per image: what :class:`SSIMLoss` and :class:`MSSSIMLoss` share.
+
+    Subclasses implement ``_similarity`` on the colour-converted pair and extend
+    ``options`` (the config).
+    """
+
+    def __init__(self, data_range, color, filter_size, filter_sigma, k1, k2, *, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.data_range = _image.check_data_range(data_range, name)
+        self.range_fix = _SSIM_RANGE_FIX
+        self.color = _image.check_color(color, name)
+        self._set_window(filter_size, filter_sigma, k1, k2, name)
+
+    def compute(self, y_true, y_pred):
+        # Inputs were validated by RestorationLoss.call; this only converts colour.
+        y_true, y_pred = _image.prepare_pair(
+            y_true, y_pred, data_range=self.data_range, color=self.color,
+            check_finite=False, owner=self.name,
+        )
+        return 1.0 - self._similarity(y_true, y_pred)
+
+    def options(self):
+        return {"data_range": self.data_range, "color": self.color, **self._window_options()}
+
+    def get_config(self):
+        return {**super().get_config(), **self.options()}
+
+
 @keras.saving.register_keras_serializable(package="tfrestore")
-class SSIMLoss(RestorationLoss):
+class SSIMLoss(_SimilarityLoss):
     """``1 - SSIM`` per image (Zhao et al. 2017, "Loss functions for image restoration").
 
     Args:
@@ -51,37 +79,19 @@ class SSIMLoss(RestorationLoss):
         self, data_range=1.0, color="rgb", filter_size=11, filter_sigma=1.5, k1=0.01,
         k2=0.03, name="ssim_loss", **kwargs,
     ):
-        super().__init__(name=name, **kwargs)
-        self.data_range = _image.check_data_range(data_range, name)
-        self.range_fix = _SSIM_RANGE_FIX
-        self.color = _image.check_color(color, name)
-        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
-            filter_size, filter_sigma, k1, k2, name
+        super().__init__(
+            data_range, color, filter_size, filter_sigma, k1, k2, name=name, **kwargs
         )
 
-    def compute(self, y_true, y_pred):
-        # Inputs were validated by RestorationLoss.call; this only converts colour.
-        y_true, y_pred = _image.prepare_pair(
-            y_true, y_pred, data_range=self.data_range, color=self.color,
-            check_finite=False, owner=self.name,
-        )
-        value = _ssim_prepared(
+    def _similarity(self, y_true, y_pred):
+        return _ssim_prepared(
             y_true, y_pred, self.data_range, False, self.filter_size, self.filter_sigma,
             self.k1, self.k2, owner=self.name,
         )
-        return 1.0 - value
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "data_range": self.data_range, "color": self.color,
-            "filter_size": self.filter_size, "filter_sigma": self.filter_sigma,
-            "k1": self.k1, "k2": self.k2,
-        }
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class MSSSIMLoss(RestorationLoss):
+class MSSSIMLoss(_SimilarityLoss):
     """``1 - MS-SSIM`` per image (Zhao et al. 2017).
 
     Args:
@@ -107,31 +117,16 @@ class MSSSIMLoss(RestorationLoss):
         self, data_range=1.0, color="rgb", weights=MS_SSIM_WEIGHTS, combine="product",
         filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03, name="ms_ssim_loss", **kwargs,
     ):
-        super().__init__(name=name, **kwargs)
-        self.data_range = _image.check_data_range(data_range, name)
-        self.range_fix = _SSIM_RANGE_FIX
-        self.color = _image.check_color(color, name)
-        self.scale_weights, self.combine = _check_ms_options(weights, combine, name)
-        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
-            filter_size, filter_sigma, k1, k2, name
+        super().__init__(
+            data_range, color, filter_size, filter_sigma, k1, k2, name=name, **kwargs
         )
+        self._set_scales(weights, combine, name)
 
-    def compute(self, y_true, y_pred):
-        y_true, y_pred = _image.prepare_pair(
-            y_true, y_pred, data_range=self.data_range, color=self.color,
-            check_finite=False, owner=self.name,
-        )
-        value = _ms_ssim_prepared(
+    def _similarity(self, y_true, y_pred):
+        return _ms_ssim_prepared(
             y_true, y_pred, self.data_range, self.scale_weights, self.combine,
             self.filter_size, self.filter_sigma, self.k1, self.k2, owner=self.name,
         )
-        return 1.0 - value
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "data_range": self.data_range, "color": self.color,
-            "weights": list(self.scale_weights), "combine": self.combine,
-            "filter_size": self.filter_size, "filter_sigma": self.filter_sigma,
-            "k1": self.k1, "k2": self.k2,
-        }
+    def options(self):
+        return {**super().options(), **self._scale_options()}

@@ -14,11 +14,11 @@ Conventions that decide published-number parity, shared by all of them:
 * ``color``: ``"rgb"`` (all channels), ``"y"`` (ITU-R BT.601 YCbCr luma as MATLAB
   ``rgb2ycbcr`` / BasicSR ``test_y_channel``, the SR-paper convention) or ``"gray"``
   (MATLAB ``rgb2gray``, as Wang et al.'s ``ssim.m`` evaluations and pyiqa).
-* ``crop``: border pixels removed first (SR convention: the scale factor).
+* ``crop_border``: border pixels removed first (SR convention: the scale factor).
 * ``quantize``: clip and round to 8 bits first, as when evaluating saved images.
 
-Recipes: SR tables (BasicSR) ``psnr(..., color="y", crop=scale)``,
-``ssim(..., color="y", crop=scale)``; denoising tables (RGB) ``psnr(...)``,
+Recipes: SR tables (BasicSR) ``psnr(..., color="y", crop_border=scale)``,
+``ssim(..., color="y", crop_border=scale)``; denoising tables (RGB) ``psnr(...)``,
 ``ssim(...)``; pyiqa/TID2013 calibration values ``psnr(...)``,
 ``ssim(..., color="gray", quantize=True)``,
 ``ms_ssim(..., color="gray", quantize=True, combine="sum")``.

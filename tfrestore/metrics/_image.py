@@ -1,4 +1,5 @@
-"""Shared preprocessing of full-reference metrics: validation, crop, 8-bit rounding, colour.
+"""Shared parts of full-reference metrics: validation, border crop, 8-bit rounding, colour,
+and the streaming base class :class:`MeanImageMetric`.
 
 Conventions (they decide whether numbers match published tables):
 
@@ -16,7 +17,7 @@ Conventions (they decide whether numbers match published tables):
   ``rgb2gray``/``rgb2ycbcr`` do on ``uint8`` images. (BasicSR rounds the RGB image but
   not the Y channel; the difference is typically < 0.01 dB.) Rounding has no gradient:
   use it for evaluation only.
-* ``crop=n`` removes ``n`` pixels from every border first (SR convention, BasicSR's
+* ``crop_border=n`` removes ``n`` pixels from every border first (SR convention, BasicSR's
   ``crop_border``, usually the scale factor).
 
 Images with one channel are used as they are for every ``color``.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import numbers
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -63,10 +65,16 @@ def check_color(color, owner):
     return color
 
 
-def check_crop(crop, owner):
-    if isinstance(crop, bool) or not isinstance(crop, numbers.Integral) or crop < 0:
-        raise ValueError(f"{owner}: `crop` must be a non-negative integer, got {crop!r}.")
-    return int(crop)
+def check_crop_border(crop_border, owner):
+    if (
+        isinstance(crop_border, bool)
+        or not isinstance(crop_border, numbers.Integral)
+        or crop_border < 0
+    ):
+        raise ValueError(
+            f"{owner}: `crop_border` must be a non-negative integer, got {crop_border!r}."
+        )
+    return int(crop_border)
 
 
 def compute_dtype(dtype):
@@ -90,7 +98,7 @@ def to_luma(x, color, data_range):
 
 
 def prepare_pair(
-    y_true, y_pred, *, data_range, color="rgb", crop=0, quantize=False,
+    y_true, y_pred, *, data_range, color="rgb", crop_border=0, quantize=False,
     check_finite=True, owner="metric",
 ):
     """Validate and preprocess ``(y_true, y_pred)``; returns two tensors in the compute dtype."""
@@ -107,15 +115,16 @@ def prepare_pair(
             f"{owner}: color={color!r} needs RGB (3 channels) or single-channel images "
             f"(NHWC), but `y_pred` has shape {tuple(y_pred.shape)}."
         )
-    if crop:
+    if crop_border:
+        n = crop_border
         h, w = y_pred.shape[1], y_pred.shape[2]
-        if (h is not None and h <= 2 * crop) or (w is not None and w <= 2 * crop):
+        if (h is not None and h <= 2 * n) or (w is not None and w <= 2 * n):
             raise ValueError(
-                f"{owner}: `crop`={crop} removes the whole {h}x{w} image; `y_true` and "
-                f"`y_pred` must be larger than {2 * crop}x{2 * crop} pixels."
+                f"{owner}: `crop_border`={n} removes the whole {h}x{w} image; `y_true` and "
+                f"`y_pred` must be larger than {2 * n}x{2 * n} pixels."
             )
-        y_true = y_true[:, crop:-crop, crop:-crop, :]
-        y_pred = y_pred[:, crop:-crop, crop:-crop, :]
+        y_true = y_true[:, n:-n, n:-n, :]
+        y_pred = y_pred[:, n:-n, n:-n, :]
     if quantize:
         y_true, y_pred = _quantize(y_true, data_range), _quantize(y_pred, data_range)
     if color != "rgb" and channels == 3:
@@ -123,3 +132,39 @@ def prepare_pair(
         if quantize:
             y_true, y_pred = _quantize(y_true, data_range), _quantize(y_pred, data_range)
     return y_true, y_pred
+
+
+class MeanImageMetric(keras.metrics.Mean):
+    """Streaming mean over images of a per-image metric ``metric_fn(y_true, y_pred, **options)``.
+
+    Each image counts once (``sample_weight``, if given, weights images). Subclasses set
+    ``metric_fn`` and extend :meth:`options` with their own arguments; the options are
+    also the config.
+    """
+
+    metric_fn = None
+
+    def __init__(self, data_range=1.0, color="rgb", crop_border=0, quantize=False, *, name,
+                 dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        owner = type(self).__name__
+        self.data_range = check_data_range(data_range, owner)
+        self.color = check_color(color, owner)
+        self.crop_border = check_crop_border(crop_border, owner)
+        self.quantize = bool(quantize)
+
+    def options(self):
+        """The keyword arguments passed to ``metric_fn``."""
+        return {
+            "data_range": self.data_range,
+            "color": self.color,
+            "crop_border": self.crop_border,
+            "quantize": self.quantize,
+        }
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = self.metric_fn(y_true, y_pred, **self.options())
+        return super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self):
+        return {**super().get_config(), **self.options()}

@@ -6,7 +6,7 @@ BasicSR; *not* the mean of per-channel PSNRs). Identical images give ``+inf``, a
 those references.
 
 For published-number parity see the conventions in :mod:`tfrestore.metrics` (``color``,
-``crop``, ``quantize``). The pyiqa/TID2013 calibration values (``psnr`` row of
+``crop_border``, ``quantize``). The pyiqa/TID2013 calibration values (``psnr`` row of
 ``results_official.csv``) use ``color="rgb"`` on the 8-bit images; they are reproduced
 to < 0.005 dB (the precision they are published with).
 """
@@ -22,7 +22,7 @@ from tfrestore.metrics import _image
 __all__ = ["psnr", "PSNR"]
 
 
-def psnr(y_true, y_pred, data_range=1.0, color="rgb", crop=0, quantize=False):
+def psnr(y_true, y_pred, data_range=1.0, color="rgb", crop_border=0, quantize=False):
     """PSNR in dB of each image pair, shape ``(B,)``.
 
     Args:
@@ -31,7 +31,7 @@ def psnr(y_true, y_pred, data_range=1.0, color="rgb", crop=0, quantize=False):
         data_range: peak value (1.0 for [0, 1] images, 255.0 for [0, 255]).
         color: ``"rgb"`` (all channels), ``"y"`` (BT.601 luma, BasicSR
             ``test_y_channel``) or ``"gray"`` (MATLAB ``rgb2gray``).
-        crop: pixels removed from every border before measuring (SR convention).
+        crop_border: pixels removed from every border before measuring (SR convention).
         quantize: clip and round to 8 bits first (evaluating saved images).
 
     >>> import numpy as np
@@ -43,9 +43,9 @@ def psnr(y_true, y_pred, data_range=1.0, color="rgb", crop=0, quantize=False):
     """
     data_range = _image.check_data_range(data_range, "psnr")
     color = _image.check_color(color, "psnr")
-    crop = _image.check_crop(crop, "psnr")
+    crop_border = _image.check_crop_border(crop_border, "psnr")
     y_true, y_pred = _image.prepare_pair(
-        y_true, y_pred, data_range=data_range, color=color, crop=crop,
+        y_true, y_pred, data_range=data_range, color=color, crop_border=crop_border,
         quantize=quantize, owner="psnr",
     )
     return _psnr_from_prepared(y_true, y_pred, data_range)
@@ -59,11 +59,10 @@ def _psnr_from_prepared(y_true, y_pred, data_range):
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class PSNR(keras.metrics.Mean):
+class PSNR(_image.MeanImageMetric):
     """Streaming mean PSNR (dB) over images, for ``model.compile(metrics=[PSNR()])``.
 
-    Each image counts once (``sample_weight``, if given, weights images). Arguments as
-    in :func:`psnr`.
+    Arguments as in :func:`psnr`; see :class:`tfrestore.metrics._image.MeanImageMetric`.
 
     >>> import numpy as np
     >>> from tfrestore.metrics import PSNR
@@ -74,27 +73,9 @@ class PSNR(keras.metrics.Mean):
     30.0
     """
 
+    metric_fn = staticmethod(psnr)
+
     def __init__(
-        self, data_range=1.0, color="rgb", crop=0, quantize=False, name="psnr", dtype=None
+        self, data_range=1.0, color="rgb", crop_border=0, quantize=False, name="psnr", dtype=None
     ):
-        super().__init__(name=name, dtype=dtype)
-        self.data_range = _image.check_data_range(data_range, "PSNR")
-        self.color = _image.check_color(color, "PSNR")
-        self.crop = _image.check_crop(crop, "PSNR")
-        self.quantize = bool(quantize)
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = psnr(
-            y_true, y_pred, data_range=self.data_range, color=self.color,
-            crop=self.crop, quantize=self.quantize,
-        )
-        return super().update_state(values, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "data_range": self.data_range,
-            "color": self.color,
-            "crop": self.crop,
-            "quantize": self.quantize,
-        }
+        super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)

@@ -45,6 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfrestore.utils import validation
 from tfrestore.metrics import _image
 
 __all__ = ["ssim", "ms_ssim", "SSIM", "MSSSIM", "MS_SSIM_WEIGHTS", "ms_ssim_min_size"]
@@ -81,6 +82,28 @@ def _check_ms_options(weights, combine, owner):
     if combine not in _COMBINE:
         raise ValueError(f"{owner}: `combine` must be one of {_COMBINE}, got {combine!r}.")
     return weights, combine
+
+
+class _WindowOptions:
+    """The window/constant options (and MS-SSIM's scale options) of the SSIM and MS-SSIM
+    metrics and losses, checked once and returned as keyword arguments."""
+
+    def _set_window(self, filter_size, filter_sigma, k1, k2, owner):
+        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
+            filter_size, filter_sigma, k1, k2, owner
+        )
+
+    def _window_options(self):
+        return {
+            "filter_size": self.filter_size, "filter_sigma": self.filter_sigma,
+            "k1": self.k1, "k2": self.k2,
+        }
+
+    def _set_scales(self, weights, combine, owner):
+        self.scale_weights, self.combine = _check_ms_options(weights, combine, owner)
+
+    def _scale_options(self):
+        return {"weights": list(self.scale_weights), "combine": self.combine}
 
 
 def ms_ssim_min_size(filter_size=11, scales=5):
@@ -138,17 +161,16 @@ def _box_downsample(x, factor):
 
 
 def _auto_factor(x, owner):
-    h, w = x.shape[1], x.shape[2]
-    if h is None or w is None:
-        raise ValueError(
-            f"{owner}: downsample=True needs static image height and width (the factor "
-            f"max(1, round(min(H, W) / 256)) is chosen from them), got shape {tuple(x.shape)}."
-        )
+    h, w = validation.static_hw(
+        x,
+        f"{owner}: downsample=True",
+        "the factor max(1, round(min(H, W) / 256)) is chosen from them.",
+    )
     return max(1, int(np.floor(min(h, w) / 256.0 + 0.5)))
 
 
-def _check_min_side(y_true, y_pred, min_side, what, owner, crop):
-    cropped = f" after cropping {crop} px from every border" if crop else ""
+def _check_min_side(y_true, y_pred, min_side, what, owner, crop_border):
+    cropped = f" after cropping {crop_border} px from every border" if crop_border else ""
     for arg, t in (("y_true", y_true), ("y_pred", y_pred)):
         h, w = t.shape[1], t.shape[2]
         if (h is not None and h < min_side) or (w is not None and w < min_side):
@@ -171,13 +193,13 @@ def _check_min_side(y_true, y_pred, min_side, what, owner, crop):
 
 
 def _ssim_prepared(y_true, y_pred, data_range, downsample, filter_size, filter_sigma, k1, k2,
-                   owner="ssim", crop=0):
+                   owner="ssim", crop_border=0):
     factor = _auto_factor(y_pred, owner) if downsample else 1
     min_side = (filter_size - 1) * factor + 1
     what = f"the SSIM window ({filter_size} px" + (
         f" after downsampling by {factor})" if factor > 1 else ")"
     )
-    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop)
+    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop_border)
     if factor > 1:
         y_true, y_pred = _box_downsample(y_true, factor), _box_downsample(y_pred, factor)
     window = _gaussian_1d(filter_size, filter_sigma)
@@ -193,14 +215,14 @@ def _clamped_power(v, w):
 
 
 def _ms_ssim_prepared(y_true, y_pred, data_range, weights, combine, filter_size, filter_sigma,
-                      k1, k2, owner="ms_ssim", crop=0):
+                      k1, k2, owner="ms_ssim", crop_border=0):
     scales = len(weights)
     min_side = ms_ssim_min_size(filter_size, scales)
     what = (
         f"the MS-SSIM minimum for {scales} scales with a {filter_size}-px window "
         f"(({filter_size} - 1) * 2**{scales - 1} + 1 = {min_side})"
     )
-    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop)
+    y_true, y_pred = _check_min_side(y_true, y_pred, min_side, what, owner, crop_border)
     window = _gaussian_1d(filter_size, filter_sigma)
     terms = []
     for scale in range(scales):
@@ -221,7 +243,7 @@ def _ms_ssim_prepared(y_true, y_pred, data_range, weights, combine, filter_size,
 
 # ------------------------------------------------------------------ public
 def ssim(
-    y_true, y_pred, data_range=1.0, color="rgb", crop=0, quantize=False, downsample=False,
+    y_true, y_pred, data_range=1.0, color="rgb", crop_border=0, quantize=False, downsample=False,
     filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03,
 ):
     """Mean structural similarity (Wang et al. 2004) of each image pair, shape ``(B,)``.
@@ -232,7 +254,7 @@ def ssim(
         data_range: peak value (1.0 for [0, 1] images, 255.0 for [0, 255]).
         color: ``"rgb"`` (mean over channels), ``"y"`` (BT.601 luma, BasicSR
             ``test_y_channel``) or ``"gray"`` (MATLAB ``rgb2gray``).
-        crop: pixels removed from every border first (SR convention).
+        crop_border: pixels removed from every border first (SR convention).
         quantize: clip and round to 8 bits first (evaluating saved images).
         downsample: the automatic ``max(1, round(min(H, W) / 256))`` pre-filter of
             the original ``ssim.m``.
@@ -249,20 +271,20 @@ def ssim(
     """
     data_range = _image.check_data_range(data_range, "ssim")
     color = _image.check_color(color, "ssim")
-    crop = _image.check_crop(crop, "ssim")
+    crop_border = _image.check_crop_border(crop_border, "ssim")
     filter_size, filter_sigma, k1, k2 = _check_filter(filter_size, filter_sigma, k1, k2, "ssim")
     y_true, y_pred = _image.prepare_pair(
-        y_true, y_pred, data_range=data_range, color=color, crop=crop,
+        y_true, y_pred, data_range=data_range, color=color, crop_border=crop_border,
         quantize=quantize, owner="ssim",
     )
     return _ssim_prepared(
         y_true, y_pred, data_range, bool(downsample), filter_size, filter_sigma, k1, k2,
-        owner="ssim", crop=crop,
+        owner="ssim", crop_border=crop_border,
     )
 
 
 def ms_ssim(
-    y_true, y_pred, data_range=1.0, color="rgb", crop=0, quantize=False,
+    y_true, y_pred, data_range=1.0, color="rgb", crop_border=0, quantize=False,
     weights=MS_SSIM_WEIGHTS, combine="product", filter_size=11, filter_sigma=1.5,
     k1=0.01, k2=0.03,
 ):
@@ -272,7 +294,7 @@ def ms_ssim(
         y_true, y_pred: float NHWC batches of the same shape with values in
             ``[0, data_range]``; height and width at least
             :func:`ms_ssim_min_size` (161 for the defaults).
-        data_range, color, crop, quantize: as in :func:`ssim`.
+        data_range, color, crop_border, quantize: as in :func:`ssim`.
         weights: per-scale exponents, finest first; their count is the number of
             scales.
         combine: ``"product"`` (standard definition) or ``"sum"`` (normalised
@@ -291,72 +313,53 @@ def ms_ssim(
     """
     data_range = _image.check_data_range(data_range, "ms_ssim")
     color = _image.check_color(color, "ms_ssim")
-    crop = _image.check_crop(crop, "ms_ssim")
+    crop_border = _image.check_crop_border(crop_border, "ms_ssim")
     filter_size, filter_sigma, k1, k2 = _check_filter(filter_size, filter_sigma, k1, k2, "ms_ssim")
     weights, combine = _check_ms_options(weights, combine, "ms_ssim")
     y_true, y_pred = _image.prepare_pair(
-        y_true, y_pred, data_range=data_range, color=color, crop=crop,
+        y_true, y_pred, data_range=data_range, color=color, crop_border=crop_border,
         quantize=quantize, owner="ms_ssim",
     )
     return _ms_ssim_prepared(
         y_true, y_pred, data_range, weights, combine, filter_size, filter_sigma, k1, k2,
-        owner="ms_ssim", crop=crop,
+        owner="ms_ssim", crop_border=crop_border,
     )
 
 
 # ------------------------------------------------------------------ metrics
 @keras.saving.register_keras_serializable(package="tfrestore")
-class SSIM(keras.metrics.Mean):
+class SSIM(_WindowOptions, _image.MeanImageMetric):
     """Streaming mean SSIM over images, for ``model.compile(metrics=[SSIM()])``.
 
-    Each image counts once (``sample_weight``, if given, weights images). Arguments as
-    in :func:`ssim`.
+    Arguments as in :func:`ssim`; see :class:`tfrestore.metrics._image.MeanImageMetric`.
+    The options are the config:
 
-    >>> import numpy as np
     >>> from tfrestore.metrics import SSIM
-    >>> m = SSIM(data_range=1.0)
-    >>> y = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
-    >>> m.update_state(y, y)
-    >>> float(m.result())
-    1.0
+    >>> m = SSIM(color="y", crop_border=4, name="ssim_y")
+    >>> again = SSIM.from_config(m.get_config())
+    >>> again.name, again.color, again.crop_border, again.filter_size
+    ('ssim_y', 'y', 4, 11)
     """
 
+    metric_fn = staticmethod(ssim)
+
     def __init__(
-        self, data_range=1.0, color="rgb", crop=0, quantize=False, downsample=False,
+        self, data_range=1.0, color="rgb", crop_border=0, quantize=False, downsample=False,
         filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03, name="ssim", dtype=None,
     ):
-        super().__init__(name=name, dtype=dtype)
-        self.data_range = _image.check_data_range(data_range, "SSIM")
-        self.color = _image.check_color(color, "SSIM")
-        self.crop = _image.check_crop(crop, "SSIM")
-        self.quantize = bool(quantize)
+        super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)
         self.downsample = bool(downsample)
-        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
-            filter_size, filter_sigma, k1, k2, "SSIM"
-        )
+        self._set_window(filter_size, filter_sigma, k1, k2, "SSIM")
 
-    def _options(self):
-        return {
-            "data_range": self.data_range, "color": self.color, "crop": self.crop,
-            "quantize": self.quantize, "downsample": self.downsample,
-            "filter_size": self.filter_size, "filter_sigma": self.filter_sigma,
-            "k1": self.k1, "k2": self.k2,
-        }
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ssim(y_true, y_pred, **self._options())
-        return super().update_state(values, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), **self._options()}
+    def options(self):
+        return {**super().options(), "downsample": self.downsample, **self._window_options()}
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class MSSSIM(keras.metrics.Mean):
+class MSSSIM(_WindowOptions, _image.MeanImageMetric):
     """Streaming mean MS-SSIM over images, for ``model.compile(metrics=[MSSSIM()])``.
 
-    Each image counts once (``sample_weight``, if given, weights images). Arguments as
-    in :func:`ms_ssim`; images must be at least 161x161 with the defaults.
+    Arguments as in :func:`ms_ssim`; images must be at least 161x161 with the defaults.
 
     >>> import numpy as np
     >>> from tfrestore.metrics import MSSSIM
@@ -367,32 +370,16 @@ class MSSSIM(keras.metrics.Mean):
     1.0
     """
 
+    metric_fn = staticmethod(ms_ssim)
+
     def __init__(
-        self, data_range=1.0, color="rgb", crop=0, quantize=False, weights=MS_SSIM_WEIGHTS,
+        self, data_range=1.0, color="rgb", crop_border=0, quantize=False, weights=MS_SSIM_WEIGHTS,
         combine="product", filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03,
         name="ms_ssim", dtype=None,
     ):
-        super().__init__(name=name, dtype=dtype)
-        self.data_range = _image.check_data_range(data_range, "MSSSIM")
-        self.color = _image.check_color(color, "MSSSIM")
-        self.crop = _image.check_crop(crop, "MSSSIM")
-        self.quantize = bool(quantize)
-        self.scale_weights, self.combine = _check_ms_options(weights, combine, "MSSSIM")
-        self.filter_size, self.filter_sigma, self.k1, self.k2 = _check_filter(
-            filter_size, filter_sigma, k1, k2, "MSSSIM"
-        )
+        super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)
+        self._set_scales(weights, combine, "MSSSIM")
+        self._set_window(filter_size, filter_sigma, k1, k2, "MSSSIM")
 
-    def _options(self):
-        return {
-            "data_range": self.data_range, "color": self.color, "crop": self.crop,
-            "quantize": self.quantize, "weights": list(self.scale_weights),
-            "combine": self.combine, "filter_size": self.filter_size,
-            "filter_sigma": self.filter_sigma, "k1": self.k1, "k2": self.k2,
-        }
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        values = ms_ssim(y_true, y_pred, **self._options())
-        return super().update_state(values, sample_weight=sample_weight)
-
-    def get_config(self):
-        return {**super().get_config(), **self._options()}
+    def options(self):
+        return {**super().options(), **self._scale_options(), **self._window_options()}

@@ -9,7 +9,7 @@ the task loss flow through it into the restorer. The joint loss of the paper,
 
     vgg = keras.applications.VGG16()                      # with its top, "caffe" domain
     # 232 px noisy -> 226 px restored -> cropped to 224 for VGG16 (as in the released code)
-    model = cascade(LiuDenoiser("valid"), vgg, preprocess="caffe", task_crop=2)
+    model = cascade(LiuDenoiser(padding="valid"), vgg, preprocessing="caffe", task_crop=2)
     relu3_3 = task_feature_extractor(vgg, "block3_conv3")  # phi = the task net's own relu3_3
     model.compile(
         optimizer="adam",
@@ -82,7 +82,7 @@ class TaskPreprocess(keras.layers.Layer):
         super().__init__(**kwargs)
         if mode not in PREPROCESS_MODES:
             raise ValueError(
-                f"`preprocess` must be one of {sorted(PREPROCESS_MODES)} (or a keras Layer), "
+                f"`preprocessing` must be one of {sorted(PREPROCESS_MODES)} (or a keras Layer), "
                 f"got {mode!r}."
             )
         self.mode = mode
@@ -92,7 +92,7 @@ class TaskPreprocess(keras.layers.Layer):
             raise ValueError(
                 f"TaskPreprocess({self.mode!r}) needs RGB images (3 channels), got shape "
                 f"{tuple(shape)}; for grey restorers pass a custom preprocessing layer "
-                f"(e.g. one that tiles the channel) as `preprocess=`."
+                f"(e.g. one that tiles the channel) as `preprocessing=`."
             )
 
     def call(self, x):
@@ -116,19 +116,19 @@ class TaskPreprocess(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def _preprocess_layer(preprocess):
-    if preprocess is None:
+def _preprocessing_layer(preprocessing):
+    if preprocessing is None:
         return TaskPreprocess("identity")
-    if isinstance(preprocess, str):
-        return TaskPreprocess(preprocess)
-    if isinstance(preprocess, dict):
-        return keras.saving.deserialize_keras_object(preprocess)
-    if isinstance(preprocess, keras.layers.Layer):
-        return preprocess
+    if isinstance(preprocessing, str):
+        return TaskPreprocess(preprocessing)
+    if isinstance(preprocessing, dict):
+        return keras.saving.deserialize_keras_object(preprocessing)
+    if isinstance(preprocessing, keras.layers.Layer):
+        return preprocessing
     raise TypeError(
-        "`preprocess` must be a mode name "
+        "`preprocessing` must be a mode name "
         f"{sorted(PREPROCESS_MODES)}, None, or a keras Layer (serializable), got "
-        f"{type(preprocess).__name__}; wrap plain functions in a registered Layer."
+        f"{type(preprocessing).__name__}; wrap plain functions in a registered Layer."
     )
 
 
@@ -136,7 +136,7 @@ def _preprocess_layer(preprocess):
 class FrozenTask(keras.layers.Layer):
     """A frozen task network behind its input-domain conversion.
 
-    ``call(images)`` returns ``task_model(preprocess(images), training=False)``
+    ``call(images)`` returns ``task_model(preprocessing(images), training=False)``
     (plus the activation of ``feature_layer`` when given, as a list). The layer
     and the wrapped model are non-trainable (this sets
     ``task_model.trainable = False`` on the model passed in); gradients still
@@ -144,14 +144,14 @@ class FrozenTask(keras.layers.Layer):
 
     Args:
         task_model: a Keras model (functional/sequential for ``feature_layer``).
-        preprocess: mode name (:data:`PREPROCESS_MODES`), None, or a Layer.
+        preprocessing: mode name (:data:`PREPROCESS_MODES`), None, or a Layer.
         feature_layer: name of a layer of ``task_model`` whose output is also
             returned (e.g. ``"block3_conv3"`` = VGG relu3_3).
         outputs: "task", "features" or "both".
     """
 
     def __init__(
-        self, task_model, preprocess="caffe", feature_layer=None, outputs="task", **kwargs
+        self, task_model, preprocessing="caffe", feature_layer=None, outputs="task", **kwargs
     ):
         kwargs.pop("trainable", None)
         super().__init__(**kwargs)
@@ -164,7 +164,7 @@ class FrozenTask(keras.layers.Layer):
         if outputs != "task" and feature_layer is None:
             raise ValueError(f"`outputs={outputs!r}` needs a `feature_layer`.")
         self.task_model = task_model
-        self.preprocess = _preprocess_layer(preprocess)
+        self.preprocessing = _preprocessing_layer(preprocessing)
         self.feature_layer = feature_layer
         self.outputs_mode = outputs
         self._tapped = None
@@ -175,14 +175,14 @@ class FrozenTask(keras.layers.Layer):
 
     def call(self, images):
         _check_task_input(self.task_model, images)  # sizes unknown when the cascade was built
-        x = self.preprocess(images)
+        x = self.preprocessing(images)
         if self._tapped is None:
             return self.task_model(x, training=False)
         logits, feats = self._tapped.value(x, training=False)
         return {"task": logits, "features": feats, "both": [logits, feats]}[self.outputs_mode]
 
     def compute_output_spec(self, images):
-        x = self.preprocess.compute_output_spec(images)
+        x = self.preprocessing.compute_output_spec(images)
         if self._tapped is None:
             return self.task_model.compute_output_spec(x)
         logits, feats = self._tapped.value.compute_output_spec(x)
@@ -194,7 +194,7 @@ class FrozenTask(keras.layers.Layer):
         return {
             **config,
             "task_model": keras.saving.serialize_keras_object(self.task_model),
-            "preprocess": keras.saving.serialize_keras_object(self.preprocess),
+            "preprocessing": keras.saving.serialize_keras_object(self.preprocessing),
             "feature_layer": self.feature_layer,
             "outputs": self.outputs_mode,
         }
@@ -240,7 +240,7 @@ def _check_task_input(task_model, images):
     if want[-1] is not None and got[-1] is not None and want[-1] != got[-1]:
         raise ValueError(
             f"The task network {task_model.name!r} expects {want[-1]} input channels, the "
-            f"restorer produces {got[-1]}; adapt them with a `preprocess` layer."
+            f"restorer produces {got[-1]}; adapt them with a `preprocessing` layer."
         )
     for axis, what in ((1, "height"), (2, "width")):
         if want[axis] is not None and got[axis] is not None and want[axis] != got[axis]:
@@ -252,7 +252,7 @@ def _check_task_input(task_model, images):
 
 
 def cascade(
-    restorer, task_model, preprocess="caffe", feature_layer=None, task_crop=None, name="cascade"
+    restorer, task_model, preprocessing="caffe", feature_layer=None, task_crop=None, name="cascade"
 ):
     """Build the cascade ``inputs -> [restored, task_logits]`` with a frozen task network.
 
@@ -266,7 +266,7 @@ def cascade(
         task_model: a frozen classifier (e.g. ``keras.applications.VGG16()``
             with its top, ``ResNet101``) or a dense segmenter returning
             per-pixel logits/probabilities. It is set non-trainable.
-        preprocess: the task network's input domain (see
+        preprocessing: the task network's input domain (see
             :data:`PREPROCESS_MODES`; "caffe" for Keras VGG/ResNet v1), None
             for [0, 1] input, or a serializable Layer.
         task_crop: pixels removed from the restored image before the task
@@ -290,7 +290,7 @@ def cascade(
     >>> from tfrestore.models import DnCNN, cascade
     >>> clf = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.GlobalAveragePooling2D(),
     ...                         keras.layers.Dense(5)])
-    >>> model = cascade(DnCNN(depth=3, filters=4, channels=3), clf, preprocess="torch")
+    >>> model = cascade(DnCNN(channels=3, depth=3, filters=4), clf, preprocessing="torch")
     >>> [tuple(o.shape) for o in model(np.zeros((2, 16, 16, 3), "float32"))]
     [(2, 16, 16, 3), (2, 5)]
     >>> model.output_names, len(clf.trainable_weights)
@@ -314,12 +314,12 @@ def cascade(
             task_crop = ((0, task_crop), (0, task_crop))
         task_input = keras.layers.Cropping2D(task_crop, name="task_crop")(restored)
     if feature_layer is None:
-        frozen = FrozenTask(task_model, preprocess, name="frozen_task")
+        frozen = FrozenTask(task_model, preprocessing, name="frozen_task")
     else:
         frozen = FrozenTask(
-            task_model, preprocess, feature_layer, outputs="both", name="frozen_task"
+            task_model, preprocessing, feature_layer, outputs="both", name="frozen_task"
         )
-    frozen.preprocess.compute_output_shape(tuple(task_input.shape))  # domain errors first
+    frozen.preprocessing.compute_output_shape(tuple(task_input.shape))  # domain errors first
     _check_task_input(task_model, task_input)
     if feature_layer is None:
         task = frozen(task_input)
@@ -339,7 +339,7 @@ def get_restorer(cascade_model):
 
     >>> import keras
     >>> from tfrestore.models import DnCNN, cascade, get_restorer
-    >>> r = DnCNN(depth=3, filters=4, channels=3)
+    >>> r = DnCNN(channels=3, depth=3, filters=4)
     >>> clf = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
     ...                         keras.layers.Dense(2)])
     >>> get_restorer(cascade(r, clf)) is r
@@ -354,7 +354,7 @@ def get_restorer(cascade_model):
     return models[0]
 
 
-def task_feature_extractor(task_model, feature_layer, preprocess="caffe", name=None):
+def task_feature_extractor(task_model, feature_layer, preprocessing="caffe", name=None):
     """A frozen model ``RGB [0, 1] -> activation of feature_layer`` of a task network.
 
     This is the perceptual feature phi of Liu et al. (relu3_3 of the task
@@ -373,6 +373,6 @@ def task_feature_extractor(task_model, feature_layer, preprocess="caffe", name=N
     )
     inp = keras.Input(shape)
     feats = FrozenTask(
-        task_model, preprocess, feature_layer, outputs="features", name="frozen_features"
+        task_model, preprocessing, feature_layer, outputs="features", name="frozen_features"
     )(inp)
     return keras.Model(inp, feats, name=name or f"{task_model.name}_{feature_layer}")

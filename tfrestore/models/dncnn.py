@@ -5,15 +5,15 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import InputCheck
+from tfrestore.models.layers import InputCheck, check_channels
 
 __all__ = ["DnCNN"]
 
 
 def DnCNN(
+    channels=1,
     depth=17,
     filters=64,
-    channels=1,
     residual=True,
     batch_norm=True,
     bn_momentum=0.0,
@@ -32,14 +32,14 @@ def DnCNN(
     grey) = 640 + 15 x (36,864 + 128) + 576 = **556,096** (+1,920 BN moving
     statistics = 558,016 in total). The frequently quoted 556,032 is the same
     graph with a bias-free first convolution (e.g. SaoYan/DnCNN-PyTorch). Colour
-    / blind models (CDnCNN-B) use ``depth=20, channels=3``.
+    / blind models (CDnCNN-B) use ``channels=3, depth=20``.
 
     Any input size is accepted (all convolutions are 'same', stride 1).
 
     Args:
+        channels: image channels (1 grey, 3 colour); input and output.
         depth: total number of convolutions (17 for DnCNN-S, 20 for DnCNN-B).
         filters: feature width.
-        channels: image channels (1 grey, 3 colour); input and output.
         residual: predict the noise and subtract it from the input.
         batch_norm: BN after the middle convolutions.
         bn_momentum: Keras ``BatchNormalization`` momentum of the moving
@@ -62,6 +62,7 @@ def DnCNN(
     >>> trainable_params(DnCNN())  # DnCNN-S, grey
     556096
     """
+    channels = check_channels(channels, "DnCNN")
     if depth < 2:
         raise ValueError(f"`depth` must be >= 2 (first and last convolution), got {depth}.")
     init = "orthogonal"

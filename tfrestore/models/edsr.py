@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import DepthToSpace, InputCheck
+from tfrestore.models.layers import DepthToSpace, InputCheck, check_channels
 
 __all__ = ["EDSR"]
 
@@ -53,19 +53,19 @@ def _upsampler(x, scale, filters, init):
 
 
 def EDSR(
-    scale=2,
-    variant="baseline",
-    num_blocks=None,
-    filters=None,
-    res_scale=None,
     channels=3,
+    scale=2,
+    depth=None,
+    filters=None,
+    variant="baseline",
+    res_scale=None,
     rgb_mean=DIV2K_RGB_MEAN,
     input_skip=False,
     name=None,
 ):
     """EDSR super-resolution network (input in [0, 1], any size; output ``scale`` x larger).
 
-    ``head`` conv -> ``num_blocks`` residual blocks (conv-ReLU-conv, scaled by
+    ``head`` conv -> ``depth`` residual blocks (conv-ReLU-conv, scaled by
     ``res_scale``, no BN) -> conv + long skip -> sub-pixel upsampler (conv +
     depth-to-space, x2 stages for powers of two, one x3 stage) -> ``tail`` conv.
     The DIV2K mean is subtracted at the input and added back at the output
@@ -84,10 +84,13 @@ def EDSR(
     PyTorch weights.
 
     Args:
-        scale: 2, 3, 4 (or 8, ...).
-        variant: "baseline" or "large" (defaults for the next three arguments).
-        num_blocks, filters, res_scale: override the variant.
         channels: image channels.
+        scale: 2, 3, 4 (or 8, ...).
+        depth: number of residual blocks (default: the variant's).
+        filters: feature width (default: the variant's).
+        variant: "baseline" or "large": the defaults of ``depth``, ``filters`` and
+            ``res_scale``.
+        res_scale: residual scaling (default: the variant's).
         rgb_mean: per-channel mean subtracted/added (None: no mean shift).
         input_skip: add the bicubically upsampled input to the output, so the
             network learns the residual over bicubic interpolation (as VDSR;
@@ -100,18 +103,19 @@ def EDSR(
 
     >>> import numpy as np
     >>> from tfrestore.models import EDSR, trainable_params
-    >>> EDSR(scale=3, num_blocks=1, filters=8)(np.zeros((1, 5, 7, 3), "float32")).shape
+    >>> EDSR(scale=3, depth=1, filters=8)(np.zeros((1, 5, 7, 3), "float32")).shape
     TensorShape([1, 15, 21, 3])
     >>> trainable_params(EDSR(scale=2))
     1369859
     """
+    channels = check_channels(channels, "EDSR")
     if variant not in _VARIANTS:
         raise ValueError(f"`variant` must be one of {sorted(_VARIANTS)}, got {variant!r}.")
     scale = int(scale)
     if scale < 2:
         raise ValueError(f"`scale` must be >= 2, got {scale}.")
-    d_blocks, d_filters, d_res = _VARIANTS[variant]
-    num_blocks = d_blocks if num_blocks is None else int(num_blocks)
+    d_depth, d_filters, d_res = _VARIANTS[variant]
+    depth = d_depth if depth is None else int(depth)
     filters = d_filters if filters is None else int(filters)
     res_scale = d_res if res_scale is None else float(res_scale)
     if rgb_mean is not None:
@@ -130,7 +134,7 @@ def EDSR(
         filters, 3, padding="same", kernel_initializer=init(), name="head"
     )(x)
     h = head
-    for i in range(num_blocks):
+    for i in range(depth):
         r = keras.layers.Conv2D(
             filters, 3, padding="same", kernel_initializer=init(), name=f"block{i}_conv1"
         )(h)

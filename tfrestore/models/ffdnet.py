@@ -10,6 +10,7 @@ from tfrestore.models.layers import (
     CropToMatch,
     DepthToSpace,
     InputCheck,
+    check_channels,
     NoiseLevelMap,
     PadToMultiple,
     SpaceToDepth,
@@ -70,6 +71,7 @@ def FFDNet(
     >>> trainable_params(FFDNet(channels=1)), trainable_params(FFDNet(channels=3))
     (485316, 852108)
     """
+    channels = check_channels(channels, "FFDNet")
     grey = channels == 1
     depth = (15 if grey else 12) if depth is None else int(depth)
     filters = (64 if grey else 96) if filters is None else int(filters)

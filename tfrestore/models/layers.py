@@ -7,6 +7,8 @@ Keras refuses to deserialize in safe mode).
 
 from __future__ import annotations
 
+import numbers
+
 import keras
 import tensorflow as tf
 
@@ -23,6 +25,16 @@ __all__ = [
 
 def _static_hw(x):
     return x.shape[1], x.shape[2]
+
+
+def check_channels(channels, network):
+    """``channels`` as a positive int; the error names the network's first argument."""
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+        raise TypeError(
+            f"{network}: `channels` (the first argument: image channels, 1 grey or 3 colour) "
+            f"must be a positive int, got {channels!r}; pass the other arguments by keyword."
+        )
+    return int(channels)
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
@@ -120,8 +132,34 @@ class InputCheck(keras.layers.Layer):
         }
 
 
+class _BlockRearrange(keras.layers.Layer):
+    """``tf.nn.space_to_depth`` / ``depth_to_space`` with a ``block_size`` config."""
+
+    _op = None
+    _upscale = False  # DepthToSpace: height and width grow by r, channels shrink by r*r
+
+    def __init__(self, block_size, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        return self._op(x, self.block_size)
+
+    def compute_output_shape(self, s):
+        r = self.block_size
+        if self._upscale:
+            spatial, depth = (lambda d: d * r), (lambda d: d // (r * r))
+        else:
+            spatial, depth = (lambda d: d // r), (lambda d: d * r * r)
+        dims = ((s[1], spatial), (s[2], spatial), (s[3], depth))
+        return (s[0],) + tuple(None if d is None else f(d) for d, f in dims)
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
 @keras.saving.register_keras_serializable(package="tfrestore")
-class SpaceToDepth(keras.layers.Layer):
+class SpaceToDepth(_BlockRearrange):
     """Pixel unshuffle: ``(B, H, W, C) -> (B, H/r, W/r, C*r*r)`` (``tf.nn.space_to_depth``).
 
     Channel order is TensorFlow's (``(i*r + j)*C + c``), not PyTorch's
@@ -133,28 +171,11 @@ class SpaceToDepth(keras.layers.Layer):
     TensorShape([1, 2, 3, 12])
     """
 
-    def __init__(self, block_size, **kwargs):
-        super().__init__(**kwargs)
-        self.block_size = int(block_size)
-
-    def call(self, x):
-        return tf.nn.space_to_depth(x, self.block_size)
-
-    def compute_output_shape(self, s):
-        r = self.block_size
-        return (
-            s[0],
-            None if s[1] is None else s[1] // r,
-            None if s[2] is None else s[2] // r,
-            None if s[3] is None else s[3] * r * r,
-        )
-
-    def get_config(self):
-        return {**super().get_config(), "block_size": self.block_size}
+    _op = staticmethod(tf.nn.space_to_depth)
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class DepthToSpace(keras.layers.Layer):
+class DepthToSpace(_BlockRearrange):
     """Pixel shuffle: ``(B, H, W, C*r*r) -> (B, H*r, W*r, C)`` (``tf.nn.depth_to_space``).
 
     Same channel-order caveat as :class:`SpaceToDepth`.
@@ -164,24 +185,8 @@ class DepthToSpace(keras.layers.Layer):
     TensorShape([1, 4, 6, 3])
     """
 
-    def __init__(self, block_size, **kwargs):
-        super().__init__(**kwargs)
-        self.block_size = int(block_size)
-
-    def call(self, x):
-        return tf.nn.depth_to_space(x, self.block_size)
-
-    def compute_output_shape(self, s):
-        r = self.block_size
-        return (
-            s[0],
-            None if s[1] is None else s[1] * r,
-            None if s[2] is None else s[2] * r,
-            None if s[3] is None else s[3] // (r * r),
-        )
-
-    def get_config(self):
-        return {**super().get_config(), "block_size": self.block_size}
+    _op = staticmethod(tf.nn.depth_to_space)
+    _upscale = True
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")

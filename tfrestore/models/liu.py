@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import InputCheck
+from tfrestore.models.layers import InputCheck, check_channels
 
 __all__ = ["LiuDenoiser"]
 
@@ -54,7 +54,7 @@ def _deconv(x, filters, name):
     )(x)
 
 
-def LiuDenoiser(padding="valid", channels=3, name="liu_denoiser"):
+def LiuDenoiser(channels=3, padding="valid", name="liu_denoiser"):
     """Three-scale encoder/decoder denoiser of Liu et al. (TIP 2020), exactly as released.
 
     Graph (``train_denoise.prototxt``; layer names follow it): ``conv0`` 5x5 64
@@ -90,19 +90,20 @@ def LiuDenoiser(padding="valid", channels=3, name="liu_denoiser"):
     their own domain.
 
     Args:
-        padding: "valid" or "same".
         channels: image channels (3 in the paper).
+        padding: "valid" or "same".
         name: model name.
 
     >>> import numpy as np
     >>> from tfrestore.models import LiuDenoiser, trainable_params
-    >>> LiuDenoiser("valid")(np.zeros((1, 12, 16, 3), "float32")).shape
+    >>> LiuDenoiser(padding="valid")(np.zeros((1, 12, 16, 3), "float32")).shape
     TensorShape([1, 6, 10, 3])
-    >>> LiuDenoiser("same")(np.zeros((1, 12, 16, 3), "float32")).shape
+    >>> LiuDenoiser(padding="same")(np.zeros((1, 12, 16, 3), "float32")).shape
     TensorShape([1, 12, 16, 3])
     >>> trainable_params(LiuDenoiser())
     1033443
     """
+    channels = check_channels(channels, "LiuDenoiser")
     if padding not in _PADDINGS:
         raise ValueError(f"`padding` must be one of {_PADDINGS}, got {padding!r}.")
     valid = padding == "valid"

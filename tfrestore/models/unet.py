@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import InputCheck, ResizeLike
+from tfrestore.models.layers import InputCheck, ResizeLike, check_channels
 
 __all__ = ["UNet"]
 
@@ -18,7 +18,9 @@ def _resblock(x, filters, kernel_size, name):
     return keras.layers.Add(name=f"{name}_add")([x, h])
 
 
-def _scale_net(channels, filters, levels, blocks, kernel_size, residual, name, identity_init=False):
+def _scale_net(
+    channels, filters, levels, blocks_per_level, kernel_size, residual, name, identity_init=False
+):
     """One encoder-decoder applied at one scale: ``[image, previous estimate] -> estimate``."""
     image = keras.Input((None, None, channels), name="image")
     prev = keras.Input((None, None, channels), name="previous")
@@ -30,14 +32,14 @@ def _scale_net(channels, filters, levels, blocks, kernel_size, residual, name, i
             f, kernel_size, strides=1 if lv == 0 else 2, padding="same", name=f"enc{lv}_conv"
         )(x)
         x = keras.layers.ReLU(name=f"enc{lv}_relu")(x)
-        for b in range(blocks):
+        for b in range(blocks_per_level):
             x = _resblock(x, f, kernel_size, f"enc{lv}_res{b}")
         skips.append(x)
     for lv in reversed(range(levels)):
         f = filters * 2**lv
         if lv < levels - 1:
             x = keras.layers.Add(name=f"dec{lv}_skip")([x, skips[lv]])  # SRN fuses by summation
-        for b in range(blocks):
+        for b in range(blocks_per_level):
             x = _resblock(x, f, kernel_size, f"dec{lv}_res{b}")
         if lv > 0:
             x = keras.layers.Conv2DTranspose(
@@ -60,7 +62,7 @@ def UNet(
     channels=3,
     filters=32,
     levels=3,
-    blocks=2,
+    blocks_per_level=2,
     kernel_size=3,
     scales=3,
     shared_weights=True,
@@ -73,7 +75,7 @@ def UNet(
 
     At each of ``scales`` resolutions (input average-pooled by 2^s), one
     encoder-decoder (``levels`` levels, stride-2 convolutions down, 4x4
-    transposed convolutions up, ``blocks`` residual blocks per level, skip
+    transposed convolutions up, ``blocks_per_level`` residual blocks per level, skip
     connections fused by summation) maps ``[image_s, estimate_{s+1} upsampled]``
     to ``estimate_s``; the coarsest scale starts from the image itself. As in
     SRN the encoder-decoder's weights are shared across scales
@@ -87,7 +89,7 @@ def UNet(
         channels: image channels.
         filters: width of the first level (doubles per level).
         levels: encoder/decoder levels per scale.
-        blocks: residual blocks per level (encoder and decoder).
+        blocks_per_level: residual blocks per level (encoder and decoder).
         kernel_size: convolution size (SRN uses 5).
         scales: number of resolutions (1 = a plain U-Net).
         shared_weights: share the encoder-decoder across scales.
@@ -103,17 +105,19 @@ def UNet(
 
     >>> import numpy as np
     >>> from tfrestore.models import UNet
-    >>> model = UNet(filters=4, levels=2, blocks=1, scales=2)
+    >>> model = UNet(filters=4, levels=2, blocks_per_level=1, scales=2)
     >>> model(np.zeros((1, 8, 12, 3), "float32")).shape
     TensorShape([1, 8, 12, 3])
-    >>> [o.shape[1] for o in UNet(filters=4, levels=2, blocks=1, scales=2, return_all_scales=True)(
-    ...     np.zeros((1, 8, 12, 3), "float32"))]
+    >>> coarse_to_fine = UNet(filters=4, levels=2, blocks_per_level=1, scales=2,
+    ...                       return_all_scales=True)
+    >>> [o.shape[1] for o in coarse_to_fine(np.zeros((1, 8, 12, 3), "float32"))]
     [4, 8]
     """
-    if levels < 1 or scales < 1 or blocks < 0:
+    channels = check_channels(channels, "UNet")
+    if levels < 1 or scales < 1 or blocks_per_level < 0:
         raise ValueError(
-            f"`levels` and `scales` must be >= 1 and `blocks` >= 0, got levels={levels}, "
-            f"scales={scales}, blocks={blocks}."
+            f"`levels` and `scales` must be >= 1 and `blocks_per_level` >= 0, got levels={levels}, "
+            f"scales={scales}, blocks_per_level={blocks_per_level}."
         )
     multiple = 2 ** (scales + levels - 2)
     inp = keras.Input((None, None, channels), name="degraded")
@@ -126,7 +130,7 @@ def UNet(
             channels,
             filters,
             levels,
-            blocks,
+            blocks_per_level,
             kernel_size,
             residual,
             name=f"{name}_scale_net" + ("" if shared_weights else f"{s}"),

@@ -7,7 +7,7 @@ three for training, the other two held out (used both for validation and for
 the final report, as only five are embedded). ``split`` is ignored for folders.
 
 Resuming: the training stream is deterministic (stateless ops keyed by the seed
-and the element index, see :mod:`tfrestore.data.datasets`), so a resumed run
+and the element index, see :mod:`tfrestore.data.pipeline`), so a resumed run
 skips the batches already consumed and sees exactly the data an uninterrupted
 run would.
 """

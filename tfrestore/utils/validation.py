@@ -21,6 +21,7 @@ __all__ = [
     "check_values",
     "check_min_size",
     "as_range",
+    "static_hw",
     "RANGE_TOLERANCE",
 ]
 
@@ -293,3 +294,17 @@ def check_per_sample(values, y_pred, loss_name=None):
     if values.shape.rank is not None and values.shape.rank > 1:
         values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
     return values
+
+
+def static_hw(x, what, fix):
+    """``(height, width)`` of an NHWC batch as ints, for code that needs them at trace time.
+
+    ``ValueError`` when either is unknown: ``what`` says who needs them, ``fix`` how to
+    provide them.
+    """
+    h, w = x.shape[1], x.shape[2]
+    if h is None or w is None:
+        raise ValueError(
+            f"{what} needs a static image height and width (got shape {tuple(x.shape)}); {fix}"
+        )
+    return int(h), int(w)

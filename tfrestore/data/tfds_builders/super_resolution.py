@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfrestore.data.datasets import match_pairs
+from tfrestore.data.pairs import match_pairs
 from tfrestore.data.io import list_images, read_image
 from tfrestore.data.resize import imresize, modcrop
 from tfrestore.data.tfds_builders._common import find_folder

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 from scipy.signal import convolve2d
 
-from tfrestore.data import degrade as D
+from tfrestore.data import bicubic_downsample
+from tfrestore.data import degradations as D
 
 IMG = tf.random.stateless_uniform((3, 24, 28, 3), seed=[9, 9])
 
@@ -160,7 +161,7 @@ def test_motion_kernels_and_convolution():
 
 
 def test_bicubic_downsample_shapes_and_range():
-    y = D.bicubic_downsample(IMG[:, :24, :24], 4)
+    y = bicubic_downsample(IMG[:, :24, :24], 4)
     assert y.shape == (3, 6, 6, 3)
     assert float(tf.reduce_min(y)) >= 0 and float(tf.reduce_max(y)) <= 1
     assert D.BicubicDownsample(3)(IMG[0, :24, :24], 0).shape == (8, 8, 3)
