@@ -1,8 +1,9 @@
 """PDL / Perceptual step-time ratio, LPIPS-alex step time and the share of finiteness checks.
 
 Issue targets (batch 4, 128 px, fwd+bwd, graph mode): PDL / PerceptualLoss <= 1.03 on
-the same VGG16 layer; LPIPS-alex no slower than its PyTorch reference (not runnable
-here: the absolute TF time is printed); finiteness checks < 1 % of any loss.
+the same VGG16 layer; LPIPS-alex no slower than its PyTorch reference (measured with
+``--torch-python PATH``, a Python with torch, by ``bench torch_parity``; otherwise only
+the TF time is printed); finiteness checks < 1 % of any loss.
 
 All losses are timed interleaved in one process (see ``bench distribution``). The
 finiteness checks are timed on their own as well (forward and backward of the
@@ -13,11 +14,13 @@ ones (``CheckNumerics`` on each image, whose gradient checks the incoming gradie
 again), which are reproduced here for the comparison only.
 
     python -m bench parity
+    python -m bench parity --torch-python torchvenv/bin/python   # + LPIPS-alex vs PyTorch
     python -m bench parity --size 256 --batch 8 --steps 30     # GPU
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from bench import common
@@ -35,6 +38,11 @@ def add_arguments(parser):
     parser.add_argument("--layer", default="block4_conv3")
     parser.add_argument("--weights", default="auto", help="VGG16 weights (see bench distribution)")
     parser.add_argument("--jit", action="store_true")
+    parser.add_argument(
+        "--torch-python", default=os.environ.get("TFRESTORE_TORCH_PYTHON"),
+        help="Python with torch: also time LPIPS-alex against its PyTorch reference "
+        "(default: $TFRESTORE_TORCH_PYTHON; skipped when unset)",
+    )
 
 
 def _old_check_finite(x, arg, loss_name):
@@ -154,9 +162,18 @@ def run(args):
           f"{'OK' if ratio <= 1.03 else 'ABOVE'}); without checks "
           f"{t['PDL, no checks'] / t['perceptual L1, no checks']:.3f}; with the previous checks "
           f"{t['PDL, previous checks'] / t['perceptual L1, previous checks']:.3f}")
-    print(f"LPIPS-alex loss step: {t['LPIPS-alex'] * 1e3:.1f} ms (previous checks "
+    print(f"LPIPS-alex train step: {t['LPIPS-alex'] * 1e3:.1f} ms (previous checks "
           f"{t['LPIPS-alex, previous checks'] * 1e3:.1f} ms, no checks "
-          f"{t['LPIPS-alex, no checks'] * 1e3:.1f} ms); the PyTorch reference cannot run here")
+          f"{t['LPIPS-alex, no checks'] * 1e3:.1f} ms)")
+    if args.torch_python:
+        from bench.bench_torch_parity import compare
+
+        print("LPIPS-alex loss alone vs its PyTorch reference (bench torch_parity):")
+        compare(args.torch_python, ["lpips_alex"], batch=args.batch, size=args.size,
+                steps=max(args.steps, 15), warmup=args.warmup,
+                out=lambda line: print("  " + line))
+    else:
+        print("  (LPIPS-alex vs PyTorch: pass --torch-python PATH)")
     new_c = check_cost(args.batch, args.size, old=False)
     old_c = check_cost(args.batch, args.size, old=True)
     print(f"finiteness checks of both inputs (fwd+bwd, timed alone): now {new_c * 1e3:.3f} ms, "

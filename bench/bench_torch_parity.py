@@ -8,7 +8,11 @@ L1 perceptual loss on torchvision VGG16 relu4_3, all written with plain torch op
 the same weight files). PyTorch runs in its own interpreter, as a subprocess driven
 step by step: one step of each side in turn, medians over rounds, so machine load
 affects both alike. Both use the same number of threads. The values and input
-gradients of the two sides are compared on the benchmark's image pair.
+gradients of the two sides are compared on the benchmark's image pair. ``ratio``
+is tfrestore / PyTorch of the median step times, ``min ratio`` that of the fastest
+steps (steadier on a loaded machine; note the load average printed). PyTorch's
+OpenMP threads busy-wait by default, which collapses when the cores are shared with
+other processes; ``OMP_WAIT_POLICY=PASSIVE`` in the environment is passed on to it.
 
 Issue target: LPIPS-alex <= 1.0x its PyTorch reference. Needs the torchvision /
 LPIPS weight files (``$TFRESTORE_WEIGHTS_DIR``) and a Python with torch and NumPy
@@ -188,10 +192,12 @@ def compare(python, names, *, batch, size, steps, warmup, out=print):
         finally:
             ref.close()
     result = {n: (float(np.median(a)), float(np.median(b))) for n, (a, b) in times.items()}
-    out(f"{'loss':<26} {'tfrestore ms':>12} {'torch ms':>9} {'ratio':>6}   load average "
-        f"{load[0]} -> {load[1]}")
+    fastest = {n: (float(np.min(a)), float(np.min(b))) for n, (a, b) in times.items()}
+    out(f"{'loss':<26} {'tfrestore ms':>12} {'torch ms':>9} {'ratio':>6} {'min ratio':>9}   "
+        f"load average {load[0]} -> {load[1]}")
     for n, (a, b) in result.items():
-        out(f"{LABELS[n]:<26} {a * 1e3:12.1f} {b * 1e3:9.1f} {a / b:6.3f}")
+        lo_a, lo_b = fastest[n]
+        out(f"{LABELS[n]:<26} {a * 1e3:12.1f} {b * 1e3:9.1f} {a / b:6.3f} {lo_a / lo_b:9.3f}")
     if "lpips_alex" in result:
         a, b = result["lpips_alex"]
         out(f"LPIPS-alex tfrestore / PyTorch: {a / b:.3f} (target <= 1.0: "
