@@ -72,7 +72,7 @@ def tf_losses(names):
 
     layer = "block4_conv3"  # VGG16 relu4_3
     make = {
-        "lpips_alex": lambda: LPIPSLoss("alex"),
+        "lpips_alex": lambda: LPIPSLoss(),  # AlexNet, the standard LPIPS
         "pdl": lambda: PDLoss(layers=layer, weights="torchvision"),
         "perceptual": lambda: PerceptualLoss({layer: 1.0}, weights="torchvision"),
     }
