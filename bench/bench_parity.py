@@ -129,6 +129,14 @@ def check_cost(batch, size, old, reps=30):
     return max(0.0, float(np.median(times[True]) - np.median(times[False])))
 
 
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "n/a"
+
+
 def run(args):
     from tfrestore.losses import PDLoss, PerceptualLoss
 
@@ -151,17 +159,25 @@ def run(args):
     print(f"device: {tf.config.list_logical_devices()[0].device_type}, VGG16 weights: {weights}, "
           f"layer {layer}, LPIPS: {note}; batch {args.batch} x {args.size}x{args.size}, "
           f"jit={args.jit}; median of {args.steps} interleaved train steps")
+    load = [_loadavg()]
+    cpu = {}
     t = interleaved(entries, batch=args.batch, size=args.size, steps=args.steps,
-                    warmup=args.warmup, jit=args.jit)
-    ref = t["perceptual L1"]
-    print(f"{'loss':<34} {'ms/step':>9} {'/ perceptual':>13}")
+                    warmup=args.warmup, jit=args.jit, cpu=cpu)
+    load.append(_loadavg())
+    ref, cpu_ref = t["perceptual L1"], cpu["perceptual L1"]
+    print(f"{'loss':<34} {'ms/step':>9} {'/ perceptual':>13} {'CPU ms/step':>12} "
+          f"{'/ perceptual':>13}")
     for name, v in t.items():
-        print(f"{name:<34} {v * 1e3:9.1f} {v / ref:13.3f}")
-    ratio = t["PDL"] / ref
-    print(f"PDL / PerceptualLoss: {ratio:.3f} (target <= 1.03: "
-          f"{'OK' if ratio <= 1.03 else 'ABOVE'}); without checks "
-          f"{t['PDL, no checks'] / t['perceptual L1, no checks']:.3f}; with the previous checks "
-          f"{t['PDL, previous checks'] / t['perceptual L1, previous checks']:.3f}")
+        print(f"{name:<34} {v * 1e3:9.1f} {v / ref:13.3f} {cpu[name] * 1e3:12.1f} "
+              f"{cpu[name] / cpu_ref:13.3f}")
+    print(f"load average (1 min) {load[0]} -> {load[1]} on {os.cpu_count()} cores; wall-time "
+          f"ratios are only meaningful on an idle machine, CPU-time ratios are steadier")
+    for label, s in (("wall time", t), ("CPU time", cpu)):
+        ratio = s["PDL"] / s["perceptual L1"]
+        print(f"PDL / PerceptualLoss ({label}): {ratio:.3f} (target <= 1.03: "
+              f"{'OK' if ratio <= 1.03 else 'ABOVE'}); without checks "
+              f"{s['PDL, no checks'] / s['perceptual L1, no checks']:.3f}; with the previous "
+              f"checks {s['PDL, previous checks'] / s['perceptual L1, previous checks']:.3f}")
     print(f"LPIPS-alex train step: {t['LPIPS-alex'] * 1e3:.1f} ms (previous checks "
           f"{t['LPIPS-alex, previous checks'] * 1e3:.1f} ms, no checks "
           f"{t['LPIPS-alex, no checks'] * 1e3:.1f} ms)")
