@@ -198,6 +198,11 @@ def compare(python, names, *, batch, size, steps, warmup, out=print):
     for n, (a, b) in result.items():
         lo_a, lo_b = fastest[n]
         out(f"{LABELS[n]:<26} {a * 1e3:12.1f} {b * 1e3:9.1f} {a / b:6.3f} {lo_a / lo_b:9.3f}")
+    spread = max(b / fastest[n][1] for n, (a, b) in result.items())
+    if spread > 1.5:
+        out(f"PyTorch's median step is up to {spread:.1f}x its fastest: its OpenMP threads "
+            f"busy-wait on cores that other processes use. Rerun on an idle machine, or "
+            f"with OMP_WAIT_POLICY=PASSIVE, before reading the median ratios.")
     if "lpips_alex" in result:
         a, b = result["lpips_alex"]
         out(f"LPIPS-alex tfrestore / PyTorch: {a / b:.3f} (target <= 1.0: "
