@@ -70,18 +70,27 @@ def _step_fn(loss, batch, size, jit):
     return lambda: step(noisy, clean).numpy()
 
 
-def interleaved(entries, *, batch, size, steps, warmup, jit):
-    """Median seconds per train step of each loss, timed one step of each in turn."""
+def interleaved(entries, *, batch, size, steps, warmup, jit, cpu=None):
+    """Median seconds per train step of each loss, timed one step of each in turn.
+
+    If ``cpu`` is a dict, it receives the median process CPU seconds per step
+    (all threads): on a machine shared with other jobs this varies much less
+    than the wall time, which includes the waits for a free core.
+    """
     fns = {name: _step_fn(loss, batch, size, jit) for name, loss in entries.items()}
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
+    cpu_times = {name: [] for name in fns}
     for _ in range(steps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+            cpu_times[name].append(time.process_time() - c0)
+    if cpu is not None:
+        cpu.update({name: float(np.median(t)) for name, t in cpu_times.items()})
     return {name: float(np.median(t)) for name, t in times.items()}
 
 

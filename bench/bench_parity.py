@@ -1,8 +1,9 @@
 """PDL / Perceptual step-time ratio, LPIPS-alex step time and the share of finiteness checks.
 
 Issue targets (batch 4, 128 px, fwd+bwd, graph mode): PDL / PerceptualLoss <= 1.03 on
-the same VGG16 layer; LPIPS-alex no slower than its PyTorch reference (not runnable
-here: the absolute TF time is printed); finiteness checks < 1 % of any loss.
+the same VGG16 layer; LPIPS-alex no slower than its PyTorch reference (measured with
+``--torch-python PATH``, a Python with torch, by ``bench torch_parity``; otherwise only
+the TF time is printed); finiteness checks < 1 % of any loss.
 
 All losses are timed interleaved in one process (see ``bench distribution``). The
 finiteness checks are timed on their own as well (forward and backward of the
@@ -13,11 +14,13 @@ ones (``CheckNumerics`` on each image, whose gradient checks the incoming gradie
 again), which are reproduced here for the comparison only.
 
     python -m bench parity
+    python -m bench parity --torch-python torchvenv/bin/python   # + LPIPS-alex vs PyTorch
     python -m bench parity --size 256 --batch 8 --steps 30     # GPU
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from bench import common
@@ -35,6 +38,11 @@ def add_arguments(parser):
     parser.add_argument("--layer", default="block4_conv3")
     parser.add_argument("--weights", default="auto", help="VGG16 weights (see bench distribution)")
     parser.add_argument("--jit", action="store_true")
+    parser.add_argument(
+        "--torch-python", default=os.environ.get("TFRESTORE_TORCH_PYTHON"),
+        help="Python with torch: also time LPIPS-alex against its PyTorch reference "
+        "(default: $TFRESTORE_TORCH_PYTHON; skipped when unset)",
+    )
 
 
 def _old_check_finite(x, arg, loss_name):
@@ -121,6 +129,14 @@ def check_cost(batch, size, old, reps=30):
     return max(0.0, float(np.median(times[True]) - np.median(times[False])))
 
 
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "n/a"
+
+
 def run(args):
     from tfrestore.losses import PDLoss, PerceptualLoss
 
@@ -143,20 +159,37 @@ def run(args):
     print(f"device: {tf.config.list_logical_devices()[0].device_type}, VGG16 weights: {weights}, "
           f"layer {layer}, LPIPS: {note}; batch {args.batch} x {args.size}x{args.size}, "
           f"jit={args.jit}; median of {args.steps} interleaved train steps")
+    load = [_loadavg()]
+    cpu = {}
     t = interleaved(entries, batch=args.batch, size=args.size, steps=args.steps,
-                    warmup=args.warmup, jit=args.jit)
-    ref = t["perceptual L1"]
-    print(f"{'loss':<34} {'ms/step':>9} {'/ perceptual':>13}")
+                    warmup=args.warmup, jit=args.jit, cpu=cpu)
+    load.append(_loadavg())
+    ref, cpu_ref = t["perceptual L1"], cpu["perceptual L1"]
+    print(f"{'loss':<34} {'ms/step':>9} {'/ perceptual':>13} {'CPU ms/step':>12} "
+          f"{'/ perceptual':>13}")
     for name, v in t.items():
-        print(f"{name:<34} {v * 1e3:9.1f} {v / ref:13.3f}")
-    ratio = t["PDL"] / ref
-    print(f"PDL / PerceptualLoss: {ratio:.3f} (target <= 1.03: "
-          f"{'OK' if ratio <= 1.03 else 'ABOVE'}); without checks "
-          f"{t['PDL, no checks'] / t['perceptual L1, no checks']:.3f}; with the previous checks "
-          f"{t['PDL, previous checks'] / t['perceptual L1, previous checks']:.3f}")
-    print(f"LPIPS-alex loss step: {t['LPIPS-alex'] * 1e3:.1f} ms (previous checks "
+        print(f"{name:<34} {v * 1e3:9.1f} {v / ref:13.3f} {cpu[name] * 1e3:12.1f} "
+              f"{cpu[name] / cpu_ref:13.3f}")
+    print(f"load average (1 min) {load[0]} -> {load[1]} on {os.cpu_count()} cores; wall-time "
+          f"ratios are only meaningful on an idle machine, CPU-time ratios are steadier")
+    for label, s in (("wall time", t), ("CPU time", cpu)):
+        ratio = s["PDL"] / s["perceptual L1"]
+        print(f"PDL / PerceptualLoss ({label}): {ratio:.3f} (target <= 1.03: "
+              f"{'OK' if ratio <= 1.03 else 'ABOVE'}); without checks "
+              f"{s['PDL, no checks'] / s['perceptual L1, no checks']:.3f}; with the previous "
+              f"checks {s['PDL, previous checks'] / s['perceptual L1, previous checks']:.3f}")
+    print(f"LPIPS-alex train step: {t['LPIPS-alex'] * 1e3:.1f} ms (previous checks "
           f"{t['LPIPS-alex, previous checks'] * 1e3:.1f} ms, no checks "
-          f"{t['LPIPS-alex, no checks'] * 1e3:.1f} ms); the PyTorch reference cannot run here")
+          f"{t['LPIPS-alex, no checks'] * 1e3:.1f} ms)")
+    if args.torch_python:
+        from bench.bench_torch_parity import compare
+
+        print("LPIPS-alex loss alone vs its PyTorch reference (bench torch_parity):")
+        compare(args.torch_python, ["lpips_alex"], batch=args.batch, size=args.size,
+                steps=max(args.steps, 15), warmup=args.warmup,
+                out=lambda line: print("  " + line))
+    else:
+        print("  (LPIPS-alex vs PyTorch: pass --torch-python PATH)")
     new_c = check_cost(args.batch, args.size, old=False)
     old_c = check_cost(args.batch, args.size, old=True)
     print(f"finiteness checks of both inputs (fwd+bwd, timed alone): now {new_c * 1e3:.3f} ms, "

@@ -154,25 +154,82 @@ class LPIPSNetwork:
         x = tf.cast(images, tf.float32) * 2.0 - 1.0
         return (x - tf.constant(SHIFT, tf.float32)) / tf.constant(SCALE, tf.float32)
 
-    def features(self, images):
+    def features(self, images, normalise=True):
+        """Float32 features of the tapped layers, unit-normalised unless ``normalise=False``."""
         feats = self.extractor(self.scale(images))
         out = []
         for layer in LPIPS_LAYERS[self.net]:
             f = tf.cast(feats[layer], tf.float32)
-            # max(., 1e-30): identical value (features are 0 there), finite gradient.
-            norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(f), axis=-1, keepdims=True), 1e-30))
-            out.append(f / (norm + EPS))
+            out.append(unit_normalise(f) if normalise else f)
         return out
 
     def __call__(self, y_true, y_pred, target_gradient=True):
-        ft = self.features(y_true if target_gradient else tf.stop_gradient(y_true))
-        fp = self.features(y_pred)
-        total = None
-        for a, b, w in zip(ft, fp, self.lin):
-            d = tf.reduce_sum(tf.square(a - b) * tf.constant(w), axis=-1)  # 1x1 conv, no bias
-            value = tf.reduce_mean(d, axis=[1, 2])
-            total = value if total is None else total + value
+        if not target_gradient:  # a loss: the gradient w.r.t. y_pred only, hand-written
+            ft = self.features(tf.stop_gradient(y_true))
+            fp = self.features(y_pred, normalise=False)
+            values = [distance_to_unit(a, b, w) for a, b, w in zip(ft, fp, self.lin)]
+        else:
+            ft = self.features(y_true)
+            fp = self.features(y_pred)
+            values = [_distance(a, b, w) for a, b, w in zip(ft, fp, self.lin)]
+        total = values[0]
+        for value in values[1:]:
+            total = total + value
         return total
+
+
+def _distance(a, b, w):
+    """``mean_hw Σ_c w_c (a - b)²``: the ``lin`` 1x1 conv (no bias) and spatial mean."""
+    return tf.reduce_mean(tf.reduce_sum(tf.square(a - b) * tf.constant(w), axis=-1), axis=[1, 2])
+
+
+def unit_normalise(f):
+    """``f / (sqrt(Σ_c f²) + 1e-10)`` over the last axis (the lpips package's
+    ``normalize_tensor``)."""
+    return f / (_norm(tf.reduce_sum(tf.square(f), axis=-1, keepdims=True)) + EPS)
+
+
+def _norm(squares):
+    # max(., 1e-30): identical value (features are 0 there), finite gradient.
+    return tf.sqrt(tf.maximum(squares, 1e-30))
+
+
+def distance_to_unit(target, f, w):
+    """One layer's LPIPS term ``mean_hw Σ_c w_c (target - unit_normalise(f))²``, (B,).
+
+    ``target`` is already unit-normalised and gets no gradient. The value is
+    computed with exactly the operations of the two-sided path; the gradient
+    w.r.t. ``f`` is written out, because automatic differentiation of the
+    normalisation (division, square root, broadcast sums) costs about twice as
+    many full-size elementwise passes. With ``s = |f| + eps`` and
+    ``r = 2 w (f / s - target)``::
+
+        d term / d f = g / (h w s) * (r - f * (r . f) / (s |f|))
+
+    (no radial part where ``|f|² <= 1e-30``, as with the clamp in the value).
+    """
+    w = tf.constant(w, tf.float32)
+    target = tf.stop_gradient(target)
+
+    @tf.custom_gradient
+    def term(f):
+        squares = tf.reduce_sum(tf.square(f), axis=-1, keepdims=True)
+        norm = _norm(squares)
+        s = norm + EPS
+        diff = target - f / s
+        value = tf.reduce_mean(tf.reduce_sum(tf.square(diff) * w, axis=-1), axis=[1, 2])
+
+        def grad(g):
+            r = diff * (-2.0 * w)  # d/d(f / s) of Σ_c w_c diff_c²
+            dot = tf.reduce_sum(r * f, axis=-1, keepdims=True)
+            radial = tf.where(squares > 1e-30, dot / (s * norm), 0.0)
+            positions = tf.cast(tf.shape(f)[1] * tf.shape(f)[2], tf.float32)
+            scale = tf.reshape(g, (-1, 1, 1, 1)) / (positions * s)
+            return scale * (r - f * radial)
+
+        return value, grad
+
+    return term(f)
 
 
 def get_lpips_network(
