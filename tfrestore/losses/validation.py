@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 __all__ = [
+    "check_choice",
     "check_image",
     "check_image_pair",
     "check_per_sample",
@@ -24,6 +25,17 @@ __all__ = [
 
 def _prefix(loss_name):
     return f"{loss_name}: " if loss_name else ""
+
+
+def check_choice(value, choices, arg, hint=""):
+    """Raise ``ValueError`` naming ``arg`` unless ``value`` is one of ``choices``.
+
+    >>> check_choice("mean", ("mean", "sum"), "channel_reduction")
+    'mean'
+    """
+    if value not in choices:
+        raise ValueError(f"`{arg}` must be one of {tuple(choices)}, got {value!r}.{hint}")
+    return value
 
 
 def check_raw_dtype(x, arg, loss_name=None):

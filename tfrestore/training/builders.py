@@ -431,8 +431,8 @@ def short_reason(exc, limit=240):
 _LPIPS_STATUS = {}
 
 
-def lpips_available(net="alex"):
-    """``(True, None)`` when LPIPS-``net`` can be built (its weights are found),
+def lpips_available(backbone="alexnet"):
+    """``(True, None)`` when LPIPS-``backbone`` can be built (its weights are found),
     else ``(False, reason)``. Builds (and caches) the LPIPS network."""
     try:
         # Not `from tfrestore.metrics import lpips`: that name is the re-exported function.
@@ -445,10 +445,10 @@ def lpips_available(net="alex"):
     import os
 
     # Probing may try a download: once per process and weights location.
-    key = (net, os.environ.get("TFRESTORE_WEIGHTS_DIR"), os.environ.get("KERAS_HOME"))
+    key = (backbone, os.environ.get("TFRESTORE_WEIGHTS_DIR"), os.environ.get("KERAS_HOME"))
     if key not in _LPIPS_STATUS:
         try:
-            get(net)
+            get(backbone)
             _LPIPS_STATUS[key] = (True, None)
         except _weights_error_types() as e:
             _LPIPS_STATUS[key] = (False, short_reason(e))
