@@ -65,11 +65,10 @@ def normalize_layers(layers, arg="layers"):
         for k, v in layers.items():
             if not isinstance(k, str):
                 raise TypeError(f"`{arg}` keys must be layer names (str), got {k!r}.")
-            finite = isinstance(v, numbers.Real) and abs(float(v)) < float("inf")
-            if not finite or isinstance(v, bool):
-                raise ValueError(
-                    f"`{arg}[{k!r}]` must be a finite real weight, got {v!r}."
-                )
+            if not isinstance(v, numbers.Real) or isinstance(v, bool):
+                raise TypeError(f"`{arg}[{k!r}]` must be a real weight, got {v!r}.")
+            if not abs(float(v)) < float("inf"):
+                raise ValueError(f"`{arg}[{k!r}]` must be a finite weight, got {v!r}.")
             out[k] = float(v)
         if not out:
             raise ValueError(f"`{arg}` must name at least one layer, got an empty dict.")
