@@ -324,7 +324,7 @@ def test_outside_scope_counter_is_rejected_under_mirrored(strategy, rng):
         ({"projection": "random_sphere", "projection_multiple": 0.0}, "projection_multiple"),
         ({"projection": "identity", "num_projections": 8}, "identity"),
         ({"projection": "radon"}, "projection"),
-        ({"channel_reduction": "sum"}, "channel_reduction"),
+        ({"channel_reduction": "sum_channels"}, "channel_reduction"),
         ({"p": 0.5}, "`p`"),
         ({"quantiles": 1}, "quantiles"),
         ({"layers": []}, "layers"),

@@ -108,7 +108,8 @@ def serialize_extractor(extractor, owner):
     ok = isinstance(config, dict) and config.get("class_name") != "__lambda__"
     if ok and not isinstance(extractor, keras.Layer):
         # "package>name" is the registered name of a registered function/object.
-        ok = ">" in str(config.get("registered_name") or "")
+        name = config.get("config" if config.get("class_name") == "function" else "registered_name")
+        ok = ">" in str(name)
     if not ok:
         raise ValueError(
             f"{owner}: the feature_extractor {extractor!r} cannot be serialized (needed by "
