@@ -471,7 +471,7 @@ def test_keras_model_as_feature_extractor(rng):
     clone = D2SMLoss.from_config(loss.get_config())  # rebuilt from the model config (seeded init)
     with pytest.warns(UserWarning, match="freshly initialised weights"):
         np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
-    assert fx.trainable_weights, "the user's model is not modified"
+    assert not fx.trainable, "used frozen, as by every feature loss (FeatureSource)"
 
 
 def test_default_backbone_is_vgg19_conv5_4_pre_relu(rng):
@@ -540,7 +540,7 @@ def test_bad_arguments_raise_clear_errors(rng):
         D2SMLoss(feature_extractor=lambda x: {"a": x}, layers="b", patch_size=None)(y, p)
     with pytest.raises(ValueError, match="D2SM compares one layer"):
         D2SMLoss(feature_extractor=lambda x: {"a": x, "b": x}, patch_size=None)(y, p)
-    with pytest.raises(ValueError, match="D2SM compares the similarity structure of one layer"):
+    with pytest.raises(ValueError, match="D2SMLoss compares the features of one layer"):
         D2SMLoss(weights=None, layers=["conv5_4", "conv4_4"])
     assert D2SMLoss(weights=None, layers=["relu1_2"], patch_size=None).layers == "relu1_2"
     with pytest.raises(ValueError, match="fewer than 3 samples"):

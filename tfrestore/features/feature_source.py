@@ -45,7 +45,7 @@ from tfrestore.features.extractor import FeatureExtractor, get_feature_extractor
 from tfrestore.features.preprocessing import Preprocessing
 from tfrestore.utils.hidden import Hidden
 
-__all__ = ["FeatureSource", "normalize_layers", "serialize_extractor"]
+__all__ = ["FeatureSource", "normalize_layers", "one_layer", "serialize_extractor"]
 
 _COUNT = "extractor_count"
 
@@ -86,6 +86,23 @@ def normalize_layers(layers, arg="layers"):
     raise TypeError(
         f"`{arg}` must be a layer name, a list of names or a dict {{name: weight}}, "
         f"got {type(layers).__name__}."
+    )
+
+
+def one_layer(layers, owner):
+    """``layers`` of a user of exactly one layer: a name or a 1-element list -> the
+    name (None stays None); anything else is a ``ValueError``.
+
+    >>> one_layer(["conv5_4"], "D2SMLoss")
+    'conv5_4'
+    """
+    if isinstance(layers, (list, tuple)) and len(layers) == 1:
+        layers = layers[0]
+    if layers is None or isinstance(layers, str):
+        return layers
+    raise ValueError(
+        f"`layers` of {owner} must be one layer name (a str or a 1-element list), got "
+        f"{layers!r}: {owner} compares the features of one layer."
     )
 
 

@@ -73,19 +73,7 @@ def torchvision_indices(name):
 def _load_keras(name, model, path):
     app_cls = keras.applications.VGG16 if name == "vgg16" else keras.applications.VGG19
     app = app_cls(weights=None, include_top=False, input_shape=(None, None, 3))
-    try:
-        app.load_weights(path)
-    except OSError as exc:  # h5py cannot open a truncated/damaged file
-        from tfrestore.utils.weights import CorruptWeightsError
-
-        raise CorruptWeightsError.for_file(path, exc) from exc
-    except Exception as exc:
-        raise ValueError(
-            f"Could not load {path!r} into keras.applications.{app_cls.__name__}"
-            f"(include_top=False): {exc}. Expected the official "
-            f"`{name}_weights_tf_dim_ordering_tf_kernels_notop.h5` or a weights file saved "
-            f"from that model."
-        ) from exc
+    sources.load_keras_weights(app, path, name, app_cls.__name__)
     for b, i, _ in _layout(name):
         model.get_layer(f"conv{b}_{i}").set_weights(
             app.get_layer(f"block{b}_conv{i}").get_weights()

@@ -84,6 +84,7 @@ import numbers
 import keras
 import tensorflow as tf
 
+from tfrestore.features.feature_source import one_layer
 from tfrestore.features.preprocessing import Preprocessing
 from tfrestore.losses import validation
 from tfrestore.losses._feature_loss import FeatureLossMixin
@@ -123,18 +124,6 @@ def _pair(value, arg):
     if len(value) != 2 or min(value) <= 0:
         raise ValueError(f"`{arg}` must be a positive int or (height, width), got {value!r}.")
     return value
-
-
-def _one_layer(layers):
-    """D2SM compares the features of one layer: a name, or a list of one name."""
-    if isinstance(layers, (list, tuple)) and len(layers) == 1:
-        layers = layers[0]
-    if layers is None or isinstance(layers, str):
-        return layers
-    raise ValueError(
-        f"`layers` of D2SMLoss must be one layer name (a str or a 1-element list), got "
-        f"{layers!r}: D2SM compares the similarity structure of one layer's features."
-    )
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
@@ -251,7 +240,8 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        layers = _one_layer(layers)
+        # One layer: D2SM compares the similarity structure of one layer's features.
+        layers = one_layer(layers, "D2SMLoss")
         if isinstance(preprocessing, str):
             check_choice(preprocessing, PREPROCESSING_NAMES, "preprocessing")
         if patch_mode == "feature":

@@ -8,7 +8,7 @@ Examples::
 
     # clean vs restored (files matched by sorted name), torchvision VGG16 weights
     python -m tfrestore.viz --set clean=gt/ --set restored=out/ --backbone vgg16 \\
-        --layer conv5_3 --weights torchvision --out map.png
+        --layers conv5_3 --weights torchvision --out map.png
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def add_arguments(parser):
     parser.add_argument("--max-images", type=int, default=32, help="images per set (0 = all)")
     parser.add_argument("--backbone", default="vgg19")
     parser.add_argument(
-        "--layer", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)"
+        "--layers", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)"
     )
     parser.add_argument(
         "--weights",
@@ -112,7 +112,7 @@ def run(args):
             args.out,
             title=args.title,
             backbone=args.backbone,
-            layer=args.layer,
+            layers=args.layers,
             weights=weights,
             patch_size=args.patch_size,
             patch_stride=args.patch_stride,
