@@ -18,8 +18,9 @@ __all__ = ["FeatureLossMixin"]
 
 
 class FeatureLossMixin:
-    """Put it before ``RestorationLoss`` in the bases; call :meth:`_init_features`
-    in ``__init__`` and :meth:`_check_fresh_extractor` at the start of ``compute``."""
+    """Put it before ``RestorationLoss`` in the bases and call :meth:`_init_features`
+    in ``__init__``. Its ``validate`` adds the backbone's minimum input size check
+    and the warning about a user extractor rebuilt without its weights."""
 
     def _init_features(self, layers, backbone, weights, preprocessing, feature_extractor,
                        default_layers, rank=4):
@@ -35,11 +36,14 @@ class FeatureLossMixin:
         else:
             self.expected_channels = 3
 
-    def _check_feature_size(self, y_true, y_pred):
+    def validate(self, y_true, y_pred):
+        y_true, y_pred = super().validate(y_true, y_pred)
         size = self._source.min_size
         if size > 1:
             for x, arg in ((y_pred, "y_pred"), (y_true, "y_true")):
                 validation.check_min_size(x, size, size, arg, self._source.describe(), self.name)
+        self._check_fresh_extractor()
+        return y_true, y_pred
 
     def _feature_config(self):
         return self._source.config()

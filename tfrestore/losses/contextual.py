@@ -153,11 +153,6 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
             layers, backbone, weights, preprocessing, feature_extractor, DEFAULT_LAYER
         )
 
-    def validate(self, y_true, y_pred):
-        y_true, y_pred = super().validate(y_true, y_pred)
-        self._check_feature_size(y_true, y_pred)
-        return y_true, y_pred
-
     def _cap(self, f, layer, which, tag):
         """Enforce ``max_positions`` on ``f`` (B, N, C)."""
         n = f.shape[1]
@@ -195,7 +190,6 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
         return tf.gather(f, idx, axis=1)
 
     def compute(self, y_true, y_pred):
-        self._check_fresh_extractor()
         total = None
         for index, (layer, weight, fp, ft) in enumerate(self._source.pairs(y_true, y_pred)):
             c = fp.shape[-1]

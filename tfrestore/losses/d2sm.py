@@ -396,7 +396,6 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
 
     # ------------------------------------------------------------ loss
     def compute(self, y_true, y_pred):
-        self._check_fresh_extractor()
         ctx = tf.distribute.get_replica_context()
         if self._queue is not None:
             self._queue.check_distribution(self.name)

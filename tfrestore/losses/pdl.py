@@ -302,7 +302,6 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
 
     def validate(self, y_true, y_pred):
         y_true, y_pred = super().validate(y_true, y_pred)
-        self._check_feature_size(y_true, y_pred)
         if self.quantiles is None:
             st, sp = y_true.shape, y_pred.shape
             if None not in (st[1], st[2], sp[1], sp[2]) and tuple(st[1:3]) != tuple(sp[1:3]):
@@ -315,7 +314,6 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
         return y_true, y_pred
 
     def compute(self, y_true, y_pred):
-        self._check_fresh_extractor()
         pairs = self._source.pairs(y_true, y_pred)
         key = self._draw_key() if self.projection != "identity" else None
         total = None

@@ -116,14 +116,7 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
             layers, backbone, weights, preprocessing, feature_extractor, {"relu3_3": 1.0}
         )
 
-    # ------------------------------------------------------------------ API
-    def validate(self, y_true, y_pred):
-        y_true, y_pred = super().validate(y_true, y_pred)
-        self._check_feature_size(y_true, y_pred)
-        return y_true, y_pred
-
     def compute(self, y_true, y_pred):
-        self._check_fresh_extractor()
         total = None
         for _, weight, fp, ft in self._source.pairs(y_true, y_pred):
             d = fp - ft
