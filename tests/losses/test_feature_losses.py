@@ -41,7 +41,8 @@ def test_accepts_backbone_layers_weights_preprocessing(name, rng):
     cls, extra = LOSSES[name]
     loss = cls(backbone="vgg16", layers=["relu2_2"], weights=None, preprocessing="torch", **extra)
     config = loss.get_config()
-    assert (config["backbone"], config["weights"], config["preprocessing"]) == ("vgg16", None, "torch")
+    shared = (config["backbone"], config["weights"], config["preprocessing"])
+    assert shared == ("vgg16", None, "torch")
     assert "relu2_2" in config["layers"] and config["feature_extractor"] is None
     assert isinstance(loss._source, FeatureSource)
     net = loss._source.network()

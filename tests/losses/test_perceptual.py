@@ -213,7 +213,8 @@ def test_accepts_a_feature_extractor_and_stores_its_spec():
         "scale": 1.0,
         "bgr": False,
     }
-    assert PerceptualLoss.from_config(config)._source.network().preprocessing == custom.preprocessing
+    clone = PerceptualLoss.from_config(config)
+    assert clone._source.network().preprocessing == custom.preprocessing
 
 
 def _generator(name="gen"):

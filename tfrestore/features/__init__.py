@@ -30,7 +30,7 @@ pre-activation ``conv4_3`` has no Keras name at all (``block4_pool`` is ``pool4`
 >>> get_feature_extractor("vgg16", "block4_conv3", weights=None)
 Traceback (most recent call last):
 ...
-ValueError: vgg16 layer 'block4_conv3' is a Keras Applications name; tfrestore names layers torchvision-style (see tfrestore.features): use 'relu4_3'. Keras fuses the ReLU into its Conv2D, so 'block4_conv3' is the output after the ReLU; 'conv4_3' is the one before.
+ValueError: vgg16 layer 'block4_conv3' is a Keras Applications name; ... use 'relu4_3'. ...
 """
 
 from tfrestore.features.extractor import (
