@@ -18,8 +18,8 @@ __all__ = ["FeatureLossMixin"]
 
 
 class FeatureLossMixin:
-    """Put it before ``RestorationLoss`` in the bases and call :meth:`_init_features`
-    in ``__init__``. Its ``validate`` adds the backbone's minimum input size check
+    """Put it before ``RestorationLoss`` in the bases, call :meth:`_init_features`
+    in ``__init__`` and list the loss's other arguments in ``_config_attrs``. Its ``validate`` adds the backbone's minimum input size check
     and the warning about a user extractor rebuilt without its weights."""
 
     def _init_features(self, layers, backbone, weights, preprocessing, feature_extractor,
@@ -45,8 +45,15 @@ class FeatureLossMixin:
         self._check_fresh_extractor()
         return y_true, y_pred
 
-    def _feature_config(self):
-        return self._source.config()
+    #: the loss's own constructor arguments, stored as attributes of the same name
+    _config_attrs = ()
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            **self._source.config(),
+            **{name: getattr(self, name) for name in self._config_attrs},
+        }
 
     def save_own_variables(self, store):
         self._source.save_extractor_weights(store)

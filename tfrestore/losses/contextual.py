@@ -108,6 +108,10 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
 
     require_same_shape = False  # CX compares sets; sizes may differ
 
+    _config_attrs = (
+        "distance", "bandwidth", "eps", "max_positions", "on_overflow", "seed",
+    )
+
     def __init__(
         self,
         layers=None,
@@ -204,15 +208,3 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
             value = value * weight if weight != 1.0 else value
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            **self._feature_config(),
-            "distance": self.distance,
-            "bandwidth": self.bandwidth,
-            "eps": self.eps,
-            "max_positions": self.max_positions,
-            "on_overflow": self.on_overflow,
-            "seed": self.seed,
-        }

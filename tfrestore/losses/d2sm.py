@@ -217,6 +217,11 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
     True
     """
 
+    _config_attrs = (
+        "patch_size", "patch_stride", "patch_mode", "group_by_image", "queue_size",
+        "channels", "divergence", "include_diagonal", "kl_reduction", "eps", "temperature",
+    )
+
     def __init__(
         self,
         backbone="vgg19",
@@ -605,19 +610,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
     def get_config(self):
         return {
             **super().get_config(),
-            **self._feature_config(),
-            "layers": self.layers,
-            "preprocessing": self.preprocessing,
-            "patch_size": self.patch_size,
-            "patch_stride": self.patch_stride,
-            "patch_mode": self.patch_mode,
-            "group_by_image": self.group_by_image,
-            "queue_size": self.queue_size,
+            "layers": self.layers,  # one name, not the source's {name: weight}
+            "preprocessing": self.preprocessing,  # "div2k_mean" stays a name
             "image_size": list(self.image_size) if self.image_size else None,
-            "channels": self.channels,
-            "divergence": self.divergence,
-            "include_diagonal": self.include_diagonal,
-            "kl_reduction": self.kl_reduction,
-            "eps": self.eps,
-            "temperature": self.temperature,
         }

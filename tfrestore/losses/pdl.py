@@ -205,6 +205,11 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
 
     require_same_shape = False
 
+    _config_attrs = (
+        "projection", "projection_multiple", "num_projections", "perturbation", "p",
+        "channel_reduction", "quantiles", "fixed_projections", "seed",
+    )
+
     def __init__(
         self,
         layers=None,
@@ -371,21 +376,6 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
     def load_own_variables(self, store):
         super().load_own_variables(store)
         _counter.load(store, self._state_variables())
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            **self._feature_config(),
-            "projection": self.projection,
-            "projection_multiple": self.projection_multiple,
-            "num_projections": self.num_projections,
-            "perturbation": self.perturbation,
-            "p": self.p,
-            "channel_reduction": self.channel_reduction,
-            "quantiles": self.quantiles,
-            "fixed_projections": self.fixed_projections,
-            "seed": self.seed,
-        }
 
 
 ProjectedDistributionLoss = PDLoss

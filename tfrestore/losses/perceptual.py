@@ -95,6 +95,8 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
     True
     """
 
+    _config_attrs = ("criterion", "channel_reduction")
+
     def __init__(
         self,
         layers=None,
@@ -129,11 +131,3 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
             value = tf.reduce_mean(e, axis=[1, 2]) * weight
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            **self._feature_config(),
-            "criterion": self.criterion,
-            "channel_reduction": self.channel_reduction,
-        }
