@@ -83,7 +83,7 @@ def timings(args):
     )
     d2sm = D2SMLoss(
         backbone=args.backbone,
-        layer=args.layer,
+        layers=args.layer,
         weights=w,
         patch_size=None,
         queue_size=args.queue,
@@ -115,7 +115,7 @@ def timings(args):
         f"\n== 2. patches: batch {args.patch_batch}, {s}x{s} crops, {ps}px windows every {st}px "
         f"({n_win} per image, {n_win * ps * ps / (s * s):.2f}x the pixels)"
     )
-    kw = dict(backbone=args.backbone, layer=args.layer, weights=w, patch_size=ps, patch_stride=st)
+    kw = dict(backbone=args.backbone, layers=args.layer, weights=w, patch_size=ps, patch_stride=st)
     entries = {
         f"PerceptualLoss({args.layer}, l1), whole crop": PerceptualLoss(
             {args.layer: 1.0}, backbone=args.backbone, weights=w

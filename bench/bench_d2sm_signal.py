@@ -186,10 +186,10 @@ def clean_perplexity(ft, queue, temperature, include_diagonal=False):
 class _Features:
     """A ``D2SMLoss`` (for its settings) and a whole-image twin for window rows."""
 
-    def __init__(self, backbone, layer, weights, patch, stride):
+    def __init__(self, backbone, layers, weights, patch, stride):
         from tfrestore.losses import D2SMLoss
 
-        kw = dict(backbone=backbone, layer=layer, weights=weights)
+        kw = dict(backbone=backbone, layers=layers, weights=weights)
         self.patch_size, self.patch_stride = patch, stride
         self.whole = D2SMLoss(patch_size=None, **kw)
 
@@ -199,7 +199,7 @@ def measure(
     temperatures,
     *,
     backbone="vgg16",
-    layer="conv5_3",
+    layers="conv5_3",
     weights="torchvision",
     sigma=50.0,
     batch=None,
@@ -228,7 +228,7 @@ def measure(
     clean_all = crops.astype("float32")
     pred_all = half_denoised(clean_all, sigma, seed)
     clean, pred = clean_all[:b], pred_all[:b]
-    fx = _Features(backbone, layer, weights, cfg["patch"], cfg["stride"])
+    fx = _Features(backbone, layers, weights, cfg["patch"], cfg["stride"])
 
     t0 = time.perf_counter()
     ft = _rows(fx, [tf.constant(c) for c in clean], chunk)
@@ -272,7 +272,7 @@ def measure(
     seconds = time.perf_counter() - t0
 
     if check:
-        kw = dict(backbone=backbone, layer=layer, weights=weights)
+        kw = dict(backbone=backbone, layers=layers, weights=weights)
         if cfg["patch"] is None:
             ref = D2SMLoss(patch_size=None, queue_size=q or 0, image_size=cfg["crop"], **kw)
             if q:
@@ -344,7 +344,7 @@ def run(args):
             name,
             temps,
             backbone=args.backbone,
-            layer=args.layer,
+            layers=args.layer,
             weights=weights,
             sigma=args.sigma,
             batch=args.batch,

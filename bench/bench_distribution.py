@@ -25,7 +25,7 @@ def add_arguments(parser):
     parser.add_argument("--size", type=int, default=96, help="training crop size (pixels)")
     parser.add_argument("--steps", type=int, default=12, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--layer", default="block4_conv3", help="VGG16 layer shared by all losses")
+    parser.add_argument("--layer", default="relu4_3", help="VGG16 layer shared by all losses")
     parser.add_argument(
         "--weights", default="auto",
         help="VGG16 weights: 'auto' (torchvision if found offline, else random), 'none', "
@@ -35,7 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--no-contextual", action="store_true")
     parser.add_argument("--lpips-size", type=int, default=256)
     parser.add_argument("--lpips-batch", type=int, default=8)
-    parser.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
+    parser.add_argument("--lpips-backbone", default="alexnet", choices=["alexnet", "vgg16"])
 
 
 def _weights(spec, backbone="vgg16"):
@@ -94,15 +94,16 @@ def interleaved(entries, *, batch, size, steps, warmup, jit, cpu=None):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def lpips_throughput(net, size, batch, steps=10, warmup=2):
+def lpips_throughput(backbone, size, batch, steps=10, warmup=2):
     from tfrestore.metrics.lpips import LPIPSNetwork, get_lpips_network
     from tfrestore.utils import WeightsNotFoundError
 
     try:
-        network, note = get_lpips_network(net), "official weights"
+        network, note = get_lpips_network(backbone), "official weights"
     except WeightsNotFoundError:
-        channels = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}[net]
-        network = LPIPSNetwork(net, None, [np.full(c, 0.1, "float32") for c in channels], "float32")
+        channels = {"alexnet": (64, 192, 384, 256, 256), "vgg16": (64, 128, 256, 512, 512)}
+        lins = [np.full(c, 0.1, "float32") for c in channels[backbone]]
+        network = LPIPSNetwork(backbone, None, lins, "float32")
         note = "random weights (official files not found; timing is the same)"
     rng = np.random.default_rng(0)
     a = tf.constant(rng.uniform(size=(batch, size, size, 3)).astype("float32"))
@@ -145,7 +146,8 @@ def run(args):
     ratio = results["PDL identity (paper default)"] / ref
     print(f"PDL / PerceptualLoss step-time ratio: {ratio:.3f} (paper: 1.00; target <= 1.05: "
           f"{'OK' if ratio <= 1.05 else 'ABOVE'})")
-    ips, note = lpips_throughput(args.lpips_net, args.lpips_size, args.lpips_batch)
-    print(f"LPIPS-{args.lpips_net} metric throughput at {args.lpips_size}x{args.lpips_size}, batch "
+    ips, note = lpips_throughput(args.lpips_backbone, args.lpips_size, args.lpips_batch)
+    print(f"LPIPS-{args.lpips_backbone} metric throughput at "
+          f"{args.lpips_size}x{args.lpips_size}, batch "
           f"{args.lpips_batch}: {ips:.1f} image pairs/s ({note})")
     return 0

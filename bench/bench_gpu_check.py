@@ -97,7 +97,7 @@ def _make_loss(name, cfg, smoke):
     if name == "Perceptual":
         return PerceptualLoss(weights=None)
     if name == "PDL":
-        return PDLoss(layers="block4_conv3", weights=None)
+        return PDLoss(layers="relu4_3", weights=None)
     if name == "D2SM exact windows":
         return D2SMLoss(weights=None, patch_size=cfg["patch"], patch_stride=cfg["stride"],
                         patch_mode="image")

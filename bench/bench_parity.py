@@ -35,7 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=12, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--layer", default="block4_conv3")
+    parser.add_argument("--layer", default="relu4_3")
     parser.add_argument("--weights", default="auto", help="VGG16 weights (see bench distribution)")
     parser.add_argument("--jit", action="store_true")
     parser.add_argument(

@@ -325,9 +325,9 @@ def diffloss_weights():
                   "$TFRESTORE_WEIGHTS_DIR to include DiffLoss")
 
 
-def _lpips_kwargs(net, weights):
+def _lpips_kwargs(backbone, weights):
     if weights == "none":
-        chans = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}[net]
+        chans = {"alexnet": (64, 192, 384, 256, 256), "vgg16": (64, 128, 256, 512, 512)}[backbone]
         return dict(weights=None, lin_weights=[[1.0] * c for c in chans])
     return dict(weights="torchvision")
 
@@ -349,12 +349,12 @@ def build_term(kind, settings):
         return L.ContextualLoss(dict(CONTEXTUAL_LAYERS), backbone="vgg16", weights=w,
                                 seed=settings["seed"])
     if kind == "lpips_vgg":
-        return L.LPIPSLoss(net="vgg", **_lpips_kwargs("vgg", settings["weights"]))
+        return L.LPIPSLoss(backbone="vgg16", **_lpips_kwargs("vgg16", settings["weights"]))
     if kind == "d2sm_queue":
-        return L.D2SMLoss(backbone="vgg16", layer="conv5_3", weights=w, patch_size=None,
+        return L.D2SMLoss(backbone="vgg16", layers="conv5_3", weights=w, patch_size=None,
                           queue_size=settings["queue"], image_size=(crop, crop))
     if kind == "d2sm_patches":
-        return L.D2SMLoss(backbone="vgg16", layer="conv5_3", weights=w, patch_size=crop // 2,
+        return L.D2SMLoss(backbone="vgg16", layers="conv5_3", weights=w, patch_size=crop // 2,
                           patch_stride=crop // 4)
     if kind == "diffloss":
         if settings["weights"] == "none":  # exercises the path with a tiny random UNet
@@ -511,7 +511,7 @@ class Evaluator:
             semantic_similarity,
         )
 
-        lp = _lpips_kwargs("alex", self.s["weights"])
+        lp = _lpips_kwargs("alexnet", self.s["weights"])
         outs, rows = [], []
         for clean, noisy in zip(self.data.test_clean, self.data.test_noisy):
             if model is None:
@@ -522,7 +522,7 @@ class Evaluator:
             rows.append((
                 float(np.asarray(psnr(c, r))[0]),
                 float(np.asarray(ssim(c, r))[0]),
-                float(np.asarray(lpips(c, r, net="alex", **lp))[0]),
+                float(np.asarray(lpips(c, r, backbone="alexnet", **lp))[0]),
             ))
             outs.append(out)
         feats = semantic_features(self._tiles(outs), weights=self.backbone_weights)

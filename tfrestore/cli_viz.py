@@ -18,7 +18,7 @@ EPILOG = """examples:
 
   # clean vs restored (files matched by sorted name), torchvision VGG16 weights
   tfrestore viz --set clean=gt/ --set restored=out/ --backbone vgg16 \\
-      --layer conv5_3 --weights torchvision --out map.png"""
+      --layers conv5_3 --weights torchvision --out map.png"""
 
 _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 
@@ -74,7 +74,7 @@ def add_arguments(parser):
         "--backbone", default="vgg19", help="feature network: vgg16, vgg19, ... (default vgg19)"
     )
     parser.add_argument(
-        "--layer", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)"
+        "--layers", default="conv5_4", help="backbone layer (conv5_4 = before the ReLU)"
     )
     parser.add_argument(
         "--weights",
@@ -126,7 +126,7 @@ def run(args):
             args.out,
             title=args.title,
             backbone=args.backbone,
-            layer=args.layer,
+            layers=args.layers,
             weights=weights,
             patch_size=args.patch_size,
             patch_stride=args.patch_stride,

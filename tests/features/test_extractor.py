@@ -46,12 +46,18 @@ def test_vgg_pre_and_post_activation_taps(backbone, n_convs, rng):
     assert len(names) == 2 * sum(n_convs) + 5  # conv + relu per convolution, one pool per block
 
 
-def test_keras_aliases_return_the_same_tensor_under_the_requested_key(rng):
-    fx = get_feature_extractor("vgg16", ["block4_conv3", "relu4_3", "block2_pool"], weights=None)
-    f = fx(_images(rng))
-    assert list(f) == ["block4_conv3", "relu4_3", "block2_pool"]
-    np.testing.assert_array_equal(f["block4_conv3"], f["relu4_3"])
-    assert f["block2_pool"].shape == (2, 8, 8, 128)
+def test_keras_block_names_are_refused_with_their_equivalent():
+    with pytest.raises(ValueError, match=r"'block4_conv3' is a Keras Applications name.*"
+                                         r"use 'relu4_3'.*'conv4_3' is the one before"):
+        get_feature_extractor("vgg16", ["block4_conv3"], weights=None)
+    with pytest.raises(ValueError, match=r"'block2_pool'.*use 'pool2'\.$"):
+        get_feature_extractor("vgg19", "block2_pool", weights=None)
+    from tfrestore.losses import D2SMLoss, PDLoss
+
+    with pytest.raises(ValueError, match="use 'relu5_4'"):
+        D2SMLoss(layers="block5_conv4", weights=None)
+    with pytest.raises(ValueError, match="use 'relu2_2'"):
+        PDLoss(layers={"block2_conv2": 1.0}, weights=None)
 
 
 @pytest.mark.parametrize(

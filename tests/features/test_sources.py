@@ -182,7 +182,7 @@ def test_keras_imagenet_vgg19_from_weights_dir(tmp_path, monkeypatch, rng):
     _write_legacy_h5(app, tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
     monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(tmp_path))
     fx = get_feature_extractor(
-        "vgg19", ["relu1_2", "block3_conv4", "conv5_4", "relu5_4", "pool5"], weights="imagenet"
+        "vgg19", ["relu1_2", "relu3_4", "conv5_4", "relu5_4", "pool5"], weights="imagenet"
     )
     assert fx.preprocessing.spec == "caffe" and fx.weights == "imagenet"
 
@@ -195,7 +195,7 @@ def test_keras_imagenet_vgg19_from_weights_dir(tmp_path, monkeypatch, rng):
     ]
     feats = fx(x)
     _assert_features_close(feats["relu1_2"], ref[0], "relu1_2")
-    _assert_features_close(feats["block3_conv4"], ref[1], "block3_conv4")
+    _assert_features_close(feats["relu3_4"], ref[1], "relu3_4")
     _assert_features_close(feats["relu5_4"], ref[3], "relu5_4")
     _assert_features_close(feats["pool5"], ref[4], "pool5")
     # pre-ReLU conv5_4 = block5_conv4's kernel applied linearly to block5_conv3

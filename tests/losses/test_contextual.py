@@ -161,12 +161,12 @@ def test_vgg_backbone_default_layer(rng):
     from tfrestore.features import get_feature_extractor
 
     y, p = _pair(rng, shape=(2, 32, 32, 3))
-    loss = ContextualLoss(weights=None, layers={"block4_conv3": 1.0, "relu2_2": 0.5}, distance="l2")
-    fx = get_feature_extractor("vgg16", ["block4_conv3", "relu2_2"], weights=None)
+    loss = ContextualLoss(weights=None, layers={"relu4_3": 1.0, "relu2_2": 0.5}, distance="l2")
+    fx = get_feature_extractor("vgg16", ["relu4_3", "relu2_2"], weights=None)
     ft, fp = fx(y), fx(p)
     ref = sum(
         w * np_contextual(np.asarray(fp[n]), np.asarray(ft[n]), "l2")
-        for n, w in (("block4_conv3", 1.0), ("relu2_2", 0.5))
+        for n, w in (("relu4_3", 1.0), ("relu2_2", 0.5))
     )
     np.testing.assert_allclose(loss.call(y, p), ref, rtol=1e-3)
     with pytest.raises(ValueError, match="Unknown vgg16 layer"):

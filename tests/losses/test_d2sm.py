@@ -471,7 +471,7 @@ def test_keras_model_as_feature_extractor(rng):
     clone = D2SMLoss.from_config(loss.get_config())  # rebuilt from the model config (seeded init)
     with pytest.warns(UserWarning, match="freshly initialised weights"):
         np.testing.assert_allclose(clone(y, p), loss(y, p), rtol=1e-5)
-    assert fx.trainable_weights, "the user's model is not modified"
+    assert not fx.trainable, "used frozen, as by every feature loss (FeatureSource)"
 
 
 def test_default_backbone_is_vgg19_conv5_4_pre_relu(rng):
@@ -490,8 +490,10 @@ def test_default_backbone_is_vgg19_conv5_4_pre_relu(rng):
     with tf.GradientTape() as tape:
         v = tf.reduce_mean(loss(y, yp))
     assert np.any(tape.gradient(v, yp).numpy() != 0)
-    div2k = D2SMLoss(weights=None, patch_size=None, normalization="div2k_mean", reduction=None)
-    assert div2k._holder.value.preprocessing.spec["mean"] == pytest.approx([0.4488, 0.4371, 0.4040])
+    div2k = D2SMLoss(weights=None, patch_size=None, preprocessing="div2k_mean", reduction=None)
+    mean = div2k._source.network().preprocessing.spec["mean"]
+    assert mean == pytest.approx([0.4488, 0.4371, 0.4040])
+    assert D2SMLoss.from_config(div2k.get_config()).preprocessing == "div2k_mean"
 
 
 def test_mixed_float16_feature_extractor(rng):
@@ -533,9 +535,14 @@ def test_bad_arguments_raise_clear_errors(rng):
     with pytest.raises(ValueError, match="NaN or Inf"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=8)(y, np.full_like(p, np.inf))
     with pytest.raises(ValueError, match="Unknown vgg19 layer"):
-        D2SMLoss(weights=None, layer="conv9_9")
-    with pytest.raises(ValueError, match="not an output"):
-        D2SMLoss(feature_extractor=lambda x: {"a": x}, layer="b", patch_size=None)(y, p)
+        D2SMLoss(weights=None, layers="conv9_9")
+    with pytest.raises(ValueError, match=r"`layers` asks for \['b'\].*returns \['a'\]"):
+        D2SMLoss(feature_extractor=lambda x: {"a": x}, layers="b", patch_size=None)(y, p)
+    with pytest.raises(ValueError, match="D2SM compares one layer"):
+        D2SMLoss(feature_extractor=lambda x: {"a": x, "b": x}, patch_size=None)(y, p)
+    with pytest.raises(ValueError, match="D2SMLoss compares the features of one layer"):
+        D2SMLoss(weights=None, layers=["conv5_4", "conv4_4"])
+    assert D2SMLoss(weights=None, layers=["relu1_2"], patch_size=None).layers == "relu1_2"
     with pytest.raises(ValueError, match="fewer than 3 samples"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:1], p[:1])
     with pytest.raises(ValueError, match="patch_mode='feature' was removed.*patch_mode='image'"):
@@ -548,7 +555,7 @@ def test_bad_arguments_raise_clear_errors(rng):
         (dict(divergence="kld"), "divergence"),
         (dict(kl_reduction="sum"), "kl_reduction"),
         (dict(patch_mode="fast"), "patch_mode"),
-        (dict(normalization="imagenet"), "normalization"),
+        (dict(preprocessing="imagenet"), "preprocessing"),
         (dict(queue_size=-1), "queue_size"),
         (dict(patch_size=0), "patch_size"),
         (dict(patch_size=None, group_by_image=True), "group_by_image"),

@@ -168,7 +168,7 @@ def test_keras_model_extractor_round_trips_through_keras_file(tmp_path, rng):
         warnings.simplefilter("error")  # no "fresh weights" warning after a proper load
         loaded = keras.models.load_model(path)
         new = loaded.loss.losses[1]
-        for a, b in zip(new._holder.value.get_weights(), loss._holder.value.get_weights()):
+        for a, b in zip(new._source.network().get_weights(), loss._source.network().get_weights()):
             np.testing.assert_array_equal(a, b)
         with new.frozen_queue():
             np.testing.assert_allclose(float(new(y, p)), before, rtol=1e-6)
@@ -183,7 +183,8 @@ def test_keras_model_extractor_round_trips_through_weights_file(tmp_path, rng):
     other, other_loss = _compiled_with_keras_extractor(seed=2)  # different extractor weights
     assert not np.allclose(other_loss(y, p), loss(y, p), rtol=1e-3, atol=0)
     other.load_weights(tmp_path / "w.weights.h5")
-    for a, b in zip(other_loss._holder.value.get_weights(), loss._holder.value.get_weights()):
+    other_net, net = other_loss._source.network(), loss._source.network()
+    for a, b in zip(other_net.get_weights(), net.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 

@@ -11,7 +11,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 from bench.bench_d2sm_signal import measure, parse_temperatures  # noqa: E402
 
 # A small random backbone keeps these tests fast; the arithmetic is backbone-agnostic.
-ALEX = dict(backbone="alexnet", layer="conv2", weights=None)
+ALEX = dict(backbone="alexnet", layers="conv2", weights=None)
 
 
 def test_parse_temperatures():

@@ -241,7 +241,7 @@ def test_stateful_term_in_list_trains_and_logs(rng, strategy):
     with strategy.scope():
         model = _restorer()
         d2sm = D2SMLoss(
-            backbone="vgg16", layer="conv2_2", weights=None, patch_size=None, queue_size=16,
+            backbone="vgg16", layers="conv2_2", weights=None, patch_size=None, queue_size=16,
             image_size=(16, 16),
         )
         model.compile(optimizer="adam", loss=[L1(), d2sm], loss_weights=[1.0, 0.1])

@@ -12,7 +12,8 @@ from tfrestore.utils import WeightsNotFoundError
 
 NAMES = ["I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp"]
 PUBLISHED_ALEX = np.array([0.7237, 0.2572, 0.05079, 0.05205, 0.4253])  # results_official.csv
-CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+CHANNELS = {"alexnet": (64, 192, 384, 256, 256), "vgg16": (64, 128, 256, 512, 512)}
+LIN_FILE = {"alexnet": "lpips_v0.1_alex.npz", "vgg16": "lpips_v0.1_vgg.npz"}
 
 
 @pytest.fixture
@@ -40,12 +41,12 @@ def _load_pairs(data_dir):
 @pytest.mark.weights
 def test_alex_reproduces_published_tid2013_values(lpips_weights, data_dir):
     ref, dist = _load_pairs(data_dir)
-    values = np.asarray(lpips(ref, dist, net="alex"))
+    values = np.asarray(lpips(ref, dist, backbone="alexnet"))
     np.testing.assert_allclose(values, PUBLISHED_ALEX, atol=1e-3)
     # measured residual is < 1e-4; keep a margin only for BLAS differences
     assert np.max(np.abs(values - PUBLISHED_ALEX)) < 2e-4
-    np.testing.assert_allclose(lpips(dist, ref, net="alex"), values, atol=1e-6)  # symmetric
-    np.testing.assert_array_equal(lpips(ref[:2], ref[:2], net="alex"), 0.0)
+    np.testing.assert_allclose(lpips(dist, ref, backbone="alexnet"), values, atol=1e-6)  # symmetric
+    np.testing.assert_array_equal(lpips(ref[:2], ref[:2], backbone="alexnet"), 0.0)
 
 
 def np_lpips_head(f0, f1, lins):
@@ -62,35 +63,36 @@ def np_lpips_head(f0, f1, lins):
 
 
 @pytest.mark.weights
-@pytest.mark.parametrize("net", ["alex", "vgg"])
-def test_head_scaling_and_taps_match_numpy(net, weights_dir, monkeypatch, rng):
+@pytest.mark.parametrize("backbone", ["alexnet", "vgg16"])
+def test_head_scaling_and_taps_match_numpy(backbone, weights_dir, monkeypatch, rng):
     """The official scaling layer on [-1, 1] inputs and the raw torchvision trunk."""
     from tfrestore.features import get_feature_extractor
 
-    if not (weights_dir / f"lpips_v0.1_{net}.npz").is_file():
+    if not (weights_dir / LIN_FILE[backbone]).is_file():
         pytest.skip("LPIPS weights not available")
     monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
     x0 = rng.uniform(size=(2, 64, 64, 3)).astype("float32")
     x1 = np.clip(x0 + rng.normal(0, 0.1, x0.shape), 0, 1).astype("float32")
-    backbone = {"alex": "alexnet", "vgg": "vgg16"}[net]
-    fx = get_feature_extractor(backbone, list(LPIPS_LAYERS[net]), "torchvision", preprocessing="none")
+    fx = get_feature_extractor(
+        backbone, list(LPIPS_LAYERS[backbone]), "torchvision", preprocessing="none"
+    )
     shift = np.array([-0.030, -0.088, -0.188], np.float32)
     scale = np.array([0.458, 0.448, 0.450], np.float32)
     f0 = fx(((2 * x0 - 1) - shift) / scale)
     f1 = fx(((2 * x1 - 1) - shift) / scale)
-    with np.load(weights_dir / f"lpips_v0.1_{net}.npz") as data:
+    with np.load(weights_dir / LIN_FILE[backbone]) as data:
         lins = [data[f"lin{k}.model.1.weight"].reshape(-1) for k in range(5)]
-    taps = LPIPS_LAYERS[net]
+    taps = LPIPS_LAYERS[backbone]
     ref = np_lpips_head([f0[n] for n in taps], [f1[n] for n in taps], lins)
-    got = np.asarray(lpips(x0, x1, net=net))
+    got = np.asarray(lpips(x0, x1, backbone=backbone))
     np.testing.assert_allclose(got, ref, rtol=1e-4)
-    np.testing.assert_allclose(lpips(x1, x0, net=net), got, rtol=1e-5)
-    assert [w.shape[0] for w in load_lin_weights(net)] == list(CHANNELS[net])
+    np.testing.assert_allclose(lpips(x1, x0, backbone=backbone), got, rtol=1e-5)
+    assert [w.shape[0] for w in load_lin_weights(backbone)] == list(CHANNELS[backbone])
 
 
-def _random_lins(net="alex", seed=0):
+def _random_lins(backbone="alexnet", seed=0):
     r = np.random.default_rng(seed)
-    return [np.abs(r.normal(0.1, 0.05, c)).astype("float32") for c in CHANNELS[net]]
+    return [np.abs(r.normal(0.1, 0.05, c)).astype("float32") for c in CHANNELS[backbone]]
 
 
 def test_loss_conformance_with_random_backbone(rng):
@@ -155,7 +157,7 @@ def test_metric_streams_and_equals_the_loss(lpips_weights, rng):
     np.testing.assert_allclose(float(m.result()), values.mean(), rtol=1e-5)
     np.testing.assert_allclose(LPIPSLoss(reduction=None)(y, p), values, rtol=1e-4)
     clone = LPIPS.from_config(m.get_config())
-    assert clone.get_config() == m.get_config() and clone.net == "alex"
+    assert clone.get_config() == m.get_config() and clone.backbone == "alexnet"
 
 
 def test_offline_without_weights_names_the_files(tmp_path, monkeypatch):
@@ -169,17 +171,19 @@ def test_offline_without_weights_names_the_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(WeightsNotFoundError) as info:
-        LPIPSNetwork("alex")
+        LPIPSNetwork("alexnet")
     msg = str(info.value)
     assert "lpips_v0.1_alex.npz" in msg and "alexnet_torchvision_features.npz" in msg
     with pytest.raises(WeightsNotFoundError, match="explicit path"):
-        LPIPSNetwork("vgg", lin_weights=tmp_path / "missing.npz")
+        LPIPSNetwork("vgg16", lin_weights=tmp_path / "missing.npz")
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="`net` must be one of"):
-        LPIPS(net="squeeze")
-    with pytest.raises(ValueError, match="`net` must be one of"):
-        LPIPSLoss(net="squeeze", weights=None)
+    with pytest.raises(ValueError, match="`backbone` must be one of"):
+        LPIPS(backbone="squeeze")
+    with pytest.raises(ValueError, match=r"net='alex'.* is backbone='alexnet'"):
+        LPIPSLoss(backbone="alex", weights=None)
     with pytest.raises(ValueError, match="channels"):
-        LPIPSLoss(weights=None, lin_weights=_random_lins("vgg"))
+        LPIPSLoss(weights=None, lin_weights=_random_lins("vgg16"))
+    loss = LPIPSLoss(backbone="vgg16", weights=None, lin_weights=_random_lins("vgg16"))
+    assert LPIPSLoss.from_config(loss.get_config()).backbone == "vgg16"

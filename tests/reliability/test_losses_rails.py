@@ -168,7 +168,7 @@ def _exact_w1(u, v):
 @pytest.mark.parametrize("n,m,q,rtol", [(100, 100, 1000, 1e-9), (144, 256, 2304, 1e-9),
                                          (144, 256, 65536, 3e-4)])
 def test_pdl_quantile_resampling_matches_exact_wasserstein(n, m, q, rtol):
-    from tfrestore.losses.pdl import wasserstein_1d
+    from tfrestore.losses.wasserstein import wasserstein_1d
 
     rng = np.random.default_rng(0)
     u, v = rng.normal(size=(20, n)), rng.normal(size=(20, m))  # W small: tails matter
@@ -193,10 +193,10 @@ _RANGE_LOSSES = {
     "contextual": lambda: __import__("tfrestore.losses", fromlist=["x"]).ContextualLoss(
         layers="relu2_2", weights=None),
     "d2sm": lambda: __import__("tfrestore.losses", fromlist=["x"]).D2SMLoss(
-        weights=None, layer="relu2_2", image_size=(32, 32), patch_size=None),
+        weights=None, layers="relu2_2", image_size=(32, 32), patch_size=None),
     "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
         {"relu2_2": 1.0}, weights=None),
-    "pdl": lambda: PDLoss(layers="block2_conv2", weights=None),
+    "pdl": lambda: PDLoss(layers="relu2_2", weights=None),
     "ssim": lambda: __import__("tfrestore.losses", fromlist=["x"]).SSIMLoss(),
 }
 
@@ -291,16 +291,14 @@ def test_an_empty_replica_batch_passes_the_checks():
 
 # ------------------------------------------------------------------ item 8
 def _frozen_network_variables(loss):
-    from tfrestore.losses import LPIPSLoss, PerceptualLoss
+    from tfrestore.losses import LPIPSLoss
 
     if isinstance(loss, DiffLoss):
         net = loss._holder.value
     elif isinstance(loss, LPIPSLoss):
-        net = loss._holder.value.extractor.model
-    elif isinstance(loss, PerceptualLoss):
-        net = loss._holder.value.model
+        net = loss._holder.value.source.network().model
     else:
-        net = loss._source._holder.value.model
+        net = loss._source.network().model
     return net.variables
 
 
@@ -308,7 +306,7 @@ _FROZEN = {
     "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
         {"relu2_2": 1.0}, weights=None),
     "lpips": _RANGE_LOSSES["lpips"],
-    "pdl": lambda: PDLoss(layers="block2_conv2", weights=None),
+    "pdl": lambda: PDLoss(layers="relu2_2", weights=None),
     "diffloss": lambda: DiffLoss(unet="adm_tiny", weights=None),
 }
 

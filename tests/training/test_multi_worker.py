@@ -40,7 +40,7 @@ def base_config(**train_extra):
                 "weight": 0.5,
                 "args": {
                     "backbone": "vgg16",
-                    "layer": "relu1_2",
+                    "layers": "relu1_2",
                     "weights": None,
                     "patch_size": None,
                     "queue_size": 16,
@@ -51,7 +51,7 @@ def base_config(**train_extra):
                 "type": "PDLoss",
                 "weight": 0.1,
                 "args": {
-                    "layers": "block1_conv2",
+                    "layers": "relu1_2",
                     "weights": None,
                     "projection": "random_sphere",
                     "projection_multiple": 1.0,
@@ -299,7 +299,7 @@ def test_pdl_draw_counter_is_saved_with_the_weights(tmp_path):
         model = keras.Sequential(
             [keras.Input((16, 16, 3)), keras.layers.Conv2D(3, 3, padding="same")]
         )
-        loss = PDLoss(layers="block1_conv2", weights=None, projection="random_sphere")
+        loss = PDLoss(layers="relu1_2", weights=None, projection="random_sphere")
         model.compile(optimizer="adam", loss=loss)
         return model
 

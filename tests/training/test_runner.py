@@ -40,7 +40,7 @@ def tiny_config(**extra):
                 "weight": 0.5,
                 "args": {
                     "backbone": "vgg16",
-                    "layer": "relu1_2",
+                    "layers": "relu1_2",
                     "weights": None,
                     "patch_size": None,
                     "queue_size": 8,

@@ -104,7 +104,7 @@ def test_command_line_with_random_vgg(tmp_path, rng):
             "32",
             "--backbone",
             "vgg16",
-            "--layer",
+            "--layers",
             "conv5_3",
             "--weights",
             "none",

@@ -2,7 +2,7 @@
 
 A :class:`BackboneSpec` says how to build a backbone as a Keras functional model
 (input: an already preprocessed NHWC image of any size), how to load each weight
-format into it, which layer names may be tapped and what aliases they have. The
+format into it, which layer names may be tapped and which Keras names they refuse. The
 geometry helpers compute stride, receptive field and minimum input size of every
 layer by walking the functional graph, so they hold for any backbone.
 """
@@ -29,8 +29,9 @@ class BackboneSpec:
     loaders: dict
     #: {"imagenet": KnownWeights, "torchvision": KnownWeights}
     known_weights: dict
-    #: fn(name) -> canonical layer name or None
-    alias: Callable[[str], str | None] = lambda name: None
+    #: fn(name) -> the tfrestore name of a Keras Applications layer name (which is
+    #: refused with a ValueError naming it), or None
+    keras_equivalent: Callable[[str], str | None] = lambda name: None
     #: names listed in "unknown layer" errors (None: every layer)
     main_layers: Callable[[keras.Model], list] | None = None
     #: layers never offered as taps (e.g. padding helpers)

@@ -96,9 +96,19 @@ class _Backbone:
             raise TypeError(f"layer names must be strings, got {name!r}.")
         if name in self._valid:
             return name
-        alias = self.spec.alias(name)
-        if alias is not None and alias in self.geometry:
-            return alias
+        equivalent = self.spec.keras_equivalent(name)
+        if equivalent is not None and equivalent in self.geometry:
+            why = ""
+            if equivalent.startswith("relu"):
+                why = (
+                    f" Keras fuses the ReLU into its Conv2D, so {name!r} is the output "
+                    f"after the ReLU; {equivalent.replace('relu', 'conv')!r} is the one before."
+                )
+            raise ValueError(
+                f"{self.spec.name} layer {name!r} is a Keras Applications name; tfrestore "
+                f"names layers torchvision-style (see tfrestore.features): use "
+                f"{equivalent!r}.{why}"
+            )
         valid = self.layer_names
         close = difflib.get_close_matches(name, valid, n=3)
         hint = f" Did you mean {close}?" if close else ""
@@ -203,7 +213,7 @@ class FeatureExtractor:
 
     @property
     def valid_layers(self):
-        """Every layer name of the backbone that can be tapped (aliases excluded)."""
+        """Every layer name of the backbone that can be tapped."""
         return list(self._backbone.layer_names)
 
     @property
@@ -224,11 +234,12 @@ def get_feature_extractor(
 
     Args:
         backbone: ``"vgg16"``, ``"vgg19"``, ``"alexnet"``, ``"resnet50"`` or ``"resnet101"``.
-        layers: a layer name or a list of them. VGG: ``conv{b}_{i}`` (before the
-            ReLU), ``relu{b}_{i}``, ``pool{b}``, with Keras aliases
-            ``block{b}_conv{i}`` (= ``relu{b}_{i}``) and ``block{b}_pool``. AlexNet:
-            ``conv1..5``, ``relu1..5``, ``pool1``, ``pool2``, ``pool5``. ResNet: the
-            Keras layer names (``conv4_block6_out`` ...).
+        layers: a layer name or a list of them, in the scheme of
+            :mod:`tfrestore.features`: VGG ``conv{b}_{i}`` (before the ReLU),
+            ``relu{b}_{i}``, ``pool{b}``; AlexNet ``conv1..5``, ``relu1..5``,
+            ``pool1``, ``pool2``, ``pool5``; ResNet the Keras layer names
+            (``conv4_block6_out`` ...). Keras' VGG names (``block4_conv3``) are
+            refused with the equivalent (``relu4_3``).
         weights: ``"imagenet"`` (Keras Applications weights, Caffe preprocessing),
             ``"torchvision"`` (VGG/AlexNet, ImageNet mean/std preprocessing), a
             file path (``.npz``/``.pth`` torch state dict or Keras ``.h5``), or

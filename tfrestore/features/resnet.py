@@ -54,27 +54,16 @@ def _random_init(model, seed=0):
             layer.gamma.assign(np.full(layer.gamma.shape, 0.2, "float32"))
 
 
-def _load_keras(name, model, path):
-    try:
-        model.load_weights(path)
-    except OSError as exc:  # h5py cannot open a truncated/damaged file
-        from tfrestore.utils.weights import CorruptWeightsError
-
-        raise CorruptWeightsError.for_file(path, exc) from exc
-    except Exception as exc:
-        raise ValueError(
-            f"Could not load {path!r} into keras.applications.{name} (include_top=False): "
-            f"{exc}. Expected the official `{name}_weights_tf_dim_ordering_tf_kernels_notop.h5` "
-            f"or a weights file saved from that model."
-        ) from exc
-
-
 def _spec(name):
     filename = f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
     return BackboneSpec(
         name=name,
         build=lambda: build_resnet(name),
-        loaders={sources.KERAS_FORMAT: lambda model, path: _load_keras(name, model, path)},
+        loaders={
+            sources.KERAS_FORMAT: lambda model, path: sources.load_keras_weights(
+                model, path, name, "ResNet50" if name == "resnet50" else "ResNet101"
+            )
+        },
         known_weights={
             "imagenet": sources.KnownWeights(
                 format=sources.KERAS_FORMAT,

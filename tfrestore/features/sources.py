@@ -222,6 +222,22 @@ def lookup(state, key, shape, path, backbone):
     )
 
 
+def load_keras_weights(model, path, backbone, app_name):
+    """``model.load_weights(path)`` for a ``keras.applications`` model, with errors
+    naming the file (damaged: :class:`CorruptWeightsError`) and the expected one."""
+    try:
+        model.load_weights(path)
+    except OSError as exc:  # h5py cannot open a truncated/damaged file
+        raise weights_utils.CorruptWeightsError.for_file(path, exc) from exc
+    except Exception as exc:
+        raise ValueError(
+            f"Could not load {path!r} into keras.applications.{app_name}"
+            f"(include_top=False): {exc}. Expected the official "
+            f"`{backbone}_weights_tf_dim_ordering_tf_kernels_notop.h5` or a weights file saved "
+            f"from that model."
+        ) from exc
+
+
 def conv_kernel_from_torch(weight):
     """PyTorch OIHW -> Keras HWIO."""
     return np.transpose(weight, (2, 3, 1, 0))

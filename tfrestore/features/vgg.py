@@ -4,8 +4,9 @@
 pre-activation features some losses need (D2SM's "VGG54" is conv5_4 *before* its
 ReLU) are not reachable there. This module builds the same network with a linear
 ``Conv2D`` named ``conv{b}_{i}`` followed by a ``ReLU`` named ``relu{b}_{i}`` and
-pooling layers ``pool{b}``; Keras names are aliases (``block4_conv3`` is
-``relu4_3``, ``block4_pool`` is ``pool4``).
+pooling layers ``pool{b}``. Keras' names are refused with their equivalent
+(``block4_conv3`` is ``relu4_3``, ``block4_pool`` is ``pool4``), see
+:mod:`tfrestore.features`.
 
 Weights load from the official Keras files (legacy ``.h5`` or Keras 3
 ``.weights.h5`` of ``keras.applications.VGG16/19(include_top=False)``) or from a
@@ -30,7 +31,7 @@ import keras
 from tfrestore.features import sources
 from tfrestore.features.backbone import BackboneSpec
 
-__all__ = ["build_vgg", "torchvision_indices", "VGG16", "VGG19"]
+__all__ = ["build_vgg", "keras_equivalent", "torchvision_indices", "VGG16", "VGG19"]
 
 _CONVS_PER_BLOCK = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 _WIDTHS = (64, 128, 256, 512, 512)
@@ -72,19 +73,7 @@ def torchvision_indices(name):
 def _load_keras(name, model, path):
     app_cls = keras.applications.VGG16 if name == "vgg16" else keras.applications.VGG19
     app = app_cls(weights=None, include_top=False, input_shape=(None, None, 3))
-    try:
-        app.load_weights(path)
-    except OSError as exc:  # h5py cannot open a truncated/damaged file
-        from tfrestore.utils.weights import CorruptWeightsError
-
-        raise CorruptWeightsError.for_file(path, exc) from exc
-    except Exception as exc:
-        raise ValueError(
-            f"Could not load {path!r} into keras.applications.{app_cls.__name__}"
-            f"(include_top=False): {exc}. Expected the official "
-            f"`{name}_weights_tf_dim_ordering_tf_kernels_notop.h5` or a weights file saved "
-            f"from that model."
-        ) from exc
+    sources.load_keras_weights(app, path, name, app_cls.__name__)
     for b, i, _ in _layout(name):
         model.get_layer(f"conv{b}_{i}").set_weights(
             app.get_layer(f"block{b}_conv{i}").get_weights()
@@ -103,11 +92,16 @@ def _load_torch(name, model, path):
         layer.set_weights([sources.conv_kernel_from_torch(w), bias])
 
 
-_ALIAS = re.compile(r"^block(\d)_(?:conv(\d)|pool)$")
+_KERAS_NAME = re.compile(r"^block(\d)_(?:conv(\d)|pool)$")
 
 
-def _alias(layer_name):
-    m = _ALIAS.match(layer_name)
+def keras_equivalent(layer_name):
+    """The tfrestore name of a ``keras.applications`` VGG layer name (else None).
+
+    >>> keras_equivalent("block4_conv3"), keras_equivalent("block4_pool")
+    ('relu4_3', 'pool4')
+    """
+    m = _KERAS_NAME.match(layer_name)
     if not m:
         return None
     block, conv = m.groups()
@@ -146,7 +140,7 @@ def _spec(name, keras_md5, torch_file):
                 description=f"torchvision {name.upper()} weights ({torch_file})",
             ),
         },
-        alias=_alias,
+        keras_equivalent=keras_equivalent,
     )
 
 

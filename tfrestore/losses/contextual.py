@@ -26,10 +26,11 @@ import warnings
 import keras
 import tensorflow as tf
 
-from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
+from tfrestore.losses._feature_loss import FeatureLossMixin
 from tfrestore.losses.base import RestorationLoss
-from tfrestore.losses.pdl import DEFAULT_LAYER, FeatureSource, extract_pair
+from tfrestore.losses.pdl import DEFAULT_LAYER
 from tfrestore.utils import rng
+from tfrestore.utils.validation import check_choice
 
 __all__ = ["ContextualLoss", "contextual_similarity"]
 
@@ -67,12 +68,12 @@ def contextual_similarity(x, y, distance="cosine", bandwidth=0.5, eps=1e-5):
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
-class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
+class ContextualLoss(FeatureLossMixin, RestorationLoss):
     """Contextual loss ``-log CX`` between the feature sets of prediction and target.
 
     Args:
         layers: feature layer name, list or dict ``{name: weight}`` (default
-            ``"block4_conv3"`` of VGG16, the layer of the PDL paper's comparison;
+            ``"relu4_3"`` of VGG16, the layer of the PDL paper's comparison;
             Mechrez et al. used VGG19 ``relu3_4``/``relu4_4`` for super-resolution,
             pass ``backbone="vgg19", layers=[...]`` for that). Layers are combined as
             a weighted sum.
@@ -100,13 +101,17 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
 
     >>> import numpy as np
     >>> from tfrestore.losses import ContextualLoss
-    >>> loss = ContextualLoss(layers="block1_conv2", weights=None)
+    >>> loss = ContextualLoss(layers="relu1_2", weights=None)
     >>> y = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
     >>> round(float(loss(y, y)), 3)
     0.0
     """
 
     require_same_shape = False  # CX compares sets; sizes may differ
+
+    _config_attrs = (
+        "distance", "bandwidth", "eps", "max_positions", "on_overflow", "seed",
+    )
 
     def __init__(
         self,
@@ -140,8 +145,7 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
             or max_positions < 1
         ):
             raise ValueError(f"`max_positions` must be an integer >= 1, got {max_positions!r}.")
-        if on_overflow not in OVERFLOW:
-            raise ValueError(f"`on_overflow` must be one of {OVERFLOW}, got {on_overflow!r}.")
+        check_choice(on_overflow, OVERFLOW, "on_overflow")
         if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
             raise TypeError(f"`seed` must be an integer, got {seed!r}.")
         self.distance = distance
@@ -150,21 +154,9 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
         self.max_positions = int(max_positions)
         self.on_overflow = on_overflow
         self.seed = int(seed)
-        self._source = FeatureSource(
-            layers, backbone, weights, feature_extractor, DEFAULT_LAYER, self.name, preprocessing
+        self._init_features(
+            layers, backbone, weights, preprocessing, feature_extractor, DEFAULT_LAYER
         )
-        self.layers = self._source.layers
-        self.backbone, self.weights = self._source.backbone, self._source.weights
-        self.preprocessing = self._source.preprocessing
-        if not self._source.custom:
-            self.expected_channels = 3
-        else:
-            self.data_range = None  # a custom extractor defines its own input domain
-
-    def validate(self, y_true, y_pred):
-        y_true, y_pred = super().validate(y_true, y_pred)
-        self._source.check_size(y_pred, y_true, self.name)
-        return y_true, y_pred
 
     def _cap(self, f, layer, which, tag):
         """Enforce ``max_positions`` on ``f`` (B, N, C)."""
@@ -202,13 +194,9 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
         idx = tf.sort(tf.math.top_k(scores, tf.minimum(n_dyn, cap)).indices)
         return tf.gather(f, idx, axis=1)
 
-    def _saved_extractor(self):
-        return self._source.saved_extractor()
-
     def compute(self, y_true, y_pred):
-        self._check_fresh_extractor()
         total = None
-        for index, (layer, weight, fp, ft) in enumerate(extract_pair(self._source, y_true, y_pred)):
+        for index, (layer, weight, fp, ft) in enumerate(self._source.pairs(y_true, y_pred)):
             c = fp.shape[-1]
             x = tf.reshape(fp, (tf.shape(fp)[0], -1, c if c is not None else tf.shape(fp)[-1]))
             y = tf.reshape(ft, (tf.shape(ft)[0], -1, c if c is not None else tf.shape(ft)[-1]))
@@ -221,19 +209,3 @@ class ContextualLoss(ExtractorWeightsMixin, RestorationLoss):
             value = value * weight if weight != 1.0 else value
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "layers": dict(self.layers) if self.layers is not None else None,
-            "backbone": self.backbone,
-            "weights": self.weights,
-            "preprocessing": self.preprocessing,
-            "feature_extractor": self._source.config_value(),
-            "distance": self.distance,
-            "bandwidth": self.bandwidth,
-            "eps": self.eps,
-            "max_positions": self.max_positions,
-            "on_overflow": self.on_overflow,
-            "seed": self.seed,
-        }

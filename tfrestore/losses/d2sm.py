@@ -84,24 +84,23 @@ import numbers
 import keras
 import tensorflow as tf
 
-from tfrestore.losses._extractor_weights import (
-    has_extractor_weights,
-    load_extractor_weights,
-    save_extractor_weights,
-    warn_fresh_extractor,
-)
+from tfrestore.features.feature_source import one_layer
+from tfrestore.features.preprocessing import Preprocessing
+from tfrestore.utils import validation
+from tfrestore.losses._feature_loss import FeatureLossMixin
 from tfrestore.losses._queue import FeatureQueue, QueueOutsideScopeError, keras_step_mode
 from tfrestore.losses._similarity import DIVERGENCES, KL_REDUCTIONS, l2_normalize, set_divergence
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.losses.patches import extract_windows, window_grid
-from tfrestore.utils import validation
-from tfrestore.utils.hidden import Hidden
+from tfrestore.utils.validation import check_choice
 
 __all__ = ["D2SMLoss", "DIV2K_MEAN", "QueueOutsideScopeError"]
 
 #: RGB mean of DIV2K subtracted by the released ``DeST`` (no std division).
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
-NORMALIZATIONS = ("extractor", "div2k_mean")
+#: named ``preprocessing`` values: D2SM's own preset, then the extractor's modes
+PREPROCESSING_NAMES = ("div2k_mean",) + Preprocessing.MODES
+DEFAULT_LAYER = "conv5_4"
 PATCH_MODES = ("image",)
 # Measured on torchvision VGG16 conv5_3 and kodak24 crops (issue 12.2): windows cut
 # from one whole-image feature map gave gradients with cosine 0.3-0.4 to the exact ones
@@ -127,36 +126,33 @@ def _pair(value, arg):
     return value
 
 
-def _call_extractor(fn, images):
-    if isinstance(fn, keras.layers.Layer):
-        return fn(images, training=False)
-    return fn(images)
-
-
 @keras.saving.register_keras_serializable(package="tfrestore")
-class D2SMLoss(RestorationLoss):
+class D2SMLoss(FeatureLossMixin, RestorationLoss):
     """Deep Semantic Statistics Matching loss (per-sample ``(B,)`` output).
 
     Args:
         backbone: feature backbone for :func:`tfrestore.features.get_feature_extractor`
             (default ``"vgg19"``).
-        layer: backbone layer (default ``"conv5_4"``: VGG19 conv5_4 *before* its
-            ReLU, the released code's ``"54"``).
+        layers: the one backbone layer compared, a name or a 1-element list
+            (default ``"conv5_4"``: VGG19 conv5_4 *before* its ReLU, the released
+            code's ``"54"``). With a ``feature_extractor`` returning a dict, the
+            entry to use (None: its only entry).
         weights: backbone weights, as in :mod:`tfrestore.features` (``"imagenet"``,
             ``"torchvision"``, a file path, or ``None`` for seeded random weights).
         feature_extractor: optional Keras model/layer or callable mapping images to
-            a feature map ``(B, h, w, C)`` (or to a dict, from which ``layer`` is
+            a feature map ``(B, h, w, C)`` (or to a dict, from which ``layers`` is
             taken); replaces the backbone. A Keras model/layer is saved with the
             loss (its config, and its weights in the loss's weight store, so
             ``.keras`` / ``.weights.h5`` files restore the same extractor; a loss
             rebuilt from a config alone warns on first use that its extractor has
             fresh weights). Register plain functions with
             ``keras.saving.register_keras_serializable``.
-        normalization: ``"extractor"`` (default: the backbone's own input
-            normalisation; a custom extractor receives ``[0, 1]`` images) or
-            ``"div2k_mean"`` (the released code: subtract the DIV2K RGB mean
-            ``(0.4488, 0.4371, 0.4040)`` and nothing else; meant for
-            ``weights="torchvision"``).
+        preprocessing: None (default: the backbone's own input normalisation; a
+            custom extractor receives ``[0, 1]`` images), ``"div2k_mean"`` (the
+            released code: subtract the DIV2K RGB mean ``(0.4488, 0.4371, 0.4040)``
+            and nothing else; meant for ``weights="torchvision"``), or any
+            preprocessing of :mod:`tfrestore.features` (``"caffe"``, ``"torch"``,
+            ``"none"``, a mean/std dict).
         patch_size, patch_stride: sliding windows (paper: 224 and 56 on 512x512
             crops; ``patch_stride=None`` means ``patch_size``). ``patch_size=None``:
             every whole image is one sample.
@@ -221,13 +217,18 @@ class D2SMLoss(RestorationLoss):
     True
     """
 
+    _config_attrs = (
+        "patch_size", "patch_stride", "patch_mode", "group_by_image", "queue_size",
+        "channels", "divergence", "include_diagonal", "kl_reduction", "eps", "temperature",
+    )
+
     def __init__(
         self,
         backbone="vgg19",
-        layer="conv5_4",
+        layers=None,
         weights="imagenet",
+        preprocessing=None,
         feature_extractor=None,
-        normalization="extractor",
         patch_size=224,
         patch_stride=56,
         patch_mode="image",
@@ -244,20 +245,15 @@ class D2SMLoss(RestorationLoss):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}."
-            )
+        # One layer: D2SM compares the similarity structure of one layer's features.
+        layers = one_layer(layers, "D2SMLoss")
+        if isinstance(preprocessing, str):
+            check_choice(preprocessing, PREPROCESSING_NAMES, "preprocessing")
         if patch_mode == "feature":
             raise ValueError(_FEATURE_MODE_REMOVED)
-        if patch_mode not in PATCH_MODES:
-            raise ValueError(f"`patch_mode` must be one of {PATCH_MODES}, got {patch_mode!r}.")
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"`divergence` must be one of {DIVERGENCES}, got {divergence!r}.")
-        if kl_reduction not in KL_REDUCTIONS:
-            raise ValueError(
-                f"`kl_reduction` must be one of {KL_REDUCTIONS}, got {kl_reduction!r}."
-            )
+        check_choice(patch_mode, PATCH_MODES, "patch_mode")
+        check_choice(divergence, DIVERGENCES, "divergence")
+        check_choice(kl_reduction, KL_REDUCTIONS, "kl_reduction")
         if patch_size is not None:
             if not isinstance(patch_size, numbers.Integral) or patch_size <= 0:
                 raise ValueError(
@@ -287,10 +283,6 @@ class D2SMLoss(RestorationLoss):
                 "patches (patch_size=None) or a queue each set has a single sample. "
                 "Set patch_size or queue_size."
             )
-        self.backbone = backbone
-        self.layer = layer
-        self.weights = weights
-        self.normalization = normalization
         self.patch_size = patch_size
         self.patch_stride = patch_stride
         self.patch_mode = patch_mode
@@ -304,25 +296,13 @@ class D2SMLoss(RestorationLoss):
         self.eps = float(eps)
         self.temperature = None if temperature is None else float(temperature)
 
-        if isinstance(feature_extractor, dict):
-            feature_extractor = keras.saving.deserialize_keras_object(feature_extractor)
-        if feature_extractor is not None and not callable(feature_extractor):
-            raise TypeError(
-                f"`feature_extractor` must be a Keras model/layer or a callable mapping "
-                f"images to a feature map, got {type(feature_extractor).__name__}."
-            )
-        self._custom = feature_extractor is not None
-        if self._custom:
-            extractor = feature_extractor
-            self.data_range = None  # a custom extractor defines its own input domain
-        else:
-            from tfrestore.features import get_feature_extractor
-
-            pre = {"mean": DIV2K_MEAN} if normalization == "div2k_mean" else None
-            extractor = get_feature_extractor(backbone, [layer], weights=weights, preprocessing=pre)
-            self.expected_channels = 3
-        # Hidden: Keras saving must not walk into (or save) the frozen network.
-        self._holder = Hidden(extractor)
+        pre = {"mean": DIV2K_MEAN} if preprocessing == "div2k_mean" else preprocessing
+        self._init_features(
+            layers, backbone, weights, pre, feature_extractor, DEFAULT_LAYER, rank=None
+        )
+        # One name (or None: a user extractor's only output), as given.
+        self.layers = None if self._source.layers is None else next(iter(self._source.layers))
+        self.preprocessing = preprocessing
 
         self._queue = None
         if self.queue_size:
@@ -338,29 +318,13 @@ class D2SMLoss(RestorationLoss):
 
     # ------------------------------------------------------------ features
     def _raw_features(self, images):
-        fn = self._holder.value
-        if self._custom and self.normalization == "div2k_mean":
-            images = images - tf.constant(DIV2K_MEAN[: images.shape[-1] or 3], images.dtype)
-        out = _call_extractor(fn, images)
-        if isinstance(out, dict):
-            if self.layer not in out:
-                raise ValueError(
-                    f"{self.name}: `layer`={self.layer!r} is not an output of the feature "
-                    f"extractor; it returns {sorted(out)}."
-                )
-            out = out[self.layer]
-        if isinstance(out, (list, tuple)):
+        feats = self._source(images)
+        if len(feats) != 1:
             raise ValueError(
-                f"{self.name}: the feature extractor must return one feature map (or a "
-                f"dict with `layer`), got a {type(out).__name__} of {len(out)} tensors."
+                f"{self.name}: the feature_extractor returns {sorted(feats)}; D2SM compares "
+                f"one layer: pass layers='<name>' to choose it."
             )
-        out = tf.convert_to_tensor(out)
-        if out.shape.rank is not None and out.shape.rank < 2:
-            raise ValueError(
-                f"{self.name}: the feature extractor must return (batch, ...) features, "
-                f"got shape {tuple(out.shape)}."
-            )
-        return out
+        return next(iter(feats.values()))
 
     def _output_shape(self, hw):
         spec = tf.TensorSpec((1, hw[0], hw[1], self.channels), tf.float32)
@@ -379,7 +343,7 @@ class D2SMLoss(RestorationLoss):
         if dim == 0:
             raise ValueError(
                 f"{self.name}: the feature map for {hw[0]}x{hw[1]} inputs is empty "
-                f"(shape {tuple(shape)}); the images are too small for `layer`={self.layer!r}."
+                f"(shape {tuple(shape)}); the images are too small for `layers`={self.layers!r}."
             )
         return dim
 
@@ -401,7 +365,7 @@ class D2SMLoss(RestorationLoss):
             if dim == 0:
                 raise ValueError(
                     f"{self.name}: the feature map is empty (shape {tuple(f.shape)}); the "
-                    f"images/windows are too small for `layer`={self.layer!r}."
+                    f"images/windows are too small for `layers`={self.layers!r}."
                 )
         shape = [-1, p, dim] if dim is not None else tf.stack([tf.shape(images)[0], p, -1])
         f = tf.reshape(tf.cast(f, tf.float32), shape)
@@ -437,9 +401,6 @@ class D2SMLoss(RestorationLoss):
 
     # ------------------------------------------------------------ loss
     def compute(self, y_true, y_pred):
-        if getattr(self, "_fresh_extractor", False):
-            self._fresh_extractor = False
-            warn_fresh_extractor(self.name, self._holder.value)
         ctx = tf.distribute.get_replica_context()
         if self._queue is not None:
             self._queue.check_distribution(self.name)
@@ -620,23 +581,20 @@ class D2SMLoss(RestorationLoss):
         if self._queue is not None:
             self._queue.reset()
 
-    def _saved_extractor(self):
-        return self._holder.value if self._custom else None
-
     def save_own_variables(self, store):
         if self._queue is not None:
             self._queue.save(store)
-        save_extractor_weights(store, self._saved_extractor())
+        self._source.save_extractor_weights(store)
 
     def load_own_variables(self, store):
-        if self._queue is None and not has_extractor_weights(self._saved_extractor()):
+        if self._queue is None and self._source.saved_extractor() is None:
             return
         # Keras visits a compiled loss twice (``loss/`` and ``_compile_loss/...``)
         # and forgets a failure when a later visit (with no data) succeeds, so a
         # failed load is remembered per store and raised again.
         failed = getattr(self, "_failed_load", None)
         try:
-            restored = load_extractor_weights(store, self._saved_extractor(), self.name)
+            restored = self._source.load_extractor_weights(store)
             loaded = self._queue.load(store, self.name) if self._queue is not None else False
         except ValueError as e:
             self._failed_load = (id(store), e)
@@ -649,54 +607,10 @@ class D2SMLoss(RestorationLoss):
         if loaded:
             self._failed_load = None
 
-    @classmethod
-    def from_config(cls, config):
-        loss = cls(**config)
-        # A Keras-model extractor rebuilt from its config has fresh weights until
-        # load_own_variables restores the saved ones.
-        loss._fresh_extractor = has_extractor_weights(loss._saved_extractor())
-        return loss
-
-    # ------------------------------------------------------------ config
-    def _serialize_extractor(self):
-        fn = self._holder.value
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Keras warns about lambdas; we raise instead
-            ser = keras.saving.serialize_keras_object(fn)
-        ok = isinstance(ser, dict) and ser.get("class_name") != "__lambda__"
-        if ok and ser.get("class_name") == "function":
-            ok = ">" in str(ser.get("config"))  # "package>name" when registered
-        if not ok:
-            raise ValueError(
-                f"{self.name}: the feature_extractor {fn!r} cannot be serialized (needed by "
-                f"get_config and model.save); use a Keras model/layer or a function "
-                f"decorated with @keras.saving.register_keras_serializable()."
-            )
-        return ser
-
     def get_config(self):
-        fx = None
-        if self._custom:
-            fx = self._serialize_extractor()
         return {
             **super().get_config(),
-            "backbone": self.backbone,
-            "layer": self.layer,
-            "weights": self.weights,
-            "feature_extractor": fx,
-            "normalization": self.normalization,
-            "patch_size": self.patch_size,
-            "patch_stride": self.patch_stride,
-            "patch_mode": self.patch_mode,
-            "group_by_image": self.group_by_image,
-            "queue_size": self.queue_size,
+            "layers": self.layers,  # one name, not the source's {name: weight}
+            "preprocessing": self.preprocessing,  # "div2k_mean" stays a name
             "image_size": list(self.image_size) if self.image_size else None,
-            "channels": self.channels,
-            "divergence": self.divergence,
-            "include_diagonal": self.include_diagonal,
-            "kl_reduction": self.kl_reduction,
-            "eps": self.eps,
-            "temperature": self.temperature,
         }

@@ -22,11 +22,17 @@ class LPIPSLoss(RestorationLoss):
     """LPIPS v0.1 distance between prediction and target, one value per image.
 
     Args:
-        net: ``"alex"`` (default) or ``"vgg"``.
+        backbone: ``"alexnet"`` (default; the lpips package's ``net="alex"``) or
+            ``"vgg16"`` (``net="vgg"``).
         weights: backbone weights: ``"torchvision"`` (default), a file path, or
             None (random backbone, for tests; ``lin_weights`` must then be given).
         lin_weights: path of the LPIPS linear-layer file (default: found by name,
-            ``lpips_v0.1_{net}.npz``), or a list of 5 per-channel weight arrays.
+            ``lpips_v0.1_alex.npz`` / ``lpips_v0.1_vgg.npz``), or a list of 5
+            per-channel weight arrays.
+
+    The tapped layers and the input scaling are part of LPIPS' definition (the
+    linear layers are trained on them), so unlike the other feature losses
+    ``layers``, ``preprocessing`` and ``feature_extractor`` are not arguments.
 
     The backbone runs under the global dtype policy (float16 under
     ``mixed_float16``); normalisation and distances are computed in float32.
@@ -43,12 +49,13 @@ class LPIPSLoss(RestorationLoss):
     expected_channels = 3
 
     def __init__(
-        self, net="alex", weights="torchvision", lin_weights=None, name="lpips_loss", **kwargs
+        self, backbone="alexnet", weights="torchvision", lin_weights=None, name="lpips_loss",
+        **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        from tfrestore.metrics.lpips import LPIPSNetwork, _check_net
+        from tfrestore.metrics.lpips import LPIPSNetwork, check_backbone
 
-        self.net = _check_net(net, name)
+        self.backbone = check_backbone(backbone, name)
         self.weights = weights if weights is None or isinstance(weights, str) else str(weights)
         if lin_weights is not None and not isinstance(lin_weights, (str, list, tuple)):
             lin_weights = str(lin_weights)  # os.PathLike
@@ -57,13 +64,15 @@ class LPIPSLoss(RestorationLoss):
                 [float(v) for v in keras.ops.convert_to_numpy(w).reshape(-1)] for w in lin_weights
             ]
         self.lin_weights = lin_weights
-        self._holder = Hidden(LPIPSNetwork(self.net, self.weights, lin_weights, dtype_policy=None))
+        self._holder = Hidden(
+            LPIPSNetwork(self.backbone, self.weights, lin_weights, dtype_policy=None)
+        )
 
     def validate(self, y_true, y_pred):
         y_true, y_pred = super().validate(y_true, y_pred)
         size = self._holder.value.min_size
         validation.check_min_size(
-            y_pred, size, size, "y_pred", f"the minimum input size of LPIPS-{self.net}",
+            y_pred, size, size, "y_pred", f"the minimum input size of LPIPS-{self.backbone}",
             loss_name=self.name,
         )
         return y_true, y_pred
@@ -75,7 +84,7 @@ class LPIPSLoss(RestorationLoss):
     def get_config(self):
         return {
             **super().get_config(),
-            "net": self.net,
+            "backbone": self.backbone,
             "weights": self.weights,
             "lin_weights": self.lin_weights,
         }

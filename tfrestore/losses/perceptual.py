@@ -38,15 +38,12 @@ model checkpoints; ``get_config`` stores the ``weights`` argument and
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 import tensorflow as tf
 
-from tfrestore.losses._extractor_weights import ExtractorWeightsMixin
+from tfrestore.losses._feature_loss import FeatureLossMixin
 from tfrestore.losses.base import RestorationLoss
-from tfrestore.utils import validation
-from tfrestore.utils.hidden import Hidden
+from tfrestore.utils.validation import check_choice
 
 __all__ = ["PerceptualLoss"]
 
@@ -54,46 +51,15 @@ _CRITERIA = ("l1", "l2", "mse")
 _REDUCTIONS = ("mean", "sum")
 
 
-def _normalise_layers(layers):
-    if layers is None:
-        return {"relu3_3": 1.0}
-    if isinstance(layers, str):
-        return {layers: 1.0}
-    if isinstance(layers, dict):
-        out = {}
-        for name, w in layers.items():
-            if not isinstance(name, str):
-                raise TypeError(f"`layers` keys must be layer names (str), got {name!r}.")
-            if not isinstance(w, numbers.Real) or isinstance(w, bool):
-                raise TypeError(f"`layers[{name!r}]` must be a real weight, got {w!r}.")
-            out[name] = float(w)
-    else:
-        try:
-            names = list(layers)
-        except TypeError:
-            raise TypeError(
-                f"`layers` must be a layer name, a list of names or a dict name -> weight, "
-                f"got {type(layers).__name__}."
-            ) from None
-        out = {}
-        for name in names:
-            if not isinstance(name, str):
-                raise TypeError(f"`layers` entries must be layer names (str), got {name!r}.")
-            out[name] = 1.0
-    if not out:
-        raise ValueError("`layers` must name at least one layer.")
-    return out
-
-
 @keras.saving.register_keras_serializable(package="tfrestore")
-class PerceptualLoss(ExtractorWeightsMixin, RestorationLoss):
+class PerceptualLoss(FeatureLossMixin, RestorationLoss):
     """Weighted feature distances on a frozen backbone; per-sample ``(B,)`` values.
 
     Args:
         layers: dict ``{layer_name: weight}`` (BasicSR's ``layer_weights``), a list
             of names (weight 1 each) or one name. Default ``{"relu3_3": 1.0}``.
-            Names as in :func:`tfrestore.features.get_feature_extractor`
-            (VGG: ``conv4_3`` is pre-ReLU, ``relu4_3`` / ``block4_conv3`` post-ReLU).
+            Names as in :mod:`tfrestore.features` (VGG: ``conv4_3`` is pre-ReLU,
+            ``relu4_3`` post-ReLU, which is Keras' ``block4_conv3``).
         backbone: ``"vgg16"``, ``"vgg19"``, ``"alexnet"``, ``"resnet50"``, ``"resnet101"``.
         weights: ``"imagenet"``, ``"torchvision"``, a weights file path, or ``None``
             (seeded random weights, for tests). Offline use: see
@@ -103,13 +69,16 @@ class PerceptualLoss(ExtractorWeightsMixin, RestorationLoss):
         channel_reduction: ``"mean"`` or ``"sum"`` over the channel axis; the
             spatial positions are always averaged.
         preprocessing: override the input normalisation implied by ``weights``
-            (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict).
+            (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict); with a user
+            ``feature_extractor`` it is applied before calling it (None: images as
+            given).
         feature_extractor: optional replacement extractor: a
             :class:`tfrestore.features.FeatureExtractor`, or a Keras layer/model or
             callable mapping ``y`` (NHWC, as given to the loss) to a dict
             ``{layer: features}``, a list (in ``layers`` order) or a single tensor
-            (one layer). A Keras layer is serialized by its config only (its
-            weights are not saved); a plain Python callable cannot be serialized.
+            (one layer). A Keras layer/model is saved with the loss (config and
+            weights, see :mod:`tfrestore.features.feature_source`); a function must
+            be registered with ``keras.saving.register_keras_serializable``.
         loss_weight, check_finite, name, reduction, dtype: see
             :class:`tfrestore.losses.RestorationLoss`.
 
@@ -126,7 +95,7 @@ class PerceptualLoss(ExtractorWeightsMixin, RestorationLoss):
     True
     """
 
-    expected_channels = 3
+    _config_attrs = ("criterion", "channel_reduction")
 
     def __init__(
         self,
@@ -141,121 +110,17 @@ class PerceptualLoss(ExtractorWeightsMixin, RestorationLoss):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        self.layers = _normalise_layers(layers)
-        criterion = str(criterion).lower()
-        if criterion not in _CRITERIA:
-            raise ValueError(f"`criterion` must be one of {_CRITERIA}, got {criterion!r}.")
-        channel_reduction = str(channel_reduction).lower()
-        if channel_reduction not in _REDUCTIONS:
-            raise ValueError(
-                f"`channel_reduction` must be one of {_REDUCTIONS}, got {channel_reduction!r}."
-            )
-        self.criterion = criterion
-        self.channel_reduction = channel_reduction
-        self.backbone = backbone
-        self.weights = weights if weights is None or isinstance(weights, str) else str(weights)
-        self.preprocessing = preprocessing
-        self._serialize_custom = False
-        self._min_size = 1
-
-        from tfrestore.features import FeatureExtractor, get_feature_extractor
-
-        if isinstance(feature_extractor, dict):
-            feature_extractor = keras.saving.deserialize_keras_object(feature_extractor)
-        if feature_extractor is None or isinstance(feature_extractor, FeatureExtractor):
-            policy = None
-            if isinstance(feature_extractor, FeatureExtractor):
-                # Same backbone, weights and policy: the cache shares its variables.
-                self.backbone = feature_extractor.backbone
-                self.weights = feature_extractor.weights
-                policy = feature_extractor.dtype_policy
-                if preprocessing is None and feature_extractor.preprocessing.key() != _default_prep(
-                    feature_extractor
-                ):
-                    self.preprocessing = feature_extractor.preprocessing.spec
-            fx = get_feature_extractor(
-                self.backbone,
-                list(self.layers),
-                self.weights,
-                preprocessing=self.preprocessing,
-                dtype_policy=policy,
-            )
-            self._min_size = max(fx.min_input_size(n) for n in self.layers)
-            self._builtin = True
-        else:
-            if not callable(feature_extractor):
-                raise TypeError(
-                    f"`feature_extractor` must be a FeatureExtractor, a Keras layer/model or a "
-                    f"callable, got {type(feature_extractor).__name__}."
-                )
-            fx = feature_extractor
-            self._builtin = False
-            self.data_range = None  # a custom extractor defines its own input domain
-            if isinstance(fx, keras.layers.Layer):
-                fx.trainable = False
-                self._serialize_custom = True
-        self._holder = Hidden(fx)
-
-    # ------------------------------------------------------------------ API
-    def validate(self, y_true, y_pred):
-        y_true, y_pred = super().validate(y_true, y_pred)
-        if self._min_size > 1:
-            validation.check_min_size(
-                y_pred,
-                self._min_size,
-                self._min_size,
-                "y_pred",
-                f"the minimum input size of {self.backbone} layers {list(self.layers)}",
-                loss_name=self.name,
-            )
-        return y_true, y_pred
-
-    def _features(self, images):
-        fx = self._holder.value
-        if self._builtin:
-            return fx(images)
-        if isinstance(fx, keras.layers.Layer):
-            out = fx(images, training=False)
-        else:
-            out = fx(images)
-        names = list(self.layers)
-        if isinstance(out, dict):
-            missing = [n for n in names if n not in out]
-            if missing:
-                raise ValueError(
-                    f"{self.name}: `feature_extractor` returned {sorted(out)}, "
-                    f"missing layers {missing}."
-                )
-            return out
-        if isinstance(out, (list, tuple)):
-            if len(out) != len(names):
-                raise ValueError(
-                    f"{self.name}: `feature_extractor` returned {len(out)} feature maps for "
-                    f"{len(names)} layers {names}."
-                )
-            return dict(zip(names, out))
-        if len(names) != 1:
-            raise ValueError(
-                f"{self.name}: `feature_extractor` returned one tensor but `layers` names "
-                f"{len(names)} layers {names}; return a dict or a list."
-            )
-        return {names[0]: out}
-
-    def _saved_extractor(self):
-        # A user's Keras layer/model is rebuilt from its config on load; its
-        # weights travel in this loss's weight store (see _extractor_weights).
-        return self._holder.value if self._serialize_custom else None
+        self.criterion = check_choice(str(criterion).lower(), _CRITERIA, "criterion")
+        self.channel_reduction = check_choice(
+            str(channel_reduction).lower(), _REDUCTIONS, "channel_reduction"
+        )
+        self._init_features(
+            layers, backbone, weights, preprocessing, feature_extractor, {"relu3_3": 1.0}
+        )
 
     def compute(self, y_true, y_pred):
-        self._check_fresh_extractor()
-        # Two passes instead of one on concat([y_true, y_pred]): the target pass
-        # needs no backward, which saves a third of the backbone's compute.
-        target = self._features(tf.stop_gradient(y_true))
-        pred = self._features(y_pred)
         total = None
-        for name, weight in self.layers.items():
-            fp = tf.cast(pred[name], tf.float32)
-            ft = tf.stop_gradient(tf.cast(target[name], tf.float32))
+        for _, weight, fp, ft in self._source.pairs(y_true, y_pred):
             d = fp - ft
             e = tf.abs(d) if self.criterion == "l1" else tf.square(d)
             e = (
@@ -266,39 +131,3 @@ class PerceptualLoss(ExtractorWeightsMixin, RestorationLoss):
             value = tf.reduce_mean(e, axis=[1, 2]) * weight
             total = value if total is None else total + value
         return tf.cast(total, self.dtype)
-
-    def get_config(self):
-        config = super().get_config()
-        if not self._builtin and not self._serialize_custom:
-            raise ValueError(
-                f"{self.name}: a PerceptualLoss with a plain Python `feature_extractor` "
-                f"({type(self._holder.value).__name__}) cannot be serialized; wrap it in a "
-                f"registered keras.layers.Layer or use get_feature_extractor()."
-            )
-        config.update(
-            {
-                "layers": dict(self.layers),
-                "backbone": self.backbone,
-                "weights": self.weights,
-                "criterion": self.criterion,
-                "channel_reduction": self.channel_reduction,
-                "preprocessing": self.preprocessing,
-                "feature_extractor": (
-                    _serialize_layer(self._holder.value) if self._serialize_custom else None
-                ),
-            }
-        )
-        return config
-
-
-def _serialize_layer(layer):
-    # build_config appears once the layer has been called; dropping it keeps the
-    # config of a used loss equal to that of a freshly deserialized one.
-    config = keras.saving.serialize_keras_object(layer)
-    return {k: v for k, v in config.items() if k not in ("build_config", "compile_config")}
-
-
-def _default_prep(fx):
-    from tfrestore.features.preprocessing import Preprocessing
-
-    return Preprocessing(fx._backbone.source.preprocessing).key()

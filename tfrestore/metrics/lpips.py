@@ -9,10 +9,13 @@ learned linear layers:
     f̂ = f / (sqrt(Σ_c f²) + 1e-10)                       (per position, per tapped layer)
     LPIPS = Σ_layers mean_{h,w} Σ_c w_c (f̂₀ - f̂₁)²
 
-Taps: AlexNet ``relu1..relu5``; VGG16 ``relu1_2, relu2_2, relu3_3, relu4_3, relu5_3``.
-The backbones are the torchvision ImageNet networks *without* torchvision's mean/std
-normalisation (LPIPS applies only its own scaling layer), built by
-:mod:`tfrestore.features` with ``preprocessing="none"``.
+Taps: AlexNet ``relu1..relu5``; VGG16 ``relu1_2, relu2_2, relu3_3, relu4_3, relu5_3``
+(``backbone="alexnet"`` is the lpips package's ``net="alex"``, ``"vgg16"`` its
+``net="vgg"``). The backbones are the torchvision ImageNet networks *without*
+torchvision's mean/std normalisation (LPIPS applies only its own scaling layer),
+tapped through :class:`tfrestore.features.feature_source.FeatureSource` with
+``preprocessing="none"``; the layers and the preprocessing are fixed by the
+linear layers, which were trained on exactly these taps.
 
 **Inputs are RGB images in [0, 1]** (the official code takes [-1, 1]; its
 ``normalize=True`` path, used by pyiqa for the published TID2013 values, maps
@@ -23,9 +26,10 @@ the backbone ``alexnet_torchvision_features.npz`` / ``vgg16_torchvision_features
 (or the official torchvision ``.pth``) and the linear layers ``lpips_v0.1_alex.npz`` /
 ``lpips_v0.1_vgg.npz`` (keys ``lin{k}.model.1.weight``, shape ``(1, C, 1, 1)``; or the
 official ``alex.pth`` / ``vgg.pth`` of the lpips package saved as
-``lpips_v0.1_{net}.pth``), in ``$TFRESTORE_WEIGHTS_DIR`` or the Keras cache.
+``lpips_v0.1_alex.pth`` / ``lpips_v0.1_vgg.pth``), in ``$TFRESTORE_WEIGHTS_DIR`` or
+the Keras cache.
 
-With the official weights, ``lpips(..., net="alex")`` reproduces the published
+With the official weights, ``lpips(..., backbone="alexnet")`` reproduces the published
 values of the five TID2013 calibration pairs to < 1e-4.
 """
 
@@ -46,17 +50,22 @@ from tfrestore.utils.weights import (
 )
 from tfrestore.utils.text import short_reason
 
-__all__ = ["lpips", "LPIPS", "LPIPSNetwork", "get_lpips_network", "lpips_available", "LPIPS_LAYERS"]
+__all__ = [
+    "lpips",
+    "LPIPS",
+    "LPIPSNetwork",
+    "get_lpips_network",
+    "lpips_available",
+    "LPIPS_LAYERS",
+    "check_backbone",
+]
 
 LPIPS_LAYERS = {
-    "alex": ("relu1", "relu2", "relu3", "relu4", "relu5"),
-    "vgg": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
+    "alexnet": ("relu1", "relu2", "relu3", "relu4", "relu5"),
+    "vgg16": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
 }
-_BACKBONE = {"alex": "alexnet", "vgg": "vgg16"}
-_BACKBONE_FILE = {
-    "alex": "alexnet_torchvision_features.npz",
-    "vgg": "vgg16_torchvision_features.npz",
-}
+#: the lpips package's ``net`` names, which its weight files carry
+_LPIPS_NET = {"alexnet": "alex", "vgg16": "vgg"}
 _LIN_ORIGIN = (
     "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/{net}.pth"
 )
@@ -67,19 +76,25 @@ EPS = 1e-10
 _CACHE = {}
 
 
-def _check_net(net, owner):
-    if net not in LPIPS_LAYERS:
-        raise ValueError(f"{owner}: `net` must be one of {sorted(LPIPS_LAYERS)}, got {net!r}.")
-    return net
+def check_backbone(backbone, owner):
+    """``backbone`` if LPIPS has linear layers for it, else a ``ValueError``."""
+    if backbone not in LPIPS_LAYERS:
+        old = {v: k for k, v in _LPIPS_NET.items()}.get(backbone)
+        hint = f" (the lpips package's net={backbone!r} is backbone={old!r})" if old else ""
+        raise ValueError(
+            f"{owner}: `backbone` must be one of {sorted(LPIPS_LAYERS)}, got {backbone!r}{hint}."
+        )
+    return backbone
 
 
-def _lin_file(net):
-    return f"lpips_v0.1_{net}.npz"
+def _lin_file(backbone):
+    return f"lpips_v0.1_{_LPIPS_NET[backbone]}.npz"
 
 
-def load_lin_weights(net, path=None):
-    """The 5 LPIPS linear-layer weight vectors ``[(C_k,), ...]`` of ``net``."""
-    npz = _lin_file(net)
+def load_lin_weights(backbone, path=None):
+    """The 5 LPIPS linear-layer weight vectors ``[(C_k,), ...]`` of ``backbone``."""
+    net = _LPIPS_NET[check_backbone(backbone, "LPIPS")]
+    npz = _lin_file(backbone)
     filename = f"lpips_v0.1_{net}.pth"
     if path is None:
         path = resolve_weights_file(
@@ -93,7 +108,7 @@ def load_lin_weights(net, path=None):
 
     state = load_state_dict(path)
     out = []
-    for k, layer in enumerate(LPIPS_LAYERS[net]):
+    for k, layer in enumerate(LPIPS_LAYERS[backbone]):
         key = f"lin{k}.model.1.weight"
         if key not in state:
             raise ValueError(
@@ -110,44 +125,45 @@ def load_lin_weights(net, path=None):
 class LPIPSNetwork:
     """Frozen LPIPS network: ``net(y_true, y_pred) -> (B,)`` for RGB [0, 1] images.
 
-    Build with :func:`get_lpips_network` (cached). The backbone comes from
-    :func:`tfrestore.features.get_feature_extractor` with ``preprocessing="none"``.
+    Build with :func:`get_lpips_network` (cached). The backbone features come from a
+    :class:`~tfrestore.features.feature_source.FeatureSource` with
+    ``preprocessing="none"`` (LPIPS applies its own scaling layer).
     """
 
-    def __init__(
-        self, net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy=None
-    ):
+    def __init__(self, backbone="alexnet", weights="torchvision", lin_weights=None,
+                 dtype_policy=None):
         from tfrestore.features import get_feature_extractor
+        from tfrestore.features.feature_source import FeatureSource
 
-        _check_net(net, "LPIPS")
-        self.net = net
+        self.backbone = check_backbone(backbone, "LPIPS")
+        layers = list(LPIPS_LAYERS[backbone])
         try:
             if isinstance(lin_weights, (list, tuple)):
                 lins = [np.asarray(w, np.float32).reshape(-1) for w in lin_weights]
             else:
-                lins = load_lin_weights(net, lin_weights)
-            self.extractor = get_feature_extractor(
-                _BACKBONE[net], list(LPIPS_LAYERS[net]), backbone_weights,
-                preprocessing="none", dtype_policy=dtype_policy,
+                lins = load_lin_weights(backbone, lin_weights)
+            extractor = get_feature_extractor(
+                backbone, layers, weights, preprocessing="none", dtype_policy=dtype_policy
             )
         except WeightsNotFoundError as exc:
             if isinstance(exc, CorruptWeightsError):
                 raise  # the file is there: its own message says what to do
             raise WeightsNotFoundError(
-                f"LPIPS-{net} needs two weight files: the torchvision backbone "
-                f"`{_BACKBONE_FILE[net]}` and the linear layers `{_lin_file(net)}` (put both "
-                f"into $TFRESTORE_WEIGHTS_DIR, or pass `weights=` / `lin_weights=` paths). "
-                f"{exc}"
+                f"LPIPS-{backbone} needs two weight files: the torchvision backbone "
+                f"`{backbone}_torchvision_features.npz` and the linear layers "
+                f"`{_lin_file(backbone)}` (put both into $TFRESTORE_WEIGHTS_DIR, or pass "
+                f"`weights=` / `lin_weights=` paths). {exc}"
             ) from exc
-        for layer, w in zip(LPIPS_LAYERS[net], lins):
-            c = self.extractor.channels(layer)
+        self.source = FeatureSource(layers, backbone, weights, extractor, owner="LPIPS")
+        for layer, w in zip(layers, lins):
+            c = extractor.channels(layer)
             if w.shape != (c,):
                 raise ValueError(
-                    f"LPIPS-{net}: linear weights for {layer} have {w.shape[0]} channels, the "
-                    f"backbone has {c}."
+                    f"LPIPS-{backbone}: linear weights for {layer} have {w.shape[0]} channels, "
+                    f"the backbone has {c}."
                 )
         self.lin = lins  # NumPy: no graph tensors kept on a shared object
-        self.min_size = max(self.extractor.min_input_size(n) for n in LPIPS_LAYERS[net])
+        self.min_size = self.source.min_size
 
     def scale(self, images):
         """RGB [0, 1] -> the input of the official ScalingLayer output."""
@@ -156,10 +172,9 @@ class LPIPSNetwork:
 
     def features(self, images, normalise=True):
         """Float32 features of the tapped layers, unit-normalised unless ``normalise=False``."""
-        feats = self.extractor(self.scale(images))
         out = []
-        for layer in LPIPS_LAYERS[self.net]:
-            f = tf.cast(feats[layer], tf.float32)
+        for f in self.source(self.scale(images)).values():
+            f = tf.cast(f, tf.float32)
             out.append(unit_normalise(f) if normalise else f)
         return out
 
@@ -233,25 +248,25 @@ def distance_to_unit(target, f, w):
 
 
 def get_lpips_network(
-    net="alex", backbone_weights="torchvision", lin_weights=None, dtype_policy="float32"
+    backbone="alexnet", weights="torchvision", lin_weights=None, dtype_policy="float32"
 ):
     """:class:`LPIPSNetwork`, cached when ``lin_weights`` is None or a path."""
     if isinstance(lin_weights, (list, tuple)):
         with tf.init_scope():
-            return LPIPSNetwork(net, backbone_weights, lin_weights, dtype_policy)
+            return LPIPSNetwork(backbone, weights, lin_weights, dtype_policy)
     lin_key = None if lin_weights is None else str(lin_weights)
-    key = (net, str(backbone_weights), lin_key, dtype_policy or keras.config.dtype_policy().name,
+    key = (backbone, str(weights), lin_key, dtype_policy or keras.config.dtype_policy().name,
            tf.distribute.get_strategy() if tf.distribute.has_strategy() else None)
     if key not in _CACHE:
         with tf.init_scope():  # variables are created eagerly even from a traced call
-            _CACHE[key] = LPIPSNetwork(net, backbone_weights, lin_weights, dtype_policy)
+            _CACHE[key] = LPIPSNetwork(backbone, weights, lin_weights, dtype_policy)
     return _CACHE[key]
 
 
 _AVAILABLE = {}
 
 
-def lpips_available(backbone="alex"):
+def lpips_available(backbone="alexnet"):
     """``(True, None)`` when LPIPS-``backbone`` can be built (its weights are found),
     else ``(False, reason)``. Builds (and caches) the LPIPS network; the answer is
     cached per process and weights location, as probing may try a download."""
@@ -273,17 +288,17 @@ def _prepare(y_true, y_pred, owner, network):
     )
     validation.check_min_size(
         y_pred, network.min_size, network.min_size, "y_pred",
-        f"the minimum input size of LPIPS-{network.net}", loss_name=owner,
+        f"the minimum input size of LPIPS-{network.backbone}", loss_name=owner,
     )
     return y_true, y_pred
 
 
-def lpips(y_true, y_pred, net="alex", weights="torchvision", lin_weights=None):
+def lpips(y_true, y_pred, backbone="alexnet", weights="torchvision", lin_weights=None):
     """LPIPS v0.1 distance of each image pair, shape ``(B,)`` (lower = more similar).
 
     Args:
         y_true, y_pred: RGB NHWC batches in [0, 1] of the same shape.
-        net: ``"alex"`` (the standard LPIPS) or ``"vgg"``.
+        backbone: ``"alexnet"`` (the standard LPIPS) or ``"vgg16"``.
         weights: backbone weights: ``"torchvision"`` (default) or a file path.
         lin_weights: path of the linear-layer file (default: found by name).
 
@@ -291,7 +306,7 @@ def lpips(y_true, y_pred, net="alex", weights="torchvision", lin_weights=None):
 
         lpips(reference, distorted)            # tf.Tensor([0.7237 ...])
     """
-    network = get_lpips_network(net, weights, lin_weights, "float32")
+    network = get_lpips_network(backbone, weights, lin_weights, "float32")
     y_true, y_pred = _prepare(y_true, y_pred, "lpips", network)
     return network(y_true, y_pred)
 
@@ -306,14 +321,17 @@ class LPIPS(keras.metrics.Mean):
     """
 
     def __init__(
-        self, net="alex", weights="torchvision", lin_weights=None, name="lpips", dtype=None
+        self, backbone="alexnet", weights="torchvision", lin_weights=None, name="lpips",
+        dtype=None,
     ):
         super().__init__(name=name, dtype=dtype)
-        self.net = _check_net(net, "LPIPS")
+        self.backbone = check_backbone(backbone, "LPIPS")
         self.weights_spec = weights if weights is None or isinstance(weights, str) else str(weights)
         self.lin_weights = lin_weights if lin_weights is None else str(lin_weights)
         # Built now (eagerly), not inside the first traced update_state.
-        self._holder = Hidden(get_lpips_network(self.net, self.weights_spec, self.lin_weights))
+        self._holder = Hidden(
+            get_lpips_network(self.backbone, self.weights_spec, self.lin_weights)
+        )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         network = self._holder.value
@@ -324,7 +342,7 @@ class LPIPS(keras.metrics.Mean):
     def get_config(self):
         return {
             **super().get_config(),
-            "net": self.net,
+            "backbone": self.backbone,
             "weights": self.weights_spec,
             "lin_weights": self.lin_weights,
         }

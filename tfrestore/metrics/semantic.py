@@ -23,7 +23,7 @@ by local texture and structure. The score here uses only the last layer,
 spatially pooled, with no learned weights: an image restored with shifted or
 re-synthesised texture but the same content scores well here and badly in LPIPS.
 The semantic losses in :mod:`tfrestore.losses` use VGG16/19 by default; when
-``LPIPSLoss(net="alex")`` is among the training losses, AlexNet is no longer
+``LPIPSLoss(backbone="alexnet")`` is among the training losses, AlexNet is no longer
 independent of training.
 
 Images of different sizes are given as a list of ``(H, W, 3)`` arrays and
@@ -72,20 +72,22 @@ def _as_list(images):
 
 
 def semantic_features(
-    images, backbone=SEMANTIC_BACKBONE, layer=SEMANTIC_LAYER, weights="torchvision"
+    images, backbone=SEMANTIC_BACKBONE, layers=SEMANTIC_LAYER, weights="torchvision"
 ):
-    """L2-normalised, spatially averaged ``layer`` features of each image, ``(N, C)``.
+    """L2-normalised, spatially averaged features of one layer for each image, ``(N, C)``.
 
     Args:
         images: RGB images in [0, 1]: ``(B, H, W, 3)`` or a list of ``(H, W, 3)``.
-        backbone, layer: see :func:`tfrestore.features.get_feature_extractor`.
+        backbone: see :func:`tfrestore.features.get_feature_extractor`.
+        layers: the one layer described (a name or a 1-element list).
         weights: backbone weights (``"torchvision"`` ImageNet by default; ``None``
             gives seeded random weights, for tests).
     """
-    from tfrestore.features import get_feature_extractor
+    from tfrestore.features.feature_source import FeatureSource, one_layer
 
-    fx = get_feature_extractor(backbone, [layer], weights=weights)
-    min_size = fx.min_input_size(layer)
+    layer = one_layer(layers, "semantic_features")
+    source = FeatureSource(layer, backbone, weights, owner="semantic_features")
+    min_size = source.min_size
     out = []
     for i, img in enumerate(_as_list(images)):
         if img.ndim != 3 or img.shape[-1] != 3:
@@ -95,8 +97,8 @@ def semantic_features(
                 f"`images[{i}]` is {img.shape[0]}x{img.shape[1]} pixels, smaller than the "
                 f"{min_size} px that {backbone} {layer} needs."
             )
-        feat = fx(tf.constant(img[None]))[layer]
-        out.append(tf.reduce_mean(tf.cast(feat, tf.float32), axis=[1, 2])[0].numpy())
+        feat = source(tf.constant(img[None]))[layer]
+        out.append(tf.reduce_mean(feat, axis=[1, 2])[0].numpy())
     feats = np.stack(out).astype(np.float64)
     norms = np.linalg.norm(feats, axis=1, keepdims=True)
     return (feats / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -13,6 +13,7 @@ import numbers
 import tensorflow as tf
 
 __all__ = [
+    "check_choice",
     "check_image",
     "check_image_pair",
     "check_per_sample",
@@ -54,6 +55,15 @@ def as_range(data_range, arg="data_range", owner=None):
             f"pair (low, high) with low < high, got {data_range!r}."
         )
     return low, high
+def check_choice(value, choices, arg, hint=""):
+    """Raise ``ValueError`` naming ``arg`` unless ``value`` is one of ``choices``.
+
+    >>> check_choice("mean", ("mean", "sum"), "channel_reduction")
+    'mean'
+    """
+    if value not in choices:
+        raise ValueError(f"`{arg}` must be one of {tuple(choices)}, got {value!r}.{hint}")
+    return value
 
 
 def check_raw_dtype(x, arg, loss_name=None):

@@ -33,19 +33,11 @@ def _require(module):
         ) from e
 
 
-def _extractor(backbone, layer, weights, feature_extractor):
-    if feature_extractor is not None:
-        return feature_extractor
-    from tfrestore.features import get_feature_extractor
-
-    return get_feature_extractor(backbone, [layer], weights=weights)
-
-
 def sample_features(
     images,
     *,
     backbone="vgg19",
-    layer="conv5_4",
+    layers=None,
     weights="imagenet",
     feature_extractor=None,
     patch_size=None,
@@ -56,28 +48,37 @@ def sample_features(
 
     Args:
         images: ``(N, H, W, 3)`` array (all the same size).
-        backbone, layer, weights, feature_extractor: as in ``D2SMLoss``.
+        backbone, layers, weights, feature_extractor: as in ``D2SMLoss`` (one
+            layer; default ``"conv5_4"``, or a user extractor's only output).
         patch_size, patch_stride: sliding windows (``None``: whole images).
         batch_size: images per backbone call.
     """
     import tensorflow as tf
 
+    from tfrestore.features.feature_source import FeatureSource, one_layer
     from tfrestore.losses._similarity import l2_normalize
     from tfrestore.losses.patches import extract_windows
 
     images = np.asarray(images, np.float32)
     if images.ndim != 4:
         raise ValueError(f"`images` must be an (N, H, W, C) array, got shape {images.shape}.")
-    fx = _extractor(backbone, layer, weights, feature_extractor)
+    source = FeatureSource(
+        one_layer(layers, "sample_features"), backbone, weights, feature_extractor,
+        owner="sample_features", default_layers="conv5_4", rank=None,
+    )
     rows = []
     for start in range(0, len(images), batch_size):
         x = tf.constant(images[start:start + batch_size])
         if patch_size:
             x = extract_windows(x, int(patch_size), int(patch_stride or patch_size))
-        f = fx(x)
-        if isinstance(f, dict):
-            f = f[layer]
-        f = tf.reshape(tf.cast(f, tf.float32), [tf.shape(f)[0], -1])
+        feats = source(x)
+        if len(feats) != 1:
+            raise ValueError(
+                f"sample_features: the feature_extractor returns {sorted(feats)}; pass "
+                f"layers='<name>' to choose one."
+            )
+        f = next(iter(feats.values()))
+        f = tf.reshape(f, [tf.shape(f)[0], -1])
         rows.append(l2_normalize(f).numpy())
     return np.concatenate(rows)
 
@@ -126,7 +127,7 @@ def plot_feature_space(image_sets, out_path, *, title=None, dpi=120, **embed_kwa
         image_sets: dict ``{name: (N, H, W, 3) array}``.
         out_path: PNG file to write.
         title: plot title (default: the backbone layer).
-        **embed_kwargs: passed to :func:`embed_features` (``backbone``, ``layer``,
+        **embed_kwargs: passed to :func:`embed_features` (``backbone``, ``layers``,
             ``weights``, ``feature_extractor``, ``patch_size``, ...).
     Returns:
         ``(points, labels)``.
@@ -164,7 +165,7 @@ def plot_feature_space(image_sets, out_path, *, title=None, dpi=120, **embed_kwa
             edgecolors="none",
         )
     ax.legend(loc="best", fontsize=8, frameon=True)
-    layer = embed_kwargs.get("layer", "conv5_4")
+    layer = embed_kwargs.get("layers") or "conv5_4"
     backbone = (
         embed_kwargs.get("backbone", "vgg19")
         if embed_kwargs.get("feature_extractor") is None
