@@ -190,13 +190,9 @@ def test_bad_flags_are_one_line_errors(bench_main, folders, tmp_path):
     assert not os.path.exists(tmp_path / "x")
 
 
-def test_tfrestore_bench_semantic_help(monkeypatch, capsys):
-    from tfrestore import cli
-
-    monkeypatch.chdir(REPO)
-    monkeypatch.syspath_prepend(str(REPO))
+def test_bench_semantic_help(bench_main, capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["bench", "semantic", "--help"])
+        bench_main(["semantic", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--quick" in out and "--overwrite" in out and "Calibrate λ" in out
