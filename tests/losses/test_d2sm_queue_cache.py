@@ -215,8 +215,10 @@ def test_cached_steps_equal_recomputed_steps_through_wraparound(kw, rng):
 
 
 def _dense_set_divergence(fs, ft, qs=None, qt=None, qmask=None, *, queue_similarities=None,
+                          queue_row_sums=None,
                           divergence, include_diagonal, eps, temperature):
-    """``set_divergence`` through the dense kernel (ignores the cached similarities)."""
+    """``set_divergence`` through the dense kernel (ignores the cached similarities
+    and row sums)."""
     if qs is None:
         return set_divergence(fs, ft, divergence=divergence, include_diagonal=include_diagonal,
                               eps=eps, temperature=temperature)

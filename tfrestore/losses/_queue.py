@@ -14,15 +14,20 @@ Design (measured in keras_notes §1, see the D2SM docs):
 * evaluation never enqueues: the Keras step that traces the loss is detected
   (:func:`tfrestore.utils.keras_compat.keras_step_mode`) and a run-time switch
   (``enabled``) lets callbacks and custom loops freeze the queue;
-* the queue-to-queue cosine similarities (``q x q`` per domain) are kept between
-  steps (:meth:`FeatureQueue.read_similarities`): an enqueue computes only the
-  ``n`` new rows against the queue (``O(q n D)`` instead of ``O(q^2 D)``). The cache
-  carries a checksum of the rows it was computed from (one integer per row);
-  whenever the rows were changed behind its back (a checkpoint restore that does
-  not go through :meth:`FeatureQueue.load`, a manual ``assign``) the step
-  recomputes the similarities from the rows and writes them back, so the cached
-  values are never used stale. The cache is not saved: :meth:`FeatureQueue.load`
-  rebuilds it.
+* what the loss needs of the queue-to-queue pairs is kept between steps
+  (:meth:`FeatureQueue.read_cache`): by default the cosine similarities (``q x q``
+  per domain); with ``row_statistics`` (a
+  :class:`~tfrestore.losses._similarity.QueueRowStatistics`) only their per-row sums
+  (``q x 4``, no ``q^2`` memory or work at all). An enqueue computes only the ``n``
+  new rows against the queue (``O(q n D)`` instead of ``O(q^2 D)``); row sums are
+  updated by subtracting the overwritten columns and adding the new ones (float64),
+  and the written rows' sums are computed afresh, so no row carries more than
+  ``q / n`` incremental updates. The cache carries a checksum of the rows it was
+  computed from (one integer per row); whenever the rows were changed behind its
+  back (a checkpoint restore that does not go through :meth:`FeatureQueue.load`, a
+  manual ``assign``) the step recomputes it from the rows and writes it back, so
+  cached values are never used stale. The cache is not saved:
+  :meth:`FeatureQueue.load` rebuilds it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ import tensorflow as tf
 from tfrestore.losses._counter import OutsideScopeError
 from tfrestore.utils.keras_compat import keras_step_mode
 
-__all__ = ["FeatureQueue", "QueueSimilarities", "keras_step_mode", "QueueOutsideScopeError"]
+__all__ = [
+    "FeatureQueue",
+    "QueueSimilarities",
+    "QueueRowSums",
+    "keras_step_mode",
+    "QueueOutsideScopeError",
+]
 
 
 class QueueOutsideScopeError(OutsideScopeError):
@@ -49,6 +60,11 @@ class QueueSimilarities(
 ):
     """Queue-to-queue cosine similarities ``(q, q)`` (restored / clean rows, no
     gradient) and the per-row checksums of the rows they belong to."""
+
+
+class QueueRowSums(collections.namedtuple("QueueRowSums", ["sums", "keys_pred", "keys_true"])):
+    """``(q, width)`` float64 per-row sums of the queue pairs (no gradient) and the
+    per-row checksums of the rows they belong to."""
 
 
 def _row_keys(rows):
@@ -76,11 +92,17 @@ class FeatureQueue:
         size: number of rows ``q``.
         dim: feature dimension ``D``.
         name: prefix of the variable names.
+        row_statistics: None to cache the ``q x q`` similarities, or an object with
+            ``width``, ``row_sums(cos_pred, cos_true, weights)`` (sums over the last
+            axis of per-pair terms, symmetric in the pair), ``full_row_sums(pred,
+            true, valid)`` and ``include_diagonal``, whose per-row sums over the valid
+            queue columns are cached instead.
     """
 
-    def __init__(self, size, dim, name="queue"):
+    def __init__(self, size, dim, name="queue", row_statistics=None):
         self.size = int(size)
         self.dim = int(dim)
+        self.row_statistics = row_statistics
         kw = dict(trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         with tf.init_scope():
             self.pred = tf.Variable(
@@ -93,19 +115,27 @@ class FeatureQueue:
             self.count = tf.Variable(tf.constant(0, tf.int64), name=f"{name}_count", **kw)
             # Run-time switch (1 = enqueue), toggled by QueueControl / frozen().
             self.enabled = tf.Variable(tf.constant(1, tf.int32), name=f"{name}_enabled", **kw)
-            # Cached row-row similarities of each buffer (all-zero rows give 0) and the
-            # checksums of the rows they were computed from (0 for zero rows).
-            self.sim_pred = tf.Variable(
-                tf.zeros((self.size, self.size), tf.float32), name=f"{name}_sim_pred", **kw
+            # The cache (row-row similarities of each buffer, all-zero rows giving 0,
+            # or per-row sums) and the checksums of the rows it was computed from
+            # (0 for zero rows).
+            self.sim_pred = self.sim_true = self.row_sums = None
+            if row_statistics is None:
+                self.sim_pred = tf.Variable(
+                    tf.zeros((self.size, self.size), tf.float32), name=f"{name}_sim_pred", **kw
+                )
+                self.sim_true = tf.Variable(
+                    tf.zeros((self.size, self.size), tf.float32), name=f"{name}_sim_true", **kw
+                )
+            else:
+                self.row_sums = tf.Variable(
+                    tf.zeros((self.size, row_statistics.width), tf.float64),
+                    name=f"{name}_row_sums", **kw,
+                )
+            self.cache_keys_pred = tf.Variable(
+                tf.zeros((self.size,), tf.int64), name=f"{name}_cache_keys_pred", **kw
             )
-            self.sim_true = tf.Variable(
-                tf.zeros((self.size, self.size), tf.float32), name=f"{name}_sim_true", **kw
-            )
-            self.sim_keys_pred = tf.Variable(
-                tf.zeros((self.size,), tf.int64), name=f"{name}_sim_keys_pred", **kw
-            )
-            self.sim_keys_true = tf.Variable(
-                tf.zeros((self.size,), tf.int64), name=f"{name}_sim_keys_true", **kw
+            self.cache_keys_true = tf.Variable(
+                tf.zeros((self.size,), tf.int64), name=f"{name}_cache_keys_true", **kw
             )
 
     # ------------------------------------------------------------ checks
@@ -141,45 +171,53 @@ class FeatureQueue:
             self.valid_mask(),
         )
 
-    def read_similarities(self):
-        """:class:`QueueSimilarities` of the current rows (constants, no gradient).
+    def read_cache(self):
+        """This step's :class:`QueueSimilarities` or :class:`QueueRowSums` (constants,
+        no gradient); pass it to :meth:`enqueue`.
 
-        ``pred[i, j] = queue_pred[i] . queue_pred[j]`` (likewise ``true``), read from
-        the cache; recomputed from the rows (``O(q^2 D)``, this step only: the
-        following :meth:`enqueue` writes them back) if the rows' checksums do not
-        match the cache's. Pass the result to :meth:`enqueue`.
+        Read from the cache; recomputed from the rows (``O(q^2 D)``, this step only:
+        the following :meth:`enqueue` writes it back) if the rows' checksums do not
+        match the cache's.
         """
         pred, true = self.pred.read_value(), self.true.read_value()
         keys_pred, keys_true = _row_keys(pred), _row_keys(true)
         fresh = tf.logical_and(
-            tf.reduce_all(tf.equal(keys_pred, self.sim_keys_pred.read_value())),
-            tf.reduce_all(tf.equal(keys_true, self.sim_keys_true.read_value())),
+            tf.reduce_all(tf.equal(keys_pred, self.cache_keys_pred.read_value())),
+            tf.reduce_all(tf.equal(keys_true, self.cache_keys_true.read_value())),
         )
         # Only reads in the branches (no merge_call), so this is fine in replica context.
-        s_pred, s_true = tf.cond(
+        if self.row_statistics is None:
+            s_pred, s_true = tf.cond(
+                fresh,
+                lambda: (self.sim_pred.read_value(), self.sim_true.read_value()),
+                lambda: (_similarity(pred, pred), _similarity(true, true)),
+            )
+            return QueueSimilarities(
+                tf.stop_gradient(s_pred), tf.stop_gradient(s_true), keys_pred, keys_true
+            )
+        sums = tf.cond(
             fresh,
-            lambda: (self.sim_pred.read_value(), self.sim_true.read_value()),
-            lambda: (_similarity(pred, pred), _similarity(true, true)),
+            self.row_sums.read_value,
+            lambda: self.row_statistics.full_row_sums(pred, true, self.valid_mask()),
         )
-        return QueueSimilarities(
-            tf.stop_gradient(s_pred), tf.stop_gradient(s_true), keys_pred, keys_true
-        )
+        return QueueRowSums(tf.stop_gradient(sums), keys_pred, keys_true)
 
     # ------------------------------------------------------------ writing
-    def enqueue(self, rows_pred, rows_true, similarities=None):
+    def enqueue(self, rows_pred, rows_true, cache=None):
         """Write ``n`` rows at ``count % size`` (wrapping) and advance ``count``.
 
         ``n <= size`` is the caller's responsibility. When ``enabled`` is 0 the old
-        rows are written back and the counter does not move. ``similarities``: the
-        :meth:`read_similarities` of this step (read again if omitted); the cache is
-        updated with the ``n x q`` similarities of the new rows.
+        rows are written back and the counter does not move. ``cache``: the
+        :meth:`read_cache` of this step (read again if omitted); it is updated with
+        the ``n x q`` similarities of the new rows.
         """
-        if similarities is None:
-            similarities = self.read_similarities()
+        if cache is None:
+            cache = self.read_cache()
         rows_pred = tf.stop_gradient(tf.cast(rows_pred, tf.float32))
         rows_true = tf.stop_gradient(tf.cast(rows_true, tf.float32))
         n = tf.shape(rows_pred, out_type=tf.int64)[0]
-        idx = tf.math.floormod(self.count.read_value() + tf.range(n, dtype=tf.int64), self.size)
+        count = self.count.read_value()
+        idx = tf.math.floormod(count + tf.range(n, dtype=tf.int64), self.size)
         on = self.enabled.read_value() > 0
         # No tf.cond: a merge_call inside a cond branch is not allowed in replica
         # context, and the gathered old rows are tiny compared with the queue.
@@ -191,13 +229,24 @@ class FeatureQueue:
             self.true.scatter_update(tf.IndexedSlices(new_true, idx)),
             self.count.assign_add(n * tf.cast(on, tf.int64)),
         ]
-        for rows, new, sim, keys, var, key_var in (
-            (pred, new_pred, similarities.pred, similarities.keys_pred,
-             self.sim_pred, self.sim_keys_pred),
-            (true, new_true, similarities.true, similarities.keys_true,
-             self.sim_true, self.sim_keys_true),
+        for keys, new, var in (
+            (cache.keys_pred, new_pred, self.cache_keys_pred),
+            (cache.keys_true, new_true, self.cache_keys_true),
         ):
-            ops.extend(_write_similarities(var, key_var, rows, new, idx, on, sim, keys))
+            ops.append(var.assign(tf.tensor_scatter_nd_update(keys, idx[:, None], _row_keys(new))))
+        if self.row_statistics is None:
+            for rows, new, sim, var in (
+                (pred, new_pred, cache.pred, self.sim_pred),
+                (true, new_true, cache.true, self.sim_true),
+            ):
+                ops.append(_write_similarities(var, rows, new, idx, on, sim))
+        else:
+            sums = _updated_row_sums(
+                self.row_statistics, cache.sums, pred, true, new_pred, new_true, idx, on,
+                filled_before=tf.minimum(count, self.size),
+                filled_after=tf.minimum(count + n, self.size),
+            )
+            ops.append(self.row_sums.assign(sums))
         return ops
 
     # ------------------------------------------------------------ control
@@ -218,22 +267,24 @@ class FeatureQueue:
         self.pred.assign(tf.zeros_like(self.pred))
         self.true.assign(tf.zeros_like(self.true))
         self.count.assign(0)
-        self.refresh_similarities()
+        self.refresh_cache()
 
-    def refresh_similarities(self):
-        """Recompute the cached similarities from the rows (after writing them directly).
+    def refresh_cache(self):
+        """Recompute the cache from the rows (after writing them directly).
 
         Not needed for correctness (a stale cache is detected and bypassed), only to
         avoid the one-step recomputation.
         """
-        for rows, sim, keys in (
-            (self.pred, self.sim_pred, self.sim_keys_pred),
-            (self.true, self.sim_true, self.sim_keys_true),
-        ):
-            value = tf.convert_to_tensor(rows.read_value())
+        pred = tf.convert_to_tensor(self.pred.read_value())
+        true = tf.convert_to_tensor(self.true.read_value())
+        self.cache_keys_pred.assign(_row_keys(pred))
+        self.cache_keys_true.assign(_row_keys(true))
+        if self.row_statistics is not None:
+            self.row_sums.assign(self.row_statistics.full_row_sums(pred, true, self.valid_mask()))
+            return
+        for value, sim in ((pred, self.sim_pred), (true, self.sim_true)):
             s = _similarity(value, value)
             sim.assign(0.5 * (s + tf.transpose(s)))  # exactly symmetric, as the updates
-            keys.assign(_row_keys(value))
 
     # ------------------------------------------------------------ saving
     def save(self, store):
@@ -263,20 +314,24 @@ class FeatureQueue:
         self.pred.assign(pred.astype(np.float32))
         self.true.assign(true.astype(np.float32))
         self.count.assign(int(np.asarray(store["queue_count"])))
-        self.refresh_similarities()
+        self.refresh_cache()
         return True
 
     def nbytes(self):
-        """Bytes held by the two buffers, their ``q x q`` similarity caches and row keys."""
-        return 2 * self.size * (self.dim + self.size + 2) * 4
+        """Bytes held by the two buffers, the cache (``q x q`` similarities or ``q x
+        width`` float64 row sums) and the row keys."""
+        if self.row_statistics is None:
+            cache = 2 * self.size * self.size * 4
+        else:
+            cache = self.size * self.row_statistics.width * 8
+        return 2 * self.size * self.dim * 4 + cache + 2 * self.size * 8
 
 
-def _write_similarities(var, key_var, rows, new, idx, on, sim, keys):
-    """Ops that make ``var`` / ``key_var`` the similarities and row keys of the queue
-    after ``new`` rows are written at ``idx`` (``O(n q D)`` arithmetic).
+def _write_similarities(var, rows, new, idx, on, sim):
+    """The op that makes ``var`` the similarities of the queue after ``new`` rows are
+    written at ``idx`` (``O(n q D)`` arithmetic).
 
-    ``sim`` / ``keys``: this step's :meth:`FeatureQueue.read_similarities` (correct
-    even when the cache was stale).
+    ``sim``: this step's cached (or recomputed) similarities.
     """
     # New rows against the queue after the write: old rows except at ``idx``.
     s_new = _similarity(new, rows)  # (n, q)
@@ -287,7 +342,6 @@ def _write_similarities(var, key_var, rows, new, idx, on, sim, keys):
     s_new = tf.transpose(tf.tensor_scatter_nd_update(tf.transpose(s_new), idx[:, None], nn))
     # Frozen queue: keep the cached values bit for bit.
     s_new = tf.where(on, s_new, tf.gather(sim, idx))
-    new_keys = tf.tensor_scatter_nd_update(keys, idx[:, None], _row_keys(new))
     q = tf.shape(sim, out_type=tf.int64)[0]
     grid = tf.meshgrid(idx, tf.range(q, dtype=tf.int64), indexing="ij")  # (n, q) each
     rows_at = tf.reshape(tf.stack(grid, axis=-1), [-1, 2])  # (idx[a], j)
@@ -300,4 +354,35 @@ def _write_similarities(var, key_var, rows, new, idx, on, sim, keys):
     # A whole-matrix assign (an O(q^2) copy, no arithmetic) rather than in-place
     # scatters: mirrored variables have no scatter_nd_update, and a sparse update
     # puts a variable in copy-on-read mode (every later read copies all q^2 values).
-    return [var.assign(sim), key_var.assign(new_keys)]
+    return var.assign(sim)
+
+
+def _updated_row_sums(
+    stats, sums, pred, true, new_pred, new_true, idx, on, filled_before, filled_after
+):
+    """Row sums of the queue after ``new_*`` rows replace rows ``idx`` (``O(q n D)``).
+
+    Every other row loses the overwritten columns (those that were filled) and
+    gains the new ones; the written rows are summed afresh over all valid columns
+    of the queue after the write. ``sums``: this step's (cached or recomputed) row
+    sums; a frozen queue (``on`` false) keeps them bit for bit.
+    """
+    q = pred.shape[0]
+    slots = tf.range(q, dtype=tf.int64)
+    old_s, old_t = tf.gather(pred, idx), tf.gather(true, idx)
+    old_valid = tf.cast(idx < filled_before, tf.float64)[None, :]  # (1, n)
+    removed = stats.row_sums(_similarity(pred, old_s), _similarity(true, old_t), old_valid)
+
+    def against_new(rows, new):  # (q, n) cosines with the queue after the write
+        nn = _similarity(new, new)
+        nn = 0.5 * (nn + tf.transpose(nn))  # the (idx, idx) block as in a fresh sum
+        return tf.tensor_scatter_nd_update(_similarity(rows, new), idx[:, None], nn)
+
+    cos_s, cos_t = against_new(pred, new_pred), against_new(true, new_true)
+    kept = sums - removed + stats.row_sums(cos_s, cos_t)
+    weights = tf.cast(slots < filled_after, tf.float64)[None, :]  # (1, q)
+    if not stats.include_diagonal:
+        weights = weights * tf.cast(tf.not_equal(idx[:, None], slots[None, :]), tf.float64)
+    fresh = stats.row_sums(tf.transpose(cos_s), tf.transpose(cos_t), weights)  # (n, 4)
+    updated = tf.tensor_scatter_nd_update(kept, idx[:, None], fresh)
+    return tf.where(on, updated, sums)

@@ -30,6 +30,7 @@ __all__ = [
     "softmax_probabilities",
     "row_divergence",
     "set_divergence",
+    "QueueRowStatistics",
 ]
 
 #: "kl": KL(G'||G) weighted by the restored-image distribution (the paper's D2SM);
@@ -43,6 +44,13 @@ DIVERGENCES = ("kl", "ikl", "js", "symmetric_kl")
 KL_REDUCTIONS = ("mean_all", "sum_rows_mean")
 
 _TINY = 1e-30
+#: Divergences whose queue rows :class:`QueueRowStatistics` computes exactly (the
+#: Jensen-Shannon mixture mixes both normalisers inside every logarithm).
+ROW_SUM_DIVERGENCES = ("kl", "ikl", "symmetric_kl")
+#: Smallest temperature of the row-sum path: its kernel ``exp((cos - 1) / t)`` >=
+#: ``exp(-2 / t)`` must stay above float64's underflow (about 1e-308).
+MIN_ROW_SUM_TEMPERATURE = 0.003
+_TINY64 = 1e-300
 
 
 def l2_normalize(f, eps=1e-6):
@@ -109,7 +117,8 @@ def _kl_terms(p, q, eps):
     relative precision near the optimum, where the naive form is dominated by
     the rounding of first-order terms that cancel.
     """
-    b = q + eps
+    # max(): with eps = 0 an entry with p = q = 0 (an invalid column) is 0, not 0/0.
+    b = tf.maximum(q + eps, _TINY)
     r = (p - q) / b
     return b * _f(r) - eps * tf.math.log1p(r)
 
@@ -166,6 +175,7 @@ def set_divergence(
     queue_mask=None,
     *,
     queue_similarities=None,
+    queue_row_sums=None,
     divergence="kl",
     include_diagonal=True,
     eps=1e-6,
@@ -180,6 +190,10 @@ def set_divergence(
         queue_similarities: optional ``(queue_s queue_s^T, queue_t queue_t^T)``,
             e.g. cached between steps by :class:`~tfrestore.losses._queue.FeatureQueue`;
             computed here (``O(q^2 D)``) when omitted.
+        queue_row_sums: optional ``(q, 4)`` float64 :meth:`QueueRowStatistics.row_sums`
+            of every queue row over the valid queue columns (with ``eps=0`` only).
+            The queue rows' divergences then cost ``O(G P q)`` instead of
+            ``O(G q^2)`` and ``queue_similarities`` is not used.
         temperature: None for the paper's kernel ``(s + 1) / 2``, or ``t > 0`` for
             ``exp(s / t)`` (see the module docstring).
     Returns:
@@ -203,12 +217,18 @@ def set_divergence(
     queue_s = tf.cast(queue_s, tf.float32)
     queue_t = tf.cast(queue_t, tf.float32)
     qmask = tf.cast(queue_mask, tf.float32)
-    if queue_similarities is None:
+    if queue_row_sums is not None:
+        if eps != 0 or divergence not in ROW_SUM_DIVERGENCES:
+            raise ValueError(
+                f"queue_row_sums give exact divergences only with eps=0 and divergence in "
+                f"{ROW_SUM_DIVERGENCES}, got eps={eps!r}, divergence={divergence!r}."
+            )
+        queue_similarities = ()  # not needed
+    elif queue_similarities is None:
         queue_similarities = (
             tf.linalg.matmul(queue_s, queue_s, transpose_b=True),
             tf.linalg.matmul(queue_t, queue_t, transpose_b=True),
         )
-    sims_s, sims_t = (tf.cast(x, tf.float32) for x in queue_similarities)
     mask = tf.concat([mask, qmask], axis=0)
 
     # Rows of the current samples: the small (P, P + q) block.
@@ -222,10 +242,15 @@ def set_divergence(
     # Rows of the queued samples: their (q, q) block does not depend on the current
     # rows except through each row's normaliser, so it is built from the (cached)
     # queue similarities and never concatenated with the current columns.
-    rows_queue = _queue_rows_divergence(
-        cross_s, cross_t, sims_s, sims_t, qmask, include_diagonal, divergence, eps,
-        temperature,
-    )
+    if queue_row_sums is not None:
+        stats = QueueRowStatistics(temperature, include_diagonal)
+        rows_queue = stats.queue_rows_divergence(cross_s, cross_t, queue_row_sums, qmask, divergence)
+    else:
+        sims_s, sims_t = (tf.cast(x, tf.float32) for x in queue_similarities)
+        rows_queue = _queue_rows_divergence(
+            cross_s, cross_t, sims_s, sims_t, qmask, include_diagonal, divergence, eps,
+            temperature,
+        )
     rows = tf.concat([rows_top, rows_queue * qmask], axis=1)
     return rows, mask, tf.reduce_sum(mask)
 
@@ -289,10 +314,10 @@ def _kl_terms_and_partials(x, y, eps):
     The entry is ``x log((x + eps) / (y + eps)) - x + y``, so
     ``d/dx = log1p(r) - eps / (x + eps)`` and ``d/dy = 1 - x / (y + eps)``.
     """
-    b = y + eps
+    b = tf.maximum(y + eps, _TINY)
     r = (x - y) / b
     log1p_r = tf.math.log1p(r)
-    return b * _f(r) - eps * log1p_r, log1p_r - eps / (x + eps), 1.0 - x / b
+    return b * _f(r) - eps * log1p_r, log1p_r - eps / tf.maximum(x + eps, _TINY), 1.0 - x / b
 
 
 def _entries_and_partials(p, t, divergence, eps):
@@ -348,3 +373,112 @@ def _queue_block_divergence(z_s, z_t, k_s, k_t, divergence, eps, shift_s=None, s
         return value, grad
 
     return block(z_s, z_t)
+
+
+class QueueRowStatistics:
+    """Per-row sums that give the queue rows' divergences exactly, without ``eps``.
+
+    With ``eps = 0`` the KL of queue row ``i`` over the columns ``j`` of its set
+    (the current rows and the valid queue slots) splits into sums:
+    with kernel values ``k_j`` (restored) / ``l_j`` (clean), ``Z = sum_j k_j``,
+    ``W = sum_j l_j`` and ``d_j = log k_j - log l_j``,
+
+        ``KL(P'_i || P_i) = sum_j k_j d_j / Z - log Z + log W``,
+        ``KL(P_i || P'_i) = -sum_j l_j d_j / W - log W + log Z``.
+
+    The queue-column parts of the four sums ``(sum k, sum l, sum k d, -sum l d)``
+    depend only on the queued rows, so the queue keeps them (:meth:`row_sums`) and
+    updates them for the ``n`` rows it writes (``O(q n D)``); a step then adds the
+    current rows' columns (``O(G P q D)``): no ``q x q`` work. (With ``eps > 0``,
+    ``log(k_j / Z + eps)`` depends on ``Z`` entry by entry, which is why the released
+    code's ``eps`` keeps an ``O(G q^2)`` part.) The sums and the final differences
+    run in float64: the divergence is second order in ``d`` while each term is
+    first order, so float32 would lose it near the optimum.
+
+    Args:
+        temperature: None for the kernel ``(cos + 1) / 2``, else ``exp(cos / t)``
+            (kept as ``exp((cos - 1) / t)``; the shift cancels in ``P``).
+        include_diagonal: count a queue row's own column.
+    """
+
+    width = 4
+
+    def __init__(self, temperature=None, include_diagonal=False):
+        self.temperature = None if temperature is None else float(temperature)
+        self.include_diagonal = bool(include_diagonal)
+
+    @staticmethod
+    def applies(divergence, eps, temperature):
+        """Whether the row-sum path computes this configuration exactly."""
+        return (
+            eps == 0
+            and divergence in ROW_SUM_DIVERGENCES
+            and (temperature is None or temperature >= MIN_ROW_SUM_TEMPERATURE)
+        )
+
+    def _kernel(self, cos):
+        """``(k, log k)`` in float64."""
+        cos = tf.cast(cos, tf.float64)
+        if self.temperature is None:
+            k = tf.maximum((cos + 1.0) * 0.5, 0.0)
+            return k, tf.math.log(tf.maximum(k, _TINY64))
+        log_k = (cos - 1.0) / self.temperature
+        return tf.exp(log_k), log_k
+
+    def row_sums(self, cos_s, cos_t, weights=None):
+        """``(..., 4)`` float64 sums over the last axis of the pairs' terms
+        ``(k, l, k d, -l d)``, each pair weighted by ``weights`` (0/1, broadcast)."""
+        k, log_k = self._kernel(cos_s)
+        l, log_l = self._kernel(cos_t)
+        d = log_k - log_l
+        terms = (k, l, k * d, -l * d)
+        if weights is not None:
+            w = tf.cast(weights, tf.float64)
+            terms = tuple(t * w for t in terms)
+        return tf.stack([tf.reduce_sum(t, axis=-1) for t in terms], axis=-1)
+
+    def full_row_sums(self, rows_s, rows_t, valid, block=512):
+        """:meth:`row_sums` of every row over the ``valid`` rows of the same queue
+        (``O(q^2 D)``: after a restore, not per step), ``block`` rows at a time."""
+        q = int(rows_s.shape[0])
+        valid = tf.cast(valid, tf.float64)
+        out = []
+        for start in range(0, q, block):
+            stop = min(start + block, q)
+            w = tf.broadcast_to(valid[None, :], [stop - start, q])
+            if not self.include_diagonal:  # row r of this block is queue row start + r
+                w = w * (1.0 - _diagonal(w, start))
+            cs = tf.linalg.matmul(rows_s[start:stop], rows_s, transpose_b=True)
+            ct = tf.linalg.matmul(rows_t[start:stop], rows_t, transpose_b=True)
+            out.append(self.row_sums(cs, ct, w))
+        return tf.concat(out, axis=0)
+
+    def queue_rows_divergence(self, cross_s, cross_t, queue_sums, qmask, divergence):
+        """``(G, q)`` float32 divergences of the queue rows.
+
+        ``cross_s`` / ``cross_t``: ``(G, P, q)`` cosines of the current rows with the
+        queue; ``queue_sums``: ``(q, 4)`` :meth:`row_sums` over the valid queue
+        columns; rows with ``qmask = 0`` give 0.
+        """
+        current = self.row_sums(
+            tf.transpose(cross_s, [0, 2, 1]), tf.transpose(cross_t, [0, 2, 1])
+        )  # (G, q, 4): all current columns are valid and none is a queue row's own
+        sums = current + tf.cast(queue_sums, tf.float64)[None]
+        z_s = tf.maximum(sums[..., 0], _TINY64)
+        z_t = tf.maximum(sums[..., 1], _TINY64)
+        log_ratio = tf.math.log(z_t) - tf.math.log(z_s)
+        kl = sums[..., 2] / z_s + log_ratio  # KL(P' || P)
+        ikl = sums[..., 3] / z_t - log_ratio  # KL(P || P')
+        if divergence == "kl":
+            rows = kl
+        elif divergence == "ikl":
+            rows = ikl
+        elif divergence == "symmetric_kl":
+            rows = 0.5 * (kl + ikl)
+        else:
+            raise ValueError(
+                f"the queue row sums cover divergence in {ROW_SUM_DIVERGENCES}, got "
+                f"{divergence!r}."
+            )
+        valid = tf.cast(qmask, tf.float64)[None, :] > 0
+        return tf.cast(tf.where(valid, rows, 0.0), tf.float32)

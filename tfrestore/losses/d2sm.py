@@ -88,8 +88,20 @@ from tfrestore.features.feature_source import one_layer
 from tfrestore.features.preprocessing import Preprocessing
 from tfrestore.utils import validation
 from tfrestore.losses._feature_loss import FeatureLossMixin
-from tfrestore.losses._queue import FeatureQueue, QueueOutsideScopeError, keras_step_mode
-from tfrestore.losses._similarity import DIVERGENCES, KL_REDUCTIONS, l2_normalize, set_divergence
+from tfrestore.losses._queue import (
+    FeatureQueue,
+    QueueOutsideScopeError,
+    QueueRowSums,
+    QueueSimilarities,
+    keras_step_mode,
+)
+from tfrestore.losses._similarity import (
+    DIVERGENCES,
+    KL_REDUCTIONS,
+    QueueRowStatistics,
+    l2_normalize,
+    set_divergence,
+)
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.losses.patches import extract_windows, window_grid
 from tfrestore.utils.validation import check_choice
@@ -268,8 +280,11 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             raise ValueError(
                 f"`queue_size` must be an int >= 0 (0 = no queue), got {queue_size!r}."
             )
-        if not (isinstance(eps, numbers.Real) and eps > 0):
-            raise ValueError(f"`eps` must be > 0, got {eps!r}.")
+        if not (isinstance(eps, numbers.Real) and 0 <= eps < float("inf")):
+            raise ValueError(
+                f"`eps` must be a finite number >= 0 (1e-6 in the released code; 0 makes "
+                f"a queue's cost linear in queue_size), got {eps!r}."
+            )
         if temperature is not None and not (
             isinstance(temperature, numbers.Real) and 0 < temperature < float("inf")
         ):
@@ -314,7 +329,12 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
                 )
             side = (self.patch_size, self.patch_size) if self.patch_size else self.image_size
             dim = self._feature_dim(side)
-            self._queue = FeatureQueue(self.queue_size, dim, name=f"{self.name}_queue")
+            stats = None
+            if QueueRowStatistics.applies(self.divergence, self.eps, self.temperature):
+                stats = QueueRowStatistics(self.temperature, self.include_diagonal)
+            self._queue = FeatureQueue(
+                self.queue_size, dim, name=f"{self.name}_queue", row_statistics=stats
+            )
 
     # ------------------------------------------------------------ features
     def _raw_features(self, images):
@@ -447,7 +467,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
         asserts = []
         if use_queue:
             qs, qt, qmask = self._queue.read()
-            sims = self._queue.read_similarities()  # cached q x q block
+            cache = self._queue.read_cache()  # kept between steps
             if static_b is None:
                 asserts.append(
                     tf.debugging.assert_less_equal(
@@ -458,7 +478,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
                     )
                 )
         else:
-            qs = qt = qmask = sims = None
+            qs = qt = qmask = cache = None
         # A batch whose size is only known at run time can still form a set too small
         # to carry any signal (e.g. tf.data .batch(1), or a last partial batch).
         too_small = None
@@ -482,7 +502,8 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
                 qs,
                 qt,
                 qmask,
-                queue_similarities=None if sims is None else sims[:2],
+                queue_similarities=cache[:2] if isinstance(cache, QueueSimilarities) else None,
+                queue_row_sums=cache.sums if isinstance(cache, QueueRowSums) else None,
                 divergence=self.divergence,
                 include_diagonal=self.include_diagonal,
                 eps=self.eps,
@@ -504,7 +525,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             per_sample = tf.where(too_small, nan, per_sample)
         if self._queue is not None and mode != "eval":
             with tf.control_dependencies([per_sample]):
-                ops = self._queue.enqueue(rows_s, rows_t, sims)
+                ops = self._queue.enqueue(rows_s, rows_t, cache)
             with tf.control_dependencies(ops):
                 per_sample = tf.identity(per_sample)
         return per_sample[offset:offset + b_local]
