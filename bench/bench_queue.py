@@ -2,10 +2,15 @@
 
 A D2SM step with a queue of ``q`` rows of dimension ``D`` used to recompute the
 queue-to-queue kernel of both domains every step (``q^2 D`` multiply-adds each,
-although only the ``n`` new rows change). The queue now keeps these similarities
-between steps and computes only the new rows against the queue (``q n D``); what
-remains quadratic in ``q`` is elementwise (the divergence of the queued rows, whose
-normalisers depend on the current batch, and an ``O(q^2)`` copy of the cache).
+although only the ``n`` new rows change). The queue now keeps what it can between
+steps and computes only the new rows against the queue (``q n D``):
+
+* ``eps > 0`` (1e-6, the released code): the ``q x q`` similarities. What remains
+  quadratic in ``q`` is elementwise: the divergence of the queued rows, whose
+  entries ``log(k / Z + eps)`` depend on the current batch through each row's
+  normaliser ``Z``, and an ``O(q^2)`` copy of the cache;
+* ``eps = 0``: four sums per queue row (``QueueRowStatistics``); a step is then
+  ``O(q n D)`` with no ``q^2`` term.
 
 Both formulations are timed side by side in this process on the same train step
 (small restorer, whole-image samples, a fixed linear "backbone" of negligible cost
@@ -40,6 +45,11 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--divergence", default="kl")
     parser.add_argument(
+        "--eps", type=float, nargs="+", default=[1e-6, 0.0],
+        help="D2SM eps values (1e-6: the released code, cached q x q similarities; "
+        "0: cached per-row sums, linear in q)",
+    )
+    parser.add_argument(
         "--temperature", type=float, default=None,
         help="D2SM temperature (default: the paper's kernel)",
     )
@@ -54,7 +64,7 @@ def add_arguments(parser):
 # ---------------------------------------------------------------- previous formulation
 def _old_set_divergence(
     fs, ft, queue_s=None, queue_t=None, queue_mask=None, *, queue_similarities=None,
-    divergence="kl", include_diagonal=True, eps=1e-6, temperature=None,
+    queue_row_sums=None, divergence="kl", include_diagonal=True, eps=1e-6, temperature=None,
 ):
     """The set divergence before the cache: one full (P + q)^2 kernel per group,
     with the queue block ``q q^T`` recomputed at every call."""
@@ -64,7 +74,7 @@ def _old_set_divergence(
         softmax_probabilities,
     )
 
-    del queue_similarities
+    del queue_similarities, queue_row_sums
 
     def kernel(f, q):  # cosines of [f_g; q]
         g = tf.shape(f)[0]
@@ -116,13 +126,13 @@ def _old_loss(**kw):
             queue = self._queue
             saved = d2sm_module.set_divergence
             d2sm_module.set_divergence = _old_set_divergence
-            queue.read_similarities = lambda: None
+            queue.read_cache = lambda: None
             queue.enqueue = lambda a, b, *_, **__: _old_enqueue(queue, a, b)
             try:
                 return super().compute(y_true, y_pred)
             finally:
                 d2sm_module.set_divergence = saved
-                del queue.read_similarities, queue.enqueue
+                del queue.read_cache, queue.enqueue
 
     return PreviousQueueD2SM(**kw)
 
@@ -190,37 +200,43 @@ def run(args):
         f"{tf.config.list_logical_devices()[0].device_type}; median of {args.steps} train steps"
     )
     print(
-        f"{'q':>6} {'recompute ms':>13} {'cached ms':>10} {'speed-up':>9} "
-        f"{'CPU ms old':>11} {'CPU ms new':>11} {'max rel. diff of loss':>22} {'cache MB':>9}"
+        f"{'eps':>6} {'q':>6} {'recompute ms':>13} {'cached ms':>10} {'speed-up':>9} "
+        f"{'CPU ms old':>11} {'CPU ms new':>11} {'max rel. diff of loss':>22} "
+        f"{'cache MB':>9}  cache"
     )
     rows = []
-    for q in args.queues:
-        kw = dict(
-            feature_extractor=fx, patch_size=None, queue_size=q, image_size=args.size,
-            divergence=args.divergence, temperature=args.temperature,
-        )
-        new = D2SMLoss(**kw)
-        t_new, c_new, v_new = _time(
-            _step(new, args.batch, args.size), data, args.warmup, args.steps
-        )
-        t_old = c_old = v_old = None
-        if not args.skip_old:
-            old = _old_loss(**kw)
-            t_old, c_old, v_old = _time(
-                _step(old, args.batch, args.size), data, args.warmup, args.steps
-            )
-        # Same initial restorer and data: the loss values must agree step for step.
-        diff = (
-            max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(v_new, v_old))
-            if v_old is not None else float("nan")
-        )
-        cache_mb = 2 * q * q * 4 / 2**20
-        old_s = f"{t_old * 1e3:13.1f}" if t_old is not None else f"{'-':>13}"
-        speed = f"{t_old / t_new:9.2f}" if t_old is not None else f"{'-':>9}"
-        c_old_s = f"{c_old * 1e3:11.1f}" if c_old is not None else f"{'-':>11}"
-        print(
-            f"{q:>6} {old_s} {t_new * 1e3:10.1f} {speed} {c_old_s} {c_new * 1e3:11.1f} "
-            f"{diff:22.2e} {cache_mb:9.1f}", flush=True,
-        )
-        rows.append({"q": q, "old_s": t_old, "new_s": t_new, "max_rel_diff": diff})
+    for eps in args.eps:
+        for q in args.queues:
+            rows.append(_case(args, fx, data, q, eps))
     return 0
+
+
+def _case(args, fx, data, q, eps):
+    from tfrestore.losses import D2SMLoss
+
+    kw = dict(
+        feature_extractor=fx, patch_size=None, queue_size=q, image_size=args.size,
+        divergence=args.divergence, temperature=args.temperature, eps=eps,
+    )
+    new = D2SMLoss(**kw)
+    t_new, c_new, v_new = _time(_step(new, args.batch, args.size), data, args.warmup, args.steps)
+    t_old = c_old = v_old = None
+    if not args.skip_old:
+        old = _old_loss(**kw)
+        t_old, c_old, v_old = _time(_step(old, args.batch, args.size), data, args.warmup, args.steps)
+    # Same initial restorer and data: the loss values must agree step for step.
+    diff = (
+        max(abs(a - b) / max(abs(b), 1e-30) for a, b in zip(v_new, v_old))
+        if v_old is not None else float("nan")
+    )
+    queue = new._queue
+    cache_mb = (queue.nbytes() - 2 * q * queue.dim * 4 - 2 * q * 8) / 2**20
+    kind = "q x q similarities" if queue.row_statistics is None else "row sums (q x 4)"
+    old_s = f"{t_old * 1e3:13.1f}" if t_old is not None else f"{'-':>13}"
+    speed = f"{t_old / t_new:9.2f}" if t_old is not None else f"{'-':>9}"
+    c_old_s = f"{c_old * 1e3:11.1f}" if c_old is not None else f"{'-':>11}"
+    print(
+        f"{eps:>6g} {q:>6} {old_s} {t_new * 1e3:10.1f} {speed} {c_old_s} {c_new * 1e3:11.1f} "
+        f"{diff:22.2e} {cache_mb:9.3f}  {kind}", flush=True,
+    )
+    return {"q": q, "eps": eps, "old_s": t_old, "new_s": t_new, "max_rel_diff": diff}

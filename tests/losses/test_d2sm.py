@@ -559,7 +559,8 @@ def test_bad_arguments_raise_clear_errors(rng):
         (dict(queue_size=-1), "queue_size"),
         (dict(patch_size=0), "patch_size"),
         (dict(patch_size=None, group_by_image=True), "group_by_image"),
-        (dict(eps=0), "eps"),
+        (dict(eps=-1e-6), "eps"),
+        (dict(eps=float("inf")), "eps"),
     ]:
         with pytest.raises(ValueError, match=match):
             D2SMLoss(feature_extractor=tiny_features, **kwargs)

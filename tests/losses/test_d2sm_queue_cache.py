@@ -1,6 +1,8 @@
-"""D2SM queue similarity cache: same loss and gradient as recomputing the queue
-kernel every step (wrap-around, frozen queue, saving, stale rows, replicas), for
-both kernels (the paper's ``(s + 1) / 2`` and ``exp(s / temperature)``)."""
+"""D2SM queue cache: same loss and gradient as recomputing the queue kernel every
+step (wrap-around, frozen queue, saving, stale rows, replicas), for both kernels
+(the paper's ``(s + 1) / 2`` and ``exp(s / temperature)``) and both caches (the
+``q x q`` similarities; with ``eps=0`` four sums per queue row and no ``q x q``
+tensor in a training step)."""
 
 import keras
 import numpy as np
@@ -9,6 +11,8 @@ import tensorflow as tf
 
 from tfrestore.losses import D2SMLoss, L1
 from tfrestore.losses._similarity import (
+    MIN_ROW_SUM_TEMPERATURE,
+    QueueRowStatistics,
     conditional_probabilities,
     l2_normalize,
     row_divergence,
@@ -55,7 +59,7 @@ def _value_and_grad(loss, clean, noisy, fn=None):
 def _invalidate(loss):
     """Force the reference loss to recompute its queue similarities this step."""
     q = loss._queue
-    q.sim_keys_pred.assign(tf.fill([q.size], tf.constant(-1, tf.int64)))
+    q.cache_keys_pred.assign(tf.fill([q.size], tf.constant(-1, tf.int64)))
 
 
 def _old_set_divergence(
@@ -285,7 +289,7 @@ def test_rows_written_behind_the_cache_are_detected(rng):
     other /= np.linalg.norm(other, axis=1, keepdims=True)
     for q in (loss._queue, ref._queue):
         q.pred.assign(other)
-    ref._queue.refresh_similarities()
+    ref._queue.refresh_cache()
     clean, noisy = _batch(rng)
     v_ref, g_ref = _value_and_grad(ref, clean, noisy)
     v, g = _value_and_grad(loss, clean, noisy)
@@ -356,3 +360,230 @@ def test_mirrored_cache_equals_single_device(strategy):
     qp = ref_loss.queue_state()[0]
     for copy in loss._queue.sim_pred.values:  # every replica holds the global cache
         np.testing.assert_allclose(copy.numpy(), qp @ qp.T, atol=1e-5)
+
+
+# ----------------------------------------------------------------- row sums (eps=0)
+def _np_rows(fs, ft, valid, divergence, include_diagonal, temperature):
+    """Per-row divergence of one set without eps (float64; 0 log 0 = 0)."""
+    m = len(fs)
+    w = np.outer(np.ones(m), valid.astype(np.float64))
+    if not include_diagonal:
+        w[np.arange(m), np.arange(m)] = 0.0
+
+    def probs(f):
+        cos = f @ f.T
+        k = (cos + 1.0) / 2.0 if temperature is None else np.exp(cos / temperature)
+        k = k * w
+        return k / k.sum(1, keepdims=True)
+
+    ps, pt = probs(fs), probs(ft)
+
+    def kl(p, q):
+        safe = np.where(p > 0, p, 1.0)
+        return np.where(p > 0, p * (np.log(safe) - np.log(np.where(p > 0, q, 1.0))), 0.0).sum(1)
+
+    r = {"kl": kl(ps, pt), "ikl": kl(pt, ps), "symmetric_kl": 0.5 * (kl(ps, pt) + kl(pt, ps))}
+    return r[divergence] * valid
+
+
+def _unit_rows(rng, *shape):
+    return l2_normalize(rng.normal(size=shape).astype("float32"))
+
+
+@pytest.mark.parametrize("temperature", [None, 0.1])
+@pytest.mark.parametrize("divergence", ["kl", "ikl", "symmetric_kl"])
+@pytest.mark.parametrize("include_diagonal", [False, True])
+def test_row_sums_equal_the_dense_kernel_and_numpy(divergence, include_diagonal, temperature, rng):
+    g, p, q, d = 2, 3, 6, 8
+    fs, ft = _unit_rows(rng, g, p, d), _unit_rows(rng, g, p, d)
+    qs, qt = _unit_rows(rng, q, d), _unit_rows(rng, q, d)
+    qmask = tf.constant([1, 1, 1, 1, 0, 0], tf.float32)
+    stats = QueueRowStatistics(temperature, include_diagonal)
+    sums = stats.full_row_sums(qs, qt, qmask)
+    assert sums.dtype == tf.float64 and sums.shape == (q, 4)
+    kw = dict(divergence=divergence, include_diagonal=include_diagonal, eps=0.0,
+              temperature=temperature)
+    fsv, ftv = tf.Variable(fs), tf.Variable(ft)
+    with tf.GradientTape(persistent=True) as tape:
+        dense = _old_set_divergence(
+            fsv, ftv, qs, qt, qmask, divergence, include_diagonal, 0.0, temperature
+        )
+        fast, _, n = set_divergence(fsv, ftv, qs, qt, qmask, queue_row_sums=sums, **kw)
+        weights = tf.reshape(tf.range(1.0, 1.0 + g * (p + q)), [g, p + q])
+        a, b = tf.reduce_sum(dense * weights), tf.reduce_sum(fast * weights)
+    assert float(n) == p + 4
+    np.testing.assert_allclose(fast.numpy(), dense.numpy(), rtol=2e-5, atol=1e-9)
+    valid = np.array([1] * p + [1, 1, 1, 1, 0, 0], bool)
+    for k in range(g):
+        sets = [np.concatenate([x[k].numpy(), y.numpy()]) for x, y in ((fs, qs), (ft, qt))]
+        ref = _np_rows(*sets, valid, divergence, include_diagonal, temperature)
+        np.testing.assert_allclose(fast.numpy()[k], ref, rtol=5e-5, atol=1e-8)
+    for v in (fsv, ftv):
+        ga, gb = tape.gradient(a, v).numpy(), tape.gradient(b, v).numpy()
+        assert np.abs(ga).max() > 0
+        np.testing.assert_allclose(gb, ga, rtol=1e-4, atol=1e-5 * np.abs(ga).max())
+
+
+def test_row_sums_only_for_configurations_they_compute_exactly():
+    assert QueueRowStatistics.applies("kl", 0.0, None)
+    assert QueueRowStatistics.applies("symmetric_kl", 0.0, MIN_ROW_SUM_TEMPERATURE)
+    assert not QueueRowStatistics.applies("kl", 1e-6, None)  # log(k / Z + eps)
+    assert not QueueRowStatistics.applies("js", 0.0, None)  # the mixture mixes normalisers
+    assert not QueueRowStatistics.applies("kl", 0.0, 0.001)  # exp(-2 / t) underflows
+    for kw, row_sums in [
+        (dict(eps=0), True),
+        (dict(eps=0, temperature=0.1, divergence="ikl"), True),
+        (dict(), False),
+        (dict(eps=0, divergence="js"), False),
+        (dict(eps=0, temperature=0.001), False),
+    ]:
+        queue = _loss(**kw)._queue
+        assert (queue.row_sums is not None) is row_sums, kw
+        assert (queue.sim_pred is None) is row_sums, kw
+    # No q x q memory with row sums.
+    big_sims, big_sums = _loss(queue_size=512)._queue, _loss(queue_size=512, eps=0)._queue
+    assert big_sims.nbytes() - big_sums.nbytes() == 2 * 512 * 512 * 4 - 512 * 4 * 8
+    with pytest.raises(ValueError, match="eps=0"):
+        set_divergence(
+            *(_unit_rows(np.random.default_rng(0), 1, 2, 4) for _ in range(2)),
+            *(_unit_rows(np.random.default_rng(1), 3, 4) for _ in range(2)),
+            tf.ones([3]), queue_row_sums=tf.zeros([3, 4], tf.float64), eps=1e-6,
+        )
+
+
+def _assert_sums_match_rows(loss, tol=1e-6):
+    """The cached row sums equal a fresh O(q^2) sum over the rows now queued, up to
+    the float32 rounding of the cosines (the fresh sum takes them from a (q, q)
+    product, the updates from (q, n) ones): ``tol`` per entry (kernel values are
+    at most 1), times 1 / t for ``exp(cos / t)``. A missed update is O(1)."""
+    queue = loss._queue
+    fresh = queue.row_statistics.full_row_sums(
+        queue.pred.read_value(), queue.true.read_value(), queue.valid_mask()
+    ).numpy()
+    bound = tol * queue.size / (queue.row_statistics.temperature or 1.0)
+    error = np.abs(queue.row_sums.numpy() - fresh).max()
+    assert error <= bound, (error, bound)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(eps=0),
+        dict(eps=0, temperature=0.1, divergence="ikl", include_diagonal=True),
+        dict(eps=0, divergence="symmetric_kl", group_by_image=True, patch_size=8,
+             patch_stride=8, queue_size=11),
+    ],
+    ids=["kl", "t0.1-ikl-diag", "symmetric-per-image-patches"],
+)
+def test_row_sum_steps_equal_the_dense_kernel_through_wraparound(kw, rng, monkeypatch):
+    fast, dense = _loss(**kw), _loss(**kw)
+    assert fast._queue.row_sums is not None
+    graph = tf.function(fast.call)  # the sums are also read and written in graph mode
+    for step in range(7):  # 1-2 images (2-8 rows) per step into 7 / 11 slots: it wraps
+        clean, noisy = _batch(rng, b=2 if step % 3 else 1)
+        with monkeypatch.context() as m:
+            m.setattr(d2sm_module, "set_divergence", _dense_set_divergence)
+            v_ref, g_ref = _value_and_grad(dense, clean, noisy)
+        v, g = _value_and_grad(fast, clean, noisy, fn=graph if step % 2 else None)
+        assert np.all(np.isfinite(v)) and np.all(np.isfinite(g))
+        np.testing.assert_allclose(v, v_ref, rtol=2e-5, atol=1e-9, err_msg=f"step {step}")
+        np.testing.assert_allclose(
+            g, g_ref, rtol=1e-4, atol=1e-5 * np.abs(g_ref).max(), err_msg=f"step {step}"
+        )
+        np.testing.assert_array_equal(fast.queue_state()[0], dense.queue_state()[0])
+        _assert_sums_match_rows(fast)
+    assert fast.queue_count > fast.queue_size
+
+
+def test_row_sums_do_not_drift_over_many_wraps(rng):
+    """Incremental float64 updates: every row is summed afresh when it is written,
+    so after 40 wraps of the ring the sums still equal a fresh sum."""
+    loss = _loss(eps=0, queue_size=6)
+    step = tf.function(loss.call)
+    for _ in range(120):
+        step(*(tf.constant(x) for x in _batch(rng, b=2)))
+    assert loss.queue_count == 240
+    _assert_sums_match_rows(loss)
+
+
+def test_no_q_by_q_tensor_in_a_row_sum_step(rng):
+    """The step's graph holds no (q, q) tensor with row sums (only the stale-cache
+    branch of a tf.cond, a separate function, is quadratic); with the cached
+    similarities it does (the check can fail)."""
+    q = 40  # not a batch, feature or image size
+
+    def square_tensors(loss):
+        clean, noisy = (tf.constant(x) for x in _batch(rng, b=2))
+        fn = tf.function(lambda a, b: loss(a, b)).get_concrete_function(clean, noisy)
+        return [
+            (op.type, t.shape) for op in fn.graph.get_operations() for t in op.outputs
+            if t.shape.rank is not None and list(t.shape).count(q) >= 2
+        ]
+
+    assert square_tensors(_loss(queue_size=q, eps=0)) == []
+    assert square_tensors(_loss(queue_size=q))  # the q x q similarity cache
+
+
+def test_frozen_queue_keeps_the_row_sums_bit_for_bit(rng):
+    loss = _loss(eps=0)
+    for _ in range(3):
+        loss(*_batch(rng))
+    before = loss._queue.row_sums.numpy().copy()
+    with loss.frozen_queue():
+        loss(*_batch(rng))
+    np.testing.assert_array_equal(loss._queue.row_sums.numpy(), before)
+
+
+def test_rows_written_behind_the_row_sums_are_detected(rng):
+    loss, ref = _loss(eps=0), _loss(eps=0)
+    for _ in range(3):
+        batch = _batch(rng)
+        loss(*batch)
+        ref(*batch)
+    other = rng.normal(size=loss._queue.pred.shape).astype("float32")
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    for q in (loss._queue, ref._queue):
+        q.pred.assign(other)
+    ref._queue.refresh_cache()
+    clean, noisy = _batch(rng)
+    v_ref, g_ref = _value_and_grad(ref, clean, noisy)
+    v, g = _value_and_grad(loss, clean, noisy)
+    np.testing.assert_allclose(v, v_ref, rtol=1e-6)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6 * np.abs(g_ref).max())
+    _assert_sums_match_rows(loss)
+
+
+def test_saved_queue_restores_the_row_sums(rng):
+    loss, restored = _loss(eps=0), _loss(eps=0)
+    for _ in range(5):
+        loss(*_batch(rng))
+    store = {}
+    loss.save_own_variables(store)
+    restored.load_own_variables(store)
+    _assert_sums_match_rows(restored)
+    clean, noisy = _batch(rng)
+    np.testing.assert_allclose(
+        _value_and_grad(restored, clean, noisy)[0], _value_and_grad(loss, clean, noisy)[0],
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.slow
+def test_mirrored_row_sums_equal_single_device(strategy):
+    noisy, clean = _data(12, 1)
+    ref_model = _model()
+    init = ref_model.get_weights()
+    ref_loss = _loss(reduction="sum_over_batch_size", queue_size=6, eps=0)
+    ref_model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + ref_loss)
+    ref_model.fit(noisy, clean, batch_size=4, shuffle=False, verbose=0)
+    with strategy.scope():
+        model = _model()
+        model.set_weights(init)
+        loss = _loss(reduction="sum_over_batch_size", queue_size=6, eps=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + loss)
+    model.fit(noisy, clean, batch_size=4, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), ref_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    want = ref_loss._queue.row_sums.numpy()
+    for copy in loss._queue.row_sums.values:  # every replica holds the global sums
+        np.testing.assert_allclose(copy.numpy(), want, rtol=1e-5)
