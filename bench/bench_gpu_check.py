@@ -13,7 +13,8 @@ Rows stop when ``--budget-s`` is spent (the remaining ones print ``skipped``).
 
 Losses (GPU sizes): L1; Perceptual (VGG16); PDL (VGG16 conv4_3); D2SM with exact
 windows (``patch_mode="image"``, the paper's 224-px windows every 56 px on 512-px
-crops) and D2SM on whole images with a 1024-row queue (VGG19 conv5_4); DiffLoss with
+crops), D2SM on whole images with a 1024-row queue (VGG19 conv5_4), the same with
+``eps=0`` (queue row sums, no ``q x q`` cache); DiffLoss with
 the full ADM-256 architecture (``adm_256_uncond``, 552.8 M parameters).
 
     python -m bench gpu_check                  # on a GPU machine, ~5-8 minutes
@@ -44,6 +45,9 @@ CASES = {
         cpu=dict(batch=2, size=32, patch=16, stride=16),
     ),
     "D2SM whole image + queue": dict(
+        gpu=dict(batch=16, size=256, queue=1024), cpu=dict(batch=2, size=32, queue=8)
+    ),
+    "D2SM queue eps=0": dict(
         gpu=dict(batch=16, size=256, queue=1024), cpu=dict(batch=2, size=32, queue=8)
     ),
     "DiffLoss": dict(
@@ -104,6 +108,9 @@ def _make_loss(name, cfg, smoke):
     if name == "D2SM whole image + queue":
         return D2SMLoss(weights=None, patch_size=None, queue_size=cfg["queue"],
                         image_size=cfg["size"])
+    if name == "D2SM queue eps=0":  # the queue's row sums instead of its q x q cache
+        return D2SMLoss(weights=None, patch_size=None, queue_size=cfg["queue"],
+                        image_size=cfg["size"], eps=0)
     if name == "DiffLoss":
         return DiffLoss(unet=cfg["unet"], weights=None)
     raise ValueError(f"unknown loss {name!r}; choose from {list(CASES)}")

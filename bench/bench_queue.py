@@ -208,7 +208,41 @@ def run(args):
     for eps in args.eps:
         for q in args.queues:
             rows.append(_case(args, fx, data, q, eps))
+    if len(args.eps) > 1:
+        _eps_effect(args)
     return 0
+
+
+def _eps_effect(args):
+    """How much eps inside the logarithms changes the loss and its gradient:
+    4 current rows + q queued rows of ReLU-like features (a clean set and a noisy
+    copy), the first two eps values side by side."""
+    from tfrestore.losses._similarity import l2_normalize, set_divergence
+
+    a, b = args.eps[:2]
+    print(f"\neps={a:g} vs eps={b:g} (synthetic ReLU features, D = {args.dim}, "
+          f"divergence={args.divergence}, temperature={args.temperature})")
+    print(f"{'q':>6} {'loss rel. diff':>15} {'grad rel. diff':>15} {'grad cosine':>12}")
+    rng = np.random.default_rng(0)
+    for q in args.queues:
+        clean = np.maximum(rng.normal(size=(q + 4, args.dim)), 0.0)
+        noisy = np.maximum(clean + 0.3 * rng.normal(size=clean.shape), 0.0)
+        ft, fs = (l2_normalize(x.astype("float32")) for x in (clean, noisy))
+        current = tf.Variable(fs[None, :4])
+        out = []
+        for eps in (a, b):
+            with tf.GradientTape() as tape:
+                rows = set_divergence(
+                    current, ft[None, :4], fs[4:], ft[4:], tf.ones([q]),
+                    divergence=args.divergence, include_diagonal=False, eps=eps,
+                    temperature=args.temperature,
+                )[0]
+                value = tf.reduce_sum(rows) / (q + 4)
+            out.append((float(value), tape.gradient(value, current).numpy().ravel()))
+        (va, ga), (vb, gb) = out
+        cosine = float(ga @ gb / (np.linalg.norm(ga) * np.linalg.norm(gb)))
+        print(f"{q:>6} {abs(va - vb) / abs(vb):15.2e} "
+              f"{np.linalg.norm(ga - gb) / np.linalg.norm(gb):15.2e} {cosine:12.6f}", flush=True)
 
 
 def _case(args, fx, data, q, eps):

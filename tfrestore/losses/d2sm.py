@@ -178,10 +178,15 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             default). Must be at least the number of rows per global batch
             (``B * patches``). The paper uses 256 with whole images and batch 32
             (face SR) and reports that more than 64 samples are needed (Fig. 8).
-            Memory: ``2 * queue_size * (D + queue_size + 2) * 4`` bytes (``queue_nbytes``;
-            the ``queue_size^2`` part caches the queue's similarities between steps, so
-            a step costs ``O(queue_size * rows * D)``), e.g. 206 MB for 256 VGG19
-            conv5_4 rows of 224-pixel windows.
+            Memory (``queue_nbytes``): ``2 * queue_size * D * 4`` bytes for the rows,
+            e.g. 205 MB for 256 VGG19 conv5_4 rows of 224-pixel windows, plus a cache
+            kept between steps so that a step compares only the new rows with the
+            queue (``O(queue_size * rows * D)`` multiply-adds): with ``eps > 0`` the
+            queue's ``queue_size^2`` similarities (``8 * queue_size^2`` bytes; the
+            queued rows' divergences still cost ``O(queue_size^2)`` elementwise per
+            step), with ``eps=0`` four float64 sums per queued row and no
+            ``queue_size^2`` term at all (``python -m bench queue``: 67 vs 1368 ms per
+            step at ``queue_size=4096``, D = 1024, one CPU thread).
         image_size: ``(height, width)`` of the training images; required with a
             queue and ``patch_size=None`` to size the queue (like ``DeST``'s
             height/width arguments).
@@ -198,8 +203,15 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             by ``N``, i.e. the per-row divergence averaged over rows) or
             ``"mean_all"`` (mean over all ``N^2`` entries, the released code; ``N``
             times smaller).
-        eps: added inside the logarithms (1e-6 as in the code); also the L2
-            normalisation's epsilon.
+        eps: added inside the logarithms (1e-6 as in the released code); also the
+            L2 normalisation's epsilon. ``eps=0`` computes the divergences without it
+            (``0 log 0 = 0``), which lets a queue keep per-row sums instead of its
+            ``queue_size^2`` similarities, so a step's cost grows linearly with
+            ``queue_size`` (``divergence`` ``"kl"``, ``"ikl"``, ``"symmetric_kl"``;
+            ``temperature`` None or >= 0.003; otherwise the similarity cache is used).
+            The eps term shifts the loss by about ``eps * N`` relative (N rows per set):
+            0.05 % at ``queue_size=256``, 0.75 % at 4096, gradient directions within
+            cosine 0.99999 (``python -m bench queue``).
         temperature: kernel bandwidth. ``None`` (default) is the paper's kernel
             ``K = (cos + 1) / 2``; a number ``t > 0`` uses ``K = exp(cos / t)``, the
             softmax kernel of SNE / t-SNE and contrastive learning. Deep features of
