@@ -510,7 +510,7 @@ def test_no_q_by_q_tensor_in_a_row_sum_step(rng):
     """The step's graph holds no (q, q) tensor with row sums (only the stale-cache
     branch of a tf.cond, a separate function, is quadratic); with the cached
     similarities it does (the check can fail)."""
-    q = 40  # not a batch, feature or image size
+    q = 37  # no batch, feature (80, 40 pairs) or image size
 
     def square_tensors(loss):
         clean, noisy = (tf.constant(x) for x in _batch(rng, b=2))
