@@ -185,8 +185,8 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             queue's ``queue_size^2`` similarities (``8 * queue_size^2`` bytes; the
             queued rows' divergences still cost ``O(queue_size^2)`` elementwise per
             step), with ``eps=0`` four float64 sums per queued row and no
-            ``queue_size^2`` term at all (``python -m bench queue``: 67 vs 1368 ms per
-            step at ``queue_size=4096``, D = 1024, one CPU thread).
+            ``queue_size^2`` term at all (``python -m bench queue``, D = 1024, one CPU
+            thread: 51-66 ms vs 0.78-1.47 s per step at ``queue_size=4096``).
         image_size: ``(height, width)`` of the training images; required with a
             queue and ``patch_size=None`` to size the queue (like ``DeST``'s
             height/width arguments).
