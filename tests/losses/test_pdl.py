@@ -199,6 +199,27 @@ def test_gradient_routes_through_the_sort(rng):
     np.testing.assert_allclose(g, ref / (2 * 64 * 3), rtol=1e-5, atol=1e-9)
 
 
+def test_sort_equals_tf_sort_with_ties_values_and_gradients(rng):
+    """wasserstein_1d sorts by gather(argsort) for a cheaper gradient: the same values
+    and gradients as tf.sort, also with ties (ReLU features hold many exact zeros)."""
+    from tfrestore.losses.wasserstein import _sort
+
+    x = np.maximum(rng.normal(size=(2, 3, 64)), 0.0).astype("float32")
+    x[0, 0, :8] = 0.5  # ties away from zero too
+    upstream = tf.constant(rng.normal(size=x.shape).astype("float32"))
+    xv = tf.Variable(x)
+    results = []
+    for sort in (_sort, lambda t: tf.sort(t, axis=-1)):
+        with tf.GradientTape() as tape:
+            values = sort(xv)
+            total = tf.reduce_sum(values * upstream)
+        results.append((values.numpy(), tape.gradient(total, xv).numpy()))
+    (v_new, g_new), (v_ref, g_ref) = results
+    np.testing.assert_array_equal(v_new, v_ref)
+    np.testing.assert_array_equal(g_new, g_ref)
+    assert (x == 0).sum() > 50  # the ties were there
+
+
 def exact_wasserstein_1d(u, v, p=1.0):
     """Exact ``W_p^p`` of two empirical 1-D distributions of any sizes: integrate
     ``|F_u^-1 - F_v^-1|^p`` over the merged CDF levels (both quantile functions are
