@@ -241,21 +241,28 @@ def _dense_set_divergence(fs, ft, qs=None, qt=None, qmask=None, *, queue_similar
         dict(temperature=0.1),
         dict(temperature=0.1, divergence="js", include_diagonal=True),
         dict(temperature=0.1, group_by_image=True, patch_size=8, patch_stride=8, queue_size=11),
+        dict(eps=0),
+        dict(eps=0, temperature=0.1, divergence="ikl", include_diagonal=True),
+        dict(eps=0, divergence="symmetric_kl", group_by_image=True, patch_size=8,
+             patch_stride=8, queue_size=11),
     ],
-    ids=["t0.1", "t0.1-js-diag", "t0.1-per-image-patches"],
+    ids=["t0.1", "t0.1-js-diag", "t0.1-per-image-patches", "sums-kl", "sums-t0.1-ikl-diag",
+         "sums-symmetric-per-image-patches"],
 )
-def test_temperature_cache_equals_dense_kernel_through_wraparound(kw, rng, monkeypatch):
-    """temperature=0.1: the cached blockwise path gives the dense path's loss and
-    gradient at every step while the ring wraps (queue of 7 / 11, 1-2 images per step)."""
+def test_cache_equals_dense_kernel_through_wraparound(kw, rng, monkeypatch):
+    """The cached path (q x q similarities; with eps=0 the row sums) gives the dense
+    path's loss and gradient at every step while the ring wraps (queue of 7 / 11,
+    1-2 images = 2-8 rows per step), in eager and graph mode."""
     cached, dense = _loss(**kw), _loss(**kw)
+    assert (cached._queue.row_sums is not None) == (kw.get("eps") == 0)
     graph = tf.function(cached.call)
-    for step in range(6):
+    for step in range(7):
         clean, noisy = _batch(rng, b=2 if step % 3 else 1)
         with monkeypatch.context() as m:
             m.setattr(d2sm_module, "set_divergence", _dense_set_divergence)
             v_ref, g_ref = _value_and_grad(dense, clean, noisy)
         v, g = _value_and_grad(cached, clean, noisy, fn=graph if step % 2 else None)
-        assert np.all(np.isfinite(v))
+        assert np.all(np.isfinite(v)) and np.all(np.isfinite(g))
         if step:  # step 0: one image and an empty queue form a one-row set
             assert np.abs(g).max() > 0
         np.testing.assert_allclose(v, v_ref, rtol=2e-5, atol=1e-9, err_msg=f"step {step}")
@@ -264,23 +271,42 @@ def test_temperature_cache_equals_dense_kernel_through_wraparound(kw, rng, monke
         )
         assert cached.queue_count == dense.queue_count
         np.testing.assert_array_equal(cached.queue_state()[0], dense.queue_state()[0])
+        _assert_cache_matches_rows(cached)
     assert cached.queue_count > cached.queue_size  # the ring wrapped
 
 
-def test_frozen_queue_keeps_the_cache_bit_for_bit(rng):
-    loss = _loss()
+def _cache_value(loss):
+    queue = loss._queue
+    return (queue.sim_pred if queue.row_sums is None else queue.row_sums).numpy().copy()
+
+
+def _assert_cache_matches_rows(loss):
+    if loss._queue.row_sums is not None:
+        _assert_sums_match_rows(loss)
+        return
+    qp, qt, _ = loss.queue_state()
+    np.testing.assert_allclose(loss._queue.sim_pred.numpy(), qp @ qp.T, atol=2e-6)
+    np.testing.assert_allclose(loss._queue.sim_true.numpy(), qt @ qt.T, atol=2e-6)
+
+
+@pytest.mark.parametrize("eps", [1e-6, 0.0], ids=["similarities", "row-sums"])
+def test_frozen_queue_keeps_the_cache_bit_for_bit(eps, rng):
+    loss = _loss(eps=eps)
     for _ in range(3):
         loss(*_batch(rng))
-    before = loss._queue.sim_pred.numpy().copy()
+    before = _cache_value(loss)
     with loss.frozen_queue():
         loss(*_batch(rng))
-    np.testing.assert_array_equal(loss._queue.sim_pred.numpy(), before)
+    np.testing.assert_array_equal(_cache_value(loss), before)
 
 
-def test_rows_written_behind_the_cache_are_detected(rng):
+@pytest.mark.parametrize(
+    "eps, v_rtol, g_atol", [(1e-6, 1e-5, 1e-5), (0.0, 1e-6, 1e-6)], ids=["similarities", "row-sums"]
+)
+def test_rows_written_behind_the_cache_are_detected(eps, v_rtol, g_atol, rng):
     """A restore that bypasses ``load`` (e.g. ``tf.train.Checkpoint``) or a manual
     assign: the next step recomputes and rewrites the cache."""
-    loss, ref = _loss(), _loss()
+    loss, ref = _loss(eps=eps), _loss(eps=eps)
     for _ in range(3):
         batch = _batch(rng)
         loss(*batch)
@@ -293,10 +319,9 @@ def test_rows_written_behind_the_cache_are_detected(rng):
     clean, noisy = _batch(rng)
     v_ref, g_ref = _value_and_grad(ref, clean, noisy)
     v, g = _value_and_grad(loss, clean, noisy)
-    np.testing.assert_allclose(v, v_ref, rtol=1e-5)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-5 * np.abs(g_ref).max())
-    qp = loss.queue_state()[0]
-    np.testing.assert_allclose(loss._queue.sim_pred.numpy(), qp @ qp.T, atol=2e-6)
+    np.testing.assert_allclose(v, v_ref, rtol=v_rtol)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=g_atol * np.abs(g_ref).max())
+    _assert_cache_matches_rows(loss)
 
 
 def _model():
@@ -342,24 +367,31 @@ def test_checkpoint_restore_rebuilds_the_cache_and_resumes_identically(tmp_path)
 
 
 @pytest.mark.slow
-def test_mirrored_cache_equals_single_device(strategy):
+@pytest.mark.parametrize("eps", [1e-6, 0.0], ids=["similarities", "row-sums"])
+def test_mirrored_cache_equals_single_device(eps, strategy):
     noisy, clean = _data(12, 1)
     ref_model = _model()
     init = ref_model.get_weights()
-    ref_loss = _loss(reduction="sum_over_batch_size", queue_size=6)
+    ref_loss = _loss(reduction="sum_over_batch_size", queue_size=6, eps=eps)
     ref_model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + ref_loss)
     ref_model.fit(noisy, clean, batch_size=4, shuffle=False, verbose=0)
     with strategy.scope():
         model = _model()
         model.set_weights(init)
-        loss = _loss(reduction="sum_over_batch_size", queue_size=6)
+        loss = _loss(reduction="sum_over_batch_size", queue_size=6, eps=eps)
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + loss)
     model.fit(noisy, clean, batch_size=4, shuffle=False, verbose=0)
     for a, b in zip(model.get_weights(), ref_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    qp = ref_loss.queue_state()[0]
-    for copy in loss._queue.sim_pred.values:  # every replica holds the global cache
-        np.testing.assert_allclose(copy.numpy(), qp @ qp.T, atol=1e-5)
+    # Every replica holds the global cache.
+    if eps:
+        qp = ref_loss.queue_state()[0]
+        for copy in loss._queue.sim_pred.values:
+            np.testing.assert_allclose(copy.numpy(), qp @ qp.T, atol=1e-5)
+    else:
+        want = ref_loss._queue.row_sums.numpy()
+        for copy in loss._queue.row_sums.values:
+            np.testing.assert_allclose(copy.numpy(), want, rtol=1e-5)
 
 
 # ----------------------------------------------------------------- row sums (eps=0)
@@ -465,36 +497,6 @@ def _assert_sums_match_rows(loss, tol=1e-6):
     assert error <= bound, (error, bound)
 
 
-@pytest.mark.parametrize(
-    "kw",
-    [
-        dict(eps=0),
-        dict(eps=0, temperature=0.1, divergence="ikl", include_diagonal=True),
-        dict(eps=0, divergence="symmetric_kl", group_by_image=True, patch_size=8,
-             patch_stride=8, queue_size=11),
-    ],
-    ids=["kl", "t0.1-ikl-diag", "symmetric-per-image-patches"],
-)
-def test_row_sum_steps_equal_the_dense_kernel_through_wraparound(kw, rng, monkeypatch):
-    fast, dense = _loss(**kw), _loss(**kw)
-    assert fast._queue.row_sums is not None
-    graph = tf.function(fast.call)  # the sums are also read and written in graph mode
-    for step in range(7):  # 1-2 images (2-8 rows) per step into 7 / 11 slots: it wraps
-        clean, noisy = _batch(rng, b=2 if step % 3 else 1)
-        with monkeypatch.context() as m:
-            m.setattr(d2sm_module, "set_divergence", _dense_set_divergence)
-            v_ref, g_ref = _value_and_grad(dense, clean, noisy)
-        v, g = _value_and_grad(fast, clean, noisy, fn=graph if step % 2 else None)
-        assert np.all(np.isfinite(v)) and np.all(np.isfinite(g))
-        np.testing.assert_allclose(v, v_ref, rtol=2e-5, atol=1e-9, err_msg=f"step {step}")
-        np.testing.assert_allclose(
-            g, g_ref, rtol=1e-4, atol=1e-5 * np.abs(g_ref).max(), err_msg=f"step {step}"
-        )
-        np.testing.assert_array_equal(fast.queue_state()[0], dense.queue_state()[0])
-        _assert_sums_match_rows(fast)
-    assert fast.queue_count > fast.queue_size
-
-
 def test_row_sums_do_not_drift_over_many_wraps(rng):
     """Incremental float64 updates: every row is summed afresh when it is written,
     so after 40 wraps of the ring the sums still equal a fresh sum."""
@@ -524,35 +526,6 @@ def test_no_q_by_q_tensor_in_a_row_sum_step(rng):
     assert square_tensors(_loss(queue_size=q))  # the q x q similarity cache
 
 
-def test_frozen_queue_keeps_the_row_sums_bit_for_bit(rng):
-    loss = _loss(eps=0)
-    for _ in range(3):
-        loss(*_batch(rng))
-    before = loss._queue.row_sums.numpy().copy()
-    with loss.frozen_queue():
-        loss(*_batch(rng))
-    np.testing.assert_array_equal(loss._queue.row_sums.numpy(), before)
-
-
-def test_rows_written_behind_the_row_sums_are_detected(rng):
-    loss, ref = _loss(eps=0), _loss(eps=0)
-    for _ in range(3):
-        batch = _batch(rng)
-        loss(*batch)
-        ref(*batch)
-    other = rng.normal(size=loss._queue.pred.shape).astype("float32")
-    other /= np.linalg.norm(other, axis=1, keepdims=True)
-    for q in (loss._queue, ref._queue):
-        q.pred.assign(other)
-    ref._queue.refresh_cache()
-    clean, noisy = _batch(rng)
-    v_ref, g_ref = _value_and_grad(ref, clean, noisy)
-    v, g = _value_and_grad(loss, clean, noisy)
-    np.testing.assert_allclose(v, v_ref, rtol=1e-6)
-    np.testing.assert_allclose(g, g_ref, rtol=1e-5, atol=1e-6 * np.abs(g_ref).max())
-    _assert_sums_match_rows(loss)
-
-
 def test_saved_queue_restores_the_row_sums(rng):
     loss, restored = _loss(eps=0), _loss(eps=0)
     for _ in range(5):
@@ -566,24 +539,3 @@ def test_saved_queue_restores_the_row_sums(rng):
         _value_and_grad(restored, clean, noisy)[0], _value_and_grad(loss, clean, noisy)[0],
         rtol=1e-6,
     )
-
-
-@pytest.mark.slow
-def test_mirrored_row_sums_equal_single_device(strategy):
-    noisy, clean = _data(12, 1)
-    ref_model = _model()
-    init = ref_model.get_weights()
-    ref_loss = _loss(reduction="sum_over_batch_size", queue_size=6, eps=0)
-    ref_model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + ref_loss)
-    ref_model.fit(noisy, clean, batch_size=4, shuffle=False, verbose=0)
-    with strategy.scope():
-        model = _model()
-        model.set_weights(init)
-        loss = _loss(reduction="sum_over_batch_size", queue_size=6, eps=0)
-        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + loss)
-    model.fit(noisy, clean, batch_size=4, shuffle=False, verbose=0)
-    for a, b in zip(model.get_weights(), ref_model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    want = ref_loss._queue.row_sums.numpy()
-    for copy in loss._queue.row_sums.values:  # every replica holds the global sums
-        np.testing.assert_allclose(copy.numpy(), want, rtol=1e-5)

@@ -217,17 +217,10 @@ def set_divergence(
     queue_s = tf.cast(queue_s, tf.float32)
     queue_t = tf.cast(queue_t, tf.float32)
     qmask = tf.cast(queue_mask, tf.float32)
-    if queue_row_sums is not None:
-        if eps != 0 or divergence not in ROW_SUM_DIVERGENCES:
-            raise ValueError(
-                f"queue_row_sums give exact divergences only with eps=0 and divergence in "
-                f"{ROW_SUM_DIVERGENCES}, got eps={eps!r}, divergence={divergence!r}."
-            )
-        queue_similarities = ()  # not needed
-    elif queue_similarities is None:
-        queue_similarities = (
-            tf.linalg.matmul(queue_s, queue_s, transpose_b=True),
-            tf.linalg.matmul(queue_t, queue_t, transpose_b=True),
+    if queue_row_sums is not None and (eps != 0 or divergence not in ROW_SUM_DIVERGENCES):
+        raise ValueError(
+            f"queue_row_sums give exact divergences only with eps=0 and divergence in "
+            f"{ROW_SUM_DIVERGENCES}, got eps={eps!r}, divergence={divergence!r}."
         )
     mask = tf.concat([mask, qmask], axis=0)
 
@@ -246,6 +239,11 @@ def set_divergence(
         stats = QueueRowStatistics(temperature, include_diagonal)
         rows_queue = stats.queue_rows_divergence(cross_s, cross_t, queue_row_sums, qmask, divergence)
     else:
+        if queue_similarities is None:
+            queue_similarities = (
+                tf.linalg.matmul(queue_s, queue_s, transpose_b=True),
+                tf.linalg.matmul(queue_t, queue_t, transpose_b=True),
+            )
         sims_s, sims_t = (tf.cast(x, tf.float32) for x in queue_similarities)
         rows_queue = _queue_rows_divergence(
             cross_s, cross_t, sims_s, sims_t, qmask, include_diagonal, divergence, eps,
