@@ -216,8 +216,9 @@ class FeatureQueue:
 
         ``n <= size`` is the caller's responsibility. When ``enabled`` is 0 the old
         rows are written back and the counter does not move. ``cache``: the
-        :meth:`read_cache` of this step (read again if omitted); it is updated with
-        the ``n x q`` similarities of the new rows.
+        :meth:`read_cache` of this step (read again if omitted); it is updated from
+        the ``n x q`` similarities of the new (and, for row sums, the overwritten)
+        rows.
         """
         if cache is None:
             cache = self.read_cache()
