@@ -227,5 +227,6 @@ def save_torch_state_dict(obj, path, archive_name="archive", legacy=False, byteo
         z.writestr(f"{archive_name}/data.pkl", pickled)
         z.writestr(f"{archive_name}/byteorder", byteorder)
         for key, arr in storages:
-            z.writestr(f"{archive_name}/data/{key}", arr.astype(arr.dtype.newbyteorder(order)).tobytes())
+            raw = arr.astype(arr.dtype.newbyteorder(order)).tobytes()
+            z.writestr(f"{archive_name}/data/{key}", raw)
         z.writestr(f"{archive_name}/version", "3\n")
