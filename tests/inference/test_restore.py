@@ -91,3 +91,17 @@ def test_table_csv_and_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="best.keras or final.keras"):
         find_model_file(str(tmp_path / "empty"))
+
+
+def test_load_model_takes_a_preset_name(weights_dir, monkeypatch, tmp_path):
+    from tfrestore.inference.restore import load_model
+
+    if not (weights_dir / "FFDNet_gray.mat").is_file():
+        pytest.skip("FFDNet_gray.mat not available")
+    monkeypatch.chdir(tmp_path)
+    model = load_model("ffdnet_gray")
+    assert model.name == "ffdnet_gray" and len(model.inputs) == 2
+    with pytest.raises(FileNotFoundError, match="did you mean the preset 'ffdnet_gray'"):
+        load_model("ffdnet_grey")
+    with pytest.raises(FileNotFoundError, match="nor a preset name"):
+        load_model("runs/none")

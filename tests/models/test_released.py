@@ -253,3 +253,65 @@ def test_ffdnet_preset_keeps_the_two_input_signature(weights_dir):
     assert [tuple(i.shape) for i in model.inputs] == [(None, None, None, 3), (None, 1)]
     out = model([np.zeros((2, 9, 7, 3), "float32"), np.full((2, 1), 50 / 255, "float32")])
     assert out.shape == (2, 9, 7, 3)
+
+
+# ------------------------------------------------------------------ tfrestore convert matconvnet / torch
+
+
+def _convert(argv):
+    from tfrestore.cli import main
+
+    return main(["convert", *argv])
+
+
+def test_convert_cli_writes_a_model_that_computes_the_same(weights_dir, tmp_path, capsys):
+    import keras
+
+    src = _weights(weights_dir, "FFDNet_gray.mat")
+    out = tmp_path / "ffdnet_gray.keras"
+    assert _convert(["matconvnet", src, str(out)]) == 0
+    assert "converted FFDNet (15 convolutions, 485,316 parameters)" in capsys.readouterr().out
+    loaded = keras.saving.load_model(out, compile=False)
+    x = [np.random.default_rng(1).uniform(size=(1, 12, 10, 1)).astype("float32"),
+         np.full((1, 1), 0.1, "float32")]
+    np.testing.assert_allclose(loaded(x), from_preset("ffdnet_gray")(x), atol=1e-6)
+    weights = tmp_path / "dncnn.weights.h5"
+    pth = _weights(weights_dir, "KAIR_dncnn_25.pth")
+    assert _convert(["torch", pth, str(weights)]) == 0
+    printed = capsys.readouterr().out
+    assert "load with: tfrestore.models.DnCNN(channels=1, depth=17" in printed
+    DnCNN(channels=1, depth=17, filters=64, batch_norm=False, output_bias=True).load_weights(
+        weights
+    )
+    assert sorted(os.listdir(tmp_path)) == ["dncnn.weights.h5", "ffdnet_gray.keras"]  # no temp
+
+
+def test_convert_cli_never_replaces_a_file_unasked(weights_dir, tmp_path, capsys):
+    src = _weights(weights_dir, "FFDNet_gray.mat")
+    mine = tmp_path / "mine.keras"
+    mine.write_text("my file")
+    assert _convert(["matconvnet", src, str(mine)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert mine.read_text() == "my file"
+    assert _convert(["matconvnet", src, str(mine), "--overwrite"]) == 0
+    link = tmp_path / "same.keras"
+    os.symlink(src, link)
+    assert _convert(["matconvnet", src, str(link), "--overwrite"]) == 2
+    assert "is the input file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["matconvnet", "/no/such.mat", "out.keras"], "'/no/such.mat' does not exist"),
+        (["matconvnet", "in.mat", "out.h5"], "must end in .keras or .weights.h5"),
+        (["torch", "{FFDNet_gray.mat}", "out.keras"], "use `tfrestore convert matconvnet`"),
+        (["matconvnet", "{KAIR_dncnn_25.pth}", "out.keras"], "use `tfrestore convert torch`"),
+    ],
+)
+def test_convert_cli_errors_are_one_line(weights_dir, tmp_path, capsys, argv, needle):
+    argv = [a.format(**{}) if "{" not in a else str(weights_dir / a[1:-1]) for a in argv]
+    argv[-1] = str(tmp_path / argv[-1])
+    assert _convert(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and needle in err

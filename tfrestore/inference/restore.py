@@ -78,6 +78,15 @@ def load_model(path):
 
     if not os.path.exists(path) and path in PRESETS:
         return from_preset(path)
+    if not os.path.exists(path) and os.sep not in path and "." not in path:
+        import difflib
+
+        close = difflib.get_close_matches(path, list(PRESETS), n=1)
+        if close:
+            raise FileNotFoundError(
+                f"no model file, run directory or preset called {path!r}; did you mean the "
+                f"preset {close[0]!r}?"
+            )
     path = find_model_file(path)
     if not path.endswith(".keras"):
         raise ModelFileError(f"expected a .keras model file, got {path!r}")

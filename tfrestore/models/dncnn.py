@@ -67,7 +67,7 @@ def DnCNN(
     >>> trainable_params(DnCNN())  # DnCNN-S, grey
     556096
     >>> trainable_params(DnCNN(batch_norm=False, output_bias=True))  # as released, BN merged
-    556097
+    555137
     """
     channels = check_channels(channels, "DnCNN")
     if depth < 2:
