@@ -5,6 +5,8 @@ Restorers: :func:`DnCNN`, :func:`FFDNet`, :func:`LiuDenoiser` (Liu et al., TIP 2
 Task-driven training (Liu et al.): :func:`cascade` builds ``[restored, task_logits]``
 with a frozen task network; :func:`get_restorer` and :func:`task_feature_extractor`
 support cross-task evaluation and the task network's perceptual features.
+Fine-tuning: :func:`copy_weights` initialises a model from another one's weights, layer by layer
+by name; :func:`load_weights_file` loads a ``.weights.h5`` file after checking its layout.
 """
 
 from tfrestore.models.base import RestorationModel
@@ -21,6 +23,7 @@ from tfrestore.models.edsr import EDSR
 from tfrestore.models.ffdnet import FFDNet
 from tfrestore.models.liu import LiuDenoiser
 from tfrestore.models.params import trainable_params
+from tfrestore.models.transfer import WeightTransferError, copy_weights, load_weights_file
 from tfrestore.models.unet import UNet
 
 __all__ = [
@@ -37,4 +40,7 @@ __all__ = [
     "TaskPreprocess",
     "PREPROCESS_MODES",
     "trainable_params",
+    "copy_weights",
+    "load_weights_file",
+    "WeightTransferError",
 ]
