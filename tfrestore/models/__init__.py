@@ -5,6 +5,8 @@ Restorers: :func:`DnCNN`, :func:`FFDNet`, :func:`LiuDenoiser` (Liu et al., TIP 2
 Task-driven training (Liu et al.): :func:`cascade` builds ``[restored, task_logits]``
 with a frozen task network; :func:`get_restorer` and :func:`task_feature_extractor`
 support cross-task evaluation and the task network's perceptual features.
+Pretrained restorers (the authors' released FFDNet and DnCNN weights): :func:`from_preset`,
+:func:`list_presets`; :func:`released_model` reads a released ``.mat``/``.pth`` file.
 Fine-tuning: :func:`copy_weights` initialises a model from another one's weights, layer by layer
 by name; :func:`load_weights_file` loads a ``.weights.h5`` file after checking its layout.
 """
@@ -23,6 +25,8 @@ from tfrestore.models.edsr import EDSR
 from tfrestore.models.ffdnet import FFDNet
 from tfrestore.models.liu import LiuDenoiser
 from tfrestore.models.params import trainable_params
+from tfrestore.models.presets import from_preset, list_presets
+from tfrestore.models.released import ReleasedWeightsError, load_released_weights, released_model
 from tfrestore.models.transfer import WeightTransferError, copy_weights, load_weights_file
 from tfrestore.models.unet import UNet
 
@@ -40,6 +44,11 @@ __all__ = [
     "TaskPreprocess",
     "PREPROCESS_MODES",
     "trainable_params",
+    "from_preset",
+    "list_presets",
+    "released_model",
+    "load_released_weights",
+    "ReleasedWeightsError",
     "copy_weights",
     "load_weights_file",
     "WeightTransferError",

@@ -17,6 +17,7 @@ def DnCNN(
     residual=True,
     batch_norm=True,
     bn_momentum=0.0,
+    output_bias=False,
     name="dncnn",
 ):
     """DnCNN denoiser: ``depth`` 3x3 convolutions, BN + ReLU, residual learning.
@@ -48,6 +49,10 @@ def DnCNN(
             keeps the initial statistics (mean 0, variance 1) for thousands
             of steps, so a short run restores worse than its input at
             inference (measured: -14 dB validation PSNR after 10 steps).
+        output_bias: give the last convolution a bias. The authors' released
+            models (MatConvNet, KAIR) have batch normalisation merged into
+            the convolutions, so every convolution has a bias:
+            ``batch_norm=False, output_bias=True``.
         name: model name.
 
     Returns:
@@ -61,6 +66,8 @@ def DnCNN(
     >>> from tfrestore.models import trainable_params
     >>> trainable_params(DnCNN())  # DnCNN-S, grey
     556096
+    >>> trainable_params(DnCNN(batch_norm=False, output_bias=True))  # as released, BN merged
+    556097
     """
     channels = check_channels(channels, "DnCNN")
     if depth < 2:
@@ -85,7 +92,12 @@ def DnCNN(
             )(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     x = keras.layers.Conv2D(
-        channels, 3, padding="same", use_bias=False, kernel_initializer=init, name=f"conv{depth}"
+        channels,
+        3,
+        padding="same",
+        use_bias=bool(output_bias),
+        kernel_initializer=init,
+        name=f"conv{depth}",
     )(x)
     if residual:
         x = keras.layers.Subtract(name="subtract_noise")([inp, x])
