@@ -211,3 +211,61 @@ def test_cli_init_sets_the_key(sources, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "model.init" in err and missing in err, err
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_unknown_preset_lists_the_names(tmp_path):
+    with pytest.raises(ConfigError, match=r"'model.init': unknown preset 'ffdnet_colour'.*"
+                       r"did you mean 'ffdnet_color'.*available: ffdnet_color"):
+        train(init_config(init="ffdnet_colour"), output_dir=str(tmp_path), report=False)
+
+
+@pytest.fixture
+def ffdnet_color_weights(weights_dir, monkeypatch):
+    if not (weights_dir / "FFDNet_color.mat").is_file():
+        pytest.skip(f"FFDNet_color.mat (the ffdnet_color preset) is not in {weights_dir}")
+    monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
+
+
+def ffdnet_map_config(init):
+    cfg = init_config(init=init, model_args={"channels": 3, "noise_level_input": "map"},
+                      model_type="FFDNet")
+    cfg["data"]["degradation"] = {
+        "type": "gaussian_noise", "args": {"sigma": "50/255", "sigma_map": True}
+    }
+    cfg["data"]["val"] = {"crop": 64, "batch_size": 2, "max_images": 2}
+    return cfg
+
+
+@pytest.mark.weights
+def test_ffdnet_color_preset_initialises_a_noise_map_ffdnet(ffdnet_color_weights, tmp_path,
+                                                            capsys):
+    """The preset takes a scalar noise level, the config's FFDNet a map: the same weights, so
+    the first validation shows the preset's PSNR (measured with its own scalar input)."""
+    from tfrestore.metrics import psnr
+    from tfrestore.models import from_preset
+
+    cfg = ffdnet_map_config("ffdnet_color")
+    preset = from_preset("ffdnet_color")
+    values = []
+    for (noisy, sigma_map), clean in tdata.val_dataset(load_config(cfg)):
+        restored = preset([noisy, sigma_map[:, 0, 0, :]], training=False)
+        values += list(np.asarray(psnr(clean, restored, data_range=1.0)))
+    reference = float(np.mean(values))
+    result = train(cfg, output_dir=str(tmp_path), report=False)
+    first = result.history["val_psnr"][0]
+    assert first == pytest.approx(reference, abs=1e-3), (first, reference)
+    assert reference > 24  # a trained denoiser on sigma 50 (the noisy input is ~14 dB)
+    assert "init: weights from preset ffdnet_color (12 layers)" in capsys.readouterr().out
+
+
+@pytest.mark.weights
+def test_preset_of_another_architecture_is_refused(ffdnet_color_weights, tmp_path):
+    cfg = ffdnet_map_config("ffdnet_color")
+    cfg["model"]["args"]["channels"] = 1
+    cfg["data"]["channels"] = 1
+    with pytest.raises(ConfigError, match=r"'model.init' \(preset ffdnet_color\): layer 'conv1'"
+                       r".*\(3, 3, 13, 96\).*\(3, 3, 5, 64\)"):
+        train(cfg, output_dir=str(tmp_path), report=False)

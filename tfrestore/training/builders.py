@@ -205,7 +205,8 @@ def resolve_init(init, path="model.init"):
     Traceback (most recent call last):
     ...
     tfrestore.training.schema.ConfigError: config key 'model.init': no such file:
-    .../no/such.keras (from 'no/such.keras'); model.init takes a preset name, a .keras file or a .weights.h5 file (null: no initialisation)
+    .../no/such.keras (from 'no/such.keras'); model.init takes a preset name, a .keras file or a
+    .weights.h5 file (null: no initialisation)
     """
     if init is None:
         return None
