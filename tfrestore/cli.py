@@ -166,8 +166,9 @@ def _add_inference_options(p):
         "--model",
         "-m",
         required=True,
-        help="trained model: a .keras file or a training run directory (uses best.keras, else "
-        "final.keras)",
+        help="trained model: a .keras file, a training run directory (uses best.keras, else "
+        "final.keras) or a preset name such as ffdnet_color (the authors' released weights; "
+        "python -c 'import tfrestore.models as m; print(m.list_presets())' lists them)",
     )
     p.add_argument(
         "--tile",

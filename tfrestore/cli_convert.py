@@ -1,4 +1,6 @@
-"""Command line: ``tfrestore convert adm in.pt out.weights.h5 [--preset adm_256_uncond]``.
+"""Command line: ``tfrestore convert adm in.pt out.weights.h5 [--preset adm_256_uncond]``,
+``tfrestore convert matconvnet FFDNet_color.mat out.keras`` and ``tfrestore convert torch
+dncnn_25.pth out.keras`` (the authors' released FFDNet/DnCNN weights).
 
 Also ``python -m tfrestore convert adm ...``. It sits at the top layer (beside
 :mod:`tfrestore.cli`, which registers it) because it ties the generic reader of
@@ -65,6 +67,54 @@ def _convert_adm(args):
     return 0
 
 
+def _convert_released(args):
+    import os
+    import tempfile
+
+    source, output = args.checkpoint, args.output
+    if not (output.endswith(".weights.h5") or output.endswith(".keras")):
+        raise ValueError(f"output must end in .keras or .weights.h5, got {output!r}")
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"{args.kind} file {source!r} does not exist")
+    if os.path.exists(output) and os.path.samefile(source, output):
+        raise ValueError(f"output {output!r} is the input file; choose another output name")
+    if os.path.exists(output) and not args.overwrite:
+        raise ValueError(f"output {output!r} exists; pass --overwrite to replace it")
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise ValueError(f"output folder {out_dir!r} does not exist")
+    is_mat = not source.lower().endswith((".pth", ".pt"))
+    if (args.kind == "matconvnet") != is_mat:
+        other = "matconvnet" if is_mat else "torch"
+        raise ValueError(f"{source!r} looks like a {other} file: use `tfrestore convert {other}`")
+    from tfrestore.models.released import load_released_weights, read_released
+    from tfrestore import models
+
+    released = read_released(source)
+    builder = "FFDNet" if released.architecture == "ffdnet" else "DnCNN"
+    model = load_released_weights(getattr(models, builder)(**released.builder_args()), released)
+    suffix = ".weights.h5" if output.endswith(".weights.h5") else ".keras"
+    fd, tmp = tempfile.mkstemp(prefix=".tfrestore-convert-", suffix=suffix, dir=out_dir)
+    os.close(fd)
+    try:
+        if suffix == ".keras":
+            model.save(tmp)
+        else:
+            model.save_weights(tmp)
+        os.replace(tmp, output)  # atomic: a failed save leaves no half-written output
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    args_text = ", ".join(f"{k}={v!r}" for k, v in released.builder_args().items())
+    print(
+        f"converted {builder} ({len(released.convolutions)} convolutions, "
+        f"{model.count_params():,} parameters) -> {output}"
+    )
+    if suffix == ".weights.h5":
+        print(f"load with: tfrestore.models.{builder}({args_text}).load_weights({output!r})")
+    return 0
+
+
 def add_parser(subparsers, parents=(), formatter_class=argparse.HelpFormatter, wrap=None):
     """Register ``convert`` (with its ``adm`` sub-command) on an argparse
     ``subparsers`` object; the handler is stored as ``func``. Imports no TensorFlow."""
@@ -77,7 +127,7 @@ def add_parser(subparsers, parents=(), formatter_class=argparse.HelpFormatter, w
         formatter_class=formatter_class,
     )
     kinds = convert.add_subparsers(
-        dest="kind", metavar="{adm}", parser_class=type(convert), help="the checkpoint's model"
+        dest="kind", metavar="{adm,matconvnet,torch}", parser_class=type(convert), help="the checkpoint's model"
     )
     kinds.required = True
     adm = kinds.add_parser(
@@ -112,6 +162,25 @@ def add_parser(subparsers, parents=(), formatter_class=argparse.HelpFormatter, w
         "NHWC): the converted UNet must reproduce them, else nothing is written",
     )
     adm.set_defaults(func=_convert_adm)
+    for kind, what, example in (
+        ("matconvnet", "MatConvNet simplenn .mat (MATLAB v7.3)", "FFDNet_color.mat"),
+        ("torch", "PyTorch state dict .pth (zip or legacy format)", "dncnn_25.pth"),
+    ):
+        p = kinds.add_parser(
+            kind,
+            help=f"the authors' FFDNet/DnCNN weights as a {what}, e.g. {example}",
+            description=wrap(
+                f"Convert released FFDNet/DnCNN weights ({what}) into a tfrestore model; the "
+                "architecture is read from the file. Output: .keras (the whole model) or "
+                ".weights.h5 (weights only; the builder call to load them is printed)."
+            ),
+            parents=list(parents),
+            formatter_class=formatter_class,
+        )
+        p.add_argument("checkpoint", help=f"input {example}")
+        p.add_argument("output", help="output .keras or .weights.h5")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        p.set_defaults(func=_convert_released)
     return convert
 
 

@@ -1,24 +1,28 @@
-"""Read PyTorch zip-format checkpoints (``.pt`` / ``.pth``) without torch.
+"""Read PyTorch checkpoints (``.pt`` / ``.pth``) without torch.
 
 ``torch.save`` (PyTorch >= 1.6) writes a zip archive holding ``<name>/data.pkl``
 (a pickle describing the object) and one raw little-endian buffer per tensor
-storage under ``<name>/data/<key>``. This module replays the pickle with an
-unpickler that only knows tensors and plain containers: any other global (a
-class, a function, ``os.system`` ...) is refused *before* it can be called, so
-reading a checkpoint never runs code from the file (``torch.load`` without
-``weights_only=True`` would).
+storage under ``<name>/data/<key>``. Older releases wrote the legacy format read
+here too: consecutive pickles (magic number, protocol, sys_info, the object, the
+list of storage keys) followed by each storage as an int64 element count and its
+raw elements (byte-swapped when written big-endian). This module replays the
+pickles with an unpickler that only knows tensors and plain containers: any other
+global (a class, a function, ``os.system`` ...) is refused *before* it can be
+called, so reading a checkpoint never runs code from the file (``torch.load``
+without ``weights_only=True`` would).
 
 Supported: float16/bfloat16/float32/float64 and int8/16/32/64/uint8/bool storages,
 storage offsets and strides (views sharing a storage), ``dict``/``OrderedDict``/
 ``list``/``tuple`` nesting (e.g. ``{"state_dict": {...}, "epoch": 3}``),
-``nn.Parameter`` entries. Not supported: the legacy pre-1.6 (non-zip) format,
-pickled modules, numpy arrays or other Python objects inside the checkpoint.
+``nn.Parameter`` entries. Not supported: the pre-1.3 tar format, pickled modules,
+numpy arrays or other Python objects inside the checkpoint.
 
-Allocation is bounded by the file: a view may not reach outside its storage nor
-expand it (stride 0) beyond :data:`MAX_EXPANSION_BYTES`; a compressed storage
-record may not inflate more than :data:`MAX_INFLATE_RATIO` times (zip bomb). Both
-raise :class:`TorchCheckpointError` naming the tensor's key. Tensors are built
-after the pickle is read, so errors name the state-dict key.
+Allocation is bounded by the file: every storage must hold exactly its declared
+elements; a view may not reach outside its storage nor expand it (stride 0) beyond
+:data:`MAX_EXPANSION_BYTES`; a compressed record may not inflate more than
+:data:`MAX_INFLATE_RATIO` times (zip bomb); containers may nest at most
+:data:`MAX_NESTING` deep. Violations raise a one-line :class:`TorchCheckpointError`
+naming the file (and the tensor's key once the pickle is read).
 
 Example (the file is written here by the test helper
 :func:`tfrestore.testing.torch_writer.save_torch_state_dict`; real files come from
@@ -40,9 +44,11 @@ import collections
 import io
 import os
 import pickle
+import reprlib
 import struct
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -61,10 +67,17 @@ MAX_EXPANSION_BYTES = 64 * 2**20
 # Compressed storage records (torch.save writes them uncompressed) may inflate at most
 # this many times once they exceed MAX_EXPANSION_BYTES.
 MAX_INFLATE_RATIO = 100
+# Containers (dict/list/tuple) may nest this deep: real checkpoints use a handful of
+# levels, and deeper ones would exhaust the stack (hashing a deep tuple even crashes).
+MAX_NESTING = 100
+
+# Failures of zipfile on damaged archives.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
+               NotImplementedError, RuntimeError, struct.error, zlib.error)
 
 
 class TorchCheckpointError(ValueError):
-    """The file is not a readable PyTorch zip checkpoint (corrupt, legacy, ...)."""
+    """The file is not a readable PyTorch checkpoint (corrupt, truncated, ...)."""
 
 
 class UnsafeCheckpointError(TorchCheckpointError):
@@ -196,7 +209,8 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
         offset = int(storage_offset)
     except (TypeError, ValueError):
         raise TorchCheckpointError(
-            f"corrupt checkpoint: invalid tensor view size={size!r} stride={stride!r}"
+            f"corrupt checkpoint: invalid tensor view size={reprlib.repr(size)} "
+            f"stride={reprlib.repr(stride)}"
         ) from None
     if len(size) != len(stride) or any(s < 0 for s in size) or offset < 0:
         raise TorchCheckpointError(
@@ -268,17 +282,54 @@ _SAFE_GLOBALS = {
 }
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    def __init__(self, file, archive, prefix, byteorder, source):
-        super().__init__(file)
-        self._archive, self._prefix = archive, prefix
-        self._byteorder, self._source = byteorder, source
-        self._storages = {}
+# Containers a pickle may build by calling them (REDUCE / OBJ / INST): wrapped so that
+# their elements are counted against the file size and their keys checked before hashing.
+_CONSTRUCTORS = (dict, list, tuple, set, frozenset, _StateDict)
+_HASHING = (dict, set, frozenset, _StateDict)
 
+
+class _Constructor:
+    """``dict``/``list``/... as handed to a pickle: calls go through the unpickler's
+    bounds (:meth:`_SafeUnpickler._construct`)."""
+
+    __slots__ = ("_unpickler", "_ctor")
+
+    def __init__(self, unpickler, ctor):
+        self._unpickler, self._ctor = unpickler, ctor
+
+    def __call__(self, *args):
+        return self._unpickler._construct(self._ctor, *args)
+
+
+class _SafeUnpickler(pickle._Unpickler):
+    """Unpickler that knows only tensors and plain containers.
+
+    Built on the pure-Python unpickler on purpose: the C one sizes its memo from the
+    file (an 8-byte pickle with ``LONG_BINPUT 0x10000000`` allocates 4 GB) and cannot be
+    bounded. Tuples may nest at most :data:`MAX_NESTING` deep before they are hashed
+    (dict keys, set items): CPython's tuple hash recurses unguarded and would crash the
+    interpreter. Elements built by calling ``list``/``dict``/... are bounded by the size
+    of the pickle, so re-copying one big list cannot blow up memory.
+
+    Subclasses provide storages (:meth:`_new_storage`); this base refuses them, which
+    suits the plain header pickles of the legacy format.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, source, budget):
+        super().__init__(file, encoding="utf-8")  # as torch.load (Python 2 str -> str)
+        self._source = source
+        self._budget = int(budget)  # container elements the pickle may still create
+        self._heights = {}  # id(tuple) -> (nesting height, tuple kept alive: ids stay unique)
+        self._storages, self._views = {}, {}
+
+    # -- globals -----------------------------------------------------------------------
     def find_class(self, module, name):
         key = (module, name)
         if key in _SAFE_GLOBALS:
-            return _SAFE_GLOBALS[key]
+            obj = _SAFE_GLOBALS[key]
+            return _Constructor(self, obj) if obj in _CONSTRUCTORS else obj
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name, _STORAGE_DTYPES[name])
         if module == "torch" and name in ("UntypedStorage", "ByteStorage"):
@@ -293,38 +344,183 @@ class _SafeUnpickler(pickle.Unpickler):
             "Re-save the checkpoint as `torch.save(model.state_dict(), path)`."
         )
 
+    # -- bounded containers ------------------------------------------------------------
+    def _spend(self, n):
+        self._budget -= n
+        if self._budget < 0:
+            raise TorchCheckpointError(
+                f"{self._source}: corrupt checkpoint, its pickle builds more container "
+                "elements than the file holds"
+            )
+
+    def _check_hashable(self, obj):
+        """Refuse a tuple nested deeper than MAX_NESTING (iterative: no recursion here)."""
+        if type(obj) is not tuple or id(obj) in self._heights:
+            return
+        heights, todo = self._heights, [(obj, False)]
+        while todo:
+            t, children_done = todo.pop()
+            if id(t) in heights:
+                continue
+            if children_done:
+                h = 1 + max((heights[id(c)][0] for c in t if type(c) is tuple), default=0)
+                if h > MAX_NESTING:
+                    raise TorchCheckpointError(
+                        f"{self._source}: corrupt checkpoint, containers nested more than "
+                        f"{MAX_NESTING} deep"
+                    )
+                heights[id(t)] = (h, t)
+            else:
+                todo.append((t, True))
+                todo.extend((c, False) for c in t if type(c) is tuple and id(c) not in heights)
+
+    def _construct(self, ctor, *args):
+        if len(args) > 1:
+            raise TorchCheckpointError(
+                f"{self._source}: corrupt checkpoint, {ctor.__name__} called with {len(args)} "
+                "arguments"
+            )
+        if args and not isinstance(args[0], (list, tuple, dict, set, frozenset, str, bytes)):
+            raise TorchCheckpointError(
+                f"{self._source}: corrupt checkpoint, {ctor.__name__} called with a "
+                f"{type(args[0]).__name__}"
+            )
+        if args:
+            self._spend(len(args[0]))
+            if ctor in _HASHING and not isinstance(args[0], dict):
+                for item in args[0]:  # set items or dict (key, value) pairs
+                    self._check_hashable(item)
+                    if type(item) is list:  # dict([[key, value], ...])
+                        for x in item:
+                            self._check_hashable(x)
+        return ctor(*args)
+
+    def _load_setitems(self):
+        for key in self.stack[0::2]:
+            self._check_hashable(key)
+        pickle._Unpickler.load_setitems(self)
+
+    def _load_setitem(self):
+        if len(self.stack) >= 2:
+            self._check_hashable(self.stack[-2])
+        pickle._Unpickler.load_setitem(self)
+
+    def _load_additems(self):
+        for item in self.stack:
+            self._check_hashable(item)
+        pickle._Unpickler.load_additems(self)
+
+    def _load_frozenset(self):
+        for item in self.stack:
+            self._check_hashable(item)
+        pickle._Unpickler.load_frozenset(self)
+
+    def _load_build(self):
+        # torch only BUILDs the ``_metadata`` of state dicts; setting attributes of
+        # anything else (tensor stand-ins, shared functions) is refused
+        if len(self.stack) < 2 or type(self.stack[-2]) is not _StateDict:
+            raise TorchCheckpointError(
+                f"{self._source}: corrupt checkpoint, sets the state of a non-dict object"
+            )
+        self.stack.pop()
+
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+    dispatch[pickle.FROZENSET[0]] = _load_frozenset
+    dispatch[pickle.BUILD[0]] = _load_build
+
+    # -- storages ----------------------------------------------------------------------
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise TorchCheckpointError(f"{self._source}: unsupported persistent id {pid!r}")
+        """``('storage', storage_type, key, location, numel[, view_metadata])``."""
+        if not (type(pid) is tuple and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise TorchCheckpointError(
+                f"{self._source}: unsupported persistent id {reprlib.repr(pid)}"
+            )
         _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
             raise TorchCheckpointError(
-                f"{self._source}: unsupported storage type {storage_type!r}"
+                f"{self._source}: unsupported storage type {reprlib.repr(storage_type)}"
             )
-        cache_key = str(key)
-        if cache_key in self._storages:
-            return self._storages[cache_key]
-        name = f"{self._prefix}data/{key}"
+        if not isinstance(key, (str, int)) or not isinstance(numel, int) or numel < 0:
+            raise TorchCheckpointError(
+                f"{self._source}: corrupt checkpoint, storage key {reprlib.repr(key)} with "
+                f"numel {reprlib.repr(numel)}"
+            )
         dtype = storage_type.dtype
         itemsize = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
-        if isinstance(storage_type, _StorageType) and storage_type.name == "UntypedStorage":
+        if storage_type.name == "UntypedStorage":
             itemsize = 1  # numel counts bytes
+        if key not in self._storages:
+            self._storages[key] = self._new_storage(key, dtype, itemsize, int(numel))
+        storage = self._storages[key]
+        view = pid[5] if len(pid) == 6 else None
+        return storage if view is None else self._view(storage, view)
+
+    def _new_storage(self, key, dtype, itemsize, numel):
+        raise TorchCheckpointError(
+            f"{self._source}: corrupt checkpoint, a storage is referenced outside the "
+            "object pickle"
+        )
+
+    def _view(self, root, view):
+        """Legacy storage views: elements ``[offset, offset + size)`` of ``root``."""
+        if not (
+            type(view) is tuple and len(view) == 3
+            and isinstance(view[0], (str, int))
+            and all(isinstance(v, int) for v in view[1:])
+        ):
+            raise TorchCheckpointError(
+                f"{self._source}: corrupt checkpoint, storage view {reprlib.repr(view)}"
+            )
+        key, offset, size = view
+        if key not in self._views:
+            if offset < 0 or size < 0 or offset + size > root.size:
+                raise TorchCheckpointError(
+                    f"{self._source}: corrupt checkpoint, storage view {key!r} "
+                    f"[{offset}:{offset + size}] lies outside {root.name} of {root.size} elements"
+                )
+            self._views[key] = _Storage(
+                load=lambda: root.array[offset : offset + size],
+                size=size,
+                dtype=root.dtype,
+                name=f"{root.name}[{offset}:{offset + size}]",
+            )
+        return self._views[key]
+
+
+def _decode_storage(raw, dtype, byteorder):
+    """Raw storage bytes -> 1-D array in native byte order (bfloat16 widened)."""
+    if dtype == "bfloat16":
+        if byteorder != "little":
+            raw = np.frombuffer(raw, ">u2").astype("<u2").tobytes()
+        return _bfloat16_to_float32(raw)
+    arr = np.frombuffer(raw, dtype=np.dtype(dtype))
+    return arr.byteswap() if byteorder != sys.byteorder and arr.dtype.itemsize > 1 else arr
+
+
+class _ZipUnpickler(_SafeUnpickler):
+    """``data.pkl`` of a zip checkpoint: storages are lazily read archive records."""
+
+    def __init__(self, file, source, budget, archive, prefix, byteorder):
+        super().__init__(file, source, budget)
+        self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
+
+    def _new_storage(self, key, dtype, itemsize, numel):
+        name = f"{self._prefix}data/{key}"
         try:
-            numel = int(numel)
             info = self._archive.getinfo(name)
         except KeyError:
             raise TorchCheckpointError(
                 f"{self._source}: corrupt checkpoint, storage record {name!r} is missing"
             ) from None
-        except (TypeError, ValueError):
-            raise TorchCheckpointError(
-                f"{self._source}: corrupt checkpoint, storage {name!r} has numel {numel!r}"
-            ) from None
         expected = numel * itemsize
-        if numel < 0 or info.file_size < expected:
+        # torch.save writes exactly the declared bytes: anything else is corruption (a
+        # longer record would otherwise be read silently, a shorter one past its end)
+        if info.file_size != expected:
             raise TorchCheckpointError(
-                f"{self._source}: corrupt checkpoint, storage {name!r} has {info.file_size} bytes "
-                f"but {numel} elements of {itemsize} bytes are declared"
+                f"{self._source}: corrupt checkpoint, storage record {name!r} has "
+                f"{info.file_size} bytes but {numel} elements of {itemsize} bytes are declared"
             )
         if (
             info.compress_type != zipfile.ZIP_STORED
@@ -340,9 +536,9 @@ class _SafeUnpickler(pickle.Unpickler):
 
         def load():
             try:
-                with archive.open(name) as f:
+                with archive.open(info) as f:
                     raw = f.read(expected)  # bounded: never more than the declared storage
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+            except _ZIP_ERRORS as exc:
                 raise TorchCheckpointError(
                     f"{source}: corrupt checkpoint, cannot read {name!r} ({exc})"
                 ) from exc
@@ -351,21 +547,127 @@ class _SafeUnpickler(pickle.Unpickler):
                     f"{source}: corrupt checkpoint, storage {name!r} has {len(raw)} bytes "
                     f"but {numel} elements of {itemsize} bytes are declared"
                 )
-            if dtype == "bfloat16":
-                if byteorder != "little":
-                    raw = np.frombuffer(raw, ">u2").astype("<u2").tobytes()
-                return _bfloat16_to_float32(raw)
-            arr = np.frombuffer(raw, dtype=np.dtype(dtype))
-            return arr.byteswap() if byteorder != sys.byteorder else arr
+            return _decode_storage(raw, dtype, byteorder)
 
-        storage = _Storage(
+        return _Storage(
             load=load,
             size=numel,
             dtype=np.float32 if dtype == "bfloat16" else dtype,
             name=name,
         )
-        self._storages[cache_key] = storage
+
+
+class _LegacyUnpickler(_SafeUnpickler):
+    """Object pickle of a legacy file: storages are filled in by :func:`_load_legacy`
+    from the raw records that follow the pickle."""
+
+    def __init__(self, file, source, budget):
+        super().__init__(file, source, budget)
+        self.pending = {}  # key -> (storage, dtype, itemsize), in first-reference order
+
+    def _new_storage(self, key, dtype, itemsize, numel):
+        storage = _Storage(
+            load=None,
+            size=numel,
+            dtype=np.float32 if dtype == "bfloat16" else dtype,
+            name=f"storage {key!r}",
+        )
+        self.pending[key] = (storage, dtype, itemsize)
         return storage
+
+
+def _unpickle(unpickler, source, what):
+    """Run one unpickler; any failure on the untrusted bytes becomes one error line."""
+    try:
+        return unpickler.load()
+    except TorchCheckpointError:
+        raise
+    except RecursionError:
+        raise TorchCheckpointError(
+            f"{source}: corrupt checkpoint, {what} nests too deeply to decode"
+        ) from None
+    except MemoryError:
+        raise TorchCheckpointError(
+            f"{source}: corrupt checkpoint, {what} does not fit in memory"
+        ) from None
+    except Exception as exc:  # corrupt bytes surface as many types (EOFError, KeyError, ...)
+        raise TorchCheckpointError(
+            f"{source}: corrupt checkpoint, cannot decode {what} "
+            f"({type(exc).__name__}: {reprlib.repr(str(exc))[1:-1]})"
+        ) from exc
+
+
+_LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+def _load_legacy(data, source):
+    """Legacy ``torch.save``: magic, protocol, sys_info and object pickles, the list of
+    storage keys, then per key an int64 element count and the raw elements."""
+    f = io.BytesIO(data)
+    budget = len(data)
+
+    def header(what):
+        return _unpickle(_SafeUnpickler(f, source, budget), source, what)
+
+    if header("the magic number") != _LEGACY_MAGIC_NUMBER:
+        raise TorchCheckpointError(f"{source} is not a PyTorch checkpoint (bad magic number)")
+    version = header("the protocol version")
+    if version != _LEGACY_PROTOCOL:
+        raise TorchCheckpointError(
+            f"{source}: unsupported legacy checkpoint protocol {reprlib.repr(version)} "
+            f"(expected {_LEGACY_PROTOCOL}); re-save it with torch >= 1.6"
+        )
+    sys_info = header("sys_info")
+    if not isinstance(sys_info, dict):
+        raise TorchCheckpointError(f"{source}: corrupt checkpoint, sys_info is not a dict")
+    order = "little" if sys_info.get("little_endian", True) else "big"
+    unpickler = _LegacyUnpickler(f, source, budget)
+    obj = _unpickle(unpickler, source, "the object pickle")
+    keys = header("the storage key list")
+    if not (isinstance(keys, list) and all(isinstance(k, (str, int)) for k in keys)):
+        raise TorchCheckpointError(f"{source}: corrupt checkpoint, bad storage key list")
+    pending, pos = unpickler.pending, f.tell()
+    view = memoryview(data)
+    for i, key in enumerate(keys):
+        if key not in pending:
+            # never written by torch; its element size (so where the next record starts)
+            # is unknown, which only matters if a referenced storage follows
+            later = [k for k in keys[i + 1 :] if k in pending]
+            if later:
+                raise TorchCheckpointError(
+                    f"{source}: corrupt checkpoint, storage {key!r} is listed twice or used "
+                    f"by no tensor, so storage {later[0]!r} after it cannot be located"
+                )
+            break
+        storage, dtype, itemsize = pending.pop(key)
+        head = bytes(view[pos : pos + 8])
+        count = int.from_bytes(head, order, signed=True)
+        if count != storage.size and len(head) == 8:
+            # torch >= 1.0 writes little-endian records whatever sys_info says; older
+            # releases wrote the machine's order: trust the order whose count matches
+            other = "big" if order == "little" else "little"
+            if int.from_bytes(head, other, signed=True) == storage.size:
+                order, count = other, storage.size
+        if len(head) == 8 and count != storage.size:
+            raise TorchCheckpointError(
+                f"{source}: corrupt checkpoint, storage {key!r} holds {count} elements but "
+                f"{storage.size} are declared"
+            )
+        nbytes = storage.size * itemsize
+        if len(head) < 8 or pos + 8 + nbytes > len(data):
+            raise TorchCheckpointError(
+                f"{source}: truncated checkpoint, storage {key!r} needs {nbytes} bytes but "
+                f"only {max(0, len(data) - pos - 8)} remain; copy or download the file again"
+            )
+        storage._array = _decode_storage(view[pos + 8 : pos + 8 + nbytes], dtype, order)
+        pos += 8 + nbytes
+    if pending:
+        raise TorchCheckpointError(
+            f"{source}: corrupt checkpoint, storage {next(iter(pending))!r} is used by a "
+            "tensor but missing from the storage list"
+        )
+    return obj
 
 
 def _source_name(path):
@@ -373,15 +675,16 @@ def _source_name(path):
 
 
 def load_torch_checkpoint(path):
-    """Load a PyTorch zip checkpoint into plain Python containers of NumPy arrays.
+    """Load a PyTorch checkpoint (zip or legacy format) into plain Python containers of
+    NumPy arrays.
 
     Tensors become ``np.ndarray`` (bfloat16 is widened to float32); dicts,
     ``OrderedDict``s, lists, tuples and Python scalars are kept.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        TorchCheckpointError: not a zip checkpoint (corrupt, truncated, legacy
-            pre-1.6 format) or inconsistent tensor records.
+        TorchCheckpointError: not a torch checkpoint (corrupt, truncated, the pre-1.3
+            tar format) or inconsistent tensor records.
         UnsafeCheckpointError: the pickle references anything but tensors and
             plain containers.
     """
@@ -392,17 +695,14 @@ def load_torch_checkpoint(path):
         head = f.read(len(_LEGACY_MAGIC))
         f.seek(0)
         if head.startswith(_LEGACY_MAGIC):
-            raise TorchCheckpointError(
-                f"{source} is a legacy (pre-PyTorch-1.6, non-zip) checkpoint, which cannot "
-                "be read without torch. Re-save it with torch >= 1.6: "
-                "`torch.save(torch.load(path), new_path)`."
-            )
+            obj = _load_legacy(f.read(), source)
+            return _plain(obj, source)
         try:
             archive = zipfile.ZipFile(f)
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        except _ZIP_ERRORS as exc:
             raise TorchCheckpointError(
-                f"{source} is not a PyTorch zip checkpoint (corrupt or truncated file, or "
-                f"not written by torch.save): {exc}"
+                f"{source} is not a PyTorch zip checkpoint nor a legacy one (corrupt or "
+                f"truncated file, or not written by torch.save): {exc}"
             ) from exc
         with archive:
             pkls = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
@@ -413,43 +713,50 @@ def load_torch_checkpoint(path):
                     f"'<name>/data.pkl' record, found {len(pkls)}."
                 )
             prefix = pkls[0][: -len("data.pkl")]
-            byteorder = "little"
-            if f"{prefix}byteorder" in archive.namelist():
-                byteorder = archive.read(f"{prefix}byteorder").decode("ascii", "replace").strip()
-                if byteorder not in ("little", "big"):
-                    raise TorchCheckpointError(f"{source}: unknown byte order {byteorder!r}")
-            try:
-                data = archive.read(pkls[0])
-            except (zipfile.BadZipFile, EOFError, OSError) as exc:
-                raise TorchCheckpointError(f"{source}: corrupt checkpoint ({exc})") from exc
-            unpickler = _SafeUnpickler(io.BytesIO(data), archive, prefix, byteorder, source)
-            try:
-                obj = unpickler.load()
-            except TorchCheckpointError:
-                raise
-            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-                    KeyError, AttributeError, struct.error) as exc:
+            info = archive.getinfo(pkls[0])
+            if info.file_size > max(MAX_EXPANSION_BYTES, MAX_INFLATE_RATIO * info.compress_size):
                 raise TorchCheckpointError(
-                    f"{source}: corrupt checkpoint, cannot decode data.pkl "
-                    f"({type(exc).__name__}: {exc})"
-                ) from exc
+                    f"{source}: {pkls[0]!r} inflates from {info.compress_size} to "
+                    f"{info.file_size} bytes (a zip bomb?); re-save the checkpoint with torch.save"
+                )
+            try:
+                byteorder = "little"
+                if f"{prefix}byteorder" in archive.namelist():
+                    with archive.open(f"{prefix}byteorder") as b:
+                        byteorder = b.read(16).decode("ascii", "replace").strip()
+                data = archive.read(info)
+            except _ZIP_ERRORS as exc:
+                raise TorchCheckpointError(f"{source}: corrupt checkpoint ({exc})") from exc
+            if byteorder not in ("little", "big"):
+                raise TorchCheckpointError(f"{source}: unknown byte order {byteorder!r}")
+            unpickler = _ZipUnpickler(
+                io.BytesIO(data), source, len(data), archive, prefix, byteorder
+            )
+            obj = _unpickle(unpickler, source, pkls[0])
             return _plain(obj, source)
 
 
-def _plain(obj, source="checkpoint", key=""):
+def _plain(obj, source="checkpoint", key="", depth=0):
     """Containers of tensors -> containers of arrays; errors name the tensor's key."""
 
     def sub(k):
         return f"{key}.{k}" if key else str(k)
 
+    if isinstance(obj, (dict, list, tuple)) and depth >= MAX_NESTING:
+        # also ends reference cycles (a list holding itself)
+        raise TorchCheckpointError(
+            f"{source}: corrupt checkpoint, containers nested more than {MAX_NESTING} deep "
+            f"(at {reprlib.repr(key)})"
+        )
+    d = depth + 1
     if isinstance(obj, _StateDict):
-        return collections.OrderedDict((k, _plain(v, source, sub(k))) for k, v in obj.items())
+        return collections.OrderedDict((k, _plain(v, source, sub(k), d)) for k, v in obj.items())
     if isinstance(obj, dict):
-        return {k: _plain(v, source, sub(k)) for k, v in obj.items()}
+        return {k: _plain(v, source, sub(k), d) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_plain(v, source, sub(i)) for i, v in enumerate(obj)]
+        return [_plain(v, source, sub(i), d) for i, v in enumerate(obj)]
     if isinstance(obj, tuple):
-        return tuple(_plain(v, source, sub(i)) for i, v in enumerate(obj))
+        return tuple(_plain(v, source, sub(i), d) for i, v in enumerate(obj))
     if isinstance(obj, _Tensor):
         try:
             return obj.build()
@@ -461,8 +768,9 @@ def _plain(obj, source="checkpoint", key=""):
             raise TorchCheckpointError(
                 f"{source}: tensor {key or '<root>'!r} of shape {obj.size} does not fit in memory"
             ) from None
-    if isinstance(obj, (_StorageType, _Storage)):
-        raise TorchCheckpointError("checkpoint holds a bare storage, not a tensor")
+    if isinstance(obj, (_StorageType, _Storage, _Constructor)):
+        raise TorchCheckpointError(f"{source}: checkpoint holds a bare {type(obj).__name__[1:]}, "
+                                   "not a tensor")
     return obj
 
 
@@ -489,10 +797,10 @@ def _flatten(obj, prefix=""):
 
 
 def load_torch_state_dict(path, key=None):
-    """Load the tensor state dict of a PyTorch zip checkpoint: ``{name: np.ndarray}``.
+    """Load the tensor state dict of a PyTorch checkpoint: ``{name: np.ndarray}``.
 
     Args:
-        path: ``.pt`` / ``.pth`` file written by ``torch.save`` (zip format).
+        path: ``.pt`` / ``.pth`` file written by ``torch.save`` (zip or legacy format).
         key: optional entry holding the state dict in a wrapped checkpoint
             (e.g. ``"state_dict"``; dotted paths such as ``"ema.model"`` work).
             Without it, a plain state dict is returned as is; a dict with one of

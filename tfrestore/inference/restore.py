@@ -53,14 +53,18 @@ def find_model_file(path):
             "file or a "
             "training run directory"
         )
-    raise FileNotFoundError(f"model file or run directory not found: {path}")
+    raise FileNotFoundError(
+        f"model file or run directory not found: {path} (nor a preset name: see "
+        "tfrestore.models.list_presets())"
+    )
 
 
 def load_model(path):
-    """Load a ``.keras`` model (or a run directory's best/final model) for inference.
+    """Load a ``.keras`` model, a run directory's best/final model, or a preset by name
+    (:func:`tfrestore.models.list_presets`, e.g. ``"ffdnet_color"``) for inference.
 
     Compiled losses are not rebuilt (``compile=False``): inference needs no
-    loss weights such as VGG.
+    loss weights such as VGG. A path that exists wins over a preset of the same name.
     """
     import keras
 
@@ -70,6 +74,10 @@ def load_model(path):
 
     import zipfile
 
+    from tfrestore.models.presets import PRESETS, from_preset
+
+    if not os.path.exists(path) and path in PRESETS:
+        return from_preset(path)
     path = find_model_file(path)
     if not path.endswith(".keras"):
         raise ModelFileError(f"expected a .keras model file, got {path!r}")

@@ -1,15 +1,19 @@
-"""Write PyTorch zip-format checkpoints without torch, for tests.
+"""Write PyTorch checkpoints without torch, for tests.
 
 :func:`save_torch_state_dict` produces exactly the layout of ``torch.save``
-(protocol-2 pickle, one raw little-endian buffer per storage), readable by
-``torch.load`` and :func:`tfrestore.convert.load_torch_state_dict`. The lower-level
-``_PickleWriter`` / ``_TensorRecord`` / ``_GlobalCall`` let tests craft unusual or
+(protocol-2 pickle, one raw buffer per storage): the zip format, or with
+``legacy=True`` the pre-1.6 one, readable by ``torch.load`` and
+:func:`tfrestore.convert.load_torch_state_dict`. The lower-level ``_PickleWriter`` /
+``_TensorRecord`` / ``_GlobalCall`` / ``_write_legacy`` let tests craft unusual or
 hostile files (views, strides, foreign globals) for the reader's safety checks.
 
 >>> import os, tempfile, numpy as np
 >>> from tfrestore.convert import load_torch_state_dict
 >>> path = os.path.join(tempfile.mkdtemp(), "w.pth")
 >>> save_torch_state_dict({"b": np.arange(3, dtype="int64")}, path)
+>>> load_torch_state_dict(path)["b"].tolist()
+[0, 1, 2]
+>>> save_torch_state_dict({"b": np.arange(3, dtype="int64")}, path, legacy=True)
 >>> load_torch_state_dict(path)["b"].tolist()
 [0, 1, 2]
 """
@@ -118,9 +122,14 @@ class _GlobalCall:
 
 
 class _TensorRecord:
-    def __init__(self, key, storage_name, numel, offset, size, stride):
+    """A tensor in the pickle. ``legacy=True`` writes the 6-element persistent id of the
+    legacy format, whose ``view=(view_key, offset, size)`` selects a slice of the
+    storage (the tensor's ``offset`` then counts from the slice)."""
+
+    def __init__(self, key, storage_name, numel, offset, size, stride, view=None, legacy=False):
         self.key, self.storage_name, self.numel = key, storage_name, numel
         self.offset, self.size, self.stride = offset, size, stride
+        self.view, self.legacy = view, legacy or view is not None
 
     def save(self, p):
         p.glob("torch._utils", "_rebuild_tensor_v2")
@@ -132,6 +141,8 @@ class _TensorRecord:
         p.save(self.key)
         p.save("cpu")
         p.save(int(self.numel))
+        if self.legacy:
+            p.save(None if self.view is None else tuple(self.view))
         p.w(b"tQ")
         p.save(int(self.offset))
         p.save(tuple(int(s) for s in self.size))
@@ -142,12 +153,44 @@ class _TensorRecord:
         p.w(b"tR")
 
 
-def save_torch_state_dict(obj, path, archive_name="archive"):
-    """Write ``obj`` (nested dict/list/tuple of NumPy arrays and scalars) in the
-    PyTorch zip format, readable by ``torch.load`` and :func:`load_torch_state_dict`.
+_LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 
-    Tensors are written contiguously (row-major) with their own storage.
+
+def _write_legacy(path, obj, storages, byteorder="little", records_byteorder=None):
+    """Write the legacy (pre-1.6) ``torch.save`` layout.
+
+    ``obj`` is pickled as is (use ``_TensorRecord(..., legacy=True)``); ``storages`` maps
+    each storage key, in file order, to a 1-D array written as an int64 element count
+    and the raw elements. ``byteorder`` goes into sys_info; ``records_byteorder``
+    (default: the same) is the order the counts and elements are written in.
     """
+    order = "<" if (records_byteorder or byteorder) == "little" else ">"
+    sys_info = {
+        "protocol_version": 1001,
+        "little_endian": byteorder == "little",
+        "type_sizes": {"short": 2, "int": 4, "long": 4},
+    }
+    with open(path, "wb") as f:
+        for header in (_LEGACY_MAGIC_NUMBER, 1001, sys_info):
+            f.write(_PickleWriter().dump(header))
+        f.write(_PickleWriter().dump(obj))
+        f.write(_PickleWriter().dump(list(storages)))
+        for arr in storages.values():
+            arr = np.asarray(arr).reshape(-1)
+            f.write(struct.pack(order + "q", arr.size))
+            f.write(arr.astype(arr.dtype.newbyteorder(order)).tobytes())
+
+
+def save_torch_state_dict(obj, path, archive_name="archive", legacy=False, byteorder="little"):
+    """Write ``obj`` (nested dict/list/tuple of NumPy arrays and scalars) as
+    ``torch.save`` would, readable by ``torch.load`` and :func:`load_torch_state_dict`.
+
+    Tensors are written contiguously (row-major) with their own storage, in
+    ``byteorder`` (``"little"`` or ``"big"``). ``legacy=True`` writes the pre-1.6
+    format instead of the zip archive (``archive_name`` is then unused).
+    """
+    if byteorder not in ("little", "big"):
+        raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}")
     storages = []
 
     def convert(o):
@@ -161,7 +204,9 @@ def save_torch_state_dict(obj, path, archive_name="archive"):
             for n in reversed(arr.shape):
                 stride.insert(0, acc)
                 acc *= n
-            return _TensorRecord(key, _WRITE_STORAGE[arr.dtype], arr.size, 0, arr.shape, stride)
+            return _TensorRecord(
+                key, _WRITE_STORAGE[arr.dtype], arr.size, 0, arr.shape, stride, legacy=legacy
+            )
         if isinstance(o, collections.OrderedDict):
             return collections.OrderedDict((k, convert(v)) for k, v in o.items())
         if isinstance(o, dict):
@@ -172,11 +217,16 @@ def save_torch_state_dict(obj, path, archive_name="archive"):
             return tuple(convert(v) for v in o)
         return o
 
-    pickled = _PickleWriter().dump(convert(obj))
+    obj = convert(obj)
+    if legacy:
+        _write_legacy(path, obj, dict(storages), byteorder=byteorder)
+        return
+    pickled = _PickleWriter().dump(obj)
+    order = "<" if byteorder == "little" else ">"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
         z.writestr(f"{archive_name}/data.pkl", pickled)
-        z.writestr(f"{archive_name}/byteorder", "little")
+        z.writestr(f"{archive_name}/byteorder", byteorder)
         for key, arr in storages:
-            little = arr.astype(arr.dtype.newbyteorder("<"))
-            z.writestr(f"{archive_name}/data/{key}", little.tobytes())
+            raw = arr.astype(arr.dtype.newbyteorder(order)).tobytes()
+            z.writestr(f"{archive_name}/data/{key}", raw)
         z.writestr(f"{archive_name}/version", "3\n")
