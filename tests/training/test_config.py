@@ -164,10 +164,16 @@ def test_shipped_configs_validate_against_their_targets(path):
     builders.build_schedule(
         cfg["schedule"], cfg["optimizer"]["learning_rate"], builders.steps_total(cfg)
     )
+    init = builders.resolve_init(cfg["model"]["init"])
+    if init is not None and init.kind == "preset":
+        models.presets.get_preset(init.location)  # a known preset (no weights needed)
     assert path.stem in {
         "denoise_demo",
         "denoise",
         "denoise_d2sm",
+        "denoise_ffdnet_l1",
+        "denoise_ffdnet_pdl",
+        "denoise_ffdnet_d2sm",
         "super_resolution",
         "dehaze",
         "derain",

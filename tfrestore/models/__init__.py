@@ -7,6 +7,8 @@ with a frozen task network; :func:`get_restorer` and :func:`task_feature_extract
 support cross-task evaluation and the task network's perceptual features.
 Pretrained restorers (the authors' released FFDNet and DnCNN weights): :func:`from_preset`,
 :func:`list_presets`; :func:`released_model` reads a released ``.mat``/``.pth`` file.
+Fine-tuning: :func:`copy_weights` initialises a model from another one's weights, layer by layer
+by name; :func:`load_weights_file` loads a ``.weights.h5`` file after checking its layout.
 """
 
 from tfrestore.models.base import RestorationModel
@@ -25,6 +27,7 @@ from tfrestore.models.liu import LiuDenoiser
 from tfrestore.models.params import trainable_params
 from tfrestore.models.presets import from_preset, list_presets
 from tfrestore.models.released import ReleasedWeightsError, load_released_weights, released_model
+from tfrestore.models.transfer import WeightTransferError, copy_weights, load_weights_file
 from tfrestore.models.unet import UNet
 
 __all__ = [
@@ -46,4 +49,7 @@ __all__ = [
     "released_model",
     "load_released_weights",
     "ReleasedWeightsError",
+    "copy_weights",
+    "load_weights_file",
+    "WeightTransferError",
 ]

@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import os
+from typing import NamedTuple
 
 import keras
 
@@ -30,6 +32,10 @@ __all__ = [
     "accepted_arguments",
     "check_arguments",
     "build_model",
+    "InitSource",
+    "resolve_init",
+    "load_init_source",
+    "init_weights",
     "build_loss",
     "build_optimizer",
     "build_schedule",
@@ -153,6 +159,156 @@ def build_model(model_cfg, path="model"):
             f"config key '{path}.type': {kind} returned {type(model).__name__}, not a keras.Model"
         )
     return model
+
+
+# --------------------------------------------------------------------------- model.init
+
+
+class InitSource(NamedTuple):
+    """Where ``model.init`` takes the weights from: ``kind`` is ``"preset"``, ``"keras"`` or
+    ``"weights"`` (a ``.weights.h5`` file); ``location`` the preset name or the absolute path."""
+
+    kind: str
+    location: str
+
+    def __str__(self):
+        return f"preset {self.location}" if self.kind == "preset" else self.location
+
+
+_INIT_HELP = (
+    "model.init takes a preset name, a .keras file or a .weights.h5 file (null: no "
+    "initialisation)"
+)
+_FIT_HELP = (
+    "the source must have the layers with weights of the model built from 'model.type' / "
+    "'model.args', with the same shapes: check model.args (channels, depth, filters, ...) "
+    "against the source, or set model.init to null"
+)
+
+
+def _is_preset_name(text):
+    return not any(sep in text for sep in ("/", "\\", os.sep)) and not text.endswith(
+        (".keras", ".h5")
+    )
+
+
+def resolve_init(init, path="model.init"):
+    """The :class:`InitSource` of a ``model.init`` value (None: None).
+
+    A string with no path separator and no ``.keras`` / ``.h5`` suffix names a preset
+    (``tfrestore.models.from_preset``); anything else is a file, with ``$VARS`` and ``~``
+    expanded and a relative path taken from the current directory.
+
+    >>> resolve_init("ffdnet_color")
+    InitSource(kind='preset', location='ffdnet_color')
+    >>> resolve_init("no/such.keras")
+    Traceback (most recent call last):
+    ...
+    tfrestore.training.schema.ConfigError: config key 'model.init': no such file:
+    .../no/such.keras (from 'no/such.keras'); model.init takes a preset name, a .keras file or a
+    .weights.h5 file (null: no initialisation)
+    """
+    if init is None:
+        return None
+    text = str(init).strip()
+    if not text:
+        raise ConfigError(f"config key '{path}' is empty; {_INIT_HELP}")
+    if _is_preset_name(text):
+        return InitSource("preset", text)
+    location = os.path.abspath(os.path.expanduser(os.path.expandvars(text)))
+    if text.endswith(".weights.h5"):
+        kind = "weights"
+    elif text.endswith(".keras"):
+        kind = "keras"
+    else:
+        raise ConfigError(
+            f"config key '{path}': {text!r} is neither a .keras nor a .weights.h5 file; "
+            f"{_INIT_HELP}"
+        )
+    if not os.path.isfile(location):
+        shown = text if location == text else f"{location} (from {text!r})"
+        raise ConfigError(f"config key '{path}': no such file: {shown}; {_INIT_HELP}")
+    return InitSource(kind, location)
+
+
+def _presets(path):
+    try:
+        import tfrestore.models as models
+    except ImportError as e:  # pragma: no cover
+        raise ConfigError(f"config key '{path}': tfrestore.models cannot be imported ({e})") from e
+    if not hasattr(models, "from_preset"):
+        raise ConfigError(
+            f"config key '{path}': presets are not available in this tfrestore version (no "
+            "tfrestore.models.from_preset); give a .keras or .weights.h5 file"
+        )
+    return models
+
+
+def load_init_source(source, path="model.init"):
+    """The model to copy weights from (None for a ``.weights.h5`` file, loaded into the target
+    directly). Build it outside a distribution strategy's scope: it is only read."""
+    if source is None or source.kind == "weights":
+        return None
+    if source.kind == "preset":
+        models = _presets(path)
+        try:
+            return models.from_preset(source.location)
+        except _weights_error_types() as e:
+            raise ConfigError(
+                f"config key '{path}': the weights of preset {source.location!r} are missing "
+                f"({short_reason(e)})"
+            ) from e
+        except ValueError as e:  # an unknown name: the message lists the presets
+            raise ConfigError(f"config key '{path}': {e}") from e
+    from tfrestore.inference.restore import load_model
+
+    try:
+        return load_model(source.location)
+    except ValueError as e:
+        raise ConfigError(f"config key '{path}': {e}") from e
+
+
+def init_weights(model, source, source_model=None, path="model.init"):
+    """Initialise ``model``'s weights from ``source`` (:func:`resolve_init`).
+
+    A ``.weights.h5`` file is loaded as is (``model.load_weights``: the exact architecture);
+    a preset or a ``.keras`` model (``source_model``, else :func:`load_init_source`) is copied
+    layer by layer by name (:func:`tfrestore.models.copy_weights`).
+
+    Returns:
+        The names of the layers initialised (None for a ``.weights.h5`` file: all of them).
+
+    Raises:
+        ConfigError: naming ``path``, the layer and both shapes when the weights do not fit.
+    """
+    from tfrestore.models.transfer import WeightTransferError, copy_weights, load_weights_file
+
+    if source is None:
+        return None
+    try:
+        if source.kind == "weights":
+            load_weights_file(model, source.location)
+            return None
+        if source_model is None:
+            source_model = load_init_source(source, path)
+        return copy_weights(source_model, model)
+    except WeightTransferError as e:
+        extra = (
+            "; a .weights.h5 file stores layers by class and position, so it must come from "
+            "model.save_weights of the same architecture (a .keras file is matched by layer "
+            "name)"
+            if source.kind == "weights"
+            else ""
+        )
+        raise ConfigError(
+            f"config key '{path}' ({source}): {e}; {_FIT_HELP}{extra}"
+        ) from e
+    except FileNotFoundError as e:
+        raise ConfigError(f"config key '{path}': {e}; {_INIT_HELP}") from e
+    except ValueError as e:  # Keras could not load the file
+        raise ConfigError(
+            f"config key '{path}' ({source}): cannot load it ({short_reason(e)}); {_FIT_HELP}"
+        ) from e
 
 
 # --------------------------------------------------------------------------- losses

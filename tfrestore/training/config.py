@@ -139,6 +139,17 @@ SCHEMA = Section(
             "'package.module:function'",
         ),
         args=Args("keyword arguments of the builder"),
+        init=Field(
+            None,
+            str,
+            "fine-tune: initialise the weights of the model built from type/args from a preset "
+            "name (tfrestore.models.list_presets(), e.g. ffdnet_color), a .keras file (weights "
+            "copied layer by layer, matched by name, so its inputs may differ, e.g. a scalar vs a "
+            "map noise level) or a .weights.h5 file (model.save_weights of the exact "
+            "architecture); $VARS and ~ are expanded, relative paths are relative to the current "
+            "directory; a missing layer or a shape mismatch is an error; a resumed run keeps its "
+            "backup's weights (--init sets it; null: the builder's random initialisation)",
+        ),
     ),
     losses=ListOf(
         _LOSS_ITEM,

@@ -17,10 +17,16 @@ with ``model.fit``. A run directory holds::
     report/          metrics.csv, grid.png, loss_curve.png (held-out images)
     .tfrestore.lock  present while a training runs here (PID, host)
 
+With ``model.init`` (``--init``) the model built from ``model.type`` / ``model.args`` starts
+from a preset's, a ``.keras`` model's or a ``.weights.h5`` file's weights (fine-tuning; see
+:func:`tfrestore.training.builders.init_weights`), checked before any training step; the
+header says ``init: weights from <source>``.
+
 Running the same config again after a kill resumes from ``backup/`` at the
 last backed-up step (the end of the last completed epoch, or the last multiple
 of ``train.backup_every_steps``); the data stream skips the batches already
-used, so the resumed run follows the uninterrupted one. Any other reuse of a
+used, so the resumed run follows the uninterrupted one (``model.init`` is not applied
+again: the backup's weights continue the run). Any other reuse of a
 directory that holds results (a finished run, a changed config) is refused unless
 ``overwrite=True`` (``--overwrite``), see :mod:`tfrestore.training.rundir`.
 
@@ -293,6 +299,8 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
     )
     initial_epoch = state.epoch if state is not None else 0
     initial_step = state.step if state is not None else 0
+    # model.init: checked before any data or model work; a resumed run keeps its backup's weights.
+    init = builders.resolve_init(cfg["model"]["init"]) if state is None else None
     verbose = tr["verbose"] if verbose is None else verbose
     if verbose == "auto":  # progress bars in a terminal, one line per epoch in logs
         verbose = 1 if sys.stdout.isatty() else 2
@@ -314,9 +322,12 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
         if multi_worker and tr["jit_compile"] is True:
             notes.append("jit_compile ignored: the multi-worker loop runs without XLA")
 
+        init_model = builders.load_init_source(init)  # only read: outside the scope
         with strategy.scope():
             model = builders.build_model(cfg["model"])
             _check_model_io(model, x_val, y_val, cfg)
+            init_layers = builders.init_weights(model, init, init_model)
+            del init_model
             loss, used_terms = builders.build_loss(cfg["losses"])
             metrics, lpips_fn, metric_notes = builders.build_metrics(cfg["metrics"])
             notes += metric_notes
@@ -348,6 +359,7 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
             "trainable_parameters": int(
                 sum(int(np.prod(v.shape)) for v in model.trainable_weights)
             ),
+            "init": _describe_init(cfg, init, init_layers),
             "resumed_from_epoch": initial_epoch,
             "resumed_from_step": initial_step,
             "versions": _versions(),
@@ -533,6 +545,19 @@ def _make_callbacks(cfg, paths, state, val_batch, tensorboard, val_ds, lpips_fn)
     return cbs
 
 
+def _describe_init(cfg, init, layers):
+    """One line on ``model.init`` (run.yaml and the header), None without it."""
+    if cfg["model"]["init"] is None:
+        return None
+    if init is None:
+        return (
+            f"not applied: resuming from the backup, whose weights continue the run "
+            f"(model.init: {cfg['model']['init']})"
+        )
+    what = "all layers" if layers is None else f"{len(layers)} layers"
+    return f"weights from {init} ({what})"
+
+
 def _print_header(cfg, run_dir, run_info, state, notes):
     tr = cfg["train"]
     lines = [
@@ -544,6 +569,8 @@ def _print_header(cfg, run_dir, run_info, state, notes):
         f"crop {cfg['data']['crop']}",
         f"[tfrestore] run directory: {run_dir}",
     ]
+    if run_info.get("init"):
+        lines.append(f"[tfrestore] init: {run_info['init']}")
     if state is not None:
         where = f"epoch {state.epoch + 1}" + (f", step {state.step + 1}" if state.step else "")
         lines.append(f"[tfrestore] resuming an interrupted run at {where}")

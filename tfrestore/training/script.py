@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from tfrestore.training.config import TASK_NAMES, ConfigError
@@ -64,6 +65,15 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         "finished run or a changed config is refused. --fresh is the same flag "
         "(config: output.overwrite)",
     )
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="SOURCE",
+        help="fine-tune: initialise the model's weights from a preset name (e.g. ffdnet_color), "
+        "a .keras file (copied layer by layer by name) or a .weights.h5 file (the exact "
+        "architecture); shortcut for --set model.init=SOURCE. A resumed run keeps its backup's "
+        "weights",
+    )
     for dest, key in _SHORTCUTS:
         flag = "--" + dest.replace("_", "-")
         parser.add_argument(flag, type=int, default=None, help=f"shortcut for --set {key}=N")
@@ -105,6 +115,8 @@ def _overrides(args):
             out.append(f"{key}={value}")
     if args.mixed_precision:
         out.append("train.mixed_precision=true")
+    if getattr(args, "init", None) is not None:
+        out.append(f"model.init={json.dumps(args.init)}")  # a JSON string is a YAML string
     return out
 
 
