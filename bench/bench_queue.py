@@ -9,8 +9,8 @@ steps and computes only the new rows against the queue (``q n D``):
   quadratic in ``q`` is elementwise: the divergence of the queued rows, whose
   entries ``log(k / Z + eps)`` depend on the current batch through each row's
   normaliser ``Z``, and an ``O(q^2)`` copy of the cache;
-* ``eps = 0``: four sums per queue row (``QueueRowStatistics``); a step is then
-  ``O(q n D)`` with no ``q^2`` term.
+* ``eps = 0`` (``D2SMLoss``'s default, the paper's formula): four sums per queue
+  row (``QueueRowStatistics``); a step is then ``O(q n D)`` with no ``q^2`` term.
 
 Both formulations are timed side by side in this process on the same train step
 (small restorer, whole-image samples, a fixed linear "backbone" of negligible cost
@@ -46,8 +46,8 @@ def add_arguments(parser):
     parser.add_argument("--divergence", default="kl")
     parser.add_argument(
         "--eps", type=float, nargs="+", default=[1e-6, 0.0],
-        help="D2SM eps values (1e-6: the released code, cached q x q similarities; "
-        "0: cached per-row sums, linear in q)",
+        help="D2SM eps values, passed explicitly (1e-6: the released code, cached q x q "
+        "similarities; 0, D2SMLoss's default: cached per-row sums, linear in q)",
     )
     parser.add_argument(
         "--temperature", type=float, default=None,

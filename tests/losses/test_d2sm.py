@@ -37,8 +37,9 @@ def np_normalize(f, eps=1e-6):
     return f / (np.linalg.norm(f, axis=-1, keepdims=True) + eps)
 
 
-def np_rows(fs, ft, valid, divergence, include_diagonal, eps=1e-6, temperature=None):
-    """Per-row divergence of one similarity set (float64, textbook formulas)."""
+def np_rows(fs, ft, valid, divergence, include_diagonal, eps=0.0, temperature=None):
+    """Per-row divergence of one similarity set (float64, textbook formulas; eps=0:
+    0 log 0 = 0)."""
     m = len(fs)
     w = np.outer(np.ones(m), valid.astype(np.float64))
     if not include_diagonal:
@@ -54,7 +55,10 @@ def np_rows(fs, ft, valid, divergence, include_diagonal, eps=1e-6, temperature=N
     ps, pt = probs(fs), probs(ft)
 
     def kl(p, q):
-        return (p * (np.log(p + eps) - np.log(q + eps))).sum(1)
+        if eps:
+            return (p * (np.log(p + eps) - np.log(q + eps))).sum(1)
+        on = p > 0
+        return np.where(on, p * (np.log(np.where(on, p, 1)) - np.log(np.where(on, q, 1))), 0).sum(1)
 
     if divergence == "kl":
         r = kl(ps, pt)
@@ -78,8 +82,10 @@ def np_d2sm(
     queue_s=None,
     queue_t=None,
     temperature=None,
+    eps=0.0,
 ):
-    """Per-sample values. ``fs, ft``: (B, P, D) raw features; queue: (n, D) valid rows."""
+    """Per-sample values. ``fs, ft``: (B, P, D) raw features; queue: (n, D) valid rows;
+    ``eps`` inside the logarithms (the L2 normalisation always adds 1e-6)."""
     fs, ft = np_normalize(fs), np_normalize(ft)
     b, p, _ = fs.shape
     if queue_s is None:
@@ -94,14 +100,12 @@ def np_d2sm(
         for i in range(b):
             s = np.concatenate([fs[i], queue_s])
             t = np.concatenate([ft[i], queue_t])
-            r = np_rows(
-                s, t, np.ones(len(s)), divergence, include_diagonal, temperature=temperature
-            )
+            r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal, eps, temperature)
             out.append(red(len(s)) * r.sum())
         return np.array(out)
     s = np.concatenate([fs.reshape(b * p, -1), queue_s])
     t = np.concatenate([ft.reshape(b * p, -1), queue_t])
-    r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal, temperature=temperature)
+    r = np_rows(s, t, np.ones(len(s)), divergence, include_diagonal, eps, temperature)
     n = len(s)
     total = red(n) * r.sum()
     per = red(n) * (b * r[:b * p].reshape(b, p).sum(1) + r[b * p:].sum())
@@ -115,6 +119,8 @@ def _features_pair(rng, b=3, h=2, w=2, c=4):
     return y, p
 
 
+#: eps inside the logarithms: 0 (the default, the paper) and 1e-6 (the released code)
+EPS, EPS_IDS = [0.0, 1e-6], ["eps0", "eps1e-6"]
 OPTIONS = list(
     itertools.product(
         ["kl", "ikl", "js", "symmetric_kl"], [True, False], ["mean_all", "sum_rows_mean"]
@@ -122,8 +128,9 @@ OPTIONS = list(
 )
 
 
+@pytest.mark.parametrize("eps", EPS, ids=EPS_IDS)
 @pytest.mark.parametrize("divergence,include_diagonal,kl_reduction", OPTIONS)
-def test_whole_image_sets_match_numpy(divergence, include_diagonal, kl_reduction, rng):
+def test_whole_image_sets_match_numpy(divergence, include_diagonal, kl_reduction, eps, rng):
     y, p = _features_pair(rng, b=5)
     loss = D2SMLoss(
         feature_extractor=identity_features,
@@ -131,11 +138,13 @@ def test_whole_image_sets_match_numpy(divergence, include_diagonal, kl_reduction
         divergence=divergence,
         include_diagonal=include_diagonal,
         kl_reduction=kl_reduction,
+        eps=eps,
         reduction=None,
     )
     got = loss(y, p).numpy()
     ref = np_d2sm(
-        p.reshape(5, 1, -1), y.reshape(5, 1, -1), divergence, include_diagonal, kl_reduction
+        p.reshape(5, 1, -1), y.reshape(5, 1, -1), divergence, include_diagonal, kl_reduction,
+        eps=eps,
     )
     np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9)
     assert np.all(ref > 0)
@@ -143,7 +152,10 @@ def test_whole_image_sets_match_numpy(divergence, include_diagonal, kl_reduction
 
 @pytest.mark.parametrize("group_by_image", [False, True])
 @pytest.mark.parametrize("divergence,include_diagonal,kl_reduction", OPTIONS[::3] + OPTIONS[1::5])
-def test_patch_sets_match_numpy(group_by_image, divergence, include_diagonal, kl_reduction, rng):
+@pytest.mark.parametrize("eps", EPS, ids=EPS_IDS)
+def test_patch_sets_match_numpy(
+    group_by_image, divergence, include_diagonal, kl_reduction, eps, rng
+):
     # 6x6 "images" of 2 channels, 4x4 windows with stride 2 -> 4 windows of 32 values.
     y, p = _features_pair(rng, b=2, h=6, w=6, c=2)
     loss = D2SMLoss(
@@ -154,6 +166,7 @@ def test_patch_sets_match_numpy(group_by_image, divergence, include_diagonal, kl
         divergence=divergence,
         include_diagonal=include_diagonal,
         kl_reduction=kl_reduction,
+        eps=eps,
         reduction=None,
     )
 
@@ -166,14 +179,16 @@ def test_patch_sets_match_numpy(group_by_image, divergence, include_diagonal, kl
         )
 
     ref = np_d2sm(
-        windows(p), windows(y), divergence, include_diagonal, kl_reduction, group_by_image
+        windows(p), windows(y), divergence, include_diagonal, kl_reduction, group_by_image,
+        eps=eps,
     )
     np.testing.assert_allclose(loss(y, p).numpy(), ref, rtol=2e-4, atol=1e-9)
 
 
 @pytest.mark.parametrize("group_by_image", [False, True])
 @pytest.mark.parametrize("divergence", ["kl", "ikl", "js"])
-def test_queue_sets_match_numpy(group_by_image, divergence, rng):
+@pytest.mark.parametrize("eps", EPS, ids=EPS_IDS)
+def test_queue_sets_match_numpy(group_by_image, divergence, eps, rng):
     """Three steps through a queue of 5 rows (2 patch rows per image, batch 2):
     the set is the current rows plus the last min(seen, 5) rows (ring order is
     irrelevant to the loss, so the reference keeps a plain history list)."""
@@ -184,6 +199,7 @@ def test_queue_sets_match_numpy(group_by_image, divergence, rng):
         group_by_image=group_by_image,
         queue_size=5,
         divergence=divergence,
+        eps=eps,
         reduction=None,
     )
     hist_s, hist_t = [], []
@@ -194,7 +210,8 @@ def test_queue_sets_match_numpy(group_by_image, divergence, rng):
         wt = np.stack([[y[i, :, :2].ravel(), y[i, :, 2:].ravel()] for i in range(2)])
         qs = np.array(hist_s[-5:]).reshape(-1, 12) if hist_s else None
         qt = np.array(hist_t[-5:]).reshape(-1, 12) if hist_t else None
-        ref = np_d2sm(ws, wt, divergence, False, "sum_rows_mean", group_by_image, qs, qt)
+        ref = np_d2sm(ws, wt, divergence, False, "sum_rows_mean", group_by_image, qs, qt,
+                      eps=eps)
         np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9, err_msg=f"step {step}")
         hist_s.extend(ws.reshape(4, -1))
         hist_t.extend(wt.reshape(4, -1))
@@ -206,7 +223,10 @@ TEMPERATURES = [1.0, 0.1, 0.02]
 
 @pytest.mark.parametrize("temperature", TEMPERATURES)
 @pytest.mark.parametrize("divergence,include_diagonal", [("kl", False), ("js", True)])
-def test_temperature_whole_image_sets_match_numpy(temperature, divergence, include_diagonal, rng):
+@pytest.mark.parametrize("eps", EPS, ids=EPS_IDS)
+def test_temperature_whole_image_sets_match_numpy(
+    temperature, divergence, include_diagonal, eps, rng
+):
     y, p = _features_pair(rng, b=5)
     loss = D2SMLoss(
         feature_extractor=identity_features,
@@ -214,6 +234,7 @@ def test_temperature_whole_image_sets_match_numpy(temperature, divergence, inclu
         divergence=divergence,
         include_diagonal=include_diagonal,
         temperature=temperature,
+        eps=eps,
         reduction=None,
     )
     ref = np_d2sm(
@@ -222,6 +243,7 @@ def test_temperature_whole_image_sets_match_numpy(temperature, divergence, inclu
         divergence,
         include_diagonal,
         temperature=temperature,
+        eps=eps,
     )
     np.testing.assert_allclose(loss(y, p).numpy(), ref, rtol=2e-4, atol=1e-9)
     if not include_diagonal:  # with it, small temperatures put all mass on i itself
@@ -230,7 +252,8 @@ def test_temperature_whole_image_sets_match_numpy(temperature, divergence, inclu
 
 @pytest.mark.parametrize("temperature", TEMPERATURES)
 @pytest.mark.parametrize("group_by_image", [False, True])
-def test_temperature_queue_sets_match_numpy(temperature, group_by_image, rng):
+@pytest.mark.parametrize("eps", EPS, ids=EPS_IDS)
+def test_temperature_queue_sets_match_numpy(temperature, group_by_image, eps, rng):
     """Two steps through a queue of 5 rows (2 patch rows per image, batch 2)."""
     loss = D2SMLoss(
         feature_extractor=identity_features,
@@ -239,6 +262,7 @@ def test_temperature_queue_sets_match_numpy(temperature, group_by_image, rng):
         group_by_image=group_by_image,
         queue_size=5,
         temperature=temperature,
+        eps=eps,
         reduction=None,
     )
     hist_s, hist_t = [], []
@@ -250,7 +274,7 @@ def test_temperature_queue_sets_match_numpy(temperature, group_by_image, rng):
         qs = np.array(hist_s[-5:]).reshape(-1, 12) if hist_s else None
         qt = np.array(hist_t[-5:]).reshape(-1, 12) if hist_t else None
         ref = np_d2sm(
-            ws, wt, "kl", False, "sum_rows_mean", group_by_image, qs, qt, temperature=temperature
+            ws, wt, "kl", False, "sum_rows_mean", group_by_image, qs, qt, temperature, eps
         )
         np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-9, err_msg=f"step {step}")
         hist_s.extend(ws.reshape(4, -1))
@@ -276,15 +300,51 @@ def test_temperature_sharpens_the_distributions_and_round_trips(rng):
             D2SMLoss(feature_extractor=identity_features, temperature=bad)
 
 
-def test_tiny_temperature_stays_finite(rng):
-    """exp(cos / t) would underflow in float32 for t = 1e-3 without the row shift."""
+@pytest.mark.parametrize("eps", EPS, ids=EPS_IDS)
+def test_tiny_temperature_stays_finite(eps, rng):
+    """exp(cos / t) would underflow in float32 for t = 1e-3 without the row shift.
+    (With eps=0 one-hot rows with the same nearest neighbour give exactly 0.)"""
     y, p = _features_pair(rng, b=4)
-    loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, temperature=1e-3)
+    loss = D2SMLoss(
+        feature_extractor=identity_features, patch_size=None, temperature=1e-3, eps=eps
+    )
     yp = tf.Variable(p)
     with tf.GradientTape() as tape:
         v = loss(y, yp)
-    assert np.isfinite(float(v)) and float(v) > 0
+    assert np.isfinite(float(v)) and (float(v) > 0 if eps else float(v) >= 0)
     assert np.all(np.isfinite(tape.gradient(v, yp).numpy()))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(temperature=0.01),
+        dict(temperature=0.01, divergence="symmetric_kl", queue_size=12),  # row sums
+        dict(temperature=1e-3, queue_size=12),  # similarity cache (t < 0.003)
+        dict(temperature=1e-3, divergence="js", queue_size=12),
+        dict(divergence="js", queue_size=12),
+    ],
+    ids=["dense-t0.01", "sums-t0.01", "cache-t0.001", "cache-js-t0.001", "cache-js"],
+)
+def test_eps0_probabilities_that_underflow_stay_finite(kw, rng):
+    """eps=0 (the default) where float32 probabilities underflow to 0 against
+    nonzero ones (small temperatures): 0 log 0 = 0, a finite loss and gradient
+    on the dense path and on both queue caches, never NaN."""
+    if kw.get("queue_size"):
+        kw = dict(kw, image_size=(2, 2), channels=4)
+    loss = D2SMLoss(feature_extractor=identity_features, patch_size=None, **kw)
+    assert loss.eps == 0.0
+    total = 0.0
+    for _ in range(3):
+        y = rng.normal(size=(4, 2, 2, 4)).astype("float32")
+        yp = tf.Variable(y + 0.8 * rng.normal(size=y.shape).astype("float32"))
+        with tf.GradientTape() as tape:
+            v = loss(y, yp)
+        g = tape.gradient(v, yp).numpy()
+        # t = 1e-3: one-hot rows with the same nearest neighbour give exactly 0
+        assert np.isfinite(float(v)) and float(v) >= 0 and np.all(np.isfinite(g))
+        total += float(v)
+    assert total > 0
 
 
 def test_released_code_configuration_matches_numpy(rng):
@@ -296,6 +356,7 @@ def test_released_code_configuration_matches_numpy(rng):
         divergence="ikl",
         include_diagonal=True,
         kl_reduction="mean_all",
+        eps=1e-6,
         reduction=None,
     )
     fs, ft = np_normalize(p.reshape(4, -1)), np_normalize(y.reshape(4, -1))

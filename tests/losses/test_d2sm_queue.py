@@ -1,5 +1,7 @@
 """D2SM queue: ring semantics, evaluation freezing, saving, MirroredStrategy, XLA."""
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
@@ -223,6 +225,40 @@ def test_keras_and_weights_files_restore_the_queue(tmp_path):
     np.testing.assert_array_equal(other.get_weights()[0], model.get_weights()[0])
 
 
+def test_eps_defaults_to_the_paper_with_row_sums():
+    """eps=0 (the paper's formula) is the default: a queue keeps four float64 sums
+    per row and no q x q similarity cache."""
+    assert inspect.signature(D2SMLoss).parameters["eps"].default == 0
+    loss = _loss()
+    assert loss.eps == 0.0 and loss.get_config()["eps"] == 0.0
+    assert loss._queue.row_sums is not None and loss._queue.sim_pred is None
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-6], ids=["default", "released-code"])
+def test_keras_file_and_config_keep_eps(eps, tmp_path):
+    model, loss = _model(), _loss(**({"eps": eps} if eps else {}))
+    clone = D2SMLoss.from_config(loss.get_config())
+    assert clone.eps == eps and (clone._queue.row_sums is None) == bool(eps)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=L1() + loss)
+    model.fit(*_data(8), batch_size=4, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras").loss.losses[1]
+    assert restored.eps == eps and (restored._queue.row_sums is None) == bool(eps)
+    _assert_same_queue(restored, loss)
+
+
+def test_configs_with_the_released_eps_still_load():
+    """A run config (YAML ``eps: 1.0e-6``) or a saved loss config with eps=1e-6
+    keeps it: the released code's values and the q x q similarity cache."""
+    from tfrestore.training.config import load_config
+
+    args = load_config("denoise_d2sm", ["losses[1].args.eps=1.0e-6"])["losses"][1]["args"]
+    assert args["eps"] == 1e-6
+    assert "eps" not in load_config("denoise_d2sm")["losses"][1]["args"]
+    loss = D2SMLoss.from_config({**_loss().get_config(), "eps": args["eps"]})
+    assert loss.eps == 1e-6 and loss._queue.sim_pred is not None
+
+
 def test_weights_without_queue_state_still_load(tmp_path):
     plain = _model()
     plain.save_weights(tmp_path / "plain.weights.h5")  # uncompiled: no loss entry
@@ -335,9 +371,11 @@ def test_single_device_xla_fit_matches_graph():
 
 
 def test_queue_memory_is_reported():
-    loss = _loss()
-    # Rows (8 x 96 floats), cached 8 x 8 similarities and 8 int64 row keys, per domain.
-    assert loss.queue_nbytes == 2 * (8 * 4 * 4 * 6 * 4 + 8 * 8 * 4 + 8 * 8)
+    # Rows (8 x 96 floats) and 8 int64 row keys per domain, plus the cache: four
+    # float64 sums per row (eps=0, the default) or 8 x 8 similarities per domain.
+    rows_and_keys = 2 * (8 * 4 * 4 * 6 * 4 + 8 * 8)
+    assert _loss().queue_nbytes == rows_and_keys + 8 * 4 * 8
+    assert _loss(eps=1e-6).queue_nbytes == rows_and_keys + 2 * 8 * 8 * 4
     assert _loss(queue_size=0).queue_nbytes == 0
 
 

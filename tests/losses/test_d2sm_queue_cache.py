@@ -90,8 +90,9 @@ def _old_set_divergence(
 @pytest.mark.parametrize("temperature", [None, 0.1, 1.0])
 @pytest.mark.parametrize("divergence", ["kl", "ikl", "js", "symmetric_kl"])
 @pytest.mark.parametrize("include_diagonal", [False, True])
+@pytest.mark.parametrize("eps", [1e-6, 0.0])
 def test_blockwise_queue_rows_equal_the_full_kernel(
-    divergence, include_diagonal, temperature, rng
+    divergence, include_diagonal, temperature, eps, rng
 ):
     g, p, q, d = 2, 3, 6, 8
     fs = l2_normalize(rng.normal(size=(g, p, d)).astype("float32"))
@@ -100,13 +101,13 @@ def test_blockwise_queue_rows_equal_the_full_kernel(
     qt = l2_normalize(rng.normal(size=(q, d)).astype("float32"))
     qmask = tf.constant([1, 1, 1, 1, 0, 0], tf.float32)
     old = _old_set_divergence(
-        fs, ft, qs, qt, qmask, divergence, include_diagonal, temperature=temperature
+        fs, ft, qs, qt, qmask, divergence, include_diagonal, eps, temperature
     )
     sims = (tf.matmul(qs, qs, transpose_b=True), tf.matmul(qt, qt, transpose_b=True))
     for given in (None, sims):
         new, mask, n = set_divergence(
             fs, ft, qs, qt, qmask, queue_similarities=given, divergence=divergence,
-            include_diagonal=include_diagonal, temperature=temperature,
+            include_diagonal=include_diagonal, eps=eps, temperature=temperature,
         )
         np.testing.assert_allclose(new.numpy(), old.numpy(), rtol=2e-5, atol=1e-9)
         assert float(n) == p + 4
@@ -116,13 +117,13 @@ def test_blockwise_queue_rows_equal_the_full_kernel(
     with tf.GradientTape(persistent=True) as tape:
         a = tf.reduce_sum(
             _old_set_divergence(
-                fsv, ftv, qs, qt, qmask, divergence, include_diagonal, temperature=temperature
+                fsv, ftv, qs, qt, qmask, divergence, include_diagonal, eps, temperature
             )
         )
         b = tf.reduce_sum(
             set_divergence(
                 fsv, ftv, qs, qt, qmask, queue_similarities=sims, divergence=divergence,
-                include_diagonal=include_diagonal, temperature=temperature,
+                include_diagonal=include_diagonal, eps=eps, temperature=temperature,
             )[0]
         )
     for v in (fsv, ftv):
@@ -195,9 +196,9 @@ def test_blockwise_small_temperature_as_accurate_as_the_full_kernel(
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(),
-        dict(group_by_image=True, patch_size=8, patch_stride=8, queue_size=11),
-        dict(divergence="js", include_diagonal=True),
+        dict(eps=1e-6),
+        dict(eps=1e-6, group_by_image=True, patch_size=8, patch_stride=8, queue_size=11),
+        dict(divergence="js", include_diagonal=True),  # eps=0: the similarity cache too
     ],
     ids=["whole-batch", "per-image-patches", "js-diag"],
 )
@@ -238,23 +239,26 @@ def _dense_set_divergence(fs, ft, qs=None, qt=None, qmask=None, *, queue_similar
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(temperature=0.1),
-        dict(temperature=0.1, divergence="js", include_diagonal=True),
-        dict(temperature=0.1, group_by_image=True, patch_size=8, patch_stride=8, queue_size=11),
-        dict(eps=0),
-        dict(eps=0, temperature=0.1, divergence="ikl", include_diagonal=True),
-        dict(eps=0, divergence="symmetric_kl", group_by_image=True, patch_size=8,
+        dict(eps=1e-6, temperature=0.1),
+        dict(temperature=0.1, divergence="js", include_diagonal=True),  # eps=0, similarities
+        dict(eps=1e-6, temperature=0.1, group_by_image=True, patch_size=8, patch_stride=8,
+             queue_size=11),
+        dict(),
+        dict(temperature=0.1, divergence="ikl", include_diagonal=True),
+        dict(divergence="symmetric_kl", group_by_image=True, patch_size=8,
              patch_stride=8, queue_size=11),
     ],
-    ids=["t0.1", "t0.1-js-diag", "t0.1-per-image-patches", "sums-kl", "sums-t0.1-ikl-diag",
-         "sums-symmetric-per-image-patches"],
+    ids=["t0.1", "t0.1-js-diag-eps0", "t0.1-per-image-patches", "sums-kl",
+         "sums-t0.1-ikl-diag", "sums-symmetric-per-image-patches"],
 )
 def test_cache_equals_dense_kernel_through_wraparound(kw, rng, monkeypatch):
-    """The cached path (q x q similarities; with eps=0 the row sums) gives the dense
-    path's loss and gradient at every step while the ring wraps (queue of 7 / 11,
-    1-2 images = 2-8 rows per step), in eager and graph mode."""
+    """The cached path (q x q similarities; with eps=0, the default, the row sums
+    except for "js") gives the dense path's loss and gradient at every step while
+    the ring wraps (queue of 7 / 11, 1-2 images = 2-8 rows per step), in eager and
+    graph mode."""
     cached, dense = _loss(**kw), _loss(**kw)
-    assert (cached._queue.row_sums is not None) == (kw.get("eps") == 0)
+    row_sums = "eps" not in kw and kw.get("divergence") != "js"
+    assert (cached._queue.row_sums is not None) == row_sums
     graph = tf.function(cached.call)
     for step in range(7):
         clean, noisy = _batch(rng, b=2 if step % 3 else 1)
@@ -343,7 +347,7 @@ def test_checkpoint_restore_rebuilds_the_cache_and_resumes_identically(tmp_path)
     noisy, clean = _data(16, 0)
 
     def fresh():
-        model, loss = _model(), _loss(reduction="sum_over_batch_size")
+        model, loss = _model(), _loss(reduction="sum_over_batch_size", eps=1e-6)
         model.compile(optimizer=keras.optimizers.SGD(0.2), loss=L1() + loss)
         return model, loss
 
@@ -463,17 +467,17 @@ def test_row_sums_only_for_configurations_they_compute_exactly():
     assert not QueueRowStatistics.applies("js", 0.0, None)  # the mixture mixes normalisers
     assert not QueueRowStatistics.applies("kl", 0.0, 0.001)  # exp(-2 / t) underflows
     for kw, row_sums in [
-        (dict(eps=0), True),
+        (dict(), True),  # the default eps=0
         (dict(eps=0, temperature=0.1, divergence="ikl"), True),
-        (dict(), False),
-        (dict(eps=0, divergence="js"), False),
-        (dict(eps=0, temperature=0.001), False),
+        (dict(eps=1e-6), False),
+        (dict(divergence="js"), False),
+        (dict(temperature=0.001), False),
     ]:
         queue = _loss(**kw)._queue
         assert (queue.row_sums is not None) is row_sums, kw
         assert (queue.sim_pred is None) is row_sums, kw
     # No q x q memory with row sums.
-    big_sims, big_sums = _loss(queue_size=512)._queue, _loss(queue_size=512, eps=0)._queue
+    big_sims, big_sums = _loss(queue_size=512, eps=1e-6)._queue, _loss(queue_size=512)._queue
     assert big_sims.nbytes() - big_sums.nbytes() == 2 * 512 * 512 * 4 - 512 * 4 * 8
     with pytest.raises(ValueError, match="eps=0"):
         set_divergence(
@@ -522,8 +526,8 @@ def test_no_q_by_q_tensor_in_a_row_sum_step(rng):
             if t.shape.rank is not None and list(t.shape).count(q) >= 2
         ]
 
-    assert square_tensors(_loss(queue_size=q, eps=0)) == []
-    assert square_tensors(_loss(queue_size=q))  # the q x q similarity cache
+    assert square_tensors(_loss(queue_size=q)) == []  # the default eps=0
+    assert square_tensors(_loss(queue_size=q, eps=1e-6))  # the q x q similarity cache
 
 
 def test_saved_queue_restores_the_row_sums(rng):

@@ -96,16 +96,24 @@ def _diagonal(k, offset):
 
 def _f(r):
     """``(1 + r) log(1 + r) - r`` without cancellation near ``r = 0`` (series for
-    ``|r| < 0.1``, truncation error < 1e-7 relative)."""
+    ``|r| < 0.1``, truncation error < 1e-7 relative); ``f(-1) = 1`` (``0 log 0 = 0``,
+    reached with ``eps = 0`` where ``p_j = 0``, with a zero gradient there)."""
     small = tf.abs(r) < 0.1
     rs = tf.where(small, r, tf.zeros_like(r))
     series = tf.zeros_like(r)
     for k in range(9, 1, -1):  # Horner: sum_k (-1)^k r^k / (k (k - 1))
         series = (series + (-1.0) ** k / (k * (k - 1))) * rs
     series = series * rs
-    rd = tf.where(small, tf.ones_like(r), r)
-    direct = (1.0 + rd) * tf.math.log1p(rd) - rd
+    inside = r > -1.0
+    rd = tf.where(small | ~inside, tf.ones_like(r), r)
+    direct = tf.where(inside, (1.0 + rd) * tf.math.log1p(rd) - rd, tf.ones_like(r))
     return tf.where(small, series, direct)
+
+
+def _no_eps(eps):
+    """Whether ``eps`` is a Python 0: the ``eps log1p(r)`` terms are then dropped
+    (not computed as ``0 * -inf`` where ``p_j = 0``)."""
+    return not tf.is_tensor(eps) and eps == 0
 
 
 def _kl_terms(p, q, eps):
@@ -117,10 +125,24 @@ def _kl_terms(p, q, eps):
     relative precision near the optimum, where the naive form is dominated by
     the rounding of first-order terms that cancel.
     """
-    # max(): with eps = 0 an entry with p = q = 0 (an invalid column) is 0, not 0/0.
+    if _no_eps(eps):
+        return _kl_terms_no_eps(p, q)
     b = tf.maximum(q + eps, _TINY)
     r = (p - q) / b
     return b * _f(r) - eps * tf.math.log1p(r)
+
+
+@tf.custom_gradient
+def _kl_terms_no_eps(p, q):
+    """:func:`_kl_terms` with ``eps = 0`` and the gradient ``(log(p / q), 1 - p / q)``
+    of :func:`_kl_terms_and_partials`: differentiating ``(p - q) / q`` would divide
+    by ``q^2``, which overflows float32 for ``q < 1e-19`` (small temperatures)."""
+    value, dp, dq = _kl_terms_and_partials(p, q, 0.0)
+
+    def grad(upstream):
+        return upstream * dp, upstream * dq
+
+    return value, grad
 
 
 def softmax_probabilities(
@@ -312,9 +334,13 @@ def _kl_terms_and_partials(x, y, eps):
     The entry is ``x log((x + eps) / (y + eps)) - x + y``, so
     ``d/dx = log1p(r) - eps / (x + eps)`` and ``d/dy = 1 - x / (y + eps)``.
     """
+    # max(): with eps = 0 an entry with x = y = 0 (an invalid column) is 0, not 0/0.
     b = tf.maximum(y + eps, _TINY)
     r = (x - y) / b
     log1p_r = tf.math.log1p(r)
+    if _no_eps(eps):
+        # d/dx = log(x / y) is -inf where x = 0; it is only used times x (0 log 0 = 0).
+        return b * _f(r), tf.where(r > -1.0, log1p_r, tf.zeros_like(r)), 1.0 - x / b
     return b * _f(r) - eps * log1p_r, log1p_r - eps / tf.maximum(x + eps, _TINY), 1.0 - x / b
 
 

@@ -113,6 +113,9 @@ DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 #: named ``preprocessing`` values: D2SM's own preset, then the extractor's modes
 PREPROCESSING_NAMES = ("div2k_mean",) + Preprocessing.MODES
 DEFAULT_LAYER = "conv5_4"
+#: L2 normalisation ``f / (||f|| + 1e-6)`` of the released code, whatever ``eps``
+#: (an all-zero row stays finite, with a bounded gradient).
+NORM_EPS = 1e-6
 PATCH_MODES = ("image",)
 # Measured on torchvision VGG16 conv5_3 and kodak24 crops (issue 12.2): windows cut
 # from one whole-image feature map gave gradients with cosine 0.3-0.4 to the exact ones
@@ -181,12 +184,13 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             Memory (``queue_nbytes``): ``2 * queue_size * D * 4`` bytes for the rows,
             e.g. 205 MB for 256 VGG19 conv5_4 rows of 224-pixel windows, plus a cache
             kept between steps so that a step compares only the new rows with the
-            queue (``O(queue_size * rows * D)`` multiply-adds): with ``eps > 0`` the
-            queue's ``queue_size^2`` similarities (``8 * queue_size^2`` bytes; the
-            queued rows' divergences still cost ``O(queue_size^2)`` elementwise per
-            step), with ``eps=0`` four float64 sums per queued row and no
-            ``queue_size^2`` term at all (``python -m bench queue``, D = 1024, one CPU
-            thread: 51-66 ms vs 0.78-1.47 s per step at ``queue_size=4096``).
+            queue (``O(queue_size * rows * D)`` multiply-adds): with ``eps=0`` (the
+            default) four float64 sums per queued row and no ``queue_size^2`` term at
+            all; with ``eps > 0``, ``"js"`` or ``temperature < 0.003`` the queue's
+            ``queue_size^2`` similarities (``8 * queue_size^2`` bytes; the queued rows'
+            divergences still cost ``O(queue_size^2)`` elementwise per step)
+            (``python -m bench queue``, D = 1024, one CPU thread: 51-66 ms vs
+            0.78-1.47 s per step at ``queue_size=4096``).
         image_size: ``(height, width)`` of the training images; required with a
             queue and ``patch_size=None`` to size the queue (like ``DeST``'s
             height/width arguments).
@@ -203,15 +207,15 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             by ``N``, i.e. the per-row divergence averaged over rows) or
             ``"mean_all"`` (mean over all ``N^2`` entries, the released code; ``N``
             times smaller).
-        eps: added inside the logarithms (1e-6 as in the released code); also the
-            L2 normalisation's epsilon. ``eps=0`` computes the divergences without it
-            (``0 log 0 = 0``), which lets a queue keep per-row sums instead of its
+        eps: added inside the logarithms. ``0`` (default) is the paper's formula
+            (``0 log 0 = 0``) and lets a queue keep per-row sums instead of its
             ``queue_size^2`` similarities, so a step's cost grows linearly with
             ``queue_size`` (``divergence`` ``"kl"``, ``"ikl"``, ``"symmetric_kl"``;
             ``temperature`` None or >= 0.003; otherwise the similarity cache is used).
-            The eps term shifts the loss by about ``eps * N`` relative (N rows per set):
-            0.05 % at ``queue_size=256``, 0.75 % at 4096, gradient directions within
-            cosine 0.99999 (``python -m bench queue``).
+            ``1e-6`` is the released code; it shifts the loss by about ``eps * N``
+            relative (N rows per set): 0.05 % at ``queue_size=256``, 0.75 % at 4096,
+            gradient directions within cosine 0.99999 (``python -m bench queue``).
+            The L2 normalisation always uses the released code's 1e-6.
         temperature: kernel bandwidth. ``None`` (default) is the paper's kernel
             ``K = (cos + 1) / 2``; a number ``t > 0`` uses ``K = exp(cos / t)``, the
             softmax kernel of SNE / t-SNE and contrastive learning. Deep features of
@@ -263,7 +267,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
         divergence="kl",
         include_diagonal=False,
         kl_reduction="sum_rows_mean",
-        eps=1e-6,
+        eps=0.0,
         temperature=None,
         name="d2sm",
         **kwargs,
@@ -294,8 +298,8 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             )
         if not (isinstance(eps, numbers.Real) and 0 <= eps < float("inf")):
             raise ValueError(
-                f"`eps` must be a finite number >= 0 (1e-6 in the released code; 0 makes "
-                f"a queue's cost linear in queue_size), got {eps!r}."
+                f"`eps` must be a finite number >= 0 (0, the default: the paper; 1e-6: the "
+                f"released code, whose queue cost grows with queue_size^2), got {eps!r}."
             )
         if temperature is not None and not (
             isinstance(temperature, numbers.Real) and 0 < temperature < float("inf")
@@ -401,7 +405,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
                 )
         shape = [-1, p, dim] if dim is not None else tf.stack([tf.shape(images)[0], p, -1])
         f = tf.reshape(tf.cast(f, tf.float32), shape)
-        return l2_normalize(f, self.eps)
+        return l2_normalize(f, NORM_EPS)
 
     # ------------------------------------------------------------ validation
     def validate(self, y_true, y_pred):
