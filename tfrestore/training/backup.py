@@ -219,7 +219,7 @@ class StepBackup(keras.callbacks.Callback):
             f.flush()
             os.fsync(f.fileno())
         os.replace(meta + ".tmp", meta)
-        for old in glob.glob(os.path.join(self.backup_dir, "*.weights.h5")):
+        for old in glob.glob(os.path.join(self.backup_dir, "step-*.weights.h5")):
             if os.path.basename(old) != name:
                 os.remove(old)
         self.saved.append((epoch, step))

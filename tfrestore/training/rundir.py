@@ -228,9 +228,15 @@ def existing_results(paths):
         found.append(f"history.csv ({rows} epoch{'s' if rows != 1 else ''})")
     if os.path.isfile(paths["metrics_csv"]):
         found.append("report/")
-    if os.path.isdir(paths["backup"]) and os.listdir(paths["backup"]):
+    if _run_files(paths["backup"], RUN_FOLDER_FILES["backup"]):
         found.append("backup/")
     return found
+
+
+def _run_files(folder, patterns):
+    import glob
+
+    return [p for pattern in patterns for p in glob.glob(os.path.join(folder, pattern))]
 
 
 def check_reuse(run_dir, paths, cfg, saved_cfg, resume, free_keys):
@@ -283,13 +289,72 @@ def check_reuse(run_dir, paths, cfg, saved_cfg, resume, free_keys):
     )
 
 
+#: What a run writes inside its folders (glob patterns relative to each folder): ``--overwrite``
+#: deletes these and nothing else, so files a user put into ``logs/``, ``report/`` or
+#: ``backup/`` survive.
+RUN_FOLDER_FILES = {
+    "backup": ("training_metadata.json", "training_metadata.json.tmp", "step-*.weights.h5"),
+    "logs": (
+        "train/events.out.tfevents.*",
+        "validation/events.out.tfevents.*",
+        "images/events.out.tfevents.*",
+    ),
+    "report": ("metrics.csv", "grid.png", "loss_curve.png"),
+}
+#: The run's own files at the top of its directory (``config.yaml`` is rewritten, not deleted).
+RUN_TOP_FILES = ("history", "best", "final", "run_info")
+
+
 def clear_results(paths):
-    """Delete what a previous run wrote (``--overwrite``); other files are left alone."""
-    for key in ("backup", "logs", "report"):
-        shutil.rmtree(paths[key], ignore_errors=True)
-    for key in ("history", "best", "final", "run_info"):
-        if os.path.exists(paths[key]):
+    """Delete what a previous run wrote (``--overwrite``): its files at the top of the run
+    directory and the files of :data:`RUN_FOLDER_FILES`; folders left empty go too.
+
+    Returns:
+        The other files found in those folders (kept), relative to the run directory.
+    """
+    for key in RUN_TOP_FILES:
+        if os.path.isfile(paths[key]):
             os.remove(paths[key])
+    kept = []
+    for key, patterns in RUN_FOLDER_FILES.items():
+        folder = paths[key]
+        if not os.path.isdir(folder):
+            continue
+        for path in _run_files(folder, patterns):
+            if os.path.isfile(path):
+                os.remove(path)
+        for root, dirs, files in os.walk(folder, topdown=False):
+            kept += [os.path.relpath(os.path.join(root, f), os.path.dirname(folder)) for f in files]
+            if not os.listdir(root):
+                os.rmdir(root)
+    return sorted(kept)
+
+
+def save_model_atomically(model, path):
+    """``model.save(path)`` through a temporary file in the same folder, flushed to disk and
+    renamed: ``path`` is either the old file or the complete new one, never half written."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def clear_backup(backup_dir):
+    """Remove a finished run's backup files (other files in ``backup/`` stay)."""
+    for path in _run_files(backup_dir, RUN_FOLDER_FILES["backup"]):
+        os.remove(path)
+    if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
+        os.rmdir(backup_dir)
 
 
 # --------------------------------------------------------------------------- backup

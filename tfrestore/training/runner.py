@@ -118,7 +118,14 @@ def _prepare_run_dir(cfg, run_dir, overwrite, backup_dir=None):
     paths = run_paths(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     if overwrite:
-        rundir.clear_results(paths)
+        kept = rundir.clear_results(paths)
+        if kept:
+            print(
+                f"[tfrestore] --overwrite removed the earlier run's files; kept {len(kept)} "
+                f"other file(s) in its folders: {', '.join(kept[:5])}"
+                + (" ..." if len(kept) > 5 else ""),
+                flush=True,
+            )
     state = None
     if cfg["output"]["backup"] and not overwrite:
         state = read_backup(backup_dir or paths["backup"])
@@ -127,7 +134,10 @@ def _prepare_run_dir(cfg, run_dir, overwrite, backup_dir=None):
         rundir.check_reuse(
             run_dir, paths, cfg, _saved_config(paths["config"]), state, _RESUME_FREE
         )
-    if initial_epoch >= cfg["train"]["epochs"]:
+    finished_unsaved = initial_epoch == cfg["train"]["epochs"] and not os.path.isfile(
+        paths["final"]
+    )  # trained to the end, killed before final.keras was committed: only that is left to do
+    if initial_epoch >= cfg["train"]["epochs"] and not finished_unsaved:
         raise ConfigError(
             f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is "
             f"{cfg['train']['epochs']}"
@@ -397,9 +407,11 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
             if damaged is None:
                 raise
             raise damaged from e
+        # Commit final.keras first: only a run whose final model is safely on disk may drop
+        # the backup that lets it resume.
+        rundir.save_model_atomically(model, paths["final"])
         if out_cfg["backup"]:  # the run completed: its backup is no longer needed
-            shutil.rmtree(paths["backup"], ignore_errors=True)
-        model.save(paths["final"])
+            rundir.clear_backup(paths["backup"])
         history = dict(history)
         fields = dict(
             run_dir=run_dir, config=cfg, model=model, initial_epoch=initial_epoch, notes=notes
