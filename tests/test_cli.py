@@ -272,6 +272,30 @@ def test_eval_table_and_csv(saved_model, image_dir, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "restored")) == ["chelsea.png", "coffee.png"]
 
 
+def test_eval_keeps_images_with_the_same_stem_apart(saved_model, image_dir, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    img = Image.open(image_dir / "chelsea.png")
+    img.save(folder / "x.png")
+    img.save(folder / "x.jpg", quality=70)
+    img.save(folder / "y.png")
+    csv_path, out_dir = tmp_path / "m.csv", tmp_path / "restored"
+    rc = cli.main(["eval", "--model", str(saved_model[0]), "--data", str(folder),
+                   "--degradation", "{type: gaussian_noise, sigma: 25/255}", "--lpips", "off",
+                   "--csv", str(csv_path), "--save-dir", str(out_dir), "--quiet"])
+    assert rc == 0
+    with open(csv_path) as f:
+        assert [r["image"] for r in csv.DictReader(f)] == ["x.jpg", "x.png", "y", "mean"]
+    assert sorted(os.listdir(out_dir)) == ["x.jpg.png", "x.png.png", "y.png"]
+    capsys.readouterr()
+    assert cli.main(["eval", "--model", str(saved_model[0]), "--data", str(folder),
+                     "--degradation", "{type: gaussian_noise, sigma: 25/255}", "--lpips", "off",
+                     "--csv", str(csv_path), "--quiet"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
 def test_eval_needs_a_degradation_source(saved_model, image_dir, capsys):
     path, _ = saved_model
     assert cli.main(["eval", "--model", str(path), "--data", str(image_dir)]) == 2

@@ -368,6 +368,19 @@ def _run_config_for(model_path):
     return load_config(cfg_path) if os.path.isfile(cfg_path) else None
 
 
+def _unique_names(paths):
+    """A row/file name per image: the file stem, or the whole file name where stems collide
+    (``x.png`` and ``x.jpg`` must not share a table row nor overwrite each other's output)."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    names = [os.path.basename(p) if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+    seen = {}
+    for i, name in enumerate(names):  # same file name in two folders of a glob
+        if name in seen:
+            names[i] = os.path.relpath(paths[i]).replace(os.sep, "_")
+        seen[name] = i
+    return names
+
+
 def _cmd_eval(args):
     import numpy as np
     import yaml
@@ -390,7 +403,7 @@ def _cmd_eval(args):
         clean = list(zip(names, data.default_images(names)))
     else:
         paths = data.list_images(args.data)
-        clean = [(os.path.splitext(os.path.basename(p))[0], p) for p in paths]
+        clean = list(zip(_unique_names(paths), paths))
     if args.max_images:
         clean = clean[: args.max_images]
     if args.save_dir:

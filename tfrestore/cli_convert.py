@@ -37,9 +37,12 @@ def _convert_adm(args):
     from tfrestore.diffusion.config import adm_config
     from tfrestore.diffusion.unet import ADMUNet
 
+    from tfrestore.utils.files import atomic_output, check_output
+
     output = args.output
     if not (output.endswith(".weights.h5") or output.endswith(".npz")):
         raise ValueError(f"output must end in .weights.h5 or .npz, got {output!r}")
+    check_output(output, "output", args.overwrite, (args.checkpoint, args.verify, args.config))
     if args.config:
         with open(args.config) as f:
             try:
@@ -59,30 +62,26 @@ def _convert_adm(args):
             raise ValueError(f"{exc} Nothing was written.") from exc
         if args.verify:
             verified = f", outputs match {args.verify}"
-    if output.endswith(".npz"):
-        np.savez(output, **weights)
-    else:
-        unet.save_weights(output)
+    with atomic_output(output) as tmp:
+        if output.endswith(".npz"):
+            np.savez(tmp, **weights)
+        else:
+            unet.save_weights(tmp)
     print(f"converted {len(weights)} tensors ({n_params:,} parameters) -> {output}{verified}")
     return 0
 
 
 def _convert_released(args):
     import os
-    import tempfile
+
+    from tfrestore.utils.files import atomic_output, check_output
 
     source, output = args.checkpoint, args.output
     if not (output.endswith(".weights.h5") or output.endswith(".keras")):
         raise ValueError(f"output must end in .keras or .weights.h5, got {output!r}")
     if not os.path.isfile(source):
         raise FileNotFoundError(f"{args.kind} file {source!r} does not exist")
-    if os.path.exists(output) and os.path.samefile(source, output):
-        raise ValueError(f"output {output!r} is the input file; choose another output name")
-    if os.path.exists(output) and not args.overwrite:
-        raise ValueError(f"output {output!r} exists; pass --overwrite to replace it")
-    out_dir = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(out_dir):
-        raise ValueError(f"output folder {out_dir!r} does not exist")
+    check_output(output, "output", args.overwrite, (source,))
     is_mat = not source.lower().endswith((".pth", ".pt"))
     if (args.kind == "matconvnet") != is_mat:
         other = "matconvnet" if is_mat else "torch"
@@ -93,24 +92,17 @@ def _convert_released(args):
     released = read_released(source)
     builder = "FFDNet" if released.architecture == "ffdnet" else "DnCNN"
     model = load_released_weights(getattr(models, builder)(**released.builder_args()), released)
-    suffix = ".weights.h5" if output.endswith(".weights.h5") else ".keras"
-    fd, tmp = tempfile.mkstemp(prefix=".tfrestore-convert-", suffix=suffix, dir=out_dir)
-    os.close(fd)
-    try:
-        if suffix == ".keras":
+    with atomic_output(output) as tmp:
+        if output.endswith(".keras"):
             model.save(tmp)
         else:
             model.save_weights(tmp)
-        os.replace(tmp, output)  # atomic: a failed save leaves no half-written output
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     args_text = ", ".join(f"{k}={v!r}" for k, v in released.builder_args().items())
     print(
         f"converted {builder} ({len(released.convolutions)} convolutions, "
         f"{model.count_params():,} parameters) -> {output}"
     )
-    if suffix == ".weights.h5":
+    if output.endswith(".weights.h5"):
         print(f"load with: tfrestore.models.{builder}({args_text}).load_weights({output!r})")
     return 0
 
@@ -161,6 +153,7 @@ def add_parser(subparsers, parents=(), formatter_class=argparse.HelpFormatter, w
         help="reference outputs of the original model (.npz with x, t, out and optionally h; "
         "NHWC): the converted UNet must reproduce them, else nothing is written",
     )
+    adm.add_argument("--overwrite", action="store_true", help="replace an existing output")
     adm.set_defaults(func=_convert_adm)
     for kind, what, example in (
         ("matconvnet", "MatConvNet simplenn .mat (MATLAB v7.3)", "FFDNet_color.mat"),

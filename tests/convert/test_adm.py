@@ -1,4 +1,5 @@
 import json
+import os
 import runpy
 import sys
 
@@ -139,3 +140,19 @@ def test_add_parser_wires_into_a_parent_cli(tiny, tmp_path):
     args = parser.parse_args(["convert", "adm", str(path), str(tmp_path / "p.npz"),
                               "--preset", "adm_tiny"])
     assert args.func(args) == 0
+
+
+def test_cli_never_replaces_an_existing_output_or_an_input(tiny, tmp_path, capsys):
+    _, path, _ = tiny
+    out = tmp_path / "adm.npz"
+    out.write_bytes(b"mine")
+    assert main(["adm", str(path), str(out), "--preset", "adm_tiny"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == b"mine"
+    assert main(["adm", str(path), str(out), "--preset", "adm_tiny", "--overwrite"]) == 0
+    assert out.read_bytes() != b"mine"
+    ref = tmp_path / "io.npz"
+    np.savez(ref, x=np.zeros(1))
+    assert main(["adm", str(path), str(ref), "--preset", "adm_tiny", "--verify", str(ref),
+                 "--overwrite"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["adm.npz", "io.npz"]  # no temporary file left

@@ -297,7 +297,7 @@ def test_convert_cli_never_replaces_a_file_unasked(weights_dir, tmp_path, capsys
     link = tmp_path / "same.keras"
     os.symlink(src, link)
     assert _convert(["matconvnet", src, str(link), "--overwrite"]) == 2
-    assert "is the input file" in capsys.readouterr().err
+    assert "is the input" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

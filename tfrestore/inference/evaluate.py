@@ -197,10 +197,11 @@ def format_table(rows, digits=4):
 
 
 def write_csv(rows, path):
-    """Write dict rows to ``path`` (directories created); returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Write dict rows to ``path`` atomically (directories created); returns the path."""
+    from tfrestore.utils.files import atomic_output
+
     cols = _columns(rows)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         for r in rows:
