@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 import yaml
@@ -134,9 +135,11 @@ SCHEMA = Section(
         "restoration network",
         type=Field(
             REQUIRED,
-            str,
-            "tfrestore.models builder (DnCNN, FFDNet, LiuDenoiser, EDSR, UNet) or "
-            "'package.module:function'",
+            (str, Callable),
+            "tfrestore.models builder (DnCNN, FFDNet, LiuDenoiser, EDSR, UNet), a name registered "
+            "with keras.saving.register_keras_serializable, or 'package.module:function' (imported "
+            "only with --allow-import package / train(allowed_imports=...)); a Python dict config "
+            "may give the function itself",
         ),
         args=Args("keyword arguments of the builder"),
         init=Field(
@@ -517,7 +520,16 @@ def _resolve_args(cfg):
     cfg["schedule"]["args"] = resolve_fractions(cfg["schedule"]["args"])
 
 
+def model_type_name(kind):
+    """``model.type`` as text: a callable (a Python dict config) as ``module:qualname``."""
+    if callable(kind):
+        return f"{getattr(kind, '__module__', '?')}:{getattr(kind, '__qualname__', repr(kind))}"
+    return kind
+
+
 def _plain(value):
+    if callable(value):
+        return model_type_name(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -538,6 +550,7 @@ def dump_config(cfg, path=None):
 def config_diff(a, b, path=""):
     """Dotted keys whose values differ between two resolved configs."""
     out = []
+    a, b = _plain(a), _plain(b)
     if isinstance(a, dict) and isinstance(b, dict):
         for k in list(a) + [k for k in b if k not in a]:
             out += config_diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)
