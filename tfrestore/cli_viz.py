@@ -105,8 +105,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from tfrestore.utils.command import CliError
+    from tfrestore.utils.command import CliError, check_output_path, check_seed
     from tfrestore.viz.feature_space import MissingVizDependency, plot_feature_space
+
+    check_seed(args.seed, "--seed")
+    check_output_path(args.out, "--out")
 
     sets = {}
     for item in args.set:

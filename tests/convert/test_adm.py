@@ -139,3 +139,31 @@ def test_add_parser_wires_into_a_parent_cli(tiny, tmp_path):
     args = parser.parse_args(["convert", "adm", str(path), str(tmp_path / "p.npz"),
                               "--preset", "adm_tiny"])
     assert args.func(args) == 0
+
+
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        ({"num_channels": "abc"}, "ADM config key 'num_channels' must be an integer, got 'abc'"),
+        ({"image_size": "abc"}, "ADM config key 'image_size' must be an integer"),
+        ({"learn_sigma": "maybe"}, "ADM config key 'learn_sigma' must be true or false"),
+        ({"dropout": "x"}, "ADM config key 'dropout' must be a number"),
+        ({"channel_mult": "1,a"}, "ADM config key 'channel_mult' must be a sequence of numbers"),
+    ],
+)
+def test_cli_config_with_a_wrong_type_names_the_key(tiny, tmp_path, capsys, flags, needle):
+    cfg, path, _ = tiny
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(json.dumps({**cfg, **flags}))
+    assert main(["adm", str(path), str(tmp_path / "x.npz"), "--config", str(cfg_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {cfg_file}: {needle}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_flag_file_strings_are_read_as_their_values():
+    from tfrestore.diffusion.config import adm_config
+
+    cfg = adm_config({"image_size": "32", "num_channels": "32", "channel_mult": "1,2,2",
+                      "learn_sigma": "False", "attention_resolutions": "16,8",
+                      "num_head_channels": "16"})
+    assert cfg["image_size"] == 32 and cfg["learn_sigma"] is False  # not bool("False")

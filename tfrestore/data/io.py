@@ -41,6 +41,7 @@ __all__ = [
     "image_details",
     "validate_images",
     "read_image",
+    "read_alpha",
     "decode_image",
     "write_image",
     "orient_numpy",
@@ -507,6 +508,58 @@ def read_image(path, channels=3, dtype="float32"):
     if dtype == "uint8":
         return img if img.dtype == np.uint8 else np.round(img / 257.0).astype(np.uint8)
     return img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+
+
+def read_alpha(path, dtype="float32"):
+    """The alpha channel of an image file, upright, as ``(H, W, 1)``; None without one.
+
+    :func:`read_image` returns the colour channels only; ``tfrestore restore`` restores those
+    and puts this channel back unchanged. ``dtype`` as in :func:`read_image`. A palette image's
+    transparent colour becomes alpha 0.
+
+    Example:
+        >>> import tempfile, os
+        >>> from PIL import Image
+        >>> path = os.path.join(tempfile.mkdtemp(), "rgba.png")
+        >>> Image.new("RGBA", (4, 2), (9, 9, 9, 128)).save(path)
+        >>> read_alpha(path, dtype="uint8")[..., 0]
+        array([[128, 128, 128, 128],
+               [128, 128, 128, 128]], dtype=uint8)
+    """
+    path = os.fspath(path)
+    if dtype not in ("float32", "uint8", "native"):
+        raise ValueError(f"`dtype` must be 'float32', 'uint8' or 'native', got {dtype!r}.")
+    details = image_details(path)
+    if not details.alpha:
+        return None
+    if details.format == "PNG":  # TensorFlow keeps 16-bit alpha (Pillow reads 8 bits)
+        wide = tf.uint16 if details.bit_depth == 16 else tf.uint8
+        try:
+            arr = tf.io.decode_png(tf.io.read_file(path), channels=4, dtype=wide).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+            raise ImageFileError(
+                f"cannot decode image file {path!r}: {e.message} (the file is damaged or "
+                "truncated)"
+            ) from e
+        alpha = arr[..., 3:]
+    else:
+        from PIL import Image
+
+        try:
+            with _PixelLimit(), Image.open(path) as im:
+                im.load()
+                mode = "LA" if im.mode in ("LA", "La") else "RGBA"
+                alpha = np.asarray(im.convert(mode).getchannel("A"))[..., None]
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ImageFileError(
+                f"cannot decode image file {path!r}: {e} (the file is damaged or truncated)"
+            ) from e
+    alpha = orient_numpy(alpha, details.orientation)
+    if dtype == "native":
+        return alpha
+    if dtype == "uint8":
+        return alpha if alpha.dtype == np.uint8 else np.round(alpha / 257.0).astype(np.uint8)
+    return alpha.astype(np.float32) / (65535.0 if alpha.dtype == np.uint16 else 255.0)
 
 
 def write_image(path, image, bit_depth=None):

@@ -130,7 +130,12 @@ SCHEMA = Section(
     "training config",
     task=Field(REQUIRED, str, "restoration task", choices=TASK_NAMES),
     name=Field(None, str, "run name (default: the config file name)"),
-    seed=Field(0, int, "random seed (weights, crops, degradations)"),
+    seed=Field(
+        0,
+        int,
+        "random seed (weights, crops, degradations); 0 to 4294967295 (--seed sets it)",
+        check=lambda v: None if 0 <= v <= 2**32 - 1 else "must be from 0 to 4294967295",
+    ),
     model=Section(
         "restoration network",
         type=Field(
