@@ -22,6 +22,7 @@ tfrestore.training.schema.ConfigError: unknown config key 'losses[0].wieght'
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from collections.abc import Callable
@@ -69,10 +70,14 @@ TASK_DEGRADATIONS = {
 
 
 def _positive(v):
+    if not math.isfinite(v):
+        return "must be a finite number"
     return None if v > 0 else "must be > 0"
 
 
 def _non_negative(v):
+    if not math.isfinite(v):
+        return "must be a finite number"
     return None if v >= 0 else "must be >= 0"
 
 
@@ -82,7 +87,12 @@ _LOSS_FIELDS = dict(
         str,
         "registered tfrestore loss class, e.g. L1, SSIMLoss, PerceptualLoss, D2SMLoss",
     ),
-    weight=Field(1.0, float, "weight of this term in the WeightedSum"),
+    weight=Field(
+        1.0,
+        float,
+        "weight of this term in the WeightedSum (a finite number)",
+        check=lambda v: None if math.isfinite(v) else "must be a finite number (not .nan or .inf)",
+    ),
     args=Args("keyword arguments of the loss class"),
 )
 
