@@ -277,8 +277,9 @@ def _cmd_restore(args):
     _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
     _check_image_extension(args.output, "output")
     sigma = _parse_number(args.sigma, "--sigma")
-    details = image_details(args.input)
-    if details.alpha and not supports_alpha(args.output):
+    # A readable input is checked before the model loads (a missing one: after, as before).
+    details = image_details(args.input) if os.path.isfile(args.input) else None
+    if details is not None and details.alpha and not supports_alpha(args.output):
         raise CliError(
             f"{args.input} has an alpha channel (transparency), which "
             f"{os.path.splitext(args.output)[1]} output cannot store; use a .png (or .tif, "
@@ -288,6 +289,7 @@ def _cmd_restore(args):
     _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3
     image = read_image(args.input, channels=channels)
+    details = details or image_details(args.input)
     out = predict_image(
         model,
         image,
