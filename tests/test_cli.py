@@ -171,9 +171,9 @@ def test_user_error_in_a_fresh_process_is_one_line_without_tensorflow_log(tmp_pa
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert res.returncode == 2, res.stderr[-3000:]
-    assert res.stderr.splitlines() == [
-        "error: model file or run directory not found: none.keras"
-    ], res.stderr[-3000:]
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr[-3000:]
+    assert lines[0].startswith("error: model file or run directory not found: none.keras"), lines
 
 
 def assert_one_line_error(code, err, *needles):
@@ -427,3 +427,97 @@ def test_tensorflow_start_up_lines_are_filtered_by_level():
     for level, kept in [(1, [warning, error, other]), (2, [error, other]), (3, [other])]:
         lines = [preamble, info, warning, error, other]
         assert [ln for ln in lines if _kept(ln, level)] == kept, level
+
+
+# ------------------------------------------------------------------ alpha, outputs, seeds
+
+
+def _rgba(path, size=(24, 20)):
+    """An RGBA PNG whose transparent half hides a loud colour."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (*size, 4), dtype=np.uint8)
+    rgba[:, : size[1] // 2, 3] = 0
+    rgba[:, : size[1] // 2, :3] = (255, 0, 255)
+    rgba[:, size[1] // 2 :, 3] = rng.integers(1, 256, (size[0], size[1] - size[1] // 2))
+    Image.fromarray(rgba, "RGBA").save(path)
+    return rgba
+
+
+def test_restore_carries_alpha_through(saved_model, tmp_path, capsys):
+    from PIL import Image
+
+    from tfrestore.data import read_image
+
+    path, model = saved_model
+    src, out = tmp_path / "logo.png", tmp_path / "out.png"
+    rgba = _rgba(src)
+    assert cli.main(["restore", str(src), str(out), "--model", str(path)]) == 0
+    assert "alpha channel is carried over unchanged" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert im.mode == "RGBA"
+        got = np.asarray(im)
+    np.testing.assert_array_equal(got[..., 3], rgba[..., 3])  # alpha untouched
+    expected = np.clip(np.asarray(model(read_image(src)[None]))[0], 0, 1)
+    assert np.abs(got[..., :3] / 255.0 - expected).max() <= 0.5 / 255 + 1e-6  # colour restored
+
+
+def test_restore_refuses_alpha_into_a_format_without_it_before_loading_the_model(
+    tmp_path, capsys
+):
+    src = tmp_path / "logo.png"
+    _rgba(src)
+    code = cli.main(["restore", str(src), str(tmp_path / "out.jpg"), "--model", "no.keras"])
+    assert_one_line_error(code, capsys.readouterr().err, "alpha channel", ".jpg", ".png")
+
+
+def test_grey_alpha_input_stays_grey_alpha(saved_model, tmp_path, capsys):
+    from PIL import Image
+
+    path, _ = saved_model
+    src, out = tmp_path / "la.png", tmp_path / "out.png"
+    la = np.random.default_rng(0).integers(0, 256, (16, 16, 2), dtype=np.uint8)
+    Image.fromarray(la, "LA").save(src)
+    assert cli.main(["restore", str(src), str(out), "--model", str(path)]) == 0
+    with Image.open(out) as im:
+        assert im.mode == "LA"
+        np.testing.assert_array_equal(np.asarray(im)[..., 1], la[..., 1])
+
+
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["restore", "{img}", "{file}/out.png", "--model", "no.keras"],
+         ["output {file}/out.png", "is a file, not a folder"]),
+        (["restore", "{img}", "{dir}", "--model", "no.keras"], ["output {dir} is a folder"]),
+        (["eval", "--model", "no.keras", "--data", "default", "--csv", "{file}/t.csv"],
+         ["--csv {file}/t.csv", "is a file, not a folder"]),
+        (["eval", "--model", "no.keras", "--data", "default", "--save-dir", "{file}/out"],
+         ["--save-dir {file}/out", "is a file, not a folder"]),
+        (["eval", "--model", "no.keras", "--data", "default", "--save-dir", "{file}"],
+         ["--save-dir {file} is a file, not a folder"]),
+        (["viz", "--set", "a={dir}", "--out", "{file}/map.png"],
+         ["--out {file}/map.png", "is a file, not a folder"]),
+        (["eval", "--model", "no.keras", "--data", "default", "--seed", "-1"],
+         ["--seed must be an integer from 0 to 4294967295, got -1"]),
+        (["viz", "--set", "a={dir}", "--seed", "-1"], ["--seed must be an integer from 0"]),
+    ],
+)
+def test_unwritable_outputs_and_bad_seeds_fail_before_any_work(argv, needles, tmp_path, capsys):
+    from PIL import Image
+
+    img = tmp_path / "in.png"
+    Image.new("RGB", (8, 8)).save(img)
+    names = {"img": str(img), "file": str(img), "dir": str(tmp_path)}
+    argv = [a.format(**names) for a in argv]
+    code = cli.main(argv)  # "no.keras" does not exist: the check comes before the model loads
+    assert_one_line_error(code, capsys.readouterr().err, *[n.format(**names) for n in needles])
+
+
+@pytest.mark.parametrize("seed,shown", [("-1", "-1"), (str(2**64), str(2**64))])
+def test_train_seed_out_of_range_names_the_key(seed, shown, capsys):
+    code = cli.main(["train", "denoise", "--config", "denoise_demo", "--seed", seed,
+                     "--print-config"])
+    assert_one_line_error(code, capsys.readouterr().err, "config key 'seed'",
+                          "from 0 to 4294967295", shown)

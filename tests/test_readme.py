@@ -1,7 +1,9 @@
 """The README's code runs as written.
 
 Every ```python block is executed in a fresh interpreter (in a temporary folder, with the
-shared weights and data when present). Every file path a ```bash block names (scripts,
+shared weights and data when present); a block that stops because pretrained weights cannot be
+found (no shared folder, no download) is skipped with the reason, like every weight-dependent
+test. Every file path a ```bash block names (scripts,
 configs) must exist, and every ``tfrestore <command>`` it shows must be a real command.
 """
 
@@ -39,7 +41,19 @@ def test_python_block_runs(index, tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=600,
     )
+    missing = _missing_weights(proc.stderr) if proc.returncode else None
+    if missing:  # like the other weight-dependent tests: no weights here, skip and say why
+        pytest.skip(f"README python block {index} needs pretrained weights: {missing}")
     assert proc.returncode == 0, f"README python block {index} failed:\n{code}\n{proc.stderr[-3000:]}"
+
+
+def _missing_weights(stderr):
+    """The error line of a block that stopped because pretrained weights cannot be found
+    (:class:`tfrestore.utils.weights.WeightsNotFoundError`, also a corrupt file), else None."""
+    for line in reversed(stderr.strip().splitlines()):
+        if re.match(r"^[\w.]*(WeightsNotFoundError|CorruptWeightsError): ", line):
+            return line.split(": ", 1)[1]
+    return None
 
 
 def test_bash_blocks_name_existing_files_and_commands():

@@ -13,7 +13,14 @@ import argparse
 import os
 import sys
 
-from tfrestore.utils.command import CliError, CliParser, one_line, run_command
+from tfrestore.utils.command import (
+    CliError,
+    CliParser,
+    check_output_path,
+    check_seed,
+    one_line,
+    run_command,
+)
 
 __all__ = ["main", "build_parser", "run_command", "CliError", "CliParser"]
 
@@ -68,7 +75,9 @@ def _check_model_inputs(args, model):
 
 
 def _check_writable(path, flag, overwrite, inputs=()):
-    """Refuse to replace an existing file (above all an input) unless --overwrite."""
+    """Refuse an output that cannot be written (a parent that is a file, a folder, a folder
+    that is not writable) and an existing file (above all an input) unless --overwrite."""
+    check_output_path(path, flag)
     if not os.path.exists(path) or overwrite:
         return
     for src in inputs:
@@ -251,13 +260,16 @@ def _add_restore(sub):
 
 
 def _cmd_restore(args):
+    import numpy as np
+
     from tfrestore.data import read_image
-    from tfrestore.data.io import image_details
+    from tfrestore.data.io import image_details, read_alpha
     from tfrestore.inference.restore import (
         load_model,
         predict_image,
         save_image,
         supports_16_bit,
+        supports_alpha,
         to_grey,
     )
 
@@ -265,11 +277,19 @@ def _cmd_restore(args):
     _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
     _check_image_extension(args.output, "output")
     sigma = _parse_number(args.sigma, "--sigma")
+    # A readable input is checked before the model loads (a missing one: after, as before).
+    details = image_details(args.input) if os.path.isfile(args.input) else None
+    if details is not None and details.alpha and not supports_alpha(args.output):
+        raise CliError(
+            f"{args.input} has an alpha channel (transparency), which "
+            f"{os.path.splitext(args.output)[1]} output cannot store; use a .png (or .tif, "
+            ".webp) output to keep it, or remove the alpha channel from the input first"
+        )
     model = load_model(args.model)
     _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3
-    details = image_details(args.input)
     image = read_image(args.input, channels=channels)
+    details = details or image_details(args.input)
     out = predict_image(
         model,
         image,
@@ -282,6 +302,18 @@ def _cmd_restore(args):
     notes = []
     if details.channels == 1 and out.shape[-1] == 3:
         out = to_grey(out)  # a grey input stays grey (the colour model saw R = G = B)
+    if details.alpha:
+        # The colour channels are restored; alpha is put back as it was (resized for SR).
+        alpha = read_alpha(args.input)
+        if alpha.shape[:2] != out.shape[:2]:
+            alpha = _resize_alpha(alpha, out.shape[:2])
+            notes.append(
+                f"note: the alpha channel was resized from {image.shape[1]}x{image.shape[0]} to "
+                f"{out.shape[1]}x{out.shape[0]} (bicubic); the colour channels were restored"
+            )
+        else:
+            notes.append("note: the alpha channel is carried over unchanged (colour restored)")
+        out = np.concatenate([out, alpha], axis=-1)
     bit_depth = 8
     if details.bit_depth == 16:
         if supports_16_bit(args.output, out.shape[-1]):
@@ -299,6 +331,16 @@ def _cmd_restore(args):
         f"({out.shape[1]}x{out.shape[0]})"
     )
     return 0
+
+
+def _resize_alpha(alpha, size):
+    from PIL import Image
+
+    h, w = size
+    import numpy as np
+
+    plane = Image.fromarray(np.ascontiguousarray(alpha[..., 0], np.float32))  # mode "F"
+    return np.clip(np.asarray(plane.resize((w, h), Image.BICUBIC)), 0.0, 1.0)[..., None]
 
 
 # --------------------------------------------------------------------------- eval
@@ -392,8 +434,11 @@ def _cmd_eval(args):
     from tfrestore.training.config import resolve_fractions
 
     _check_inference_args(args)
+    check_seed(args.seed, "--seed")
     if args.csv:
         _check_writable(args.csv, "--csv", args.overwrite)
+    if args.save_dir:
+        check_output_path(args.save_dir, "--save-dir", folder=True)
     sigma = _parse_number(args.sigma, "--sigma")
     model = load_model(args.model)
     _check_model_inputs(args, model)

@@ -46,9 +46,13 @@ def _convert_adm(args):
     if args.config:
         with open(args.config) as f:
             try:
-                config = adm_config(json.load(f))
+                raw = json.load(f)
             except json.JSONDecodeError as e:
                 raise ValueError(f"--config {args.config}: not valid JSON ({e})") from None
+        try:
+            config = adm_config(raw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"--config {args.config}: {e}") from None
     else:
         config = adm_config(args.preset)
     weights = convert_adm(args.checkpoint, config)

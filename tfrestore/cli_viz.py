@@ -26,7 +26,7 @@ _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 def load_images(folder, size, max_images=None):
     """Centre crops ``size x size`` of the RGB images in ``folder`` (sorted by name),
     as float32 ``[0, 1]``; images smaller than ``size`` are resized up first."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"--set: image folder {folder!r} does not exist")
@@ -37,7 +37,8 @@ def load_images(folder, size, max_images=None):
         raise ValueError(f"--set: no images ({', '.join(_EXTS)}) in {folder!r}")
     out = []
     for name in names:
-        img = Image.open(os.path.join(folder, name)).convert("RGB")
+        with Image.open(os.path.join(folder, name)) as raw:
+            img = ImageOps.exif_transpose(raw).convert("RGB")  # as displayed (EXIF orientation)
         w, h = img.size
         if min(w, h) < size:
             scale = size / min(w, h)
@@ -104,8 +105,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from tfrestore.utils.command import CliError
+    from tfrestore.utils.command import CliError, check_output_path, check_seed
     from tfrestore.viz.feature_space import MissingVizDependency, plot_feature_space
+
+    check_seed(args.seed, "--seed")
+    check_output_path(args.out, "--out")
 
     sets = {}
     for item in args.set:

@@ -156,3 +156,31 @@ def test_cli_never_replaces_an_existing_output_or_an_input(tiny, tmp_path, capsy
                  "--overwrite"]) == 2
     assert "is the input" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["adm.npz", "io.npz"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        ({"num_channels": "abc"}, "ADM config key 'num_channels' must be an integer, got 'abc'"),
+        ({"image_size": "abc"}, "ADM config key 'image_size' must be an integer"),
+        ({"learn_sigma": "maybe"}, "ADM config key 'learn_sigma' must be true or false"),
+        ({"dropout": "x"}, "ADM config key 'dropout' must be a number"),
+        ({"channel_mult": "1,a"}, "ADM config key 'channel_mult' must be a sequence of numbers"),
+    ],
+)
+def test_cli_config_with_a_wrong_type_names_the_key(tiny, tmp_path, capsys, flags, needle):
+    cfg, path, _ = tiny
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(json.dumps({**cfg, **flags}))
+    assert main(["adm", str(path), str(tmp_path / "x.npz"), "--config", str(cfg_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {cfg_file}: {needle}" in err and len(err.strip().splitlines()) == 1
+
+
+def test_flag_file_strings_are_read_as_their_values():
+    from tfrestore.diffusion.config import adm_config
+
+    cfg = adm_config({"image_size": "32", "num_channels": "32", "channel_mult": "1,2,2",
+                      "learn_sigma": "False", "attention_resolutions": "16,8",
+                      "num_head_channels": "16"})
+    assert cfg["image_size"] == 32 and cfg["learn_sigma"] is False  # not bool("False")

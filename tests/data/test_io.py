@@ -50,3 +50,65 @@ def test_real_files(data_dir):
     assert image_info(data_dir / "set12" / "01.png")[2] == 1
     jpg = read_image(data_dir / "cbsd432" / "100007.jpg", dtype="uint8")
     assert jpg.dtype == np.uint8 and sorted(jpg.shape[:2]) == [321, 481]
+
+
+# ------------------------------------------------------------------ EXIF orientation
+
+
+def _oriented(path, stored, orientation, fmt="PNG"):
+    """Save ``stored`` (H, W, 3 uint8) with an EXIF orientation tag."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, format=fmt, exif=exif.tobytes(), quality=95)
+    return str(path)
+
+
+def _upright(path):
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow_on_every_read_path(tmp_path, orientation):
+    import tensorflow as tf
+
+    from tfrestore.data import image_dataset
+    from tfrestore.data.io import decode_image, image_details
+
+    stored = np.random.default_rng(orientation).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    path = _oriented(tmp_path / "photo.png", stored, orientation)
+    want = _upright(path)
+    assert want.shape == ((96, 64, 3) if orientation >= 5 else (64, 96, 3))
+    d = image_details(path)
+    assert (d.height, d.width, d.orientation) == (*want.shape[:2], orientation)
+    np.testing.assert_array_equal(read_image(path, dtype="uint8"), want)
+    # tf.data, orientation read in-graph from the file's first bytes
+    np.testing.assert_array_equal(decode_image(tf.constant(path)).numpy(), want)
+    # the datasets: orientation from the validation pass, with and without cache
+    for cache in (False, True):
+        ds = image_dataset([path], training=False, batch_size=1, cache=cache)
+        clean = next(iter(ds))[1]
+        np.testing.assert_array_equal(np.round(clean[0].numpy() * 255).astype(np.uint8), want)
+    ds = image_dataset([path], training=False, batch_size=1, validate=False)
+    np.testing.assert_array_equal(np.round(next(iter(ds))[1][0].numpy() * 255), want)
+
+
+def test_a_jpeg_that_displays_96x64_is_read_96x64(tmp_path):
+    yy, xx = np.mgrid[0:96, 0:64]
+    stored = np.stack([yy * 2, xx * 3, 255 - yy * 2], -1).astype(np.uint8)  # smooth: no JPEG noise
+    path = _oriented(tmp_path / "photo.jpg", stored, 6, fmt="JPEG")
+    img = read_image(path)
+    assert img.shape == (64, 96, 3)
+    assert image_info(path)[:2] == (64, 96)
+    assert np.abs(img * 255 - _upright(path)).mean() < 1.5  # two JPEG decoders
+
+
+def test_a_crop_larger_than_the_displayed_side_is_refused(tmp_path):
+    stored = np.zeros((40, 20, 3), np.uint8)  # stored 40x20, displayed 20x40
+    path = _oriented(tmp_path / "p.png", stored, 8)
+    with pytest.raises(ImageFileError, match="is 20x40 pixels"):
+        validate_images([path], min_size=(32, 32))

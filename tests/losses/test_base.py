@@ -128,3 +128,59 @@ def test_nan_output_is_caught_in_graph_mode(rng):
     p[0, 0, 0, 0] = np.inf
     with pytest.raises(tf.errors.InvalidArgumentError, match="y_pred"):
         tf.function(lambda a, b: L1()(a, b))(y, p)
+
+
+# ------------------------------------------------------------------ weights are finite
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_where_they_enter(bad):
+    with pytest.raises(ValueError, match="l1: `loss_weight` must be a finite number"):
+        L1(loss_weight=bad)
+    with pytest.raises(ValueError, match=r"`weights\[1\]` must be a finite number"):
+        WeightedSum([L1(), MSE()], [1.0, bad])
+    with pytest.raises(ValueError, match=r"`L1 \* factor` must be a finite number"):
+        L1() * bad
+    with pytest.raises(ValueError, match=r"`MSE \* factor` must be a finite number"):
+        L1() + bad * MSE()
+    with pytest.raises(ValueError, match=r"`WeightedSum \* factor` must be a finite number"):
+        (L1() + MSE()) * bad
+    from tfrestore.losses import enable_loss_terms
+
+    model = enable_loss_terms(_model())
+    with pytest.raises(ValueError, match=r"`loss_weights\[1\]` must be a finite number"):
+        model.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=[1.0, bad])
+    with pytest.raises(ValueError, match=r"`loss_weights\[0\]` must be a finite number"):
+        model.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=bad)
+    two = enable_loss_terms(_model(outputs=2))
+    with pytest.raises(ValueError, match=r"`loss_weights\[1\]` must be a finite number"):
+        two.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=[1.0, bad])
+
+
+def test_nan_sample_weight_is_refused_with_check_finite(rng):
+    y, p = _pair(rng)
+    sw = np.array([1.0, np.nan, 1.0, 1.0], "float32")
+    with pytest.raises(ValueError, match="`sample_weight` contains NaN or Inf"):
+        L1()(y, p, sample_weight=sw)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`sample_weight` contains NaN"):
+        tf.function(lambda a, b, w: L1()(a, b, sample_weight=w))(y, p, sw)
+    assert np.isnan(float(L1(check_finite=False)(y, p, sample_weight=sw)))  # opted out
+
+
+def test_sample_weight_of_the_wrong_length_names_both_lengths(rng):
+    y, p = _pair(rng)
+    with pytest.raises(ValueError, match=r"`sample_weight` has 3 entries but the batch has 4"):
+        L1()(y, p, sample_weight=np.ones(3, "float32"))
+    fn = tf.function(
+        lambda a, b, w: L1()(a, b, sample_weight=w),
+        input_signature=[tf.TensorSpec([None, 8, 8, 3])] * 2 + [tf.TensorSpec([None])],
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`sample_weight` has a different"):
+        fn(y, p, np.ones(3, "float32"))
+    # accepted: one weight per sample, (B, 1), and a scalar
+    w = np.array([1.0, 0.0, 2.0, 1.0], "float32")
+    per = np.abs(y - p).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(float(L1()(y, p, sample_weight=w)), (per * w).mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(L1()(y, p, sample_weight=w[:, None])), (per * w).mean(),
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(L1()(y, p, sample_weight=2.0)), 2 * per.mean(), rtol=1e-5)

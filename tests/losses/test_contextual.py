@@ -171,3 +171,22 @@ def test_vgg_backbone_default_layer(rng):
     np.testing.assert_allclose(loss.call(y, p), ref, rtol=1e-3)
     with pytest.raises(ValueError, match="Unknown vgg16 layer"):
         ContextualLoss(weights=None, layers="conv9_9")
+
+
+def test_a_one_position_feature_map_is_refused_naming_the_minimum_size(rng):
+    # VGG16 relu4_3 has stride 8: an 8x8 image gives a 1x1 map, where CX is 1 (loss exactly 0)
+    y, p = _pair(rng, shape=(2, 8, 8, 3))
+    loss = ContextualLoss(weights=None, layers="relu4_3")
+    with pytest.raises(ValueError, match=r"relu4_3.*1x1 feature map.*at least 16x16 pixels"):
+        loss(y, p)
+    y, p = _pair(rng, shape=(2, 16, 16, 3))
+    assert loss.call(y, p).shape == (2,)  # 2x2: accepted
+    # a user's extractor: no geometry, the refusal still names the layer
+    pooled = ContextualLoss(feature_extractor=lambda x: tf.reduce_mean(x, [1, 2], keepdims=True))
+    with pytest.raises(ValueError, match=r"`y_pred` has a 1x1 feature map.*larger images"):
+        pooled(y, p)
+    # shapes known only at run time: an InvalidArgumentError
+    fn = tf.function(lambda a, b: pooled.call(a, b),
+                     input_signature=[tf.TensorSpec([None, None, None, 3])] * 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="1x1 feature map"):
+        fn(y, p)

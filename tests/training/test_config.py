@@ -295,3 +295,24 @@ def test_optimizer_and_schedules():
         builders.build_schedule(
             {"type": "cosine", "warmup_steps": 0, "args": {"decay": 1}}, 1.0, 10
         )
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("losses[0].weight=.nan", r"'losses\[0\].weight' must be a finite number.*nan"),
+        ("losses[0].weight=.inf", r"'losses\[0\].weight' must be a finite number.*inf"),
+        ("optimizer.learning_rate=.inf", r"'optimizer.learning_rate' must be a finite number"),
+        ("seed=-1", r"'seed' must be from 0 to 4294967295; got -1"),
+        (f"seed={2**64}", rf"'seed' must be from 0 to 4294967295; got {2**64}"),
+    ],
+)
+def test_non_finite_weights_and_out_of_range_seeds_name_the_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(minimal(), overrides=[override])
+
+
+def test_a_nan_loss_weight_in_args_names_the_term():
+    cfg = load_config(minimal(losses=[{"type": "L1", "args": {"loss_weight": float("nan")}}]))
+    with pytest.raises(ConfigError, match=r"losses\[0\].*`loss_weight` must be a finite number"):
+        builders.build_loss(cfg["losses"])

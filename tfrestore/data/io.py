@@ -10,6 +10,14 @@ before training starts; the end-of-file check costs one small read per file, and
 a file whose end looks wrong is decoded in full to confirm (``full=True`` decodes every
 file, for damage in the middle of a file).
 
+EXIF orientation is applied on read, as Pillow's ``ImageOps.exif_transpose`` does: a photo
+that displays 96x64 is read (and restored, and saved) as 96x64, whatever way the camera stored
+it. :func:`image_details` reports the displayed size. The tag is read from the header that
+validation opens anyway (JPEG APP1, WebP, TIFF tags, a PNG ``eXIf`` chunk before the pixel
+data); the datasets pass it to :func:`decode_image`, which turns the image with TensorFlow ops
+(a copy only for turned images). Called without it, :func:`decode_image` reads the tag from the
+first 64 KiB of the file in a ``tf.numpy_function`` (one small Python call per image).
+
 Pillow refuses images above about 179 Mpx (its decompression-bomb guard); set
 ``TFRESTORE_MAX_IMAGE_PIXELS`` to a larger pixel count (0: no limit) for trusted files.
 """
@@ -33,8 +41,11 @@ __all__ = [
     "image_details",
     "validate_images",
     "read_image",
+    "read_alpha",
     "decode_image",
     "write_image",
+    "orient_numpy",
+    "orient_tensor",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -53,12 +64,22 @@ _FORMATS = "PNG/JPEG/BMP/GIF/WebP/TIFF"
 _TAIL = 4096
 
 ImageDetails = collections.namedtuple(
-    "ImageDetails", ["height", "width", "channels", "bit_depth", "format"]
+    "ImageDetails",
+    ["height", "width", "channels", "bit_depth", "format", "orientation", "alpha"],
+    defaults=(1, False),
 )
 ImageDetails.__doc__ = """What :func:`image_details` reads from a file header.
 
+``height`` and ``width`` are the displayed size (after the EXIF orientation);
 ``channels`` counts the colour channels without alpha (1 grey, 3 colour);
-``bit_depth`` is 8 or 16 bits per sample; ``format`` e.g. ``"PNG"``."""
+``bit_depth`` is 8 or 16 bits per sample; ``format`` e.g. ``"PNG"``; ``orientation`` the
+EXIF orientation (1-8; 1: stored upright); ``alpha``: the file has an alpha channel (or a
+palette transparency)."""
+
+#: EXIF orientation tag
+_ORIENTATION_TAG = 0x0112
+#: bytes of a file's start searched for the EXIF orientation by :func:`decode_image`
+_EXIF_HEAD = 65536
 
 
 class ImageFileError(ValueError):
@@ -168,6 +189,82 @@ def _pil_depth(im, fmt, head):
     return 8
 
 
+def _orientation(im):
+    """The EXIF orientation (1-8) of an open Pillow image, from what its header holds (no
+    decode: a PNG ``eXIf`` chunk after the pixel data is not seen)."""
+    from PIL import Image
+
+    try:
+        if im.format == "TIFF":
+            value = getattr(im, "tag_v2", {}).get(274, 1)
+        else:
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+            value = exif.get(_ORIENTATION_TAG, 1)
+        value = int(value)
+    except Exception:  # a damaged EXIF block: the pixels are still readable, upright
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _orientation_of_bytes(head):
+    """EXIF orientation from a file's first bytes (``tf.numpy_function`` body)."""
+    import io as _io
+
+    from PIL import Image
+
+    if isinstance(head, np.ndarray):  # a 0-d object array from tf.numpy_function
+        head = head.item()
+    try:
+        with Image.open(_io.BytesIO(bytes(head))) as im:
+            return np.int32(_orientation(im))
+    except Exception:  # not enough bytes or no header Pillow knows: upright
+        return np.int32(1)
+
+
+def orient_numpy(img, orientation):
+    """``img`` (H, W, C) turned upright for EXIF ``orientation``, as
+    ``PIL.ImageOps.exif_transpose`` does."""
+    o = int(orientation)
+    if o == 2:
+        img = img[:, ::-1]
+    elif o == 3:
+        img = img[::-1, ::-1]
+    elif o == 4:
+        img = img[::-1]
+    elif o == 5:
+        img = np.swapaxes(img, 0, 1)
+    elif o == 6:
+        img = np.rot90(img, -1)
+    elif o == 7:
+        img = np.swapaxes(img[::-1, ::-1], 0, 1)
+    elif o == 8:
+        img = np.rot90(img, 1)
+    return np.ascontiguousarray(img)
+
+
+def orient_tensor(img, orientation):
+    """:func:`orient_numpy` in TensorFlow ops (``orientation`` a scalar tensor)."""
+    o = tf.cast(orientation, tf.int32)
+    t = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
+    branches = [
+        lambda: img,
+        lambda: tf.reverse(img, [1]),
+        lambda: tf.reverse(img, [0, 1]),
+        lambda: tf.reverse(img, [0]),
+        lambda: t(img),
+        lambda: t(tf.reverse(img, [0])),
+        lambda: t(tf.reverse(img, [0, 1])),
+        lambda: t(tf.reverse(img, [1])),
+    ]
+    out = tf.switch_case(tf.clip_by_value(o, 1, 8) - 1, branches)
+    out.set_shape([None, None, img.shape[-1]])
+    return out
+
+
 def _inspect(path):
     """``(ImageDetails, number of bands including alpha)`` from the header."""
     from PIL import Image, UnidentifiedImageError
@@ -187,6 +284,8 @@ def _inspect(path):
             w, h = im.size
             bands = im.getbands()
             depth = _pil_depth(im, fmt, head)
+            orientation = _orientation(im)
+            alpha = "A" in bands or "a" in bands or "transparency" in im.info
     except ImageFileError:
         raise
     except Image.DecompressionBombError as e:
@@ -195,7 +294,9 @@ def _inspect(path):
         raise ImageFileError(f"cannot read image file {path!r}: {e}") from e
     colour = [b for b in bands if b not in ("A", "a")]
     channels = 1 if len(colour) == 1 and colour != ["P"] else 3  # palettes decode to colour
-    return ImageDetails(h, w, channels, depth, fmt), len(bands)
+    if orientation >= 5:  # stored on its side: displayed with height and width swapped
+        h, w = w, h
+    return ImageDetails(h, w, channels, depth, fmt, orientation, alpha), len(bands)
 
 
 def image_details(path):
@@ -239,7 +340,11 @@ def _looks_complete(path, fmt):
 
 
 def _decode_numpy(path, details, channels):
-    """Decode a whole file: ``(H, W, channels)`` uint8, or uint16 for 16-bit files."""
+    """Decode a whole file, upright: ``(H, W, channels)`` uint8, or uint16 for 16-bit files."""
+    return orient_numpy(_decode_stored(path, details, channels), details.orientation)
+
+
+def _decode_stored(path, details, channels):
     if details.format == "TIFF":
         return _pil_decode(path, channels, details.bit_depth)
     dtype = tf.uint16 if details.bit_depth == 16 else tf.uint8
@@ -290,8 +395,9 @@ def _pil_decode(path, channels, bit_depth=None, raw=None):
 
 
 def _validate(paths, min_size=None, full=False):
-    """``(sizes, bit_depths)`` of files checked as :func:`validate_images` describes."""
-    sizes, depths = [], []
+    """``(sizes, bit_depths, orientations)`` of files checked as :func:`validate_images`
+    describes."""
+    sizes, depths, orientations = [], [], []
     for p in paths:
         d = image_details(p)
         if min_size is not None and (d.height < min_size[0] or d.width < min_size[1]):
@@ -301,10 +407,11 @@ def _validate(paths, min_size=None, full=False):
             )
         if full or not _looks_complete(p, d.format):
             # Only suspicious files (or all, with full=True) pay for a full decode.
-            _decode_numpy(p, d, d.channels)
+            _decode_stored(p, d, d.channels)
         sizes.append((d.height, d.width))
         depths.append(d.bit_depth)
-    return sizes, depths
+        orientations.append(d.orientation)
+    return sizes, depths, orientations
 
 
 def validate_images(paths, *, min_size=None, full=False):
@@ -318,13 +425,17 @@ def validate_images(paths, *, min_size=None, full=False):
     return _validate(paths, min_size, full)[0]
 
 
-def decode_image(path, channels=3, dtype=tf.uint8):
-    """In-graph read + decode of one file (for ``tf.data``): ``(H, W, channels)`` tensor.
+def decode_image(path, channels=3, dtype=tf.uint8, orientation=None):
+    """In-graph read + decode of one file (for ``tf.data``): ``(H, W, channels)`` tensor,
+    upright (EXIF orientation applied).
 
     ``dtype`` ``tf.uint8`` or ``tf.uint16`` (16-bit files keep their precision; 8-bit
     files are scaled by 257). TIFF files are decoded by Pillow through
     ``tf.numpy_function``, the other formats by ``tf.io.decode_image``. Adds an
     assertion whose message names the file when its bytes are not a supported format.
+    ``orientation``: the file's EXIF orientation when known (``image_details(path)
+    .orientation``; the datasets read it while validating); None: read from the file's first
+    64 KiB in a ``tf.numpy_function``.
     """
     dtype = tf.as_dtype(dtype)
     data = tf.io.read_file(path)
@@ -357,7 +468,12 @@ def decode_image(path, channels=3, dtype=tf.uint8):
     with tf.control_dependencies([check]):
         img = tf.cond(magic["TIFF"], tiff, other)
     img.set_shape([None, None, channels])
-    return img
+    if orientation is None:
+        orientation = tf.numpy_function(
+            _orientation_of_bytes, [tf.strings.substr(data, 0, _EXIF_HEAD)], tf.int32,
+            stateful=False,
+        )
+    return orient_tensor(img, orientation)
 
 
 def read_image(path, channels=3, dtype="float32"):
@@ -392,6 +508,58 @@ def read_image(path, channels=3, dtype="float32"):
     if dtype == "uint8":
         return img if img.dtype == np.uint8 else np.round(img / 257.0).astype(np.uint8)
     return img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
+
+
+def read_alpha(path, dtype="float32"):
+    """The alpha channel of an image file, upright, as ``(H, W, 1)``; None without one.
+
+    :func:`read_image` returns the colour channels only; ``tfrestore restore`` restores those
+    and puts this channel back unchanged. ``dtype`` as in :func:`read_image`. A palette image's
+    transparent colour becomes alpha 0.
+
+    Example:
+        >>> import tempfile, os
+        >>> from PIL import Image
+        >>> path = os.path.join(tempfile.mkdtemp(), "rgba.png")
+        >>> Image.new("RGBA", (4, 2), (9, 9, 9, 128)).save(path)
+        >>> read_alpha(path, dtype="uint8")[..., 0]
+        array([[128, 128, 128, 128],
+               [128, 128, 128, 128]], dtype=uint8)
+    """
+    path = os.fspath(path)
+    if dtype not in ("float32", "uint8", "native"):
+        raise ValueError(f"`dtype` must be 'float32', 'uint8' or 'native', got {dtype!r}.")
+    details = image_details(path)
+    if not details.alpha:
+        return None
+    if details.format == "PNG":  # TensorFlow keeps 16-bit alpha (Pillow reads 8 bits)
+        wide = tf.uint16 if details.bit_depth == 16 else tf.uint8
+        try:
+            arr = tf.io.decode_png(tf.io.read_file(path), channels=4, dtype=wide).numpy()
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+            raise ImageFileError(
+                f"cannot decode image file {path!r}: {e.message} (the file is damaged or "
+                "truncated)"
+            ) from e
+        alpha = arr[..., 3:]
+    else:
+        from PIL import Image
+
+        try:
+            with _PixelLimit(), Image.open(path) as im:
+                im.load()
+                mode = "LA" if im.mode in ("LA", "La") else "RGBA"
+                alpha = np.asarray(im.convert(mode).getchannel("A"))[..., None]
+        except (OSError, ValueError, SyntaxError) as e:
+            raise ImageFileError(
+                f"cannot decode image file {path!r}: {e} (the file is damaged or truncated)"
+            ) from e
+    alpha = orient_numpy(alpha, details.orientation)
+    if dtype == "native":
+        return alpha
+    if dtype == "uint8":
+        return alpha if alpha.dtype == np.uint8 else np.round(alpha / 257.0).astype(np.uint8)
+    return alpha.astype(np.float32) / (65535.0 if alpha.dtype == np.uint16 else 255.0)
 
 
 def write_image(path, image, bit_depth=None):

@@ -22,7 +22,8 @@ __all__ = ["image_store", "paired_stores", "to_float"]
 class _Store:
     """Random access to images by index: files decoded on the fly, or one flat in-memory buffer."""
 
-    def __init__(self, *, paths=None, arrays=None, sizes=None, channels=3, wide=False):
+    def __init__(self, *, paths=None, arrays=None, sizes=None, channels=3, wide=False,
+                 orientations=None):
         self.channels = channels
         # 16-bit files are decoded as uint16 (8-bit ones are then scaled by 257, exactly).
         self.decode_dtype = tf.uint16 if wide else tf.uint8
@@ -49,6 +50,10 @@ class _Store:
         else:
             self.flat = None
             self.path_tensor = tf.constant(paths)
+            # EXIF orientations read while validating (None: each decode reads its file's)
+            self.orientations = (
+                None if orientations is None else tf.constant(orientations, tf.int32)
+            )
             self.n = len(paths)
 
     def name(self, idx):
@@ -59,7 +64,12 @@ class _Store:
     def get(self, idx):
         """``(H, W, C)`` float32 in [0, 1] (crop before converting would need the raw dtype)."""
         if self.flat is None:
-            img = decode_image(tf.gather(self.path_tensor, idx), self.channels, self.decode_dtype)
+            img = decode_image(
+                tf.gather(self.path_tensor, idx),
+                self.channels,
+                self.decode_dtype,
+                None if self.orientations is None else tf.gather(self.orientations, idx),
+            )
         else:
             shape = tf.gather(self.shapes, idx)
             img = tf.reshape(
@@ -149,11 +159,13 @@ def image_store(source, options, *, min_size=None):
                     )
         return store
     paths = list_images(source, recursive=options.recursive)
-    sizes, wide = None, True  # unknown depth: uint16 keeps 16-bit files and is exact for 8-bit
+    sizes, wide, turns = None, True, None  # unknown depth: uint16 keeps 16-bit files exactly
     if options.validate:
-        sizes, depths = _validate(paths, min_size=min_size, full=options.validate == "full")
+        sizes, depths, turns = _validate(
+            paths, min_size=min_size, full=options.validate == "full"
+        )
         wide = any(d == 16 for d in depths)
-    return _file_store(paths, options, wide=wide, sizes=sizes)
+    return _file_store(paths, options, wide=wide, sizes=sizes, orientations=turns)
 
 
 def paired_stores(lq_source, gt_source, options, *, scale, key=None, lq_min_size=None):
@@ -164,11 +176,11 @@ def paired_stores(lq_source, gt_source, options, *, scale, key=None, lq_min_size
         scale=scale,
         key=key,
     )
-    sizes, wide = None, True
+    sizes, wide, lq_turns, gt_turns = None, True, None, None
     if options.validate:
         full = options.validate == "full"
-        sizes, lq_depths = _validate(lq_paths, min_size=lq_min_size, full=full)
-        gt_sizes, gt_depths = _validate(gt_paths, full=full)
+        sizes, lq_depths, lq_turns = _validate(lq_paths, min_size=lq_min_size, full=full)
+        gt_sizes, gt_depths, gt_turns = _validate(gt_paths, full=full)
         wide = any(d == 16 for d in lq_depths + gt_depths)
         for lp, gp, (lh, lw), (gh, gw) in zip(lq_paths, gt_paths, sizes, gt_sizes):
             if not (lh * scale <= gh < (lh + 1) * scale and lw * scale <= gw < (lw + 1) * scale):
@@ -178,23 +190,35 @@ def paired_stores(lq_source, gt_source, options, *, scale, key=None, lq_min_size
                     f"(up to {scale - 1} extra pixels)"
                 )
     return (
-        _file_store(lq_paths, options, wide=wide, sizes=sizes),
-        _file_store(gt_paths, options, wide=wide),
+        _file_store(lq_paths, options, wide=wide, sizes=sizes, orientations=lq_turns),
+        _file_store(gt_paths, options, wide=wide, orientations=gt_turns),
     )
 
 
-def _file_store(paths, options, *, wide, sizes=None):
+def _file_store(paths, options, *, wide, sizes=None, orientations=None):
     if options.cache:
-        return _cache_files(paths, options.channels, options.num_parallel_calls, wide)
-    return _Store(paths=paths, sizes=sizes, channels=options.channels, wide=wide)
-
-
-def _cache_files(paths, channels, num_parallel_calls, wide=False):
-    ds = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: decode_image(p, channels, tf.uint16 if wide else tf.uint8),
-        num_parallel_calls=num_parallel_calls,
-        deterministic=True,
+        return _cache_files(
+            paths, options.channels, options.num_parallel_calls, wide, orientations
+        )
+    return _Store(
+        paths=paths, sizes=sizes, channels=options.channels, wide=wide, orientations=orientations
     )
+
+
+def _cache_files(paths, channels, num_parallel_calls, wide=False, orientations=None):
+    dtype = tf.uint16 if wide else tf.uint8
+    if orientations is None:
+        ds = tf.data.Dataset.from_tensor_slices(paths).map(
+            lambda p: decode_image(p, channels, dtype),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=True,
+        )
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((paths, orientations)).map(
+            lambda p, o: decode_image(p, channels, dtype, o),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=True,
+        )
     arrays = [a.numpy() for a in ds]
     store = _Store(arrays=arrays, channels=channels)
     store.paths = paths

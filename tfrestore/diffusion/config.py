@@ -64,13 +64,65 @@ _DEFAULTS = dict(
 )
 
 
+_INT_KEYS = ("image_size", "num_channels", "num_res_blocks", "num_heads",
+             "num_head_channels", "num_heads_upsample", "in_channels")
+_BOOL_KEYS = ("learn_sigma", "use_scale_shift_norm", "resblock_updown",
+              "use_new_attention_order", "conv_resample")
+
+
+def _type_error(key, expected, value):
+    return ValueError(
+        f"ADM config key {key!r} must be {expected}, got {value!r} ({type(value).__name__}); "
+        "fix it in the config (guided-diffusion create_model flags)"
+    )
+
+
+def _as_int(value, key):
+    """An integer flag: an int, an integer-valued float or a decimal string ("64")."""
+    if isinstance(value, bool):
+        raise _type_error(key, "an integer", value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise _type_error(key, "an integer", value)
+
+
+def _as_bool(value, key):
+    """A boolean flag: true/false, 0/1, or the strings argparse flag files hold."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise _type_error(key, "true or false", value)
+
+
+def _as_float(value, key):
+    if isinstance(value, bool):
+        raise _type_error(key, "a number", value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _type_error(key, "a number", value) from None
+
+
 def _parse_ints(value, what):
     if isinstance(value, str):
         value = [v for v in value.replace(" ", "").split(",") if v]
     try:
         return tuple(float(v) if float(v) != int(float(v)) else int(float(v)) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"`{what}` must be a sequence of numbers, got {value!r}.") from None
+        raise ValueError(
+            f"ADM config key {what!r} must be a sequence of numbers (or a string like "
+            f"'1,2,2'), got {value!r}."
+        ) from None
 
 
 def adm_config(config=None, **overrides):
@@ -109,6 +161,12 @@ def adm_config(config=None, **overrides):
             f"Unknown ADM hyper-parameter(s) {unknown}; expected some of {list(_ARCH_KEYS)}."
         )
     out = {k: config.get(k, _DEFAULTS[k]) for k in _ARCH_KEYS}
+    # Types first, naming the key: a later default or arithmetic error would mislead.
+    for key in _INT_KEYS:
+        out[key] = _as_int(out[key], key)
+    for key in _BOOL_KEYS:
+        out[key] = _as_bool(out[key], key)
+    out["dropout"] = _as_float(out["dropout"], "dropout")
     if out["channel_mult"] in (None, "", ()):
         if out["image_size"] not in _DEFAULT_CHANNEL_MULT:
             raise ValueError(
@@ -120,13 +178,6 @@ def adm_config(config=None, **overrides):
     out["attention_resolutions"] = [
         int(r) for r in _parse_ints(out["attention_resolutions"], "attention_resolutions")
     ]
-    for key in ("image_size", "num_channels", "num_res_blocks", "num_heads",
-                "num_head_channels", "num_heads_upsample", "in_channels"):
-        out[key] = int(out[key])
-    for key in ("learn_sigma", "use_scale_shift_norm", "resblock_updown",
-                "use_new_attention_order", "conv_resample"):
-        out[key] = bool(out[key])
-    out["dropout"] = float(out["dropout"])
     if out["num_channels"] <= 0 or out["num_res_blocks"] < 0 or not out["channel_mult"]:
         raise ValueError(f"invalid ADM hyper-parameters: {out}")
     return out

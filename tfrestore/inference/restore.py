@@ -29,6 +29,7 @@ __all__ = [
     "predict_image",
     "save_image",
     "supports_16_bit",
+    "supports_alpha",
     "to_grey",
 ]
 
@@ -228,18 +229,28 @@ def save_image(path, image, bit_depth=8):
     """Write an HWC float image in [0, 1] (clipped); the format follows the file
     extension (PNG, JPEG, BMP, TIFF, WebP...).
 
-    ``bit_depth=16`` writes 16-bit samples where the format holds them: PNG (grey or
-    colour) and TIFF (grey); other formats raise ``ValueError``.
+    ``image`` has 1 (grey) or 3 (colour) channels, or 2 / 4 with alpha last (written where
+    the format holds alpha: :func:`supports_alpha`). ``bit_depth=16`` writes 16-bit samples
+    where the format holds them: PNG (grey or colour, with or without alpha) and TIFF (grey);
+    other formats raise ``ValueError``.
     """
     from PIL import Image
 
     arr = np.asarray(image, np.float32)
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
-        raise ValueError(f"`image` must have shape (H, W, 1|3), got {arr.shape}.")
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"`image` must have shape (H, W, C) with C 1 or 3 (2 or 4 with alpha), got "
+            f"{arr.shape}."
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"the image for {path} contains NaN or Inf")
     if bit_depth not in (8, 16):
         raise ValueError(f"`bit_depth` must be 8 or 16, got {bit_depth!r}.")
+    if arr.shape[-1] in (2, 4) and not supports_alpha(path):
+        raise ValueError(
+            f"{path}: the image has an alpha channel, which "
+            f"{os.path.splitext(path)[1] or 'this format'} cannot store; use .png (or .tif, .webp)"
+        )
     if bit_depth == 16 and not supports_16_bit(path, arr.shape[-1]):
         raise ValueError(
             f"{path}: 16-bit output needs a .png file (or .tif for greyscale images)"
@@ -257,6 +268,8 @@ def save_image(path, image, bit_depth=8):
             Image.fromarray(u16[..., 0]).save(path)
         return path
     u8 = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if u8.shape[-1] == 2 and os.path.splitext(path)[1].lower() == ".webp":
+        u8 = np.concatenate([np.repeat(u8[..., :1], 3, -1), u8[..., 1:]], -1)  # WebP: no LA
     Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8).save(path)
     return path
 
@@ -265,6 +278,11 @@ def supports_16_bit(path, channels):
     """Whether :func:`save_image` can write ``channels``-channel 16-bit samples to ``path``."""
     ext = os.path.splitext(str(path))[1].lower()
     return ext == ".png" or (ext in (".tif", ".tiff") and channels == 1)
+
+
+def supports_alpha(path):
+    """Whether :func:`save_image` can write an alpha channel to ``path`` (.png, .tif, .webp)."""
+    return os.path.splitext(str(path))[1].lower() in (".png", ".tif", ".tiff", ".webp")
 
 
 def to_grey(image):

@@ -18,6 +18,7 @@ Losses compose with ``+`` and ``*``::
 
 from __future__ import annotations
 
+import math
 import numbers
 import threading
 
@@ -61,6 +62,29 @@ def _check_compile_list_misuse(y_pred):
         raise ListOfLossesError(_list_of_losses_message(n_losses, n_outputs))
 
 
+def check_weight(value, arg, owner=None):
+    """``value`` as a finite float; otherwise an error naming ``arg`` (and ``owner``).
+
+    >>> check_weight(float("nan"), "loss_weight", "l1")
+    Traceback (most recent call last):
+    ...
+    ValueError: l1: `loss_weight` must be a finite number, got nan; a NaN or infinite weight
+    makes every loss value NaN (or Inf) and the training diverges at its first step.
+    """
+    where = f"{owner}: " if owner else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{where}`{arg}` must be a real number, got {value!r} ({type(value).__name__})."
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{where}`{arg}` must be a finite number, got {value!r}; a NaN or infinite weight "
+            "makes every loss value NaN (or Inf) and the training diverges at its first step."
+        )
+    return value
+
+
 def check_loss_list(losses, weights=None, where="losses", weights_arg="weights"):
     """``(losses, float weights)`` of a list of Keras losses and their weights (1.0
     each by default), with errors naming the argument and the position."""
@@ -78,7 +102,7 @@ def check_loss_list(losses, weights=None, where="losses", weights_arg="weights")
             f"`{weights_arg}` must be a list with one entry per loss in `{where}`: got "
             f"{weights!r} for {len(losses)} losses."
         )
-    return losses, [float(w) for w in weights]
+    return losses, [check_weight(w, f"{weights_arg}[{i}]") for i, w in enumerate(weights)]
 
 
 class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
@@ -135,12 +159,7 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
         dtype=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if not isinstance(loss_weight, numbers.Real):
-            raise TypeError(
-                f"`loss_weight` must be a real number, got {loss_weight!r} "
-                f"({type(loss_weight).__name__})."
-            )
-        self.loss_weight = float(loss_weight)
+        self.loss_weight = check_weight(loss_weight, "loss_weight", name)
         self.check_finite = bool(check_finite)
         self.check_range = bool(check_range)
 
@@ -174,6 +193,10 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
         # keras.losses.Loss casts to float before `call`; reject uint8/int images first.
         validation.check_raw_dtype(y_true, "y_true", self.name)
         validation.check_raw_dtype(y_pred, "y_pred", self.name)
+        if sample_weight is not None:
+            sample_weight = validation.check_sample_weight(
+                sample_weight, y_pred, self.check_finite, self.name
+            )
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
     def call(self, y_true, y_pred):
@@ -227,7 +250,7 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
     def __mul__(self, factor):
         if not isinstance(factor, numbers.Real) or isinstance(factor, bool):
             return NotImplemented
-        return WeightedSum([self], [float(factor)])
+        return WeightedSum([self], [check_weight(factor, f"{type(self).__name__} * factor")])
 
     __rmul__ = __mul__
 
@@ -318,7 +341,8 @@ class WeightedSum(RestorationLoss):
     def __mul__(self, factor):
         if not isinstance(factor, numbers.Real) or isinstance(factor, bool):
             return NotImplemented
-        return WeightedSum(self.losses, [w * float(factor) for w in self.weights])
+        factor = check_weight(factor, "WeightedSum * factor")
+        return WeightedSum(self.losses, [w * factor for w in self.weights])
 
     __rmul__ = __mul__
 

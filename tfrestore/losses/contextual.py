@@ -194,6 +194,39 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
         idx = tf.sort(tf.math.top_k(scores, tf.minimum(n_dyn, cap)).indices)
         return tf.gather(f, idx, axis=1)
 
+    def _min_side(self, layer):
+        """Smallest square image side giving ``layer`` at least 2 feature positions (None for a
+        user's feature extractor, whose geometry is unknown)."""
+        if self._source.custom:
+            return None
+        fx = self._source.network()
+        # One more total stride past the 1x1 minimum adds a row and a column of positions.
+        return fx.min_input_size(layer) + fx.stride(layer)
+
+    def _check_positions(self, f, layer, which):
+        """A feature map of one position makes CX constant (exactly 0 for ``y_true``, log M for
+        ``y_pred``): the loss would carry no gradient, so it is refused."""
+        side = self._min_side(layer)
+        size = (
+            f"images of at least {side}x{side} pixels for layer {layer!r} of {self._source.backbone}"
+            if side is not None
+            else "larger images (or an earlier layer of the feature_extractor)"
+        )
+        message = (
+            f"{self.name}: layer {layer!r} of `{which}` has a 1x1 feature map (one position); "
+            "the contextual loss of a one-element set is constant (exactly 0 for `y_true`) and "
+            f"has no gradient. Use {size}, or pick an earlier layer."
+        )
+        n = f.shape[1]
+        if n is not None:
+            if n < 2:
+                raise ValueError(message)
+            return f
+        with tf.control_dependencies(
+            [tf.debugging.assert_greater_equal(tf.shape(f)[1], 2, message=message)]
+        ):
+            return tf.identity(f)
+
     def compute(self, y_true, y_pred):
         total = None
         for index, (layer, weight, fp, ft) in enumerate(self._source.pairs(y_true, y_pred)):
@@ -202,6 +235,8 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
             y = tf.reshape(ft, (tf.shape(ft)[0], -1, c if c is not None else tf.shape(ft)[-1]))
             # Equal sizes: the same positions for both, so identical inputs give 0.
             same = x.shape[1] is not None and x.shape[1] == y.shape[1]
+            x = self._check_positions(x, layer, "y_pred")
+            y = self._check_positions(y, layer, "y_true")
             x = self._cap(x, layer, "y_pred", 2 * index)
             y = self._cap(y, layer, "y_true", 2 * index + (0 if same else 1))
             cx = contextual_similarity(x, y, self.distance, self.bandwidth, self.eps)

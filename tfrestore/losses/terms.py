@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 import types
 
 import keras
 
-from tfrestore.losses.base import WeightedSum, check_loss_list
+from tfrestore.losses.base import WeightedSum, check_loss_list, check_weight
 from tfrestore.utils import keras_compat as compat
 
 __all__ = ["enable_loss_terms", "combine_loss_list", "term_names", "LossTermsMixin"]
@@ -70,6 +71,19 @@ def _as_sum(losses, weights, where):
     if len(losses) == 1 and weights[0] == 1.0:
         return losses[0]
     return WeightedSum(losses, weights)
+
+
+def _check_output_weights(loss_weights):
+    """Keras' per-output ``loss_weights`` (a list or dict of numbers): finite, named."""
+    if isinstance(loss_weights, (list, tuple)):
+        items = enumerate(loss_weights)
+    elif isinstance(loss_weights, dict):
+        items = ((repr(k), v) for k, v in loss_weights.items())
+    else:
+        return
+    for key, w in items:
+        if isinstance(w, numbers.Real):
+            check_weight(w, f"loss_weights[{key}]")
 
 
 def combine_loss_list(loss, loss_weights, num_outputs):
@@ -110,6 +124,7 @@ def combine_loss_list(loss, loss_weights, num_outputs):
             return {key: _as_sum(list(value), w, f"loss[{key!r}]")}, None
         return loss, loss_weights
     # Several outputs: per-output meaning; an inner list is that output's sum.
+    _check_output_weights(loss_weights)
     if _is_loss_list(loss):
         return [
             _as_sum(list(l), None, f"loss[{i}]") if _is_loss_list(l) else l

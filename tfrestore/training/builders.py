@@ -25,6 +25,7 @@ from typing import NamedTuple
 import keras
 
 from tfrestore.metrics.lpips import lpips_available
+from tfrestore.training.config import model_type_name
 from tfrestore.training.schema import ConfigError, did_you_mean
 from tfrestore.utils.text import short_reason
 
@@ -32,6 +33,9 @@ __all__ = [
     "accepted_arguments",
     "check_arguments",
     "build_model",
+    "resolve_model_builder",
+    "check_allowed_imports",
+    "callable_spec",
     "InitSource",
     "resolve_init",
     "load_init_source",
@@ -105,8 +109,52 @@ def _fmt(args):
     return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
-def _import_object(spec, path):
+def check_allowed_imports(allowed_imports, name="allowed_imports"):
+    """``allowed_imports`` as a tuple of dotted package names (``"mypkg"``, ``"mypkg.nets"``).
+
+    >>> check_allowed_imports(["mypkg", "other.sub"])
+    ('mypkg', 'other.sub')
+    """
+    if allowed_imports is None:
+        return ()
+    if isinstance(allowed_imports, str):
+        allowed_imports = (allowed_imports,)
+    out = []
+    for item in allowed_imports:
+        text = item.strip() if isinstance(item, str) else None
+        if not text or not all(part.isidentifier() for part in text.split(".")):
+            raise ValueError(
+                f"{name}: {item!r} is not a Python package name; give the top-level package (or "
+                "a dotted sub-package) of your own code, e.g. 'mypkg'"
+            )
+        out.append(text)
+    return tuple(out)
+
+
+def _is_allowed(module, allowed_imports):
+    return any(module == p or module.startswith(p + ".") for p in allowed_imports)
+
+
+def callable_spec(obj):
+    """``"module:qualname"`` of a callable (how a config given as a Python dict with
+    ``model.type`` set to a function is written to ``config.yaml``)."""
+    return model_type_name(obj)
+
+
+def _import_object(spec, path, allowed_imports, registered):
+    """The object ``'package.module:attr'`` names, imported only when its package is in
+    ``allowed_imports``; otherwise refused before anything is imported."""
     module, _, attr = spec.partition(":")
+    module = module.strip()
+    if not _is_allowed(module, allowed_imports):
+        package = module.split(".")[0] or "PKG"
+        raise ConfigError(
+            f"config key '{path}' is {spec!r}, which names Python code to import; a config is "
+            "data, and tfrestore imports a module a config names only when you allow its "
+            f"package: pass --allow-import {package} (tfrestore train, train/<task>.py) or "
+            f"train(..., allowed_imports=({package!r},)), or give the builder itself "
+            f"(model: {{type: <function>}} in a Python dict config); built-in models: {registered}"
+        )
     try:
         obj = importlib.import_module(module)
         for part in attr.split("."):
@@ -130,29 +178,63 @@ def available_models():
     return [n for n in _RESTORERS if hasattr(models, n)]
 
 
-def build_model(model_cfg, path="model"):
-    """Build the restoration network named by ``{type, args}``."""
+def resolve_model_builder(kind, path="model.type", allowed_imports=()):
+    """The function that builds the model named by ``model.type``.
+
+    ``kind`` is one of :func:`available_models`, a name registered with
+    ``keras.saving.register_keras_serializable`` (``"mypkg>MyNet"``: the user's code
+    registered it, so it is already imported), the callable itself (a config given as a Python
+    dict), or ``'package.module:function'`` -- imported only when ``package`` is in
+    ``allowed_imports`` (``tfrestore train --allow-import package``): a config is data, and a
+    string in it never runs code on its own.
+
+    >>> resolve_model_builder("os:system")
+    Traceback (most recent call last):
+    ...
+    tfrestore.training.schema.ConfigError: config key 'model.type' is 'os:system', which names
+    Python code to import; ...
+    """
+    if callable(kind):
+        return kind
+    allowed_imports = check_allowed_imports(allowed_imports)
+    names = available_models()
+    registered = ", ".join(names) or "(tfrestore.models cannot be imported)"
+    if not isinstance(kind, str):
+        raise ConfigError(
+            f"config key '{path}' must be a model name or a callable, got {kind!r}; choose from "
+            f"{registered}"
+        )
+    if ":" in kind:
+        return _import_object(kind, path, allowed_imports, registered)
+    if kind in names:
+        import tfrestore.models as models
+
+        return getattr(models, kind)
+    obj = keras.saving.get_registered_object(kind)
+    if obj is not None and callable(obj):
+        return obj
+    try:
+        import tfrestore.models  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(
+            f"config key '{path}' is {kind!r} but tfrestore.models cannot be imported ({e})"
+        ) from e
+    hint = did_you_mean(kind, names)
+    raise ConfigError(
+        f"config key '{path}': unknown model {kind!r}{hint}; choose from {registered}, a name "
+        "registered with keras.saving.register_keras_serializable ('package>Name'), or "
+        "'package.module:function' together with --allow-import package"
+    )
+
+
+def build_model(model_cfg, path="model", allowed_imports=()):
+    """Build the restoration network named by ``{type, args}`` (see
+    :func:`resolve_model_builder` for what ``type`` may be)."""
     kind = model_cfg["type"]
     args = dict(model_cfg.get("args") or {})
-    if ":" in kind:
-        builder = _import_object(kind, f"{path}.type")
-    else:
-        try:
-            import tfrestore.models as models
-        except ImportError as e:
-            raise ConfigError(
-                f"config key '{path}.type' is {kind!r} but tfrestore.models cannot be imported "
-                f"({e})"
-            ) from e
-        names = available_models()
-        if kind not in names:
-            hint = did_you_mean(kind, names)
-            raise ConfigError(
-                f"config key '{path}.type': unknown model {kind!r}{hint}; "
-                f"choose from {', '.join(names)} "
-                "or give 'package.module:function'"
-            )
-        builder = getattr(models, kind)
+    builder = resolve_model_builder(kind, f"{path}.type", allowed_imports)
+    if callable(kind):
+        kind = callable_spec(kind)
     model = _call(builder, args, f"{path}.args", kind)
     if not isinstance(model, keras.Model):
         raise ConfigError(

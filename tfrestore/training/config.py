@@ -22,8 +22,10 @@ tfrestore.training.schema.ConfigError: unknown config key 'losses[0].wieght'
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 import yaml
@@ -68,10 +70,14 @@ TASK_DEGRADATIONS = {
 
 
 def _positive(v):
+    if not math.isfinite(v):
+        return "must be a finite number"
     return None if v > 0 else "must be > 0"
 
 
 def _non_negative(v):
+    if not math.isfinite(v):
+        return "must be a finite number"
     return None if v >= 0 else "must be >= 0"
 
 
@@ -81,7 +87,12 @@ _LOSS_FIELDS = dict(
         str,
         "registered tfrestore loss class, e.g. L1, SSIMLoss, PerceptualLoss, D2SMLoss",
     ),
-    weight=Field(1.0, float, "weight of this term in the WeightedSum"),
+    weight=Field(
+        1.0,
+        float,
+        "weight of this term in the WeightedSum (a finite number)",
+        check=lambda v: None if math.isfinite(v) else "must be a finite number (not .nan or .inf)",
+    ),
     args=Args("keyword arguments of the loss class"),
 )
 
@@ -129,14 +140,21 @@ SCHEMA = Section(
     "training config",
     task=Field(REQUIRED, str, "restoration task", choices=TASK_NAMES),
     name=Field(None, str, "run name (default: the config file name)"),
-    seed=Field(0, int, "random seed (weights, crops, degradations)"),
+    seed=Field(
+        0,
+        int,
+        "random seed (weights, crops, degradations); 0 to 4294967295 (--seed sets it)",
+        check=lambda v: None if 0 <= v <= 2**32 - 1 else "must be from 0 to 4294967295",
+    ),
     model=Section(
         "restoration network",
         type=Field(
             REQUIRED,
-            str,
-            "tfrestore.models builder (DnCNN, FFDNet, LiuDenoiser, EDSR, UNet) or "
-            "'package.module:function'",
+            (str, Callable),
+            "tfrestore.models builder (DnCNN, FFDNet, LiuDenoiser, EDSR, UNet), a name registered "
+            "with keras.saving.register_keras_serializable, or 'package.module:function' (imported "
+            "only with --allow-import package / train(allowed_imports=...)); a Python dict config "
+            "may give the function itself",
         ),
         args=Args("keyword arguments of the builder"),
         init=Field(
@@ -517,7 +535,16 @@ def _resolve_args(cfg):
     cfg["schedule"]["args"] = resolve_fractions(cfg["schedule"]["args"])
 
 
+def model_type_name(kind):
+    """``model.type`` as text: a callable (a Python dict config) as ``module:qualname``."""
+    if callable(kind):
+        return f"{getattr(kind, '__module__', '?')}:{getattr(kind, '__qualname__', repr(kind))}"
+    return kind
+
+
 def _plain(value):
+    if callable(value):
+        return model_type_name(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -538,6 +565,7 @@ def dump_config(cfg, path=None):
 def config_diff(a, b, path=""):
     """Dotted keys whose values differ between two resolved configs."""
     out = []
+    a, b = _plain(a), _plain(b)
     if isinstance(a, dict) and isinstance(b, dict):
         for k in list(a) + [k for k in b if k not in a]:
             out += config_diff(a.get(k), b.get(k), f"{path}.{k}" if path else k)

@@ -52,7 +52,7 @@ import numpy as np
 from tfrestore.training import builders, rundir
 from tfrestore.training.backup import StepBackup, read_backup
 from tfrestore.training import data as tdata
-from tfrestore.training.config import ConfigError, dump_config, load_config
+from tfrestore.training.config import ConfigError, dump_config, load_config, model_type_name
 
 __all__ = ["train", "TrainResult", "run_paths", "resume_epoch"]
 
@@ -194,17 +194,18 @@ def _example_batch(ds):
 def _check_model_io(model, x, y, cfg):
     """Call the model once on a batch (this also builds it, as restoring a
     backup requires) and compare its output with the target shape."""
+    kind = model_type_name(cfg["model"]["type"])
     try:
         out = model(list(x) if isinstance(x, tuple) else x, training=False)
     except Exception as e:
         raise ConfigError(
-            f"config key 'model': {cfg['model']['type']} cannot take the data's inputs "
+            f"config key 'model': {kind} cannot take the data's inputs "
             f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} ({e})"
         ) from e
     out_shape = tuple(out[0].shape if isinstance(out, (list, tuple)) else out.shape)
     if out_shape != tuple(y.shape):
         raise ConfigError(
-            f"config key 'model': {cfg['model']['type']} maps inputs "
+            f"config key 'model': {kind} maps inputs "
             f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} to "
             f"{out_shape}, but the "
             f"clean targets are {tuple(y.shape)}; check 'model.args' (channels, scale, padding) "
@@ -235,6 +236,7 @@ def train(
     fresh=False,
     report=None,
     verbose=None,
+    allowed_imports=(),
 ):
     """Train a restoration model from a config.
 
@@ -257,6 +259,10 @@ def train(
         fresh: the same as ``overwrite=True`` (the older name, kept for scripts).
         report: override ``output.report``.
         verbose: override ``train.verbose``.
+        allowed_imports: packages (``"mypkg"``, or a dotted sub-package) whose modules
+            ``model.type: "mypkg.nets:build"`` may import (``tfrestore train --allow-import``);
+            a config is data, so any other ``module:function`` string is refused. A dict config
+            may instead give the function itself (``model: {type: build}``).
 
     Returns:
         :class:`TrainResult`.
@@ -265,6 +271,9 @@ def train(
 
     t_start = time.time()
     cfg = load_config(config, overrides=overrides, task=task)
+    # What model.type names is resolved (and a module it names refused) before any other work.
+    allowed_imports = builders.check_allowed_imports(allowed_imports)
+    builders.resolve_model_builder(cfg["model"]["type"], "model.type", allowed_imports)
     run_dir = os.path.abspath(
         output_dir or cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
     )
@@ -281,7 +290,7 @@ def train(
     chief = is_chief() if multi_worker else True
     kwargs = dict(
         strategy=strategy, multi_worker=multi_worker, chief=chief, callbacks=callbacks,
-        overwrite=overwrite, report=report, verbose=verbose,
+        overwrite=overwrite, report=report, verbose=verbose, allowed_imports=allowed_imports,
     )
     if not chief:
         # Other workers write to a throw-away directory and resume from the chief's backup.
@@ -297,7 +306,7 @@ def train(
 
 
 def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, callbacks,
-           overwrite, report, verbose):
+           overwrite, report, verbose, allowed_imports=()):
     import keras
     import tensorflow as tf
 
@@ -334,7 +343,7 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
 
         init_model = builders.load_init_source(init)  # only read: outside the scope
         with strategy.scope():
-            model = builders.build_model(cfg["model"])
+            model = builders.build_model(cfg["model"], allowed_imports=allowed_imports)
             _check_model_io(model, x_val, y_val, cfg)
             init_layers = builders.init_weights(model, init, init_model)
             del init_model
@@ -573,7 +582,7 @@ def _describe_init(cfg, init, layers):
 def _print_header(cfg, run_dir, run_info, state, notes):
     tr = cfg["train"]
     lines = [
-        f"[tfrestore] task {cfg['task']} | model {cfg['model']['type']} "
+        f"[tfrestore] task {cfg['task']} | model {model_type_name(cfg['model']['type'])} "
         f"({run_info['trainable_parameters']:,} parameters) | loss {run_info['loss']}",
         f"[tfrestore] {run_info['strategy']} | policy {run_info['dtype_policy']} | "
         f"{tr['epochs']} epochs x {tr['steps_per_epoch']} steps, batch "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+from collections.abc import Callable
 
 __all__ = [
     "ConfigError",
@@ -59,6 +60,7 @@ _TYPE_NAMES = {
     str: "a string",
     list: "a list",
     dict: "a mapping",
+    Callable: "a callable (a config given as a Python dict)",
 }
 
 

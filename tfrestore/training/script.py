@@ -74,6 +74,16 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         "architecture); shortcut for --set model.init=SOURCE. A resumed run keeps its backup's "
         "weights",
     )
+    parser.add_argument(
+        "--allow-import",
+        dest="allow_import",
+        action="append",
+        default=[],
+        metavar="PKG",
+        help="let model.type name a function of your own package, 'PKG.module:function' (a "
+        "prefix match on the module's package); without it a config is data and any "
+        "'module:function' in it is refused. Repeatable",
+    )
     for dest, key in _SHORTCUTS:
         flag = "--" + dest.replace("_", "-")
         parser.add_argument(flag, type=int, default=None, help=f"shortcut for --set {key}=N")
@@ -120,6 +130,12 @@ def _overrides(args):
     return out
 
 
+def _allowed_imports(args):
+    from tfrestore.training.builders import check_allowed_imports
+
+    return check_allowed_imports(getattr(args, "allow_import", None) or (), "--allow-import")
+
+
 def run_training(task, args):
     """Run (or describe) a training from parsed arguments; returns an exit code.
 
@@ -148,6 +164,7 @@ def run_training(task, args):
         overwrite=True if args.overwrite else None,
         report=False if args.no_report else None,
         verbose=args.verbose,
+        allowed_imports=_allowed_imports(args),
     )
     return 0
 

@@ -5,9 +5,22 @@ and the ``train/<task>.py`` scripts; imports no TensorFlow until a command runs.
 from __future__ import annotations
 
 import argparse
+import numbers
+import os
 import sys
 
-__all__ = ["CliParser", "CliError", "one_line", "run_command"]
+__all__ = [
+    "CliParser",
+    "CliError",
+    "one_line",
+    "run_command",
+    "check_output_path",
+    "check_seed",
+    "SEED_MAX",
+]
+
+#: largest seed every random generator tfrestore seeds accepts (NumPy's legacy seeding)
+SEED_MAX = 2**32 - 1
 
 
 class CliParser(argparse.ArgumentParser):
@@ -20,6 +33,58 @@ class CliParser(argparse.ArgumentParser):
 
 class CliError(Exception):
     """A command-line usage error: printed as one ``error:`` line, exit code 2."""
+
+
+def check_output_path(path, flag, folder=False):
+    """Refuse, before any work, an output ``path`` that cannot be written: a parent is a file,
+    a file path that is a folder (or a ``folder=True`` path that is a file), or a nearest
+    existing folder that is not writable. Raises :class:`CliError` naming ``flag``.
+
+    >>> check_output_path(__file__ + "/out.png", "output")
+    Traceback (most recent call last):
+    ...
+    tfrestore.utils.command.CliError: output .../command.py/out.png: .../command.py is a file, not a folder, so nothing can be written under it; choose another output path
+    """
+    full = os.path.abspath(os.fspath(path))
+    if os.path.exists(full):
+        if folder and not os.path.isdir(full):
+            raise CliError(f"{flag} {path} is a file, not a folder; give a folder path")
+        if not folder and os.path.isdir(full):
+            raise CliError(
+                f"{flag} {path} is a folder; give a file path, e.g. "
+                f"{os.path.join(os.fspath(path), 'out.png')}"
+            )
+        target = full if folder else os.path.dirname(full)
+    else:
+        target = os.path.dirname(full)
+        while not os.path.exists(target) and os.path.dirname(target) != target:
+            target = os.path.dirname(target)
+        if not os.path.isdir(target):
+            raise CliError(
+                f"{flag} {path}: {target} is a file, not a folder, so nothing can be written "
+                "under it; choose another output path"
+            )
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise CliError(f"{flag} {path}: the folder {target} is not writable; choose another path")
+
+
+def check_seed(value, name="--seed"):
+    """``value`` as an int seed in ``[0, 2**32 - 1]`` (what NumPy, Python and TensorFlow all
+    accept); otherwise ``ValueError`` naming ``name``.
+
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: --seed must be an integer from 0 to 4294967295, got -1; pick a seed in that range
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (
+        0 <= value <= SEED_MAX
+    ):
+        raise ValueError(
+            f"{name} must be an integer from 0 to {SEED_MAX}, got {value!r}; pick a seed in that "
+            "range"
+        )
+    return int(value)
 
 
 def one_line(exc):

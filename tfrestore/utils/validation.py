@@ -17,6 +17,7 @@ __all__ = [
     "check_image",
     "check_image_pair",
     "check_per_sample",
+    "check_sample_weight",
     "check_raw_dtype",
     "check_range",
     "check_values",
@@ -304,6 +305,39 @@ def check_per_sample(values, y_pred, loss_name=None):
     if values.shape.rank is not None and values.shape.rank > 1:
         values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
     return values
+
+
+def check_sample_weight(sample_weight, y_pred, check_finite=True, loss_name=None):
+    """``sample_weight`` checked against the batch: one entry per sample (a scalar is
+    broadcast) and, with ``check_finite``, no NaN or Inf (a NaN weight makes the loss NaN).
+
+    Static lengths raise ``ValueError`` at trace time; lengths known only at run time and the
+    finiteness check in a graph raise ``InvalidArgumentError``. Returns ``sample_weight``.
+    """
+    sw = tf.convert_to_tensor(sample_weight)
+    y = tf.convert_to_tensor(tf.nest.flatten(y_pred)[0])
+    if sw.shape.rank is not None and sw.shape.rank >= 1:
+        n, b = sw.shape[0], y.shape[0] if y.shape.rank else None
+        message = (
+            f"{_prefix(loss_name)}`sample_weight` has {{n}} entries but the batch has {{b}} "
+            f"samples (`y_pred` shape {tuple(y.shape)}); give one weight per sample, shape (B,)"
+        )
+        if n is not None and b is not None:
+            if n != b:
+                raise ValueError(message.format(n=n, b=b) + f", here ({b},).")
+        else:
+            with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(sw)[0], tf.shape(y)[0],
+                message=message.format(n="a different number of", b="another number of"),
+            )]):
+                sw = tf.identity(sw)
+    if check_finite:
+        wide = sw if sw.dtype.is_floating else tf.cast(sw, tf.float32)
+        checked = check_values(wide, "sample_weight", check_finite=True, loss_name=loss_name)
+        if checked is not wide:  # a graph: keep the assertion on the path
+            with tf.control_dependencies([checked]):
+                sw = tf.identity(sw)
+    return sw
 
 
 def static_hw(x, what, fix):
