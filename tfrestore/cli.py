@@ -21,6 +21,7 @@ from tfrestore.utils.command import (
     one_line,
     run_command,
 )
+from tfrestore.utils.files import OutputExistsError, check_output
 
 __all__ = ["main", "build_parser", "run_command", "CliError", "CliParser"]
 
@@ -75,21 +76,12 @@ def _check_model_inputs(args, model):
 
 
 def _check_writable(path, flag, overwrite, inputs=()):
-    """Refuse an output that cannot be written (a parent that is a file, a folder, a folder
-    that is not writable) and an existing file (above all an input) unless --overwrite."""
-    check_output_path(path, flag)
-    if not os.path.exists(path) or overwrite:
-        return
-    for src in inputs:
-        try:
-            if os.path.exists(src) and os.path.samefile(src, path):
-                raise CliError(
-                    f"{flag} {path} is the input image {src}: restoring would overwrite the "
-                    "original; choose another output path (or pass --overwrite)"
-                )
-        except OSError:
-            pass
-    raise CliError(f"{flag} {path} already exists; pass --overwrite to replace it")
+    """Refuse an output that cannot be written and an existing file (above all an input)
+    unless --overwrite (:func:`tfrestore.utils.files.check_output`)."""
+    try:
+        check_output(path, flag, overwrite, inputs, input_overwrite=True)
+    except OutputExistsError as e:
+        raise CliError(str(e)) from None
 
 
 def _check_image_extension(path, flag):

@@ -325,7 +325,7 @@ def assert_one_line_error(code, err, *needles):
 def test_restore_refuses_to_overwrite_its_input(dncnn_file, photo, capsys):
     before = photo.read_bytes()
     code, _, err = run_cli(["restore", photo, photo, "--model", dncnn_file], capsys)
-    assert_one_line_error(code, err, "is the input image", "would overwrite the original")
+    assert_one_line_error(code, err, "is the input", "would overwrite the original")
     assert photo.read_bytes() == before
 
 

@@ -14,7 +14,7 @@ interrupted write leaves either the old file or the complete new one.
 >>> check_output(out, "--csv", overwrite=False)
 Traceback (most recent call last):
 ...
-tfrestore.utils.files.OutputExistsError: --csv ...table.csv exists; pass --overwrite to replace it
+tfrestore.utils.files.OutputExistsError: --csv ...table.csv already exists; pass --overwrite to replace it
 """
 
 from __future__ import annotations
@@ -30,33 +30,35 @@ class OutputExistsError(ValueError):
     """The output exists (or is an input) and may not be replaced."""
 
 
-def check_output(path, flag, overwrite=False, inputs=()):
-    """Refuse ``path`` when it is one of ``inputs`` (always) or exists (unless ``overwrite``).
+def check_output(path, flag, overwrite=False, inputs=(), input_overwrite=False):
+    """Refuse, before any work, an output that cannot be written (see
+    :func:`tfrestore.utils.command.check_output_path`), an output that is one of ``inputs``
+    and an existing file unless ``overwrite``.
 
     Args:
         path: the output file.
         flag: the argument or option that named it, for the message (e.g. ``"--csv"``).
         overwrite: the user asked to replace an existing file.
-        inputs: files the command reads; writing onto one of them is always refused.
+        inputs: files the command reads.
+        input_overwrite: with ``overwrite``, an input may be replaced too (``tfrestore
+            restore x.png x.png --overwrite`` restores in place); otherwise never.
     """
+    from tfrestore.utils.command import check_output_path
+
     path = os.fspath(path)
-    if os.path.exists(path):
+    check_output_path(path, flag)
+    if not os.path.exists(path):
+        return path
+    if not (overwrite and input_overwrite):
         for src in inputs:
             if src and os.path.exists(src) and os.path.samefile(src, path):
+                hint = " (or pass --overwrite)" if input_overwrite else ""
                 raise OutputExistsError(
-                    f"{flag} {path} is the input {src}: writing it would destroy the input; "
-                    "choose another output path"
+                    f"{flag} {path} is the input {src}: writing it would overwrite the "
+                    f"original; choose another output path{hint}"
                 )
-        if not overwrite:
-            raise OutputExistsError(f"{flag} {path} exists; pass --overwrite to replace it")
-    parent = os.path.dirname(os.path.abspath(path))
-    probe = parent
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise OutputExistsError(
-            f"{flag} {path}: {probe} is a file, not a folder; choose another output path"
-        )
+    if not overwrite:
+        raise OutputExistsError(f"{flag} {path} already exists; pass --overwrite to replace it")
     return path
 
 
