@@ -325,7 +325,7 @@ def test_train_command_dispatches_to_the_runner(capsys):
     [
         (["restore", "a.png", "b.png", "--model", "m.keras", "--tile", "0"], ["--tile"]),
         (["restore", "a.png", "b.png", "--model", "m.keras", "--tile", "x"],
-         ["tfrestore restore", "--tile", "invalid int"]),
+         ["tfrestore restore", "--tile", "'auto' or 'off'"]),
         (["eval", "--model", "/no/such/run", "--data", "default"], ["/no/such/run", "not found"]),
         (["train", "denoise", "--config", "no_such.yaml"],
          ["config file not found: no_such.yaml", "denoise_demo"]),

@@ -34,6 +34,7 @@ __all__ = [
     "input_requirements",
     "InferencePlan",
     "plan_inference",
+    "measured_receptive_field",
     "predict_image",
     "save_image",
     "supports_16_bit",
@@ -246,6 +247,57 @@ def _measured_receptive_field(model, fn, channels, align, key):
     return cache[key]
 
 
+def _image_call(model, sigma=None):
+    """``(kind, fn(x))``: the graph function of ``model`` on an image batch alone."""
+    kind = "sigma" if len(getattr(model, "inputs", None) or []) >= 2 else "plain"
+    fn = _graph_function(model, kind)
+    if kind == "plain":
+        return kind, fn
+    level = np.float32(0.0 if sigma is None else sigma)  # only shapes matter without a sigma
+    return kind, (lambda x: fn(x, level))
+
+
+def _profile(model, channels):
+    """:func:`~tfrestore.inference.memory.activation_profile` of ``model`` (cached)."""
+    import tensorflow as tf
+
+    from tfrestore.inference import memory
+
+    multiple, offset = input_requirements(model)
+    two_inputs = len(getattr(model, "inputs", None) or []) >= 2
+
+    def f(x):  # the model's ops in one graph (a nested tf.function would hide them)
+        if two_inputs:
+            rank = len(model.inputs[1].shape)
+            dims = [1, 1] if rank == 2 else [1, tf.shape(x)[1], tf.shape(x)[2], 1]
+            out = model([x, tf.fill(dims, 0.0)], training=False)
+        else:
+            out = model(x, training=False)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    return memory.activation_profile(tf.function(f), channels, multiple, offset, key=model)
+
+
+def _alignment(model, prof):
+    """Tile offsets must be multiples of this: size multiple, downsampling, own padding."""
+    multiple, _ = input_requirements(model)
+    align = int(np.lcm(multiple, prof.downsample))
+    pads = _pad_layers(model)
+    if pads is not None:
+        align = int(np.lcm(align, pads[0]))
+    return align
+
+
+def measured_receptive_field(model, sigma=None, channels=None):
+    """The receptive field (px) that tiling ``model`` uses: measured with
+    :func:`~tfrestore.inference.tiling.receptive_field` on tiles aligned as
+    :func:`predict_image` aligns them (cached per model); None if unbounded."""
+    channels = channels or model.inputs[0].shape[-1] or 3
+    kind, call = _image_call(model, sigma)
+    align = _alignment(model, _profile(model, channels))
+    return _measured_receptive_field(model, call, channels, align, (kind, align))
+
+
 def _check_tiling_allowed(model):
     multiple, offset = input_requirements(model)
     if offset:
@@ -283,27 +335,12 @@ def plan_inference(
     h, w, c = (int(v) for v in image_shape)
     multiple, offset = input_requirements(model)
     pads = _pad_layers(model)
-    kind = "sigma" if len(getattr(model, "inputs", None) or []) >= 2 else "plain"
-    if kind == "sigma" and sigma is None:
-        sigma = 0.0  # only the shapes matter here
-    fn = _graph_function(model, kind)
-    call = fn if kind == "plain" else (lambda x: fn(x, np.float32(sigma)))
+    kind, call = _image_call(model, sigma)
     budget, source = memory.memory_budget(max_memory)
     notes = []
 
     def profile():
-        import tensorflow as tf
-
-        def f(x):  # the model's ops in one graph (a nested tf.function would hide them)
-            if kind == "sigma":
-                rank = len(model.inputs[1].shape)
-                dims = [1, 1] if rank == 2 else [1, tf.shape(x)[1], tf.shape(x)[2], 1]
-                out = model([x, tf.fill(dims, 0.0)], training=False)
-            else:
-                out = model(x, training=False)
-            return out[0] if isinstance(out, (list, tuple)) else out
-
-        return memory.activation_profile(tf.function(f), c, multiple, offset, key=model)
+        return _profile(model, c)
 
     if tile_size is None or (
         isinstance(tile_size, str) and tile_size.lower() in ("off", "none", "whole")
@@ -312,7 +349,7 @@ def plan_inference(
         est = memory.estimate_bytes(prof, h, w, c)
         if est > budget:
             notes.append(
-                f"note: whole-image inference of this {w}x{h} image needs about "
+                f"whole-image inference of this {w}x{h} image needs about "
                 f"{memory.format_bytes(est)}, more than the {memory.format_bytes(budget)} budget "
                 f"({source})"
             )
@@ -321,9 +358,7 @@ def plan_inference(
     if auto and tile_size.lower() != "auto":
         raise ValueError(f"`tile_size` must be 'auto', None or a positive int, got {tile_size!r}")
     prof = profile()
-    align = int(np.lcm(multiple, prof.downsample))
-    if pads is not None:
-        align = int(np.lcm(align, pads[0]))
+    align = _alignment(model, prof)
     if auto:
         est = memory.estimate_bytes(prof, h, w, c)
         if est <= budget:
@@ -361,9 +396,10 @@ def plan_inference(
         est = memory.estimate_bytes(prof, h, w, c, tile=(th, tw), batch_size=batch)
         whole = memory.estimate_bytes(prof, h, w, c)
         notes.append(
-            f"tiling: the whole {w}x{h} image would need about {memory.format_bytes(whole)}, "
-            f"over the {memory.format_bytes(budget)} budget ({source}); using {th}x{tw} px tiles "
-            f"overlapping by {ov} px (receptive field {rf} px), same result as the whole image"
+            f"the whole {w}x{h} image would need about {memory.format_bytes(whole)}, over the "
+            f"{memory.format_bytes(budget)} memory budget ({source}): restoring it in {tw}x{th} "
+            f"px tiles overlapping by {ov} px (receptive field {rf} px), which gives the "
+            "whole-image result"
         )
         return InferencePlan((th, tw), ov, batch, rf, align, est, budget, notes)
     if isinstance(tile_size, bool) or not isinstance(tile_size, (numbers.Integral, tuple, list)):
@@ -375,7 +411,7 @@ def plan_inference(
     ov = need if overlap is None else int(overlap)
     if ov < need:
         notes.append(
-            f"note: overlap raised from {ov} to {need} px: the model's receptive field is {rf} px "
+            f"overlap raised from {ov} to {need} px: the model's receptive field is {rf} px "
             "and a smaller overlap changes the result near the tile seams"
         )
         ov = need
@@ -438,8 +474,9 @@ def predict_image(
             f"model {model.name!r} takes {n_inputs} inputs (image and noise level); pass the "
             "noise level `sigma` (image units, e.g. 25/255)"
         )
-    if sigma is not None:
-        check_noise_level(sigma, "sigma", "predict_image")
+    if sigma is not None:  # images in [0, 255] (max above 1.5) accept levels up to 255
+        data_range = 255.0 if img.size and float(np.nanmax(img)) > 1.5 else 1.0
+        check_noise_level(sigma, "sigma", "predict_image", data_range)
     if plan is None:
         plan = plan_inference(
             model,
@@ -454,8 +491,8 @@ def predict_image(
         for note in plan.notes:
             if on_note is not None:
                 on_note(note)
-            elif note.startswith("note: overlap raised"):
-                warnings.warn(note[len("note: "):], stacklevel=2)
+            elif note.startswith("overlap raised"):
+                warnings.warn(note, stacklevel=2)
     multiple, offset = input_requirements(model)
     h, w = img.shape[:2]
     extras = [np.asarray(e, np.float32) for e in (extra_inputs or [])]
