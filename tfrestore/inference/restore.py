@@ -377,7 +377,9 @@ def plan_inference(
     need = rf - 1
     if auto:
         batch = batch_size or 1
-        per_tile_px = memory.estimate_bytes(prof, 1, 1, c, tile=1, batch_size=batch)
+        per_tile_px = memory.estimate_bytes(
+            prof, 0, 0, c, tile=1, batch_size=batch
+        ) - memory.estimate_bytes(prof, 0, 0, c, tile=(0, 0))
         fixed = memory.estimate_bytes(prof, h, w, c, tile=(0, 0))
         room = budget - fixed
         side = int(math.sqrt(max(room, 0) / max(per_tile_px, 1)))
