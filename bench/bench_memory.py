@@ -95,7 +95,8 @@ def _child(spec):
 
 
 def _run_case(**spec):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+    path = [os.getcwd(), os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "memory", "--child", json.dumps(spec)],
         capture_output=True,

@@ -245,7 +245,7 @@ def test_noise_levels_above_the_data_range_are_refused():
     """Issue 21: sigma 25 on [0, 1] images is the paper's 25/255; refuse it, naming the fix."""
     from tfrestore.data import get_degradation
 
-    with pytest.raises(ValueError, match=r"`sigma` 25 is above the data range 1.*did you mean 25/255"):
+    with pytest.raises(ValueError, match=r"`sigma` 25 is above the data range 1.*25/255"):
         get_degradation({"type": "gaussian_noise", "sigma": 25})
     with pytest.raises(ValueError, match=r"did you mean \(0, 75/255\)"):
         D.GaussianNoise(sigma=(0, 75))
