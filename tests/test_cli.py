@@ -238,6 +238,62 @@ def test_restore_tiled_equals_whole_image(saved_model, image_dir, tmp_path, caps
     assert np.abs(whole / 255.0 - np.clip(expected, 0, 1)).max() <= 0.5 / 255 + 1e-6
 
 
+def test_restore_tiles_within_the_memory_budget_and_says_so(
+    saved_model, image_dir, tmp_path, capsys
+):
+    """Issue 21: --max-memory (or TFRESTORE_MAX_MEMORY) below what the whole image needs
+    tiles it automatically, with an overlap covering the receptive field (same output), and
+    one line says so; a too-small --overlap is raised, with a note."""
+    from tfrestore.data import read_image
+    from tfrestore.inference import memory
+
+    path, _ = saved_model
+    src = image_dir / "chelsea.png"
+    whole, auto, manual = tmp_path / "whole.png", tmp_path / "auto.png", tmp_path / "manual.png"
+    assert cli.main(["restore", str(src), str(whole), "--model", str(path), "--tile", "off"]) == 0
+    # the budget is fixed memory + a few kB: tiles of a few pixels fit
+    budget = str(memory.OVERHEAD + 60_000)
+    assert cli.main(["restore", str(src), str(auto), "--model", str(path),
+                     "--max-memory", budget]) == 0
+    out = capsys.readouterr().out
+    notes = [ln for ln in out.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "memory budget (--max-memory)" in notes[0], out
+    assert "overlapping by 6 px (receptive field 7 px)" in notes[0]
+    assert cli.main(["restore", str(src), str(manual), "--model", str(path), "--tile", "16",
+                     "--overlap", "2"]) == 0
+    assert "note: overlap raised from 2 to 6 px" in capsys.readouterr().out
+    ref = read_image(whole, dtype="uint8")
+    np.testing.assert_array_equal(read_image(auto, dtype="uint8"), ref)
+    np.testing.assert_array_equal(read_image(manual, dtype="uint8"), ref)
+    # a budget too small for any exact tile is refused in one line
+    code = cli.main(["restore", str(src), str(tmp_path / "x.png"), "--model", str(path),
+                     "--max-memory", "1K"])
+    assert_one_line_error(code, capsys.readouterr().err, "raise --max-memory")
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--sigma", "25"], "did you mean --sigma 25/255?"),
+        (["--max-memory", "lots"], "--max-memory: cannot read the memory size 'lots'"),
+        (["--tile", "4"], "tile size 4 px is too small"),
+    ],
+)
+def test_restore_refuses_unit_and_size_mistakes(saved_model, image_dir, tmp_path, capsys,
+                                                extra, needle):
+    path, _ = saved_model
+    code = cli.main(["restore", str(image_dir / "chelsea.png"), str(tmp_path / "o.png"),
+                     "--model", str(path), *extra])
+    assert_one_line_error(code, capsys.readouterr().err, needle)
+
+
+def test_eval_refuses_a_noise_level_in_255_units(saved_model, image_dir, capsys):
+    path, _ = saved_model
+    code = cli.main(["eval", "--model", str(path), "--data", str(image_dir), "--degradation",
+                     "{type: gaussian_noise, sigma: 25}", "--lpips", "off"])
+    assert_one_line_error(code, capsys.readouterr().err, "did you mean 25/255?")
+
+
 def test_eval_table_and_csv(saved_model, image_dir, tmp_path, capsys):
     path, _ = saved_model
     csv_path = tmp_path / "metrics.csv"
@@ -349,7 +405,7 @@ def test_train_command_dispatches_to_the_runner(capsys):
     [
         (["restore", "a.png", "b.png", "--model", "m.keras", "--tile", "0"], ["--tile"]),
         (["restore", "a.png", "b.png", "--model", "m.keras", "--tile", "x"],
-         ["tfrestore restore", "--tile", "invalid int"]),
+         ["tfrestore restore", "--tile", "'auto' or 'off'"]),
         (["eval", "--model", "/no/such/run", "--data", "default"], ["/no/such/run", "not found"]),
         (["train", "denoise", "--config", "no_such.yaml"],
          ["config file not found: no_such.yaml", "denoise_demo"]),

@@ -48,22 +48,61 @@ def _wrap(text):
     return "\n\n".join(textwrap.fill(par, 90) for par in text.split("\n\n"))
 
 
+def _tile_value(text):
+    """``--tile``: an int, ``"auto"`` or None (``off``)."""
+    if text is None or isinstance(text, int):
+        return text
+    tile = str(text).strip().lower()
+    if tile in ("auto", "off"):
+        return None if tile == "off" else "auto"
+    try:
+        return int(tile)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a tile side in pixels, 'auto' or 'off', got {text!r}"
+        ) from None
+
+
 def _check_inference_args(args):
-    """Tiling flags, checked before a model is loaded (fail fast, name the flag)."""
-    if args.tile is not None and args.tile < 1:
-        raise CliError(
-            f"--tile must be a positive tile side in pixels, got {args.tile}; omit --tile to "
-            "process the whole image at once"
-        )
-    if args.overlap < 0:
+    """Tiling and memory flags, checked before a model is loaded (fail fast, name the flag)."""
+    args.tile = _tile_value(args.tile)
+    if isinstance(args.tile, int):
+        if args.tile < 1:
+            raise CliError(
+                f"--tile must be a positive tile side in pixels, got {args.tile}; use --tile off "
+                "to process the whole image at once, or --tile auto (the default) to tile when "
+                "the image does not fit the memory budget"
+            )
+    if args.overlap is not None and args.overlap < 0:
         raise CliError(f"--overlap must be >= 0 pixels, got {args.overlap}")
-    if args.tile is not None and args.overlap >= args.tile:
+    if isinstance(args.tile, int) and args.overlap is not None and args.overlap >= args.tile:
         raise CliError(
             f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile}); use a larger "
             "--tile or a smaller --overlap"
         )
-    if args.tile_batch < 1:
+    if args.tile_batch is not None and args.tile_batch < 1:
         raise CliError(f"--tile-batch must be a positive number of tiles, got {args.tile_batch}")
+    if args.max_memory is not None:
+        from tfrestore.inference.memory import parse_memory
+
+        try:
+            parse_memory(args.max_memory)
+        except ValueError as e:
+            raise CliError(f"--max-memory: {e}") from None
+
+
+def _check_sigma(sigma, image_max=1.0):
+    """``--sigma`` is a standard deviation in image units: 25 on [0, 1] images is a mistake."""
+    if sigma is None:
+        return None
+    if sigma < 0:
+        raise CliError(f"--sigma must be >= 0, got {sigma:g}")
+    if sigma > 1.0 and image_max <= 1.0:
+        raise CliError(
+            f"--sigma {sigma:g} is above the images' data range [0, 1] (noise levels are in image "
+            f"units); did you mean --sigma {sigma:g}/255?"
+        )
+    return sigma
 
 
 def _check_model_inputs(args, model):
@@ -173,20 +212,41 @@ def _add_inference_options(p):
     )
     p.add_argument(
         "--tile",
+        type=_tile_value,
+        default="auto",
+        metavar="N|auto|off",
+        help="tile side in input pixels for tiled inference; 'auto' (default): the whole image "
+        "when it fits the memory budget (--max-memory), else the largest tiles that fit; 'off': "
+        "the whole image at once, whatever its size. Tiles overlap by the model's receptive "
+        "field, so the result equals the whole-image result",
+    )
+    p.add_argument(
+        "--overlap",
         type=int,
         default=None,
-        help="tile size in input pixels for tiled inference (default: whole image at once)",
+        help="overlap of neighbouring tiles in input pixels (default and minimum: the model's "
+        "receptive field - 1; a smaller value is raised to it, with a note)",
     )
-    _int_option(p, "--overlap", 32, "overlap of neighbouring tiles in input pixels")
     p.add_argument(
         "--receptive-field",
         default=None,
         metavar="N|auto",
-        help="model receptive field in pixels ('auto' measures it): blending then ignores each "
-        "tile's "
-        "inexact border, making tiling exact when overlap >= receptive field - 1",
+        help="model receptive field in pixels (default: measured when tiling; 'auto' also "
+        "prints it): blending ignores each tile's inexact border",
     )
-    _int_option(p, "--tile-batch", 4, "tiles per model call")
+    p.add_argument(
+        "--tile-batch",
+        type=int,
+        default=None,
+        help="tiles per model call (default 4 with --tile N, 1 with --tile auto)",
+    )
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory budget of inference, e.g. 4G or 512M (default: $TFRESTORE_MAX_MEMORY, else "
+        "half the available RAM, at most 70%% of the GPU's memory); larger images are tiled",
+    )
     p.add_argument(
         "--sigma",
         type=str,
@@ -213,20 +273,32 @@ def _parse_number(text, name):
         raise CliError(f"{name} must be a number or a fraction like 25/255, got {text!r}") from None
 
 
-def _receptive_field(args, model):
+def _receptive_field(args, model, sigma=None):
     rf = args.receptive_field
     if rf is None:
         return None
     if rf == "auto":
-        from tfrestore.inference.tiling import receptive_field
+        from tfrestore.inference.restore import measured_receptive_field
 
-        value = receptive_field(model)
+        value = measured_receptive_field(model, sigma=sigma)
         print(f"receptive field: {value if value else 'unbounded (global operations)'} px")
         return value
     try:
-        return int(rf)
+        value = int(rf)
     except ValueError:
         raise CliError(f"--receptive-field must be an integer or 'auto', got {rf!r}") from None
+    if value < 1:
+        raise CliError(f"--receptive-field must be a positive number of pixels, got {value}")
+    return value
+
+
+def _plan_options(args):
+    return dict(
+        tile_size=args.tile,
+        overlap=args.overlap,
+        batch_size=args.tile_batch,
+        max_memory=args.max_memory,
+    )
 
 
 # --------------------------------------------------------------------------- restore
@@ -237,9 +309,9 @@ def _add_restore(sub):
         sub,
         "restore",
         help="restore one image with a trained model (tiled for large images)",
-        description="Restore an image file with a trained model. With --tile the image is "
-        "processed in overlapping tiles blended in host memory, so images larger than the "
-        "accelerator memory work.",
+        description="Restore an image file with a trained model. An image whose inference "
+        "would need more memory than the budget (--max-memory) is processed in overlapping "
+        "tiles blended in host memory, with the same result as the whole image; a line says so.",
     )
     p.add_argument("input", help="input image file (PNG, JPEG, BMP, GIF, WebP, TIFF)")
     p.add_argument(
@@ -268,7 +340,7 @@ def _cmd_restore(args):
     _check_inference_args(args)
     _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
     _check_image_extension(args.output, "output")
-    sigma = _parse_number(args.sigma, "--sigma")
+    sigma = _check_sigma(_parse_number(args.sigma, "--sigma"))
     # A readable input is checked before the model loads (a missing one: after, as before).
     details = image_details(args.input) if os.path.isfile(args.input) else None
     if details is not None and details.alpha and not supports_alpha(args.output):
@@ -285,11 +357,10 @@ def _cmd_restore(args):
     out = predict_image(
         model,
         image,
-        tile_size=args.tile,
-        overlap=args.overlap,
-        receptive_field=_receptive_field(args, model),
-        batch_size=args.tile_batch,
+        receptive_field=_receptive_field(args, model, sigma),
         sigma=sigma,
+        on_note=lambda n: print(f"note: {n}"),
+        **_plan_options(args),
     )
     notes = []
     if details.channels == 1 and out.shape[-1] == 3:
@@ -431,7 +502,7 @@ def _cmd_eval(args):
         _check_writable(args.csv, "--csv", args.overwrite)
     if args.save_dir:
         check_output_path(args.save_dir, "--save-dir", folder=True)
-    sigma = _parse_number(args.sigma, "--sigma")
+    sigma = _check_sigma(_parse_number(args.sigma, "--sigma"))
     model = load_model(args.model)
     _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3
@@ -492,15 +563,14 @@ def _cmd_eval(args):
     rows, notes, images = evaluate_model(
         model,
         items,
-        tile_size=args.tile,
-        overlap=args.overlap,
-        receptive_field=_receptive_field(args, model),
+        receptive_field=_receptive_field(args, model, sigma),
         sigma=sigma,
         color=args.color,
         crop_border=args.crop_border,
         lpips=lp,
         return_images=True,
         progress=not args.quiet,
+        **_plan_options(args),
     )
     table = add_mean_row(rows)
     print(f"model: {args.model}\ndegradation: {degradation_text}\n")

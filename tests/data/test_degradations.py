@@ -239,3 +239,24 @@ def test_real_photo_noise_std(data_dir):
     x = read_image(data_dir / "kodak24" / "kodim23.png")[:128, :128]
     y = D.add_gaussian_noise(x, [0, 0], 25 / 255).numpy()
     assert abs((y - x).std() - 25 / 255) < 0.003
+
+
+def test_noise_levels_above_the_data_range_are_refused():
+    """Issue 21: sigma 25 on [0, 1] images is the paper's 25/255; refuse it, naming the fix."""
+    from tfrestore.data import get_degradation
+
+    with pytest.raises(ValueError, match=r"`sigma` 25 is above the data range 1.*25/255"):
+        get_degradation({"type": "gaussian_noise", "sigma": 25})
+    with pytest.raises(ValueError, match=r"did you mean \(0, 75/255\)"):
+        D.GaussianNoise(sigma=(0, 75))
+    with pytest.raises(ValueError, match="did you mean 25/255"):
+        D.add_gaussian_noise(IMG, 0, sigma=25)
+    with pytest.raises(ValueError, match="read_noise.*did you mean 3/255"):
+        D.LowLight(read_noise=3)
+    # a [0, 255] pipeline says so
+    deg = get_degradation({"type": "gaussian_noise", "sigma": 25, "data_range": 255, "clip": True})
+    noisy = np.asarray(deg(tf.fill((32, 32, 3), 128.0), 0))
+    assert 10 < noisy.std() < 40 and noisy.max() <= 255
+    assert deg.get_config()["data_range"] == 255
+    assert "data_range" not in D.GaussianNoise(0.1).get_config()  # unchanged configs
+    D.GaussianNoise(sigma=1.0)  # at the data range: allowed

@@ -49,8 +49,11 @@ def test_two_input_model_gets_its_noise_level():
     out = predict_image(net, img, sigma=25 / 255)
     ref = np.asarray(net([img[None], np.full((1, 1), 25 / 255, np.float32)]))[0]
     np.testing.assert_allclose(out, ref, atol=1e-6)
-    tiled = predict_image(net, img, sigma=25 / 255, tile_size=12, overlap=6)
-    assert tiled.shape == img.shape
+    with pytest.raises(ValueError, match="tile size 12 px is too small .* at least 16 px"):
+        predict_image(net, img, sigma=25 / 255, tile_size=12, overlap=6)
+    with pytest.warns(UserWarning, match="overlap raised from 6 to 14 px"):
+        tiled = predict_image(net, img, sigma=25 / 255, tile_size=16, overlap=6)
+    np.testing.assert_allclose(tiled, out, atol=1e-6)
 
 
 def test_evaluate_model_rows_against_numpy_psnr():

@@ -62,10 +62,12 @@ def evaluate_model(
     model,
     items,
     *,
-    tile_size=None,
-    overlap=32,
+    tile_size="auto",
+    overlap=None,
     receptive_field=None,
     sigma=None,
+    batch_size=None,
+    max_memory=None,
     color="rgb",
     crop_border=0,
     lpips="auto",
@@ -79,7 +81,9 @@ def evaluate_model(
         items: iterable of ``(name, inputs, clean)`` where ``inputs`` is the
             degraded image ``(H, W, C)`` or a tuple (image, extra model inputs
             with batch axis) as produced by a multi-output degradation.
-        tile_size, overlap, receptive_field, sigma: see :func:`predict_image`.
+        tile_size, overlap, receptive_field, sigma, batch_size, max_memory: see
+            :func:`~tfrestore.inference.restore.predict_image` (by default an image is tiled
+            when it does not fit the memory budget; the notes say so, once).
         color, crop_border: metric conventions (``tfrestore.metrics``; ``"y"`` and
             ``crop_border=scale`` for SR tables).
         lpips: ``"auto"`` (when available), True (required) or False.
@@ -125,7 +129,10 @@ def evaluate_model(
             overlap=overlap,
             receptive_field=receptive_field,
             sigma=sigma,
-            extra_inputs=extra if tile_size is None else None,
+            extra_inputs=extra,
+            batch_size=batch_size,
+            max_memory=max_memory,
+            on_note=lambda n: notes.append(n) if n not in notes else None,
         )
         baseline = degraded
         if baseline.shape[:2] != clean.shape[:2]:

@@ -132,7 +132,11 @@ def _as_predict_fn(model):
     except ImportError:  # pragma: no cover
         keras = None
     if keras is not None and isinstance(model, keras.Model):
-        # Eager call: no tf.function retracing per tile shape (the cost is in the convolutions).
+        if len(getattr(model, "inputs", None) or []) > 1:
+            raise ValueError(
+                f"model {model.name!r} takes {len(model.inputs)} inputs; pass a callable mapping "
+                "an image batch to the output (tfrestore.inference.predict_image does this)"
+            )
         return lambda x: model(x, training=False)
     if not callable(model):
         raise TypeError(f"`model` must be a keras.Model or a callable, got {type(model).__name__}.")
@@ -290,16 +294,36 @@ def tiled_predict(
     return out[None] if batched else out
 
 
-def receptive_field(model, channels=None, max_size=1024, seed=0, block=16):
+def _probe_inputs(rng, hw, channels):
+    """A batch of random images at several scales and offsets: a ReLU that is off for one of
+    them (zero gradient, although a different input would pass the signal) is on for another,
+    so the union of their gradients' supports covers the model's dependence."""
+    base = rng.standard_normal((len(_PROBES), *hw, channels)).astype(np.float32)
+    scale = np.array([p[0] for p in _PROBES], np.float32)[:, None, None, None]
+    shift = np.array([p[1] for p in _PROBES], np.float32)[:, None, None, None]
+    return base * scale + shift
+
+
+#: (scale, offset) of the probe images of :func:`receptive_field`
+_PROBES = ((1.0, 0.0), (4.0, 0.5))
+
+
+def receptive_field(model, channels=None, max_size=4096, seed=0, block=16, multiple=1):
     """Empirical receptive field (in input pixels) of a fully convolutional model.
 
     Back-propagates from a ``block x block`` patch of output pixels (so that
     every phase of a strided network is covered) to a random input and measures
-    how far the non-zero gradient reaches beyond the patch, doubling the input
-    size until it no longer touches the border. Returns an odd int
-    ``2 * r + 1`` (``r``: the largest reach, in input pixels), or ``None`` if
-    it still touches the border at ``max_size`` (a global operation: tiling
-    cannot be exact).
+    how far the non-zero gradient reaches beyond the patch (plus ``multiple - 1``:
+    outputs of different phases reach differently). Each axis is
+    measured on a strip (long along that axis, narrow across it, which keeps the
+    cost low), doubling its length until the gradient no longer touches its ends.
+    Returns an odd int ``2 * r + 1`` (``r``: the largest reach, in input
+    pixels), or ``None`` if it still touches them at ``max_size`` (a global
+    operation: tiling cannot be exact).
+
+    ``model``: a single-input ``keras.Model`` or a callable on a float32 batch
+    ``(1, H, W, channels)``; ``multiple``: input sizes the model needs (height and
+    width divisible by it).
 
     >>> import keras
     >>> net = keras.Sequential([keras.Input((None, None, 1))] +
@@ -314,33 +338,61 @@ def receptive_field(model, channels=None, max_size=1024, seed=0, block=16):
         if isinstance(shape, list):
             shape = shape[0]
         channels = shape[-1] if shape and shape[-1] else 3
-    rng = np.random.default_rng(seed)
-    size = 64
-    while size <= max_size:
-        x = tf.Variable(rng.standard_normal((1, size, size, channels)).astype(np.float32))
+    predict = _as_predict_fn(model)
+    multiple = max(int(multiple), 1)
+    block = -(-max(int(block), multiple) // multiple) * multiple
+    thin = -(-max(64, 2 * block, 4 * multiple) // multiple) * multiple
+
+    @tf.function(reduce_retracing=True)
+    def grad(x, mask):
         with tf.GradientTape() as tape:
-            y = model(x, training=False)
-            s = y.shape[1] // size
-            c = (size // 2 - block // 2) * s
-            target = tf.reduce_sum(
-                tf.cast(y[0, c : c + block * s, c : c + block * s, :], tf.float32)
-            )
-        g = tape.gradient(target, x)
-        if g is None:
-            raise ValueError(
-                "the model output does not depend on its input; cannot measure a receptive field."
-            )
-        nz = np.abs(g.numpy()[0]).sum(-1) > 0
-        rows = np.nonzero(nz.any(1))[0]
-        cols = np.nonzero(nz.any(0))[0]
-        if rows.size == 0:
-            raise ValueError(
-                "zero gradient at the centre pixels; cannot measure a receptive field."
-            )
-        touches = rows[0] == 0 or cols[0] == 0 or rows[-1] == size - 1 or cols[-1] == size - 1
-        if not touches:
-            lo, hi = size // 2 - block // 2, size // 2 - block // 2 + block - 1
-            r = max(lo - rows[0], rows[-1] - hi, lo - cols[0], cols[-1] - hi)
-            return int(2 * r + 1)
-        size *= 2
-    return None
+            tape.watch(x)
+            y = predict(x)
+            if isinstance(y, (list, tuple)):
+                y = y[0]
+            target = tf.reduce_sum(tf.cast(y, tf.float32) * mask)
+        return tape.gradient(target, x), tf.shape(y)
+
+    rng = np.random.default_rng(seed)
+    probe = predict(tf.zeros((1, thin, thin, channels)))
+    probe = probe[0] if isinstance(probe, (list, tuple)) else probe
+    s = probe.shape[1] / thin
+    if s != probe.shape[2] / thin or s != int(s) or s < 1:
+        raise ValueError(
+            f"the model's output size {tuple(probe.shape[1:3])} is not an integer multiple of its "
+            f"input size {(thin, thin)}; cannot measure a receptive field"
+        )
+    s = int(s)
+    reach = 0
+    for axis in (0, 1):
+        size = -(-64 // multiple) * multiple
+        while True:
+            hw = [thin, thin]
+            hw[axis] = size
+            x = tf.constant(_probe_inputs(rng, hw, channels))
+            # the output block at the centre (first in input pixels, phase-aligned)
+            lo = [(n // 2 - block // 2) // multiple * multiple for n in hw]
+            mask = np.zeros((1, hw[0] * s, hw[1] * s, 1), np.float32)  # same for every probe
+            mask[0, lo[0] * s : (lo[0] + block) * s, lo[1] * s : (lo[1] + block) * s] = 1.0
+            g, _ = grad(x, tf.constant(mask))
+            if g is None:
+                raise ValueError(
+                    "the model output does not depend on its input; cannot measure a receptive "
+                    "field."
+                )
+            nz = np.abs(g.numpy()).sum((0, -1)) > 0
+            idx = np.nonzero(nz.any(1 - axis))[0]
+            if idx.size == 0:
+                raise ValueError(
+                    "zero gradient at the centre pixels; cannot measure a receptive field."
+                )
+            if idx[0] > 0 and idx[-1] < size - 1:
+                a = lo[axis]
+                reach = max(reach, a - idx[0], idx[-1] - (a + block - 1))
+                break
+            if size >= max_size:
+                return None
+            size *= 2
+    # The reach is measured from the block's edges, but an output of phase p inside the block
+    # (p < multiple) can reach up to p pixels further than the block's first output.
+    return int(2 * (reach + multiple - 1) + 1)

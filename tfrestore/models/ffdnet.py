@@ -6,6 +6,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
+from tfrestore.utils.validation import check_noise_level
 from tfrestore.models.layers import (
     CropToMatch,
     DepthToSpace,
@@ -77,6 +78,8 @@ def FFDNet(
     filters = (64 if grey else 96) if filters is None else int(filters)
     if depth < 2:
         raise ValueError(f"`depth` must be >= 2, got {depth}.")
+    if noise_level is not None:
+        check_noise_level(noise_level, "noise_level", "FFDNet")
     if noise_level_input not in ("scalar", "map"):
         raise ValueError(
             f"`noise_level_input` must be 'scalar' or 'map', got {noise_level_input!r}."

@@ -33,6 +33,7 @@ __all__ = [
     "set_backing_variable",
     "find_compile_loss",
     "keras_step_mode",
+    "gpu_memory_limit",
 ]
 
 #: ``keras.src`` objects tfrestore imports: module path -> attribute names.
@@ -77,6 +78,13 @@ def missing_internals():
             fn = getattr(keras.Model, name, None)
             if fn is not None and "training" not in inspect.signature(fn).parameters:
                 missing.append(f"keras.Model.{name}: no `training` argument (keras_step_mode)")
+    try:
+        from tensorflow.python.client import device_lib
+
+        if not hasattr(device_lib, "list_local_devices"):
+            missing.append("tensorflow.python.client.device_lib.list_local_devices: gone")
+    except ImportError as exc:
+        missing.append(f"tensorflow.python.client.device_lib: {exc}")
     for cls, name in ((Trackable, "_trackable_children"),):
         if not hasattr(cls, name):
             missing.append(f"{cls.__module__}.{cls.__name__}.{name}: no such method")
@@ -207,3 +215,15 @@ def keras_step_mode():
     finally:
         del frame
     return fallback
+
+
+# --------------------------------------------------------------------- devices
+def gpu_memory_limit():
+    """Memory (bytes) TensorFlow gives the first GPU, or None without one
+    (``tensorflow.python.client.device_lib``; the public API reports no total)."""
+    from tensorflow.python.client import device_lib
+
+    for d in device_lib.list_local_devices():
+        if d.device_type == "GPU" and getattr(d, "memory_limit", 0):
+            return int(d.memory_limit)
+    return None

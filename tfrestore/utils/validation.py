@@ -22,6 +22,7 @@ __all__ = [
     "check_range",
     "check_values",
     "check_min_size",
+    "check_noise_level",
     "as_range",
     "static_hw",
     "RANGE_TOLERANCE",
@@ -352,3 +353,39 @@ def static_hw(x, what, fix):
             f"{what} needs a static image height and width (got shape {tuple(x.shape)}); {fix}"
         )
     return int(h), int(w)
+
+
+def check_noise_level(value, name, owner, data_range=1.0):
+    """Refuse a noise level (a standard deviation, or a ``(low, high)`` pair) above the images'
+    data range: ``sigma=25`` for images in [0, 1] is the ``25/255`` of a paper, not noise 25
+    times the signal. Returns ``value``; tensors are not checked (use a Python number).
+
+    >>> check_noise_level(25 / 255, "sigma", "GaussianNoise")
+    0.09803921568627451
+    >>> check_noise_level(25, "sigma", "GaussianNoise", data_range=255)
+    25
+    >>> check_noise_level(25, "sigma", "GaussianNoise")
+    Traceback (most recent call last):
+    ...
+    ValueError: GaussianNoise: `sigma` 25 is above the data range 1 ... did you mean 25/255? ...
+    """
+    pair = isinstance(value, (tuple, list))
+    items = list(value) if pair else [value]
+    try:
+        floats = [float(v) for v in items]
+    except (TypeError, ValueError):
+        return value  # not a plain number (a tensor, a typo): other checks report it
+    if not floats or max(floats) <= float(data_range):
+        return value
+
+    def frac(v):
+        return "0" if v == 0 else f"{v:g}/255"
+
+    mean = f"({', '.join(frac(v) for v in floats)})" if pair else frac(floats[0])
+    shown = f"({', '.join(f'{v:g}' for v in floats)})" if pair else f"{floats[0]:g}"
+    raise ValueError(
+        f"{owner}: `{name}` {shown} is above the data range {float(data_range):g} of the images "
+        f"(noise levels are standard deviations in image units, images in "
+        f"[0, {float(data_range):g}]); did you mean {mean}? (for images in [0, 255] pass "
+        "data_range=255)"
+    )

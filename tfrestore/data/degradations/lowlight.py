@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrestore.data.degradations import base
+from tfrestore.utils.validation import check_noise_level
 
 __all__ = ["low_light", "LowLight"]
 
@@ -48,6 +49,8 @@ def low_light(
     x, single = base.as_batch(images, fn)
     rg = base.check_range(gamma, "gamma", fn, low=0.0)
     re_ = base.check_range(exposure, "exposure", fn, low=0.0)
+    check_noise_level(shot_noise, "shot_noise", fn)
+    check_noise_level(read_noise, "read_noise", fn)
     rs = base.check_range(shot_noise, "shot_noise", fn, low=0.0)
     rr = base.check_range(read_noise, "read_noise", fn, low=0.0)
     s = base.split_seed(base.as_seed(seed), 6)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrestore.data.degradations import base
+from tfrestore.utils.validation import check_noise_level
 
 __all__ = ["add_gaussian_noise", "GaussianNoise"]
 
 
-def add_gaussian_noise(images, seed, sigma=25.0 / 255.0, *, clip=False, return_params=False):
+def add_gaussian_noise(
+    images, seed, sigma=25.0 / 255.0, *, clip=False, return_params=False, data_range=1.0
+):
     """Additive white Gaussian noise with fixed or blind (per-image uniform) sigma.
 
     Args:
@@ -18,9 +21,11 @@ def add_gaussian_noise(images, seed, sigma=25.0 / 255.0, *, clip=False, return_p
         sigma: noise std in image units (``25/255`` for "sigma 25"), or a ``(min, max)``
             pair for blind denoising: sigma ~ U[min, max] per image (the D2SM/FFDNet
             setting is ``(0, 75/255)``).
-        clip: clip the noisy image to [0, 1] (the DnCNN/FFDNet benchmarks do not clip).
+        clip: clip the noisy image to [0, data_range] (the DnCNN/FFDNet benchmarks do not clip).
         return_params: also return ``{"sigma": (B,) or (), "sigma_map": (..., H, W, 1)}``;
             ``sigma_map`` is the constant noise-level map FFDNet takes as extra input.
+        data_range: the images' value range (1 for [0, 1], 255 for [0, 255]); a ``sigma``
+            above it is refused (``sigma=25`` on [0, 1] images means ``25/255``).
 
     Example:
         >>> x = tf.fill((64, 64, 3), 0.5)
@@ -30,6 +35,7 @@ def add_gaussian_noise(images, seed, sigma=25.0 / 255.0, *, clip=False, return_p
     """
     fn = "add_gaussian_noise"
     x, single = base.as_batch(images, fn)
+    check_noise_level(sigma, "sigma", fn, data_range)
     rng = base.check_range(sigma, "sigma", fn, low=0.0)
     seed = base.as_seed(seed)
     s_sigma, s_noise = base.split_seed(seed, 2)
@@ -38,7 +44,7 @@ def add_gaussian_noise(images, seed, sigma=25.0 / 255.0, *, clip=False, return_p
     noise = tf.random.stateless_normal(shape, s_noise, dtype=x.dtype)
     out = x + base.per_image(sig, x) * noise
     if clip:
-        out = tf.clip_by_value(out, 0.0, 1.0)
+        out = tf.clip_by_value(out, 0.0, float(data_range))
     if not return_params:  # skip building the sigma map
         return base.finish(out, single, False)
     sigma_map = tf.broadcast_to(base.per_image(sig, x), tf.concat([shape[:3], [1]], 0))
@@ -51,8 +57,10 @@ class GaussianNoise(base.Degradation):
 
     Args:
         sigma: fixed std or ``(min, max)`` (blind), image units.
-        clip: clip to [0, 1].
+        clip: clip to [0, data_range].
         sigma_map: return ``(noisy, sigma_map)``, the two FFDNet inputs.
+        data_range: the images' value range; a ``sigma`` above it is refused with the
+            ``/255`` it probably lacks (``data_range=255`` accepts ``sigma=25``).
 
     Example:
         >>> deg = GaussianNoise(sigma=(0, 75 / 255), sigma_map=True)
@@ -63,7 +71,16 @@ class GaussianNoise(base.Degradation):
 
     name = "gaussian_noise"
 
-    def __init__(self, sigma=25.0 / 255.0, clip=False, sigma_map=False):
+    def __init__(self, sigma=25.0 / 255.0, clip=False, sigma_map=False, data_range=1.0):
+        if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not (
+            data_range > 0
+        ):
+            raise ValueError(
+                f"GaussianNoise: `data_range` must be a positive number (1 for images in [0, 1], "
+                f"255 for [0, 255]), got {data_range!r}."
+            )
+        self.data_range = float(data_range)
+        check_noise_level(sigma, "sigma", "GaussianNoise", self.data_range)
         base.check_range(sigma, "sigma", "GaussianNoise", low=0.0)
         self.sigma = tuple(sigma) if isinstance(sigma, (list, tuple)) else float(sigma)
         self.clip = bool(clip)
@@ -71,10 +88,18 @@ class GaussianNoise(base.Degradation):
 
     def apply(self, images, seed):
         if self.sigma_map:
-            y, p = add_gaussian_noise(images, seed, self.sigma, clip=self.clip, return_params=True)
+            y, p = add_gaussian_noise(
+                images, seed, self.sigma, clip=self.clip, return_params=True,
+                data_range=self.data_range,
+            )
             return y, p["sigma_map"]
-        return add_gaussian_noise(images, seed, self.sigma, clip=self.clip)
+        return add_gaussian_noise(
+            images, seed, self.sigma, clip=self.clip, data_range=self.data_range
+        )
 
     def get_config(self):
-        return {"sigma": self.sigma, "clip": self.clip, "sigma_map": self.sigma_map}
+        config = {"sigma": self.sigma, "clip": self.clip, "sigma_map": self.sigma_map}
+        if self.data_range != 1.0:
+            config["data_range"] = self.data_range
+        return config
 
