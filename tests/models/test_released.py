@@ -12,7 +12,6 @@ import h5py
 import numpy as np
 import pytest
 
-from tfrestore.convert.matconvnet import MatConvNetError, load_simplenn
 from tfrestore.models import DnCNN, FFDNet, from_preset, list_presets, released_model
 from tfrestore.models.presets import PRESETS, get_preset
 from tfrestore.models.released import ReleasedWeightsError, load_released_weights
@@ -112,54 +111,6 @@ def test_presets_equal_an_independent_numpy_forward_pass(weights_dir, preset, sh
     x = image[None].astype("float32")
     got = model([x, np.full((1, 1), sigma, "float32")]) if sigma else model(x)
     np.testing.assert_allclose(np.asarray(got)[0], expected, atol=2e-4)
-
-
-# ------------------------------------------------------------------ reader
-
-
-def test_reader_layers_of_ffdnet_color(weights_dir):
-    layers = load_simplenn(_weights(weights_dir, "FFDNet_color.mat"))
-    kinds = [la["type"] for la in layers]
-    assert kinds[:3] == ["SubP", "concat", "conv"] and kinds[-1] == "SubP"
-    assert kinds.count("conv") == 12 and kinds.count("relu") == 11
-    assert layers[0]["scale"] == (0.5,) and layers[-1]["scale"] == (2.0,)
-    assert layers[2]["weights"][0].shape == (96, 13, 3, 3)  # h5py order (out, in, W, H)
-    assert layers[2]["pad"] == (1.0,) and layers[2]["stride"] == (1.0,)
-
-
-def test_reader_refuses_files_that_are_not_simplenn_networks(tmp_path):
-    bad = tmp_path / "x.mat"
-    bad.write_bytes(b"MATLAB 5.0 MAT-file, not HDF5" + b"\0" * 200)
-    with pytest.raises(MatConvNetError, match="not a MATLAB v7.3"):
-        load_simplenn(bad)
-    other = tmp_path / "other.mat"
-    with h5py.File(other, "w") as f:
-        f["params"] = np.zeros(3)
-    with pytest.raises(MatConvNetError, match=r"no MatConvNet simplenn network.*params"):
-        load_simplenn(other)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_simplenn(tmp_path / "missing.mat")
-
-
-def test_reader_refuses_an_oversized_array_before_reading_it(tmp_path, monkeypatch):
-    import tfrestore.convert.matconvnet as mcn
-
-    path = tmp_path / "big.mat"
-    with h5py.File(path, "w") as f:
-        ref_dt = h5py.special_dtype(ref=h5py.Reference)
-        g = f.create_group("#refs#/a")
-        g["type"] = np.array([ord(c) for c in "conv"], np.uint16)[:, None]
-        g.create_dataset("big", shape=(4096, 4096), dtype="float32")  # declared, never written
-        w = f.create_dataset("#refs#/w", (2,), dtype=ref_dt)
-        w[0] = g["big"].ref
-        w[1] = g["big"].ref
-        g["weights"] = w[...]
-        net = f.create_group("net")
-        layers = net.create_dataset("layers", (1, 1), dtype=ref_dt)
-        layers[0, 0] = g.ref
-    monkeypatch.setattr(mcn, "MAX_ARRAY_BYTES", 1 << 20)
-    with pytest.raises(MatConvNetError, match=r"declares 64 MiB \(limit 1 MiB\)"):
-        load_simplenn(path)
 
 
 # ------------------------------------------------------------------ mapping onto the models

@@ -116,30 +116,48 @@ def load_simplenn(path):
         ) from exc
     with file:
         try:
-            refs = file["net"]["layers"]
-        except (KeyError, TypeError):
+            return _read_layers(file, source)
+        except MatConvNetError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            # h5py reports damage inside the file (a broken B-tree, a failing filter, an
+            # address past the end) with these; the remedy is another copy of the file.
+            reason = " ".join(str(exc).split())[:200]
             raise MatConvNetError(
-                f"{source} holds no MatConvNet simplenn network (no `net.layers`); top-level "
-                f"entries: {sorted(k for k in file.keys() if not k.startswith('#'))}"
+                f"{source} is damaged ({type(exc).__name__}: {reason}); copy or download it "
+                "again"
             ) from None
-        if not isinstance(refs, h5py.Dataset) or refs.dtype != object:
-            raise MatConvNetError(f"{source}: `net.layers` is not a cell array of layers")
-        layers = []
-        for i, ref in enumerate(np.asarray(refs).ravel()):
-            where = f"net.layers{{{i + 1}}}"
-            try:
-                group = file[ref]
-                kind = _text(group["type"])
-                name = _text(group["name"]) if "name" in group else f"layer{i + 1}"
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise MatConvNetError(f"{source}: {where} is not a layer struct ({exc})") from None
-            layer = {"type": kind, "name": name}
-            layer["weights"] = _cell(file, group, "weights", source, f"{where} ({name})")
-            for option in _NUMERIC_OPTIONS:
-                if option in group and not _is_empty(group[option]):
-                    value = _array(group[option], source, f"{where}.{option}")
-                    layer[option] = tuple(float(v) for v in value.ravel())
-            layers.append(layer)
+
+
+def _read_layers(file, source):
+    """The layers of an open file (see :func:`load_simplenn`)."""
+    import h5py
+
+    try:
+        refs = file["net"]["layers"]
+    except (KeyError, TypeError):
+        raise MatConvNetError(
+            f"{source} holds no MatConvNet simplenn network (no `net.layers`); top-level "
+            f"entries: {sorted(k for k in file.keys() if not k.startswith('#'))}"
+        ) from None
+    if not isinstance(refs, h5py.Dataset) or refs.dtype != object:
+        raise MatConvNetError(f"{source}: `net.layers` is not a cell array of layers")
+    layers = []
+    for i, ref in enumerate(np.asarray(refs).ravel()):
+        where = f"net.layers{{{i + 1}}}"
+        try:
+            group = file[ref]
+            kind = _text(group["type"])
+            name = _text(group["name"]) if "name" in group else f"layer{i + 1}"
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MatConvNetError(f"{source}: {where} is not a layer struct ({exc})") from None
+        layer = {"type": kind, "name": name}
+        layer["weights"] = _cell(file, group, "weights", source, f"{where} ({name})")
+        for option in _NUMERIC_OPTIONS:
+            if option in group and not _is_empty(group[option]):
+                value = _array(group[option], source, f"{where}.{option}")
+                layer[option] = tuple(float(v) for v in value.ravel())
+        layers.append(layer)
     if not layers:
         raise MatConvNetError(f"{source}: `net.layers` is empty")
     return layers
