@@ -121,7 +121,7 @@ def test_fit_validates_on_another_crop_size_without_the_queue(rng):
             for i in (0, 3)
         ]
     )
-    got = model.evaluate(val_p, val_y, batch_size=3, verbose=0)
+    got = model.evaluate(val_p, val_y, batch_size=3, verbose=0, return_dict=True)["loss"]
     np.testing.assert_allclose(got, expected, rtol=1e-4)
     assert loss.queue_count == 16
 

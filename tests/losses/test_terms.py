@@ -340,3 +340,14 @@ def test_tensorboard_gets_each_term(rng, tmp_path):
             for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
                 tags.update(v.tag for v in event.summary.value)
     assert {"epoch_l1", "epoch_mse", "epoch_loss"} <= tags
+
+
+def test_compile_without_loss_keeps_the_compiled_loss_and_terms(rng):
+    x, y = _data(rng)
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=[L1(), MSE()])
+    before = model.evaluate(x, y, verbose=0, return_dict=True)
+    model.compile(optimizer="sgd", metrics=["mae"])  # Keras keeps the loss
+    after = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert {"l1", "mse", "mae"} <= set(after)
+    np.testing.assert_allclose(after["loss"], before["loss"], rtol=1e-6)

@@ -83,11 +83,11 @@ class RestorationModel(keras.Model):
                 plan = output_losses(loss, names)
             bound["loss"] = _stand_ins(loss, {id(l) for _, _, l in plan})
         super().compile(**bound)
-        if loss is not None:
+        if loss is not None:  # without a loss Keras keeps the compiled one, and so do we
             self.loss = loss  # what the user compiled (Keras got the stand-ins)
-        self._output_losses = _LossPlan(
-            _OutputLoss(i, name, l, self._term_trackers(l, name)) for i, name, l in plan
-        )
+            self._output_losses = _LossPlan(
+                _OutputLoss(i, name, l, self._term_trackers(l, name)) for i, name, l in plan
+            )
 
     def _loss_output_names(self):
         names = getattr(self, "output_names", None)
