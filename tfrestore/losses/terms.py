@@ -38,6 +38,12 @@ the total, regularisation losses aside), reduced exactly as Keras reduces the to
 same ``sample_weight``, same ``sum_over_batch_size`` mean, averaged over the epoch by
 batch size. On a multi-output model the names carry the output name
 (``restored_l1``).
+
+A plain ``keras.Model`` compiled with ``loss=[a, b]`` on one output keeps Keras' meaning
+(it trains on ``a``): Keras gives a loss no documented way to see the list it is in.
+:class:`tfrestore.callbacks.QueueControl` (which tfrestore's training runner adds) reads
+the documented ``model.loss`` in ``on_train_begin`` and raises
+:class:`~tfrestore.losses.ListOfLossesError` naming :func:`enable_loss_terms`.
 """
 
 from __future__ import annotations
