@@ -16,14 +16,18 @@ layer or above (``python tests/test_architecture.py`` prints the current graph):
     cli, __init__                the tfrestore command; the package's lazy exports
     __main__
 
-Keras/TensorFlow internals (``keras.src``, ``tensorflow.python``) and stack-frame
-inspection are confined to ``tfrestore/utils/keras_compat.py``.
+Keras/TensorFlow internals (``keras.src``, ``tensorflow.python``) are confined to
+``tfrestore/utils/keras_compat.py``; no module at all walks stack frames or patches a
+model's methods (tfrestore uses Keras' documented hooks: ``Model.compile``,
+``Model.compute_loss``, ``Model.metrics``, callbacks).
 """
 
 import ast
 import collections
+import io
 import pathlib
 import sys
+import tokenize
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "tfrestore"
 
@@ -50,7 +54,18 @@ ALLOWED = {
 
 COMPAT = ROOT / "utils" / "keras_compat.py"
 PRIVATE_MODULES = ("keras.src", "tensorflow.python")
-FRAME_ACCESS = ("_getframe", "currentframe", "stack", "f_back", "f_locals", "getouterframes")
+#: names that read the Python stack (code only: strings and comments may mention them)
+FRAME_ACCESS = (
+    "_getframe", "currentframe", "f_back", "f_locals", "f_globals", "f_code", "tb_frame",
+    "getouterframes", "getinnerframes", "getframeinfo",
+)
+#: ``inspect.stack()`` / ``inspect.trace()``
+INSPECT_FRAME_FUNCTIONS = ("stack", "trace")
+#: Keras model methods that tfrestore overrides in a subclass, never patches on an object
+MODEL_METHODS = (
+    "compile", "compute_loss", "compute_metrics", "train_step", "test_step", "predict_step",
+    "fit", "evaluate", "predict", "call", "__call__", "metrics",
+)
 #: private attributes of Keras/TensorFlow objects that tfrestore reads or writes
 PRIVATE_ATTRS = ("_symbolic_build", "_history", "_num_workers", "_keras_history", "_value",
                  "_metrics", "_flat_losses", "_compile_loss", "_compile_metrics")
@@ -146,7 +161,7 @@ def test_no_two_subpackages_import_each_other():
     assert not mutual, "mutual subpackage imports:\n  " + "\n  ".join(mutual)
 
 
-def test_internals_and_stack_walks_only_in_keras_compat():
+def test_internals_only_in_keras_compat():
     bad = []
     for path in _files():
         if path == COMPAT:
@@ -157,11 +172,6 @@ def test_internals_and_stack_walks_only_in_keras_compat():
             if module.startswith(PRIVATE_MODULES):
                 bad.append(f"{rel}:{line} imports {module}")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in FRAME_ACCESS:
-                owner = node.value
-                if node.attr == "stack" and getattr(owner, "id", None) != "inspect":
-                    continue
-                bad.append(f"{rel}:{node.lineno} uses .{node.attr} (stack inspection)")
             if (
                 isinstance(node, ast.Attribute)
                 and node.attr in PRIVATE_ATTRS
@@ -169,9 +179,106 @@ def test_internals_and_stack_walks_only_in_keras_compat():
             ):
                 bad.append(f"{rel}:{node.lineno} uses the private attribute .{node.attr}")
     assert not bad, (
-        "Keras/TensorFlow internals and stack inspection belong in "
-        "tfrestore/utils/keras_compat.py (its test pins them):\n  " + "\n  ".join(bad)
+        "Keras/TensorFlow internals belong in tfrestore/utils/keras_compat.py (its test "
+        "pins them):\n  " + "\n  ".join(bad)
     )
+
+
+def stack_walks(path):
+    """``["file:line ...", ...]``: every read of the Python stack in a file: a code token
+    (not a string or comment) naming frame access, ``inspect.stack()`` /
+    ``inspect.trace()``, or a string argument such as ``getattr(sys, "_getframe")``."""
+    source = path.read_text()
+    rel = path.relative_to(ROOT.parent)
+    found = []
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    for i, tok in enumerate(tokens):
+        if tok.type == tokenize.NAME and tok.string in FRAME_ACCESS:
+            found.append(f"{rel}:{tok.start[0]} uses {tok.string} (stack inspection)")
+        elif (
+            tok.type == tokenize.NAME
+            and tok.string in INSPECT_FRAME_FUNCTIONS
+            and i >= 2
+            and tokens[i - 1].string == "."
+            and tokens[i - 2].string == "inspect"
+        ):
+            found.append(f"{rel}:{tok.start[0]} uses inspect.{tok.string} (stack inspection)")
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and any(
+                isinstance(a, ast.Constant) and a.value in FRAME_ACCESS for a in node.args
+            )
+        ):
+            found.append(f"{rel}:{node.lineno} names a frame attribute in a call")
+    return found
+
+
+def method_patches(path):
+    """``["file:line ...", ...]``: every assignment of a Keras model method on an object
+    (``obj.compile = ...``, ``setattr(obj, "compile", ...)``,
+    ``object.__setattr__(obj, "compile", ...)``) and every ``types.MethodType``."""
+    tree = ast.parse(path.read_text())
+    rel = path.relative_to(ROOT.parent)
+    found = []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        for target in targets:
+            if isinstance(target, ast.Attribute) and target.attr in MODEL_METHODS:
+                found.append(f"{rel}:{node.lineno} assigns .{target.attr} (patches a method)")
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = getattr(func, "attr", getattr(func, "id", None))
+            if (
+                name in ("setattr", "__setattr__")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+                and node.args[1].value in MODEL_METHODS
+            ):
+                found.append(
+                    f"{rel}:{node.lineno} sets {node.args[1].value!r} (patches a method)"
+                )
+            if name == "MethodType":
+                found.append(f"{rel}:{node.lineno} binds a method with types.MethodType")
+    return found
+
+
+def test_no_stack_walks_or_method_patches():
+    """Keras' documented hooks (``Model.compile``/``compute_loss``/``metrics``,
+    callbacks) replace stack walks and compile patches everywhere, keras_compat too."""
+    bad = [f for path in _files() for f in (*stack_walks(path), *method_patches(path))]
+    assert not bad, (
+        "tfrestore reads no stack frames and patches no model methods (override them in "
+        "a keras.Model subclass such as tfrestore.models.RestorationModel):\n  "
+        + "\n  ".join(bad)
+    )
+
+
+def test_the_walk_and_patch_checker_finds_them(tmp_path, monkeypatch):
+    pkg = tmp_path / "tfrestore"
+    pkg.mkdir()
+    (pkg / "a.py").write_text(
+        "import inspect, sys, types\n"
+        "# f_locals in a comment is fine\n"
+        "doc = 'sys._getframe in a string is fine'\n"
+        "def f(model):\n"
+        "    frame = inspect.currentframe().f_back\n"
+        "    g = sys._getframe(1)\n"
+        "    h = getattr(g, 'f_locals')\n"
+        "    s = inspect.stack()\n"
+        "    model.compile = lambda **kw: None\n"
+        "    object.__setattr__(model, 'compute_loss', None)\n"
+        "    model.fit = types.MethodType(f, model)\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", pkg)
+    path = pkg / "a.py"
+    lines = sorted({int(w.split(":")[1].split(" ")[0]) for w in stack_walks(path)})
+    assert lines == [5, 6, 7, 8]
+    patches = method_patches(path)
+    assert sorted({int(w.split(":")[1].split(" ")[0]) for w in patches}) == [9, 10, 11]
+    assert all(w.startswith("tfrestore/a.py:") for w in patches)
 
 
 def test_the_checker_sees_lazy_relative_and_dynamic_imports(tmp_path, monkeypatch):

@@ -1,20 +1,24 @@
 """Keras callbacks for tfrestore's stateful losses.
 
 :class:`QueueControl` is the companion of queue losses such as
-:class:`tfrestore.losses.D2SMLoss`:
+:class:`tfrestore.losses.D2SMLoss` on models that do not tell their losses whether
+a step trains or evaluates (a plain ``keras.Model``; a
+:class:`tfrestore.models.RestorationModel` does, through Keras' ``compute_loss``
+``training`` argument, and handles the list spelling in ``compile``):
 
 * ``on_train_begin`` rejects ``model.compile(loss=[L1(), D2SMLoss()])`` on a model
-  with fewer outputs than losses. Keras treats a list as one loss per output; on a
-  single-output model it runs every loss (the queue is updated) but trains on the
-  first one only. The error suggests ``L1() + D2SMLoss()``. It fires before any
-  step runs, so the queue is untouched.
+  with fewer outputs than losses, reading the documented ``model.loss``. Keras treats
+  a list as one loss per output; on a single-output model it runs every loss (the
+  queue is updated) but trains on the first one only. The error suggests
+  ``L1() + D2SMLoss()`` or :func:`tfrestore.losses.enable_loss_terms`. It fires
+  before any step runs, so the queue is untouched.
 * ``on_test_begin`` / ``on_test_end`` freeze the queues during ``evaluate()`` and the
   validation pass of ``fit()``, so validation images never enter the queue.
 
-The losses also recognise Keras' evaluation step by themselves (see
-:func:`tfrestore.utils.keras_compat.keras_step_mode`), so forgetting the callback
-does not corrupt the queue; the callback adds the run-time switch (covering
-custom ``test_step`` implementations with other names) and the list check.
+Custom training loops use ``with loss.frozen_queue():`` around validation instead.
+Keras offers a loss no documented way to learn that it is one of several losses given
+to one output, so a plain Keras model compiled with such a list and fitted without
+this callback trains on the first loss (Keras' meaning of the list).
 
 >>> import keras
 >>> from tfrestore.callbacks import QueueControl

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.callbacks import QueueControl
-from tfrestore.losses import D2SMLoss, L1
-from tfrestore.losses._queue import QueueOutsideScopeError, keras_step_mode
+from tfrestore.losses import D2SMLoss, L1, RestorationLoss, enable_loss_terms
+from tfrestore.losses._queue import QueueOutsideScopeError
+from tfrestore.models import RestorationModel
 
 _KERNEL = np.random.default_rng(11).normal(size=(3, 3, 3, 6)).astype("float32") / 3.0
 
@@ -103,8 +104,9 @@ def test_graph_and_xla_enqueue_like_eager(rng):
 
 # ----------------------------------------------------------------- evaluation
 def test_evaluate_and_validation_do_not_enqueue_without_callback():
+    """A RestorationModel passes Keras' ``training`` flag to its losses."""
     noisy, clean = _data(12)
-    model = _model()
+    model = enable_loss_terms(_model())
     loss = _loss()
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=L1() + loss)
     model.fit(noisy[:8], clean[:8], batch_size=4, epochs=1, verbose=0)
@@ -168,23 +170,41 @@ def test_frozen_queue_in_a_custom_tf_function_loop():
     assert loss.queue_count == 8
 
 
-def test_step_mode_detection():
-    assert keras_step_mode() is None
+def test_plain_keras_model_evaluation_needs_queue_control():
+    """A plain keras.Model gives its loss no train/eval flag: QueueControl is the
+    documented switch (the runner adds it)."""
+    noisy, clean = _data(8)
+    loss = _loss()
+    model = _model()
+    model.compile(optimizer="sgd", loss=L1() + loss)
+    model.fit(noisy[:4], clean[:4], batch_size=4, verbose=0)
+    assert loss.queue_count == 4
+    model.evaluate(noisy, clean, batch_size=4, verbose=0, callbacks=[QueueControl()])
+    assert loss.queue_count == 4
+    model.fit(noisy[:4], clean[:4], batch_size=4, verbose=0, callbacks=[QueueControl()],
+              validation_data=(noisy[4:], clean[4:]))
+    assert loss.queue_count == 8
+
+
+def test_training_flag_reaches_the_loss():
     seen = []
 
-    class Probe(keras.losses.Loss):
-        def call(self, y_true, y_pred):
-            seen.append(keras_step_mode())
+    class Probe(RestorationLoss):
+        uses_training = True
+
+        def compute(self, y_true, y_pred, training=None):
+            seen.append(training)
             return tf.reduce_mean(tf.square(y_true - y_pred), axis=[1, 2, 3])
 
     noisy, clean = _data(4)
-    model = _model()
-    model.compile(optimizer="sgd", loss=Probe())
+    inp = keras.Input((16, 16, 3))
+    model = RestorationModel(inp, keras.layers.Conv2D(3, 3, padding="same")(inp))
+    model.compile(optimizer="sgd", loss=Probe(name="probe"))
     model.fit(noisy, clean, batch_size=4, verbose=0)
     model.evaluate(noisy, clean, batch_size=4, verbose=0)
     model.train_on_batch(noisy, clean)
     model.test_on_batch(noisy, clean)
-    assert seen == ["train", "eval", "train", "eval"]
+    assert seen == [True, False, True, False]
 
 
 # ----------------------------------------------------------------- saving
@@ -325,7 +345,7 @@ def test_mirrored_equals_single_device(strategy):
     ref_model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + ref_loss)
     h_ref = _fit(ref_model, noisy, clean)
     with strategy.scope():
-        model = _model()
+        model = enable_loss_terms(_model())  # a RestorationModel: evaluation is frozen
         model.set_weights(init)
         loss = _loss(**kw)
         model.compile(optimizer=keras.optimizers.SGD(0.5), loss=L1() + loss)

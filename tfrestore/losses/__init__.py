@@ -1,7 +1,8 @@
 """tfrestore losses: every loss is a ``keras.losses.Loss`` returning per-sample values.
 
 Combine on one output as a list, ``model.compile(loss=[L1(), D2SMLoss()], loss_weights=[1, 0.1])``
-(tfrestore models; any Keras model after :func:`enable_loss_terms`), or with ``+`` / ``*``:
+(tfrestore models; any functional Keras model after ``model = enable_loss_terms(model)``),
+or with ``+`` / ``*``:
 ``model.compile(loss=L1() + 0.1 * D2SMLoss())``. Each term is logged as its own metric.
 :func:`gradient_ratios` tells how hard each term pulls relative to the pixel term
 before training (to choose the weights).

@@ -11,9 +11,10 @@ Design (measured in keras_notes §1, see the D2SM docs):
 * rows are written with an in-place ``scatter_update`` (only the new rows move)
   after the loss has been computed, the pointer wraps, never-filled slots are
   masked out by :meth:`FeatureQueue.valid_mask`;
-* evaluation never enqueues: the Keras step that traces the loss is detected
-  (:func:`tfrestore.utils.keras_compat.keras_step_mode`) and a run-time switch
-  (``enabled``) lets callbacks and custom loops freeze the queue;
+* evaluation never enqueues: a loss told ``training=False`` (by
+  ``RestorationModel.compute_loss``) traces no enqueue, and a run-time switch
+  (``enabled``) lets callbacks (``QueueControl``) and custom loops
+  (``frozen_queue()``) freeze the queue;
 * what the loss needs of the queue-to-queue pairs is kept between steps
   (:meth:`FeatureQueue.read_cache`): by default the cosine similarities (``q x q``
   per domain); with ``row_statistics`` (a
@@ -39,13 +40,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore.losses._counter import OutsideScopeError
-from tfrestore.utils.keras_compat import keras_step_mode
 
 __all__ = [
     "FeatureQueue",
     "QueueSimilarities",
     "QueueRowSums",
-    "keras_step_mode",
     "QueueOutsideScopeError",
 ]
 

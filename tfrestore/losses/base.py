@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import threading
 
 import keras
 import tensorflow as tf
@@ -35,6 +34,13 @@ class ListOfLossesError(ValueError):
 
 
 def _list_of_losses_message(n_losses, n_outputs=1):
+    if n_outputs > 1:
+        return (
+            f"model.compile(loss=[...]) received {n_losses} losses for a model with "
+            f"{n_outputs} outputs. On a model with several outputs a loss list has one "
+            "entry per output; an entry that is itself a list is that output's weighted "
+            "sum (`loss=[[MSE(), PerceptualLoss()], task_loss]`)."
+        )
     return (
         f"model.compile(loss=[...]) received {n_losses} losses for a model with "
         f"{n_outputs} output(s). Keras treats a loss list as one loss per output: on a "
@@ -44,22 +50,6 @@ def _list_of_losses_message(n_losses, n_outputs=1):
         "once before compile (tfrestore's own models need no call), or write "
         "`loss=L1() + 0.1 * OtherLoss()`."
     )
-
-
-def _check_compile_list_misuse(y_pred):
-    """Raise if this loss is being run by a Keras ``CompileLoss`` holding more
-    losses than the model has outputs (the ``loss=[a, b]`` single-output trap).
-
-    Only Python code runs here, so under ``tf.function`` it costs nothing after
-    tracing.
-    """
-    found = keras_compat.find_compile_loss()
-    if found is None:
-        return
-    n_losses, model_outputs = found
-    n_outputs = len(tf.nest.flatten(y_pred if model_outputs is None else model_outputs))
-    if n_losses > n_outputs:
-        raise ListOfLossesError(_list_of_losses_message(n_losses, n_outputs))
 
 
 def check_weight(value, arg, owner=None):
@@ -137,6 +127,9 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
         name, reduction, dtype: as in ``keras.losses.Loss``.
     """
 
+    #: True for losses whose :meth:`compute` takes a ``training`` argument (stateful
+    #: losses: a feature queue must not change in evaluation).
+    uses_training = False
     #: expected number of channels, or None for any (set by subclasses that need RGB).
     expected_channels = None
     #: if False, y_true and y_pred may differ in spatial size (e.g. distribution losses).
@@ -199,10 +192,24 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
             )
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
-    def call(self, y_true, y_pred):
-        _check_compile_list_misuse(y_pred)
+    def call(self, y_true, y_pred, training=None):
+        """Per-sample values ``(B,)``: validation, :meth:`compute`, the checks and
+        ``loss_weight``.
+
+        ``training``: True in a training step, False in evaluation, None when the
+        caller does not say (a direct call, Keras' own ``compile`` loss of a plain
+        ``keras.Model``). :class:`tfrestore.models.RestorationModel` passes the
+        ``training`` argument of Keras' ``Model.compute_loss`` (see :meth:`values`);
+        only losses with :attr:`uses_training` (the stateful ones) read it.
+        """
         y_true, y_pred = self.validate(y_true, y_pred)
-        values = self.compute(y_true, y_pred)
+        if self.uses_training:
+            values = self.compute(y_true, y_pred, training=training)
+        else:
+            values = self.compute(y_true, y_pred)
+        return self._finish(values, y_pred)
+
+    def _finish(self, values, y_pred):
         values = validation.check_per_sample(values, y_pred, loss_name=self.name)
         if self.check_finite:
             values = tf.debugging.check_numerics(
@@ -211,6 +218,25 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
         if self.loss_weight != 1.0:
             values = values * tf.cast(self.loss_weight, values.dtype)
         return values
+
+    def _inputs(self, y_true, y_pred):
+        """``y_true, y_pred`` as ``keras.losses.Loss.__call__`` hands them to ``call``."""
+        validation.check_raw_dtype(y_true, "y_true", self.name)
+        validation.check_raw_dtype(y_pred, "y_pred", self.name)
+        return (
+            keras.ops.convert_to_tensor(y_true, dtype=self.dtype),
+            keras.ops.convert_to_tensor(y_pred, dtype=self.dtype),
+        )
+
+    def values(self, y_true, y_pred, training=None):
+        """The per-sample values ``(B,)`` that ``loss(y_true, y_pred, sample_weight)``
+        reduces: the same checks and casts, before ``sample_weight`` and the reduction.
+
+        This is what :meth:`tfrestore.models.RestorationModel.compute_loss` calls (with
+        Keras' ``training`` flag) before Keras reduces the values; see :meth:`call`.
+        """
+        y_true, y_pred = self._inputs(y_true, y_pred)
+        return self.call(y_true, y_pred, training=training)
 
     def get_config(self):
         config = super().get_config()
@@ -287,6 +313,9 @@ class WeightedSum(RestorationLoss):
     1.0
     """
 
+    #: every term gets the ``training`` flag (those with ``uses_training`` read it)
+    uses_training = True
+
     def __init__(self, losses, weights=None, name="weighted_sum", **kwargs):
         super().__init__(name=name, **kwargs)
         losses = [
@@ -296,35 +325,26 @@ class WeightedSum(RestorationLoss):
         if not losses:
             raise ValueError("`losses` must contain at least one loss.")
         self.losses, self.weights = check_loss_list(losses, weights)
-        self._term_trackers = None
-        # Per-thread: MirroredStrategy traces its replicas concurrently in threads.
-        self._term_values = {}
 
-    def track_terms(self, trackers):
-        """Record each term's reduced, weighted value in ``trackers`` (one
-        ``keras.metrics.Mean`` per term) on every call; ``None`` stops recording.
-        :func:`tfrestore.losses.enable_loss_terms` sets this up for ``compile``."""
-        if trackers is not None and len(trackers) != len(self.losses):
-            raise ValueError(
-                f"`trackers` must have one metric per term: got {len(trackers)} for "
-                f"{len(self.losses)} terms."
-            )
-        # Not a tracked attribute: the model owns the trackers (they are its metrics).
-        object.__setattr__(self, "_term_trackers", None if trackers is None else list(trackers))
+    def term_values(self, y_true, y_pred, training=None):
+        """``(total, terms)``: the per-sample values ``(B,)`` of the sum (as
+        :meth:`values`) and of each weighted term (``loss_weight`` included), so that
+        the terms add up to the total. :class:`tfrestore.models.RestorationModel` logs
+        each term from these.
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        total = super().__call__(y_true, y_pred, sample_weight=sample_weight)
-        terms = self._term_values.pop(threading.get_ident(), None)
-        if self._term_trackers and terms is not None:
-            batch = tf.shape(tf.nest.flatten(y_pred)[0])[0]
-            for tracker, values in zip(self._term_trackers, terms):
-                if self.loss_weight != 1.0:
-                    values = values * tf.cast(self.loss_weight, values.dtype)
-                reduced = keras_compat.reduce_weighted_values(
-                    values, sample_weight, reduction=self.reduction, dtype=self.dtype
-                )
-                tracker.update_state(reduced, sample_weight=batch)
-        return total
+        >>> import numpy as np
+        >>> from tfrestore.losses import L1, MSE
+        >>> y = np.zeros((2, 4, 4, 1), "float32"); p = np.full_like(y, 0.5)
+        >>> total, (l1, mse) = (L1() + 2.0 * MSE()).term_values(y, p)
+        >>> total.numpy().tolist(), l1.numpy().tolist(), mse.numpy().tolist()
+        ([1.0, 1.0], [0.5, 0.5], [0.5, 0.5])
+        """
+        y_true, y_pred = self._inputs(y_true, y_pred)
+        terms = self._weighted_terms(y_true, y_pred, training)
+        total = self._finish(_sum(terms), y_pred)
+        if self.loss_weight != 1.0:
+            terms = [t * tf.cast(self.loss_weight, t.dtype) for t in terms]
+        return total, terms
 
     @classmethod
     def _combine(cls, a, wa, b, wb):
@@ -350,22 +370,26 @@ class WeightedSum(RestorationLoss):
         # Each term validates its own inputs (terms may accept different forms).
         return y_true, y_pred
 
-    def compute(self, y_true, y_pred):
-        total, terms = None, []
+    def compute(self, y_true, y_pred, training=None):
+        return _sum(self._weighted_terms(y_true, y_pred, training))
+
+    def _weighted_terms(self, y_true, y_pred, training=None):
+        """Each term's per-sample values times its weight, in the sum's dtype."""
+        terms = []
         for loss, w in zip(self.losses, self.weights):
-            values = loss.call(
+            args = (
                 tf.cast(y_true, loss.dtype) if loss.dtype else y_true,
                 tf.cast(y_pred, loss.dtype) if loss.dtype else y_pred,
             )
+            if isinstance(loss, RestorationLoss):
+                values = loss.call(*args, training=training)
+            else:
+                values = loss.call(*args)
             values = tf.cast(values, self.dtype)
             if values.shape.rank is not None and values.shape.rank > 1:
                 values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-            term = values * w
-            terms.append(term)
-            total = term if total is None else total + term
-        if self._term_trackers:
-            self._term_values[threading.get_ident()] = terms  # read back by __call__
-        return total
+            terms.append(values * w)
+        return terms
 
     def get_config(self):
         config = super().get_config()
@@ -391,3 +415,10 @@ class WeightedSum(RestorationLoss):
     def __repr__(self):
         parts = " + ".join(f"{w:g} * {type(l).__name__}" for l, w in zip(self.losses, self.weights))
         return f"WeightedSum({parts})"
+
+
+def _sum(terms):
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total

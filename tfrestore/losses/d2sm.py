@@ -50,20 +50,24 @@ or, under XLA (which compiles assertions out), a NaN loss instead of a silent 0.
 **Rules for stateful use.** (1) Build the loss inside ``strategy.scope()``
 together with the model (otherwise the first call raises
 :class:`QueueOutsideScopeError`). (2) Evaluation never
-enqueues: the loss recognises Keras' ``test_step`` (``evaluate()`` and
-``fit(validation_data=...)``) when it is traced, and
-:class:`tfrestore.callbacks.QueueControl` additionally freezes the queue during
-evaluation and rejects ``compile(loss=[L1(), D2SMLoss()])`` on a single-output
-model (write ``L1() + D2SMLoss()``). In custom loops use ``with
+enqueues: :class:`tfrestore.models.RestorationModel` (every tfrestore model, and
+any Keras model after :func:`tfrestore.losses.enable_loss_terms`) passes the
+``training`` argument of Keras' ``Model.compute_loss`` to the loss, so
+``evaluate()`` and ``fit(validation_data=...)`` trace no enqueue at all. A plain
+``keras.Model`` cannot tell the loss which step runs it: add
+:class:`tfrestore.callbacks.QueueControl` to ``fit``/``evaluate`` (it freezes the
+queue during evaluation and rejects ``compile(loss=[L1(), D2SMLoss()])`` on a
+single-output model: write ``L1() + D2SMLoss()``), and in custom loops use ``with
 loss.frozen_queue(): ...`` for validation. (3) Never pass a queue loss as a
 metric (it would enqueue twice per step). (4) Evaluation may use another image
 size than training: whole-image features of another size cannot be compared
-with the queued rows, so Keras evaluation then computes the loss on the
-evaluation batch alone (as ``queue_size=0``); its ``val_d2sm`` is therefore not
-comparable with the training value, and an evaluation batch of fewer than 3
-images (e.g. the last partial one) gives 0 there: the run-time set-size check
-applies to training steps only, so validation never stops a run. Training on
-another size than ``image_size`` stays an error.
+with the queued rows, so evaluation by a ``RestorationModel`` then computes the
+loss on the evaluation batch alone (as ``queue_size=0``); its ``val_d2sm`` is
+therefore not comparable with the training value, and an evaluation batch of
+fewer than 3 images (e.g. the last partial one) gives 0 there: the run-time
+set-size check applies to training steps only, so validation never stops a run.
+Training on another size than ``image_size`` stays an error (so does any call
+that does not say it evaluates: a plain Keras model, a direct call).
 
 **Per-sample values.** Keras needs ``(B,)`` values whose batch mean is the loss.
 Let ``c = 1 / N^2`` (``kl_reduction="mean_all"``) or ``1 / N`` (``"sum_rows_mean"``)
@@ -93,7 +97,6 @@ from tfrestore.losses._queue import (
     QueueOutsideScopeError,
     QueueRowSums,
     QueueSimilarities,
-    keras_step_mode,
 )
 from tfrestore.losses._similarity import (
     DIVERGENCES,
@@ -244,6 +247,9 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
     >>> bool(np.all(loss(y, np.clip(y + 0.2 * rng.normal(size=y.shape), 0, 1)) > 0))
     True
     """
+
+    #: ``compute`` takes Keras' ``training`` flag: evaluation never enqueues
+    uses_training = True
 
     _config_attrs = (
         "patch_size", "patch_stride", "patch_mode", "group_by_image", "queue_size",
@@ -436,11 +442,13 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
         return y_true, y_pred
 
     # ------------------------------------------------------------ loss
-    def compute(self, y_true, y_pred):
+    def compute(self, y_true, y_pred, training=None):
         ctx = tf.distribute.get_replica_context()
         if self._queue is not None:
             self._queue.check_distribution(self.name)
-        mode = keras_step_mode()  # Python stack walk: once per trace
+        # Evaluation (RestorationModel.compute_loss(training=False)) never enqueues;
+        # None (a direct call, a plain Keras model) behaves as training.
+        mode = "eval" if training is False else "train"
         replicas = ctx.num_replicas_in_sync if ctx is not None else 1
 
         # Two passes, not one on concat([y_pred, y_true]): the clean pass then needs
@@ -455,8 +463,8 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
                     f"{self.name}: features have {fs.shape[-1]} values per sample but the "
                     f"queue was sized for {self._queue.dim} (image_size={self.image_size}, "
                     f"patch_size={self.patch_size}). Train on images of the configured size "
-                    f"(evaluate()/fit(validation_data=...) may use other sizes: they skip "
-                    f"the queue)."
+                    f"(a RestorationModel's evaluate()/fit(validation_data=...) may use "
+                    f"other sizes: they skip the queue)."
                 )
             # Evaluation on another image size: whole-image features of another size
             # live in another space than the queued rows, so they cannot be compared

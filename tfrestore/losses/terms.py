@@ -7,8 +7,12 @@ of its own (``l1``, ``d2sm`` … and ``val_l1`` …) next to the total ``loss``,
 progress bar, ``History``, ``CSVLogger`` and TensorBoard — like BasicSR's ``l_pix`` /
 ``l_percep`` logs.
 
-tfrestore's models understand the list spelling out of the box; any other Keras model
-does after one call, :func:`enable_loss_terms`:
+This lives in two documented Keras hooks of :class:`tfrestore.models.RestorationModel`
+(every tfrestore model): ``compile`` turns the list into a ``WeightedSum``, and
+``compute_loss`` computes each term's per-sample values once, hands their sum to Keras'
+usual reduction and updates one ``keras.metrics.Mean`` per term, listed in
+``Model.metrics``. Any other functional Keras model gets the same behaviour from
+:func:`enable_loss_terms`, which returns a ``RestorationModel`` over its layers:
 
 >>> import keras, numpy as np
 >>> from tfrestore.losses import L1, MSE, enable_loss_terms
@@ -34,21 +38,32 @@ the total, regularisation losses aside), reduced exactly as Keras reduces the to
 same ``sample_weight``, same ``sum_over_batch_size`` mean, averaged over the epoch by
 batch size. On a multi-output model the names carry the output name
 (``restored_l1``).
+
+A plain ``keras.Model`` compiled with ``loss=[a, b]`` on one output keeps Keras' meaning
+(it trains on ``a``): Keras gives a loss no documented way to see the list it is in.
+:class:`tfrestore.callbacks.QueueControl` (which tfrestore's training runner adds) reads
+the documented ``model.loss`` in ``on_train_begin`` and raises
+:class:`~tfrestore.losses.ListOfLossesError` naming :func:`enable_loss_terms`.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
+import contextlib
 import numbers
-import types
 
 import keras
 
-from tfrestore.losses.base import WeightedSum, check_loss_list, check_weight
+from tfrestore.losses.base import (
+    ListOfLossesError,
+    RestorationLoss,
+    WeightedSum,
+    _list_of_losses_message,
+    check_loss_list,
+    check_weight,
+)
 from tfrestore.utils import keras_compat as compat
 
-__all__ = ["enable_loss_terms", "combine_loss_list", "term_names", "LossTermsMixin"]
+__all__ = ["enable_loss_terms", "combine_loss_list", "term_names", "output_losses"]
 
 
 # ------------------------------------------------------------------ the list spelling
@@ -125,6 +140,8 @@ def combine_loss_list(loss, loss_weights, num_outputs):
         return loss, loss_weights
     # Several outputs: per-output meaning; an inner list is that output's sum.
     _check_output_weights(loss_weights)
+    if _is_loss_list(loss) and num_outputs > 1 and len(loss) > num_outputs:
+        raise ListOfLossesError(_list_of_losses_message(len(loss), num_outputs))
     if _is_loss_list(loss):
         return [
             _as_sum(list(l), None, f"loss[{i}]") if _is_loss_list(l) else l
@@ -138,7 +155,7 @@ def combine_loss_list(loss, loss_weights, num_outputs):
     return loss, loss_weights
 
 
-# ------------------------------------------------------------------ per-term trackers
+# ------------------------------------------------------------------ per-term logs
 
 
 def term_names(loss, prefix=""):
@@ -158,115 +175,103 @@ def term_names(loss, prefix=""):
     return names
 
 
-def _output_names(model):
-    names = getattr(model, "output_names", None)
-    if names:
-        return list(names)
-    try:
-        return [f"output_{i}" for i in range(len(model.outputs))]
-    except (AttributeError, ValueError, TypeError):
-        return ["output"]
+def output_losses(loss, output_names):
+    """``[(index, output name, loss)]``: the tfrestore loss of each output in a
+    compiled loss structure (what :func:`combine_loss_list` returns), for the model
+    to compute itself; outputs with a Keras loss, no loss, or one loss broadcast to
+    several outputs are left to Keras.
 
-
-def _weighted_sums(model):
-    """``[(prefix, WeightedSum)]`` of the compiled loss structure."""
-    loss = getattr(model, "loss", None)
-    if loss is None:
-        return []
-    outputs = _output_names(model)
-    if isinstance(loss, WeightedSum):
-        if len(outputs) > 1:
-            return []  # one sum broadcast to every output: Keras logs per output already
-        return [("", loss)]
-    if isinstance(loss, dict):
-        items = list(loss.items())
-    elif _is_loss_list(loss):
-        items = list(zip(outputs, loss))
+    >>> from tfrestore.losses import L1, MSE
+    >>> output_losses(L1() + MSE(), ["restored"])
+    [(0, 'restored', WeightedSum(1 * L1 + 1 * MSE))]
+    >>> [(i, n) for i, n, _ in output_losses({"task": MSE(), "restored": L1()}, ["restored", "task"])]
+    [(0, 'restored'), (1, 'task')]
+    """
+    names = list(output_names)
+    if len(names) == 1:
+        if isinstance(loss, dict) and len(loss) == 1:
+            (loss,) = loss.values()
+        return [(0, names[0], loss)] if isinstance(loss, RestorationLoss) else []
+    if _is_loss_list(loss) and len(loss) == len(names):
+        items = list(zip(names, loss))
+    elif isinstance(loss, dict) and set(loss) <= set(names):
+        items = [(n, loss[n]) for n in names if n in loss]
     else:
-        return []
-    single = len(outputs) == 1
+        return []  # one loss for every output: Keras' own meaning, logged per output
     return [
-        ("" if single else f"{key}_", l) for key, l in items if isinstance(l, WeightedSum)
+        (names.index(n), n, l) for n, l in items if isinstance(l, RestorationLoss)
     ]
 
 
-def attach_term_trackers(model):
-    """Give every ``WeightedSum`` of ``model.loss`` one ``Mean`` tracker per term and
-    register the trackers as model metrics (replacing those of an earlier compile)."""
-    own = compat.model_metric_list(model)
-    for old in getattr(model, "_tfrestore_term_trackers", []):
-        if old in own:
-            own.remove(old)
-    trackers = []
-    for prefix, total in _weighted_sums(model):
-        new = [keras.metrics.Mean(name=n) for n in term_names(total, prefix)]
-        total.track_terms(new)
-        trackers.extend(new)
-    own.extend(trackers)
-    # Stored outside Keras' attribute tracking: the trackers already live in the metric list.
-    object.__setattr__(model, "_tfrestore_term_trackers", trackers)
-    return trackers
+class PerSampleValues(keras.losses.Loss):
+    """The stand-in that :class:`tfrestore.models.RestorationModel` gives Keras'
+    ``compile`` for a tfrestore loss: its ``y_pred`` is that loss's per-sample
+    values, computed by the model's ``compute_loss``; Keras then applies
+    ``sample_weight``, the reduction, ``loss_weights`` and the distribution scaling
+    exactly as for the loss itself. ``model.loss`` stays the loss itself.
+    """
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    @classmethod
+    def of(cls, loss):
+        return cls(name=loss.name, reduction=loss.reduction, dtype=loss.dtype)
+
+    def call(self, y_true, y_pred):
+        del y_true
+        return y_pred
+
+    def get_config(self):
+        return {**super().get_config(), "dtype": self.dtype}
 
 
-# ------------------------------------------------------------------ compile with terms
-
-_COMPILE_PARAMS = list(inspect.signature(keras.Model.compile).parameters)[1:]
-
-
-def _compile_with_terms(model, keras_compile, *args, **kwargs):
-    bound = dict(zip(_COMPILE_PARAMS, args))
-    overlap = set(bound) & set(kwargs)
-    if overlap:
-        raise TypeError(f"compile() got multiple values for {sorted(overlap)}")
-    bound.update(kwargs)
-    if bound.get("loss") is not None:
-        num_outputs = len(getattr(model, "outputs", None) or [None])
-        bound["loss"], bound["loss_weights"] = combine_loss_list(
-            bound["loss"], bound.get("loss_weights"), num_outputs
-        )
-    keras_compile(**bound)
-    attach_term_trackers(model)
-
-
-class LossTermsMixin:
-    """Mixin for ``keras.Model`` subclasses: ``compile`` takes tfrestore's list spelling
-    and logs every term (see the module docstring)."""
-
-    def compile(self, *args, **kwargs):
-        _compile_with_terms(self, super().compile, *args, **kwargs)
-
-    def compile_from_config(self, config):
-        # Keras skips compiling models whose compile() is overridden; this one only
-        # rewrites the loss argument, so the saved compile config applies as is.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if getattr(self, "optimizer", None) is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
+# ------------------------------------------------------------------ enable_loss_terms
 
 
 def enable_loss_terms(model):
-    """Make ``model.compile`` accept ``loss=[L1(), D2SMLoss()]`` (a weighted sum on one
-    output) and log each term as a metric. Returns ``model``.
+    """A :class:`tfrestore.models.RestorationModel` over ``model``'s inputs and
+    outputs (the same layers and weights), whose ``compile`` takes
+    ``loss=[L1(), D2SMLoss()]`` (a weighted sum on one output), logs each term as a
+    metric and tells stateful losses whether a step trains or evaluates.
 
-    tfrestore's own models need no call. For any other Keras model, call this once
-    before ``compile`` (again after ``keras.saving.load_model``, which builds a plain
-    Keras model). A model that was already compiled keeps its loss and starts logging
-    the terms of its ``WeightedSum``.
+    Use the returned model: ``model = enable_loss_terms(model)``. ``model`` itself is
+    left as it is. tfrestore's own models need no call; call it again after
+    ``keras.saving.load_model`` of a plain Keras model. A compiled ``model`` passes
+    its optimizer, loss (a list becomes the sum) and compile settings on; metrics
+    start afresh. Under a ``tf.distribute`` strategy the new model is built in
+    ``model``'s strategy. A subclassed model (no functional ``inputs``/``outputs``)
+    should subclass ``RestorationModel`` instead of ``keras.Model``.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"enable_loss_terms() takes a keras.Model, got {type(model).__name__}."
         )
-    if isinstance(model, LossTermsMixin) or getattr(model, "_tfrestore_loss_terms", False):
+    cls = keras.saving.get_registered_object("tfrestore>RestorationModel")
+    if cls is None:  # registered by tfrestore.models (`import tfrestore` imports it)
+        raise RuntimeError(
+            "enable_loss_terms() needs tfrestore.models: `import tfrestore.models` first."
+        )
+    if isinstance(model, cls):
         return model
-    keras_compile = model.compile  # bound method of the model's class
+    try:
+        inputs, outputs = model.input, model.output
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if inputs is None or outputs is None:
+        raise TypeError(
+            f"enable_loss_terms() needs a functional or Sequential model with known inputs "
+            f"and outputs; {type(model).__name__} has none. Subclass "
+            f"tfrestore.models.RestorationModel instead of keras.Model."
+        )
+    strategy = getattr(model, "distribute_strategy", None)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        new = cls(inputs, outputs, name=model.name)
+        if getattr(model, "compiled", False) and getattr(model, "optimizer", None) is not None:
+            config = dict(model.get_compile_config())
+            config.pop("optimizer", None)
+            config.pop("loss", None)
+            config = keras.saving.deserialize_keras_object(config)
+            new.compile(optimizer=model.optimizer, loss=model.loss, **config)
+    return new
 
-    @functools.wraps(keras_compile)
-    def compile(self, *args, **kwargs):
-        _compile_with_terms(self, keras_compile, *args, **kwargs)
-
-    object.__setattr__(model, "compile", types.MethodType(compile, model))
-    object.__setattr__(model, "_tfrestore_loss_terms", True)
-    if getattr(model, "compiled", False):
-        attach_term_trackers(model)
-    return model
