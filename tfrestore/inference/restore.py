@@ -603,8 +603,14 @@ def save_image(path, image, bit_depth=8):
         raise ValueError(
             f"{path}: 16-bit output needs a .png file (or .tif for greyscale images)"
         )
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
+    from tfrestore.utils.files import atomic_output
+
+    with atomic_output(path) as tmp:  # an interrupted write never leaves half an image
+        _write_pixels(tmp, arr, bit_depth, Image)
+    return path
+
+
+def _write_pixels(path, arr, bit_depth, Image):
     if bit_depth == 16:
         u16 = np.round(np.clip(arr, 0.0, 1.0) * 65535.0).astype(np.uint16)
         if path.lower().endswith(".png"):  # Pillow cannot write 16-bit colour PNGs
@@ -614,12 +620,11 @@ def save_image(path, image, bit_depth=8):
                 f.write(tf.io.encode_png(u16).numpy())
         else:
             Image.fromarray(u16[..., 0]).save(path)
-        return path
+        return
     u8 = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
     if u8.shape[-1] == 2 and os.path.splitext(path)[1].lower() == ".webp":
         u8 = np.concatenate([np.repeat(u8[..., :1], 3, -1), u8[..., 1:]], -1)  # WebP: no LA
     Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8).save(path)
-    return path
 
 
 def supports_16_bit(path, channels):

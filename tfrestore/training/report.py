@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from tfrestore.utils.files import atomic_output
+
 __all__ = ["image_grid", "loss_curve", "read_history"]
 
 _BG = (255, 255, 255)
@@ -81,7 +83,8 @@ def image_grid(rows, path, max_width=256):
             x += size[0] + pad
         y += size[1] + text_h + pad
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    canvas.save(path)
+    with atomic_output(path) as tmp:
+        canvas.save(tmp)
     return path
 
 
@@ -150,6 +153,7 @@ def loss_curve(history, path, terms=None):
             ax.legend(fontsize="small")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path

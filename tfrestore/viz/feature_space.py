@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfrestore.utils.files import atomic_output
+
 __all__ = ["sample_features", "embed_features", "plot_feature_space", "MissingVizDependency"]
 
 
@@ -175,5 +177,6 @@ def plot_feature_space(image_sets, out_path, *, title=None, dpi=120, **embed_kwa
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(str(out_path), dpi=dpi, format="png")
+    with atomic_output(str(out_path)) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     return points, labels
