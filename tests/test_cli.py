@@ -592,7 +592,9 @@ def test_restore_refuses_alpha_into_a_format_without_it_before_loading_the_model
 ):
     src = tmp_path / "logo.png"
     _rgba(src)
-    code = cli.main(["restore", str(src), str(tmp_path / "out.jpg"), "--model", "no.keras"])
+    model = tmp_path / "no.keras"
+    model.write_bytes(b"")  # exists (checked before TensorFlow), but could not be loaded
+    code = cli.main(["restore", str(src), str(tmp_path / "out.jpg"), "--model", str(model)])
     assert_one_line_error(code, capsys.readouterr().err, "alpha channel", ".jpg", ".png")
 
 

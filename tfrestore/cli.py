@@ -391,11 +391,11 @@ def _add_restore(sub):
 def _check_restore(args):
     """Every check of ``tfrestore restore`` that needs no TensorFlow (run before importing it)."""
     _check_inference_args(args)
-    _check_model_path(args.model)
-    _check_input_file(args.input)
     _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
     _check_image_extension(args.output, "output")
     _check_sigma(_parse_number(args.sigma, "--sigma"))
+    _check_model_path(args.model)
+    _check_input_file(args.input)
 
 
 def _cmd_restore(args):
@@ -544,15 +544,15 @@ def _check_eval(args):
     """Every check of ``tfrestore eval`` that needs no TensorFlow (run before importing it)."""
     _check_inference_args(args)
     check_seed(args.seed, "--seed")
-    _check_model_path(args.model)
-    _check_image_source(args.data, "--data")
-    if args.lq:
-        _check_image_source(args.lq, "--lq")
     if args.csv:
         _check_writable(args.csv, "--csv", args.overwrite)
     if args.save_dir:
         check_output_path(args.save_dir, "--save-dir", folder=True)
     _check_sigma(_parse_number(args.sigma, "--sigma"))
+    _check_model_path(args.model)
+    _check_image_source(args.data, "--data")
+    if args.lq:
+        _check_image_source(args.lq, "--lq")
 
 
 def _run_config_for(model_path):
