@@ -153,6 +153,74 @@ def test_help_is_fast_and_imports_no_tensorflow(command):
     assert best < 1.5, f"tfrestore {command} --help took {best:.2f} s"
 
 
+# A mistake costs what --help costs: checked before TensorFlow is imported (issue 21, item 4).
+EARLY_ERRORS = [
+    ("train denoise --config no_such.yaml", "config file not found"),
+    ("train denoise --config denoise_demo --set data.crop_size=3", "'data.crop_size'"),
+    ("train denoise --config denoise_demo --set foo", "override 'foo'"),
+    ("train denoise --config denoise_demo --set train.epochs=abc", "must be an integer"),
+    ("restore missing.png o.png --model m.keras", "'missing.png' does not exist"),
+    ("restore in.png o.png --model nope.keras", "not found: nope.keras"),
+    ("restore in.png o.png --model ffdnet_colour", "preset 'ffdnet_color'"),
+    ("restore in.png o.png --model m.keras --tile 0", "--tile"),
+    ("restore in.png o.png --model m.keras --tile x", "--tile"),
+    ("restore in.png o.png --model m.keras --sigma 25", "--sigma 25/255"),
+    ("restore in.png o.png --model m.keras --max-memory lots", "--max-memory"),
+    ("restore in.png out.png --model m.keras", "already exists"),
+    ("eval --model nope.keras --data default", "not found: nope.keras"),
+    ("eval --model m.keras --data /no/such/images", "/no/such/images"),
+    ("eval --model m.keras --data default --sigma x", "--sigma"),
+    ("convert torch missing.pth o.keras", "'missing.pth' does not exist"),
+    ("convert torch ck.pth o.pt", ".keras or .weights.h5"),
+    ("convert adm missing.pt o.npz", "'missing.pt' does not exist"),
+]
+
+
+@pytest.fixture(scope="module")
+def early_dir(tmp_path_factory):
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("early")
+    for name in ("in.png", "out.png"):
+        Image.new("RGB", (8, 8)).save(folder / name)
+    for name in ("m.keras", "ck.pth"):
+        (folder / name).write_bytes(b"")  # only their existence is checked before TensorFlow
+    return folder
+
+
+@pytest.mark.parametrize("command,needle", EARLY_ERRORS)
+def test_mistakes_fail_fast_without_tensorflow(command, needle, early_dir):
+    """Each mistake in a fresh process: exit code 2, one `error:` line, no TensorFlow or Keras
+    imported (the import log lists every module) and an answer within 1.5 s of wall time."""
+    argv = [sys.executable, "-X", "importtime", "-m", "tfrestore", *command.split()]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    best = float("inf")
+    for _ in range(2):  # the better of two, against a momentarily loaded machine
+        start = time.perf_counter()
+        res = subprocess.run(
+            argv, cwd=early_dir, env=env, capture_output=True, text=True, timeout=120
+        )
+        best = min(best, time.perf_counter() - start)
+        if best < 1.5:
+            break
+    lines = res.stderr.splitlines()
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in lines
+        if line.startswith("import time:")
+    }
+    other = [line for line in lines if not line.startswith("import time:")]
+    assert_one_line_error(res.returncode, "\n".join(other), needle)
+    assert not imported & {"tensorflow", "keras"}, sorted(imported)
+    assert best < 1.5, f"tfrestore {command} took {best:.2f} s"
+
+
+def test_model_preset_names_match_the_presets():
+    from tfrestore.models.presets import PRESETS
+
+    assert set(cli.MODEL_PRESET_NAMES) == set(PRESETS)
+
+
 def test_viz_help_names_the_command(capsys):
     assert run_help(["viz", "--help"], capsys).startswith("usage: tfrestore viz ")
 
@@ -524,7 +592,9 @@ def test_restore_refuses_alpha_into_a_format_without_it_before_loading_the_model
 ):
     src = tmp_path / "logo.png"
     _rgba(src)
-    code = cli.main(["restore", str(src), str(tmp_path / "out.jpg"), "--model", "no.keras"])
+    model = tmp_path / "no.keras"
+    model.write_bytes(b"")  # exists (checked before TensorFlow), but could not be loaded
+    code = cli.main(["restore", str(src), str(tmp_path / "out.jpg"), "--model", str(model)])
     assert_one_line_error(code, capsys.readouterr().err, "alpha channel", ".jpg", ".png")
 
 

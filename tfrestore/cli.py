@@ -134,6 +134,63 @@ def _check_image_extension(path, flag):
         )
 
 
+#: Names of ``tfrestore.models.presets.PRESETS`` (listed here so that a missing ``--model`` is
+#: reported without importing TensorFlow; a test keeps the two equal).
+MODEL_PRESET_NAMES = (
+    "ffdnet_color",
+    "ffdnet_gray",
+    "ffdnet_color_clip",
+    "ffdnet_gray_clip",
+    "cdncnn_b_color",
+    "dncnn_s50_color",
+    "dncnn_s25_gray",
+    "dncnn_s25_gray_kair",
+)
+
+
+def _check_model_path(path):
+    """``--model`` names an existing file or folder or a preset (the messages of
+    :func:`tfrestore.inference.restore.load_model`, without TensorFlow)."""
+    if os.path.exists(path):
+        if os.path.isdir(path) and not any(
+            os.path.isfile(os.path.join(path, n)) for n in ("best.keras", "final.keras")
+        ):
+            raise FileNotFoundError(
+                f"{path} is a directory without best.keras or final.keras; pass a .keras file "
+                "or a training run directory"
+            )
+        return
+    if path in MODEL_PRESET_NAMES:
+        return
+    if os.sep not in path and "." not in path:
+        import difflib
+
+        close = difflib.get_close_matches(path, MODEL_PRESET_NAMES, n=1)
+        if close:
+            raise FileNotFoundError(
+                f"no model file, run directory or preset called {path!r}; did you mean the "
+                f"preset {close[0]!r}?"
+            )
+    raise FileNotFoundError(
+        f"model file or run directory not found: {path} (nor a preset name: see "
+        "tfrestore.models.list_presets())"
+    )
+
+
+def _check_input_file(path):
+    if not os.path.isfile(path):
+        what = "is a folder, not an image file" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(f"image file {path!r} {what}")
+
+
+def _check_image_source(text, flag):
+    """A folder or file that does not exist (a glob is checked when it is expanded)."""
+    if text == "default" or any(c in text for c in "*?["):
+        return
+    if not os.path.exists(text):
+        raise FileNotFoundError(f"{flag}: image folder {text!r} does not exist")
+
+
 # --------------------------------------------------------------------------- subcommands
 
 
@@ -185,7 +242,15 @@ def _add_train(sub):
         "task", choices=TASK_NAMES, metavar="task", help="one of: " + ", ".join(TASK_NAMES)
     )
     add_train_arguments(p, config_required=False)
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, precheck=_check_train)
+
+
+def _check_train(args):
+    """The config (file, keys, --set values and types), --help-config and --print-config,
+    before TensorFlow is imported."""
+    from tfrestore.training.script import check_training
+
+    return check_training(args.task, args)
 
 
 def _cmd_train(args):
@@ -320,7 +385,17 @@ def _add_restore(sub):
         "outputs, 16-bit inputs 16-bit outputs (.png, or .tif for greyscale)",
     )
     _add_inference_options(p)
-    p.set_defaults(func=_cmd_restore)
+    p.set_defaults(func=_cmd_restore, precheck=_check_restore)
+
+
+def _check_restore(args):
+    """Every check of ``tfrestore restore`` that needs no TensorFlow (run before importing it)."""
+    _check_inference_args(args)
+    _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
+    _check_image_extension(args.output, "output")
+    _check_sigma(_parse_number(args.sigma, "--sigma"))
+    _check_model_path(args.model)
+    _check_input_file(args.input)
 
 
 def _cmd_restore(args):
@@ -462,7 +537,22 @@ def _add_eval(sub):
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.add_argument("--save-dir", default=None, help="write the restored images to this folder")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar over the images")
-    p.set_defaults(func=_cmd_eval)
+    p.set_defaults(func=_cmd_eval, precheck=_check_eval)
+
+
+def _check_eval(args):
+    """Every check of ``tfrestore eval`` that needs no TensorFlow (run before importing it)."""
+    _check_inference_args(args)
+    check_seed(args.seed, "--seed")
+    if args.csv:
+        _check_writable(args.csv, "--csv", args.overwrite)
+    if args.save_dir:
+        check_output_path(args.save_dir, "--save-dir", folder=True)
+    _check_sigma(_parse_number(args.sigma, "--sigma"))
+    _check_model_path(args.model)
+    _check_image_source(args.data, "--data")
+    if args.lq:
+        _check_image_source(args.lq, "--lq")
 
 
 def _run_config_for(model_path):
@@ -696,7 +786,13 @@ def main(argv=None):
     """Entry point (``tfrestore`` console script and ``python -m tfrestore``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    return run_command(args.func, args, debug=args.debug, tensorflow=args.tensorflow)
+    return run_command(
+        args.func,
+        args,
+        debug=args.debug,
+        tensorflow=args.tensorflow,
+        precheck=getattr(args, "precheck", None),
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,27 @@ _DESCRIPTION = (
 )
 
 
+def _check_exists(path, what):
+    import os
+
+    if path and not os.path.isfile(path):
+        why = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(f"{what} {path!r} {why}")
+
+
+def _check_adm(args):
+    """The checks of ``convert adm`` that need no TensorFlow (run before importing it)."""
+    from tfrestore.utils.files import check_output
+
+    output = args.output
+    if not (output.endswith(".weights.h5") or output.endswith(".npz")):
+        raise ValueError(f"output must end in .weights.h5 or .npz, got {output!r}")
+    _check_exists(args.checkpoint, "checkpoint file")
+    _check_exists(args.config, "--config file")
+    _check_exists(args.verify, "--verify file")
+    check_output(output, "output", args.overwrite, (args.checkpoint, args.verify, args.config))
+
+
 def _convert_adm(args):
     import numpy as np
 
@@ -37,12 +58,10 @@ def _convert_adm(args):
     from tfrestore.diffusion.config import adm_config
     from tfrestore.diffusion.unet import ADMUNet
 
-    from tfrestore.utils.files import atomic_output, check_output
+    from tfrestore.utils.files import atomic_output
 
     output = args.output
-    if not (output.endswith(".weights.h5") or output.endswith(".npz")):
-        raise ValueError(f"output must end in .weights.h5 or .npz, got {output!r}")
-    check_output(output, "output", args.overwrite, (args.checkpoint, args.verify, args.config))
+    _check_adm(args)
     if args.config:
         with open(args.config) as f:
             try:
@@ -75,10 +94,11 @@ def _convert_adm(args):
     return 0
 
 
-def _convert_released(args):
+def _check_released(args):
+    """The checks of ``convert matconvnet|torch`` that need no TensorFlow (run before it)."""
     import os
 
-    from tfrestore.utils.files import atomic_output, check_output
+    from tfrestore.utils.files import check_output
 
     source, output = args.checkpoint, args.output
     if not (output.endswith(".weights.h5") or output.endswith(".keras")):
@@ -90,6 +110,13 @@ def _convert_released(args):
     if (args.kind == "matconvnet") != is_mat:
         other = "matconvnet" if is_mat else "torch"
         raise ValueError(f"{source!r} looks like a {other} file: use `tfrestore convert {other}`")
+
+
+def _convert_released(args):
+    from tfrestore.utils.files import atomic_output
+
+    source, output = args.checkpoint, args.output
+    _check_released(args)
     from tfrestore.models.released import load_released_weights, read_released
     from tfrestore import models
 
@@ -158,7 +185,7 @@ def add_parser(subparsers, parents=(), formatter_class=argparse.HelpFormatter, w
         "NHWC): the converted UNet must reproduce them, else nothing is written",
     )
     adm.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    adm.set_defaults(func=_convert_adm)
+    adm.set_defaults(func=_convert_adm, precheck=_check_adm)
     for kind, what, example in (
         ("matconvnet", "MatConvNet simplenn .mat (MATLAB v7.3)", "FFDNet_color.mat"),
         ("torch", "PyTorch state dict .pth (zip or legacy format)", "dncnn_25.pth"),
@@ -177,7 +204,7 @@ def add_parser(subparsers, parents=(), formatter_class=argparse.HelpFormatter, w
         p.add_argument("checkpoint", help=f"input {example}")
         p.add_argument("output", help="output .keras or .weights.h5")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-        p.set_defaults(func=_convert_released)
+        p.set_defaults(func=_convert_released, precheck=_check_released)
     return convert
 
 

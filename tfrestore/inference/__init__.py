@@ -11,28 +11,16 @@
 The command line front end is ``tfrestore restore`` / ``tfrestore eval``.
 """
 
-from tfrestore.inference.evaluate import add_mean_row, evaluate_model, format_table, write_csv
-from tfrestore.inference.restore import (
-    find_model_file,
-    input_requirements,
-    load_model,
-    predict_image,
-    save_image,
-)
-from tfrestore.inference.tiling import blend_window, receptive_field, tile_starts, tiled_predict
+from tfrestore.utils.lazy import lazy_attributes
 
-__all__ = [
-    "tiled_predict",
-    "receptive_field",
-    "tile_starts",
-    "blend_window",
-    "load_model",
-    "find_model_file",
-    "input_requirements",
-    "predict_image",
-    "save_image",
-    "evaluate_model",
-    "add_mean_row",
-    "format_table",
-    "write_csv",
-]
+# Imported on first access, so that the command line checks --max-memory
+# (:mod:`~tfrestore.inference.memory`) without loading TensorFlow.
+__getattr__, __dir__, __all__ = lazy_attributes(
+    __name__,
+    {
+        "tiling": ("tiled_predict", "receptive_field", "tile_starts", "blend_window"),
+        "restore": ("load_model", "find_model_file", "input_requirements", "predict_image",
+                    "save_image"),
+        "evaluate": ("evaluate_model", "add_mean_row", "format_table", "write_csv"),
+    },
+)

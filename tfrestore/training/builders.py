@@ -485,8 +485,37 @@ def build_loss(terms, path="losses"):
 # --------------------------------------------------------------------------- optimizer / schedule
 
 
+#: Largest share of a run's steps spent warming up: a shortened run (``--epochs 1
+#: --steps-per-epoch 3``) keeps learning instead of spending its steps in the warm-up.
+WARMUP_MAX_FRACTION = 0.1
+#: Final learning rate of a cosine schedule, as a fraction of the peak, unless
+#: ``schedule.args.alpha`` is set: a run never ends at learning rate 0.
+COSINE_FLOOR = 0.01
+
+
+def _capped_warmup(warmup, total_steps, path="schedule"):
+    """``warmup`` capped at 10 % of the run's steps (at least 1 step when the config asks for a
+    warm-up, 0 in a 1-step run), with one line saying so when it had to shrink."""
+    if warmup <= 0:
+        return 0
+    cap = max(0, min(max(1, int(total_steps * WARMUP_MAX_FRACTION)), total_steps - 1))
+    if warmup <= cap:
+        return warmup
+    print(
+        f"[tfrestore] schedule: warm-up {warmup} -> {cap} step{'' if cap == 1 else 's'} (at most "
+        f"{round(WARMUP_MAX_FRACTION * 100)} % of a {total_steps}-step run; "
+        f"'{path}.warmup_steps' is {warmup})",
+        flush=True,
+    )
+    return cap
+
+
 def build_schedule(sched_cfg, learning_rate, total_steps, path="schedule"):
     """A learning rate (float) or ``LearningRateSchedule`` for ``total_steps`` steps.
+
+    The warm-up (``warmup_steps``) takes at most 10 % of the run (a shortened run says so in
+    one line and still learns); a cosine schedule ends at ``alpha`` (default 1 %) of the peak
+    learning rate, not at 0.
 
     >>> s = build_schedule({"type": "step", "warmup_steps": 0,
     ...                     "args": {"milestones": [10], "gamma": 0.5}}, 1e-3, 20)
@@ -507,15 +536,7 @@ def build_schedule(sched_cfg, learning_rate, total_steps, path="schedule"):
                     f"{', '.join(allowed) or '(none)'}"
                 )
 
-    if warmup >= total_steps:
-        # A short trial run (--epochs 1 --steps-per-epoch 5) should not turn a valid config invalid.
-        print(
-            f"[tfrestore] note: '{path}.warmup_steps' ({warmup}) shortened to {total_steps - 1} "
-            "for a "
-            f"{total_steps}-step run",
-            flush=True,
-        )
-        warmup = max(0, total_steps - 1)
+    warmup = _capped_warmup(warmup, total_steps, path)
     if kind == "constant":
         only()
         if not warmup:
@@ -530,7 +551,7 @@ def build_schedule(sched_cfg, learning_rate, total_steps, path="schedule"):
         return sch.CosineDecay(
             initial_learning_rate=0.0 if warmup else learning_rate,
             decay_steps=max(1, total_steps - warmup),
-            alpha=float(args.get("alpha", 0.0)),
+            alpha=float(args.get("alpha", COSINE_FLOOR)),
             warmup_target=learning_rate if warmup else None,
             warmup_steps=warmup,
         )

@@ -8,7 +8,7 @@ import os
 
 from tfrestore.training.config import TASK_NAMES, ConfigError
 
-__all__ = ["add_train_arguments", "run_training", "script_main", "TASK_HELP"]
+__all__ = ["add_train_arguments", "check_training", "run_training", "script_main", "TASK_HELP"]
 
 TASK_HELP = {
     "denoise": "Gaussian denoising (e.g. DnCNN / FFDNet / LiuDenoiser)",
@@ -136,12 +136,11 @@ def _allowed_imports(args):
     return check_allowed_imports(getattr(args, "allow_import", None) or (), "--allow-import")
 
 
-def run_training(task, args):
-    """Run (or describe) a training from parsed arguments; returns an exit code.
-
-    Mistakes in the config or the run directory raise ``ConfigError`` (a ``ValueError``) or
-    ``ImageFileError``; the command line prints them as one line.
-    """
+def check_training(task, args):
+    """The part of :func:`run_training` that needs no TensorFlow: ``--help-config``, the config
+    (file, keys, ``--set`` values, types) and ``--print-config``. Returns an exit code when
+    the command is finished, else None (the resolved config is kept on ``args``). The command
+    line runs it before importing TensorFlow, so that a mistake fails at once."""
     from tfrestore.training.config import describe_config, dump_config, load_config
 
     if args.help_config:
@@ -156,6 +155,22 @@ def run_training(task, args):
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
+    args.resolved_config = cfg
+    return None
+
+
+def run_training(task, args):
+    """Run (or describe) a training from parsed arguments; returns an exit code.
+
+    Mistakes in the config or the run directory raise ``ConfigError`` (a ``ValueError``) or
+    ``ImageFileError``; the command line prints them as one line.
+    """
+    cfg = getattr(args, "resolved_config", None)
+    if cfg is None:
+        code = check_training(task, args)
+        if code is not None:
+            return code
+        cfg = args.resolved_config
     from tfrestore.training.runner import train
 
     train(
@@ -187,4 +202,9 @@ def script_main(task, argv=None, default_config=None, description=None):
     args = parser.parse_args(argv)
     from tfrestore.utils.command import run_command
 
-    return run_command(lambda a: run_training(task, a), args, debug=args.debug)
+    return run_command(
+        lambda a: run_training(task, a),
+        args,
+        debug=args.debug,
+        precheck=lambda a: check_training(task, a),
+    )

@@ -98,15 +98,22 @@ def one_line(exc):
 _USER_ERRORS = (CliError, OSError, ValueError)
 
 
-def run_command(func, args, debug=False, tensorflow=True):
+def run_command(func, args, debug=False, tensorflow=True, precheck=None):
     """Run ``func(args)`` as a command: its exit code, or 2 after one ``error:`` line.
 
     ``debug``: tracebacks and TensorFlow's log instead. ``tensorflow``: import TensorFlow first
     (quietly), so that its start-up log lines are filtered wherever the command imports it.
+    ``precheck(args)``: checks of flags, files and configs run before TensorFlow is imported
+    (a mistake costs a fraction of a second, not TensorFlow's start-up); it may return an exit
+    code to finish the command without TensorFlow (``--print-config``), else None.
     """
     from tfrestore.utils.tf_logging import import_tensorflow
 
     try:
+        if precheck is not None:
+            code = precheck(args)
+            if code is not None:
+                return code
         if tensorflow:
             import_tensorflow(verbose=debug)
         return func(args) or 0
