@@ -12,7 +12,7 @@ values). Every row is guarded: an error prints on its row and the check goes on.
 Rows stop when ``--budget-s`` is spent (the remaining ones print ``skipped``).
 
 Losses (GPU sizes): L1; Perceptual (VGG16); PDL (VGG16 conv4_3); D2SM with exact
-windows (``patch_mode="image"``, the paper's 224-px windows every 56 px on 512-px
+windows (the backbone on every window: the paper's 224-px windows every 56 px on 512-px
 crops), D2SM on whole images with a 1024-row queue (VGG19 conv5_4) with the released
 code's ``eps=1e-6`` (``q x q`` similarity cache), the same with ``eps=0`` (the default:
 queue row sums, no ``q x q`` cache); DiffLoss with
@@ -104,8 +104,7 @@ def _make_loss(name, cfg, smoke):
     if name == "PDL":
         return PDLoss(layers="relu4_3", weights=None)
     if name == "D2SM exact windows":
-        return D2SMLoss(weights=None, patch_size=cfg["patch"], patch_stride=cfg["stride"],
-                        patch_mode="image")
+        return D2SMLoss(weights=None, patch_size=cfg["patch"], patch_stride=cfg["stride"])
     if name == "D2SM whole image + queue":  # the released code's eps: q x q cache
         return D2SMLoss(weights=None, patch_size=None, queue_size=cfg["queue"],
                         image_size=cfg["size"], eps=1e-6)

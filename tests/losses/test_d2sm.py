@@ -606,8 +606,12 @@ def test_bad_arguments_raise_clear_errors(rng):
     assert D2SMLoss(weights=None, layers=["relu1_2"], patch_size=None).layers == "relu1_2"
     with pytest.raises(ValueError, match="fewer than 3 samples"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:1], p[:1])
-    with pytest.raises(ValueError, match="patch_mode='feature' was removed.*patch_mode='image'"):
+    with pytest.raises(TypeError, match="patch_mode='feature' was removed.*drop the argument"):
         D2SMLoss(feature_extractor=tiny_features, patch_mode="feature")
+    with pytest.raises(TypeError, match=r"patch_mode=\.\.\.\) was removed.*drop the argument"):
+        D2SMLoss(feature_extractor=tiny_features, patch_mode="image")
+    old = D2SMLoss(weights=None, patch_size=None).get_config()
+    assert D2SMLoss.from_config({**old, "patch_mode": "image"}).get_config() == old
     with pytest.raises(ValueError, match="too small"):
         D2SMLoss(feature_extractor=tiny_features, patch_size=None)(y[:, :3, :3], p[:, :3, :3])
     with pytest.raises(ValueError, match="queue was sized"):
@@ -615,7 +619,6 @@ def test_bad_arguments_raise_clear_errors(rng):
     for kwargs, match in [
         (dict(divergence="kld"), "divergence"),
         (dict(kl_reduction="sum"), "kl_reduction"),
-        (dict(patch_mode="fast"), "patch_mode"),
         (dict(preprocessing="imagenet"), "preprocessing"),
         (dict(queue_size=-1), "queue_size"),
         (dict(patch_size=0), "patch_size"),

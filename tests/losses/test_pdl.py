@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore.losses import PDLoss, ProjectedDistributionLoss
+from tfrestore.losses import PDLoss
 from tfrestore.losses.wasserstein import wasserstein_1d
 from tfrestore.testing import run_loss_test
 
@@ -362,8 +362,11 @@ def test_too_few_projections_for_channels(rng):
         PDLoss(feature_extractor=pixel_features, projection="random_sphere", projection_multiple=0.1).call(y, p)
 
 
-def test_alias_and_functional_helper():
-    assert ProjectedDistributionLoss is PDLoss
+def test_old_name_is_refused_with_the_new_one_and_functional_helper():
+    import tfrestore.losses
+
+    with pytest.raises(AttributeError, match="ProjectedDistributionLoss was renamed PDLoss"):
+        tfrestore.losses.ProjectedDistributionLoss
     u = tf.constant([[3.0, 1.0, 2.0, 10.0]])
     v = tf.constant([[0.0, 2.0, 1.0, 4.0]])
     np.testing.assert_allclose(wasserstein_1d(u, v, p=2), [(1 + 1 + 1 + 36) / 4])

@@ -15,7 +15,7 @@ from tfrestore.losses.d2sm import D2SMLoss
 from tfrestore.losses.diffloss import DiffLoss
 from tfrestore.losses.gradient_ratio import format_gradient_ratios, gradient_ratios, loss_terms
 from tfrestore.losses.lpips import LPIPSLoss
-from tfrestore.losses.pdl import PDLoss, ProjectedDistributionLoss
+from tfrestore.losses.pdl import PDLoss
 from tfrestore.losses.perceptual import PerceptualLoss
 from tfrestore.losses.pixel import L1, MSE, Charbonnier
 from tfrestore.losses.ssim import MSSSIMLoss, SSIMLoss
@@ -31,7 +31,6 @@ __all__ = [
     "Charbonnier",
     "PerceptualLoss",
     "PDLoss",
-    "ProjectedDistributionLoss",
     "ContextualLoss",
     "LPIPSLoss",
     "D2SMLoss",
@@ -43,3 +42,15 @@ __all__ = [
     "format_gradient_ratios",
     "loss_terms",
 ]
+
+
+_RENAMED = {"ProjectedDistributionLoss": "PDLoss"}
+
+
+def __getattr__(name):
+    if name in _RENAMED:
+        raise AttributeError(
+            f"tfrestore.losses.{name} was renamed {_RENAMED[name]}: use "
+            f"tfrestore.losses.{_RENAMED[name]}"
+        )
+    raise AttributeError(f"module 'tfrestore.losses' has no attribute {name!r}")

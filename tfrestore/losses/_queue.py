@@ -1,6 +1,6 @@
 """Feature queue ("memorised historic sampling") shared by stateful losses.
 
-Design (measured in keras_notes §1, see the D2SM docs):
+Design (measured with Keras 3.15 / TF 2.21; see the D2SM docs):
 
 * the state is plain ``tf.Variable`` s created in ``__init__`` with
   ``aggregation=ONLY_FIRST_REPLICA``: built inside ``strategy.scope()`` they are

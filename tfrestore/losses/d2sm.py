@@ -119,8 +119,7 @@ DEFAULT_LAYER = "conv5_4"
 #: L2 normalisation ``f / (||f|| + 1e-6)`` of the released code, whatever ``eps``
 #: (an all-zero row stays finite, with a bounded gradient).
 NORM_EPS = 1e-6
-PATCH_MODES = ("image",)
-# Measured on torchvision VGG16 conv5_3 and kodak24 crops (issue 12.2): windows cut
+# Measured on torchvision VGG16 conv5_3 and kodak24 crops: windows cut
 # from one whole-image feature map gave gradients with cosine 0.3-0.4 to the exact ones
 # (border cells see image context instead of the window's zero padding, and the
 # pooling phase differs); an approximation that points elsewhere is not offered.
@@ -128,8 +127,8 @@ _FEATURE_MODE_REMOVED = (
     "patch_mode='feature' was removed: windows cut from a whole-image feature map gave "
     "gradients far from the exact windows' (per-image cosine 0.32-0.40 on average, "
     "-0.06 at worst, on VGG16 conv5_3 and kodak24 crops). "
-    "Use patch_mode='image' (exact; cost grows with the number of windows: use a larger "
-    "patch_stride to reduce it)."
+    "D2SMLoss cuts windows from the image (exact; cost grows with the number of windows: use "
+    "a larger patch_stride to reduce it); drop the argument."
 )
 
 
@@ -173,11 +172,8 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             ``"none"``, a mean/std dict).
         patch_size, patch_stride: sliding windows (paper: 224 and 56 on 512x512
             crops; ``patch_stride=None`` means ``patch_size``). ``patch_size=None``:
-            every whole image is one sample.
-        patch_mode: ``"image"`` (the only mode: the backbone runs on every window,
-            as in the paper). The former ``"feature"`` mode (windows cut from one
-            whole-image feature map) was removed because its gradients were far from
-            the exact ones (mean cosine 0.3-0.4 on real VGG16 features).
+            every whole image is one sample. The backbone runs on every window, as in
+            the paper.
         group_by_image: one similarity set per image (its patches, plus the queue)
             instead of one set for the whole global batch (the released code).
         queue_size: number of historic rows kept per domain (0 = no queue, the
@@ -252,20 +248,19 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
     uses_training = True
 
     _config_attrs = (
-        "patch_size", "patch_stride", "patch_mode", "group_by_image", "queue_size",
+        "patch_size", "patch_stride", "group_by_image", "queue_size",
         "channels", "divergence", "include_diagonal", "kl_reduction", "eps", "temperature",
     )
 
     def __init__(
         self,
-        backbone="vgg19",
         layers=None,
+        backbone="vgg19",
         weights="imagenet",
         preprocessing=None,
         feature_extractor=None,
         patch_size=224,
         patch_stride=56,
-        patch_mode="image",
         group_by_image=False,
         queue_size=0,
         image_size=None,
@@ -278,14 +273,18 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
         name="d2sm",
         **kwargs,
     ):
+        if "patch_mode" in kwargs:
+            raise TypeError(
+                _FEATURE_MODE_REMOVED
+                if kwargs["patch_mode"] == "feature"
+                else "D2SMLoss(patch_mode=...) was removed: windows are always cut from the "
+                "image (its only mode); drop the argument"
+            )
         super().__init__(name=name, **kwargs)
         # One layer: D2SM compares the similarity structure of one layer's features.
         layers = one_layer(layers, "D2SMLoss")
         if isinstance(preprocessing, str):
             check_choice(preprocessing, PREPROCESSING_NAMES, "preprocessing")
-        if patch_mode == "feature":
-            raise ValueError(_FEATURE_MODE_REMOVED)
-        check_choice(patch_mode, PATCH_MODES, "patch_mode")
         check_choice(divergence, DIVERGENCES, "divergence")
         check_choice(kl_reduction, KL_REDUCTIONS, "kl_reduction")
         if patch_size is not None:
@@ -322,7 +321,6 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             )
         self.patch_size = patch_size
         self.patch_stride = patch_stride
-        self.patch_mode = patch_mode
         self.group_by_image = bool(group_by_image)
         self.queue_size = int(queue_size)
         self.image_size = _pair(image_size, "image_size")
@@ -651,6 +649,13 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             raise failed[1]
         if loaded:
             self._failed_load = None
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("patch_mode") == "image":  # saved before the argument was removed
+            del config["patch_mode"]
+        return super().from_config(config)
 
     def get_config(self):
         return {

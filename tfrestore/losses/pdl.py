@@ -29,7 +29,7 @@ from tfrestore.losses.projections import PROJECTIONS, projection_matrix
 from tfrestore.losses.wasserstein import wasserstein_1d
 from tfrestore.utils.validation import check_choice
 
-__all__ = ["PDLoss", "ProjectedDistributionLoss"]
+__all__ = ["PDLoss"]
 
 CHANNEL_REDUCTIONS = ("mean", "sum")
 #: VGG16 conv4_3 after its ReLU: the paper's "VGG16 conv4" (Keras ``block4_conv3``)
@@ -296,5 +296,3 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
         super().load_own_variables(store)
         _counter.load(store, self._state_variables())
 
-
-ProjectedDistributionLoss = PDLoss

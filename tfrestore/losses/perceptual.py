@@ -14,7 +14,7 @@ which is ``nn.MSELoss``), and ``"mse"`` + ``"sum"`` is the squared Euclidean
 distance between the C-dimensional feature vectors, averaged over positions --
 Liu et al.'s ``L_P = 1/(H W) sum_ij (phi(F(x))_ij - phi(x~)_ij)^2`` read with a
 vector-valued ``phi``. The two differ by the factor ``C`` (256 at relu3_3); the
-paper is ambiguous (reference_spec §2.4) so both are exposed, and loss weights
+paper's formula allows both readings, so both are exposed, and loss weights
 tuned under one reduction do not transfer to the other.
 
 Presets from the papers this library follows:

@@ -52,7 +52,7 @@ def configure_logical_cpus(n=2):
 
 def get_mirrored_strategy():
     """One process-wide 2-replica ``MirroredStrategy`` (a second instance breaks
-    collectives in TF 2.21, see keras_notes §1.7), or None if only 1 CPU device."""
+    collectives in TF 2.21), or None if only 1 CPU device."""
     global _STRATEGY
     if _STRATEGY is None:
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]

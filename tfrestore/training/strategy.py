@@ -1,7 +1,7 @@
 """Distribution strategy selection (one strategy object per process).
 
 TF 2.21 breaks collectives when a second ``MirroredStrategy`` is created in a
-process (keras_notes §1.7), so each strategy is created once and reused.
+process (measured: the second one's all-reduce fails), so each strategy is created once and reused.
 
 ``multi_worker`` (or ``auto`` when the ``TF_CONFIG`` environment variable names
 a cluster of more than one task) gives a
