@@ -12,7 +12,7 @@ Two measurements, each side by side in this one process:
 
 The former ``patch_mode="feature"`` (windows cut from one whole-image feature map)
 was removed: on torchvision VGG16 conv5_3 its gradients had a mean cosine of 0.3-0.4
-with the exact windows' (issue 12.2). ``python -m bench d2sm_signal`` measures D2SM's
+with the exact windows'. ``python -m bench d2sm_signal`` measures D2SM's
 gradient strength against L1.
 
 Queue memory is printed for every configuration used.
