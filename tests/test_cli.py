@@ -460,8 +460,8 @@ def test_train_command_dispatches_to_the_runner(capsys):
     assert cli.main(["train", "dehaze", "--config", config, "--print-config", "--crop", "96"]) == 0
     out = capsys.readouterr().out
     assert "task: dehaze" in out and "crop: 96" in out
-    assert cli.main(["train", "derain", "--config", config, "--print-config"]) == 2
-    assert "this entry point trains 'derain'" in capsys.readouterr().err
+    assert cli.main(["train", "--config", config, "--print-config"]) == 0  # the task is optional
+    assert "task: dehaze" in capsys.readouterr().out
     assert cli.main(["train", "dehaze"]) == 2
     assert "--config is required" in capsys.readouterr().err
     assert cli.main(["train", "dehaze", "--help-config"]) == 0
@@ -647,3 +647,124 @@ def test_train_seed_out_of_range_names_the_key(seed, shown, capsys):
                      "--print-config"])
     assert_one_line_error(code, capsys.readouterr().err, "config key 'seed'",
                           "from 0 to 4294967295", shown)
+
+
+# ------------------------------------------------------------ messages a person can act on
+
+
+def _tfrestore(argv, cwd, env=None, timeout=300):
+    """``tfrestore ARGV`` in a fresh process started in ``cwd``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tfrestore", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_task_is_optional_and_a_mismatch_names_both_and_the_cli(capsys):
+    assert cli.main(["train", "--config", "denoise_ffdnet_l1", "--print-config"]) == 0
+    assert "task: denoise" in capsys.readouterr().out
+    assert cli.main(["train", "denoise", "--config", "denoise_ffdnet_l1", "--print-config"]) == 0
+    capsys.readouterr()
+    code = cli.main(["train", "dehaze", "--config", "denoise", "--print-config"])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, "the config denoise trains 'denoise' (its key 'task'), "
+                          "not 'dehaze'", "'tfrestore train --config denoise'")
+    assert "train/denoise.py" not in err  # the command line, not a script, is named
+
+
+def test_config_path_is_relative_to_the_callers_directory(tmp_path):
+    """From any directory: a config file relative to the cwd, or a shipped name."""
+    (tmp_path / "cfgs").mkdir()
+    text = (REPO / "train" / "configs" / "dehaze.yaml").read_text()
+    (tmp_path / "cfgs" / "mine.yaml").write_text(text.replace("seed: 0", "seed: 77"))
+    res = _tfrestore(["train", "--config", "cfgs/mine.yaml", "--print-config"], tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "seed: 77" in res.stdout and "task: dehaze" in res.stdout
+    res = _tfrestore(["train", "--config", "denoise_demo", "--print-config"], tmp_path)
+    assert res.returncode == 0 and "name: denoise_demo" in res.stdout, res.stderr[-2000:]
+
+
+def test_unset_data_dir_is_named_not_shown_as_a_literal_path(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TFRESTORE_DATA_DIR"}
+    res = subprocess.run(
+        [sys.executable, "-m", "tfrestore", "train", "--config", "denoise"], cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300,
+    )
+    assert_one_line_error(res.returncode, res.stderr, "TFRESTORE_DATA_DIR is not set",
+                          "set it to the folder holding cbsd432/", "data.train.source")
+    assert not os.listdir(tmp_path)  # refused before any run directory was made
+
+
+def test_keras_call_wrapper_and_ansi_codes_do_not_reach_the_error_line(tmp_path, capsys):
+    code = cli.main(["train", "--config", "dehaze", "--set", "data.crop=63",
+                     "--set", "data.train.source=default", "--set", "data.val.source=default",
+                     "--set", "data.test.source=default",
+                     "--set", "model.args={channels: 3, filters: 4, levels: 2}",
+                     "-o", str(tmp_path / "run"), "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, "error: UNet: `inputs` must have height and width "
+                          "divisible by", "got 63x63")
+    assert "\x1b" not in err and "Exception encountered" not in err
+    assert "Arguments received" not in err
+
+
+def test_images_only_in_sub_folders_hint_a_glob_on_the_command_line(saved_model, image_dir,
+                                                                     tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(image_dir, tmp_path / "data" / "sub")
+    code = cli.main(["eval", "--model", str(saved_model[0]), "--data", str(tmp_path / "data"),
+                     "--degradation", "gaussian_noise", "--lpips", "off", "--quiet"])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, "sub-folders hold images", "**")
+    assert "recursive=True" not in err
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["{type: gaussian_noise, sigma: 25/255}", "{type: gaussian_noise, args: {sigma: 25/255}}"],
+)
+def test_eval_takes_both_degradation_spellings(spelling, saved_model, image_dir, capsys):
+    assert cli.main(["eval", "--model", str(saved_model[0]), "--data", str(image_dir),
+                     "--degradation", spelling, "--lpips", "off", "--quiet"]) == 0
+    assert "GaussianNoise(sigma=0.098" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "spelling,needles",
+    [
+        ("{type: gaussian_noise, sigmaa: 0.1}", ["no parameter 'sigmaa'", "sigma, clip"]),
+        ("{type: gaussian_noise, args: 3}", ["'args' must be a mapping"]),
+        ("{type: gaussian_noise, sigma: 0.1, args: {sigma: 0.2}}", ["sigma given both"]),
+        ("[1, 2]", ["--degradation must be a degradation name or a YAML mapping"]),
+        ("{type: nope}", ["Unknown degradation type 'nope'", "gaussian_noise"]),
+    ],
+)
+def test_eval_degradation_mistakes_are_user_errors(spelling, needles, saved_model, image_dir,
+                                                   capsys):
+    code = cli.main(["eval", "--model", str(saved_model[0]), "--data", str(image_dir),
+                     "--degradation", spelling, "--lpips", "off", "--quiet"])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, *needles)
+    assert "internal error" not in err
+
+
+def test_eval_progress_bar_shows_the_running_mean(saved_model, image_dir, tmp_path, capsys):
+    csv_path = tmp_path / "t.csv"
+    assert cli.main(["eval", "--model", str(saved_model[0]), "--data", str(image_dir),
+                     "--degradation", "{type: gaussian_noise, sigma: 25/255}", "--lpips", "off",
+                     "--csv", str(csv_path)]) == 0
+    out = capsys.readouterr().out
+    shown = float(out.split("mean_psnr_out: ")[-1].split()[0])
+    with open(csv_path) as f:
+        mean = [r for r in csv.DictReader(f) if r["image"] == "mean"][0]
+    assert shown == pytest.approx(float(mean["psnr_out"]), abs=1e-3)
+
+
+def test_mixed_precision_on_a_cpu_warns_once(tmp_path):
+    res = _tfrestore(["train", "--config", "denoise_demo", "--mixed-precision",
+                      "--set", f"data.train.source={tmp_path / 'none'}", "-o",
+                      str(tmp_path / "run")], tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    lines = res.stderr.strip().splitlines()
+    warnings = [ln for ln in lines if "mixed_float16" in ln]
+    assert len(warnings) == 1 and "no GPU" in warnings[0], res.stderr[-2000:]
+    assert lines[-1].startswith("error: ") and res.returncode == 2

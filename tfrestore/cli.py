@@ -231,7 +231,9 @@ def _add_train(sub):
         help="train a restoration model from a YAML config",
         description="Train a restoration model with model.fit from a YAML config (model, weighted "
         "losses, data, optimizer/schedule, epochs): a shipped config's name ('tfrestore configs' "
-        "lists them) or a file. Writes config.yaml, history.csv, TensorBoard logs, best.keras, "
+        "lists them) or a file, e.g. 'tfrestore train --config denoise_demo' (the task is "
+        "optional: the config names it). Writes config.yaml, history.csv, TensorBoard logs, "
+        "best.keras, "
         "final.keras and a held-out report to the run directory; re-running a killed run with "
         "the same config resumes it. A run directory holding other results (a finished run, a "
         "different config) is refused unless --overwrite is given; two trainings cannot share a "
@@ -239,7 +241,12 @@ def _add_train(sub):
         epilog="tasks:\n" + "\n".join(f"  {t:<17} {TASK_HELP[t]}" for t in TASK_NAMES),
     )
     p.add_argument(
-        "task", choices=TASK_NAMES, metavar="task", help="one of: " + ", ".join(TASK_NAMES)
+        "task",
+        nargs="?",
+        choices=TASK_NAMES,
+        metavar="task",
+        help="optional, the config names it (a different task is refused): one of "
+        + ", ".join(TASK_NAMES),
     )
     add_train_arguments(p, config_required=False)
     p.set_defaults(func=_cmd_train, precheck=_check_train)
@@ -509,8 +516,9 @@ def _add_eval(sub):
     p.add_argument(
         "--degradation",
         default=None,
-        help='synthetic degradation as YAML, e.g. "{type: gaussian_noise, sigma: 25/255}" '
-        "(default: the run's config)",
+        help='synthetic degradation as YAML, e.g. "{type: gaussian_noise, sigma: 25/255}" or '
+        'the config spelling "{type: gaussian_noise, args: {sigma: 25/255}}" (default: the '
+        "run's config)",
     )
     _int_option(p, "--scale", 1, "SR scale of --lq pairs")
     _int_option(p, "--seed", 0, "seed of the synthetic degradation")
@@ -632,7 +640,15 @@ def _cmd_eval(args):
                 raise CliError(f"--degradation is not valid YAML ({one_line(e)})") from None
             if isinstance(spec, str):
                 spec = {"type": spec}
-            deg = data.get_degradation(spec)
+            if not isinstance(spec, dict):
+                raise CliError(
+                    "--degradation must be a degradation name or a YAML mapping, e.g. "
+                    f'"{{type: gaussian_noise, sigma: 25/255}}"; got {args.degradation!r}'
+                )
+            try:
+                deg = data.get_degradation(spec)
+            except (TypeError, ValueError) as e:
+                raise CliError(f"--degradation {args.degradation!r}: {one_line(e)}") from None
         else:
             cfg = _run_config_for(args.model)
             if cfg is None:
@@ -689,7 +705,7 @@ def _add_configs(sub):
         "configs",
         help="list the shipped training configs, or print one",
         description="The training configs shipped with tfrestore (train/configs/ of the source "
-        "tree). 'tfrestore train TASK --config NAME' accepts these names; copy one with "
+        "tree). 'tfrestore train --config NAME' accepts these names; copy one with "
         "'tfrestore configs show NAME > my.yaml' to edit it.",
     )
     actions = p.add_subparsers(

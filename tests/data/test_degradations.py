@@ -260,3 +260,20 @@ def test_noise_levels_above_the_data_range_are_refused():
     assert deg.get_config()["data_range"] == 255
     assert "data_range" not in D.GaussianNoise(0.1).get_config()  # unchanged configs
     D.GaussianNoise(sigma=1.0)  # at the data range: allowed
+
+
+def test_get_degradation_takes_both_spellings_also_in_compose_stages():
+    from tfrestore.data import get_degradation
+
+    flat = get_degradation({"type": "gaussian_noise", "sigma": 0.1})
+    nested = get_degradation({"type": "gaussian_noise", "args": {"sigma": 0.1}})
+    assert repr(flat) == repr(nested)
+    chain = get_degradation({"type": "compose", "args": {"degradations": [
+        {"type": "gaussian_noise", "args": {"sigma": 0.1}}, {"type": "jpeg", "quality": 50}]}})
+    assert [type(d).__name__ for d in chain.degradations] == ["GaussianNoise", "JPEG"]
+    assert repr(chain.degradations[0]) == repr(flat)
+    for bad, needle in [({"type": "gaussian_noise", "sigmaa": 1}, "no parameter 'sigmaa'"),
+                        ({"type": "gaussian_noise", "args": [1]}, "'args' must be a mapping"),
+                        ({"sigma": 1}, "no 'type' given")]:
+        with pytest.raises(ValueError, match=needle):  # ValueError: a user error, not a bug
+            get_degradation(bad)

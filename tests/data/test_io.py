@@ -16,8 +16,21 @@ def test_list_images_sorted_filtered_and_errors(tmp_path):
     assert [p.split("/")[-1] for p in list_images(tmp_path)] == ["a.PNG", "b.png"]
     assert len(list_images(tmp_path, recursive=True)) == 3
     assert len(list_images(str(tmp_path / "*.png"))) == 1
-    with pytest.raises(ImageFileError, match="recursive=True"):
+    with pytest.raises(ImageFileError, match="found in") as info:
         list_images(sub, extensions=(".bmp",))
+    assert "sub-folders" not in str(info.value)
+
+
+def test_images_only_in_sub_folders_named_with_a_glob_not_python(tmp_path):
+    """The hint works on the command line and in configs too: a glob, not ``recursive=True``."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.png").write_bytes(b"")
+    with pytest.raises(ImageFileError, match="sub-folders hold images") as info:
+        list_images(tmp_path)
+    message = str(info.value)
+    assert "recursive=True" not in message
+    glob = message.split("such as ")[1].strip("'")
+    assert [p.split("/")[-1] for p in list_images(glob)] == ["d.png"]
     with pytest.raises(ImageFileError, match="does not exist"):
         list_images([str(tmp_path / "nope.png")])
     with pytest.raises(ImageFileError, match="empty"):

@@ -122,7 +122,7 @@ def test_overrides_and_task_check(tmp_path):
         load_config(path, overrides=["train.epocs=2"])
     with pytest.raises(ConfigError, match="must look like"):
         apply_overrides({}, ["train.epochs"])
-    with pytest.raises(ConfigError, match="this entry point trains 'dehaze'"):
+    with pytest.raises(ConfigError, match="'task' is 'denoise' but task='dehaze' was asked for"):
         load_config(path, task="dehaze")
 
 

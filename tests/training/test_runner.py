@@ -200,3 +200,47 @@ def test_lpips_is_validated_when_its_weights_are_available(tmp_path, weights_dir
     result = train(cfg, output_dir=str(tmp_path), report=False)
     assert 0.0 < result.history["val_lpips"][0] < 1.5
     assert os.path.isfile(tmp_path / "best.keras")
+
+
+class CtrlC(keras.callbacks.Callback):
+    """Ctrl-C after ``batch`` (None: before the first step)."""
+
+    def __init__(self, batch=None):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_begin(self, logs=None):
+        if self.batch is None:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_says_the_same_command_resumes(tmp_path):
+    from tfrestore.training import runner
+
+    cfg = tiny_config(losses=[{"type": "L1"}])
+    cfg["train"] = {"epochs": 2, "steps_per_epoch": 2, "verbose": 0, "run_eagerly": True,
+                    "backup_every_steps": 1}
+    run = str(tmp_path / "run")
+    with pytest.raises(runner.TrainingInterrupted) as info:
+        train(cfg, output_dir=run, report=False, callbacks=[CtrlC(None)])
+    assert str(info.value).startswith("interrupted before any backup was written")
+    with pytest.raises(runner.TrainingInterrupted) as info:
+        train(cfg, output_dir=run, report=False, callbacks=[CtrlC(0)])
+    message = str(info.value)
+    assert message == ("interrupted; run the same command again to resume from the last "
+                       f"backup, at epoch 1, step 2 (run directory {run})"), message
+    assert isinstance(info.value, KeyboardInterrupt)  # Python callers' except KeyboardInterrupt
+    resumed = train(cfg, output_dir=run, report=False)  # the same call resumes
+    assert resumed.initial_epoch == 0 and os.path.isfile(os.path.join(run, "final.keras"))
+
+
+def test_mixed_precision_without_a_gpu_is_warned_about():
+    from tfrestore.training.runner import mixed_precision_warning
+
+    assert mixed_precision_warning(["/physical_device:GPU:0"]) is None
+    text = mixed_precision_warning([])
+    assert "no GPU" in text and "slower than in float32" in text and "\n" not in text

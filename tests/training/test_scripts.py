@@ -105,7 +105,9 @@ def test_script_help_and_config_errors(capsys):
         script.main(["--config", str(REPO / "train" / "configs" / "dehaze.yaml"), "--print-config"])
         == 2
     )
-    assert "this entry point trains 'derain'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trains 'dehaze' (its key 'task'), not 'derain'" in err
+    assert "'tfrestore train --config " in err and "'python train/dehaze.py --config " in err
 
 
 def test_print_config_shows_the_resolved_demo(capsys):

@@ -122,10 +122,16 @@ def list_images(source, *, recursive=False, extensions=IMAGE_EXTENSIONS):
         it = folder.rglob("*") if recursive else folder.iterdir()
         paths = sorted(str(p) for p in it if p.is_file() and p.suffix.lower() in exts)
         if not paths:
-            raise ImageFileError(
-                f"no image files ({', '.join(exts)}) found in {text!r}"
-                + ("" if recursive else " (use recursive=True to search sub-folders)")
-            )
+            hint = ""
+            if not recursive and any(
+                p.is_file() and p.suffix.lower() in exts for p in folder.rglob("*")
+            ):
+                # A glob works wherever a folder is taken (command line, config, Python).
+                hint = (
+                    "; sub-folders hold images but are not searched: give a glob such as "
+                    f"{os.path.join(text, '**', '*.png')!r}"
+                )
+            raise ImageFileError(f"no image files ({', '.join(exts)}) found in {text!r}{hint}")
         return paths
     paths = [os.fspath(p) for p in source]
     if not paths:

@@ -111,7 +111,10 @@ def evaluate_model(
         import keras
 
         items = list(items)
-        bar = keras.utils.Progbar(len(items), unit_name="image")
+        # Running means (what the table's mean row will show), not the last image's values.
+        bar = keras.utils.Progbar(
+            len(items), unit_name="image", stateful_metrics=["mean_psnr_in", "mean_psnr_out"]
+        )
     for name, inputs, clean in items:
         extra = None
         if isinstance(inputs, tuple):
@@ -156,7 +159,8 @@ def evaluate_model(
             row["lpips_out"] = float(np.asarray(lp_fn(c, r))[0])
         rows.append(row)
         if bar is not None:
-            bar.add(1, [("psnr_out", row["psnr_out"])])
+            bar.add(1, [(f"mean_{k}", float(np.mean([r[k] for r in rows])))
+                        for k in ("psnr_in", "psnr_out")])
         if return_images:
             images.append((name, b[0], r[0], clean))
     if return_images:

@@ -46,6 +46,7 @@ from tfrestore.losses.terms import (
 __all__ = ["RestorationModel"]
 
 _COMPILE_PARAMS = list(inspect.signature(keras.Model.compile).parameters)[1:]
+_FIT_PARAMS = list(inspect.signature(keras.Model.fit).parameters)[1:]
 
 
 class _OutputLoss:
@@ -64,6 +65,20 @@ class RestorationModel(keras.Model):
     (see the module docstring)."""
 
     _output_losses = ()
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``; a ``tf.data`` dataset (shuffled by its own pipeline) is fitted
+        with ``shuffle=False`` unless ``shuffle`` is given, so Keras does not warn that its
+        default ``shuffle=True`` is ignored."""
+        x = args[0] if args else kwargs.get("x")
+        if (
+            "shuffle" not in kwargs
+            and len(args) <= _FIT_PARAMS.index("shuffle")
+            and isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset))
+        ):
+            kwargs["shuffle"] = False
+        return super().fit(*args, **kwargs)
 
     # ---------------------------------------------------------------- compile
     def compile(self, *args, **kwargs):

@@ -484,6 +484,44 @@ def _read_yaml(path):
     return data
 
 
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def expand_path(text, key):
+    """A path of the config ``key`` with ``~`` and ``$VARIABLES`` expanded; an unset variable
+    raises :class:`ConfigError` naming it, rather than leaving ``$NAME`` in the path.
+
+    >>> import os; os.environ.pop("TFRESTORE_NO_SUCH_DIR", None)
+    >>> expand_path("$TFRESTORE_NO_SUCH_DIR/cbsd432", "data.train.source")
+    Traceback (most recent call last):
+    ...
+    tfrestore.training.schema.ConfigError: config key 'data.train.source'
+    ('$TFRESTORE_NO_SUCH_DIR/cbsd432'): the environment variable TFRESTORE_NO_SUCH_DIR is not set;
+    set it to the folder holding cbsd432/ (export TFRESTORE_NO_SUCH_DIR=/path/to/data) or give the
+    folder in the config
+    """
+    text = os.fspath(text)
+    for m in _VARIABLE.finditer(text):
+        name = m.group(1) or m.group(2)
+        if name not in os.environ:
+            rest = text[m.end():].lstrip("/\\")
+            first = re.split(r"[/\\]", rest)[0] if rest else ""
+            holding = f"the folder holding {first}/" if first else "a folder"
+            raise ConfigError(
+                f"config key '{key}' ({text!r}): the environment variable {name} is not set; set "
+                f"it to {holding} (export {name}=/path/to/data) or give the folder in the config"
+            )
+    return os.path.expanduser(os.path.expandvars(text))
+
+
+def check_sources(cfg):
+    """Every image source of ``data`` (train, val, test): unset variables named (no TensorFlow)."""
+    for section in ("train", "val", "test"):
+        src = cfg["data"][section]["source"]
+        if isinstance(src, str) and src != "default":
+            expand_path(src, f"data.{section}.source")
+
+
 def load_config(source, overrides=(), task=None):
     """Load, override and validate a config.
 
@@ -510,9 +548,8 @@ def load_config(source, overrides=(), task=None):
     cfg = validate(SCHEMA, raw)
     if task is not None and cfg["task"] != task:
         raise ConfigError(
-            f"config key 'task' is {cfg['task']!r} but this entry point trains {task!r}; use the "
-            "matching "
-            f"script (train/{cfg['task']}.py) or fix the config"
+            f"config key 'task' is {cfg['task']!r} but task={task!r} was asked for; leave the "
+            "task out (the config names it) or use a config of that task"
         )
     cfg["name"] = cfg["name"] or default_name or cfg["task"]
     deg = cfg["data"]["degradation"]

@@ -80,7 +80,9 @@ def source_images(section, path, channels=3):
             w = np.array([0.2989, 0.5870, 0.1140], np.float32)
             images = [(im @ w)[..., None] for im in images]
         return images, names
-    expanded = os.path.expanduser(os.path.expandvars(src))
+    from tfrestore.training.config import expand_path
+
+    expanded = expand_path(src, f"{path}.source")
     try:
         paths = data.list_images(expanded)
     except Exception as e:  # ImageFileError and friends: name the key

@@ -38,7 +38,7 @@ same ``--output-dir``):
     # node 0 (chief)                      # node 1
     export TF_CONFIG='{"cluster": {"worker": ["node0:12345", "node1:12345"]},
                       "task": {"type": "worker", "index": 0}}'   # index 1 on node 1
-    tfrestore train cfg.yaml --output-dir /shared/runs/exp1
+    tfrestore train --config cfg.yaml --output-dir /shared/runs/exp1
 
 On Slurm, ``srun`` starts one task per node and ``train.strategy:
 multi_worker`` sets ``TF_CONFIG`` from the allocation itself (through

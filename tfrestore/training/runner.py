@@ -54,7 +54,30 @@ from tfrestore.training.backup import StepBackup, read_backup
 from tfrestore.training import data as tdata
 from tfrestore.training.config import ConfigError, dump_config, load_config, model_type_name
 
-__all__ = ["train", "TrainResult", "run_paths", "resume_epoch"]
+__all__ = ["train", "TrainResult", "TrainingInterrupted", "run_paths", "resume_epoch"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train`; the message says whether and how the run resumes."""
+
+
+def _interrupted_message(cfg, run_dir):
+    state = None
+    if cfg["output"]["backup"]:
+        try:
+            state = read_backup(run_paths(run_dir)["backup"])
+        except Exception:  # a damaged backup: the next run names it
+            state = None
+    if state is None:
+        return (
+            f"interrupted before any backup was written (run directory {run_dir}); the same "
+            "command starts the run again"
+        )
+    where = f"epoch {state.epoch + 1}" + (f", step {state.step + 1}" if state.step else "")
+    return (
+        f"interrupted; run the same command again to resume from the last backup, at {where} "
+        f"(run directory {run_dir})"
+    )
 
 # Keys that may change between an interrupted run and its resumption.
 _RESUME_FREE = ("output", "train.verbose", "name")
@@ -295,14 +318,35 @@ def train(
     if not chief:
         # Other workers write to a throw-away directory and resume from the chief's backup.
         return _train(cfg, run_dir, tempfile.mkdtemp(prefix="tfrestore-worker-"), t_start, **kwargs)
-    with rundir.RunDirLock(run_dir) as lock:
-        if lock.taken_over is not None:
-            print(
-                f"[tfrestore] note: took over the lock of a training that is gone "
-                f"({rundir.describe_holder(lock.taken_over)})",
-                flush=True,
-            )
-        return _train(cfg, run_dir, run_dir, t_start, **kwargs)
+    try:
+        with rundir.RunDirLock(run_dir) as lock:
+            if lock.taken_over is not None:
+                print(
+                    f"[tfrestore] note: took over the lock of a training that is gone "
+                    f"({rundir.describe_holder(lock.taken_over)})",
+                    flush=True,
+                )
+            return _train(cfg, run_dir, run_dir, t_start, **kwargs)
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt as e:
+        raise TrainingInterrupted(_interrupted_message(cfg, run_dir)) from e
+
+
+def mixed_precision_warning(gpus):
+    """The warning for ``train.mixed_precision`` without a GPU (``gpus``: the visible ones),
+    else None.
+
+    >>> mixed_precision_warning([]) is not None, mixed_precision_warning(["GPU:0"])
+    (True, None)
+    """
+    if gpus:
+        return None
+    return (
+        "train.mixed_precision (mixed_float16) is on but no GPU is visible: a CPU has no fast "
+        "float16 arithmetic, so each step runs many times slower than in float32; drop "
+        "--mixed-precision (or set train.mixed_precision=false) when training on a CPU"
+    )
 
 
 def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, callbacks,
@@ -332,6 +376,9 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
     previous_policy = keras.config.dtype_policy()
     if tr["mixed_precision"]:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
+        warning = mixed_precision_warning(tf.config.list_physical_devices("GPU"))
+        if warning and chief:
+            print(f"[tfrestore] warning: {warning}", file=sys.stderr, flush=True)
     try:
         steps = tr["steps_per_epoch"]
         train_ds = tdata.train_dataset(cfg, skip_batches=initial_epoch * steps + initial_step)

@@ -136,12 +136,33 @@ def _allowed_imports(args):
     return check_allowed_imports(getattr(args, "allow_import", None) or (), "--allow-import")
 
 
-def check_training(task, args):
+def _task_mismatch(task, config_task, config, script):
+    """One line naming both tasks and the command that trains the config as it is.
+
+    >>> _task_mismatch("dehaze", "denoise", "denoise", script=False)
+    "the config denoise trains 'denoise' (its key 'task'), not 'dehaze'; run 'tfrestore train
+    --config denoise' (the task may be left out: the config names it) or give a dehaze config"
+    """
+    shown = config if " " not in str(config) else repr(str(config))
+    command = f"'tfrestore train --config {shown}'"
+    if script:
+        command += f" or 'python train/{config_task}.py --config {shown}'"
+    asked = f"'{task}' as train/{task}.py does" if script else repr(task)
+    return (
+        f"the config {config} trains {config_task!r} (its key 'task'), not {asked}; run "
+        f"{command}{'' if script else ' (the task may be left out: the config names it)'} or "
+        f"give a {task} config"
+    )
+
+
+def check_training(task, args, script=False):
     """The part of :func:`run_training` that needs no TensorFlow: ``--help-config``, the config
     (file, keys, ``--set`` values, types) and ``--print-config``. Returns an exit code when
     the command is finished, else None (the resolved config is kept on ``args``). The command
-    line runs it before importing TensorFlow, so that a mistake fails at once."""
-    from tfrestore.training.config import describe_config, dump_config, load_config
+    line runs it before importing TensorFlow, so that a mistake fails at once. ``task``: None
+    takes the config's task; else the config's must equal it (``script``: the
+    ``train/<task>.py`` script asks, and the message names the script too)."""
+    from tfrestore.training.config import check_sources, describe_config, dump_config, load_config
 
     if args.help_config:
         print(describe_config())
@@ -151,10 +172,13 @@ def check_training(task, args):
             "--config is required: a YAML file or a shipped config name ('tfrestore configs' "
             "lists them)"
         )
-    cfg = load_config(args.config, overrides=_overrides(args), task=task)
+    cfg = load_config(args.config, overrides=_overrides(args))
+    if task is not None and cfg["task"] != task:
+        raise ConfigError(_task_mismatch(task, cfg["task"], args.config, script))
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
+    check_sources(cfg)
     args.resolved_config = cfg
     return None
 
@@ -206,5 +230,5 @@ def script_main(task, argv=None, default_config=None, description=None):
         lambda a: run_training(task, a),
         args,
         debug=args.debug,
-        precheck=lambda a: check_training(task, a),
+        precheck=lambda a: check_training(task, a, script=True),
     )

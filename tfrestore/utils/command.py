@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import numbers
 import os
+import re
 import sys
 
 __all__ = [
@@ -87,8 +88,28 @@ def check_seed(value, name="--seed"):
     return int(value)
 
 
+#: ANSI escape sequences (colours, bold: Keras' messages carry them) and the wrapper Keras puts
+#: around an error raised inside a layer's ``call``.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_KERAS_CALL = re.compile(r"Exception encountered when calling [\w.]+\.call\(\)\.\s*", re.S)
+_KERAS_ARGS = re.compile(r"\s*Arguments received by [\w.]+\.call\(\):.*$", re.S)
+
+
 def one_line(exc):
-    text = " ".join(str(exc).split())
+    """``exc``'s message as one line: ANSI escape codes removed, Keras' "Exception encountered
+    when calling X.call()" wrapper (and its "Arguments received" list) replaced by the inner
+    message.
+
+    >>> one_line(ValueError("Exception encountered when calling InputCheck.call().\\n\\n"
+    ...     "\\x1b[1mUNet: the input must be 64 pixels\\x1b[0m\\n\\nArguments received by "
+    ...     "InputCheck.call():\\n  • x=tf.Tensor(shape=(1, 63, 63, 3))"))
+    'UNet: the input must be 64 pixels'
+    """
+    text = _ANSI.sub("", str(exc)).strip()
+    inner = _KERAS_CALL.sub("", text)
+    if inner != text:
+        text = _KERAS_ARGS.sub("", inner)
+    text = " ".join(text.split())
     return text or type(exc).__name__
 
 
@@ -124,8 +145,8 @@ def run_command(func, args, debug=False, tensorflow=True, precheck=None):
             traceback.print_exc()
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a command may say how to go on (tfrestore train: resume)
+        print(f"error: {one_line(e) if str(e).strip() else 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, not a user error: one line unless --debug
         if debug:

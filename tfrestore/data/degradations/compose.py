@@ -53,11 +53,24 @@ class Compose(Degradation):
 
 
 def get_degradation(spec):
-    """A degradation from a ``Degradation``, a name, a ``{"type": ..., **kw}`` dict or a callable.
+    """A degradation from a ``Degradation``, a name, a config dict or a callable.
+
+    A dict names the type and its parameters either beside it, ``{"type": ..., **kw}`` (the
+    ``tfrestore eval --degradation`` spelling), or under ``args``, ``{"type": ..., "args": kw}``
+    (the spelling of a training config's ``data.degradation``); both are accepted everywhere,
+    also for the stages of a ``compose``. An unknown type or parameter raises ``ValueError``
+    naming the accepted ones.
 
     Example:
         >>> get_degradation({"type": "gaussian_noise", "sigma": [0.0, 0.2]})
         GaussianNoise(sigma=(0.0, 0.2), clip=False, sigma_map=False)
+        >>> get_degradation({"type": "gaussian_noise", "args": {"sigma": 0.1}})
+        GaussianNoise(sigma=0.1, clip=False, sigma_map=False)
+        >>> get_degradation({"type": "gaussian_noise", "sigmaa": 0.1})
+        Traceback (most recent call last):
+        ...
+        ValueError: degradation 'gaussian_noise' has no parameter 'sigmaa'; its parameters are
+        sigma, clip, sigma_map, data_range
     """
     if spec is None:
         return Identity()
@@ -69,8 +82,10 @@ def get_degradation(spec):
         spec = dict(spec)
         kind = spec.pop("type", None)
         if kind not in REGISTRY:
-            raise ValueError(f"Unknown degradation type {kind!r}; choose from {sorted(REGISTRY)}.")
+            what = "no 'type' given" if kind is None else f"Unknown degradation type {kind!r}"
+            raise ValueError(f"{what}; choose from {', '.join(sorted(REGISTRY))}")
         cls = REGISTRY[kind]
+        spec = _parameters(kind, cls, spec)
         if kind == "compose":
             return cls(**spec)
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
@@ -81,3 +96,36 @@ def get_degradation(spec):
         f"`degradation` must be a Degradation, a registered name, a config dict or a callable "
         f"(images, seed) -> degraded; got {type(spec).__name__}."
     )
+
+
+def _parameters(kind, cls, spec):
+    """The keyword arguments of ``cls`` in ``spec`` (``args`` merged in), checked by name."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if "args" in spec and "args" not in params:
+        args = spec.pop("args")
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise ValueError(
+                f"degradation {kind!r}: 'args' must be a mapping of parameters, e.g. "
+                f"{{type: {kind}, args: {{...}}}}; got {type(args).__name__}"
+            )
+        both = sorted(set(args) & set(spec))
+        if both:
+            raise ValueError(
+                f"degradation {kind!r}: {', '.join(both)} given both beside 'type' and under "
+                "'args'; give each parameter once"
+            )
+        spec = {**spec, **args}
+    names = [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL,)]
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in spec if k not in names]
+        if unknown:
+            listed = ", ".join(names) or "none"
+            raise ValueError(
+                f"degradation {kind!r} has no parameter {', '.join(map(repr, unknown))}; its "
+                f"parameters are {listed}"
+            )
+    return spec
