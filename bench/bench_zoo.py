@@ -15,8 +15,8 @@ preset is evaluated from both released files (MatConvNet ``.mat`` and KAIR's ``.
 whose outputs are compared too.
 
 Prints paper vs tfrestore per cell and the largest |Δ|; ``--csv`` writes the table.
-The whole table took about 35 minutes on the 2-core development machine (CDnCNN-B,
-20 full-resolution layers, is two thirds of it); ``--presets``/``--sigmas``/
+The whole table took about 65 minutes on the shared 2-core development machine (CDnCNN-B,
+20 full-resolution layers, is half of it); ``--presets``/``--sigmas``/
 ``--max-images`` select a part.
 """
 

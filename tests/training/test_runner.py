@@ -92,8 +92,10 @@ def check_resume(tmp_path, strategy, eager):
     # The history spans the whole run (the interrupted epochs included) and matches.
     np.testing.assert_allclose(resumed.history["loss"], full.history["loss"], rtol=1e-4)
     assert resumed.history["epoch"] == [0.0, 1.0, 2.0]
-    # Learning rate logged after each epoch: cosine decay over the 6 steps from 1e-2.
-    expected = [1e-2 * 0.5 * (1 + np.cos(np.pi * 2 * (e + 1) / 6)) for e in range(3)]
+    # Learning rate logged after each epoch: cosine decay over the 6 steps from 1e-2 to the
+    # default floor of 1 % of the peak (alpha = 0.01).
+    cosine = [0.5 * (1 + np.cos(np.pi * 2 * (e + 1) / 6)) for e in range(3)]
+    expected = [1e-2 * ((1 - 0.01) * c + 0.01) for c in cosine]
     np.testing.assert_allclose(resumed.history["learning_rate"], expected, atol=1e-7)
 
 
