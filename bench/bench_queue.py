@@ -122,14 +122,14 @@ def _old_loss(**kw):
     from tfrestore.losses import D2SMLoss
 
     class PreviousQueueD2SM(D2SMLoss):
-        def compute(self, y_true, y_pred):
+        def compute(self, y_true, y_pred, training=None):
             queue = self._queue
             saved = d2sm_module.set_divergence
             d2sm_module.set_divergence = _old_set_divergence
             queue.read_cache = lambda: None
             queue.enqueue = lambda a, b, *_, **__: _old_enqueue(queue, a, b)
             try:
-                return super().compute(y_true, y_pred)
+                return super().compute(y_true, y_pred, training=training)
             finally:
                 d2sm_module.set_divergence = saved
                 del queue.read_cache, queue.enqueue
