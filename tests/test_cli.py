@@ -42,7 +42,6 @@ def test_top_level_help_lists_every_command(capsys):
                 "--config",
                 "--set",
                 "--output-dir",
-                "--fresh",
                 "--overwrite",
                 "--epochs",
                 "--steps-per-epoch",

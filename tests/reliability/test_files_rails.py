@@ -250,16 +250,16 @@ def _interrupted(run, meta_text, weights_bytes=None):
     return backup
 
 
-def test_empty_backup_metadata_names_the_file_and_fresh(tmp_path):
+def test_empty_backup_metadata_names_the_file_and_overwrite(tmp_path):
     backup = _interrupted(tmp_path / "run", "")
     with pytest.raises(RunDirError) as exc:
         train(tiny_config(train={"epochs": 3}), output_dir=str(tmp_path / "run"), report=False)
     msg = str(exc.value)
     assert str(backup / "training_metadata.json") in msg and "the file is empty" in msg
-    assert "--fresh" in msg
+    assert "--overwrite" in msg
 
 
-def test_truncated_backup_weights_name_the_file_and_fresh(tmp_path):
+def test_truncated_backup_weights_name_the_file_and_overwrite(tmp_path):
     import h5py
 
     good = tmp_path / "good.h5"
@@ -271,12 +271,12 @@ def test_truncated_backup_weights_name_the_file_and_fresh(tmp_path):
         backup_epoch(str(backup))
     msg = str(exc.value)
     assert str(backup / "latest.weights.h5") in msg and "damaged or truncated" in msg
-    assert "--fresh" in msg and "\n" not in msg
+    assert "--overwrite" in msg and "\n" not in msg
 
 
-def test_fresh_discards_a_damaged_backup(tmp_path):
+def test_overwrite_discards_a_damaged_backup(tmp_path):
     _interrupted(tmp_path / "run", "")
-    result = train(tiny_config(), output_dir=str(tmp_path / "run"), report=False, fresh=True)
+    result = train(tiny_config(), output_dir=str(tmp_path / "run"), report=False, overwrite=True)
     assert result.initial_epoch == 0
 
 

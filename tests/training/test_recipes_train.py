@@ -140,7 +140,7 @@ def test_recipe_trains(name, tmp_path, monkeypatch, request, capsys):
         ).is_file():
             pytest.skip(f"the ffdnet_color preset's FFDNet_color.mat is not in {weights_dir}")
     result = train(
-        CONFIGS / f"{name}.yaml", overrides=QUICK + SHRINK[name], output_dir=tmp_path, fresh=True
+        CONFIGS / f"{name}.yaml", overrides=QUICK + SHRINK[name], output_dir=tmp_path, overwrite=True
     )
     finetune = result.config["model"]["init"] is not None
     losses = np.array(result.history["loss"], dtype=float)

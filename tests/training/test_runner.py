@@ -120,11 +120,11 @@ def test_resume_refuses_a_changed_config(tmp_path):
         train(cfg, output_dir=run, report=False, callbacks=[KillAtEpoch(1)])
     with pytest.raises(ConfigError, match=r"interrupted run \(epoch 1\).*keys differ: data.crop"):
         train(cfg, output_dir=run, report=False, overrides=["data.crop=32"])
-    # --fresh discards the backup (here before a config error stops the run).
+    # --overwrite discards the backup (here before a config error stops the run).
     with pytest.raises(
         ConfigError, match="'metrics.monitor' is 'val_psnr', which this run does not"
     ):
-        train(cfg, output_dir=run, report=False, overrides=["metrics.psnr=false"], fresh=True)
+        train(cfg, output_dir=run, report=False, overrides=["metrics.psnr=false"], overwrite=True)
     assert resume_epoch(os.path.join(run, "backup")) == 0
 
 

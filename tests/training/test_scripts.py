@@ -89,7 +89,6 @@ def test_script_help_and_config_errors(capsys):
         "--config",
         "--set",
         "--output-dir",
-        "--fresh",
         "--overwrite",
         "--epochs",
         "--print-config",
@@ -116,3 +115,16 @@ def test_print_config_shows_the_resolved_demo(capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["name"] == "denoise_demo" and cfg["train"]["epochs"] == 2
     assert cfg["data"]["degradation"]["args"]["sigma"] == pytest.approx(25 / 255)
+
+
+def test_removed_flags_name_their_new_spelling(capsys):
+    from tfrestore.training import train
+
+    script = load_script("derain")
+    with pytest.raises(SystemExit) as exc:
+        script.main(["--fresh"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--fresh was renamed --overwrite" in err and "\n" not in err
+    with pytest.raises(TypeError, match=r"`fresh=` \(renamed `overwrite=`\)"):
+        train({"task": "denoise"}, fresh=True)

@@ -73,7 +73,7 @@ def _check_weights_file(path):
 
 
 _FRESH_HINT = (
-    "pass --fresh (or --overwrite) to discard the interrupted run and start again, or use "
+    "pass --overwrite to discard the interrupted run and start again, or use "
     "another --output-dir"
 )
 
@@ -83,7 +83,7 @@ def read_backup(backup_dir):
 
     Both files are checked here, before any model is built, so a damaged backup is
     reported as such (a :class:`~tfrestore.training.rundir.RunDirError` naming the file
-    and ``--fresh``) instead of as an h5py/JSON traceback from inside training.
+    and ``--overwrite``) instead of as an h5py/JSON traceback from inside training.
     """
     from tfrestore.training.rundir import RunDirError
 

@@ -8,10 +8,10 @@
 * :func:`existing_results` / :func:`check_reuse` -- a directory that already
   holds results (a finished run, or an interrupted one) is only written to
   when resuming the same config, or with ``overwrite=True``
-  (``--overwrite``/``--fresh``, ``output.overwrite: true``).
+  (``--overwrite``, ``output.overwrite: true``).
 * :func:`backup_epoch` -- reads the ``BackupAndRestore`` state, turning an
   empty/corrupt ``training_metadata.json`` or a truncated ``latest.weights.h5``
-  into a one-line error that names the file and says ``--fresh``.
+  into a one-line error that names the file and says ``--overwrite``.
 
 >>> import tempfile
 >>> d = tempfile.mkdtemp()
@@ -269,7 +269,7 @@ def check_reuse(run_dir, paths, cfg, saved_cfg, resume, free_keys):
             raise RunDirError(
                 f"{run_dir} holds an interrupted run ({where}) with a different "
                 f"config (keys differ: {', '.join(diff)}); resume with the same config, or pass "
-                "--overwrite (or --fresh) to discard it, or use another --output-dir"
+                "--overwrite to discard it, or use another --output-dir"
             )
         return
     found = existing_results(paths)
@@ -293,7 +293,12 @@ def check_reuse(run_dir, paths, cfg, saved_cfg, resume, free_keys):
 #: deletes these and nothing else, so files a user put into ``logs/``, ``report/`` or
 #: ``backup/`` survive.
 RUN_FOLDER_FILES = {
-    "backup": ("training_metadata.json", "training_metadata.json.tmp", "step-*.weights.h5"),
+    "backup": (
+        "training_metadata.json",
+        "training_metadata.json.tmp",
+        "step-*.weights.h5",
+        "latest.weights.h5",  # the name older versions wrote
+    ),
     "logs": (
         "train/events.out.tfevents.*",
         "validation/events.out.tfevents.*",

@@ -256,10 +256,10 @@ def train(
     strategy=None,
     callbacks=(),
     overwrite=None,
-    fresh=False,
     report=None,
     verbose=None,
     allowed_imports=(),
+    **renamed,
 ):
     """Train a restoration model from a config.
 
@@ -279,7 +279,6 @@ def train(
         callbacks: extra Keras callbacks (appended).
         overwrite: start a new run, deleting the results of an earlier (finished
             or interrupted) run in the run directory; None: ``output.overwrite``.
-        fresh: the same as ``overwrite=True`` (the older name, kept for scripts).
         report: override ``output.report``.
         verbose: override ``train.verbose``.
         allowed_imports: packages (``"mypkg"``, or a dotted sub-package) whose modules
@@ -292,6 +291,14 @@ def train(
     """
     from tfrestore.training.strategy import get_strategy, is_chief, is_multi_worker
 
+    if renamed:
+        new = {"fresh": "overwrite"}
+        raise TypeError(
+            "train() got " + ", ".join(
+                f"`{k}=` (renamed `{new[k]}=`)" if k in new else f"an unexpected `{k}=`"
+                for k in renamed
+            )
+        )
     t_start = time.time()
     cfg = load_config(config, overrides=overrides, task=task)
     # What model.type names is resolved (and a module it names refused) before any other work.
@@ -303,7 +310,7 @@ def train(
     cfg["output"]["dir"] = run_dir
     if overwrite is None:
         overwrite = cfg["output"]["overwrite"]
-    overwrite = bool(overwrite or fresh)
+    overwrite = bool(overwrite)
     # Multi-worker collectives must be set up before other TensorFlow work.
     try:
         strategy = get_strategy(strategy if strategy is not None else cfg["train"]["strategy"])

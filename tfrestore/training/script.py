@@ -29,6 +29,18 @@ _SHORTCUTS = (
 )
 
 
+class _RenamedFlag(argparse.Action):
+    """A removed spelling of a flag: one error line naming the new one."""
+
+    def __init__(self, option_strings, dest, new, **kwargs):
+        kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed {self.new}: use {self.new}")
+
+
 def add_train_arguments(parser, config_required=True, default_config=None):
     """Options of a training command (shared by the scripts and the CLI)."""
     parser.add_argument(
@@ -56,15 +68,14 @@ def add_train_arguments(parser, config_required=True, default_config=None):
     )
     parser.add_argument(
         "--overwrite",
-        "--fresh",
-        dest="overwrite",
         action="store_true",
-        help="start a new run in the run directory, deleting the results of an earlier run there "
-        "(backup/, history.csv, best.keras, final.keras, logs/, report/). Without it, a directory "
-        "holding results is only reused to resume an interrupted run with the same config; a "
-        "finished run or a changed config is refused. --fresh is the same flag "
+        help="start a new run in the run directory, deleting the files an earlier run wrote there "
+        "(backup, history.csv, best.keras, final.keras, TensorBoard logs, report; other files "
+        "stay). Without it, a directory holding results is only reused to resume an interrupted "
+        "run with the same config; a finished run or a changed config is refused "
         "(config: output.overwrite)",
     )
+    parser.add_argument("--fresh", action=_RenamedFlag, new="--overwrite", help=argparse.SUPPRESS)
     parser.add_argument(
         "--init",
         default=None,
