@@ -127,11 +127,9 @@ def blend_window(size, left_interior, right_interior, margin, ramp):
 
 
 def _as_predict_fn(model):
-    try:
-        import keras
-    except ImportError:  # pragma: no cover
-        keras = None
-    if keras is not None and isinstance(model, keras.Model):
+    import keras
+
+    if isinstance(model, keras.Model):
         if len(getattr(model, "inputs", None) or []) > 1:
             raise ValueError(
                 f"model {model.name!r} takes {len(model.inputs)} inputs; pass a callable mapping "

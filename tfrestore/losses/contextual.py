@@ -1,21 +1,14 @@
 """Contextual loss (Mechrez, Talmi & Zelnik-Manor, ECCV 2018).
 
-The contextual loss treats the feature vectors of an image as a *set* and measures how
-well every target feature ``y_j`` is matched by its most similar prediction feature
-``x_i``. It is the distribution-style comparator of the PDL paper (Table II:
-``CTX_DP`` with cosine similarity and ``CTX_L2`` with the L2 distance). Per image:
+Feature vectors are compared as sets. Per image, with distances ``d_ij`` (cosine
+after centring by the target mean, or squared L2)::
 
-1. distances ``d_ij``: cosine — features are centred by the mean of the *target*
-   features, L2-normalised over channels, ``d_ij = (1 - <x_i, y_j>) / 2`` (as in the
-   authors' TF code); L2 — squared Euclidean distance ``||x_i - y_j||²``;
-2. relative distances ``d̃_ij = d_ij / (min_k d_ik + eps)``;
-3. affinities ``CX_ij = softmax_j((1 - d̃_ij) / h)`` (``exp`` normalised over ``j``);
-4. ``CX = mean_j max_i CX_ij`` and ``loss = -log(CX)``.
+    d̃_ij = d_ij / (min_k d_ik + eps)
+    CX_ij = softmax_j((1 - d̃_ij) / h)
+    loss = -log(mean_j max_i CX_ij)
 
-The ``N × M`` affinity matrix is the memory cost (``N, M`` = positions of the two
-feature maps): ``max_positions`` caps ``N`` and ``M``; beyond it the loss raises (or,
-with ``on_overflow="subsample"``, warns and compares a random subset of positions)
-instead of running out of memory.
+The ``N × M`` affinity matrix is the memory cost; ``max_positions`` caps it.
+See docs/contextual.md.
 """
 
 from __future__ import annotations
@@ -71,33 +64,27 @@ def contextual_similarity(x, y, distance="cosine", bandwidth=0.5, eps=1e-5):
 class ContextualLoss(FeatureLossMixin, RestorationLoss):
     """Contextual loss ``-log CX`` between the feature sets of prediction and target.
 
-    Args:
-        layers: feature layer name, list or dict ``{name: weight}`` (default
-            ``"relu4_3"`` of VGG16, the layer of the PDL paper's comparison;
-            Mechrez et al. used VGG19 ``relu3_4``/``relu4_4`` for super-resolution,
-            pass ``backbone="vgg19", layers=[...]`` for that). Layers are combined as
-            a weighted sum.
-        backbone, weights, preprocessing, feature_extractor: as in
-            :class:`~tfrestore.losses.PDLoss`
-            (images RGB in [0, 1]).
-        distance: ``"cosine"`` (``CTX_DP``, features centred by the target mean) or
-            ``"l2"`` (``CTX_L2``, squared Euclidean distance).
-        bandwidth: ``h`` (default 0.5). The official ``b = 1`` offset cancels in the
-            normalisation over ``j`` and is not a parameter.
-        eps: added to the per-row minimum distance (1e-5 as in the official code).
-        max_positions: largest number of feature positions (``h·w`` of a feature map)
-            compared; the affinity needs ``B·N·M`` floats (several times, with the
-            gradient). Default 4096 = a 64×64 feature map (512×512 crops at VGG conv4).
-        on_overflow: ``"error"`` (default): raise ``ValueError`` (``InvalidArgument``
-            for shapes only known at run time) when a feature map has more positions;
-            ``"subsample"``: warn and use ``max_positions`` random positions (the same
-            positions at every call, from ``seed``; the same subset for prediction
-            and target when their feature maps have the same size).
-        seed: seed of the subsampling.
+    Inputs are RGB NHWC images in ``[0, 1]``; prediction and target may have
+    different sizes. The output has shape ``(B,)`` before reduction.
 
-    Note: the official code centres by the target mean over the whole *batch*; here
-    the mean is taken per image so that each sample's value does not depend on the
-    rest of the batch (required for per-sample losses and replica splits).
+    Args:
+        layers: str, list or dict ``{name: weight}``. Feature layers, combined as
+            a weighted sum. Defaults to ``"relu4_3"`` of VGG16.
+        backbone, weights, preprocessing, feature_extractor: as in
+            :class:`~tfrestore.losses.PDLoss`.
+        distance: str. ``"cosine"`` (default; features centred by the per-image
+            target mean) or ``"l2"`` (squared Euclidean distance).
+        bandwidth: float. ``h``. Defaults to 0.5.
+        eps: float. Added to the per-row minimum distance. Defaults to 1e-5.
+        max_positions: int. Largest number of feature positions (``h·w``)
+            compared; the affinity needs ``B·N·M`` floats (several times, with the
+            gradient). Defaults to 4096 (a 64×64 feature map).
+        on_overflow: str. ``"error"`` (default): raise ``ValueError``
+            (``InvalidArgumentError`` for shapes only known at run time) when a
+            feature map has more positions; ``"subsample"``: warn and use
+            ``max_positions`` random positions (the same at every call, from
+            ``seed``; the same subset for prediction and target of equal size).
+        seed: int. Seed of the subsampling.
 
     >>> import numpy as np
     >>> from tfrestore.losses import ContextualLoss

@@ -1,83 +1,25 @@
 """D2SM: Deep Semantic Statistics Matching (Mei et al., ECCV 2022).
 
-D2SM matches the *geometry* of a set of restored images in a semantic feature
-space to the geometry of the corresponding clean images. For a set of ``N``
-samples (whole images, or sliding-window patches of them) with L2-normalised
-backbone features ``f'_i`` (restored) and ``f_i`` (clean), the cosine kernel
-``K(a, b) = (a.b + 1) / 2`` gives conditional distributions
-``g'_{j|i} = K(f'_i, f'_j) / sum_k K(f'_i, f'_k)`` (and ``g_{j|i}`` likewise), and
-the loss is a divergence between them, e.g. the paper's
-``KL(G' || G) = sum_i sum_j g'_{j|i} log(g'_{j|i} / g_{j|i})``.
+For a set of ``N`` samples (whole images, or sliding-window patches of them) with
+L2-normalised backbone features ``f'_i`` (restored) and ``f_i`` (clean), the kernel
+``K(a, b) = (a.b + 1) / 2`` gives ``g'_{j|i} = K(f'_i, f'_j) / sum_{k != i} K(f'_i,
+f'_k)`` (and ``g_{j|i}`` likewise); the loss is a divergence between them, e.g.
+``KL(G' || G) = c * sum_i sum_j g'_{j|i} log(g'_{j|i} / g_{j|i})`` with ``c = 1 / N``.
 
-Unlike the authors' released ``DeST`` (which computes its KL on the stored queue
-under ``no_grad`` and therefore passes no gradient to the restoration network),
-this loss differentiates through the current batch's features: it trains the
-restorer as the paper describes.
+The loss differentiates through the current batch's features (the released
+``DeST`` passes no gradient to the restorer). With ``queue_size > 0`` the set also
+holds the most recent rows of earlier steps (constants; written after the loss is
+computed; all-gathered under ``MirroredStrategy``; saved with the model).
 
-**Queue ("memorised historic sampling").** With ``queue_size = q > 0`` the set is
-the current (global) batch's rows followed by the ``q`` most recent rows of earlier
-steps; as in the paper's eq. 7, queued rows are both neighbours and conditioning
-rows of the full set. Current rows keep their gradient; queued rows are constants; never-filled
-slots are masked out (no random rows); the batch is written into the ring *after*
-the loss is computed and the pointer wraps. Under ``MirroredStrategy`` the
-features are all-gathered, so every replica sees the global batch, the queue
-holds all replicas' rows and the result equals a single-device run. The queue is
-saved with the model (``.keras``, ``.weights.h5``, ``ModelCheckpoint``,
-``BackupAndRestore``); weight files without queue state still load.
+Rules for stateful use: build the loss inside ``strategy.scope()`` (else
+:class:`QueueOutsideScopeError`); evaluation never enqueues with a
+:class:`tfrestore.models.RestorationModel` — with a plain ``keras.Model`` add
+:class:`tfrestore.callbacks.QueueControl`, in custom loops use ``with
+loss.frozen_queue():``; never pass a queue loss as a metric. Evaluation on another
+image size than training uses the evaluation batch alone (as ``queue_size=0``).
 
-**Kernel temperature.** The paper's kernel ``(cos + 1) / 2`` gives nearly uniform
-distributions on deep features (the cosines of different images lie in a narrow
-band: their perplexity is 99.9-100 % of the uniform one), so the divergence and
-its gradient are small. Measured with torchvision VGG16 conv5_3 at a half-denoised
-prediction (sigma 50, ``python -m bench d2sm_signal``), ``||grad D2SM|| / ||grad
-L1||`` at weight 1 is 0.03 (whole 64-px crops, batch 8, 64-row queue), 0.12 (whole
-256-px crops), 0.50 (128/32 windows on 256-px crops, batch 2) and 0.48 (the
-paper's 224/56 windows on 512-px crops, batch 2; 0.07 with batch 1).
-``temperature=t`` uses ``exp(cos / t)`` instead (SNE's bandwidth), which makes
-each distribution peak on the nearest neighbours; the same ratios are 9, 36, 113
-and 89 at ``t = 0.1`` (1.1, 3.8, 15.6 and 2.6 (batch 1) at ``t = 0.3``). The
-default ``None`` keeps the paper's kernel: the strength then differs 16x between
-settings, so choose ``loss_weight`` (or ``temperature``) from the measured ratio
-for your setting rather than from a fixed recipe.
-
-**Set size.** Without the diagonal a similarity set of 2 rows has a loss of
-exactly 0 (each row has one neighbour); sets need at least 3 rows (2 with
-``include_diagonal=True``). A set known to be smaller when the step is traced is
-a ``ValueError``; a batch whose size is only known at run time (``tf.data``
-without ``drop_remainder``) is checked when it runs: an ``InvalidArgumentError``,
-or, under XLA (which compiles assertions out), a NaN loss instead of a silent 0.
-
-**Rules for stateful use.** (1) Build the loss inside ``strategy.scope()``
-together with the model (otherwise the first call raises
-:class:`QueueOutsideScopeError`). (2) Evaluation never
-enqueues: :class:`tfrestore.models.RestorationModel` (every tfrestore model, and
-any Keras model after :func:`tfrestore.losses.enable_loss_terms`) passes the
-``training`` argument of Keras' ``Model.compute_loss`` to the loss, so
-``evaluate()`` and ``fit(validation_data=...)`` trace no enqueue at all. A plain
-``keras.Model`` cannot tell the loss which step runs it: add
-:class:`tfrestore.callbacks.QueueControl` to ``fit``/``evaluate`` (it freezes the
-queue during evaluation and rejects ``compile(loss=[L1(), D2SMLoss()])`` on a
-single-output model: write ``L1() + D2SMLoss()``), and in custom loops use ``with
-loss.frozen_queue(): ...`` for validation. (3) Never pass a queue loss as a
-metric (it would enqueue twice per step). (4) Evaluation may use another image
-size than training: whole-image features of another size cannot be compared
-with the queued rows, so evaluation by a ``RestorationModel`` then computes the
-loss on the evaluation batch alone (as ``queue_size=0``); its ``val_d2sm`` is
-therefore not comparable with the training value, and an evaluation batch of
-fewer than 3 images (e.g. the last partial one) gives 0 there: the run-time
-set-size check applies to training steps only, so validation never stops a run.
-Training on another size than ``image_size`` stays an error (so does any call
-that does not say it evaluates: a plain Keras model, a direct call).
-
-**Per-sample values.** Keras needs ``(B,)`` values whose batch mean is the loss.
-Let ``c = 1 / N^2`` (``kl_reduction="mean_all"``) or ``1 / N`` (``"sum_rows_mean"``)
-where ``N`` is the number of valid rows of a set, and ``r_i`` the divergence of
-row ``i`` (summed over ``j``). With ``group_by_image=True`` every image ``b`` has
-its own set (its ``P`` patches plus the queue) and its value is that set's loss
-``c * sum_i r_i``. With ``group_by_image=False`` the global batch forms one set with
-loss ``L = c * sum_i r_i``; image ``b`` receives ``c * (B * sum_{i in b} r_i +
-sum_{i in queue} r_i)``, so the mean over the ``B`` images of the global batch is
-exactly ``L`` and ``sample_weight`` weights each image's own rows.
+See docs/d2sm.md for the argument mapping, the released-code differences, the
+per-sample split of a batch-level set and the measured gradient strengths.
 """
 
 from __future__ import annotations
@@ -119,10 +61,7 @@ DEFAULT_LAYER = "conv5_4"
 #: L2 normalisation ``f / (||f|| + 1e-6)`` of the released code, whatever ``eps``
 #: (an all-zero row stays finite, with a bounded gradient).
 NORM_EPS = 1e-6
-# Measured on torchvision VGG16 conv5_3 and kodak24 crops: windows cut
-# from one whole-image feature map gave gradients with cosine 0.3-0.4 to the exact ones
-# (border cells see image context instead of the window's zero padding, and the
-# pooling phase differs); an approximation that points elsewhere is not offered.
+# The measurement behind this message: docs/d2sm.md.
 _FEATURE_MODE_REMOVED = (
     "patch_mode='feature' was removed: windows cut from a whole-image feature map gave "
     "gradients far from the exact windows' (per-image cosine 0.32-0.40 on average, "
@@ -147,87 +86,68 @@ def _pair(value, arg):
 class D2SMLoss(FeatureLossMixin, RestorationLoss):
     """Deep Semantic Statistics Matching loss (per-sample ``(B,)`` output).
 
+    ``loss = c * sum_i D(g'_{.|i} || g_{.|i})`` over a similarity set of backbone
+    features (see the module docstring; details in docs/d2sm.md). Inputs are RGB
+    NHWC images in ``[0, 1]``; prediction and target have the same shape.
+
     Args:
-        backbone: feature backbone for :func:`tfrestore.features.get_feature_extractor`
-            (default ``"vgg19"``).
-        layers: the one backbone layer compared, a name or a 1-element list
-            (default ``"conv5_4"``: VGG19 conv5_4 *before* its ReLU, the released
-            code's ``"54"``). With a ``feature_extractor`` returning a dict, the
-            entry to use (None: its only entry).
-        weights: backbone weights, as in :mod:`tfrestore.features` (``"imagenet"``,
-            ``"torchvision"``, a file path, or ``None`` for seeded random weights).
-        feature_extractor: optional Keras model/layer or callable mapping images to
-            a feature map ``(B, h, w, C)`` (or to a dict, from which ``layers`` is
-            taken); replaces the backbone. A Keras model/layer is saved with the
-            loss (its config, and its weights in the loss's weight store, so
-            ``.keras`` / ``.weights.h5`` files restore the same extractor; a loss
-            rebuilt from a config alone warns on first use that its extractor has
-            fresh weights). Register plain functions with
+        layers: str or 1-element list. The one backbone layer compared. Defaults
+            to ``"conv5_4"`` (VGG19 conv5_4 before its ReLU). With a
+            ``feature_extractor`` returning a dict, the entry to use (None: its
+            only entry).
+        backbone: str. Backbone for :func:`tfrestore.features.get_feature_extractor`.
+            Defaults to ``"vgg19"``.
+        weights: str or None. ``"imagenet"`` (default), ``"torchvision"``, a file
+            path, or None (seeded random weights).
+        preprocessing: str, dict or None. None (default): the backbone's own input
+            normalisation (a custom extractor receives ``[0, 1]`` images);
+            ``"div2k_mean"``: subtract ``DIV2K_MEAN`` only (the released code, for
+            ``weights="torchvision"``); or any :mod:`tfrestore.features` mode
+            (``"caffe"``, ``"torch"``, ``"none"``, a mean/std dict).
+        feature_extractor: Keras model/layer, callable or None. Maps images to a
+            feature map ``(B, h, w, C)`` (or a dict, see ``layers``); replaces the
+            backbone. A Keras model/layer is saved with the loss (config and
+            weights); a loss rebuilt from a config alone warns on first use that
+            its extractor has fresh weights. Register plain functions with
             ``keras.saving.register_keras_serializable``.
-        preprocessing: None (default: the backbone's own input normalisation; a
-            custom extractor receives ``[0, 1]`` images), ``"div2k_mean"`` (the
-            released code: subtract the DIV2K RGB mean ``(0.4488, 0.4371, 0.4040)``
-            and nothing else; meant for ``weights="torchvision"``), or any
-            preprocessing of :mod:`tfrestore.features` (``"caffe"``, ``"torch"``,
-            ``"none"``, a mean/std dict).
-        patch_size, patch_stride: sliding windows (paper: 224 and 56 on 512x512
-            crops; ``patch_stride=None`` means ``patch_size``). ``patch_size=None``:
-            every whole image is one sample. The backbone runs on every window, as in
-            the paper.
-        group_by_image: one similarity set per image (its patches, plus the queue)
-            instead of one set for the whole global batch (the released code).
-        queue_size: number of historic rows kept per domain (0 = no queue, the
-            default). Must be at least the number of rows per global batch
-            (``B * patches``). The paper uses 256 with whole images and batch 32
-            (face SR) and reports that more than 64 samples are needed (Fig. 8).
-            Memory (``queue_nbytes``): ``2 * queue_size * D * 4`` bytes for the rows,
-            e.g. 205 MB for 256 VGG19 conv5_4 rows of 224-pixel windows, plus a cache
-            kept between steps so that a step compares only the new rows with the
-            queue (``O(queue_size * rows * D)`` multiply-adds): with ``eps=0`` (the
-            default) four float64 sums per queued row and no ``queue_size^2`` term at
-            all; with ``eps > 0``, ``"js"`` or ``temperature < 0.003`` the queue's
-            ``queue_size^2`` similarities (``8 * queue_size^2`` bytes; the queued rows'
-            divergences still cost ``O(queue_size^2)`` elementwise per step)
-            (``python -m bench queue``, D = 1024, one CPU thread: 51-66 ms vs
-            0.78-1.47 s per step at ``queue_size=4096``).
-        image_size: ``(height, width)`` of the training images; required with a
-            queue and ``patch_size=None`` to size the queue (like ``DeST``'s
-            height/width arguments).
-        channels: image channels used to size the queue (default 3).
-        divergence: ``"kl"`` (the paper's D2SM, KL(G'||G) weighted by the restored
-            distribution), ``"ikl"`` (KL(G||G'), weighted by the clean one: what the
-            only differentiable released variant computes), ``"js"``
-            (Jensen-Shannon with the mixture) or ``"symmetric_kl"``
-            ((KL(G'||G) + KL(G||G')) / 2, the paper's eq. 10 as printed). The
-            first three are the objectives of the paper's Table 4.
-        include_diagonal: include ``k = i`` in the normalisation (released code);
-            the paper excludes it (default False).
-        kl_reduction: ``"sum_rows_mean"`` (default; the paper's double sum divided
-            by ``N``, i.e. the per-row divergence averaged over rows) or
-            ``"mean_all"`` (mean over all ``N^2`` entries, the released code; ``N``
-            times smaller).
-        eps: added inside the logarithms. ``0`` (default) is the paper's formula
-            (``0 log 0 = 0``) and lets a queue keep per-row sums instead of its
-            ``queue_size^2`` similarities, so a step's cost grows linearly with
-            ``queue_size`` (``divergence`` ``"kl"``, ``"ikl"``, ``"symmetric_kl"``;
-            ``temperature`` None or >= 0.003; otherwise the similarity cache is used).
-            ``1e-6`` is the released code; it shifts the loss by about ``eps * N``
-            relative (N rows per set): 0.05 % at ``queue_size=256``, 0.75 % at 4096,
-            gradient directions within cosine 0.99999 (``python -m bench queue``).
-            The L2 normalisation always uses the released code's 1e-6.
-        temperature: kernel bandwidth. ``None`` (default) is the paper's kernel
-            ``K = (cos + 1) / 2``; a number ``t > 0`` uses ``K = exp(cos / t)``, the
-            softmax kernel of SNE / t-SNE and contrastive learning. Deep features of
-            natural images have cosines in a narrow band, so the paper's kernel
-            gives nearly uniform distributions whose divergence, and gradient, is
-            small: measured on torchvision VGG16 conv5_3 at a half-denoised
-            prediction (``python -m bench d2sm_signal``), see the module notes and
-            the README. A small temperature makes each sample's distribution peak on
-            its nearest neighbours. Use it with ``include_diagonal=False`` (the
-            default): with the diagonal, whose cosine is 1, a small temperature puts
-            nearly all the mass on the sample itself.
+        patch_size: int or None. Side of the sliding windows; each window is one
+            sample and the backbone runs on every window. None: every whole image
+            is one sample. Defaults to 224 (the paper, on 512x512 crops).
+        patch_stride: int or None. Window stride; None means ``patch_size``.
+            Defaults to 56.
+        group_by_image: bool. One similarity set per image (its windows plus the
+            queue) instead of one set for the whole global batch (default False,
+            the released code). True needs windows or a queue (else ``ValueError``).
+        queue_size: int. Historic rows kept per domain; 0 (default) = no queue.
+            Must be at least the rows per global batch (``B * windows``). Memory
+            ``queue_nbytes`` (``2 * queue_size * D * 4`` bytes plus a cache).
+        image_size: ``(height, width)`` or int. Size of the training images;
+            required with a queue and ``patch_size=None``. Training on another
+            size is an error.
+        channels: int. Image channels used to size the queue. Defaults to 3.
+        divergence: str. ``"kl"`` (default, the paper: KL(G'||G)), ``"ikl"``
+            (KL(G||G')), ``"js"`` (Jensen-Shannon) or ``"symmetric_kl"``
+            ((KL(G'||G) + KL(G||G')) / 2).
+        include_diagonal: bool. Include ``k = i`` in the normalisation (the
+            released code). Defaults to False (the paper).
+        kl_reduction: str. ``"sum_rows_mean"`` (default; ``c = 1 / N``, the
+            paper) or ``"mean_all"`` (``c = 1 / N^2``, the released code).
+        eps: float >= 0. Added inside the logarithms. 0 (default) is the paper
+            (``0 log 0 = 0``) and keeps a queue step's cost linear in
+            ``queue_size``; ``1e-6`` is the released code (``queue_size^2`` cache).
+        temperature: float > 0 or None. None (default): the paper's kernel
+            ``(cos + 1) / 2``; ``t``: ``exp(cos / t)``, which peaks on the nearest
+            neighbours and strengthens the gradient (measured ratios in
+            docs/d2sm.md). Use it with ``include_diagonal=False``.
         loss_weight, check_finite, reduction, dtype: see
             :class:`~tfrestore.losses.RestorationLoss`.
+
+    Raises:
+        ValueError: invalid arguments, or a similarity set of fewer than 3 rows
+            (2 with ``include_diagonal=True``) known when the step is traced; at
+            run time an ``InvalidArgumentError`` (a NaN loss under XLA).
+        QueueOutsideScopeError: a queue loss first called under a strategy it was
+            not built in.
 
     Example (a tiny fixed extractor instead of VGG19; 2 images x 4 windows):
 

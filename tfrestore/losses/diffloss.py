@@ -1,61 +1,25 @@
 """DiffLoss (Tan & Zhao, 2024): a frozen diffusion UNet as a training constraint.
 
-Both images are diffused to the same random step ``t`` with a **shared** noise
-ε, the frozen ε-predicting UNet (ADM 256×256 unconditional by default) is run on
-both, and the restored branch is pulled towards the clean one in the diffusion's
-reconstruction space and in its bottleneck ("h-space") features. The clean
-branch is under ``stop_gradient``; the gradient flows through the frozen UNet to
-the restored image.
+Both images are diffused to the same random step ``t`` with a shared noise ε
+(x_t = √ᾱ_t x + √(1−ᾱ_t) ε), the frozen ε-predicting UNet (ADM 256×256
+unconditional by default) runs on both, and the restored branch is pulled towards
+the clean one (under ``stop_gradient``) in reconstruction space and in the
+bottleneck ("h-space") features. With ``n`` the per-sample mean of squares:
 
-Inputs are the restorer's images in ``data_range`` (default [0, 1]); they are
-mapped linearly to the UNet's [−1, 1] (``x ↦ 2x − 1`` for [0, 1]). With
-x_t = √ᾱ_t x + √(1−ᾱ_t) ε, ε̂ = f(x_t, t)[..., :3], h = middle-block output:
+* ``mode="paper"``: ``L = w(t)·n(x̂₀ − ẑ₀) + n(x̂̂₀ − ẑ̂̂₀) + λ·n(h_x − h_z)``, λ = 0.01;
+* ``mode="eps"`` (released code): ``L = n(ε̂_x − ε̂_z) + λ·n(h_x − h_z)``, λ = 1e-3;
+* ``mode="eps_xprev"``: ``L = n(ε̂_x − ε̂_z) + n(x̂_{t−1} − ẑ_{t−1}) + λ·n(h)``, λ = 0.01.
 
-* ``mode="paper"`` (eqs. 9–11): x̂₀ = x_t/√ᾱ_t − c_t ε̂ with c_t = √(1/ᾱ_t − 1);
-  x̂_{t−1} = posterior mean c1_t x̂₀ + c2_t x_t; x̂̂₀ = (x̂_{t−1} − √(1−ᾱ_{t−1}) ε)/√ᾱ_{t−1};
-  ``L = w(t)·n(x̂₀ − ẑ₀) + n(x̂̂₀ − ẑ̂̂₀) + λ·n(h_x − h_z)``, λ = 0.01.
-* ``mode="eps"`` (the released code's form, with its weights relative to its
-  γ = 1e-3): ``L = n(ε̂_x − ε̂_z) + λ·n(h_x − h_z)``, λ = 1e-3 (= 1e-6 / 1e-3).
-* ``mode="eps_xprev"`` (paper ablation c): ``L = n(ε̂_x − ε̂_z) + n(x̂_{t−1} − ẑ_{t−1}) + λ·n(h)``,
-  λ = 0.01.
-
-``n`` is the per-sample mean of squares (``criterion="mse"``, what the released
-code uses) or the Euclidean norm (``criterion="l2_norm"``). The paper's outer weight γ = 0.001
-and its pixel term are applied with the loss algebra::
-
-    loss = MSE() + 0.001 * DiffLoss()
-
-**Why the t-weighting.** x̂₀ − ẑ₀ = (x − z) − c_t (ε̂_x − ε̂_z) and c_t grows from
-0.01 (t = 0) to 157 (t = 999), so the unweighted x̂₀ term is up to 2.5·10⁴ times
-an ε-difference: a few large-t samples dominate the batch and its gradient.
-``t_weighting="min_snr"`` (default) multiplies the x̂₀ term by
-w(t) = min(1, SNR_t) = min(1, 1/c_t²): the paper's term unchanged where c_t ≤ 1
-(t ≲ 250), ≈ n(ε̂_x − ε̂_z) + n(x − z)/c_t² beyond, i.e. bounded like the ε̂-form.
-``"alpha_bar"`` uses w = ᾱ_t (the term becomes the error at the x_t scale),
-``"none"`` is the literal paper (then restrict ``t_range``, e.g. ``(0, 300)``).
-The x̂̂₀ term needs no weight: x̂̂₀ − ẑ̂̂₀ = (x − z) − k_t (ε̂_x − ε̂_z) with
-k_t = β_t / √(ᾱ_t (1 − ᾱ_t)) ≤ 3.15 (the shared ε of eq. 10 cancels).
-
-**Cost.** Each call runs the UNet twice at the input resolution (the clean branch
-without gradient) and back-propagates through one pass: for ``adm_256_uncond``
-(552.8 M parameters) use 256×256 crops (H, W must be multiples of 32), a GPU, and
-``recompute=True`` and/or the ``mixed_float16`` policy (GroupNorm, softmax and the
-embedding MLPs stay float32) to bound activation memory.
-
-Randomness: t ~ U{t_min … t_max} per sample and ε are counter-based Philox draws
-keyed by ``(seed, call counter, global sample index)`` (:mod:`tfrestore.utils.rng`;
-``tf.random.stateless_*`` give different numbers under XLA), so eager,
-``tf.function``, XLA and ``MirroredStrategy`` (each replica finds its global rows
-with one tiny ``all_gather`` of the batch sizes) give the same values. The
-counter is a non-trainable variable advanced once per call and saved with the
-model (``.keras``, ``.weights.h5``, ``BackupAndRestore``, ``tf.train.Checkpoint``),
-so a resumed run continues the stream. Build the loss inside
-``strategy.scope()`` like the model (otherwise the first call under the
-strategy raises ``OutsideScopeError``).
+``w(t) = min(1, SNR_t)`` by default bounds the x̂₀ term at large ``t``. The paper's
+outer weight γ = 0.001 and pixel term are written ``MSE() + 0.001 * DiffLoss()``.
+Each call runs the UNet twice at the input resolution: use 256×256 crops (H, W
+multiples of 32), a GPU, and ``recompute=True`` and/or ``mixed_float16``. Build
+the loss inside ``strategy.scope()`` (else the first call under the strategy
+raises ``OutsideScopeError``); its random stream (t, ε) is saved with the model.
+See docs/diffloss.md for the equations, the t-weighting and the released code.
 
 Example (tiny random UNet; real use: ``DiffLoss()`` loads the converted
 ``adm_256_uncond`` weights, see :func:`tfrestore.diffusion.resolve_adm_weights`):
-
 >>> import numpy as np
 >>> from tfrestore.losses import MSE, DiffLoss
 >>> loss = DiffLoss(unet="adm_tiny", weights=None)
@@ -95,41 +59,45 @@ def _is_serialized_keras_object(d):
 class DiffLoss(RestorationLoss):
     """Diffusion-model constraint loss (DiffLoss), per-sample ``(B,)`` values.
 
+    Inputs are NHWC RGB images in ``data_range`` with H, W multiples of 32 for
+    the ADM UNet; prediction and target have the same shape. See docs/diffloss.md.
+
     Args:
-        mode: ``"paper"`` (x̂₀, x̂̂₀ and h terms), ``"eps"`` (released code:
-            ε̂ and h) or ``"eps_xprev"`` (ε̂, x̂_{t−1} and h).
-        unet: a preset name (``"adm_256_uncond"``, ``"adm_tiny"``), a dict of ADM
-            hyper-parameters (guided-diffusion flags), or a Keras model mapping
-            ``(x_t, t)`` to ``(out, h)`` with ε̂ in the first image channels of
-            ``out`` (any ε-prediction UNet; a functional model with two inputs
-            is called as ``unet([x_t, t])``, any other model as
-            ``unet(x_t, t)``). A model is frozen (``trainable=False``) and used
-            as is. It needs no config to train: only ``get_config`` (model
-            saving) serializes its architecture, so ``from_config`` restores
-            its weights only when ``weights`` is a path.
-        weights: ``"default"`` (official weights of the preset, resolved
-            path → ``$TFRESTORE_WEIGHTS_DIR`` → Keras cache → download + conversion;
-            for a model instance: keep its weights), ``None`` (random init, tests),
-            or a path (``.weights.h5``, ``.npz``, or a PyTorch ``.pt``/``.pth``
-            converted on load). Needed for ``from_config`` to restore the weights
-            of a custom model.
-        lambda_h: h-space weight λ; ``None`` → 0.01 (paper, eps_xprev) or 1e-3 (eps).
-        t_range: inclusive ``(t_min, t_max)`` of the sampled steps (default all).
-        t_weighting: weight of the x̂₀ term, ``"min_snr"`` (default), ``"alpha_bar"``
-            or ``"none"`` (see module docstring).
-        criterion: ``"mse"`` (per-sample mean of squares; ``"l2"`` in the other
-            losses) or ``"l2_norm"`` (Euclidean norm of the difference).
-        gradient_through_unet: False computes the diffusion terms like the
-            released code's ``torch.no_grad()`` block: the loss still reports
-            values but passes exactly zero gradient (ablation only).
-        data_range: range of the inputs, ``r`` for [0, r] or ``(low, high)``, mapped
-            to the UNet's [−1, 1]; a ``y_true`` more than half this range outside
-            it raises.
-        num_timesteps, schedule: the diffusion the UNet was trained with
-            (1000, ``"linear"`` for ADM).
-        recompute: build the ADM UNet with ``tf.recompute_grad`` per block
-            (less activation memory, ~1 extra forward of the restored branch).
-        seed: RNG seed of t and ε (with a per-call counter).
+        mode: str. ``"paper"`` (default: x̂₀, x̂̂₀ and h terms), ``"eps"`` (the
+            released code: ε̂ and h) or ``"eps_xprev"`` (ε̂, x̂_{t−1} and h).
+        unet: str, dict or ``keras.Model``. A preset (``"adm_256_uncond"``,
+            default, or ``"adm_tiny"``), a dict of ADM hyper-parameters
+            (guided-diffusion flags), or a model mapping ``(x_t, t)`` to ``(out,
+            h)`` with ε̂ in the first image channels of ``out`` (a functional model
+            with two inputs is called as ``unet([x_t, t])``, any other as
+            ``unet(x_t, t)``). A model is frozen and used as is; ``from_config``
+            restores its weights only when ``weights`` is a path.
+        weights: str or None. ``"default"`` (the preset's official weights:
+            path → ``$TFRESTORE_WEIGHTS_DIR`` → Keras cache → download and
+            conversion; for a model instance: keep its weights), None (random
+            init, tests), or a path (``.weights.h5``, ``.npz``, or a PyTorch
+            ``.pt``/``.pth`` converted on load).
+        lambda_h: float >= 0 or None. h-space weight λ; None → 0.01 (``"paper"``,
+            ``"eps_xprev"``) or 1e-3 (``"eps"``).
+        t_range: ``(t_min, t_max)`` or None. Inclusive range of the sampled steps,
+            ``0 <= t_min <= t_max < num_timesteps``. Defaults to all steps.
+        t_weighting: str. Weight ``w(t)`` of the x̂₀ term: ``"min_snr"`` (default,
+            ``min(1, SNR_t)``), ``"alpha_bar"`` (``ᾱ_t``) or ``"none"`` (the
+            literal paper; then restrict ``t_range``).
+        criterion: str. ``"mse"`` (default, per-sample mean of squares) or
+            ``"l2_norm"`` (Euclidean norm of the difference); ``"l2"`` is refused
+            as ambiguous.
+        gradient_through_unet: bool. False reproduces the released code's
+            ``torch.no_grad()``: values but exactly zero gradient (ablation only).
+            Defaults to True.
+        data_range: float or ``(low, high)``. Range of the inputs (``r`` means
+            ``[0, r]``), mapped to the UNet's [−1, 1]; a ``y_true`` more than half
+            this range outside it raises. Defaults to 1.0.
+        num_timesteps: int. Diffusion steps the UNet was trained with (1000).
+        schedule: str. Its noise schedule (``"linear"`` for ADM).
+        recompute: bool. Build the ADM UNet with ``tf.recompute_grad`` per block
+            (less activation memory, ~1 extra forward). Defaults to False.
+        seed: int. Seed of t and ε (with a per-call counter saved with the model).
     """
 
     def __init__(

@@ -1,8 +1,10 @@
 """LPIPS as a training loss: ``LPIPSLoss`` (per-image LPIPS v0.1 distance).
 
-The network, input convention (RGB in [0, 1]) and weight files are those of
-:mod:`tfrestore.metrics.lpips`. The target's features are computed under
-``stop_gradient``; gradients flow to ``y_pred``.
+``LPIPS = Σ_layers mean_{h,w} Σ_c w_c (f̂₀ - f̂₁)²`` with unit-normalised features
+``f̂`` and learned channel weights ``w_c``. The network, input convention (RGB in
+[0, 1]) and weight files are those of :mod:`tfrestore.metrics.lpips`. The target's
+features are computed under ``stop_gradient``; gradients flow to ``y_pred``.
+See docs/lpips.md.
 """
 
 from __future__ import annotations
@@ -21,21 +23,23 @@ __all__ = ["LPIPSLoss"]
 class LPIPSLoss(RestorationLoss):
     """LPIPS v0.1 distance between prediction and target, one value per image.
 
+    Inputs are RGB NHWC images in ``[0, 1]`` with 3 channels; the output has
+    shape ``(B,)`` before reduction.
+
     Args:
-        backbone: ``"alexnet"`` (default; the lpips package's ``net="alex"``) or
-            ``"vgg16"`` (``net="vgg"``).
-        weights: backbone weights: ``"torchvision"`` (default), a file path, or
-            None (random backbone, for tests; ``lin_weights`` must then be given).
-        lin_weights: path of the LPIPS linear-layer file (default: found by name,
-            ``lpips_v0.1_alex.npz`` / ``lpips_v0.1_vgg.npz``), or a list of 5
-            per-channel weight arrays.
+        backbone: str. ``"alexnet"`` (default; the lpips package's ``net="alex"``)
+            or ``"vgg16"`` (``net="vgg"``).
+        weights: str or None. Backbone weights: ``"torchvision"`` (default), a
+            file path, or None (random backbone, for tests; ``lin_weights`` must
+            then be given).
+        lin_weights: str, list or None. Path of the LPIPS linear-layer file
+            (default: found by name, ``lpips_v0.1_alex.npz`` /
+            ``lpips_v0.1_vgg.npz``), or a list of 5 per-channel weight arrays.
 
-    The tapped layers and the input scaling are part of LPIPS' definition (the
-    linear layers are trained on them), so unlike the other feature losses
+    The tapped layers and the input scaling are part of LPIPS' definition, so
     ``layers``, ``preprocessing`` and ``feature_extractor`` are not arguments.
-
-    The backbone runs under the global dtype policy (float16 under
-    ``mixed_float16``); normalisation and distances are computed in float32.
+    The backbone runs under the global dtype policy; normalisation and distances
+    are computed in float32.
 
     >>> import numpy as np
     >>> from tfrestore.losses import LPIPSLoss

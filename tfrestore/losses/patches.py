@@ -1,4 +1,4 @@
-"""Sliding-window sampling for D2SM's "internal patches" (paper §3.3).
+"""Sliding-window sampling for D2SM's "internal patches" (section 3.3 of the D2SM paper).
 
 The window grid follows the released code (an ``unfold`` without padding): windows
 of ``size x size`` pixels every ``stride`` pixels, starting at ``(0, 0)``; pixels

@@ -1,18 +1,14 @@
 """Projected Distribution Loss (PDL, Delbracio et al., ICCP 2021).
 
-PDL compares the *distributions* of deep features of the prediction and the target,
-not the features position by position. Every spatial position of a feature map is
-one sample of a C-dimensional distribution; the features are projected on a set of
-directions θ, and for every projection the 1-D p-Wasserstein distance between the two
-empirical distributions is computed in closed form by sorting:
+Features at every spatial position are samples of a C-dimensional distribution;
+they are projected on directions θ and, per projection, the 1-D p-Wasserstein
+distance is computed by sorting::
 
     W_p(u, v)^p = (1/N) Σ_i |u_(i) - v_(i)|^p      (u_(i), v_(i) sorted ascending)
 
-Distributions are compared **per image** (never pooled across the batch), so the loss
-returns one value per sample and is unaffected by how a batch is split over replicas.
-
-The paper's default projection is the identity (each channel's H·W activations are
-sorted independently: the marginal distributions) with p = 1, on VGG16 conv4 features.
+Distributions are compared per image, so the loss returns one value per sample.
+The paper's default is the identity projection with p = 1 on VGG16 conv4 features.
+See docs/pdl.md.
 """
 
 from __future__ import annotations
@@ -40,72 +36,49 @@ DEFAULT_LAYER = "relu4_3"
 class PDLoss(FeatureLossMixin, RestorationLoss):
     """Projected Distribution Loss: per-image sliced Wasserstein distance of features.
 
-    For each image and each feature layer, the ``N = h·w`` feature vectors are
-    projected on ``P`` unit directions; each projection's ``N`` values are sorted for
-    the prediction and the target and compared with ``|·|^p`` (the 1-D optimal
-    transport cost). The loss of an image is, per layer,
-
-    * ``channel_reduction="mean"`` (default): the mean over projections and positions;
-    * ``channel_reduction="sum"``: the sum over projections of the
-      per-projection mean over positions (= ``P`` × the mean).
-
-    The issue/paper call this choice ``reduction``; here it is ``channel_reduction``
-    because ``reduction`` is the Keras batch reduction of every ``keras.losses.Loss``.
-    The paper is ambiguous ("sum of the 1-D Wasserstein distances" vs "averaging"),
-    and its λ values (Table II: 0.001–0.02, best 0.01 for strong-noise denoising) are
-    only meaningful under the reduction they were tuned with; with identity on VGG16
-    conv4 the two differ by a factor 512.
-
-    Layers are combined as a weighted sum: ``Σ_l w_l · value_l``.
+    Per image and layer, the ``N = h·w`` feature vectors are projected on ``P``
+    unit directions and each projection's sorted values are compared:
+    ``mean_{θ, i} |u_(i) - v_(i)|^p`` (``channel_reduction="mean"``; ``"sum"`` is
+    ``P`` times it). Layers are combined as ``Σ_l w_l · value_l``. Inputs are RGB
+    NHWC images in ``[0, 1]``; the output has shape ``(B,)`` before reduction.
+    See docs/pdl.md for the paper's variants (Table VIII) and its ambiguous
+    reduction.
 
     Args:
-        layers: feature layer name, list of names or dict ``{name: weight}``. For the
-            default backbone: ``"relu4_3"`` (VGG16 conv4_3 after ReLU, the
-            paper's "VGG16 conv4", Keras' ``block4_conv3``); pre-activation
-            ``"conv4_3"``; any name accepted by
-            :func:`tfrestore.features.get_feature_extractor`. With a custom
-            ``feature_extractor`` returning a dict, selects its entries (None = all).
-        backbone, weights, preprocessing: passed to ``get_feature_extractor``
-            (ignored when ``feature_extractor`` is a custom callable). Images are RGB
-            in [0, 1]; the extractor applies the normalisation of the weights
-            (``"imagenet"``: Keras/Caffe VGG16, as the paper's TF code;
-            ``"torchvision"``: the torchvision VGG16).
-        feature_extractor: a :class:`~tfrestore.features.FeatureExtractor`, or any
-            Keras model/layer or callable mapping images to a feature map
-            ``(B, h, w, C)``, a list of them (in ``layers`` order) or a dict
-            ``{name: map}``. It is used frozen (``training=False``). A Keras
-            model/layer is saved with the loss (config and weights, see
-            :mod:`tfrestore.features.feature_source`); a function must be
-            registered with ``keras.saving.register_keras_serializable``.
-        projection: ``"identity"`` (per-channel marginals, the paper's default, "Id"),
-            ``"random_sphere"`` (RSP: uniform random unit directions = Monte-Carlo
-            sliced Wasserstein), ``"random_pairs"`` (R2P: random unit combination of
-            two distinct channels), ``"perturbed_identity"`` (RPP: identity plus
-            ``perturbation`` × Gaussian noise, column-normalised) — Table VIII.
-        projection_multiple: number of random projections as a multiple of ``C``
-            (``P = round(projection_multiple * C)``), as in Table VIII.
-        num_projections: absolute number of random projections (overrides
-            ``projection_multiple``); must be >= 1.
-        perturbation: noise scale of ``"perturbed_identity"``.
-        p: Wasserstein order (>= 1; default 1). The loss is ``W_p^p``.
-        channel_reduction: ``"mean"`` or ``"sum"`` (see above).
-        quantiles: if None (default), prediction and target must give feature maps
-            with the same number of positions (else ``ValueError``). If an integer
-            ``Q >= 2``, both empirical quantile functions are sampled at the ``Q``
-            midpoints ``(k + 1/2) / Q``, so different spatial sizes can be compared.
-            This is exact when ``Q`` is a multiple of both position counts (e.g.
-            ``Q = lcm(N, M)``) and otherwise off by at most ``O(1/Q)``; never
-            linear interpolation, which shrinks the tails (−2.7 % on average at
-            N = 100, Q = 1000).
-        fixed_projections: random projections are drawn with a counter-based
-            Philox-4x32-10 generator written in integer ops, bit-identical in eager,
-            graph, XLA and on every replica (TF's own stateless kernels are not under
-            XLA). If False (default) a fresh set is drawn at every call from
-            ``(seed, call counter)`` (the counter is a non-trainable variable saved
-            with the model, so a resumed run continues the sequence; create the
-            loss inside ``strategy.scope()`` under a distribution strategy). If
-            True the same set, a function of ``seed`` only, is used at every call.
-        seed: integer seed of the projections.
+        layers: str, list or dict ``{name: weight}``. Feature layers. Defaults to
+            ``"relu4_3"`` (VGG16 conv4_3 after ReLU, Keras' ``block4_conv3``);
+            ``"conv4_3"`` is pre-activation. With a custom ``feature_extractor``
+            returning a dict, selects its entries (None = all).
+        backbone: str. Passed to :func:`tfrestore.features.get_feature_extractor`.
+            Defaults to ``"vgg16"``.
+        weights: str or None. ``"imagenet"`` (default, Keras/Caffe VGG16),
+            ``"torchvision"``, a file path or None (seeded random weights).
+        preprocessing: str, dict or None. Overrides the input normalisation of
+            ``weights``.
+        feature_extractor: a :class:`~tfrestore.features.FeatureExtractor`, Keras
+            model/layer or callable mapping images to a feature map ``(B, h, w,
+            C)``, a list of them (in ``layers`` order) or a dict ``{name: map}``.
+            Used frozen; a Keras model/layer is saved with the loss, a function
+            must be registered with ``keras.saving.register_keras_serializable``.
+        projection: str. ``"identity"`` (default: per-channel marginals),
+            ``"random_sphere"``, ``"random_pairs"`` or ``"perturbed_identity"``.
+        projection_multiple: float. Random projections as a multiple of ``C``
+            (``P = round(projection_multiple * C)``). Defaults to 1.0.
+        num_projections: int or None. Absolute number of random projections
+            (>= 1; overrides ``projection_multiple``).
+        perturbation: float. Noise scale of ``"perturbed_identity"``.
+        p: float >= 1. Wasserstein order; the loss is ``W_p^p``. Defaults to 1.
+        channel_reduction: str. ``"mean"`` (default) or ``"sum"`` over projections.
+        quantiles: int >= 2 or None. None (default): both feature maps must have
+            the same number of positions (else ``ValueError``). ``Q``: compare the
+            quantile functions at the ``Q`` midpoints ``(k + 1/2) / Q``, so
+            different sizes can be compared (exact when ``Q`` is a multiple of
+            both position counts, else off by at most ``O(1/Q)``).
+        fixed_projections: bool. False (default): a fresh set of random
+            projections per call from ``(seed, call counter)`` (the counter is
+            saved with the model; create the loss inside ``strategy.scope()``
+            under a distribution strategy). True: one set, a function of ``seed``.
+        seed: int. Seed of the projections.
 
     Example (random-weight backbone; images RGB in [0, 1]):
 

@@ -1,39 +1,13 @@
 """Perceptual (feature reconstruction) loss on a frozen pretrained backbone.
 
-For each tapped layer ``l`` with weight ``w_l`` and features ``F_l`` of shape
-``(B, h, w, C)`` (``F_l(y_true)`` under ``stop_gradient``), with
-``D = F_l(y_pred) - F_l(y_true)``::
+With ``D = F_l(y_pred) - F_l(y_true)`` (the target's features under
+``stop_gradient``), ``e = |D|`` (``"l1"``) or ``D ** 2`` (``"l2"`` / ``"mse"``)::
 
-    e = |D|  (criterion "l1")      or      e = D ** 2  (criterion "l2" == "mse")
-    r[b, i, j] = mean_c e[b, i, j, c]   (channel_reduction "mean")
-               | sum_c  e[b, i, j, c]   (channel_reduction "sum")
-    loss[b] = sum_l  w_l * mean_{i, j} r[b, i, j]
+    loss[b] = sum_l  w_l * mean_{i, j} reduce_c e[b, i, j, c]
 
-So ``"mse"`` + ``"mean"`` is the plain feature MSE (BasicSR's ``criterion='l2'``,
-which is ``nn.MSELoss``), and ``"mse"`` + ``"sum"`` is the squared Euclidean
-distance between the C-dimensional feature vectors, averaged over positions --
-Liu et al.'s ``L_P = 1/(H W) sum_ij (phi(F(x))_ij - phi(x~)_ij)^2`` read with a
-vector-valued ``phi``. The two differ by the factor ``C`` (256 at relu3_3); the
-paper's formula allows both readings, so both are exposed, and loss weights
-tuned under one reduction do not transfer to the other.
-
-Presets from the papers this library follows:
-
-* Liu et al. (TIP 2020): ``PerceptualLoss({"relu3_3": 1.0}, backbone="vgg16",
-  weights="imagenet", criterion="mse", channel_reduction="sum")`` with
-  ``loss_weight=0.5`` (λ_P). Keras "imagenet" VGG16 weights are the Caffe VGG16
-  the paper used.
-* PDL's perceptual comparators (ICCP 2021): VGG16 conv4, ``criterion="l1"`` or
-  ``"mse"``, default layer ``relu4_3`` (= Keras ``block4_conv3``).
-
-Feature magnitudes depend on the weights: Keras "imagenet" (Caffe, 0-255 input)
-features are about 255x larger than torchvision ones (ImageNet mean/std input), so
-layer weights tuned in BasicSR (torchvision VGG19) do not transfer one-to-one.
-
-The backbone is shared through :func:`tfrestore.features.get_feature_extractor`'s
-cache and held in a :class:`tfrestore.utils.Hidden`, so it is never written to
-model checkpoints; ``get_config`` stores the ``weights`` argument and
-``from_config`` rebuilds (or reuses) the extractor.
+with ``reduce_c`` the mean (``channel_reduction="mean"``: Johnson et al.'s feature
+MSE) or the sum (``"sum"``: Liu et al.'s task-driven ``L_P``), which differ by the
+factor ``C``. See docs/perceptual.md for the paper presets and weight magnitudes.
 """
 
 from __future__ import annotations
@@ -55,35 +29,32 @@ _REDUCTIONS = ("mean", "sum")
 class PerceptualLoss(FeatureLossMixin, RestorationLoss):
     """Weighted feature distances on a frozen backbone; per-sample ``(B,)`` values.
 
+    Inputs are RGB NHWC images in ``[0, 1]`` (the extractor applies the
+    backbone's own normalisation); prediction and target have the same shape.
+
     Args:
-        layers: dict ``{layer_name: weight}`` (BasicSR's ``layer_weights``), a list
-            of names (weight 1 each) or one name. Default ``{"relu3_3": 1.0}``.
-            Names as in :mod:`tfrestore.features` (VGG: ``conv4_3`` is pre-ReLU,
-            ``relu4_3`` post-ReLU, which is Keras' ``block4_conv3``).
-        backbone: ``"vgg16"``, ``"vgg19"``, ``"alexnet"``, ``"resnet50"``, ``"resnet101"``.
-        weights: ``"imagenet"``, ``"torchvision"``, a weights file path, or ``None``
-            (seeded random weights, for tests). Offline use: see
-            :mod:`tfrestore.features.sources`.
-        criterion: ``"l1"`` (absolute difference) or ``"l2"`` / ``"mse"`` (squared
-            difference; the two names are synonyms). See the module docstring.
-        channel_reduction: ``"mean"`` or ``"sum"`` over the channel axis; the
+        layers: dict ``{layer_name: weight}``, list of names (weight 1 each) or
+            str. Defaults to ``{"relu3_3": 1.0}``. VGG names: ``conv4_3`` is
+            pre-ReLU, ``relu4_3`` post-ReLU (Keras' ``block4_conv3``).
+        backbone: str. ``"vgg16"`` (default), ``"vgg19"``, ``"alexnet"``,
+            ``"resnet50"`` or ``"resnet101"``.
+        weights: str or None. ``"imagenet"`` (default), ``"torchvision"``, a
+            weights file path, or None (seeded random weights, for tests).
+            Offline use: see :mod:`tfrestore.features.sources`.
+        criterion: str. ``"l1"`` (default, absolute difference) or ``"l2"`` /
+            ``"mse"`` (squared difference; synonyms).
+        channel_reduction: str. ``"mean"`` (default) or ``"sum"`` over channels;
             spatial positions are always averaged.
-        preprocessing: override the input normalisation implied by ``weights``
-            (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict); with a user
-            ``feature_extractor`` it is applied before calling it (None: images as
-            given).
-        feature_extractor: optional replacement extractor: a
-            :class:`tfrestore.features.FeatureExtractor`, or a Keras layer/model or
-            callable mapping ``y`` (NHWC, as given to the loss) to a dict
-            ``{layer: features}``, a list (in ``layers`` order) or a single tensor
-            (one layer). A Keras layer/model is saved with the loss (config and
-            weights, see :mod:`tfrestore.features.feature_source`); a function must
-            be registered with ``keras.saving.register_keras_serializable``.
+        preprocessing: str, dict or None. Overrides the normalisation implied by
+            ``weights`` (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict);
+            with a user ``feature_extractor`` it is applied before calling it.
+        feature_extractor: a :class:`tfrestore.features.FeatureExtractor`, Keras
+            layer/model or callable mapping ``y`` (NHWC) to a dict ``{layer:
+            features}``, a list (in ``layers`` order) or one tensor. A Keras
+            layer/model is saved with the loss; a function must be registered
+            with ``keras.saving.register_keras_serializable``.
         loss_weight, check_finite, name, reduction, dtype: see
             :class:`tfrestore.losses.RestorationLoss`.
-
-    Inputs are RGB NHWC images in ``[0, 1]`` (the extractor applies the
-    backbone's own normalisation).
 
     >>> import numpy as np
     >>> from tfrestore.losses import PerceptualLoss

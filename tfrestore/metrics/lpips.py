@@ -29,8 +29,7 @@ official ``alex.pth`` / ``vgg.pth`` of the lpips package saved as
 ``lpips_v0.1_alex.pth`` / ``lpips_v0.1_vgg.pth``), in ``$TFRESTORE_WEIGHTS_DIR`` or
 the Keras cache.
 
-With the official weights, ``lpips(..., backbone="alexnet")`` reproduces the published
-values of the five TID2013 calibration pairs to < 1e-4.
+See docs/lpips.md (agreement with the published values).
 """
 
 from __future__ import annotations

@@ -171,10 +171,8 @@ _RESTORERS = ("DnCNN", "FFDNet", "LiuDenoiser", "EDSR", "UNet")
 
 def available_models():
     """Restoration network builders in ``tfrestore.models``."""
-    try:
-        import tfrestore.models as models
-    except ImportError:
-        return []
+    import tfrestore.models as models
+
     return [n for n in _RESTORERS if hasattr(models, n)]
 
 
@@ -198,7 +196,7 @@ def resolve_model_builder(kind, path="model.type", allowed_imports=()):
         return kind
     allowed_imports = check_allowed_imports(allowed_imports)
     names = available_models()
-    registered = ", ".join(names) or "(tfrestore.models cannot be imported)"
+    registered = ", ".join(names)
     if not isinstance(kind, str):
         raise ConfigError(
             f"config key '{path}' must be a model name or a callable, got {kind!r}; choose from "
@@ -213,12 +211,6 @@ def resolve_model_builder(kind, path="model.type", allowed_imports=()):
     obj = keras.saving.get_registered_object(kind)
     if obj is not None and callable(obj):
         return obj
-    try:
-        import tfrestore.models  # noqa: F401
-    except ImportError as e:
-        raise ConfigError(
-            f"config key '{path}' is {kind!r} but tfrestore.models cannot be imported ({e})"
-        ) from e
     hint = did_you_mean(kind, names)
     raise ConfigError(
         f"config key '{path}': unknown model {kind!r}{hint}; choose from {registered}, a name "
@@ -314,10 +306,8 @@ def resolve_init(init, path="model.init"):
 
 
 def _presets(path):
-    try:
-        import tfrestore.models as models
-    except ImportError as e:  # pragma: no cover
-        raise ConfigError(f"config key '{path}': tfrestore.models cannot be imported ({e})") from e
+    import tfrestore.models as models
+
     if not hasattr(models, "from_preset"):
         raise ConfigError(
             f"config key '{path}': presets are not available in this tfrestore version (no "
@@ -413,14 +403,9 @@ def registered_losses():
 
 
 def _weights_error_types():
-    types = []
-    try:
-        from tfrestore.utils.weights import WeightsNotFoundError
+    from tfrestore.utils.weights import WeightsNotFoundError
 
-        types.append(WeightsNotFoundError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(types) or (FileNotFoundError,)
+    return (WeightsNotFoundError,)
 
 
 def _build_term(term, path, losses):

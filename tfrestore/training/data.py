@@ -40,10 +40,8 @@ DEFAULT_SPLITS = {
 
 
 def _data():
-    try:
-        import tfrestore.data as data
-    except ImportError as e:  # pragma: no cover - part of the package
-        raise ConfigError(f"config section 'data': tfrestore.data cannot be imported ({e})") from e
+    import tfrestore.data as data
+
     return data
 
 

@@ -573,17 +573,13 @@ def _tensorboard_installed():
 def _make_callbacks(cfg, paths, state, val_batch, tensorboard, val_ds, lpips_fn):
     import keras
 
+    from tfrestore.callbacks import QueueControl
     from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger, ValidationLPIPS
 
     out_cfg, m = cfg["output"], cfg["metrics"]
     x_val, y_val = val_batch
-    cbs = []
-    try:  # D2SM-style queue losses: freeze the queue during validation, guard loss lists
-        from tfrestore.callbacks import QueueControl
-
-        cbs.append(QueueControl())
-    except ImportError:
-        pass
+    # D2SM-style queue losses: freeze the queue during validation, guard loss lists
+    cbs = [QueueControl()]
     cbs.append(LearningRateLogger())
     if lpips_fn is not None:  # before the callbacks that read val_lpips from the logs
         cbs.append(ValidationLPIPS(val_ds, lpips_fn, steps=cfg["train"]["validation_steps"]))
