@@ -190,7 +190,7 @@ def test_overwrite_discards_the_old_run(bench_main, folders, tmp_path, capsys):
     args[args.index("--seed") + 1] = "1"
     assert bench_main(args + ["--overwrite"]) == 0
     assert "discarded the previous run" in capsys.readouterr().out
-    assert json.loads((out / "config.json").read_text())["seeds"] == [1]
+    assert json.loads((out / "config.json").read_text())["seed"] == 1  # the first seed
     assert [r["run"] for r in _rows(out)] == ["noisy", "pretrained", "l1"]
     assert (out / "runs" / "l1_s1.json").is_file() and not (out / "runs" / "l1_s0.json").exists()
 
@@ -282,6 +282,9 @@ def test_seeds_give_paired_batches_and_fixed_test_noise(folders, tmp_path):
     np.testing.assert_array_equal(bs.Data(s1).test[0].noisy[1], data.test[0].noisy[1])
     assert bs.schedule(s)[:3] == [(3, "l1", None), (3, "d2sm_queue", 0.5), (3, "d2sm_queue", 2.0)]
     assert len(bs.schedule(s)) == 6 and bs.schedule(s)[3][0] == 5
+    # more seeds extend a run (its identity holds the first seed only)
+    assert bs.signature(dict(s, seeds=[3, 5, 7])) == bs.signature(s)
+    assert bs.signature(dict(s, seeds=[4, 5], seed=4)) != bs.signature(s)
     with pytest.raises(SystemExit, match="--seeds or --seed"):
         bs.resolve_settings(parser.parse_args(
             _args(folders, tmp_path / "x", "--seeds", "1", "--seed", "2")[1:]))
