@@ -753,7 +753,8 @@ def _run_id(kind, ratio=None, seed=None):
 def base_label(s):
     if s["base"] == "toy":
         return f"DnCNN-{s['depth']}x{s['filters']} pretrained {s['pretrain_steps']} steps with L1"
-    return f"{s['base']} (released weights{', random: --weights none' if s['weights'] == 'none' else ''})"
+    random = ", random: --weights none" if s["weights"] == "none" else ""
+    return f"{s['base']} (released weights{random})"
 
 
 def pretrain(out, model, data, s):
@@ -1235,7 +1236,8 @@ def markdown(rows, s, calibration=None):
             lines.append(
                 f"| {label} | {_f(r['ratio_target'], 'g')} | {_f(r['lambda'], '.3g')} | "
                 f"{_f(r['ratio_end'], '.3g')} | {_f(r['n_seeds'], 'd')} | "
-                f"{_pm(r['psnr'], r['psnr_std'], '.2f')} | {_pm(r['ssim'], r['ssim_std'], '.4f')} | "
+                f"{_pm(r['psnr'], r['psnr_std'], '.2f')} | "
+                f"{_pm(r['ssim'], r['ssim_std'], '.4f')} | "
                 f"{_pm(r['lpips_alex'], r['lpips_alex_std'], '.4f')} | "
                 f"{_pm(r['sem_cos'], r['sem_cos_std'], '.4f')} | "
                 f"{_pm(r['sem_top1'], r['sem_top1_std'], '.3f')} | "
