@@ -59,7 +59,13 @@ small): ≈ 70-90 s (≈ 2.5 s an image under heavy load). The ``ffdnet`` preset
 PerceptualLoss, D2SMLoss whole image + queue and internal windows, at gradient
 ratio 1; 3 seeds = 18 runs) adds up to ≈ 1,500 s of training + 6 evaluations
 ≈ 500 s per seed, ≈ 100-105 min for all 3 seeds plus the references: inside a
-120-min budget on idle cores. ``--ratios`` and ``--losses`` are not part of a
+120-min budget on idle cores. The first real run (``nice -n 10``, load 5-10 from
+other jobs on the 2 cores): references (noisy input, released model) 0:56 + 2:40;
+seed 0, wall time per run (train + evaluation): L1 5:09 (1:57 + 3:11), Perceptual
+7:52 (5:03 + 2:45), PDL identity 6:29 (4:20 + 2:06), PDL random_sphere 5:05
+(3:31 + 1:31), D2SM queue 3:41 (2:19 + 1:20), D2SM windows 6:03 (4:02 + 1:55):
+34 min for the seed under load; at load ≈ 5 the L1 run took 2:19 (0.6 s a step,
+evaluation 1:19). ``--ratios`` and ``--losses`` are not part of a
 run's identity: ``--ratios 1,3`` on the same ``--out`` adds the ratio-3 rows to
 a finished run (≈ 30 min more per seed).
 
