@@ -32,10 +32,13 @@ Protocol (colour denoising, Gaussian noise σ = 50/255 by default):
    of the image-averaged metrics; for ΔPSNR and ΔLPIPS against the control a
    paired bootstrap 95 % interval over test images (per image: the row's
    seed-averaged metric minus the control's; images resampled with replacement,
-   ``--bootstrap`` resamples, seeded). An effect is marked real only when its
-   interval excludes 0. A λ is recommended only where ΔLPIPS is a real
-   improvement on every test set with ΔPSNR within 0.1 dB of the control;
-   otherwise the report says that no λ helped measurably.
+   ``--bootstrap`` resamples, seeded). The image bootstrap does not see
+   seed-to-seed variation (the L1 control's LPIPS moves by ≈ 0.01 between seeds),
+   so an effect is marked real only when its interval excludes 0 **and** at
+   least 2 seeds finished and each seed's paired difference (row minus control,
+   same batches) has the same sign. A λ is recommended only where ΔLPIPS is a
+   real improvement on every test set with ΔPSNR within 0.1 dB of the control
+   and all seeds finished; otherwise the report says that no λ helped measurably.
 
 Losses: PerceptualLoss and PDLoss (identity and random_sphere projections) on
 VGG16 relu2_2 + relu3_3 + relu4_3, ContextualLoss on relu3_3 + relu4_3, LPIPSLoss
@@ -154,8 +157,9 @@ CSV_COLUMNS = (
     "n_seeds", "n_images",
     "psnr", "psnr_std", "ssim", "ssim_std", "lpips_alex", "lpips_alex_std",
     "sem_cos", "sem_cos_std", "sem_top1", "sem_top1_std",
-    "d_psnr", "d_psnr_lo", "d_psnr_hi", "d_psnr_real",
-    "d_lpips", "d_lpips_lo", "d_lpips_hi", "d_lpips_real", "seconds", "status",
+    "d_psnr", "d_psnr_lo", "d_psnr_hi", "d_psnr_seed_min", "d_psnr_seed_max", "d_psnr_real",
+    "d_lpips", "d_lpips_lo", "d_lpips_hi", "d_lpips_seed_min", "d_lpips_seed_max",
+    "d_lpips_real", "seconds", "status",
 )
 
 
@@ -1048,7 +1052,9 @@ def seed_averaged(runs_by_seed, seeds, set_name, metric):
 
 def paired_delta(row_runs, control_runs, set_name, metric, resamples=2000, seed=0):
     """Δ = row - control of ``metric`` on ``set_name`` over the seeds both have finished:
-    ``(mean, low, high, n_seeds)`` (paired bootstrap over images), or None."""
+    ``(mean, low, high, per_seed)`` (paired bootstrap over images of the seed-averaged
+    per-image differences; ``per_seed`` = the image-mean difference of each common seed,
+    the seed-to-seed spread the image bootstrap does not see), or None."""
     import numpy as np
 
     seeds = sorted(set(row_runs) & set(control_runs))
@@ -1060,13 +1066,24 @@ def paired_delta(row_runs, control_runs, set_name, metric, resamples=2000, seed=
         raise ValueError(f"{set_name}: the row and the control were evaluated on other images")
     d = (seed_averaged(row_runs, seeds, set_name, metric)
          - seed_averaged(control_runs, seeds, set_name, metric))
+    per_seed = [float(np.mean(row_runs[sd]["metrics"][set_name][metric])
+                      - np.mean(control_runs[sd]["metrics"][set_name][metric])) for sd in seeds]
     if not np.any(d):
-        return 0.0, 0.0, 0.0, len(seeds)
-    return (*paired_bootstrap(d, resamples, seed), len(seeds))
+        return 0.0, 0.0, 0.0, per_seed
+    return (*paired_bootstrap(d, resamples, seed), per_seed)
 
 
-def _real(lo, hi):
-    return "yes" if lo > 0 or hi < 0 else "no"
+def _real(lo, hi, per_seed=None):
+    """Real: the image-bootstrap interval excludes 0 and, when seeds are given, there are
+    at least 2 and every seed's paired difference has the interval's sign (the interval
+    alone ignores seed-to-seed variation)."""
+    if not (lo > 0 or hi < 0):
+        return "no"
+    if per_seed is None:
+        return "yes"
+    if len(per_seed) < 2:
+        return "no (1 seed)"
+    return "yes" if all((v > 0) == (lo > 0) and v != 0 for v in per_seed) else "no (seeds disagree)"
 
 
 def summarize(todo, results, skipped, refs, s):
@@ -1120,9 +1137,11 @@ def summarize(todo, results, skipped, refs, s):
                 for m, col in (("psnr", "d_psnr"), ("lpips_alex", "d_lpips")):
                     delta = paired_delta(runs, control, set_name, m, **boot) if control else None
                     if delta is not None:
-                        mean, lo, hi, _ = delta
+                        mean, lo, hi, per_seed = delta
                         r.update({col: mean, col + "_lo": lo, col + "_hi": hi,
-                                  col + "_real": "" if kind == "l1" else _real(lo, hi)})
+                                  col + "_seed_min": min(per_seed),
+                                  col + "_seed_max": max(per_seed),
+                                  col + "_real": "" if kind == "l1" else _real(lo, hi, per_seed)})
                 rows.append(r)
             elif kind in skipped and kind not in seen_skip:
                 seen_skip.add(kind)
@@ -1164,15 +1183,19 @@ def _delta(r, col, spec):
     text = format(r[col], spec)
     if r.get(col + "_lo") is not None and r["run"] != "l1":
         text += f" [{format(r[col + '_lo'], spec)}, {format(r[col + '_hi'], spec)}]"
+        if r.get(col + "_seed_min") is not None and (r.get("n_seeds") or 0) > 1:
+            text += (f" seeds {format(r[col + '_seed_min'], spec)}…"
+                     f"{format(r[col + '_seed_max'], spec)}")
     if r.get(col + "_real") == "yes":
         text = f"**{text}**"
     return text
 
 
-def recommendations(rows, tolerance=PSNR_TOLERANCE):
+def recommendations(rows, tolerance=PSNR_TOLERANCE, min_seeds=1):
     """Per loss: the row with the largest LPIPS gain among those whose ΔLPIPS interval
-    lies below 0 (a real improvement) and whose mean ΔPSNR is within ``tolerance`` dB
-    of the control on **every** test set; None when no row of that loss qualifies."""
+    lies below 0 and is marked real (every seed agrees), whose mean ΔPSNR is within
+    ``tolerance`` dB of the control, on **every** test set, with at least ``min_seeds``
+    seeds finished; None when no row of that loss qualifies."""
     sets = list(dict.fromkeys(r["test_set"] for r in rows))
     by_run = {}
     for r in rows:
@@ -1186,6 +1209,7 @@ def recommendations(rows, tolerance=PSNR_TOLERANCE):
             continue
         ok = all(
             p.get("d_lpips_hi") is not None and p["d_lpips_hi"] < 0
+            and p.get("d_lpips_real") == "yes" and (p.get("n_seeds") or 0) >= min_seeds
             and p.get("d_psnr") is not None and p["d_psnr"] >= -tolerance
             for p in per_set.values()
         )
@@ -1210,8 +1234,11 @@ def markdown(rows, s, calibration=None):
         f"({n_seeds} seeds planned; `seeds` = finished). Δ: row minus the L1 control (PSNR "
         "higher and LPIPS lower are better), per image averaged over the seeds both "
         f"finished, with a paired bootstrap 95 % interval over test images "
-        f"({s.get('bootstrap', 2000)} resamples); **bold** = the interval excludes 0 (a real "
-        "effect). For the references the Δ compares them with the seed-averaged control "
+        f"({s.get('bootstrap', 2000)} resamples) and the range of the per-seed paired "
+        "differences (`seeds a…b`); **bold** = real: the interval excludes 0 and every seed's "
+        "difference has its sign (2 seeds at least; the image bootstrap alone ignores "
+        "seed-to-seed variation). For the references the Δ compares them with the "
+        "seed-averaged control "
         "(a positive ΔPSNR of the base = fine-tuning with L1 alone lost PSNR). "
         "λ is set so the term's gradient is `ratio` x the L1 gradient at the base's output; "
         "`ratio end` is the same ratio at the fine-tuned output (mean over seeds). sem-cos: "
@@ -1257,11 +1284,12 @@ def markdown(rows, s, calibration=None):
         for kind in LOSS_KINDS:
             if kind in calibration:
                 lines.append(f"- {LABELS[kind]}: {calibration[kind]:.3g}")
-    rec = recommendations(rows)
+    rec = recommendations(rows, min_seeds=len(s["seeds"]))
     if rec:
-        lines += ["", "Recommended λ (a ΔLPIPS interval below 0 on every test set — "
+        lines += ["", "Recommended λ (a real ΔLPIPS improvement on every test set — "
                   f"{', '.join(s['test_names'])} — with mean ΔPSNR within {PSNR_TOLERANCE:g} dB "
-                  "of the control; the largest mean LPIPS gain among those):", ""]
+                  f"of the control, all {len(s['seeds'])} seeds finished; the largest mean LPIPS "
+                  "gain among those):", ""]
         for kind in LOSS_KINDS:
             if kind in rec:
                 r = rec[kind]
@@ -1272,8 +1300,8 @@ def markdown(rows, s, calibration=None):
                         f"{p['d_lpips_hi']:+.4f}], ΔPSNR {p['d_psnr']:+.2f} dB"
                         for name, p in r["per_set"].items()) + ")"))
         if all(v is None for v in rec.values()):
-            lines += ["", "**No λ helped measurably**: no row's ΔLPIPS interval excludes 0 "
-                      "(as an improvement) on every test set within the PSNR tolerance."]
+            lines += ["", "**No λ helped measurably**: no row with all seeds finished has a "
+                      "real ΔLPIPS improvement on every test set within the PSNR tolerance."]
     return "\n".join(lines) + "\n"
 
 

@@ -91,8 +91,13 @@ def test_outputs_have_the_documented_columns(first_run):
     for r in (a, b):
         for col in ("d_psnr", "d_lpips"):
             assert float(r[col + "_lo"]) <= float(r[col]) <= float(r[col + "_hi"])
-            real = float(r[col + "_lo"]) > 0 or float(r[col + "_hi"]) < 0
-            assert r[col + "_real"] == ("yes" if real else "no")
+            lo_s, hi_s = float(r[col + "_seed_min"]), float(r[col + "_seed_max"])
+            assert lo_s <= hi_s
+            if not (float(r[col + "_lo"]) > 0 or float(r[col + "_hi"]) < 0):
+                assert r[col + "_real"] == "no"
+            else:
+                agree = lo_s > 0 if float(r[col + "_lo"]) > 0 else hi_s < 0
+                assert r[col + "_real"] == ("yes" if agree else "no (seeds disagree)")
     md = (first_run / "results.md").read_text()
     assert "| row | ratio | λ |" in md and "L1 (control)" in md and "whole image + queue" in md
     assert "### test (3 images, whole)" in md and "95 % CI" in md
@@ -152,6 +157,7 @@ def test_recommendation_rule():
     def row(test_set, run, loss, d_psnr, d_lp, hi, lam=0.01):
         return {"test_set": test_set, "run": run, "loss": loss, "d_psnr": d_psnr,
                 "d_lpips": d_lp, "d_lpips_lo": d_lp - 0.01, "d_lpips_hi": hi, "lambda": lam,
+                "d_lpips_real": "yes" if hi < 0 else "no", "n_seeds": 3,
                 "ratio_target": 1.0, "status": "ok"}
 
     rows = []
@@ -171,6 +177,10 @@ def test_recommendation_rule():
     assert set(rec["perceptual"]["per_set"]) == {"kodak", "cbsd"}
     assert rec["pdl_identity"] is None
     assert "l1" not in rec
+    assert bs.recommendations(rows, min_seeds=4)["perceptual"] is None  # seeds unfinished
+    seeds_disagree = [dict(r, d_lpips_real="no (seeds disagree)") if r["run"] == "a1" else r
+                      for r in rows]
+    assert bs.recommendations(seeds_disagree)["perceptual"] is None
     s = {"seeds": [0, 1, 2], "preset": "ffdnet", "base": "ffdnet_color", "steps": 1,
          "batch": 2, "crop": 64, "lr": 1e-4, "sigma": 50 / 255, "tile": 64, "test_crop": 0,
          "test_names": ["kodak", "cbsd"], "weights": "none"}
@@ -251,13 +261,18 @@ def test_paired_delta_averages_seeds_then_pairs_images():
     row = {0: _fake_run(names, [11.0, 20.0, 31.0], 0),
            1: _fake_run(names, [13.0, 22.0, 33.0], 1),
            2: _fake_run(names, [99.0, 99.0, 99.0], 2)}  # no control for seed 2: unpaired
-    mean, lo, hi, n = bs.paired_delta(row, control, "t", "psnr", resamples=300, seed=0)
-    assert n == 2
+    mean, lo, hi, per_seed = bs.paired_delta(row, control, "t", "psnr", resamples=300, seed=0)
+    assert per_seed == pytest.approx([2 / 3, 2 / 3])
     # per image: seed means (12, 21, 32) - (11, 21, 31) = (1, 0, 1)
     assert mean == pytest.approx(2 / 3)
     assert 0.0 <= lo <= mean <= hi <= 1.0
     assert bs.seed_stats(control, "t", "psnr") == pytest.approx((21.0, np.std([20, 22], ddof=1)))
     assert bs.paired_delta(row, {}, "t", "psnr") is None
+    # real: the interval excludes 0 and, with 2+ seeds, every seed agrees in sign
+    assert bs._real(0.1, 0.3) == "yes" and bs._real(-0.1, 0.3) == "no"
+    assert bs._real(0.1, 0.3, [0.2, 0.1]) == "yes"
+    assert bs._real(0.1, 0.3, [0.2]) == "no (1 seed)"
+    assert bs._real(-0.3, -0.1, [-0.2, 0.05]) == "no (seeds disagree)"
     other = {0: _fake_run(["x", "y", "w"], [1.0, 1.0, 1.0], 0)}
     with pytest.raises(ValueError, match="other images"):
         bs.paired_delta(row, other, "t", "psnr")
