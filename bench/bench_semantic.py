@@ -1299,7 +1299,13 @@ def markdown(rows, s, calibration=None):
                         f"{name}: ΔLPIPS {p['d_lpips']:+.4f} [{p['d_lpips_lo']:+.4f}, "
                         f"{p['d_lpips_hi']:+.4f}], ΔPSNR {p['d_psnr']:+.2f} dB"
                         for name, p in r["per_set"].items()) + ")"))
-        if all(v is None for v in rec.values()):
+        pending = sorted({r["run"] for r in rows if r["status"] == "ok" and r["run"] != "l1"
+                          and (r.get("n_seeds") or 0) < len(s["seeds"])})
+        if pending:
+            lines += ["", f"Incomplete: {len(pending)} rows have not finished all "
+                      f"{len(s['seeds'])} seeds ({', '.join(pending)}); no recommendation "
+                      "for them yet."]
+        elif all(v is None for v in rec.values()):
             lines += ["", "**No λ helped measurably**: no row with all seeds finished has a "
                       "real ΔLPIPS improvement on every test set within the PSNR tolerance."]
     return "\n".join(lines) + "\n"
