@@ -27,12 +27,12 @@ def test_operators_build_weighted_sums(rng):
     y, p = _pair(rng)
     l1, mse = L1(), MSE()
     expr = l1 + 0.5 * mse
-    assert isinstance(expr, WeightedSum) and expr.weights == [1.0, 0.5]
-    assert (mse * 2.0).weights == [2.0]
+    assert isinstance(expr, WeightedSum) and expr.loss_weights == [1.0, 0.5]
+    assert (mse * 2.0).loss_weights == [2.0]
     # flattening: (a + b) + c keeps one level
     nested = (L1() + MSE()) + 3 * Charbonnier()
-    assert len(nested.losses) == 3 and nested.weights == [1.0, 1.0, 3.0]
-    assert (2 * (L1() + MSE())).weights == [2.0, 2.0]
+    assert len(nested.losses) == 3 and nested.loss_weights == [1.0, 1.0, 3.0]
+    assert (2 * (L1() + MSE())).loss_weights == [2.0, 2.0]
     assert isinstance(sum([L1(), MSE()]), WeightedSum)
     ref = np.abs(p - y).mean((1, 2, 3)) + 0.5 * ((p - y) ** 2).mean((1, 2, 3))
     np.testing.assert_allclose(expr.call(y, p), ref, rtol=1e-5)
@@ -48,7 +48,8 @@ def test_operators_reject_non_numbers():
 
 def test_weighted_sum_passes_harness(rng):
     y, p = _pair(rng)
-    run_loss_test(WeightedSum, {"losses": [L1(), Charbonnier(eps=0.01)], "weights": [1.0, 0.3]}, y, p)
+    args = {"losses": [L1(), Charbonnier(eps=0.01)], "loss_weights": [1.0, 0.3]}
+    run_loss_test(WeightedSum, args, y, p)
 
 
 def test_weighted_sum_accepts_keras_losses(rng):
@@ -60,11 +61,35 @@ def test_weighted_sum_accepts_keras_losses(rng):
 
 def test_weighted_sum_validates_arguments():
     with pytest.raises(ValueError, match="one entry per loss"):
-        WeightedSum([L1(), MSE()], weights=[1.0])
+        WeightedSum([L1(), MSE()], loss_weights=[1.0])
     with pytest.raises(TypeError, match=r"losses\[1\]"):
         WeightedSum([L1(), "mse"])
     with pytest.raises(ValueError, match="at least one"):
         WeightedSum([])
+
+
+def test_weighted_sum_refuses_old_weights_keyword():
+    """``weights`` only means pretrained weights; the term weights are ``loss_weights``."""
+    with pytest.raises(TypeError, match="`weights` was renamed `loss_weights`"):
+        WeightedSum([L1(), MSE()], weights=[1.0, 0.5])
+
+
+def test_weighted_sum_config_round_trip_and_old_config(rng):
+    y, p = _pair(rng)
+    total = WeightedSum([L1(), MSE()], loss_weights=[1.0, 0.5], loss_weight=2.0)
+    config = total.get_config()
+    assert config["loss_weights"] == [1.0, 0.5] and "weights" not in config
+    again = WeightedSum.from_config(config)
+    assert again.loss_weights == [1.0, 0.5] and again.get_config() == config
+    old = {k: v for k, v in config.items() if k != "loss_weights"}
+    old["weights"] = [1.0, 0.5]  # a config saved before the rename
+    loaded = WeightedSum.from_config(old)
+    assert loaded.loss_weights == [1.0, 0.5] and loaded.get_config() == config
+    np.testing.assert_allclose(float(loaded(y, p)), float(total(y, p)), rtol=1e-6)
+    ser = keras.saving.serialize_keras_object(total)
+    ser["config"]["weights"] = ser["config"].pop("loss_weights")
+    de = keras.saving.deserialize_keras_object(ser)
+    assert type(de) is WeightedSum and de.loss_weights == [1.0, 0.5]
 
 
 def test_keras_save_load_of_sum(tmp_path, rng):
@@ -77,7 +102,7 @@ def test_keras_save_load_of_sum(tmp_path, rng):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.loss, WeightedSum)
     assert [type(l) for l in loaded.loss.losses] == [L1, Charbonnier]
-    assert loaded.loss.weights == [1.0, 0.5]
+    assert loaded.loss.loss_weights == [1.0, 0.5]
     np.testing.assert_allclose(loaded.evaluate(p, y, verbose=0), before, rtol=1e-6)
 
 
@@ -140,7 +165,7 @@ def test_nan_output_is_caught_in_graph_mode(rng):
 def test_non_finite_weights_are_refused_where_they_enter(bad):
     with pytest.raises(ValueError, match="l1: `loss_weight` must be a finite number"):
         L1(loss_weight=bad)
-    with pytest.raises(ValueError, match=r"`weights\[1\]` must be a finite number"):
+    with pytest.raises(ValueError, match=r"`loss_weights\[1\]` must be a finite number"):
         WeightedSum([L1(), MSE()], [1.0, bad])
     with pytest.raises(ValueError, match=r"`L1 \* factor` must be a finite number"):
         L1() * bad

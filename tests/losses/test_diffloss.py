@@ -274,7 +274,7 @@ def test_loss_algebra_and_fit_leave_the_unet_frozen(micro_weights, rng, tmp_path
     y, p = _pair(rng, (4, 16, 16, 3))
     diff = DiffLoss(unet=MICRO, weights=micro_weights)
     total = MSE() + 0.001 * diff
-    assert isinstance(total, WeightedSum) and total.weights == [1.0, 0.001]
+    assert isinstance(total, WeightedSum) and total.loss_weights == [1.0, 0.001]
     unet = diff._holder.value
     before = [w.copy() for w in unet.get_weights()]
     inp = keras.Input((16, 16, 3))

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -59,12 +60,33 @@ def test_ms_ssim_loss_conforms(rng):
 
 def test_ms_ssim_loss_sum_form_and_fewer_scales(rng):
     y, p = _pair(rng, (2, 48, 48, 1))
-    kwargs = {"weights": [0.3, 0.3, 0.4], "combine": "sum", "filter_size": 7, "color": "gray"}
+    kwargs = {"power_factors": [0.3, 0.3, 0.4], "combine": "sum", "filter_size": 7, "color": "gray"}
     res = run_loss_test(
         MSSSIMLoss, kwargs, y, p, saving=False, mirrored=False, mixed_precision=False
     )
-    ref = 1 - ms_ssim(y, p, weights=[0.3, 0.3, 0.4], combine="sum", filter_size=7).numpy()
+    ref = 1 - ms_ssim(y, p, power_factors=[0.3, 0.3, 0.4], combine="sum", filter_size=7).numpy()
     np.testing.assert_allclose(res["eager"], ref, atol=1e-6)
+
+
+def test_ms_ssim_loss_power_factors_rename(rng):
+    """``weights`` only means pretrained weights; the scale exponents are
+    ``power_factors`` (as in ``tf.image.ssim_multiscale``); old configs still load."""
+    with pytest.raises(TypeError, match="`weights` was renamed `power_factors`"):
+        MSSSIMLoss(weights=[0.5, 0.5])
+    loss = MSSSIMLoss(power_factors=[0.5, 0.5], combine="sum", filter_size=7)
+    config = loss.get_config()
+    assert config["power_factors"] == [0.5, 0.5] and "weights" not in config
+    assert MSSSIMLoss.from_config(config).get_config() == config
+    old = {k: v for k, v in config.items() if k != "power_factors"}
+    old["weights"] = [0.5, 0.5]  # a config saved before the rename
+    loaded = MSSSIMLoss.from_config(old)
+    assert loaded.power_factors == (0.5, 0.5) and loaded.get_config() == config
+    ser = keras.saving.serialize_keras_object(loss)
+    ser["config"]["weights"] = ser["config"].pop("power_factors")
+    de = keras.saving.deserialize_keras_object(ser)
+    assert type(de) is MSSSIMLoss and de.power_factors == (0.5, 0.5)
+    y, p = _pair(rng, (2, 32, 32, 1))
+    np.testing.assert_allclose(de(y, p).numpy(), loss(y, p).numpy(), rtol=1e-6)
 
 
 def test_ms_ssim_loss_gradient_finite_for_anticorrelated_prediction(rng):

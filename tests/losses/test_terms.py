@@ -66,7 +66,7 @@ def test_weights_default_to_one(rng):
     x, y = _data(rng)
     model = _restorer()
     model.compile(optimizer="sgd", loss=[L1(), MSE()])
-    assert model.loss.weights == [1.0, 1.0]
+    assert model.loss.loss_weights == [1.0, 1.0]
 
 
 def test_terms_are_weighted_contributions_that_add_up_to_loss(rng):
@@ -170,7 +170,7 @@ def test_enable_after_compile_starts_logging_terms(rng):
     model = _plain_model()
     model.compile(optimizer="sgd", loss=[L1(), MSE()], loss_weights=[1.0, 0.5])
     model = enable_loss_terms(model)
-    assert isinstance(model.loss, WeightedSum) and model.loss.weights == [1.0, 0.5]
+    assert isinstance(model.loss, WeightedSum) and model.loss.loss_weights == [1.0, 0.5]
     assert {"l1", "mse"} <= set(_fit(model, x, y, epochs=1).history)
 
 
@@ -232,7 +232,7 @@ def test_keras_round_trip_keeps_list_meaning_and_terms(rng, tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, RestorationModel)
-    assert isinstance(loaded.loss, WeightedSum) and loaded.loss.weights == [1.0, 0.2]
+    assert isinstance(loaded.loss, WeightedSum) and loaded.loss.loss_weights == [1.0, 0.2]
     np.testing.assert_allclose(
         loaded.evaluate(x, y, verbose=0, return_dict=True)["mse"],
         model.evaluate(x, y, verbose=0, return_dict=True)["mse"],

@@ -169,7 +169,7 @@ def test_ms_ssim_min_size_error_names_minimum(rng):
         ms_ssim(y, y, crop_border=5)
     assert ms_ssim_min_size(7, 3) == 25  # fewer scales / smaller windows accept smaller images
     y = rng.uniform(size=(1, 25, 25, 1)).astype("float32")
-    value = ms_ssim(y, y, weights=[0.2, 0.3, 0.5], filter_size=7)
+    value = ms_ssim(y, y, power_factors=[0.2, 0.3, 0.5], filter_size=7)
     np.testing.assert_allclose(value.numpy(), [1.0], atol=1e-6)
 
 
@@ -201,7 +201,7 @@ def test_ms_ssim_gradient_finite_and_nonzero(rng):
         (ssim, {"k2": -0.1}, "k2"),
         (ssim, {"color": "lab"}, "color"),
         (ms_ssim, {"combine": "mean"}, "combine"),
-        (ms_ssim, {"weights": []}, "weights"),
+        (ms_ssim, {"power_factors": []}, "power_factors"),
     ],
 )
 def test_bad_options_raise(fn, kwargs, match):
@@ -236,9 +236,31 @@ def test_ssim_metric_streams_and_serializes(rng):
     np.testing.assert_allclose(float(m.result()), ref, rtol=1e-5)
     config = SSIM(data_range=255.0, color="y", crop_border=4, quantize=True, downsample=True).get_config()
     assert SSIM.from_config(config).get_config() == config
-    ser = keras.saving.serialize_keras_object(MSSSIM(combine="sum", weights=[0.5, 0.5]))
+    ser = keras.saving.serialize_keras_object(MSSSIM(combine="sum", power_factors=[0.5, 0.5]))
     de = keras.saving.deserialize_keras_object(ser)
-    assert type(de) is MSSSIM and de.combine == "sum" and de.scale_weights == (0.5, 0.5)
+    assert type(de) is MSSSIM and de.combine == "sum" and de.power_factors == (0.5, 0.5)
+
+
+def test_ms_ssim_power_factors_rename(rng):
+    """``weights`` only means pretrained weights; the scale exponents are
+    ``power_factors`` (as in ``tf.image.ssim_multiscale``); old configs still load."""
+    y = np.zeros((1, 161, 161, 3), "float32")
+    with pytest.raises(TypeError, match="`weights` was renamed `power_factors`"):
+        ms_ssim(y, y, weights=MS_SSIM_WEIGHTS)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'filter'"):
+        ms_ssim(y, y, filter=7)
+    with pytest.raises(TypeError, match="`weights` was renamed `power_factors`"):
+        MSSSIM(weights=[0.5, 0.5])
+    config = MSSSIM(power_factors=[0.5, 0.5], combine="sum", name="ms").get_config()
+    assert config["power_factors"] == [0.5, 0.5] and "weights" not in config
+    assert MSSSIM.from_config(config).get_config() == config
+    old = {k: v for k, v in config.items() if k != "power_factors"}
+    old["weights"] = [0.5, 0.5]  # a config saved before the rename
+    loaded = MSSSIM.from_config(old)
+    assert loaded.power_factors == (0.5, 0.5) and loaded.get_config() == config
+    ser = keras.saving.serialize_keras_object(MSSSIM(power_factors=[0.5, 0.5]))
+    ser["config"]["weights"] = ser["config"].pop("power_factors")
+    assert keras.saving.deserialize_keras_object(ser).power_factors == (0.5, 0.5)
 
 
 def test_metrics_in_compile_evaluate_and_save(rng):

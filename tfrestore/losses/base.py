@@ -12,7 +12,7 @@ Losses compose with ``+`` and ``*``::
     >>> loss = L1() + 0.5 * MSE()
     >>> type(loss).__name__
     'WeightedSum'
-    >>> [round(w, 3) for w in loss.weights]
+    >>> [round(w, 3) for w in loss.loss_weights]
     [1.0, 0.5]
 """
 
@@ -75,9 +75,9 @@ def check_weight(value, arg, owner=None):
     return value
 
 
-def check_loss_list(losses, weights=None, where="losses", weights_arg="weights"):
-    """``(losses, float weights)`` of a list of Keras losses and their weights (1.0
-    each by default), with errors naming the argument and the position."""
+def check_loss_list(losses, loss_weights=None, where="losses", arg="loss_weights"):
+    """``(losses, float loss_weights)`` of a list of Keras losses and their term weights
+    (1.0 each by default), with errors naming the argument ``arg`` and the position."""
     losses = list(losses)
     for i, l in enumerate(losses):
         if not isinstance(l, keras.losses.Loss):
@@ -85,14 +85,14 @@ def check_loss_list(losses, weights=None, where="losses", weights_arg="weights")
                 f"`{where}[{i}]` must be a keras.losses.Loss (e.g. tfrestore.losses.L1()), "
                 f"got {type(l).__name__}."
             )
-    if weights is None:
-        weights = [1.0] * len(losses)
-    if not isinstance(weights, (list, tuple)) or len(weights) != len(losses):
+    if loss_weights is None:
+        loss_weights = [1.0] * len(losses)
+    if not isinstance(loss_weights, (list, tuple)) or len(loss_weights) != len(losses):
         raise ValueError(
-            f"`{weights_arg}` must be a list with one entry per loss in `{where}`: got "
-            f"{weights!r} for {len(losses)} losses."
+            f"`{arg}` must be a list with one entry per loss in `{where}`: got "
+            f"{loss_weights!r} for {len(losses)} losses."
         )
-    return losses, [check_weight(w, f"{weights_arg}[{i}]") for i, w in enumerate(weights)]
+    return losses, [check_weight(w, f"{arg}[{i}]") for i, w in enumerate(loss_weights)]
 
 
 class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
@@ -289,6 +289,9 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
         return WeightedSum._combine(self, 1.0, other, -1.0)
 
 
+_WEIGHTED_SUM_RENAMED = {"weights": "loss_weights"}
+
+
 @keras.saving.register_keras_serializable(package="tfrestore")
 class WeightedSum(RestorationLoss):
     """Weighted sum of losses on the same output: ``sum_i w_i * loss_i``.
@@ -301,14 +304,16 @@ class WeightedSum(RestorationLoss):
     Args:
         losses: list of ``keras.losses.Loss`` instances (or their serialized
             configs).
-        weights: list of floats, one per loss (default all 1.0).
+        loss_weights: list of floats, one per loss (default all 1.0); the attribute
+            ``loss_weights``. (Formerly ``weights``: that keyword now raises
+            ``TypeError``; configs saved with it still load.)
 
     Example:
 
     >>> import numpy as np
     >>> from tfrestore.losses import L1, MSE, WeightedSum
     >>> y = np.zeros((2, 8, 8, 3), "float32"); p = np.full_like(y, 0.5)
-    >>> total = WeightedSum([L1(), MSE()], weights=[1.0, 2.0])
+    >>> total = WeightedSum([L1(), MSE()], loss_weights=[1.0, 2.0])
     >>> float(total(y, p))  # 0.5 + 2 * 0.25
     1.0
     """
@@ -316,7 +321,8 @@ class WeightedSum(RestorationLoss):
     #: every term gets the ``training`` flag (those with ``uses_training`` read it)
     uses_training = True
 
-    def __init__(self, losses, weights=None, name="weighted_sum", **kwargs):
+    def __init__(self, losses, loss_weights=None, name="weighted_sum", **kwargs):
+        validation.refuse_renamed(kwargs, _WEIGHTED_SUM_RENAMED, "WeightedSum")
         super().__init__(name=name, **kwargs)
         losses = [
             keras.saving.deserialize_keras_object(l) if isinstance(l, dict) else l
@@ -324,7 +330,12 @@ class WeightedSum(RestorationLoss):
         ]
         if not losses:
             raise ValueError("`losses` must contain at least one loss.")
-        self.losses, self.weights = check_loss_list(losses, weights)
+        self.losses, self.loss_weights = check_loss_list(losses, loss_weights)
+
+    @classmethod
+    def from_config(cls, config):
+        # configs saved before the rename store the term weights as "weights"
+        return super().from_config(validation.renamed_config(config, _WEIGHTED_SUM_RENAMED))
 
     def term_values(self, y_true, y_pred, training=None):
         """``(total, terms)``: the per-sample values ``(B,)`` of the sum (as
@@ -352,7 +363,7 @@ class WeightedSum(RestorationLoss):
         for loss, w in ((a, wa), (b, wb)):
             if isinstance(loss, WeightedSum) and loss.loss_weight == 1.0:
                 terms.extend(loss.losses)
-                weights.extend(w * x for x in loss.weights)
+                weights.extend(w * x for x in loss.loss_weights)
             else:
                 terms.append(loss)
                 weights.append(w)
@@ -362,7 +373,7 @@ class WeightedSum(RestorationLoss):
         if not isinstance(factor, numbers.Real) or isinstance(factor, bool):
             return NotImplemented
         factor = check_weight(factor, "WeightedSum * factor")
-        return WeightedSum(self.losses, [w * factor for w in self.weights])
+        return WeightedSum(self.losses, [w * factor for w in self.loss_weights])
 
     __rmul__ = __mul__
 
@@ -376,7 +387,7 @@ class WeightedSum(RestorationLoss):
     def _weighted_terms(self, y_true, y_pred, training=None):
         """Each term's per-sample values times its weight, in the sum's dtype."""
         terms = []
-        for loss, w in zip(self.losses, self.weights):
+        for loss, w in zip(self.losses, self.loss_weights):
             args = (
                 tf.cast(y_true, loss.dtype) if loss.dtype else y_true,
                 tf.cast(y_pred, loss.dtype) if loss.dtype else y_pred,
@@ -396,7 +407,7 @@ class WeightedSum(RestorationLoss):
         config.update(
             {
                 "losses": [keras.saving.serialize_keras_object(l) for l in self.losses],
-                "weights": list(self.weights),
+                "loss_weights": list(self.loss_weights),
             }
         )
         return config
@@ -413,7 +424,9 @@ class WeightedSum(RestorationLoss):
         return children
 
     def __repr__(self):
-        parts = " + ".join(f"{w:g} * {type(l).__name__}" for l, w in zip(self.losses, self.weights))
+        parts = " + ".join(
+            f"{w:g} * {type(l).__name__}" for l, w in zip(self.losses, self.loss_weights)
+        )
         return f"WeightedSum({parts})"
 
 

@@ -70,7 +70,7 @@ def loss_terms(loss, weights=None):
                 "`weights` is only for a list of losses; a WeightedSum already carries its "
                 "weights (write `L1() + 0.1 * X()`)."
             )
-        pairs = [(l, w * loss.loss_weight) for l, w in zip(loss.losses, loss.weights)]
+        pairs = [(l, w * loss.loss_weight) for l, w in zip(loss.losses, loss.loss_weights)]
     elif isinstance(loss, keras.losses.Loss):
         pairs = [(loss, 1.0 if weights is None else _single_weight(weights))]
     elif isinstance(loss, (list, tuple)) and loss:

@@ -6,7 +6,7 @@ loss equals one minus the reported metric. MS-SSIM clamps negative per-scale ter
 0 with a finite gradient (see :mod:`tfrestore.metrics.ssim`) and needs images of at
 least ``(filter_size - 1) * 2**(scales - 1) + 1`` pixels per side (161 by default);
 smaller inputs raise a ``ValueError`` naming that minimum. For training on small
-crops use :class:`SSIMLoss` or fewer ``weights`` (scales).
+crops use :class:`SSIMLoss` or fewer ``power_factors`` (scales).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import keras
 
 from tfrestore.losses.base import RestorationLoss
 from tfrestore.metrics import _image
+from tfrestore.utils import validation
 from tfrestore.metrics.ssim import (
+    _MS_RENAMED,
     MS_SSIM_WEIGHTS,
     _ms_ssim_prepared,
     _ssim_prepared,
@@ -96,10 +98,11 @@ class MSSSIMLoss(_SimilarityLoss):
 
     Args:
         data_range, color, filter_size, filter_sigma, k1, k2: as in :class:`SSIMLoss`.
-        weights: per-scale exponents, finest first (default the 5 standard weights).
+        power_factors: per-scale exponents, finest first (default the 5 standard ones,
+            ``MS_SSIM_WEIGHTS``); formerly ``weights``, which now raises ``TypeError``.
         combine: ``"product"`` (standard MS-SSIM) or ``"sum"`` (normalised weighted sum).
 
-    Images must be at least ``ms_ssim_min_size(filter_size, len(weights))`` pixels per
+    Images must be at least ``ms_ssim_min_size(filter_size, len(power_factors))`` pixels per
     side (161 by default):
 
     >>> import numpy as np
@@ -114,19 +117,25 @@ class MSSSIMLoss(_SimilarityLoss):
     """
 
     def __init__(
-        self, data_range=1.0, color="rgb", weights=MS_SSIM_WEIGHTS, combine="product",
+        self, data_range=1.0, color="rgb", power_factors=MS_SSIM_WEIGHTS, combine="product",
         filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03, name="ms_ssim_loss", **kwargs,
     ):
+        validation.refuse_renamed(kwargs, _MS_RENAMED, "MSSSIMLoss")
         super().__init__(
             data_range, color, filter_size, filter_sigma, k1, k2, name=name, **kwargs
         )
-        self._set_scales(weights, combine, name)
+        self._set_scales(power_factors, combine, name)
 
     def _similarity(self, y_true, y_pred):
         return _ms_ssim_prepared(
-            y_true, y_pred, self.data_range, self.scale_weights, self.combine,
+            y_true, y_pred, self.data_range, self.power_factors, self.combine,
             self.filter_size, self.filter_sigma, self.k1, self.k2, owner=self.name,
         )
 
     def options(self):
         return {**super().options(), **self._scale_options()}
+
+    @classmethod
+    def from_config(cls, config):
+        # configs saved before the rename store the power factors as "weights"
+        return super().from_config(validation.renamed_config(config, _MS_RENAMED))

@@ -16,7 +16,7 @@ exact:
 * ``downsample=True`` (SSIM only) applies the automatic pre-filter of the original
   ``ssim.m``: factor ``f = max(1, round(min(H, W) / 256))``, ``f x f`` box filter with
   symmetric borders, keep every ``f``-th pixel.
-* MS-SSIM: 5 scales with weights ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)``; between
+* MS-SSIM: 5 scales with power factors ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)``; between
   scales a 2x2 box filter with symmetric borders keeps every second pixel (``msssim.m``;
   for even sizes exactly 2x2 average pooling). Contrast-structure terms ``cs_j`` of
   scales 1..4 and the full SSIM of scale 5 are combined either as the standard product
@@ -50,7 +50,7 @@ from tfrestore.metrics import _image
 
 __all__ = ["ssim", "ms_ssim", "SSIM", "MSSSIM", "MS_SSIM_WEIGHTS", "ms_ssim_min_size"]
 
-#: Wang, Simoncelli & Bovik (2003) scale weights, finest scale first.
+#: Wang, Simoncelli & Bovik (2003) per-scale exponents (``power_factors``), finest scale first.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _COMBINE = ("product", "sum")
 
@@ -69,19 +69,23 @@ def _check_filter(filter_size, filter_sigma, k1, k2, owner):
     return int(filter_size), float(filter_sigma), float(k1), float(k2)
 
 
-def _check_ms_options(weights, combine, owner):
+#: MS-SSIM's former argument name for ``power_factors`` (refused; old configs map it)
+_MS_RENAMED = {"weights": "power_factors"}
+
+
+def _check_ms_options(power_factors, combine, owner):
     try:
-        weights = tuple(float(w) for w in weights)
+        power_factors = tuple(float(w) for w in power_factors)
     except TypeError:
-        weights = ()
-    if not weights or any(not w > 0 for w in weights):
+        power_factors = ()
+    if not power_factors or any(not w > 0 for w in power_factors):
         raise ValueError(
-            f"{owner}: `weights` must be a non-empty sequence of positive per-scale weights "
-            f"(finest first), e.g. {MS_SSIM_WEIGHTS}."
+            f"{owner}: `power_factors` must be a non-empty sequence of positive per-scale "
+            f"exponents (finest first), e.g. {MS_SSIM_WEIGHTS}."
         )
     if combine not in _COMBINE:
         raise ValueError(f"{owner}: `combine` must be one of {_COMBINE}, got {combine!r}.")
-    return weights, combine
+    return power_factors, combine
 
 
 class _WindowOptions:
@@ -99,11 +103,11 @@ class _WindowOptions:
             "k1": self.k1, "k2": self.k2,
         }
 
-    def _set_scales(self, weights, combine, owner):
-        self.scale_weights, self.combine = _check_ms_options(weights, combine, owner)
+    def _set_scales(self, power_factors, combine, owner):
+        self.power_factors, self.combine = _check_ms_options(power_factors, combine, owner)
 
     def _scale_options(self):
-        return {"weights": list(self.scale_weights), "combine": self.combine}
+        return {"power_factors": list(self.power_factors), "combine": self.combine}
 
 
 def ms_ssim_min_size(filter_size=11, scales=5):
@@ -214,9 +218,9 @@ def _clamped_power(v, w):
     return tf.where(positive, tf.pow(safe, w), tf.zeros_like(v))
 
 
-def _ms_ssim_prepared(y_true, y_pred, data_range, weights, combine, filter_size, filter_sigma,
-                      k1, k2, owner="ms_ssim", crop_border=0):
-    scales = len(weights)
+def _ms_ssim_prepared(y_true, y_pred, data_range, power_factors, combine, filter_size,
+                      filter_sigma, k1, k2, owner="ms_ssim", crop_border=0):
+    scales = len(power_factors)
     min_side = ms_ssim_min_size(filter_size, scales)
     what = (
         f"the MS-SSIM minimum for {scales} scales with a {filter_size}-px window "
@@ -233,7 +237,7 @@ def _ms_ssim_prepared(y_true, y_pred, data_range, weights, combine, filter_size,
         else:
             terms.append(s)
     values = tf.stack(terms, axis=0)  # (scales, B, C)
-    w = tf.reshape(tf.constant(weights, values.dtype), [scales, 1, 1])
+    w = tf.reshape(tf.constant(power_factors, values.dtype), [scales, 1, 1])
     if combine == "product":
         per_channel = tf.reduce_prod(_clamped_power(values, w), axis=0)
     else:
@@ -285,8 +289,8 @@ def ssim(
 
 def ms_ssim(
     y_true, y_pred, data_range=1.0, color="rgb", crop_border=0, quantize=False,
-    weights=MS_SSIM_WEIGHTS, combine="product", filter_size=11, filter_sigma=1.5,
-    k1=0.01, k2=0.03,
+    power_factors=MS_SSIM_WEIGHTS, combine="product", filter_size=11, filter_sigma=1.5,
+    k1=0.01, k2=0.03, **kwargs,
 ):
     """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) of each image pair, shape ``(B,)``.
 
@@ -295,8 +299,9 @@ def ms_ssim(
             ``[0, data_range]``; height and width at least
             :func:`ms_ssim_min_size` (161 for the defaults).
         data_range, color, crop_border, quantize: as in :func:`ssim`.
-        weights: per-scale exponents, finest first; their count is the number of
-            scales.
+        power_factors: per-scale exponents, finest first; their count is the number
+            of scales (the name ``tf.image.ssim_multiscale`` uses; formerly ``weights``,
+            which now raises ``TypeError``).
         combine: ``"product"`` (standard definition) or ``"sum"`` (normalised
             weighted sum, the convention of the pyiqa/TID2013 calibration values).
         filter_size, filter_sigma, k1, k2: as in :func:`ssim`.
@@ -311,18 +316,19 @@ def ms_ssim(
     ...
     ValueError: ms_ssim: `y_true` is 160x161 pixels, smaller than the MS-SSIM minimum ...
     """
+    validation.refuse_renamed(kwargs, _MS_RENAMED, "ms_ssim", allow_other=False)
     data_range = _image.check_data_range(data_range, "ms_ssim")
     color = _image.check_color(color, "ms_ssim")
     crop_border = _image.check_crop_border(crop_border, "ms_ssim")
     filter_size, filter_sigma, k1, k2 = _check_filter(filter_size, filter_sigma, k1, k2, "ms_ssim")
-    weights, combine = _check_ms_options(weights, combine, "ms_ssim")
+    power_factors, combine = _check_ms_options(power_factors, combine, "ms_ssim")
     y_true, y_pred = _image.prepare_pair(
         y_true, y_pred, data_range=data_range, color=color, crop_border=crop_border,
         quantize=quantize, owner="ms_ssim",
     )
     return _ms_ssim_prepared(
-        y_true, y_pred, data_range, weights, combine, filter_size, filter_sigma, k1, k2,
-        owner="ms_ssim", crop_border=crop_border,
+        y_true, y_pred, data_range, power_factors, combine, filter_size, filter_sigma, k1,
+        k2, owner="ms_ssim", crop_border=crop_border,
     )
 
 
@@ -373,13 +379,19 @@ class MSSSIM(_WindowOptions, _image.MeanImageMetric):
     metric_fn = staticmethod(ms_ssim)
 
     def __init__(
-        self, data_range=1.0, color="rgb", crop_border=0, quantize=False, weights=MS_SSIM_WEIGHTS,
-        combine="product", filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03,
-        name="ms_ssim", dtype=None,
+        self, data_range=1.0, color="rgb", crop_border=0, quantize=False,
+        power_factors=MS_SSIM_WEIGHTS, combine="product", filter_size=11, filter_sigma=1.5,
+        k1=0.01, k2=0.03, name="ms_ssim", dtype=None, **kwargs,
     ):
+        validation.refuse_renamed(kwargs, _MS_RENAMED, "MSSSIM", allow_other=False)
         super().__init__(data_range, color, crop_border, quantize, name=name, dtype=dtype)
-        self._set_scales(weights, combine, "MSSSIM")
+        self._set_scales(power_factors, combine, "MSSSIM")
         self._set_window(filter_size, filter_sigma, k1, k2, "MSSSIM")
 
     def options(self):
         return {**super().options(), **self._scale_options(), **self._window_options()}
+
+    @classmethod
+    def from_config(cls, config):
+        # configs saved before the rename store the power factors as "weights"
+        return super().from_config(validation.renamed_config(config, _MS_RENAMED))

@@ -25,8 +25,46 @@ __all__ = [
     "check_noise_level",
     "as_range",
     "static_hw",
+    "refuse_renamed",
+    "renamed_config",
     "RANGE_TOLERANCE",
 ]
+
+
+def refuse_renamed(kwargs, renamed, owner, *, allow_other=True):
+    """Raise ``TypeError`` if ``kwargs`` holds an argument name that was renamed.
+
+    ``renamed`` maps old names to new ones; the message names the new one. With
+    ``allow_other=False`` any other leftover keyword is refused as Python would.
+
+    >>> refuse_renamed({"weights": [1.0]}, {"weights": "loss_weights"}, "WeightedSum")
+    Traceback (most recent call last):
+    ...
+    TypeError: WeightedSum: `weights` was renamed `loss_weights` (in tfrestore ...
+    """
+    for old, new in renamed.items():
+        if old in kwargs:
+            note = ""
+            if old == "weights":
+                note = " (in tfrestore `weights` only means pretrained weights)"
+            raise TypeError(f"{owner}: `{old}` was renamed `{new}`{note}.")
+    if not allow_other and kwargs:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+
+
+def renamed_config(config, renamed):
+    """A copy of a saved ``config`` with old argument names mapped to the new ones, so
+    ``.keras`` files written before a rename still load (``from_config``).
+
+    >>> renamed_config({"weights": [1.0], "name": "x"}, {"weights": "loss_weights"})
+    {'name': 'x', 'loss_weights': [1.0]}
+    """
+    config = dict(config)
+    for old, new in renamed.items():
+        if old in config:
+            value = config.pop(old)
+            config.setdefault(new, value)
+    return config
 
 
 def _prefix(loss_name):
