@@ -419,10 +419,7 @@ def _cmd_restore(args):
         to_grey,
     )
 
-    _check_inference_args(args)
-    _check_writable(args.output, "output", args.overwrite, inputs=[args.input])
-    _check_image_extension(args.output, "output")
-    sigma = _check_sigma(_parse_number(args.sigma, "--sigma"))
+    sigma = _parse_number(args.sigma, "--sigma")  # checked, with the rest, by _check_restore
     # A readable input is checked before the model loads (a missing one: after, as before).
     details = image_details(args.input) if os.path.isfile(args.input) else None
     if details is not None and details.alpha and not supports_alpha(args.output):
@@ -594,13 +591,7 @@ def _cmd_eval(args):
     from tfrestore.training import data as tdata
     from tfrestore.training.config import resolve_fractions
 
-    _check_inference_args(args)
-    check_seed(args.seed, "--seed")
-    if args.csv:
-        _check_writable(args.csv, "--csv", args.overwrite)
-    if args.save_dir:
-        check_output_path(args.save_dir, "--save-dir", folder=True)
-    sigma = _check_sigma(_parse_number(args.sigma, "--sigma"))
+    sigma = _parse_number(args.sigma, "--sigma")  # checked, with the rest, by _check_eval
     model = load_model(args.model)
     _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3

@@ -338,19 +338,10 @@ def clear_results(paths):
 def save_model_atomically(model, path):
     """``model.save(path)`` through a temporary file in the same folder, flushed to disk and
     renamed: ``path`` is either the old file or the complete new one, never half written."""
-    import tempfile
+    from tfrestore.utils.files import atomic_output
 
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".keras") as tmp:
         model.save(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
