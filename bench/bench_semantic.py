@@ -47,8 +47,8 @@ half the crop with stride a quarter, the paper's 224/56 on 512 scaled down), and
 DiffLoss when an ADM checkpoint is found locally (skipped with the reason
 otherwise). Torchvision VGG16/AlexNet weights come from $TFRESTORE_WEIGHTS_DIR.
 
-Presets: ``--preset ffdnet`` (the default whenever ``--base`` names a preset)
-fine-tunes FFDNet-colour; ``--preset full`` / ``--quick`` the toy DnCNN.
+Presets: ``--preset ffdnet`` (the default: the reference) fine-tunes FFDNet-colour;
+``--preset full`` (or ``--base toy``) / ``--quick`` the toy DnCNN.
 
 Measured on this project's 2-core CPU box (shared with other jobs, load ≈ 5, so
 idle cores are faster), FFDNet-colour (852k parameters), batch 4 x 128 px, one
@@ -169,7 +169,7 @@ CSV_COLUMNS = (
 def add_arguments(parser):
     parser.add_argument("--preset", choices=tuple(PRESETS), default=None,
                         help="settings preset: quick / full (toy DnCNN) or ffdnet (the released "
-                        "FFDNet-colour); default full, or ffdnet when --base names a preset")
+                        "FFDNet-colour); default ffdnet (the reference), full with --base toy")
     parser.add_argument("--quick", action="store_true", help="same as --preset quick")
     parser.add_argument("--base", default=None,
                         help="restorer to fine-tune: 'toy' (a DnCNN pretrained here with L1) or "
@@ -232,8 +232,8 @@ def resolve_settings(args):
     if args.quick and args.preset not in (None, "quick"):
         raise SystemExit("error: --quick and --preset disagree; give one of them")
     preset = "quick" if args.quick else args.preset
-    if preset is None:
-        preset = "full" if base in (None, "toy") else "ffdnet"
+    if preset is None:  # the reference is the authors' FFDNet; --base toy the self-trained DnCNN
+        preset = "full" if base == "toy" else "ffdnet"
     s = dict(PRESETS[preset], preset=preset)
     if base is not None:
         s["base"] = base
