@@ -337,6 +337,8 @@ def _table(rows):
 
 
 def run(args):
+    if args.csv and os.path.exists(args.csv):  # checked before the measurements, not after
+        raise SystemExit(f"error: --csv {args.csv} exists; remove it or choose another file")
     temps = parse_temperatures(args.temperatures)
     weights = None if str(args.weights).lower() == "none" else args.weights
     rows = []
@@ -367,7 +369,9 @@ def run(args):
     if args.csv:
         import csv
 
-        with open(args.csv, "w", newline="") as f:
+        from tfrestore.utils.files import atomic_output
+
+        with atomic_output(args.csv) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)

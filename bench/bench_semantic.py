@@ -359,15 +359,15 @@ def prepare_out_dir(out, settings, overwrite):
                     os.remove(p)
             print(f"--overwrite: discarded the previous run in {out} ({'; '.join(diff)})")
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
-    with open(cfg_path, "w", encoding="utf-8") as f:
-        json.dump(sig, f, indent=1, sort_keys=True)
+    _write_json(cfg_path, sig)
 
 
 def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    from tfrestore.utils.files import atomic_output
+
+    # A killed process never leaves a half-written result.
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)  # a killed process never leaves a half-written result
 
 
 def _read_json(path):
@@ -1156,13 +1156,17 @@ def summarize(todo, results, skipped, refs, s):
 def write_outputs(out, rows, s, calibration=None):
     import csv
 
-    with open(os.path.join(out, "results.csv"), "w", newline="", encoding="utf-8") as f:
+    from tfrestore.utils.files import atomic_output
+
+    csv_path = os.path.join(out, "results.csv")
+    with atomic_output(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v))
                         for k, v in r.items()})
-    with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
+    md_path = os.path.join(out, "results.md")
+    with atomic_output(md_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(markdown(rows, s, calibration))
     plot(rows, os.path.join(out, "psnr_vs_lpips.png"), s)
 
@@ -1351,5 +1355,8 @@ def plot(rows, path, s):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from tfrestore.utils.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
