@@ -547,8 +547,11 @@ def test_tensorflow_start_up_lines_are_filtered_by_level():
     warning = "W0000 00:00:1795958466.158830   27761 x.cc:1] a warning"
     error = "E0000 00:00:1795958466.158830   27761 x.cc:1] an error"
     other = "Traceback (most recent call last):"
-    for level, kept in [(1, [warning, error, other]), (2, [error, other]), (3, [other])]:
-        lines = [preamble, info, warning, error, other]
+    cpu_only = ("E0000 00:00:1796537571.620468   13680 cuda_platform.cc:52] failed call to "
+                "cuInit: INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)")
+    for level, kept in [(1, [warning, error, cpu_only, other]), (2, [error, other]),
+                        (3, [other])]:
+        lines = [preamble, info, warning, error, cpu_only, other]
         assert [ln for ln in lines if _kept(ln, level)] == kept, level
 
 

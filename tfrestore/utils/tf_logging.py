@@ -1,10 +1,12 @@
-"""Quiet TensorFlow start-up for the command line (``tfrestore`` and ``train/<task>.py``).
+"""Quiet TensorFlow start-up for the command line (``tfrestore`` and ``train/<task>.py``) and
+``import tfrestore``.
 
 TensorFlow 2.21 logs through absl before absl is initialised, and those lines ignore
 ``TF_CPP_MIN_LOG_LEVEL`` (``I0000 ... port.cc:153] oneDNN custom operations are on ...``, printed
 twice on every import). :func:`import_tensorflow` therefore captures file descriptor 2 while
-TensorFlow is imported and passes on only the lines that ``TF_CPP_MIN_LOG_LEVEL`` lets through
-(default here: 2, warnings and info hidden). ``TF_CPP_MIN_LOG_LEVEL=0`` or ``tfrestore --debug``
+TensorFlow is imported and its devices are discovered, and passes on only the lines that
+``TF_CPP_MIN_LOG_LEVEL`` lets through (default here: 2, warnings and info hidden; also the
+``failed call to cuInit`` error every CPU-only machine logs). ``TF_CPP_MIN_LOG_LEVEL=0`` or ``tfrestore --debug``
 shows everything.
 """
 
@@ -24,6 +26,9 @@ DEFAULT_TF_LOG_LEVEL = "2"
 _ABSL_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:")
 _ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
 _LEVELS = {"I": 0, "W": 1, "E": 2, "F": 3}
+# Logged at error level on every machine without an NVIDIA driver, where it is no error: a
+# CPU-only TensorFlow start. Shown again with TF_CPP_MIN_LOG_LEVEL <= 1 or --debug.
+_CPU_ONLY_NOTICES = ("failed call to cuInit",)
 
 
 def _kept(line, min_level):
@@ -32,6 +37,8 @@ def _kept(line, min_level):
     m = _ABSL_LINE.match(line)
     if m is None:
         return True
+    if min_level >= 2 and any(notice in line for notice in _CPU_ONLY_NOTICES):
+        return False
     return m.group(1) == "F" or _LEVELS[m.group(1)] >= min_level
 
 
@@ -62,7 +69,10 @@ def import_tensorflow(verbose=False):
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+
+            # Device discovery logs too (cuInit on a CPU-only machine): do it while captured.
+            tensorflow.config.list_physical_devices()
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
