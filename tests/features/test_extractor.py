@@ -134,19 +134,37 @@ def test_backbone_is_built_once_and_shared(rng):
     a = get_feature_extractor("vgg16", ["relu3_3"], weights=None)
     b = get_feature_extractor("vgg16", ["relu1_2", "conv4_3"], weights=None)
     assert a._backbone is b._backbone
-    backbone_ids = {id(v) for v in a._backbone.model.weights}
+    backbone_ids = {id(v) for v in a._backbone.weights}
     assert len(backbone_ids) == 26  # 13 convolutions
     # the tap models hold the backbone's own variables (no copies), only the prefix they need
     assert {id(v) for v in a.model.weights} <= backbone_ids and len(a.model.weights) == 14
     assert {id(v) for v in b.model.weights} <= backbone_ids and len(b.model.weights) == 20
     # another dtype policy is another network
-    c = get_feature_extractor("vgg16", ["relu3_3"], weights=None, dtype_policy="mixed_float16")
+    c = get_feature_extractor("vgg16", ["relu3_3"], weights=None, dtype="mixed_float16")
     assert c._backbone is not a._backbone
+    # `dtype` takes a policy object as Keras layers do: the same policy, the same network
+    policy = keras.DTypePolicy("mixed_float16")
+    d = get_feature_extractor("vgg16", ["relu1_2"], weights=None, dtype=policy)
+    assert d._backbone is c._backbone and d.dtype_policy == "mixed_float16"
+
+
+def test_dtype_policy_keyword_is_refused_naming_dtype():
+    with pytest.raises(TypeError, match="`dtype_policy` was renamed `dtype`"):
+        get_feature_extractor("vgg16", "relu1_1", weights=None, dtype_policy="float32")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'layer'"):
+        get_feature_extractor("vgg16", "relu1_1", weights=None, layer="relu1_1")
+
+
+def test_tap_model_is_one_functional_model_over_the_backbone_layers():
+    fx = get_feature_extractor("vgg16", ["relu2_2", "conv1_1", "relu2_2"], weights=None)
+    assert isinstance(fx.model, keras.Model) and fx.model.input is fx._backbone.input
+    assert list(fx.model.output) == ["relu2_2", "conv1_1"]  # duplicates tapped once
+    assert fx.model.output["conv1_1"] is fx._backbone.get_layer("conv1_1").output
 
 
 def test_frozen_training_false_and_gradients_reach_input(rng):
     fx = get_feature_extractor("resnet50", ["conv2_block1_out"], weights=None)
-    bn = fx._backbone.model.get_layer("conv1_bn")
+    bn = fx._backbone.get_layer("conv1_bn")
     before = np.asarray(bn.moving_mean).copy()
     x = tf.Variable(_images(rng))
     with tf.GradientTape() as tape:
@@ -154,7 +172,7 @@ def test_frozen_training_false_and_gradients_reach_input(rng):
     g = tape.gradient(y, x)
     assert g is not None and np.all(np.isfinite(g)) and np.any(np.asarray(g) != 0)
     np.testing.assert_array_equal(np.asarray(bn.moving_mean), before)  # BatchNorm in inference mode
-    assert fx.model.trainable_weights == [] and fx._backbone.model.trainable_weights == []
+    assert fx.model.trainable_weights == [] and fx._backbone.trainable_weights == []
 
 
 def test_inside_a_trained_model_nothing_of_the_extractor_trains(rng):

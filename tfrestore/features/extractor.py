@@ -9,10 +9,12 @@
 >>> fx.stride("conv5_4"), fx.channels("conv5_4"), fx.receptive_field("conv5_4")
 (16, 512, 252)
 
-Backbones are built once per ``(backbone, weights, dtype policy, distribution
-strategy)`` and shared: every extractor and loss asking for VGG16 ImageNet weights
-uses the same variables. They are frozen (``trainable=False``), always run with
-``training=False``, and gradients flow to the input images.
+An extractor is the keras-hub pattern: ``fx.model`` is one functional Keras model
+from the backbone's input to ``{name: backbone.get_layer(name).output}``. Backbones
+are built once per ``(backbone, weights, dtype policy, distribution strategy)`` and
+shared: every extractor and loss asking for VGG16 ImageNet weights uses the same
+variables. They are frozen (``trainable=False``, down to the TF variables), always
+run with ``training=False``, and gradients flow to the input images.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tfrestore.features import alexnet, resnet, sources, vgg
 from tfrestore.features.backbone import compute_geometry, seeded_init
 from tfrestore.features.preprocessing import Preprocessing
 from tfrestore.utils.freeze import freeze
+from tfrestore.utils.validation import refuse_renamed
 
 __all__ = [
     "FeatureExtractor",
@@ -43,6 +46,7 @@ BACKBONES = {
     "resnet101": resnet.RESNET101,
 }
 
+#: (backbone, weights file, policy, strategy) -> (frozen Keras model, {layer: LayerGeometry})
 _CACHE = {}
 
 
@@ -56,90 +60,33 @@ def clear_cache():
     _CACHE.clear()
 
 
-class _Backbone:
-    """A built, frozen backbone shared by all extractors with the same key."""
-
-    def __init__(self, spec, source, policy):
-        self.spec = spec
-        self.source = source
-        self.policy = policy
-        previous = keras.config.dtype_policy()
-        keras.config.set_dtype_policy(policy)
-        try:
-            model = spec.build()
-        finally:
-            keras.config.set_dtype_policy(previous)
-        if source.format == sources.RANDOM_FORMAT:
-            (spec.random_init or seeded_init)(model)
-        else:
-            loader = spec.loaders.get(source.format)
-            if loader is None:
-                raise ValueError(
-                    f"{spec.name} cannot load {source.format} weights ({source.path}); "
-                    f"supported: {sorted(spec.loaders)}."
-                )
-            loader(model, source.path)
-        freeze(model)  # TF-level too: an eager tape must not record the backbone's weights
-        self.model = model
-        self.geometry = compute_geometry(model)
-        input_name = model.layers[0].name
-        self.layer_names = [
-            name
-            for name in self.geometry
-            if name != input_name and not name.startswith(tuple(spec.hidden_prefixes))
-        ]
-        self._valid = frozenset(self.layer_names)
-        self._taps = {}
-
-    def canonical(self, name):
-        if not isinstance(name, str):
-            raise TypeError(f"layer names must be strings, got {name!r}.")
-        if name in self._valid:
-            return name
-        equivalent = self.spec.keras_equivalent(name)
-        if equivalent is not None and equivalent in self.geometry:
-            why = ""
-            if equivalent.startswith("relu"):
-                why = (
-                    f" Keras fuses the ReLU into its Conv2D, so {name!r} is the output "
-                    f"after the ReLU; {equivalent.replace('relu', 'conv')!r} is the one before."
-                )
+def _build(spec, source, policy):
+    """The backbone as a frozen Keras model holding the weights of ``source``."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = spec.build()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    if source.format == sources.RANDOM_FORMAT:
+        (spec.random_init or seeded_init)(model)
+    else:
+        loader = spec.loaders.get(source.format)
+        if loader is None:
             raise ValueError(
-                f"{self.spec.name} layer {name!r} is a Keras Applications name; tfrestore "
-                f"names layers torchvision-style (see tfrestore.features): use "
-                f"{equivalent!r}.{why}"
+                f"{spec.name} cannot load {source.format} weights ({source.path}); "
+                f"supported: {sorted(spec.loaders)}."
             )
-        valid = self.layer_names
-        close = difflib.get_close_matches(name, valid, n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        if self.spec.main_layers:
-            shown = self.spec.main_layers(self.model)
-            more = f" (or any other of the {len(valid)} layer names of the Keras model)"
-        else:
-            shown, more = valid, ""
-        raise ValueError(
-            f"Unknown {self.spec.name} layer {name!r}.{hint} Valid names: {', '.join(shown)}{more}."
-        )
-
-    def taps(self, names):
-        """A functional model from the backbone input to ``names`` (shared layers)."""
-        names = tuple(names)
-        if names not in self._taps:
-            outputs = {n: self.model.get_layer(n).output for n in names}
-            tap = keras.Model(self.model.input, outputs, name=f"{self.spec.name}_taps")
-            tap.trainable = False
-            self._taps[names] = tap
-        return self._taps[names]
+        loader(model, source.path)
+    return freeze(model)  # TF-level too: an eager tape must not record the backbone's weights
 
 
-def _strategy_key():
-    return tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
-
-
-def _get_backbone(spec, source, policy):
-    key = (spec.name, source.cache_key(), policy, _strategy_key())
+def _shared_backbone(spec, source, policy):
+    strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
+    key = (spec.name, source.cache_key(), policy, strategy)
     if key not in _CACHE:
-        _CACHE[key] = _Backbone(spec, source, policy)
+        model = _build(spec, source, policy)
+        _CACHE[key] = (model, compute_geometry(model))
     return _CACHE[key]
 
 
@@ -148,22 +95,60 @@ class FeatureExtractor:
 
     Create with :func:`get_feature_extractor`. Attributes: ``backbone`` (name),
     ``layers`` (as requested), ``weights`` (the ``weights`` argument),
-    ``preprocessing`` (:class:`Preprocessing`), ``model`` (the frozen Keras tap
-    model, taking *preprocessed* images).
+    ``preprocessing`` (:class:`Preprocessing`), ``model`` (the frozen functional
+    Keras model ``{layer: backbone.get_layer(layer).output}``, taking
+    *preprocessed* images), ``dtype_policy`` (the backbone's policy name).
     """
 
-    def __init__(self, backbone, layers, preprocessing, weights=None):
-        self._backbone = backbone
-        self.backbone = backbone.spec.name
+    def __init__(self, spec, backbone, geometry, layers, weights, preprocessing, default,
+                 policy):
+        self._spec, self._backbone, self._geometry = spec, backbone, geometry
+        self._default_preprocessing = Preprocessing(default)
+        self.backbone = spec.name
         # As requested here: the shared backbone may have been built from another
         # spelling of the same file ("imagenet" vs. its path).
         self.weights = weights
-        self.preprocessing = Preprocessing(preprocessing)
+        self.preprocessing = Preprocessing(preprocessing or default)
+        self.dtype_policy = policy
+        hidden = (backbone.layers[0].name, *spec.hidden_prefixes)  # the input, padding helpers
+        self._valid = [name for name in geometry if not name.startswith(hidden)]
         self.layers = list(layers)
-        self._canonical = {n: backbone.canonical(n) for n in self.layers}
-        unique = list(dict.fromkeys(self._canonical.values()))
-        self.model = backbone.taps(unique)
+        for name in self.layers:
+            self._check_layer(name)
+        outputs = {n: backbone.get_layer(n).output for n in dict.fromkeys(self.layers)}
+        self.model = keras.Model(backbone.input, outputs, name=f"{spec.name}_taps")
         self._min_size = max(self.min_input_size(n) for n in self.layers)
+
+    def _check_layer(self, name):
+        """A ``ValueError`` naming the fix unless ``name`` can be tapped."""
+        if not isinstance(name, str):
+            raise TypeError(f"layer names must be strings, got {name!r}.")
+        if name in self._valid:
+            return
+        equivalent = self._spec.keras_equivalent(name)
+        if equivalent is not None and equivalent in self._geometry:
+            why = ""
+            if equivalent.startswith("relu"):
+                why = (
+                    f" Keras fuses the ReLU into its Conv2D, so {name!r} is the output "
+                    f"after the ReLU; {equivalent.replace('relu', 'conv')!r} is the one before."
+                )
+            raise ValueError(
+                f"{self.backbone} layer {name!r} is a Keras Applications name; tfrestore "
+                f"names layers torchvision-style (see tfrestore.features): use "
+                f"{equivalent!r}.{why}"
+            )
+        valid = self.valid_layers
+        close = difflib.get_close_matches(name, valid, n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        if self._spec.main_layers:
+            shown = self._spec.main_layers(self._backbone)
+            more = f" (or any other of the {len(valid)} layer names of the Keras model)"
+        else:
+            shown, more = valid, ""
+        raise ValueError(
+            f"Unknown {self.backbone} layer {name!r}.{hint} Valid names: {', '.join(shown)}{more}."
+        )
 
     # --------------------------------------------------------------- calling
     def __call__(self, images):
@@ -189,11 +174,12 @@ class FeatureExtractor:
                     f"{self._min_size} for layers {self.layers}."
                 )
         feats = self.model(self.preprocessing(images), training=False)
-        return {n: feats[c] for n, c in self._canonical.items()}
+        return {n: feats[n] for n in self.layers}
 
     # -------------------------------------------------------------- geometry
     def _geo(self, layer):
-        return self._backbone.geometry[self._backbone.canonical(layer)]
+        self._check_layer(layer)
+        return self._geometry[layer]
 
     def stride(self, layer):
         """Total stride (input pixels per feature position) of ``layer``."""
@@ -214,11 +200,7 @@ class FeatureExtractor:
     @property
     def valid_layers(self):
         """Every layer name of the backbone that can be tapped."""
-        return list(self._backbone.layer_names)
-
-    @property
-    def dtype_policy(self):
-        return self._backbone.policy
+        return list(self._valid)
 
     def __repr__(self):
         return (
@@ -228,7 +210,7 @@ class FeatureExtractor:
 
 
 def get_feature_extractor(
-    backbone, layers, weights="imagenet", *, preprocessing=None, dtype_policy=None
+    backbone, layers, weights="imagenet", *, preprocessing=None, dtype=None, **kwargs
 ):
     """Frozen, shared feature extractor tapping ``layers`` of ``backbone``.
 
@@ -246,8 +228,9 @@ def get_feature_extractor(
             ``None`` for seeded random weights. See :mod:`tfrestore.features.sources`.
         preprocessing: override the normalisation implied by ``weights``
             (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict).
-        dtype_policy: Keras dtype policy of the backbone (default: the global
-            policy, e.g. ``"mixed_float16"`` gives float16 features).
+        dtype: str or ``keras.DTypePolicy``. The backbone's dtype policy, as Keras
+            layers take it (default: the global policy; ``"mixed_float16"`` gives
+            float16 features). Formerly ``dtype_policy``, which raises ``TypeError``.
 
     Returns:
         A :class:`FeatureExtractor`; calling it on RGB ``[0, 1]`` NHWC images
@@ -258,6 +241,8 @@ def get_feature_extractor(
         tfrestore.utils.WeightsNotFoundError: weights file unavailable offline
             (the message says which file to put where).
     """
+    refuse_renamed(kwargs, {"dtype_policy": "dtype"}, "get_feature_extractor",
+                   allow_other=False)
     if not isinstance(backbone, str) or backbone.lower() not in BACKBONES:
         raise ValueError(f"`backbone` must be one of {available_backbones()}, got {backbone!r}.")
     spec = BACKBONES[backbone.lower()]
@@ -267,10 +252,8 @@ def get_feature_extractor(
     if not layers:
         raise ValueError("`layers` must name at least one layer.")
     source = sources.resolve_weight_source(spec.name, spec.known_weights, weights)
-    policy = dtype_policy or keras.config.dtype_policy().name
-    if not isinstance(policy, str):
-        policy = policy.name
-    shared = _get_backbone(spec, source, policy)
+    policy = keras.dtype_policies.get(dtype or keras.config.dtype_policy()).name
+    model, geometry = _shared_backbone(spec, source, policy)
     return FeatureExtractor(
-        shared, layers, preprocessing or source.preprocessing, weights=source.spec
+        spec, model, geometry, layers, source.spec, preprocessing, source.preprocessing, policy
     )

@@ -12,6 +12,10 @@ source is either
   to one feature map, a list of them (in ``layers`` order) or a dict
   ``{name: map}``. ``preprocessing``, when given, is applied before calling it.
 
+Both are called the same way: preprocessing, then one Keras model (for a backbone
+the extractor's functional model over ``backbone.get_layer(name).output``), then
+float32 maps keyed by layer.
+
 It is also the one serialiser of a user extractor: :meth:`FeatureSource.config`
 gives the ``backbone / layers / weights / preprocessing / feature_extractor``
 entries of a loss config, and :meth:`~FeatureSource.save_extractor_weights` /
@@ -175,16 +179,15 @@ class FeatureSource:
             if isinstance(feature_extractor, keras.Layer):
                 feature_extractor.trainable = False
             self._prep = None if preprocessing is None else Preprocessing(preprocessing)
-            self._holder = Hidden(feature_extractor)
+            self._holder = Hidden((feature_extractor, feature_extractor))
             self.feature_extractor = feature_extractor
             return
-        policy = None
+        dtype = None
         if feature_extractor is not None:
             # Same backbone, weights and policy: the cache shares its variables.
             fx = feature_extractor
-            self.backbone, self.weights, policy = fx.backbone, fx.weights, fx.dtype_policy
-            default = Preprocessing(fx._backbone.source.preprocessing)
-            if preprocessing is None and fx.preprocessing != default:
+            self.backbone, self.weights, dtype = fx.backbone, fx.weights, fx.dtype_policy
+            if preprocessing is None and fx.preprocessing != fx._default_preprocessing:
                 self.preprocessing = fx.preprocessing.spec
             if self.layers is None:
                 self.layers = {n: 1.0 for n in fx.layers}
@@ -192,21 +195,22 @@ class FeatureSource:
             self.layers = normalize_layers(default_layers)
         fx = get_feature_extractor(
             self.backbone, list(self.layers), self.weights,
-            preprocessing=self.preprocessing, dtype_policy=policy,
+            preprocessing=self.preprocessing, dtype=dtype,
         )
         self.min_size = max(fx.min_input_size(n) for n in self.layers)
-        self._prep = None
-        self._holder = Hidden(fx)
+        # The loss calls the functional tap model itself: one hop to the backbone.
+        self._prep = fx.preprocessing
+        self._holder = Hidden((fx, fx.model))
         self.feature_extractor = None
 
     # ------------------------------------------------------------- features
     def network(self):
         """The frozen network: a :class:`FeatureExtractor` or the user's extractor."""
-        return self._holder.value
+        return self._holder.value[0]
 
     def __call__(self, images):
         """``{layer: float32 features}`` in the order of ``self.layers``."""
-        net = self._holder.value
+        net = self._holder.value[1]  # a FeatureExtractor's functional model, or the user's
         if self._prep is not None:
             images = self._prep(images)
         out = net(images, training=False) if isinstance(net, keras.Layer) else net(images)

@@ -69,7 +69,7 @@ class LPIPSLoss(RestorationLoss):
             ]
         self.lin_weights = lin_weights
         self._holder = Hidden(
-            LPIPSNetwork(self.backbone, self.weights, lin_weights, dtype_policy=None)
+            LPIPSNetwork(self.backbone, self.weights, lin_weights, dtype=None)
         )
 
     def validate(self, y_true, y_pred):

@@ -127,12 +127,25 @@ class LPIPSNetwork:
     Build with :func:`get_lpips_network` (cached). The backbone features come from a
     :class:`~tfrestore.features.feature_source.FeatureSource` with
     ``preprocessing="none"`` (LPIPS applies its own scaling layer).
+
+    Args:
+        backbone: ``"alexnet"`` or ``"vgg16"``.
+        weights: the backbone's weights (see :func:`tfrestore.features.get_feature_extractor`).
+        lin_weights: the linear layers: None (the official file, found offline
+            first), a path, or a list of per-layer channel weights.
+        dtype: str or ``keras.DTypePolicy``. The backbone's dtype policy, as Keras
+            layers take it (None: the global policy). Formerly ``dtype_policy``,
+            which raises ``TypeError``.
     """
 
     def __init__(self, backbone="alexnet", weights="torchvision", lin_weights=None,
-                 dtype_policy=None):
+                 dtype=None, **kwargs):
         from tfrestore.features import get_feature_extractor
         from tfrestore.features.feature_source import FeatureSource
+
+        validation.refuse_renamed(
+            kwargs, {"dtype_policy": "dtype"}, "LPIPSNetwork", allow_other=False
+        )
 
         self.backbone = check_backbone(backbone, "LPIPS")
         layers = list(LPIPS_LAYERS[backbone])
@@ -142,7 +155,7 @@ class LPIPSNetwork:
             else:
                 lins = load_lin_weights(backbone, lin_weights)
             extractor = get_feature_extractor(
-                backbone, layers, weights, preprocessing="none", dtype_policy=dtype_policy
+                backbone, layers, weights, preprocessing="none", dtype=dtype
             )
         except WeightsNotFoundError as exc:
             if isinstance(exc, CorruptWeightsError):
@@ -247,18 +260,29 @@ def distance_to_unit(target, f, w):
 
 
 def get_lpips_network(
-    backbone="alexnet", weights="torchvision", lin_weights=None, dtype_policy="float32"
+    backbone="alexnet", weights="torchvision", lin_weights=None, dtype="float32", **kwargs
 ):
-    """:class:`LPIPSNetwork`, cached when ``lin_weights`` is None or a path."""
+    """:class:`LPIPSNetwork`, cached when ``lin_weights`` is None or a path.
+
+    Args:
+        backbone, weights, lin_weights: see :class:`LPIPSNetwork`.
+        dtype: str or ``keras.DTypePolicy``. The backbone's dtype policy, as Keras
+            layers take it (None: the global policy). Formerly ``dtype_policy``,
+            which raises ``TypeError``.
+    """
+    validation.refuse_renamed(
+        kwargs, {"dtype_policy": "dtype"}, "get_lpips_network", allow_other=False
+    )
     if isinstance(lin_weights, (list, tuple)):
         with tf.init_scope():
-            return LPIPSNetwork(backbone, weights, lin_weights, dtype_policy)
+            return LPIPSNetwork(backbone, weights, lin_weights, dtype)
     lin_key = None if lin_weights is None else str(lin_weights)
-    key = (backbone, str(weights), lin_key, dtype_policy or keras.config.dtype_policy().name,
+    policy = keras.dtype_policies.get(dtype or keras.config.dtype_policy()).name
+    key = (backbone, str(weights), lin_key, policy,
            tf.distribute.get_strategy() if tf.distribute.has_strategy() else None)
     if key not in _CACHE:
         with tf.init_scope():  # variables are created eagerly even from a traced call
-            _CACHE[key] = LPIPSNetwork(backbone, weights, lin_weights, dtype_policy)
+            _CACHE[key] = LPIPSNetwork(backbone, weights, lin_weights, dtype)
     return _CACHE[key]
 
 
