@@ -153,6 +153,12 @@ def test_dtype_policy_keyword_is_refused_naming_dtype():
         get_feature_extractor("vgg16", "relu1_1", weights=None, dtype_policy="float32")
     with pytest.raises(TypeError, match="unexpected keyword argument 'layer'"):
         get_feature_extractor("vgg16", "relu1_1", weights=None, layer="relu1_1")
+    from tfrestore.metrics.lpips import LPIPSNetwork, get_lpips_network
+
+    with pytest.raises(TypeError, match="LPIPSNetwork: `dtype_policy` was renamed `dtype`"):
+        LPIPSNetwork("alexnet", None, dtype_policy="float32")
+    with pytest.raises(TypeError, match="get_lpips_network: `dtype_policy` was renamed `dtype`"):
+        get_lpips_network("alexnet", None, dtype_policy="float32")
 
 
 def test_tap_model_is_one_functional_model_over_the_backbone_layers():
