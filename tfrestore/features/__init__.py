@@ -1,10 +1,12 @@
 """Pretrained feature extractors: one API over VGG16/19, AlexNet and ResNet50/101.
 
-``get_feature_extractor(backbone, layers, weights)`` returns a frozen, shared
-extractor mapping RGB ``[0, 1]`` NHWC images to ``{layer: features}``; see
-:mod:`tfrestore.features.extractor`. Every feature loss (Perceptual, PDL,
-Contextual, LPIPS, D2SM) gets its features through one
-:class:`~tfrestore.features.feature_source.FeatureSource` and takes the same
+``get_feature_extractor(backbone, layers, weights)`` returns a frozen
+extractor mapping RGB ``[0, 1]`` NHWC images to ``{layer: features}``: its
+``model`` is one functional Keras model over ``backbone.get_layer(name).output``
+of a backbone built once and shared; see :mod:`tfrestore.features.extractor`.
+Every feature loss (Perceptual, PDL, Contextual, LPIPS, D2SM) gets its features
+through one :class:`~tfrestore.features.feature_source.FeatureSource` (that
+model, or a user's extractor) and takes the same
 arguments: ``backbone``, ``layers`` (a name, a list, or a dict name -> weight),
 ``weights`` (of the backbone), ``preprocessing`` and ``feature_extractor`` (a user
 Keras model or registered function, saved with the loss).

@@ -102,6 +102,8 @@ class FeatureExtractor:
 
     def __init__(self, spec, backbone, geometry, layers, weights, preprocessing, default,
                  policy):
+        # ``_backbone``: the shared frozen Keras model, the same object for every
+        # extractor of the same (backbone, weights, policy, strategy).
         self._spec, self._backbone, self._geometry = spec, backbone, geometry
         self._default_preprocessing = Preprocessing(default)
         self.backbone = spec.name
