@@ -278,3 +278,16 @@ def test_feature_extractor_repr_and_type():
         "FeatureExtractor(backbone='vgg19', layers=['conv5_4'], weights=None, "
         "preprocessing='torch')"
     )
+
+
+def test_feature_source_calls_the_tap_model_and_refuses_too_small_images(rng):
+    from tfrestore.features.feature_source import FeatureSource
+
+    src = FeatureSource("conv5_3", "vgg16", None, owner="demo")
+    fx = src.network()
+    x = _images(rng, 1, 32)
+    direct = fx.model(fx.preprocessing(x), training=False)["conv5_3"]
+    np.testing.assert_allclose(src(x)["conv5_3"], direct, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"demo: `images` is 8x8 pixels, smaller than the "
+                                         r"minimum input size of vgg16 layers \['conv5_3'\]"):
+        src(_images(rng, 1, 8))

@@ -47,6 +47,7 @@ import tensorflow as tf
 
 from tfrestore.features.extractor import FeatureExtractor, get_feature_extractor
 from tfrestore.features.preprocessing import Preprocessing
+from tfrestore.utils import validation
 from tfrestore.utils.hidden import Hidden
 
 __all__ = ["FeatureSource", "normalize_layers", "one_layer", "serialize_extractor"]
@@ -213,6 +214,9 @@ class FeatureSource:
         net = self._holder.value[1]  # a FeatureExtractor's functional model, or the user's
         if self._prep is not None:
             images = self._prep(images)
+        if self.min_size > 1 and images.shape.rank == 4:  # a backbone: its size is known
+            validation.check_min_size(images, self.min_size, self.min_size, "images",
+                                      self.describe(), self.owner)
         out = net(images, training=False) if isinstance(net, keras.Layer) else net(images)
         names = list(self.layers) if self.layers is not None else None
         if isinstance(out, dict):
