@@ -147,7 +147,7 @@ def test_describe_lists_every_section():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_validate_against_their_targets(path):
     import tfrestore.models as models
-    from tfrestore.training.data import build_degradation
+    from tfrestore.data import build_degradation
 
     cfg = load_config(path)
     builders.check_arguments(
