@@ -1,5 +1,6 @@
-"""Config ``data`` section -> pipelines: a damaged training image is named with its config key,
-before training (a truncated file) or when training stops (damage inside a file)."""
+"""Config ``data`` section -> pipelines: a bad degradation or a damaged training image is named
+with its config key, before training (a truncated file) or when training stops (damage inside
+a file)."""
 
 import numpy as np
 import pytest
@@ -34,4 +35,11 @@ def test_damage_inside_a_training_file_is_named_when_training_stops(tiny_config,
     cfg = tiny_config()
     cfg["data"]["train"] = {"source": str(tmp_path)}
     with pytest.raises(ImageFileError, match=r"data\.train\.source.*1\.png.*remove or replace"):
+        train(cfg, output_dir=str(tmp_path / "run"), report=False)
+
+
+def test_unknown_degradation_argument_is_a_config_error_naming_the_key(tiny_config, tmp_path):
+    cfg = tiny_config()
+    cfg["data"]["degradation"] = {"type": "gaussian_noise", "args": {"sigmaa": 0.1}}
+    with pytest.raises(ConfigError, match=r"config key 'data\.degradation': .*'sigmaa'"):
         train(cfg, output_dir=str(tmp_path / "run"), report=False)

@@ -77,7 +77,10 @@ def _image_dataset(cfg, section, what, sizes, seed, **kwargs):
     Bad values in the config raise a ConfigError naming ``what``."""
     d = cfg["data"]
     images, _ = source_images(d[section], f"data.{section}", d["channels"])
-    deg = _data().build_degradation(d["degradation"])
+    try:
+        deg = _data().build_degradation(d["degradation"])
+    except ValueError as e:  # the message names the key; train()'s callers catch ConfigError
+        raise ConfigError(str(e)) from e
     try:
         ds = _data().image_dataset(
             images, deg, crop_size=sizes["crop"], batch_size=sizes["batch_size"], seed=seed,
