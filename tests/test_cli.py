@@ -770,3 +770,114 @@ def test_mixed_precision_on_a_cpu_warns_once(tmp_path):
     warnings = [ln for ln in lines if "mixed_float16" in ln]
     assert len(warnings) == 1 and "no GPU" in warnings[0], res.stderr[-2000:]
     assert lines[-1].startswith("error: ") and res.returncode == 2
+
+
+# ------------------------------------------------- restore: inputs kept, odd files, clear errors
+
+
+@pytest.fixture
+def model_file(saved_model):
+    return saved_model[0]
+
+
+@pytest.fixture
+def photo(tmp_path):
+    from tfrestore.data import write_image
+
+    rng = np.random.default_rng(0)
+    return pathlib.Path(write_image(tmp_path / "x.png", rng.uniform(size=(20, 24, 3))))
+
+
+def run_cli(argv, capsys):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_restore_refuses_to_overwrite_its_input(model_file, photo, capsys):
+    before = photo.read_bytes()
+    code, _, err = run_cli(["restore", photo, photo, "--model", model_file], capsys)
+    assert_one_line_error(code, err, "is the input", "would overwrite the original")
+    assert photo.read_bytes() == before
+
+
+def test_restore_refuses_an_existing_output_unless_overwrite(model_file, photo, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"keep me")
+    code, _, err = run_cli(["restore", photo, out, "--model", model_file], capsys)
+    assert_one_line_error(code, err, f"output {out} already exists; pass --overwrite")
+    assert out.read_bytes() == b"keep me"
+    code, _, err = run_cli(["restore", photo, out, "--model", model_file, "--overwrite"], capsys)
+    assert code == 0 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_restore_writes_16bit_output_for_a_16bit_input(model_file, tmp_path, capsys):
+    from tfrestore.data import write_image
+    from tfrestore.data.io import image_details
+
+    u16 = np.random.default_rng(0).integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    src = write_image(tmp_path / "deep.png", u16)
+    code, _, err = run_cli(["restore", src, tmp_path / "out.png", "--model", model_file], capsys)
+    assert code == 0, err
+    assert image_details(tmp_path / "out.png").bit_depth == 16
+
+
+def test_restore_keeps_a_grey_input_grey(model_file, tmp_path, capsys):
+    from tfrestore.data import read_image, write_image
+
+    src = write_image(tmp_path / "g.png", np.random.default_rng(0).uniform(size=(16, 16, 1)))
+    code, _, err = run_cli(["restore", src, tmp_path / "out.png", "--model", model_file], capsys)
+    assert code == 0, err
+    assert read_image(tmp_path / "out.png", channels=None).shape == (16, 16, 1)
+
+
+def test_tile_zero_is_a_one_line_error(model_file, photo, tmp_path, capsys):
+    code, _, err = run_cli(
+        ["restore", photo, tmp_path / "o.png", "--model", model_file, "--tile", "0"], capsys
+    )
+    assert_one_line_error(code, err, "--tile must be a positive tile side")
+
+
+def test_overlap_not_smaller_than_tile_is_a_one_line_error(model_file, photo, tmp_path, capsys):
+    code, _, err = run_cli(
+        ["restore", photo, tmp_path / "o.png", "--model", model_file, "--tile", "16",
+         "--overlap", "16"], capsys
+    )
+    assert_one_line_error(code, err, "--overlap (16) must be smaller than --tile (16)")
+
+
+def test_ffdnet_without_sigma_is_a_one_line_error(photo, tmp_path, capsys):
+    from tfrestore.models import FFDNet
+
+    model = tmp_path / "ffdnet.keras"
+    FFDNet(channels=3, depth=3, filters=8).save(model)
+    code, _, err = run_cli(["restore", photo, tmp_path / "o.png", "--model", model], capsys)
+    assert_one_line_error(code, err, "noise-level input", "pass --sigma")
+
+
+def test_decompression_bomb_png_is_a_one_line_error(model_file, tmp_path, capsys, monkeypatch):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data)
+        )
+
+    bomb = tmp_path / "bomb.png"  # a 20000x20000 header; Pillow refuses it before decoding
+    bomb.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
+    monkeypatch.delenv("TFRESTORE_MAX_IMAGE_PIXELS", raising=False)
+    code, _, err = run_cli(["restore", bomb, tmp_path / "o.png", "--model", model_file], capsys)
+    assert_one_line_error(code, err, "bomb.png", "too large", "TFRESTORE_MAX_IMAGE_PIXELS")
+
+
+def test_truncated_keras_file_is_not_reported_as_missing(model_file, photo, tmp_path, capsys):
+    broken = tmp_path / "model.keras"
+    broken.write_bytes(model_file.read_bytes()[:2000])
+    code, _, err = run_cli(["restore", photo, tmp_path / "o.png", "--model", broken], capsys)
+    assert_one_line_error(code, err, "model.keras", "truncated or corrupt")
+    assert "File not found" not in err

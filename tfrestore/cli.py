@@ -586,9 +586,14 @@ def _cmd_eval(args):
     import yaml
 
     from tfrestore import data
-    from tfrestore.inference.evaluate import add_mean_row, evaluate_model, format_table, write_csv
+    from tfrestore.inference.evaluate import (
+        add_mean_row,
+        evaluate_degraded,
+        evaluate_model,
+        format_table,
+        write_csv,
+    )
     from tfrestore.inference.restore import load_model, save_image
-    from tfrestore.training import data as tdata
     from tfrestore.training.config import resolve_fractions
 
     sigma = _parse_number(args.sigma, "--sigma")  # checked, with the rest, by _check_eval
@@ -596,7 +601,7 @@ def _cmd_eval(args):
     _check_model_inputs(args, model)
     channels = model.inputs[0].shape[-1] or 3
     if args.data == "default":
-        names = list(tdata.DEFAULT_SPLITS["test"])
+        names = list(data.DEFAULT_SPLITS["test"])
         clean = list(zip(names, data.default_images(names)))
     else:
         paths = data.list_images(args.data)
@@ -613,15 +618,16 @@ def _cmd_eval(args):
     def load(x):
         return x if isinstance(x, np.ndarray) else data.read_image(x, channels=channels)
 
-    items = []
     if args.lq:
         if args.data == "default":
             raise CliError("--lq needs --data to be a folder of clean images")
         lq_paths, gt_paths = data.match_pairs(
             data.list_images(args.lq), [p for _, p in clean], scale=args.scale
         )
-        for lq, gt in zip(lq_paths, gt_paths):
-            items.append((os.path.splitext(os.path.basename(gt))[0], load(lq), load(gt)))
+        items = [
+            (os.path.splitext(os.path.basename(gt))[0], load(lq), load(gt))
+            for lq, gt in zip(lq_paths, gt_paths)
+        ]
         degradation_text = f"real pairs from {args.lq}"
     else:
         if args.degradation:
@@ -648,18 +654,10 @@ def _cmd_eval(args):
                     "training run directory "
                     "with config.yaml; say how to degrade the clean images"
                 )
-            deg = tdata.build_degradation(cfg["data"]["degradation"])
-        scale = int(getattr(deg, "scale", 1) or 1)
-        for i, (name, src) in enumerate(clean):
-            img = load(src)
-            img = img[: img.shape[0] - img.shape[0] % scale, : img.shape[1] - img.shape[1] % scale]
-            x = tdata.degrade_image(deg, img, [args.seed, i])
-            items.append((name, x if isinstance(x, tuple) else x[0], img))
+            deg = data.build_degradation(cfg["data"]["degradation"])
         degradation_text = repr(deg)
     lp = {"auto": "auto", "on": True, "off": False}[args.lpips]
-    rows, notes, images = evaluate_model(
-        model,
-        items,
+    options = dict(
         receptive_field=_receptive_field(args, model, sigma),
         sigma=sigma,
         color=args.color,
@@ -669,6 +667,11 @@ def _cmd_eval(args):
         progress=not args.quiet,
         **_plan_options(args),
     )
+    if args.lq:
+        rows, notes, images = evaluate_model(model, items, **options)
+    else:
+        clean_images = ((name, load(src)) for name, src in clean)
+        rows, notes, images = evaluate_degraded(model, clean_images, deg, args.seed, **options)
     table = add_mean_row(rows)
     print(f"model: {args.model}\ndegradation: {degradation_text}\n")
     print(format_table(table))

@@ -30,15 +30,17 @@ needs_kair = pytest.mark.skipif(
 )
 
 
-def _write_raw(path, obj, storages, prefix="archive", byteorder="little"):
-    """Write a torch-layout zip with hand-made records (views, odd storages)."""
-    with zipfile.ZipFile(path, "w") as z:
+def _write_raw(path, obj, storages, prefix="archive", byteorder="little",
+               compression=zipfile.ZIP_STORED):
+    """Write a torch-layout zip with hand-made records (views, odd storages); returns ``path``."""
+    with zipfile.ZipFile(path, "w", compression=compression) as z:
         z.writestr(f"{prefix}/data.pkl", _PickleWriter().dump(obj))
         if byteorder is not None:
             z.writestr(f"{prefix}/byteorder", byteorder)
         for key, raw in storages.items():
             z.writestr(f"{prefix}/data/{key}", raw)
         z.writestr(f"{prefix}/version", "3\n")
+    return path
 
 
 def test_reads_the_adm_tiny_golden_checkpoint(vectors_dir):
@@ -463,3 +465,34 @@ def test_fuzz_zip_file(tmp_path):
         entries = [(n, z.read(n)) for n in z.namelist()]
     for mutant in _mutants(data, rng, 300, entries):
         _check_mutant(tmp_path / "m.pt", mutant)
+
+
+# ------------------------------------------------------ bounded reading of hostile files
+
+
+def test_stride_zero_view_cannot_expand_a_tiny_file(tmp_path):
+    rec = _TensorRecord("0", "FloatStorage", 1, 0, (16384, 16384), (0, 0))  # 1 GiB of one float
+    path = _write_raw(tmp_path / "w.pt", {"big.weight": rec}, {"0": b"\x00" * 4})
+    assert path.stat().st_size < 1024
+    with pytest.raises(TorchCheckpointError, match=r"tensor 'big\.weight'.*expands a storage"):
+        load_torch_state_dict(path)
+
+
+def test_huge_view_raises_checkpoint_error_not_memory_error(tmp_path):
+    rec = _TensorRecord("0", "FloatStorage", 4, 0, (200000, 200000), (0, 1))
+    path = _write_raw(tmp_path / "w.pt", {"w": rec}, {"0": b"\x00" * 16})
+    with pytest.raises(TorchCheckpointError, match=r"tensor 'w'"):
+        load_torch_state_dict(path)
+
+
+def test_deflate_bomb_storage_is_refused(tmp_path, monkeypatch):
+    from tfrestore.convert import torch_checkpoint as tc
+
+    monkeypatch.setattr(tc, "MAX_EXPANSION_BYTES", 1 << 20)  # the real limit is 64 MiB
+    n = (4 << 20) // 4  # 4 MiB of zeros deflate to about 4 KiB
+    rec = _TensorRecord("0", "FloatStorage", n, 0, (n,), (1,))
+    path = _write_raw(
+        tmp_path / "w.pt", {"w": rec}, {"0": b"\x00" * (4 * n)}, compression=zipfile.ZIP_DEFLATED
+    )
+    with pytest.raises(tc.TorchCheckpointError, match=r"archive/data/0.*inflates.*zip bomb"):
+        tc.load_torch_state_dict(path)

@@ -1,6 +1,8 @@
-"""tf.data pipelines: shapes, determinism, evaluation variant, paired folders, clear errors."""
+"""tf.data pipelines: shapes, determinism, evaluation variant, paired folders, clear errors
+(damaged files named before training), TIFF sources."""
 
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -237,3 +239,57 @@ def test_real_data_pipeline(data_dir):
     noisy, clean = _take(ds, 1)[0]
     assert noisy.shape == (5, 48, 48, 3)
     assert abs((noisy - clean).std() - 25 / 255) < 0.005
+
+
+# ----------------------------------------------- damaged and unusual files, argument checks
+
+
+def _truncate(path, keep=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_png_in_a_training_folder_is_named_before_training(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_image(tmp_path / f"{i}.png", rng.uniform(size=(40, 40, 3)))
+    _truncate(tmp_path / "1.png")
+    with pytest.raises(ImageFileError, match=r"cannot decode image file '.*1\.png'.*truncated"):
+        image_dataset(str(tmp_path), crop_size=16, batch_size=2)
+
+
+def test_truncated_jpeg_in_a_training_folder_is_named_before_training(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    _truncate(tmp_path / "a.jpg", 0.5)
+    with pytest.raises(ImageFileError, match=r"a\.jpg"):
+        image_dataset(str(tmp_path), crop_size=16, batch_size=1)
+
+
+def test_damage_inside_a_file_is_found_by_full_validation(tmp_path):
+    path = pathlib.Path(
+        write_image(tmp_path / "a.png", np.random.default_rng(0).uniform(size=(32, 32, 3)))
+    )
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 64] = b"\x00" * 64  # IDAT damaged, IEND intact: passes the cheap check
+    path.write_bytes(bytes(data))
+    image_dataset(str(tmp_path), crop_size=16, batch_size=1)  # cheap check: not detected
+    with pytest.raises(ImageFileError, match=r"a\.png"):
+        image_dataset(str(tmp_path), crop_size=16, batch_size=1, validate="full")
+
+
+def test_tiff_training_data_decodes_in_the_pipeline(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.tiff")
+    _, clean = next(iter(image_dataset(str(tmp_path), training=False, batch_size=1)))
+    np.testing.assert_allclose(clean[0].numpy(), rgb / 255.0, atol=1e-7)
+
+
+def test_batch_size_zero_names_the_argument():
+    with pytest.raises(ValueError, match="`batch_size` must be an integer >= 1, got 0"):
+        image_dataset("default", batch_size=0, crop_size=16)

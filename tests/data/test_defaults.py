@@ -51,3 +51,12 @@ def test_import_does_not_import_tfds():
         "assert 'tensorflow_datasets' not in sys.modules, 'tfds imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+
+
+def test_default_splits_hold_out_the_test_images_from_training():
+    from tfrestore.data import DEFAULT_SPLITS
+
+    assert set(DEFAULT_SPLITS) == {"train", "val", "test", "all"} and DEFAULT_SPLITS["all"] is None
+    train = set(DEFAULT_SPLITS["train"])
+    held_out = set(DEFAULT_SPLITS["val"]) | set(DEFAULT_SPLITS["test"])
+    assert train | held_out == set(DEFAULT_IMAGE_NAMES) and not train & held_out

@@ -277,3 +277,21 @@ def test_get_degradation_takes_both_spellings_also_in_compose_stages():
                         ({"sigma": 1}, "no 'type' given")]:
         with pytest.raises(ValueError, match=needle):  # ValueError: a user error, not a bug
             get_degradation(bad)
+
+
+def test_build_degradation_reads_the_config_spelling_and_names_the_key():
+    deg = D.build_degradation({"type": "gaussian_noise", "args": {"sigma": 0.1, "clip": True}})
+    assert deg.get_config() == D.GaussianNoise(sigma=0.1, clip=True).get_config()
+    assert isinstance(D.build_degradation({"type": "identity"}), D.Identity)
+    with pytest.raises(ValueError, match=r"^config key 'data\.val\.degradation': .*'sigmaa'"):
+        D.build_degradation({"type": "gaussian_noise", "args": {"sigmaa": 1}},
+                            "data.val.degradation")
+
+
+def test_degrade_image_adds_a_batch_axis_and_keeps_extra_inputs():
+    clean = IMG[0, :16, :16].numpy()
+    out = D.degrade_image(D.GaussianNoise(sigma=0.1), clean, [3, 1])
+    assert isinstance(out, np.ndarray) and out.shape == (1, 16, 16, 3)
+    np.testing.assert_array_equal(out, D.GaussianNoise(sigma=0.1)(clean[None], [3, 1]).numpy())
+    noisy, sigma_map = D.degrade_image(D.GaussianNoise(sigma=0.1, sigma_map=True), clean, [3, 1])
+    assert noisy.shape == (1, 16, 16, 3) and np.allclose(sigma_map, 0.1)

@@ -1,4 +1,6 @@
-"""Image listing/reading with clear errors; real BMP/PNG/JPEG files."""
+"""Image listing/reading with clear errors; real BMP/PNG/JPEG files; TIFF, 16-bit, greyscale."""
+
+import os
 
 import numpy as np
 import pytest
@@ -125,3 +127,36 @@ def test_a_crop_larger_than_the_displayed_side_is_refused(tmp_path):
     path = _oriented(tmp_path / "p.png", stored, 8)
     with pytest.raises(ImageFileError, match="is 20x40 pixels"):
         validate_images([path], min_size=(32, 32))
+
+
+# ------------------------------------------------------------------ TIFF, 16-bit, greyscale
+
+
+def test_tiff_files_are_listed_and_read(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "kodim.tif")
+    assert [os.path.basename(p) for p in list_images(tmp_path)] == ["kodim.tif"]
+    np.testing.assert_array_equal(read_image(tmp_path / "kodim.tif", dtype="uint8"), rgb)
+
+
+def test_16bit_png_keeps_its_precision(tmp_path):
+    from tfrestore.data import image_dataset
+
+    u16 = np.random.default_rng(0).integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    write_image(tmp_path / "deep.png", u16)
+    np.testing.assert_array_equal(read_image(tmp_path / "deep.png", dtype="native"), u16)
+    np.testing.assert_allclose(read_image(tmp_path / "deep.png"), u16 / 65535.0, atol=1e-7)
+    _, clean = next(iter(image_dataset(str(tmp_path), training=False, batch_size=1)))
+    np.testing.assert_allclose(clean[0].numpy(), u16 / 65535.0, atol=1e-7)
+
+
+def test_16bit_grey_tiff_is_read_as_16bit(tmp_path):
+    from PIL import Image
+
+    u16 = np.random.default_rng(0).integers(0, 65536, (8, 9), dtype=np.uint16)
+    Image.fromarray(u16).save(tmp_path / "g.tif")
+    got = read_image(tmp_path / "g.tif", channels=None, dtype="native")
+    assert got.dtype == np.uint16 and got.shape == (8, 9, 1)
+    np.testing.assert_array_equal(got[..., 0], u16)

@@ -1,10 +1,9 @@
-"""Whole-image / tiled restoration helpers and per-image evaluation."""
+"""Whole-image / tiled restoration helpers, model files."""
 
 import keras
 import numpy as np
 import pytest
 
-from tfrestore.inference.evaluate import add_mean_row, evaluate_model, format_table, write_csv
 from tfrestore.inference.restore import (
     find_model_file,
     input_requirements,
@@ -56,33 +55,7 @@ def test_two_input_model_gets_its_noise_level():
     np.testing.assert_allclose(tiled, out, atol=1e-6)
 
 
-def test_evaluate_model_rows_against_numpy_psnr():
-    ident = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Identity()])
-    rng = np.random.default_rng(3)
-    clean = rng.random((24, 24, 3), dtype=np.float32)
-    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype(np.float32)
-    rows, notes = evaluate_model(ident, [("x", noisy, clean)], lpips=False)
-    mse = np.mean((noisy - clean) ** 2)
-    assert rows[0]["psnr_in"] == pytest.approx(10 * np.log10(1 / mse), abs=1e-3)
-    assert rows[0]["psnr_out"] == pytest.approx(rows[0]["psnr_in"], abs=1e-4)  # identity model
-    assert notes == []
-
-
-def test_super_resolution_baseline_is_bicubic():
-    up = keras.Sequential([keras.Input((None, None, 3)), keras.layers.UpSampling2D(2)])
-    clean = np.random.default_rng(4).random((16, 16, 3), dtype=np.float32)
-    lr = clean[::2, ::2]
-    rows, _, images = evaluate_model(up, [("x", lr, clean)], lpips=False, return_images=True)
-    assert images[0][1].shape == clean.shape  # the upsampled baseline shown next to the output
-    assert np.isfinite(rows[0]["psnr_in"]) and np.isfinite(rows[0]["psnr_out"])
-
-
-def test_table_csv_and_files(tmp_path):
-    rows = add_mean_row([{"image": "a", "psnr_in": 1.0}, {"image": "b", "psnr_in": 3.0}])
-    assert rows[-1] == {"image": "mean", "psnr_in": 2.0}
-    assert format_table(rows).splitlines()[-1].split() == ["mean", "2.0000"]
-    text = open(write_csv(rows, tmp_path / "t.csv")).read().splitlines()
-    assert text == ["image,psnr_in", "a,1.000000", "b,3.000000", "mean,2.000000"]
+def test_save_image_and_find_model_file(tmp_path):
     save_image(tmp_path / "x.jpg", np.zeros((4, 4, 3)))
     assert (tmp_path / "x.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     with pytest.raises(ValueError, match="NaN"):

@@ -4,6 +4,7 @@ import os
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from tfrestore.training import ConfigError, load_config, train
@@ -56,17 +57,12 @@ def _filters(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)).filters
 
 
-def _cfg(model_type, **extra):
-    cfg = {
-        "task": "denoise",
-        "model": {"type": model_type, "args": {"command": "echo pwned"}},
-        "losses": [{"type": "L1"}],
-        "train": {"epochs": 1, "steps_per_epoch": 1, "verbose": 0},
-        "metrics": {"lpips": False},
-        "output": {"tensorboard": False},
-    }
-    cfg.update(extra)
-    return cfg
+@pytest.fixture
+def config_for(tiny_config):
+    """``config_for(model_type, args=None)``: ``tiny_config`` with that model."""
+    return lambda model_type, args=None: tiny_config(
+        model={"type": model_type, "args": {} if args is None else args}
+    )
 
 
 def test_module_function_in_model_type_is_refused_naming_key_string_and_option(no_system):
@@ -78,10 +74,10 @@ def test_module_function_in_model_type_is_refused_naming_key_string_and_option(n
     assert no_system == []
 
 
-def test_train_refuses_before_any_work(tmp_path, no_system):
+def test_train_refuses_before_any_work(config_for, tmp_path, no_system):
     run = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"'model.type' is 'os:system'.*--allow-import os"):
-        train(_cfg("os:system"), output_dir=str(run))
+        train(config_for("os:system", {"command": "echo pwned"}), output_dir=str(run))
     assert not run.exists() and no_system == []
 
 
@@ -123,30 +119,48 @@ def test_allowed_imports_must_be_package_names():
         resolve_model_builder("DnCNN", allowed_imports=("os:system",))
 
 
-def test_a_dict_config_may_give_the_builder_itself(user_package):
+def test_a_dict_config_may_give_the_builder_itself(config_for, user_package):
     from r19_user_models.nets import tiny
 
-    cfg = load_config(_cfg(tiny, model={"type": tiny, "args": {"filters": 5}}))
+    cfg = load_config(config_for(tiny, {"filters": 5}))
     assert cfg["model"]["type"] is tiny
     assert _filters(build_model(cfg["model"])) == 5
     assert "type: r19_user_models.nets:tiny" in dump_config(cfg)
 
 
-def test_yaml_cannot_give_a_non_string():
+def test_yaml_cannot_give_a_non_string(config_for):
     with pytest.raises(ConfigError, match="'model.type' must be a string or a callable"):
-        load_config(_cfg(3))
+        load_config(config_for(3))
 
 
-def test_cli_allow_import_trains_the_users_model(tmp_path, user_package, monkeypatch):
+def test_cli_allow_import_trains_the_users_model(config_for, tmp_path, user_package,
+                                                  monkeypatch):
     from tfrestore.cli import main
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(dump_config(load_config(_cfg(user_package, model={"type": user_package}))))
+    cfg.write_text(dump_config(load_config(config_for(user_package))))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
     run = tmp_path / "run"
-    args = ["train", "denoise", "-c", str(cfg), "-o", str(run), "--no-report", "--set",
-            "data.crop=16", "--set", "data.batch_size=2", "--set", "data.val.crop=16"]
+    args = ["train", "denoise", "-c", str(cfg), "-o", str(run), "--no-report"]
     assert main(args) == 2  # refused without the opt-in
     assert not run.exists()
     assert main(args + ["--allow-import", PKG]) == 0
     assert (run / "final.keras").is_file()
+
+
+def test_corrupt_loss_weights_use_the_configured_fallback(tmp_path, capsys):
+    path = tmp_path / "vgg16.npz"
+    np.savez(path, **{"features.0.weight": np.ones((64, 3, 3, 3), "float32")})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated
+    terms = [
+        {
+            "type": "PerceptualLoss",
+            "weight": 1.0,
+            "args": {"weights": str(path), "layers": ["relu1_2"]},
+            "fallback": [{"type": "L1", "weight": 0.5, "args": {}, "fallback": []}],
+        }
+    ]
+    loss, used = build_loss(terms)
+    assert used == [{"type": "L1", "weight": 0.5, "args": {}, "fallback_for": "PerceptualLoss"}]
+    out = capsys.readouterr().out
+    assert "cannot be built" in out and "vgg16.npz" in out and "damaged or truncated" in out

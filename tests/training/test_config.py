@@ -147,7 +147,7 @@ def test_describe_lists_every_section():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_validate_against_their_targets(path):
     import tfrestore.models as models
-    from tfrestore.training.data import build_degradation
+    from tfrestore.data import build_degradation
 
     cfg = load_config(path)
     builders.check_arguments(
@@ -316,3 +316,16 @@ def test_a_nan_loss_weight_in_args_names_the_term():
     cfg = load_config(minimal(losses=[{"type": "L1", "args": {"loss_weight": float("nan")}}]))
     with pytest.raises(ConfigError, match=r"losses\[0\].*`loss_weight` must be a finite number"):
         builders.build_loss(cfg["losses"])
+
+
+def test_batch_size_zero_on_the_train_command_is_a_one_line_error(tiny_config, tmp_path, capsys):
+    import yaml
+
+    from tfrestore.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config()))
+    code = main(["train", "denoise", "--config", str(cfg), "--batch-size", "0",
+                 "--output-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "data.batch_size" in err, err

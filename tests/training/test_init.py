@@ -20,25 +20,24 @@ from tfrestore.training import data as tdata
 TINY = {"depth": 3, "filters": 8, "channels": 3, "batch_norm": False}
 
 
-def init_config(init=None, model_args=None, epochs=2, model_type="DnCNN"):
-    """Epoch 1: one step at learning rate 0 (warm-up from 0), then validation."""
-    return {
-        "task": "denoise",
-        "seed": 5,
-        "model": {"type": model_type, "args": dict(model_args or TINY), "init": init},
-        "losses": [{"type": "L1"}],
-        "data": {
-            "crop": 16,
-            "batch_size": 2,
-            "val": {"crop": 32, "batch_size": 2, "max_images": 3},
-            "test": {"max_images": 1, "max_size": 32},
-        },
-        "optimizer": {"type": "Adam", "learning_rate": 1e-2},
-        "schedule": {"type": "cosine", "warmup_steps": 1},
-        "train": {"epochs": epochs, "steps_per_epoch": 1, "verbose": 0, "run_eagerly": True},
-        "metrics": {"lpips": False, "ssim": False},
-        "output": {"tensorboard": False},
-    }
+@pytest.fixture(scope="module")
+def init_config(tiny_config):
+    """``init_config(init=None, model_args=None, epochs=2, model_type="DnCNN")``: a
+    ``tiny_config`` run whose epoch 1 is one step at learning rate 0 (warm-up from 0), then
+    validation on three 32-pixel crops."""
+
+    def make(init=None, model_args=None, epochs=2, model_type="DnCNN"):
+        return tiny_config(
+            seed=5,
+            model={"type": model_type, "args": dict(model_args or TINY), "init": init},
+            data={"val": {"crop": 32, "batch_size": 2, "max_images": 3}},
+            optimizer={"type": "Adam", "learning_rate": 1e-2},
+            schedule={"type": "cosine", "warmup_steps": 1},
+            train={"epochs": epochs, "run_eagerly": True},
+            metrics={"ssim": False},
+        )
+
+    return make
 
 
 def source_psnr(model, cfg):
@@ -50,7 +49,7 @@ def source_psnr(model, cfg):
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
+def sources(init_config, tmp_path_factory):
     """A small trained DnCNN saved as .keras and as .weights.h5 (no BN: a zero-learning-rate
     step then changes nothing, not even moving statistics)."""
     folder = tmp_path_factory.mktemp("source")
@@ -66,7 +65,7 @@ def sources(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", ["keras", "weights"])
-def test_first_validation_shows_the_source_psnr(kind, sources, tmp_path, capsys):
+def test_first_validation_shows_the_source_psnr(init_config, kind, sources, tmp_path, capsys):
     cfg = init_config(init=sources[kind])
     reference = source_psnr(sources["model"], cfg)
     result = train(cfg, output_dir=str(tmp_path / "run"), report=False)
@@ -83,7 +82,9 @@ def test_first_validation_shows_the_source_psnr(kind, sources, tmp_path, capsys)
         assert yaml.safe_load(f)["init"].startswith(f"weights from {sources[kind]}")
 
 
-def test_relative_path_and_variables_are_expanded(sources, tmp_path, monkeypatch, capsys):
+def test_relative_path_and_variables_are_expanded(
+    init_config, sources, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(os.path.dirname(sources["keras"]))
     monkeypatch.setenv("TFRESTORE_TEST_INIT_DIR", os.path.dirname(sources["weights"]))
     train(init_config(init="final.keras", epochs=1), output_dir=str(tmp_path / "a"), report=False)
@@ -108,7 +109,7 @@ def _save_functional(path, names_shapes):
     return path
 
 
-def test_mismatches_name_model_init_the_layer_and_both_shapes(sources, tmp_path):
+def test_mismatches_name_model_init_the_layer_and_both_shapes(init_config, sources, tmp_path):
     run = tmp_path / "run"
 
     def fails(init, match, **kw):
@@ -140,7 +141,7 @@ def test_mismatches_name_model_init_the_layer_and_both_shapes(sources, tmp_path)
         train(init_config(init="dir/model.pth"), output_dir=str(run), report=False)
 
 
-def test_a_source_layer_the_target_lacks(tmp_path):
+def test_a_source_layer_the_target_lacks(init_config, tmp_path):
     # The target: conv1 (3 -> 8) and conv2 (8 -> 3), as DnCNN depth 2 without BN (conv2 no bias).
     from tfrestore.models import RestorationModel
 
@@ -174,7 +175,7 @@ class KillAtEpoch(keras.callbacks.Callback):
             raise Killed(epoch)
 
 
-def test_resume_does_not_reinitialise(sources, tmp_path, capsys):
+def test_resume_does_not_reinitialise(init_config, sources, tmp_path, capsys):
     import shutil
 
     src = str(tmp_path / "copy.keras")
@@ -216,7 +217,7 @@ def test_cli_init_sets_the_key(sources, tmp_path, capsys):
 # --------------------------------------------------------------------------- presets
 
 
-def test_unknown_preset_lists_the_names(tmp_path):
+def test_unknown_preset_lists_the_names(init_config, tmp_path):
     with pytest.raises(ConfigError, match=r"'model.init': unknown preset 'ffdnet_colour'.*"
                        r"did you mean 'ffdnet_color'.*available: ffdnet_color"):
         train(init_config(init="ffdnet_colour"), output_dir=str(tmp_path), report=False)
@@ -229,7 +230,7 @@ def ffdnet_color_weights(weights_dir, monkeypatch):
     monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
 
 
-def ffdnet_map_config(init):
+def ffdnet_map_config(init_config, init):
     cfg = init_config(init=init, model_args={"channels": 3, "noise_level_input": "map"},
                       model_type="FFDNet")
     cfg["data"]["degradation"] = {
@@ -240,14 +241,15 @@ def ffdnet_map_config(init):
 
 
 @pytest.mark.weights
-def test_ffdnet_color_preset_initialises_a_noise_map_ffdnet(ffdnet_color_weights, tmp_path,
-                                                            capsys):
+def test_ffdnet_color_preset_initialises_a_noise_map_ffdnet(
+    init_config, ffdnet_color_weights, tmp_path, capsys
+):
     """The preset takes a scalar noise level, the config's FFDNet a map: the same weights, so
     the first validation shows the preset's PSNR (measured with its own scalar input)."""
     from tfrestore.metrics import psnr
     from tfrestore.models import from_preset
 
-    cfg = ffdnet_map_config("ffdnet_color")
+    cfg = ffdnet_map_config(init_config, "ffdnet_color")
     preset = from_preset("ffdnet_color")
     values = []
     for (noisy, sigma_map), clean in tdata.val_dataset(load_config(cfg)):
@@ -262,8 +264,8 @@ def test_ffdnet_color_preset_initialises_a_noise_map_ffdnet(ffdnet_color_weights
 
 
 @pytest.mark.weights
-def test_preset_of_another_architecture_is_refused(ffdnet_color_weights, tmp_path):
-    cfg = ffdnet_map_config("ffdnet_color")
+def test_preset_of_another_architecture_is_refused(init_config, ffdnet_color_weights, tmp_path):
+    cfg = ffdnet_map_config(init_config, "ffdnet_color")
     cfg["model"]["args"]["channels"] = 1
     cfg["data"]["channels"] = 1
     with pytest.raises(ConfigError, match=r"'model.init' \(preset ffdnet_color\): layer 'conv1'"

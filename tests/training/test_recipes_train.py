@@ -104,19 +104,17 @@ FINETUNE_TOLERANCE_DB = 0.5
 
 def initial_psnr(cfg):
     """Mean held-out PSNR of the model a run starts from (model.init), on the report's images."""
-    from tfrestore.inference.evaluate import evaluate_model
+    from tfrestore.data import build_degradation
+    from tfrestore.inference.evaluate import evaluate_degraded
     from tfrestore.training import builders
-    from tfrestore.training import data as tdata
+    from tfrestore.training.data import held_out_images
 
     model = builders.build_model(cfg["model"])
     builders.init_weights(model, builders.resolve_init(cfg["model"]["init"]))
-    deg = tdata.build_degradation(cfg["data"]["degradation"])
-    items = [
-        (name, tdata.degrade_image(deg, clean, [cfg["seed"] + 2, i]), clean)
-        for i, (name, clean) in enumerate(tdata.held_out_images(cfg))
-    ]
-    items = [(n, x if isinstance(x, tuple) else x[0], c) for n, x, c in items]  # as the report
-    rows, _ = evaluate_model(model, items, lpips=False)
+    deg = build_degradation(cfg["data"]["degradation"])
+    scale = int(getattr(deg, "scale", 1) or 1)
+    images = held_out_images(cfg, multiple=scale)
+    rows, _ = evaluate_degraded(model, images, deg, cfg["seed"] + 2, lpips=False)  # as the report
     return float(np.mean([r["psnr_out"] for r in rows]))
 
 

@@ -24,44 +24,31 @@ class KillAtEpoch(keras.callbacks.Callback):
             raise Killed(f"killed at epoch {epoch}")
 
 
-def tiny_config(**extra):
-    cfg = {
-        "task": "denoise",
-        "seed": 3,
-        "model": {
-            "type": "DnCNN",
-            "args": {"depth": 3, "filters": 8, "channels": 3, "batch_norm": False},
-        },
-        "losses": [
-            {"type": "L1"},
-            # A queue loss: its queue and count must survive the kill (random VGG16 features, tiny).
-            {
-                "type": "D2SMLoss",
-                "weight": 0.5,
-                "args": {
-                    "backbone": "vgg16",
-                    "layers": "relu1_2",
-                    "weights": None,
-                    "patch_size": None,
-                    "queue_size": 8,
-                    "image_size": [16, 16],
-                },
+#: The resume check's run (on ``tiny_config``): three epochs of two steps of a 3-layer DnCNN on
+#: L1 plus a queue loss, whose queue and count must survive the kill (random VGG16 features,
+#: tiny), under a cosine schedule.
+RESUME = {
+    "seed": 3,
+    "model": {"args": {"depth": 3, "filters": 8, "channels": 3, "batch_norm": False}},
+    "losses": [
+        {"type": "L1"},
+        {
+            "type": "D2SMLoss",
+            "weight": 0.5,
+            "args": {
+                "backbone": "vgg16",
+                "layers": "relu1_2",
+                "weights": None,
+                "patch_size": None,
+                "queue_size": 8,
+                "image_size": [16, 16],
             },
-        ],
-        "data": {
-            "crop": 16,
-            "batch_size": 4,
-            "val": {"crop": 16, "batch_size": 2},
-            "test": {"max_images": 1, "max_size": 32},
         },
-        "optimizer": {"type": "Adam", "learning_rate": 1e-2},
-        "schedule": {"type": "cosine"},
-        "train": {"epochs": 3, "steps_per_epoch": 2, "verbose": 0},
-        "metrics": {"lpips": False},
-        "output": {"tensorboard": False},
-    }
-    cfg.update(extra)
-    return cfg
+    ],
+    "data": {"batch_size": 4},
+    "optimizer": {"type": "Adam", "learning_rate": 1e-2},
+    "schedule": {"type": "cosine"},
+}
 
 
 def d2sm_state(model):
@@ -70,8 +57,7 @@ def d2sm_state(model):
     return pred, true, count
 
 
-def check_resume(tmp_path, strategy, eager):
-    cfg = tiny_config(train={"epochs": 3, "steps_per_epoch": 2, "verbose": 0, "run_eagerly": eager})
+def check_resume(cfg, tmp_path, strategy):
     full = train(cfg, output_dir=str(tmp_path / "full"), strategy=strategy, report=False)
     assert full.initial_epoch == 0 and len(full.history["loss"]) == 3
 
@@ -99,22 +85,21 @@ def check_resume(tmp_path, strategy, eager):
     np.testing.assert_allclose(resumed.history["learning_rate"], expected, atol=1e-7)
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+def test_resume_after_kill_matches_uninterrupted_run(tiny_config, tmp_path):
     """Weights, optimizer, D2SM queue and data stream all resume (graph mode, one replica)."""
-    check_resume(tmp_path, None, eager=False)
+    cfg = tiny_config(**RESUME, train={"epochs": 3, "steps_per_epoch": 2})
+    check_resume(cfg, tmp_path, None)
 
 
 @pytest.mark.slow
-def test_resume_after_kill_matches_uninterrupted_run_mirrored(tmp_path, strategy):
+def test_resume_after_kill_matches_uninterrupted_run_mirrored(tiny_config, tmp_path, strategy):
     """The same with 2 replicas (the queue gathers the global batch); ~1 min on 2 cores."""
-    check_resume(tmp_path, strategy, eager=True)
+    cfg = tiny_config(**RESUME, train={"epochs": 3, "steps_per_epoch": 2, "run_eagerly": True})
+    check_resume(cfg, tmp_path, strategy)
 
 
-def test_resume_refuses_a_changed_config(tmp_path):
-    cfg = tiny_config(
-        losses=[{"type": "L1"}],
-        train={"epochs": 2, "steps_per_epoch": 1, "verbose": 0, "run_eagerly": True},
-    )
+def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
+    cfg = tiny_config(train={"epochs": 2, "run_eagerly": True})
     run = str(tmp_path / "run")
     with pytest.raises(Killed):
         train(cfg, output_dir=run, report=False, callbacks=[KillAtEpoch(1)])
@@ -128,16 +113,10 @@ def test_resume_refuses_a_changed_config(tmp_path):
     assert resume_epoch(os.path.join(run, "backup")) == 0
 
 
-def test_mixed_precision_run_on_two_replicas(tmp_path, strategy):
+def test_mixed_precision_run_on_two_replicas(tiny_config, tmp_path, strategy):
     cfg = tiny_config(
         losses=[{"type": "L1"}, {"type": "SSIMLoss", "weight": 0.1}],
-        train={
-            "epochs": 1,
-            "steps_per_epoch": 2,
-            "verbose": 0,
-            "mixed_precision": True,
-            "run_eagerly": True,
-        },
+        train={"steps_per_epoch": 2, "mixed_precision": True, "run_eagerly": True},
     )
     result = train(cfg, output_dir=str(tmp_path), report=False, strategy=strategy)
     assert keras.config.dtype_policy().name == "float32"  # restored afterwards
@@ -154,13 +133,11 @@ def test_mixed_precision_run_on_two_replicas(tmp_path, strategy):
 @pytest.mark.skipif(
     importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed"
 )
-def test_tensorboard_scalars_and_images(tmp_path):
+def test_tensorboard_scalars_and_images(tiny_config, tmp_path):
     import tensorflow as tf
 
     cfg = tiny_config(
-        losses=[{"type": "L1"}],
-        output={"tensorboard": True, "image_summaries": 2},
-        train={"epochs": 1, "steps_per_epoch": 1, "verbose": 0, "run_eagerly": True},
+        output={"tensorboard": True, "image_summaries": 2}, train={"run_eagerly": True}
     )
     train(cfg, output_dir=str(tmp_path), report=False)
     tags = set()
@@ -191,13 +168,14 @@ def test_validation_lpips_callback_adds_the_mean_to_the_logs():
 
 
 @pytest.mark.weights
-def test_lpips_is_validated_when_its_weights_are_available(tmp_path, weights_dir, monkeypatch):
+def test_lpips_is_validated_when_its_weights_are_available(
+    tiny_config, tmp_path, weights_dir, monkeypatch
+):
     monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
     cfg = tiny_config(
-        losses=[{"type": "L1"}],
-        data={"crop": 16, "batch_size": 2, "val": {"crop": 64, "batch_size": 2}},
+        data={"val": {"crop": 64, "batch_size": 2}},
         metrics={"lpips": True, "monitor": "val_lpips", "mode": "min"},
-        train={"epochs": 1, "steps_per_epoch": 1, "verbose": 0, "run_eagerly": True},
+        train={"run_eagerly": True},
     )
     result = train(cfg, output_dir=str(tmp_path), report=False)
     assert 0.0 < result.history["val_lpips"][0] < 1.5
@@ -220,10 +198,10 @@ class CtrlC(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_ctrl_c_says_the_same_command_resumes(tmp_path):
+def test_ctrl_c_says_the_same_command_resumes(tiny_config, tmp_path):
     from tfrestore.training import runner
 
-    cfg = tiny_config(losses=[{"type": "L1"}])
+    cfg = tiny_config()
     cfg["train"] = {"epochs": 2, "steps_per_epoch": 2, "verbose": 0, "run_eagerly": True,
                     "backup_every_steps": 1}
     run = str(tmp_path / "run")

@@ -18,10 +18,19 @@ import tempfile
 
 import numpy as np
 
-__all__ = ["DEFAULT_IMAGE_NAMES", "default_images", "write_default_images"]
+__all__ = ["DEFAULT_IMAGE_NAMES", "DEFAULT_SPLITS", "default_images", "write_default_images"]
 
 #: Colour photographs available offline from ``skimage.data`` (name -> loader name).
 DEFAULT_IMAGE_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
+
+#: The photographs of each split (``None``: all): three train, the other two are held out
+#: for both validation and testing, as only five are embedded.
+DEFAULT_SPLITS = {
+    "train": ("astronaut", "coffee", "rocket"),
+    "val": ("chelsea", "motorcycle"),
+    "test": ("chelsea", "motorcycle"),
+    "all": None,
+}
 
 
 def _load(name):

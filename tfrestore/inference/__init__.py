@@ -5,8 +5,10 @@
   receptive field.
 * :func:`load_model`, :func:`predict_image`, :func:`save_image`
   (:mod:`~tfrestore.inference.restore`): size multiples, two-input models, tiling.
-* :func:`evaluate_model`, :func:`format_table`, :func:`write_csv`
-  (:mod:`~tfrestore.inference.evaluate`): per-image PSNR / SSIM / LPIPS tables.
+* :func:`evaluate_degraded`, :func:`evaluate_model`, :func:`format_table`, :func:`write_csv`
+  (:mod:`~tfrestore.inference.evaluate`): per-image PSNR / SSIM / LPIPS tables; images
+  degraded from a seed go through :func:`evaluate_degraded` (``tfrestore eval`` and the
+  training report).
 
 The command line front end is ``tfrestore restore`` / ``tfrestore eval``.
 """
@@ -21,6 +23,7 @@ __getattr__, __dir__, __all__ = lazy_attributes(
         "tiling": ("tiled_predict", "receptive_field", "tile_starts", "blend_window"),
         "restore": ("load_model", "find_model_file", "input_requirements", "predict_image",
                     "save_image"),
-        "evaluate": ("evaluate_model", "add_mean_row", "format_table", "write_csv"),
+        "evaluate": ("evaluate_degraded", "evaluate_model", "add_mean_row", "format_table",
+                     "write_csv"),
     },
 )

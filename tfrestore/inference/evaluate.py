@@ -1,6 +1,8 @@
 """Per-image evaluation of a restoration model: PSNR / SSIM (/ LPIPS) of the
 degraded input and of the restored output against the clean image, as a table
-and CSV. Used by ``tfrestore eval`` and by the training report.
+and CSV. :func:`evaluate_degraded` (clean images degraded synthetically from a seed) is the
+one path of ``tfrestore eval`` and of the training report; :func:`evaluate_model` scores
+given ``(degraded, clean)`` pairs.
 
 >>> rows = [{"image": "a", "psnr_in": 20.0, "psnr_out": 30.0},
 ...         {"image": "b", "psnr_in": 22.0, "psnr_out": 31.0}]
@@ -22,6 +24,7 @@ import numpy as np
 from tfrestore.inference.restore import predict_image
 
 __all__ = [
+    "evaluate_degraded",
     "evaluate_model",
     "add_mean_row",
     "format_table",
@@ -166,6 +169,41 @@ def evaluate_model(
     if return_images:
         return rows, notes, images
     return rows, notes
+
+
+def evaluate_degraded(model, images, degradation, seed, **kwargs):
+    """Degrade clean images deterministically, restore them with ``model`` and score them.
+
+    Image ``i`` is cut to a multiple of the degradation's ``scale`` (top-left corner kept,
+    so that an SR output matches it) and degraded with the stateless seed ``[seed, i]``
+    (:func:`tfrestore.data.degrade_image`): the same images, degradation and seed give the
+    same numbers wherever they are evaluated.
+
+    Args:
+        model: restoration ``keras.Model``.
+        images: iterable of ``(name, clean)`` with ``clean`` an ``(H, W, C)`` float image in
+            [0, 1]; read one at a time when it is a generator.
+        degradation: a degradation or anything :func:`tfrestore.data.get_degradation` takes.
+        seed: int, the first half of every image's stateless seed.
+        **kwargs: options of :func:`evaluate_model` (tiling, metrics, ``return_images``, ...).
+
+    Returns:
+        What :func:`evaluate_model` returns: ``(rows, notes)`` (and the images).
+    """
+    from tfrestore.data import degrade_image, get_degradation
+
+    deg = get_degradation(degradation)
+    scale = int(getattr(deg, "scale", 1) or 1)
+
+    def items():
+        for i, (name, clean) in enumerate(images):
+            clean = np.asarray(clean, np.float32)
+            h, w = clean.shape[:2]
+            clean = clean[: h - h % scale, : w - w % scale]
+            x = degrade_image(deg, clean, [seed, i])
+            yield name, x if isinstance(x, tuple) else x[0], clean
+
+    return evaluate_model(model, items(), **kwargs)
 
 
 def add_mean_row(rows, label="mean"):

@@ -2,9 +2,11 @@
 
 Image sources are ``"default"`` (the photographs embedded in scikit-image, see
 :func:`tfrestore.data.default_images`), a folder or a glob (``$VARS`` and ``~``
-expanded). The five default photographs are split as :data:`DEFAULT_SPLITS`:
-three for training, the other two held out (used both for validation and for
-the final report, as only five are embedded). ``split`` is ignored for folders.
+expanded). The five default photographs are split as
+:data:`tfrestore.data.DEFAULT_SPLITS`: three for training, the other two held out (used
+both for validation and for the final report, as only five are embedded). ``split`` is
+ignored for folders.
+The degradation is :func:`tfrestore.data.build_degradation` of ``data.degradation``.
 
 Resuming: the training stream is deterministic (stateless ops keyed by the seed
 and the element index, see :mod:`tfrestore.data.pipeline`), so a resumed run
@@ -21,38 +23,18 @@ import numpy as np
 from tfrestore.training.schema import ConfigError
 
 __all__ = [
-    "DEFAULT_SPLITS",
-    "build_degradation",
     "source_images",
     "train_dataset",
     "val_dataset",
     "held_out_images",
-    "degrade_image",
     "find_damaged_image",
 ]
-
-DEFAULT_SPLITS = {
-    "train": ("astronaut", "coffee", "rocket"),
-    "val": ("chelsea", "motorcycle"),
-    "test": ("chelsea", "motorcycle"),
-    "all": None,
-}
 
 
 def _data():
     import tfrestore.data as data
 
     return data
-
-
-def build_degradation(deg_cfg, path="data.degradation"):
-    """``tfrestore.data`` degradation object from ``{type, args}``."""
-    data = _data()
-    spec = {"type": deg_cfg["type"], **(deg_cfg.get("args") or {})}
-    try:
-        return data.get_degradation(spec)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"config key '{path}': {e}") from e
 
 
 def source_images(section, path, channels=3):
@@ -63,13 +45,12 @@ def source_images(section, path, channels=3):
     limit = section.get("max_images")
     if src == "default":
         split = section.get("split", "all")
-        if split not in DEFAULT_SPLITS:
+        if split not in data.DEFAULT_SPLITS:
             raise ConfigError(
-                f"config key '{path}.split' must be one of {', '.join(DEFAULT_SPLITS)} for the "
-                "default images; "
-                f"got {split!r}"
+                f"config key '{path}.split' must be one of {', '.join(data.DEFAULT_SPLITS)} "
+                f"for the default images; got {split!r}"
             )
-        names = DEFAULT_SPLITS[split]
+        names = data.DEFAULT_SPLITS[split]
         names = list(data.DEFAULT_IMAGE_NAMES if names is None else names)
         if limit:
             names = names[:limit]
@@ -96,7 +77,10 @@ def _image_dataset(cfg, section, what, sizes, seed, **kwargs):
     Bad values in the config raise a ConfigError naming ``what``."""
     d = cfg["data"]
     images, _ = source_images(d[section], f"data.{section}", d["channels"])
-    deg = build_degradation(d["degradation"])
+    try:
+        deg = _data().build_degradation(d["degradation"])
+    except ValueError as e:  # the message names the key; train()'s callers catch ConfigError
+        raise ConfigError(str(e)) from e
     try:
         ds = _data().image_dataset(
             images, deg, crop_size=sizes["crop"], batch_size=sizes["batch_size"], seed=seed,
@@ -182,11 +166,3 @@ def find_damaged_image(cfg, error):
             continue
     return None
 
-
-def degrade_image(degradation, clean, seed):
-    """Degrade one clean HWC image with a fixed seed; returns model input(s)
-    with a batch axis (a tuple for multi-input degradations)."""
-    out = degradation(clean[None], seed)
-    if isinstance(out, (tuple, list)):
-        return tuple(np.asarray(o) for o in out)
-    return np.asarray(out)

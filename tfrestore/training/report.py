@@ -1,5 +1,8 @@
-"""Figures of a training run.
+"""The report of a training run: held-out metrics and figures.
 
+* :func:`write_report`: the best model on the held-out images (degraded from ``seed + 2``
+  through :func:`tfrestore.inference.evaluate_degraded`, the path of ``tfrestore eval``):
+  ``report/metrics.csv``, the grid and the loss curve, and the table on stdout.
 * :func:`image_grid`: rows of ``degraded | restored | clean`` with captions (PIL: it
   places images pixel for pixel).
 * :func:`loss_curve`: training / validation loss, each logged loss term and PSNR per
@@ -25,11 +28,80 @@ import numpy as np
 
 from tfrestore.utils.files import atomic_output
 
-__all__ = ["image_grid", "loss_curve", "read_history"]
+__all__ = ["write_report", "image_grid", "loss_curve", "read_history"]
 
 _BG = (255, 255, 255)
 _FG = (20, 20, 20)
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+
+
+def write_report(result, paths, cfg):
+    """Evaluate the run's best model (else its final one) on the held-out images; write the
+    metrics CSV, the before/after grid and the loss curve, and print the table.
+
+    Args:
+        result: the run's ``TrainResult``; its ``report_rows`` and ``files`` are filled in.
+        paths: the run's file paths (``run_paths``: ``best``, ``metrics_csv``, ``grid``,
+            ``loss_curve``).
+        cfg: the run's resolved config; image ``i`` is degraded with seed
+            ``[cfg["seed"] + 2, i]`` (training uses ``seed``, validation ``seed + 1``).
+    """
+    from tfrestore.data import build_degradation
+    from tfrestore.inference.evaluate import (
+        add_mean_row,
+        evaluate_degraded,
+        format_table,
+        write_csv,
+    )
+    from tfrestore.training.data import held_out_images
+
+    model = result.model
+    if os.path.isfile(paths["best"]):
+        from tfrestore.inference.restore import load_model
+
+        model = load_model(paths["best"])
+    deg = build_degradation(cfg["data"]["degradation"])
+    scale = int(getattr(deg, "scale", 1) or 1)
+    rows, notes, images = evaluate_degraded(
+        model,
+        held_out_images(cfg, multiple=scale),
+        deg,
+        cfg["seed"] + 2,
+        lpips=cfg["metrics"]["lpips"],
+        return_images=True,
+    )
+    table_rows = add_mean_row(rows)
+    write_csv(table_rows, paths["metrics_csv"])
+    in_label = "bicubic" if scale > 1 else "degraded"
+    grid_rows = [
+        (
+            name,
+            deg_img,
+            restored,
+            clean,
+            [
+                f"{in_label} {row['psnr_in']:.2f} dB / {row['ssim_in']:.3f}",
+                f"restored {row['psnr_out']:.2f} dB / {row['ssim_out']:.3f}",
+                "clean",
+            ],
+        )
+        for row, (name, deg_img, restored, clean) in zip(rows, images)
+    ]
+    image_grid(grid_rows, paths["grid"])
+    loss_curve(result.history, paths["loss_curve"])
+    result.report_rows = table_rows
+    result.files.update({k: paths[k] for k in ("metrics_csv", "grid", "loss_curve")})
+    print(
+        f"\n[tfrestore] held-out images: {in_label} input vs restored (PSNR dB, SSIM"
+        + (", LPIPS" if rows and "lpips_in" in rows[0] else "")
+        + ")"
+    )
+    print(format_table(table_rows))
+    for n in notes:
+        print(f"[tfrestore] note: {n}")
+    print(f"[tfrestore] metrics table: {paths['metrics_csv']}")
+    print(f"[tfrestore] before/after grid: {paths['grid']}")
+    print(f"[tfrestore] loss curve: {paths['loss_curve']}", flush=True)
 
 
 def _font():

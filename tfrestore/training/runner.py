@@ -53,6 +53,7 @@ from tfrestore.training import builders, rundir
 from tfrestore.training.backup import StepBackup, read_backup
 from tfrestore.training import data as tdata
 from tfrestore.training.config import ConfigError, dump_config, load_config, model_type_name
+from tfrestore.training.report import write_report
 
 __all__ = ["train", "TrainResult", "TrainingInterrupted", "run_paths", "resume_epoch"]
 
@@ -496,7 +497,7 @@ def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, c
         if out_cfg["checkpoint"] and os.path.isfile(paths["best"]):
             result.files["best"] = paths["best"]
         if out_cfg["report"] if report is None else report:
-            _final_report(result, paths, cfg)
+            write_report(result, paths, cfg)
         print(
             f"[tfrestore] done in {time.time() - t_start:.1f} s; run directory: {run_dir}",
             flush=True,
@@ -648,58 +649,3 @@ def _print_header(cfg, run_dir, run_info, state, notes):
     lines += [f"[tfrestore] note: {n}" for n in notes]
     print("\n".join(lines), flush=True)
 
-
-def _final_report(result, paths, cfg):
-    """Evaluate the best model on the held-out images; write table, CSV and figures."""
-    from tfrestore.inference.evaluate import add_mean_row, evaluate_model, format_table, write_csv
-    from tfrestore.training.report import image_grid, loss_curve
-
-    model = result.model
-    if os.path.isfile(paths["best"]):
-        from tfrestore.inference.restore import load_model
-
-        model = load_model(paths["best"])
-    deg = tdata.build_degradation(cfg["data"]["degradation"])
-    scale = int(getattr(deg, "scale", 1) or 1)
-    held = tdata.held_out_images(cfg, multiple=scale)
-    items = [
-        (name, tdata.degrade_image(deg, clean, [cfg["seed"] + 2, i]), clean)
-        for i, (name, clean) in enumerate(held)
-    ]
-    items = [(n, x if isinstance(x, tuple) else x[0], c) for n, x, c in items]
-    rows, notes, images = evaluate_model(
-        model, items, lpips=cfg["metrics"]["lpips"], return_images=True
-    )
-    table_rows = add_mean_row(rows)
-    write_csv(table_rows, paths["metrics_csv"])
-    in_label = "bicubic" if scale > 1 else "degraded"
-    grid_rows = []
-    for row, (name, deg_img, restored, clean) in zip(rows, images):
-        grid_rows.append(
-            (
-                name,
-                deg_img,
-                restored,
-                clean,
-                [
-                    f"{in_label} {row['psnr_in']:.2f} dB / {row['ssim_in']:.3f}",
-                    f"restored {row['psnr_out']:.2f} dB / {row['ssim_out']:.3f}",
-                    "clean",
-                ],
-            )
-        )
-    image_grid(grid_rows, paths["grid"])
-    loss_curve(result.history, paths["loss_curve"])
-    result.report_rows = table_rows
-    result.files.update({k: paths[k] for k in ("metrics_csv", "grid", "loss_curve")})
-    print(
-        f"\n[tfrestore] held-out images: {in_label} input vs restored (PSNR dB, SSIM"
-        + (", LPIPS" if rows and "lpips_in" in rows[0] else "")
-        + ")"
-    )
-    print(format_table(table_rows))
-    for n in notes:
-        print(f"[tfrestore] note: {n}")
-    print(f"[tfrestore] metrics table: {paths['metrics_csv']}")
-    print(f"[tfrestore] before/after grid: {paths['grid']}")
-    print(f"[tfrestore] loss curve: {paths['loss_curve']}", flush=True)

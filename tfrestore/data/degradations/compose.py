@@ -1,6 +1,9 @@
-"""Chains of degradations and ``get_degradation``, the config-dict entry point."""
+"""Chains of degradations and the entry points: ``get_degradation`` / ``build_degradation``
+(config dicts) and ``degrade_image`` (one image, fixed seed)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from tfrestore.data.degradations.base import (
     REGISTRY,
@@ -10,7 +13,7 @@ from tfrestore.data.degradations.base import (
     split_seed,
 )
 
-__all__ = ["Compose", "get_degradation"]
+__all__ = ["Compose", "get_degradation", "build_degradation", "degrade_image"]
 
 
 @register
@@ -129,3 +132,42 @@ def _parameters(kind, cls, spec):
                 f"parameters are {listed}"
             )
     return spec
+
+
+def build_degradation(deg_cfg, path="data.degradation"):
+    """The degradation of a training config's ``{type, args}`` section.
+
+    Args:
+        deg_cfg: ``{"type": name, "args": {...}}`` (``args`` optional).
+        path: the config key named in errors.
+
+    Raises:
+        ValueError: naming ``path`` for an unknown type or parameter.
+
+    Example:
+        >>> build_degradation({"type": "gaussian_noise", "args": {"sigma": 0.1}})
+        GaussianNoise(sigma=0.1, clip=False, sigma_map=False)
+    """
+    spec = {"type": deg_cfg["type"], **(deg_cfg.get("args") or {})}
+    try:
+        return get_degradation(spec)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"config key '{path}': {e}") from e
+
+
+def degrade_image(degradation, clean, seed):
+    """Degrade one clean HWC image with a fixed seed.
+
+    Args:
+        degradation: a degradation (callable ``(images, seed)``).
+        clean: ``(H, W, C)`` float image in [0, 1].
+        seed: stateless seed (int or pair), e.g. ``[run_seed, image_index]``.
+
+    Returns:
+        The model input(s) with a batch axis: an array, or a tuple of arrays for
+        multi-input degradations (e.g. a noise-level map).
+    """
+    out = degradation(clean[None], seed)
+    if isinstance(out, (tuple, list)):
+        return tuple(np.asarray(o) for o in out)
+    return np.asarray(out)
