@@ -176,3 +176,31 @@ def test_errors():
         bicubic_downsample(tf.zeros((4, 4, 3)), 1.5)
     with pytest.raises(TypeError, match="uint8"):
         imresize(tf.zeros((4, 4, 3), tf.int32), 0.5)
+
+
+def test_scale_factor_is_matlab_ratio_and_old_scale_keyword_refused():
+    # issue 20: `scale` is the super-resolution factor everywhere (4 shrinks by four);
+    # imresize/resize_matrix take MATLAB's output/input ratio as `scale_factor`.
+    x = tf.random.stateless_uniform((24, 36, 3), seed=[3, 4])
+    np.testing.assert_array_equal(
+        imresize(x, scale_factor=1 / 4).numpy(), imresize(x, 1 / 4).numpy()
+    )
+    assert imresize(x, scale_factor=(0.5, 2.0)).shape == (12, 72, 3)
+    np.testing.assert_allclose(
+        bicubic_downsample(x, 4, clip=False).numpy(),
+        imresize(x, scale_factor=0.25).numpy(),
+        atol=1e-7,
+    )
+    np.testing.assert_array_equal(
+        resize_matrix(12, 3, scale_factor=0.25).numpy(), resize_matrix(12, 3, 0.25).numpy()
+    )
+    with pytest.raises(TypeError, match="`scale` was renamed `scale_factor`"):
+        imresize(x, scale=1 / 4)
+    with pytest.raises(TypeError, match="`scale` was renamed `scale_factor`"):
+        resize_matrix(12, 3, scale=0.25)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'factor'"):
+        imresize(x, factor=0.5)
+    with pytest.raises(ValueError, match="exactly one of `scale_factor` and `size`"):
+        imresize(x)
+    with pytest.raises(ValueError, match="`scale_factor` must be positive"):
+        imresize(x, scale_factor=0)

@@ -2,7 +2,7 @@
 
 Super-resolution benchmarks (Set5, Set14, DIV2K "bicubic" tracks) create their
 low-resolution inputs with MATLAB's ``imresize(img, 1/s, 'bicubic')``, which is
-*antialiased* (the cubic kernel is stretched by ``1/scale`` when shrinking) and
+*antialiased* (the cubic kernel is stretched by ``1/scale_factor`` when shrinking) and
 pads by *mirroring*. ``tf.image.resize(method="bicubic", antialias=True)`` uses the
 same Keys kernel (a = -0.5) but renormalises the weights at the borders instead of
 mirroring and computes sample positions slightly differently, so its output
@@ -17,7 +17,10 @@ resize is exact (to float32 rounding), fast on CPU/GPU and XLA-compilable.
 For ``uint8`` inputs (or ``quantize=True`` on float inputs in [0, 1]) the result
 is rounded to the 8-bit grid *after each 1-D pass*, as MATLAB's ``imresizemex``
 does when it keeps the input class between passes; the pass order follows MATLAB
-(the dimension with the smaller scale first, height first on ties).
+(the dimension with the smaller ``scale_factor`` first, height first on ties).
+
+``scale_factor`` here is MATLAB's ``scale`` (output/input, ``1/4`` shrinks by four);
+elsewhere in tfrestore ``scale`` is the super-resolution factor (``4`` shrinks by four).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from __future__ import annotations
 import math
 
 import tensorflow as tf
+
+from tfrestore.utils import validation
 
 __all__ = [
     "KERNELS",
@@ -64,7 +69,7 @@ def _lanczos(a):
     return kernel
 
 
-#: MATLAB kernel name -> (function, support width in input pixels at scale 1).
+#: MATLAB kernel name -> (function, support width in input pixels at scale_factor 1).
 KERNELS = {
     "bicubic": (_cubic, 4.0),
     "bilinear": (_triangle, 2.0),
@@ -83,32 +88,46 @@ def _kernel(method):
     return KERNELS[method]
 
 
+#: old argument name -> new one (``scale`` is tfrestore's super-resolution factor,
+#: e.g. 4 shrinks by four; here the MATLAB ratio output/input is ``scale_factor``).
+_RESIZE_RENAMED = {"scale": "scale_factor"}
+
+
 def resize_matrix(
-    in_size, out_size, scale=None, method="bicubic", antialias=True, dtype=tf.float32
+    in_size,
+    out_size,
+    scale_factor=None,
+    method="bicubic",
+    antialias=True,
+    dtype=tf.float32,
+    **kwargs,
 ):
     """Dense ``(out_size, in_size)`` matrix ``M`` such that ``M @ signal`` is MATLAB's 1-D resize.
 
     Args:
         in_size: input length (int or scalar int tensor).
         out_size: output length (int or scalar int tensor).
-        scale: scale factor ``out/in`` used for the kernel positions; MATLAB uses the
-            *requested* scale when one is given (e.g. exactly 0.25 for ``1/4``), else
-            ``out_size / in_size``.
+        scale_factor: the ratio ``out/in`` used for the kernel positions (MATLAB's
+            ``scale``: 0.25 shrinks by four); MATLAB uses the *requested* factor when one
+            is given (e.g. exactly 0.25 for ``1/4``), else ``out_size / in_size``.
+            (Formerly ``scale``: that keyword raises ``TypeError``, since in tfrestore
+            ``scale`` is the super-resolution factor.)
         method: a key of ``KERNELS``.
-        antialias: stretch the kernel by ``1/scale`` when shrinking (MATLAB default).
+        antialias: stretch the kernel by ``1/scale_factor`` when shrinking (MATLAB default).
         dtype: dtype of the returned matrix (weights are computed in float64).
 
     Example:
-        >>> m = resize_matrix(8, 4, scale=0.5)
+        >>> m = resize_matrix(8, 4, scale_factor=0.5)
         >>> tuple(m.shape), [round(float(v), 5) for v in tf.reduce_sum(m, axis=1)]
         ((4, 8), [1.0, 1.0, 1.0, 1.0])
     """
+    validation.refuse_renamed(kwargs, _RESIZE_RENAMED, "resize_matrix", allow_other=False)
     fn, width = _kernel(method)
     f64 = tf.float64
     in_size_t = tf.cast(in_size, tf.int32)
     n_in = tf.cast(in_size_t, f64)
     n_out = tf.cast(out_size, tf.int32)
-    s = tf.cast(n_out, f64) / n_in if scale is None else tf.cast(scale, f64)
+    s = tf.cast(n_out, f64) / n_in if scale_factor is None else tf.cast(scale_factor, f64)
     shrink_aa = tf.logical_and(tf.constant(bool(antialias)), s < 1.0)
     kernel_width = tf.where(shrink_aa, width / s, tf.constant(width, f64))
     # MATLAB: u = x/scale + 0.5*(1 - 1/scale), x = 1..out (1-based coordinates).
@@ -134,19 +153,23 @@ def _round_uint8_grid(x, peak):
 
 def imresize(
     images,
-    scale=None,
+    scale_factor=None,
     size=None,
     *,
     method="bicubic",
     antialias=True,
     quantize=None,
+    **kwargs,
 ):
     """MATLAB ``imresize`` for an HWC image or an NHWC batch.
 
     Args:
         images: ``(H, W, C)`` or ``(N, H, W, C)``; float (any range) or uint8.
-        scale: a number or ``(scale_h, scale_w)``; output size ``ceil(in * scale)``.
-        size: ``(out_h, out_w)`` instead of ``scale``.
+        scale_factor: MATLAB's ``scale``, the ratio output/input: a number or
+            ``(factor_h, factor_w)``; output size ``ceil(in * scale_factor)``, so ``1 / 4``
+            shrinks by four (the super-resolution ``scale`` 4 of ``bicubic_downsample``).
+            Formerly ``scale``: that keyword raises ``TypeError``.
+        size: ``(out_h, out_w)`` instead of ``scale_factor``.
         method: ``"bicubic"`` (default), ``"bilinear"``, ``"box"``, ``"lanczos2"``,
             ``"lanczos3"``.
         antialias: MATLAB's ``'Antialiasing'`` (default True; only matters when shrinking).
@@ -165,7 +188,12 @@ def imresize(
         TensorShape([8, 12, 3])
         >>> imresize(x, size=(16, 16)).shape
         TensorShape([16, 16, 3])
+        >>> imresize(x, scale=1 / 4)
+        Traceback (most recent call last):
+        ...
+        TypeError: imresize: `scale` was renamed `scale_factor`.
     """
+    validation.refuse_renamed(kwargs, _RESIZE_RENAMED, "imresize", allow_other=False)
     x = tf.convert_to_tensor(images)
     if x.shape.rank not in (3, 4):
         raise ValueError(
@@ -191,13 +219,19 @@ def imresize(
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
 
-    if (scale is None) == (size is None):
-        raise ValueError("imresize: give exactly one of `scale` and `size`.")
-    if scale is not None:
-        sh, sw = (scale, scale) if not isinstance(scale, (tuple, list)) else tuple(scale)
+    if (scale_factor is None) == (size is None):
+        raise ValueError("imresize: give exactly one of `scale_factor` and `size`.")
+    if scale_factor is not None:
+        sh, sw = (
+            (scale_factor, scale_factor)
+            if not isinstance(scale_factor, (tuple, list))
+            else tuple(scale_factor)
+        )
         for v in (sh, sw):
             if not v > 0:
-                raise ValueError(f"imresize: `scale` must be positive, got {scale!r}.")
+                raise ValueError(
+                    f"imresize: `scale_factor` must be positive, got {scale_factor!r}."
+                )
         out_h = tf.cast(tf.math.ceil(tf.cast(h, tf.float64) * sh), tf.int32)
         out_w = tf.cast(tf.math.ceil(tf.cast(w, tf.float64) * sw), tf.int32)
         kh, kw = sh, sw
@@ -207,7 +241,7 @@ def imresize(
         out_h, out_w = int(size[0]), int(size[1])
         if out_h <= 0 or out_w <= 0:
             raise ValueError(f"imresize: `size` must be positive, got {size!r}.")
-        kh = kw = None  # MATLAB derives the scale from the sizes.
+        kh = kw = None  # MATLAB derives the factor from the sizes.
 
     def pass_h(t):
         m = resize_matrix(h, out_h, kh, method, antialias, work)
@@ -295,7 +329,7 @@ def bicubic_downsample(images, scale, *, quantize=False, clip=True, antialias=Tr
         raise ValueError(f"`scale` must be a positive integer (2, 3, 4, ...), got {scale!r}.")
     x = tf.convert_to_tensor(images)
     y = imresize(
-        x, 1.0 / float(scale), method="bicubic", antialias=antialias, quantize=quantize or None
+        x, scale_factor=1.0 / float(scale), method="bicubic", antialias=antialias, quantize=quantize or None
     )
     if clip and y.dtype.is_floating:
         y = tf.clip_by_value(y, 0.0, 1.0)

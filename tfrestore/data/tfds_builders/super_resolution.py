@@ -81,7 +81,7 @@ class _GeneratedLRBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         s = self.builder_config.scale
         for path in list_images(folder):
             hr = modcrop(read_image(path, 3, dtype="uint8"), s).numpy()
-            lr = imresize(hr, 1.0 / s).numpy()  # uint8 in -> MATLAB uint8 semantics
+            lr = imresize(hr, scale_factor=1.0 / s).numpy()  # uint8 in -> MATLAB uint8 semantics
             name = pathlib.Path(path).name
             yield name, {"lr": lr, "hr": np.ascontiguousarray(hr), "image/filename": name}
 
