@@ -19,8 +19,8 @@ FUNCS = {
     "low_light": (D.low_light, {}),
     "low_light_poisson": (D.low_light, {"exact_poisson": True}),
     "jpeg": (D.jpeg_compress, {}),
-    "motion_trajectory": (D.motion_blur, {"size": 9, "length": (3, 9)}),
-    "motion_linear": (D.motion_blur, {"size": 9, "length": (3, 9), "kind": "linear"}),
+    "motion_trajectory": (D.motion_blur, {"kernel_size": 9, "length": (3, 9)}),
+    "motion_linear": (D.motion_blur, {"kernel_size": 9, "length": (3, 9), "kind": "linear"}),
 }
 
 
@@ -76,17 +76,17 @@ def test_haze_follows_scattering_model():
     ref = IMG.numpy() * t + a[:, None, None, None] * (1 - t)
     np.testing.assert_allclose(y.numpy(), ref, atol=1e-6)
     np.testing.assert_allclose(
-        t, np.exp(-p["beta"].numpy()[:, None, None, None] * p["depth"].numpy()), rtol=1e-5
+        t, np.exp(-p["beta"].numpy()[:, None, None, None] * p["depth_map"].numpy()), rtol=1e-5
     )
     assert 0 < t.min() and t.max() <= 1
     # vertical proxy: transmission increases from the top (far) to the bottom (near)
-    _, pv = D.add_haze(IMG, 1, depth="vertical", beta=1.0, return_params=True)
+    _, pv = D.add_haze(IMG, 1, depth_map="vertical", beta=1.0, return_params=True)
     col = pv["transmission"].numpy()[0, :, 0, 0]
     assert np.all(np.diff(col) > 0) and abs(col[0] - np.exp(-1)) < 1e-6 and abs(col[-1] - 1) < 1e-6
-    _, pu = D.add_haze(IMG, 1, depth="uniform", beta=0.5, return_params=True)
+    _, pu = D.add_haze(IMG, 1, depth_map="uniform", beta=0.5, return_params=True)
     np.testing.assert_allclose(pu["transmission"].numpy(), np.exp(-0.5), rtol=1e-6)
     depth = np.linspace(0, 2, 24 * 28, dtype=np.float32).reshape(24, 28, 1)
-    _, pd = D.add_haze(IMG, 1, depth=depth, beta=1.0, return_params=True)
+    _, pd = D.add_haze(IMG, 1, depth_map=depth, beta=1.0, return_params=True)
     np.testing.assert_allclose(pd["transmission"].numpy()[2], np.exp(-depth), rtol=1e-5)
 
 
@@ -140,12 +140,12 @@ def test_jpeg_quality_and_artifacts():
 
 
 def test_motion_kernels_and_convolution():
-    k = D.motion_kernel([1, 2], 5, size=11, length=(4, 11)).numpy()
+    k = D.motion_kernel([1, 2], 5, kernel_size=11, length=(4, 11)).numpy()
     assert k.shape == (5, 11, 11) and k.min() >= 0
     np.testing.assert_allclose(k.sum(axis=(1, 2)), 1.0, rtol=1e-5)
     assert len({kk.tobytes() for kk in k}) == 5  # a different kernel per image
     x = tf.random.stateless_uniform((2, 20, 20, 1), seed=[4, 4])
-    y, p = D.motion_blur(x, [8, 8], size=7, length=(3, 7), return_params=True)
+    y, p = D.motion_blur(x, [8, 8], kernel_size=7, length=(3, 7), return_params=True)
     kern = p["kernel"].numpy()
     for b in range(2):
         padded = np.pad(x.numpy()[b, ..., 0], 3, mode="reflect")
@@ -156,7 +156,7 @@ def test_motion_kernels_and_convolution():
     fixed[1, 2] = 1.0  # shifts the image one pixel to the right
     out = D.motion_blur(x, 0, kernel=fixed).numpy()
     np.testing.assert_allclose(out[:, :, 1:], x.numpy()[:, :, :-1], atol=1e-6)
-    lin = D.motion_kernel(0, size=9, length=9, kind="linear", angle=90.0).numpy()
+    lin = D.motion_kernel(0, kernel_size=9, length=9, kind="linear", angle=90.0).numpy()
     assert np.allclose(lin[4], 1 / 9, atol=1e-6)  # horizontal line through the centre
 
 
@@ -171,12 +171,12 @@ def test_configs_round_trip_and_compose():
     degs = [
         D.GaussianNoise(sigma=(0.0, 0.3), sigma_map=True),
         D.BicubicDownsample(2, quantize=True),
-        D.Haze(beta=(1.0, 2.0), depth="vertical"),
+        D.Haze(beta=(1.0, 2.0), depth_map="vertical"),
         D.Rain(angle=10.0),
         D.LowLight(gamma=2.0),
         D.JPEG(quality=(40, 60)),
-        D.MotionBlur(size=7, length=(3, 7), kind="linear"),
-        D.Compose([D.MotionBlur(size=5, length=3), D.BicubicDownsample(2), D.GaussianNoise(0.05)]),
+        D.MotionBlur(kernel_size=7, length=(3, 7), kind="linear"),
+        D.Compose([D.MotionBlur(kernel_size=5, length=3), D.BicubicDownsample(2), D.GaussianNoise(0.05)]),
         D.Identity(),
     ]
     x = IMG[:, :16, :16]
@@ -196,6 +196,79 @@ def test_configs_round_trip_and_compose():
     )
 
 
+@pytest.mark.parametrize(
+    "call, new",
+    [
+        (lambda: D.motion_kernel(0, size=9), "kernel_size"),
+        (lambda: D.motion_blur(IMG, 0, size=9), "kernel_size"),
+        (lambda: D.MotionBlur(size=9), "kernel_size"),
+        (lambda: D.add_haze(IMG, 0, depth="vertical"), "depth_map"),
+        (lambda: D.Haze(depth="vertical"), "depth_map"),
+    ],
+    ids=["motion_kernel", "motion_blur", "MotionBlur", "add_haze", "Haze"],
+)
+def test_renamed_keyword_raises_naming_the_new_one(call, new):
+    # issue 20: `size` is an output size and `depth` a model's layer count elsewhere
+    old = {"kernel_size": "size", "depth_map": "depth"}[new]
+    with pytest.raises(TypeError, match=f"`{old}` was renamed `{new}`"):
+        call()
+
+
+def test_other_unknown_keywords_still_refused():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'sise'"):
+        D.motion_blur(IMG, 0, sise=9)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'deph'"):
+        D.add_haze(IMG, 0, deph="vertical")
+
+
+@pytest.mark.parametrize(
+    "cls, old_config, new_config",
+    [
+        (
+            D.MotionBlur,
+            {"size": 7, "length": [3, 7], "kind": "linear", "angle": 30.0, "curvature": 0.5},
+            {"kernel_size": 7, "length": (3, 7), "kind": "linear", "angle": 30.0},
+        ),
+        (
+            D.Haze,
+            {"beta": [1.0, 2.0], "airlight": [0.7, 1.0], "depth": "vertical"},
+            {"beta": (1.0, 2.0), "airlight": (0.7, 1.0), "depth_map": "vertical"},
+        ),
+    ],
+    ids=["MotionBlur", "Haze"],
+)
+def test_config_saved_with_old_key_still_builds_the_same(cls, old_config, new_config):
+    x = IMG[:, :16, :16]
+    expected = cls(**new_config)
+    want = expected(x, [2, 3]).numpy()
+    old_key = next(k for k in old_config if k not in new_config)
+    new_key = next(k for k in new_config if k not in old_config)
+    assert new_key in expected.get_config() and old_key not in expected.get_config()
+    saved = {"type": cls.name, **old_config}
+    built = [
+        cls.from_config(dict(old_config)),
+        D.get_degradation(saved),
+        D.get_degradation({"type": cls.name, "args": dict(old_config)}),
+        D.build_degradation({"type": cls.name, "args": dict(old_config)}),
+        # a Compose saved inside a run config, its stage holding the old key
+        D.get_degradation({"type": "compose", "degradations": [saved]}).degradations[0],
+    ]
+    for deg in built:
+        assert type(deg) is cls and deg.get_config() == expected.get_config()
+        np.testing.assert_array_equal(deg(x, [2, 3]).numpy(), want)
+
+
+def test_dehaze_recipe_uses_depth_map():
+    import pathlib
+
+    import yaml
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "train" / "configs" / "dehaze.yaml"
+    deg = yaml.safe_load(path.read_text())["data"]["degradation"]
+    assert "depth_map" in deg["args"] and "depth" not in deg["args"]
+    assert D.build_degradation(deg).get_config()["depth_map"] == "random"
+
+
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="sigma"):
         D.add_gaussian_noise(IMG, 0, (0.3, 0.1))
@@ -211,12 +284,12 @@ def test_errors_name_the_argument():
         D.add_gaussian_noise(IMG, None)
     with pytest.raises(ValueError, match="quality"):
         D.jpeg_compress(IMG, 0, quality=(50, 120))
-    with pytest.raises(ValueError, match="size"):
-        D.motion_kernel(0, size=8)
-    with pytest.raises(ValueError, match="depth"):
-        D.add_haze(IMG, 0, depth="sky")
+    with pytest.raises(ValueError, match="kernel_size"):
+        D.motion_kernel(0, kernel_size=8)
+    with pytest.raises(ValueError, match="depth_map"):
+        D.add_haze(IMG, 0, depth_map="sky")
     with pytest.raises(ValueError, match="too small for a 15x15 kernel"):
-        D.motion_blur(tf.zeros((1, 6, 40, 3)), 0, size=15)
+        D.motion_blur(tf.zeros((1, 6, 40, 3)), 0, kernel_size=15)
     with pytest.raises(ValueError, match="Unknown degradation"):
         D.get_degradation("blurr")
     with pytest.raises(TypeError, match="unknown argument"):

@@ -329,7 +329,11 @@ def bicubic_downsample(images, scale, *, quantize=False, clip=True, antialias=Tr
         raise ValueError(f"`scale` must be a positive integer (2, 3, 4, ...), got {scale!r}.")
     x = tf.convert_to_tensor(images)
     y = imresize(
-        x, scale_factor=1.0 / float(scale), method="bicubic", antialias=antialias, quantize=quantize or None
+        x,
+        scale_factor=1.0 / float(scale),
+        method="bicubic",
+        antialias=antialias,
+        quantize=quantize or None,
     )
     if clip and y.dtype.is_floating:
         y = tf.clip_by_value(y, 0.0, 1.0)

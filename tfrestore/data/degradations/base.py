@@ -8,6 +8,8 @@ import numbers
 
 import tensorflow as tf
 
+from tfrestore.utils import validation
+
 __all__ = ["as_seed", "Degradation", "Identity"]
 
 
@@ -147,16 +149,23 @@ class Identity(Degradation):
         return tf.convert_to_tensor(images)
 
 
-def function_wrapper(fn, reg_name, cls_name, doc):
-    """A registered ``Degradation`` class whose config is ``fn``'s keyword-only arguments."""
+def function_wrapper(fn, reg_name, cls_name, doc, renamed=None):
+    """A registered ``Degradation`` class whose config is ``fn``'s keyword-only arguments.
+
+    ``renamed`` maps old argument names to new ones: the class refuses an old name with a
+    ``TypeError`` naming the new one, while ``from_config`` (and so ``get_degradation`` on a
+    saved config) maps an old key to the new one, so configs saved before a rename load.
+    """
     params = [
         p
         for p in inspect.signature(fn).parameters.values()
         if p.kind == p.KEYWORD_ONLY and p.name not in ("return_params", "kernel")
     ]
     defaults = {p.name: p.default for p in params}
+    renamed = dict(renamed or {})
 
     def __init__(self, **kwargs):
+        validation.refuse_renamed(kwargs, renamed, cls_name)
         unknown = set(kwargs) - set(defaults)
         if unknown:
             raise TypeError(
@@ -165,7 +174,7 @@ def function_wrapper(fn, reg_name, cls_name, doc):
         cfg = {**defaults, **kwargs}
         self._config = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
         # Validate eagerly (cheap) so a bad config fails at construction, not in tf.data.
-        side = max(16, 2 * int(self._config.get("size", 0)) + 1)
+        side = max(16, 2 * int(self._config.get("kernel_size", 0)) + 1)
         fn(tf.zeros((1, side, side, 3)), 0, **self._config)
 
     def apply(self, images, seed):
@@ -174,6 +183,10 @@ def function_wrapper(fn, reg_name, cls_name, doc):
     def get_config(self):
         return dict(self._config)
 
+    def from_config(cls, config):
+        # configs saved before a rename hold the old key
+        return cls(**validation.renamed_config(config, renamed))
+
     cls = type(
         cls_name,
         (Degradation,),
@@ -181,6 +194,7 @@ def function_wrapper(fn, reg_name, cls_name, doc):
             "__init__": __init__,
             "apply": apply,
             "get_config": get_config,
+            "from_config": classmethod(from_config),
             "name": reg_name,
             "__doc__": doc,
             "__module__": fn.__module__,

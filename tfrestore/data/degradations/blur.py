@@ -10,8 +10,13 @@ import math
 import tensorflow as tf
 
 from tfrestore.data.degradations import base
+from tfrestore.utils import validation
 
 __all__ = ["motion_kernel", "motion_blur", "MotionBlur"]
+
+#: old argument name -> new one (``size`` is an output size in tfrestore, as in
+#: ``tf.image.resize``; a kernel's side is ``kernel_size``, as in Keras ``Conv2D``).
+_RENAMED = {"size": "kernel_size"}
 
 
 def per_image_conv(x, kernels):
@@ -39,14 +44,14 @@ def per_image_conv(x, kernels):
     return tf.transpose(tf.reshape(out, [h, w, b, c]), [2, 0, 1, 3])
 
 
-def line_kernels(length, angle_deg, size, thickness=1.0):
-    """Anti-aliased line segments (peak 1) centred in ``size x size`` grids.
+def line_kernels(length, angle_deg, kernel_size, thickness=1.0):
+    """Anti-aliased line segments (peak 1) centred in ``kernel_size x kernel_size`` grids.
 
     ``angle_deg`` is measured from the vertical axis (0 = vertical, positive leans right
-    going down). Shapes: ``length``/``angle_deg`` (B,) -> (B, size, size).
+    going down). Shapes: ``length``/``angle_deg`` (B,) -> (B, kernel_size, kernel_size).
     """
-    r = (size - 1) / 2.0
-    coords = tf.range(size, dtype=tf.float32) - r
+    r = (kernel_size - 1) / 2.0
+    coords = tf.range(kernel_size, dtype=tf.float32) - r
     yy, xx = tf.meshgrid(coords, coords, indexing="ij")
     theta = angle_deg * (math.pi / 180.0)
     dy, dx = tf.cos(theta)[:, None, None], tf.sin(theta)[:, None, None]
@@ -62,13 +67,18 @@ def motion_kernel(
     seed,
     batch=None,
     *,
-    size=15,
+    kernel_size=15,
     length=(5.0, 15.0),
     kind="trajectory",
     angle=(0.0, 180.0),
     curvature=0.5,
+    **kwargs,
 ):
-    """Random motion-blur kernels (non-negative, sum 1), ``(size, size)`` or ``(B, size, size)``.
+    """Random motion-blur kernels (non-negative, sum 1), ``(kernel_size, kernel_size)`` or
+    ``(B, kernel_size, kernel_size)``.
+
+    ``kernel_size`` is the odd side of the kernel grid (formerly ``size``: that keyword
+    raises ``TypeError``); ``length`` must not exceed it.
 
     ``kind="linear"``: an anti-aliased straight segment of ``length`` pixels at ``angle``
     degrees. ``kind="trajectory"``: a camera-shake path (a random walk with momentum,
@@ -77,14 +87,15 @@ def motion_kernel(
     bilinearly onto the grid.
 
     Example:
-        >>> k = motion_kernel(seed=[3, 4], size=9, length=7, kind="linear", angle=0.0)
+        >>> k = motion_kernel(seed=[3, 4], kernel_size=9, length=7, kind="linear", angle=0.0)
         >>> round(float(tf.reduce_sum(k)), 5), int(tf.argmax(tf.reduce_sum(k, axis=0)))
         (1.0, 4)
     """
     fn = "motion_kernel"
-    size = int(size)
+    validation.refuse_renamed(kwargs, _RENAMED, fn, allow_other=False)
+    size = int(kernel_size)
     if size < 3 or size % 2 == 0:
-        raise ValueError(f"{fn}: `size` must be an odd integer >= 3, got {size}.")
+        raise ValueError(f"{fn}: `kernel_size` must be an odd integer >= 3, got {size}.")
     rl = base.check_range(length, "length", fn, low=0.0, high=float(size))
     ran = base.check_range(angle, "angle", fn)
     if kind not in ("linear", "trajectory"):
@@ -129,20 +140,23 @@ def motion_blur(
     images,
     seed,
     *,
-    size=15,
+    kernel_size=15,
     length=(5.0, 15.0),
     kind="trajectory",
     angle=(0.0, 180.0),
     curvature=0.5,
     kernel=None,
     return_params=False,
+    **kwargs,
 ):
     """Blur every image with its own random motion kernel (see ``motion_kernel``).
 
     Args:
-        images: HWC or NHWC float in [0, 1]; H and W must exceed ``size // 2``.
+        images: HWC or NHWC float in [0, 1]; H and W must exceed ``kernel_size // 2``.
         seed: stateless seed.
-        size, length, kind, angle, curvature: kernel parameters (``motion_kernel``).
+        kernel_size, length, kind, angle, curvature: kernel parameters (``motion_kernel``;
+            ``kernel_size`` was formerly ``size``: that keyword raises ``TypeError``, and
+            ``MotionBlur`` configs saved with it still load).
         kernel: a fixed kernel ``(k, k)`` or per-image ``(B, k, k)`` instead of random ones.
         return_params: also return ``{"kernel": (B, k, k) or (k, k)}``.
 
@@ -155,11 +169,18 @@ def motion_blur(
         (TensorShape([2, 32, 32, 3]), (2, 15, 15))
     """
     fn = "motion_blur"
+    validation.refuse_renamed(kwargs, _RENAMED, fn, allow_other=False)
     x, single = base.as_batch(images, fn)
     b = tf.shape(x)[0]
     if kernel is None:
         k = motion_kernel(
-            seed, b, size=size, length=length, kind=kind, angle=angle, curvature=curvature
+            seed,
+            b,
+            kernel_size=kernel_size,
+            length=length,
+            kind=kind,
+            angle=angle,
+            curvature=curvature,
         )
     else:
         k = tf.cast(tf.convert_to_tensor(kernel), tf.float32)
@@ -178,4 +199,5 @@ MotionBlur = base.function_wrapper(
     "motion_blur",
     "MotionBlur",
     "``motion_blur`` (random kernels) as a configurable object.",
+    renamed=_RENAMED,
 )

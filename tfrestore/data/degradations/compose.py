@@ -25,7 +25,7 @@ class Compose(Degradation):
     Example:
         >>> import tensorflow as tf
         >>> from tfrestore.data.degradations import JPEG, BicubicDownsample, MotionBlur
-        >>> blur = MotionBlur(size=7, length=(3, 7))
+        >>> blur = MotionBlur(kernel_size=7, length=(3, 7))
         >>> deg = Compose([blur, BicubicDownsample(2), JPEG(quality=(60, 90))])
         >>> deg(tf.random.stateless_uniform((16, 16, 3), seed=[0, 0]), seed=[1, 1]).shape
         TensorShape([8, 8, 3])
@@ -92,7 +92,8 @@ def get_degradation(spec):
         if kind == "compose":
             return cls(**spec)
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-        return cls(**spec)
+        # from_config: a config saved before an argument rename still builds
+        return cls.from_config(spec)
     if callable(spec):
         return spec
     raise TypeError(
