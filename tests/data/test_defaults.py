@@ -60,3 +60,21 @@ def test_default_splits_hold_out_the_test_images_from_training():
     train = set(DEFAULT_SPLITS["train"])
     held_out = set(DEFAULT_SPLITS["val"]) | set(DEFAULT_SPLITS["test"])
     assert train | held_out == set(DEFAULT_IMAGE_NAMES) and not train & held_out
+
+
+def test_max_size_shrinks_the_whole_picture_not_a_crop(tmp_path):
+    # issue 20: default_images/write_default_images(max_size=) resize (bicubic, aspect kept);
+    # the training config's data.test.max_size centre-crops instead (documented on both).
+    from tfrestore.data import imresize
+
+    full = default_images("coffee")[0]  # 400x600
+    small = default_images("coffee", max_size=60)[0]
+    assert small.shape == (40, 60, 3)
+    np.testing.assert_allclose(
+        small, np.clip(imresize(full, size=(40, 60)).numpy(), 0, 1), atol=1e-6
+    )
+    assert not np.allclose(small, full[180:220, 270:330], atol=0.05)  # not a centre crop
+    # already small enough: unchanged
+    np.testing.assert_array_equal(default_images("coffee", max_size=600)[0], full)
+    folder = write_default_images(tmp_path, ["coffee"], max_size=60)
+    assert read_image(folder / "coffee.png").shape == (40, 60, 3)

@@ -50,8 +50,12 @@ def default_images(names=None, *, max_size=None, dtype="float32"):
 
     Args:
         names: subset of ``DEFAULT_IMAGE_NAMES`` (default: all five, 300x451 to 512x640).
-        max_size: if set, shrink each image (MATLAB-style antialiased bicubic,
-            aspect ratio kept) so that its longer side is at most ``max_size``.
+        max_size: if set, *shrink* (resize, never crop) each image whose longer side
+            exceeds ``max_size`` so that its longer side is ``max_size`` and the other
+            ``round(side * max_size / longer)``: MATLAB-style antialiased bicubic
+            (``imresize(size=...)``), aspect ratio kept, the whole picture kept. Not the
+            training config's ``data.test.max_size``, which centre-crops each side to at
+            most ``max_size`` pixels (no resampling).
         dtype: ``"float32"`` (values in [0, 1]) or ``"uint8"``.
     """
     if dtype not in ("float32", "uint8"):
@@ -79,6 +83,13 @@ def default_images(names=None, *, max_size=None, dtype="float32"):
 
 def write_default_images(directory=None, names=None, *, max_size=None, format="png"):
     """Write the default photographs to ``directory`` (a new temp folder if None); returns its path.
+
+    Args:
+        directory: the folder (created if missing); default a new temporary folder.
+        names: subset of ``DEFAULT_IMAGE_NAMES`` (default: all five).
+        max_size: as in ``default_images``: *shrink* (bicubic resize, aspect ratio kept,
+            never crop) so that the longer side is at most ``max_size``.
+        format: ``"png"`` (lossless), ``"jpg"`` (quality 95) or ``"bmp"``; 8-bit RGB.
 
     Example:
         >>> folder = write_default_images(names=["coffee"], max_size=32)
