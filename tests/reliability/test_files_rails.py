@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from tfrestore.training import train
-from tfrestore.training.rundir import LOCK_NAME, RunDirError, RunDirLock, backup_epoch
+from tfrestore.training.backup import resume_epoch
+from tfrestore.training.rundir import LOCK_NAME, RunDirError, RunDirLock
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -268,7 +269,7 @@ def test_truncated_backup_weights_name_the_file_and_overwrite(tmp_path):
     data = good.read_bytes()
     backup = _interrupted(tmp_path / "run", '{"epoch": 1}', data[: len(data) // 2])
     with pytest.raises(RunDirError) as exc:
-        backup_epoch(str(backup))
+        resume_epoch(str(backup))
     msg = str(exc.value)
     assert str(backup / "latest.weights.h5") in msg and "damaged or truncated" in msg
     assert "--overwrite" in msg and "\n" not in msg

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tfrestore.training import rundir, train
+from tfrestore.training import resume_epoch, rundir, train
 
 
 def tiny_config(**extra):
@@ -86,7 +86,7 @@ def test_a_failing_final_save_keeps_the_backup_so_the_run_can_resume(tmp_path, m
         train(tiny_config(train={"epochs": 2, "steps_per_epoch": 1, "verbose": 0}),
               output_dir=str(run), report=False)
     assert not (run / "final.keras").exists()
-    assert rundir.backup_epoch(str(run / "backup")) == 2  # the finished epochs are kept
+    assert resume_epoch(str(run / "backup")) == 2  # the finished epochs are kept
     monkeypatch.undo()
     result = train(tiny_config(train={"epochs": 2, "steps_per_epoch": 1, "verbose": 0}),
                    output_dir=str(run), report=False)
