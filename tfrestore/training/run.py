@@ -260,14 +260,15 @@ def _check_model_io(model, x, y, kind):
     this also builds a subclassed model) and compare its output with the targets' shape."""
     import keras
 
-    shown = [tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)
-    spec = (
-        [keras.KerasTensor(t.shape, str(t.dtype)) for t in x]
-        if isinstance(x, tuple)
-        else keras.KerasTensor(x.shape, str(x.dtype))
-    )
+    xs = list(x) if isinstance(x, tuple) else [x]
+    shown = [tuple(t.shape) for t in xs] if isinstance(x, tuple) else tuple(x.shape)
     try:
-        out = model(spec, training=False)
+        # A functional model declares its inputs' shapes (None: any size).
+        declared = [tuple(t.shape) for t in getattr(model, "inputs", None) or ()]
+        if declared and not _shapes_fit(declared, [t.shape for t in xs]):
+            raise ValueError(f"it expects {declared if len(declared) > 1 else declared[0]}")
+        spec = [keras.KerasTensor(t.shape, str(t.dtype)) for t in xs]
+        out = model(spec if isinstance(x, tuple) else spec[0], training=False)
     except Exception as e:
         raise ConfigError(
             f"config key 'model': {kind} cannot take the data's inputs {shown} ({e})"
@@ -279,6 +280,20 @@ def _check_model_io(model, x, y, kind):
             f"targets are {tuple(y.shape)}; check 'model.args' (channels, scale, padding) "
             "against 'data'"
         )
+
+
+def _shapes_fit(declared, given):
+    """Whether arrays of the ``given`` shapes fit inputs ``declared`` with None for any size.
+
+    >>> _shapes_fit([(None, None, None, 3)], [(2, 16, 16, 3)])
+    True
+    >>> _shapes_fit([(None, None, None, 1)], [(2, 16, 16, 3)])
+    False
+    """
+    return len(declared) == len(given) and all(
+        len(d) == len(g) and all(a is None or a == b for a, b in zip(d, g))
+        for d, g in zip(declared, given)
+    )
 
 
 def _check_monitor(rc, metrics, lpips_fn):
