@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import platform
 import sys
 from typing import NamedTuple
@@ -341,8 +342,6 @@ def _versions():
 
 
 def _best_so_far(history_path, monitor, mode):
-    import os
-
     if not os.path.isfile(history_path):
         return None
     from tfrestore.training.report import read_history
