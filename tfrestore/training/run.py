@@ -18,6 +18,7 @@ import platform
 import sys
 from typing import NamedTuple
 
+import keras
 import numpy as np
 
 from tfrestore.training import builders
@@ -77,7 +78,6 @@ def numerics(rc, warn=True):
     """Seed, op determinism and dtype policy of the run ``rc`` (a
     :class:`~tfrestore.training.run_config.RunConfig`); the previous policy comes back at
     exit. ``warn``: print the warning of mixed precision without a GPU."""
-    import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(rc.seed)
@@ -152,8 +152,6 @@ def build_run(rc, *, strategy, multi_worker, paths, state, callbacks=(), allowed
             "TensorBoard logging skipped: the 'tensorboard' package is not installed "
             "(pip install tensorboard)"
         )
-    import keras
-
     info = {
         "losses_used": used_terms,
         "loss": repr(loss),
@@ -259,8 +257,6 @@ def _example_batch(ds):
 def _check_model_io(model, x, y, kind):
     """Trace the model on the shapes of a validation batch (symbolically: nothing is computed;
     this also builds a subclassed model) and compare its output with the targets' shape."""
-    import keras
-
     xs = list(x) if isinstance(x, tuple) else [x]
     shown = [tuple(t.shape) for t in xs] if isinstance(x, tuple) else tuple(x.shape)
     try:
@@ -328,7 +324,6 @@ def _describe_init(rc, init, layers):
 
 
 def _versions():
-    import keras
     import tensorflow as tf
 
     import tfrestore
@@ -353,8 +348,6 @@ def _best_so_far(history_path, monitor, mode):
 
 
 def _make_callbacks(rc, paths, state, val_batch, val_ds, lpips_fn, tensorboard, batch_offset):
-    import keras
-
     from tfrestore.callbacks import QueueControl
     from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger, ValidationLPIPS
 
