@@ -161,6 +161,52 @@ def test_no_two_subpackages_import_each_other():
     assert not mutual, "mutual subpackage imports:\n  " + "\n  ".join(mutual)
 
 
+def _module_file(dotted):
+    """The module of tfrestore a dotted name lives in (``tfrestore.a.b.Name`` -> ``tfrestore.a.b``),
+    or None."""
+    parts = dotted.split(".")
+    while len(parts) > 1:
+        base = ROOT.parent.joinpath(*parts)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return ".".join(parts)
+        parts.pop()
+    return None
+
+
+def module_edges():
+    """``{(importer module, imported module): "file:line"}`` between tfrestore's modules."""
+    edges = {}
+    for path in _files():
+        src = ".".join(["tfrestore", *_module_name(path)[1:]])
+        tree = ast.parse(path.read_text())
+        names = list(_imported(path, tree))
+        for node in ast.walk(tree):  # `from tfrestore.a import b`: b may be a module
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+        for line, name in names:
+            dst = _module_file(name) if name.startswith("tfrestore.") else None
+            if dst and dst != src:
+                edges.setdefault((src, dst), f"{path.relative_to(ROOT.parent)}:{line}")
+    return edges
+
+
+def _is_package_of(a, b):
+    return b.startswith(a + ".")
+
+
+def test_no_two_modules_import_each_other():
+    """Within a subpackage too, imports go one way (e.g. training/backup.py reads
+    training/rundir.py's error, never the reverse); a package's ``__init__`` re-exporting its
+    modules is not such a loop."""
+    edges = module_edges()
+    mutual = [
+        f"{a} <-> {b}: {edges[(a, b)]}; {edges[(b, a)]}"
+        for (a, b) in sorted(edges)
+        if a < b and (b, a) in edges and not _is_package_of(a, b) and not _is_package_of(b, a)
+    ]
+    assert not mutual, "modules importing each other:\n  " + "\n  ".join(mutual)
+
+
 def test_internals_only_in_keras_compat():
     bad = []
     for path in _files():

@@ -13,8 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from tfrestore.training import rundir, train
-from tfrestore.training.rundir import LOCK_NAME, RunDirError, RunDirLock, backup_epoch
+from tfrestore.training import resume_epoch, rundir, train
+from tfrestore.training.rundir import LOCK_NAME, RunDirError, RunDirLock
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -77,7 +77,7 @@ def test_a_failing_final_save_keeps_the_backup_so_the_run_can_resume(
         train(tiny_config(train={"epochs": 2}),
               output_dir=str(run), report=False)
     assert not (run / "final.keras").exists()
-    assert rundir.backup_epoch(str(run / "backup")) == 2  # the finished epochs are kept
+    assert resume_epoch(str(run / "backup")) == 2  # the finished epochs are kept
     monkeypatch.undo()
     result = train(tiny_config(train={"epochs": 2}),
                    output_dir=str(run), report=False)
@@ -342,7 +342,7 @@ def test_truncated_backup_weights_name_the_file_and_overwrite(tmp_path):
     data = good.read_bytes()
     backup = _interrupted(tmp_path / "run", '{"epoch": 1}', data[: len(data) // 2])
     with pytest.raises(RunDirError) as exc:
-        backup_epoch(str(backup))
+        resume_epoch(str(backup))
     msg = str(exc.value)
     assert str(backup / "latest.weights.h5") in msg and "damaged or truncated" in msg
     assert "--overwrite" in msg and "\n" not in msg

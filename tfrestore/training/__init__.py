@@ -11,6 +11,8 @@ Modules: :mod:`~tfrestore.training.config` (schema, loading, overrides),
 :mod:`~tfrestore.training.builders` (model / loss / optimizer / schedule /
 metrics), :mod:`~tfrestore.training.data` (config -> ``tfrestore.data``
 pipelines), :mod:`~tfrestore.training.callbacks`,
+:mod:`~tfrestore.training.run_config` (the resolved config, typed),
+:mod:`~tfrestore.training.run` (``build_run`` / ``fit_run``: one training, built once),
 :mod:`~tfrestore.training.runner` (``train``), :mod:`~tfrestore.training.report`
 (figures), :mod:`~tfrestore.training.script` (command line),
 :mod:`~tfrestore.training.strategy` (distribution strategies),
@@ -35,7 +37,9 @@ __getattr__, __dir__, __all__ = lazy_attributes(
             "dump_config",
             "describe_config",
         ),
-        "runner": ("train", "TrainResult", "resume_epoch", "run_paths"),
+        "runner": ("train", "TrainResult", "run_paths"),
+        "backup": ("resume_epoch",),
+        "run_config": ("RunConfig", "load_run_config"),
         "strategy": ("get_strategy",),
     },
 )

@@ -38,6 +38,7 @@ __all__ = [
     "BackupState",
     "StepBackup",
     "read_backup",
+    "resume_epoch",
     "restore_backup",
     "restore_metrics",
     "METADATA",
@@ -122,6 +123,14 @@ def read_backup(backup_dir):
         weights=weights,
         metrics=dict(data.get("metrics") or {}),
     )
+
+
+def resume_epoch(backup_dir):
+    """Epoch a run backed up in ``backup_dir`` resumes at (0 if none); see
+    :func:`read_backup` for the step within it. A damaged backup raises
+    :class:`~tfrestore.training.rundir.RunDirError` naming the file."""
+    state = read_backup(backup_dir)
+    return state.epoch if state is not None else 0
 
 
 def restore_backup(model, state):

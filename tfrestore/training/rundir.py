@@ -9,9 +9,9 @@
   holds results (a finished run, or an interrupted one) is only written to
   when resuming the same config, or with ``overwrite=True``
   (``--overwrite``, ``output.overwrite: true``).
-* :func:`backup_epoch` -- reads the ``BackupAndRestore`` state, turning an
-  empty/corrupt ``training_metadata.json`` or a truncated ``latest.weights.h5``
-  into a one-line error that names the file and says ``--overwrite``.
+
+A damaged backup is reported by :func:`tfrestore.training.backup.read_backup` as a
+:class:`RunDirError` (this module imports nothing of the backup's).
 
 >>> import tempfile
 >>> d = tempfile.mkdtemp()
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import time
 
@@ -39,7 +38,6 @@ __all__ = [
     "existing_results",
     "check_reuse",
     "clear_results",
-    "backup_epoch",
     "describe_holder",
 ]
 
@@ -352,14 +350,3 @@ def clear_backup(backup_dir):
     if os.path.isdir(backup_dir) and not os.listdir(backup_dir):
         os.rmdir(backup_dir)
 
-
-# --------------------------------------------------------------------------- backup
-
-
-def backup_epoch(backup_dir):
-    """Epoch a backed-up run resumes at (0 when there is none); a damaged backup raises
-    :class:`RunDirError` naming the file (see :func:`tfrestore.training.backup.read_backup`)."""
-    from tfrestore.training.backup import read_backup
-
-    state = read_backup(backup_dir)
-    return state.epoch if state is not None else 0

@@ -1,8 +1,11 @@
 """The training runner behind ``train/*.py`` and ``tfrestore train``.
 
-:func:`train` builds data, model, loss (a ``WeightedSum``), metrics and
-optimizer from a config, inside the distribution strategy's scope, and trains
-with ``model.fit``. A run directory holds::
+:func:`train` reads in one direction: the config is loaded once into a
+:class:`~tfrestore.training.run_config.RunConfig`; the run directory is locked and
+checked; :func:`~tfrestore.training.run.build_run` builds data, model, loss (a
+``WeightedSum``), metrics, optimizer and callbacks inside the distribution strategy's
+scope; :func:`~tfrestore.training.run.fit_run` trains; the results are saved and reported.
+A run directory holds::
 
     config.yaml      the resolved config (every default filled in)
     run.yaml         what was actually used: loss terms (fallbacks), strategy, versions
@@ -41,30 +44,36 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 
-import numpy as np
-
 from tfrestore.training import builders, rundir
-from tfrestore.training.backup import StepBackup, read_backup
 from tfrestore.training import data as tdata
+from tfrestore.training.backup import read_backup, resume_epoch
 from tfrestore.training.config import ConfigError, dump_config, load_config, model_type_name
 from tfrestore.training.report import write_report
+from tfrestore.training.run import build_run, fit_run, mixed_precision_warning, numerics
+from tfrestore.training.run_config import load_run_config
 
-__all__ = ["train", "TrainResult", "TrainingInterrupted", "run_paths", "resume_epoch"]
+__all__ = [
+    "train",
+    "TrainResult",
+    "TrainingInterrupted",
+    "run_paths",
+    "resume_epoch",
+    "mixed_precision_warning",
+]
 
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`train`; the message says whether and how the run resumes."""
 
 
-def _interrupted_message(cfg, run_dir):
+def _interrupted_message(rc, run_dir):
     state = None
-    if cfg["output"]["backup"]:
+    if rc.output.backup:
         try:
             state = read_backup(run_paths(run_dir)["backup"])
         except Exception:  # a damaged backup: the next run names it
@@ -116,14 +125,6 @@ def run_paths(run_dir):
     }
 
 
-def resume_epoch(backup_dir):
-    """Epoch a run backed up in ``backup_dir`` resumes at (0 if none); see
-    :func:`tfrestore.training.backup.read_backup` for the step within it. A damaged
-    backup raises :class:`~tfrestore.training.rundir.RunDirError` naming the file."""
-    state = read_backup(backup_dir)
-    return state.epoch if state is not None else 0
-
-
 def _saved_config(path):
     if not os.path.isfile(path):
         return None
@@ -136,7 +137,7 @@ def _saved_config(path):
         ) from None
 
 
-def _prepare_run_dir(cfg, run_dir, overwrite, backup_dir=None):
+def _prepare_run_dir(rc, run_dir, overwrite, backup_dir=None):
     """Clean / check ``run_dir``; return its paths and the backup to resume
     from (read from ``backup_dir`` when given: the chief's, for other workers)."""
     paths = run_paths(run_dir)
@@ -151,20 +152,19 @@ def _prepare_run_dir(cfg, run_dir, overwrite, backup_dir=None):
                 flush=True,
             )
     state = None
-    if cfg["output"]["backup"] and not overwrite:
+    if rc.output.backup and not overwrite:
         state = read_backup(backup_dir or paths["backup"])
     initial_epoch = state.epoch if state is not None else 0
     if backup_dir is None:  # the run's own directory (other workers write a temporary one)
         rundir.check_reuse(
-            run_dir, paths, cfg, _saved_config(paths["config"]), state, _RESUME_FREE
+            run_dir, paths, rc.raw, _saved_config(paths["config"]), state, _RESUME_FREE
         )
-    finished_unsaved = initial_epoch == cfg["train"]["epochs"] and not os.path.isfile(
-        paths["final"]
-    )  # trained to the end, killed before final.keras was committed: only that is left to do
-    if initial_epoch >= cfg["train"]["epochs"] and not finished_unsaved:
+    epochs = rc.train.epochs
+    # Trained to the end, killed before final.keras was committed: only that is left to do.
+    finished_unsaved = initial_epoch == epochs and not os.path.isfile(paths["final"])
+    if initial_epoch >= epochs and not finished_unsaved:
         raise ConfigError(
-            f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is "
-            f"{cfg['train']['epochs']}"
+            f"{run_dir}: the backup is at epoch {initial_epoch} but 'train.epochs' is {epochs}"
         )
     if state is None and os.path.exists(paths["history"]):
         os.remove(paths["history"])  # a new run: do not append to an old history
@@ -180,72 +180,6 @@ def _truncate_history(path, n_epochs):
         lines = f.read().splitlines()
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines[: 1 + n_epochs]) + "\n")
-
-
-def _best_so_far(history_path, monitor, mode):
-    if not os.path.isfile(history_path):
-        return None
-    from tfrestore.training.report import read_history
-
-    vals = [v for v in read_history(history_path).get(monitor, []) if np.isfinite(v)]
-    if not vals:
-        return None
-    return max(vals) if mode == "max" else min(vals)
-
-
-def _versions():
-    import keras
-    import tensorflow as tf
-
-    import tfrestore
-
-    return {
-        "tfrestore": tfrestore.__version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _example_batch(ds):
-    for x, y in ds.take(1):
-        if isinstance(x, (tuple, list)):
-            return tuple(np.asarray(t) for t in x), np.asarray(y)
-        return np.asarray(x), np.asarray(y)
-    raise ConfigError("the validation dataset is empty")
-
-
-def _check_model_io(model, x, y, cfg):
-    """Call the model once on a batch (this also builds it, as restoring a
-    backup requires) and compare its output with the target shape."""
-    kind = model_type_name(cfg["model"]["type"])
-    try:
-        out = model(list(x) if isinstance(x, tuple) else x, training=False)
-    except Exception as e:
-        raise ConfigError(
-            f"config key 'model': {kind} cannot take the data's inputs "
-            f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} ({e})"
-        ) from e
-    out_shape = tuple(out[0].shape if isinstance(out, (list, tuple)) else out.shape)
-    if out_shape != tuple(y.shape):
-        raise ConfigError(
-            f"config key 'model': {kind} maps inputs "
-            f"{[tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)} to "
-            f"{out_shape}, but the "
-            f"clean targets are {tuple(y.shape)}; check 'model.args' (channels, scale, padding) "
-            "against 'data'"
-        )
-
-
-def _check_monitor(cfg, metrics, lpips_fn):
-    names = ["loss"] + [m.name for m in metrics]
-    valid = names + [f"val_{n}" for n in names] + (["val_lpips"] if lpips_fn else [])
-    monitor = cfg["metrics"]["monitor"]
-    if cfg["output"]["checkpoint"] and monitor not in valid:
-        raise ConfigError(
-            f"config key 'metrics.monitor' is {monitor!r}, which this run does not log; "
-            f"choose from {', '.join(valid)}"
-        )
 
 
 def train(
@@ -270,8 +204,9 @@ def train(
     the same config; anything else needs ``overwrite=True``.
 
     Args:
-        config: YAML path, raw dict, or a config already returned by
-            :func:`tfrestore.training.load_config`.
+        config: YAML path, raw dict, a config already returned by
+            :func:`tfrestore.training.load_config`, or a
+            :class:`~tfrestore.training.run_config.RunConfig` (used as it is).
         overrides: ``["train.epochs=2", ...]`` applied on top.
         task: expected task (scripts pass theirs); mismatch is an error.
         output_dir: run directory (overrides ``output.dir``).
@@ -301,20 +236,16 @@ def train(
             )
         )
     t_start = time.time()
-    cfg = load_config(config, overrides=overrides, task=task)
+    rc = load_run_config(config, overrides=overrides, task=task)
     # What model.type names is resolved (and a module it names refused) before any other work.
     allowed_imports = builders.check_allowed_imports(allowed_imports)
-    builders.resolve_model_builder(cfg["model"]["type"], "model.type", allowed_imports)
-    run_dir = os.path.abspath(
-        output_dir or cfg["output"]["dir"] or os.path.join("runs", cfg["name"])
-    )
-    cfg["output"]["dir"] = run_dir
-    if overwrite is None:
-        overwrite = cfg["output"]["overwrite"]
-    overwrite = bool(overwrite)
+    builders.resolve_model_builder(rc.model.type, "model.type", allowed_imports)
+    run_dir = os.path.abspath(output_dir or rc.output.dir or os.path.join("runs", rc.name))
+    rc = rc.in_run_dir(run_dir)
+    overwrite = bool(rc.output.overwrite if overwrite is None else overwrite)
     # Multi-worker collectives must be set up before other TensorFlow work.
     try:
-        strategy = get_strategy(strategy if strategy is not None else cfg["train"]["strategy"])
+        strategy = get_strategy(strategy if strategy is not None else rc.train.strategy)
     except ValueError as e:
         raise ConfigError(f"config key 'train.strategy': {e}") from e
     multi_worker = is_multi_worker(strategy)
@@ -325,7 +256,7 @@ def train(
     )
     if not chief:
         # Other workers write to a throw-away directory and resume from the chief's backup.
-        return _train(cfg, run_dir, tempfile.mkdtemp(prefix="tfrestore-worker-"), t_start, **kwargs)
+        return _train(rc, run_dir, tempfile.mkdtemp(prefix="tfrestore-worker-"), t_start, **kwargs)
     try:
         with rundir.RunDirLock(run_dir) as lock:
             if lock.taken_over is not None:
@@ -334,311 +265,96 @@ def train(
                     f"({rundir.describe_holder(lock.taken_over)})",
                     flush=True,
                 )
-            return _train(cfg, run_dir, run_dir, t_start, **kwargs)
+            return _train(rc, run_dir, run_dir, t_start, **kwargs)
     except TrainingInterrupted:
         raise
     except KeyboardInterrupt as e:
-        raise TrainingInterrupted(_interrupted_message(cfg, run_dir)) from e
+        raise TrainingInterrupted(_interrupted_message(rc, run_dir)) from e
 
 
-def mixed_precision_warning(gpus):
-    """The warning for ``train.mixed_precision`` without a GPU (``gpus``: the visible ones),
-    else None.
-
-    >>> mixed_precision_warning([]) is not None, mixed_precision_warning(["GPU:0"])
-    (True, None)
-    """
-    if gpus:
-        return None
-    return (
-        "train.mixed_precision (mixed_float16) is on but no GPU is visible: a CPU has no fast "
-        "float16 arithmetic, so each step runs many times slower than in float32; drop "
-        "--mixed-precision (or set train.mixed_precision=false) when training on a CPU"
-    )
-
-
-def _train(cfg, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, callbacks,
+def _train(rc, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, callbacks,
            overwrite, report, verbose, allowed_imports=()):
-    import keras
+    """Run directory -> :func:`build_run` -> :func:`fit_run` -> saved model -> report."""
     import tensorflow as tf
 
-    from tfrestore.training.strategy import describe_strategy
-
-    tr, out_cfg = cfg["train"], cfg["output"]
     paths, state = _prepare_run_dir(
-        cfg, write_dir, overwrite, backup_dir=None if chief else run_paths(run_dir)["backup"]
+        rc, write_dir, overwrite, backup_dir=None if chief else run_paths(run_dir)["backup"]
     )
-    initial_epoch = state.epoch if state is not None else 0
-    initial_step = state.step if state is not None else 0
-    # model.init: checked before any data or model work; a resumed run keeps its backup's weights.
-    init = builders.resolve_init(cfg["model"]["init"]) if state is None else None
-    verbose = tr["verbose"] if verbose is None else verbose
+    verbose = rc.train.verbose if verbose is None else verbose
     if verbose == "auto":  # progress bars in a terminal, one line per epoch in logs
         verbose = 1 if sys.stdout.isatty() else 2
     if not chief:
         verbose = 0
-
-    keras.utils.set_random_seed(cfg["seed"])
-    if tr["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
-    previous_policy = keras.config.dtype_policy()
-    if tr["mixed_precision"]:
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
-        warning = mixed_precision_warning(tf.config.list_physical_devices("GPU"))
-        if warning and chief:
-            print(f"[tfrestore] warning: {warning}", file=sys.stderr, flush=True)
     try:
-        steps = tr["steps_per_epoch"]
-        train_ds = tdata.train_dataset(cfg, skip_batches=initial_epoch * steps + initial_step)
-        val_ds = tdata.val_dataset(cfg)
-        x_val, y_val = _example_batch(val_ds)
-        notes = []
-        if multi_worker and tr["jit_compile"] is True:
-            notes.append("jit_compile ignored: the multi-worker loop runs without XLA")
-
-        init_model = builders.load_init_source(init)  # only read: outside the scope
-        with strategy.scope():
-            model = builders.build_model(cfg["model"], allowed_imports=allowed_imports)
-            _check_model_io(model, x_val, y_val, cfg)
-            init_layers = builders.init_weights(model, init, init_model)
-            del init_model
-            loss, used_terms = builders.build_loss(cfg["losses"])
-            metrics, lpips_fn, metric_notes = builders.build_metrics(cfg["metrics"])
-            notes += metric_notes
-            _check_monitor(cfg, metrics, lpips_fn)
-            schedule = builders.build_schedule(
-                cfg["schedule"], cfg["optimizer"]["learning_rate"], builders.steps_total(cfg)
+        with numerics(rc, warn=chief):
+            run = build_run(
+                rc, strategy=strategy, multi_worker=multi_worker, paths=paths, state=state,
+                callbacks=callbacks, allowed_imports=allowed_imports,
             )
-            optimizer = builders.build_optimizer(cfg["optimizer"], schedule)
-            model.compile(
-                optimizer=optimizer,
-                loss=loss,
-                metrics=metrics,
-                jit_compile=tr["jit_compile"],
-                run_eagerly=tr["run_eagerly"],
-            )
-
-        tensorboard = cfg["output"]["tensorboard"] and _tensorboard_installed()
-        if cfg["output"]["tensorboard"] and not tensorboard:
-            notes.append(
-                "TensorBoard logging skipped: the 'tensorboard' package is not installed "
-                "(pip install tensorboard)"
-            )
-        dump_config(cfg, paths["config"])
-        run_info = {
-            "losses_used": used_terms,
-            "loss": repr(loss),
-            "strategy": describe_strategy(strategy),
-            "dtype_policy": keras.config.dtype_policy().name,
-            "trainable_parameters": int(
-                sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-            ),
-            "init": _describe_init(cfg, init, init_layers),
-            "resumed_from_epoch": initial_epoch,
-            "resumed_from_step": initial_step,
-            "versions": _versions(),
-            "notes": notes,
-        }
-        dump_config(run_info, paths["run_info"])
-
-        cbs = _make_callbacks(
-            cfg, paths, state, (x_val, y_val), tensorboard, val_ds, lpips_fn
-        )
-        cbs += list(callbacks)
-        if chief:
-            _print_header(cfg, run_dir, run_info, state, notes)
-        try:
-            if multi_worker:
-                from tfrestore.training.multi_worker import fit_multi_worker
-
-                history = fit_multi_worker(
-                    model,
-                    strategy,
-                    train_ds,
-                    epochs=tr["epochs"],
-                    steps_per_epoch=steps,
-                    initial_epoch=initial_epoch,
-                    initial_step=initial_step,
-                    validation_data=val_ds,
-                    validation_steps=tr["validation_steps"],
-                    callbacks=cbs,
-                    verbose=verbose,
-                ).history
-            else:
-                history = _fit(model, cfg, train_ds, val_ds, cbs, state, verbose)
-        except tf.errors.InvalidArgumentError as e:  # TF's decode errors name no file
-            damaged = tdata.find_damaged_image(cfg, e)
-            if damaged is None:
-                raise
-            raise damaged from e
-        # Commit final.keras first: only a run whose final model is safely on disk may drop
-        # the backup that lets it resume.
-        rundir.save_model_atomically(model, paths["final"])
-        if out_cfg["backup"]:  # the run completed: its backup is no longer needed
-            rundir.clear_backup(paths["backup"])
-        history = dict(history)
-        fields = dict(
-            run_dir=run_dir, config=cfg, model=model, initial_epoch=initial_epoch, notes=notes
-        )
-        if not chief:
-            print(f"[tfrestore] worker done in {time.time() - t_start:.1f} s", flush=True)
-            return TrainResult(history=history, **fields)
-        if out_cfg["csv"] and os.path.isfile(paths["history"]):
-            from tfrestore.training.report import read_history
-
-            history = read_history(paths["history"])
-        result = TrainResult(
-            history=history, files={k: paths[k] for k in ("config", "run_info", "final")}, **fields
-        )
-        if out_cfg["csv"]:
-            result.files["history"] = paths["history"]
-        if tensorboard:
-            result.files["logs"] = paths["logs"]
-        if out_cfg["checkpoint"] and os.path.isfile(paths["best"]):
-            result.files["best"] = paths["best"]
-        if out_cfg["report"] if report is None else report:
-            write_report(result, paths, cfg)
-        print(
-            f"[tfrestore] done in {time.time() - t_start:.1f} s; run directory: {run_dir}",
-            flush=True,
-        )
-        return result
+            dump_config(rc.raw, paths["config"])
+            dump_config(run.info, paths["run_info"])
+            if chief:
+                _print_header(rc, run_dir, run.info, state, run.notes)
+            try:
+                history = fit_run(run, rc, verbose)
+            except tf.errors.InvalidArgumentError as e:  # TF's decode errors name no file
+                damaged = tdata.find_damaged_image(rc.raw, e)
+                if damaged is None:
+                    raise
+                raise damaged from e
+            return _finish(rc, run, history, run_dir, paths, chief, report, t_start)
     finally:
-        keras.config.set_dtype_policy(previous_policy)
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _fit(model, cfg, train_ds, val_ds, cbs, state, verbose):
-    """``model.fit`` over the remaining epochs. A run resumed ``step`` steps into
-    an epoch first finishes that epoch (a ``fit`` of ``steps_per_epoch - step``
-    steps), then fits the following epochs on a stream that starts at the next
-    epoch; returns the merged history."""
-    tr = cfg["train"]
-    steps = tr["steps_per_epoch"]
-    initial_epoch = state.epoch if state is not None else 0
-    kw = dict(
-        validation_data=val_ds,
-        validation_steps=tr["validation_steps"],
-        callbacks=cbs,
-        verbose=verbose,
-        shuffle=False,  # the tf.data pipeline shuffles (deterministically)
+def _finish(rc, run, history, run_dir, paths, chief, report, t_start):
+    """Commit ``final.keras``, drop the backup, collect the files; the chief reports."""
+    # Commit final.keras first: only a run whose final model is safely on disk may drop
+    # the backup that lets it resume.
+    rundir.save_model_atomically(run.model, paths["final"])
+    if rc.output.backup:  # the run completed: its backup is no longer needed
+        rundir.clear_backup(paths["backup"])
+    fields = dict(
+        run_dir=run_dir,
+        config=rc.raw,
+        model=run.model,
+        initial_epoch=run.state.epoch if run.state is not None else 0,
+        notes=run.notes,
     )
-    history = {}
-    if state is not None and state.step:
-        # Build the compiled metrics now (fit() would on its first step) so the
-        # backed-up running means can be put back at the start of the epoch.
-        with model.distribute_strategy.scope():
-            for x, y in train_ds.take(1):
-                from tfrestore.utils import keras_compat
+    if not chief:
+        print(f"[tfrestore] worker done in {time.time() - t_start:.1f} s", flush=True)
+        return TrainResult(history=history, **fields)
+    if rc.output.csv and os.path.isfile(paths["history"]):
+        from tfrestore.training.report import read_history
 
-                keras_compat.symbolic_build(model, (x, y))  # as fit() does
-        for cb in cbs:
-            if isinstance(cb, StepBackup):
-                cb.batch_offset = state.step
-        hist = model.fit(
-            train_ds,
-            initial_epoch=initial_epoch,
-            epochs=initial_epoch + 1,
-            steps_per_epoch=steps - state.step,
-            **kw,
-        )
-        history = {k: list(v) for k, v in hist.history.items()}
-        initial_epoch += 1
-        if initial_epoch >= tr["epochs"]:
-            return history
-        for cb in cbs:
-            if isinstance(cb, StepBackup):
-                cb.resume = None  # restored once, by the first fit
-            if type(cb).__name__ == "CSVLogger":
-                cb.append = True
-        train_ds = tdata.train_dataset(cfg, skip_batches=initial_epoch * steps)
-    hist = model.fit(
-        train_ds,
-        initial_epoch=initial_epoch,
-        epochs=tr["epochs"],
-        steps_per_epoch=steps,
-        **kw,
+        history = read_history(paths["history"])
+    result = TrainResult(
+        history=history, files={k: paths[k] for k in ("config", "run_info", "final")}, **fields
     )
-    for k, v in hist.history.items():
-        history.setdefault(k, []).extend(v)
-    return history
+    if rc.output.csv:
+        result.files["history"] = paths["history"]
+    if run.tensorboard:
+        result.files["logs"] = paths["logs"]
+    if rc.output.checkpoint and os.path.isfile(paths["best"]):
+        result.files["best"] = paths["best"]
+    if rc.output.report if report is None else report:
+        write_report(result, paths, rc.raw)
+    print(
+        f"[tfrestore] done in {time.time() - t_start:.1f} s; run directory: {run_dir}",
+        flush=True,
+    )
+    return result
 
 
-def _tensorboard_installed():
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-def _make_callbacks(cfg, paths, state, val_batch, tensorboard, val_ds, lpips_fn):
-    import keras
-
-    from tfrestore.callbacks import QueueControl
-    from tfrestore.training.callbacks import ImageSummaries, LearningRateLogger, ValidationLPIPS
-
-    out_cfg, m = cfg["output"], cfg["metrics"]
-    x_val, y_val = val_batch
-    # D2SM-style queue losses: freeze the queue during validation, guard loss lists
-    cbs = [QueueControl()]
-    cbs.append(LearningRateLogger())
-    if lpips_fn is not None:  # before the callbacks that read val_lpips from the logs
-        cbs.append(ValidationLPIPS(val_ds, lpips_fn, steps=cfg["train"]["validation_steps"]))
-    if tensorboard and out_cfg["image_summaries"]:
-        k = out_cfg["image_summaries"]
-        xs = tuple(t[:k] for t in x_val) if isinstance(x_val, tuple) else x_val[:k]
-        cbs.append(ImageSummaries(paths["logs"], xs, y_val[:k], max_images=k))
-    if out_cfg["checkpoint"]:
-        best = _best_so_far(paths["history"], m["monitor"], m["mode"]) if state else None
-        cbs.append(
-            keras.callbacks.ModelCheckpoint(
-                paths["best"],
-                monitor=m["monitor"],
-                mode=m["mode"],
-                save_best_only=True,
-                initial_value_threshold=best,
-                verbose=0,
-            )
-        )
-    if out_cfg["backup"]:
-        tr = cfg["train"]
-        cbs.append(
-            StepBackup(
-                paths["backup"],
-                tr["steps_per_epoch"],
-                every_steps=tr["backup_every_steps"],
-                resume=state,
-            )
-        )
-    if out_cfg["csv"]:
-        cbs.append(keras.callbacks.CSVLogger(paths["history"], append=state is not None))
-    if tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(paths["logs"], write_graph=False, profile_batch=0))
-    return cbs
-
-
-def _describe_init(cfg, init, layers):
-    """One line on ``model.init`` (run.yaml and the header), None without it."""
-    if cfg["model"]["init"] is None:
-        return None
-    if init is None:
-        return (
-            f"not applied: resuming from the backup, whose weights continue the run "
-            f"(model.init: {cfg['model']['init']})"
-        )
-    what = "all layers" if layers is None else f"{len(layers)} layers"
-    return f"weights from {init} ({what})"
-
-
-def _print_header(cfg, run_dir, run_info, state, notes):
-    tr = cfg["train"]
+def _print_header(rc, run_dir, run_info, state, notes):
+    tr = rc.train
     lines = [
-        f"[tfrestore] task {cfg['task']} | model {model_type_name(cfg['model']['type'])} "
+        f"[tfrestore] task {rc.task} | model {model_type_name(rc.model.type)} "
         f"({run_info['trainable_parameters']:,} parameters) | loss {run_info['loss']}",
         f"[tfrestore] {run_info['strategy']} | policy {run_info['dtype_policy']} | "
-        f"{tr['epochs']} epochs x {tr['steps_per_epoch']} steps, batch "
-        f"{cfg['data']['batch_size']}, "
-        f"crop {cfg['data']['crop']}",
+        f"{tr.epochs} epochs x {tr.steps_per_epoch} steps, batch {rc.data.batch_size}, "
+        f"crop {rc.data.crop}",
         f"[tfrestore] run directory: {run_dir}",
     ]
     if run_info.get("init"):

@@ -169,11 +169,13 @@ def _task_mismatch(task, config_task, config, script):
 def check_training(task, args, script=False):
     """The part of :func:`run_training` that needs no TensorFlow: ``--help-config``, the config
     (file, keys, ``--set`` values, types) and ``--print-config``. Returns an exit code when
-    the command is finished, else None (the resolved config is kept on ``args``). The command
+    the command is finished, else None (the config, loaded here once, is kept on ``args`` as a
+    :class:`~tfrestore.training.run_config.RunConfig`). The command
     line runs it before importing TensorFlow, so that a mistake fails at once. ``task``: None
     takes the config's task; else the config's must equal it (``script``: the
     ``train/<task>.py`` script asks, and the message names the script too)."""
-    from tfrestore.training.config import check_sources, describe_config, dump_config, load_config
+    from tfrestore.training.config import check_sources, describe_config, dump_config
+    from tfrestore.training.run_config import load_run_config
 
     if args.help_config:
         print(describe_config())
@@ -183,14 +185,14 @@ def check_training(task, args, script=False):
             "--config is required: a YAML file or a shipped config name ('tfrestore configs' "
             "lists them)"
         )
-    cfg = load_config(args.config, overrides=_overrides(args))
-    if task is not None and cfg["task"] != task:
-        raise ConfigError(_task_mismatch(task, cfg["task"], args.config, script))
+    rc = load_run_config(args.config, overrides=_overrides(args))
+    if task is not None and rc.task != task:
+        raise ConfigError(_task_mismatch(task, rc.task, args.config, script))
     if args.print_config:
-        print(dump_config(cfg), end="")
+        print(dump_config(rc.raw), end="")
         return 0
-    check_sources(cfg)
-    args.resolved_config = cfg
+    check_sources(rc.raw)
+    args.resolved_config = rc
     return None
 
 
@@ -200,16 +202,16 @@ def run_training(task, args):
     Mistakes in the config or the run directory raise ``ConfigError`` (a ``ValueError``) or
     ``ImageFileError``; the command line prints them as one line.
     """
-    cfg = getattr(args, "resolved_config", None)
-    if cfg is None:
+    rc = getattr(args, "resolved_config", None)
+    if rc is None:
         code = check_training(task, args)
         if code is not None:
             return code
-        cfg = args.resolved_config
+        rc = args.resolved_config
     from tfrestore.training.runner import train
 
     train(
-        cfg,
+        rc,
         output_dir=args.output_dir,
         overwrite=True if args.overwrite else None,
         report=False if args.no_report else None,
