@@ -1,0 +1,46 @@
+"""Issue 20 item 3: one meaning per argument name. Each renamed argument refuses its old
+spelling with an error naming the new one; configs saved under the old name still load."""
+
+import numpy as np
+import pytest
+
+
+# 1. FFDNet(noise_level=, noise_level_input=) -> sigma=, sigma_input=
+
+
+@pytest.mark.parametrize(
+    "old, new, value", [("noise_level", "sigma", 0.1), ("noise_level_input", "sigma_input", "map")]
+)
+def test_ffdnet_old_noise_keywords_name_sigma(old, new, value):
+    from tfrestore.models import FFDNet
+
+    with pytest.raises(TypeError, match=rf"FFDNet: `{old}` was renamed `{new}`"):
+        FFDNet(channels=1, depth=2, filters=4, **{old: value})
+
+
+def test_ffdnet_sigma_keywords_and_saved_model_load(tmp_path):
+    import keras
+
+    from tfrestore.models import FFDNet
+
+    blind = FFDNet(channels=1, depth=2, filters=4, sigma=0.1)
+    x = np.random.default_rng(0).uniform(size=(1, 6, 6, 1)).astype("float32")
+    path = tmp_path / "blind.keras"
+    blind.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(x), blind(x), atol=1e-6)
+    mapped = FFDNet(channels=1, depth=2, filters=4, sigma_input="map")
+    assert [t.name for t in mapped.inputs] == ["noisy", "noise_level"]
+
+
+def test_shipped_ffdnet_configs_use_sigma_input():
+    import glob
+    import os
+
+    import yaml
+
+    here = os.path.join(os.path.dirname(__file__), "..", "train", "configs")
+    for path in glob.glob(os.path.join(here, "*.yaml")):
+        text = open(path).read()
+        assert "noise_level_input" not in text, path
+        assert "noise_level:" not in text, path
+        yaml.safe_load(text)
