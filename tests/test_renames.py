@@ -44,3 +44,18 @@ def test_shipped_ffdnet_configs_use_sigma_input():
         assert "noise_level_input" not in text, path
         assert "noise_level:" not in text, path
         yaml.safe_load(text)
+
+
+# 2. loss_terms / gradient_ratios(weights=) -> loss_weights=
+
+
+def test_gradient_ratio_weights_renamed_loss_weights():
+    from tfrestore.losses import L1, MSE, gradient_ratios, loss_terms
+
+    y = np.zeros((1, 4, 4, 1), "float32")
+    with pytest.raises(TypeError, match=r"loss_terms: `weights` was renamed `loss_weights`"):
+        loss_terms([L1(), MSE()], weights=[1.0, 0.5])
+    with pytest.raises(TypeError, match=r"gradient_ratios: `weights` was renamed `loss_weights`"):
+        gradient_ratios([L1(), MSE()], y, y + 0.25, weights=[1.0, 0.5])
+    terms = loss_terms([L1(), MSE()], loss_weights=[1.0, 0.5])
+    assert [w for _, _, w in terms] == [1.0, 0.5]
