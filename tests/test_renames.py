@@ -59,3 +59,31 @@ def test_gradient_ratio_weights_renamed_loss_weights():
         gradient_ratios([L1(), MSE()], y, y + 0.25, weights=[1.0, 0.5])
     terms = loss_terms([L1(), MSE()], loss_weights=[1.0, 0.5])
     assert [w for _, _, w in terms] == [1.0, 0.5]
+
+
+# 3. tfrestore viz --set/--noise/--size -> --images/--sigma/--crop-size
+
+
+@pytest.mark.parametrize(
+    "old, new, value",
+    [("--set", "--images", "clean=gt/"), ("--noise", "--sigma", "0.1"), ("--size", "--crop-size", "64")],
+)
+def test_viz_old_flags_are_one_error_line_naming_the_new(old, new, value, capsys):
+    from tfrestore.cli import main
+
+    argv = ["viz", old, value] + ([] if old == "--set" else ["--images", "clean=gt/"])
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"{old} was renamed {new}" in err
+
+
+def test_viz_new_flags_parse():
+    from tfrestore.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["viz", "--images", "clean=gt/", "--sigma", "0.1", "--sigma", "0.2", "--crop-size", "64"]
+    )
+    assert (args.images, args.sigma, args.crop_size) == (["clean=gt/"], [0.1, 0.2], 64)
