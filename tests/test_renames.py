@@ -87,3 +87,37 @@ def test_viz_new_flags_parse():
         ["viz", "--images", "clean=gt/", "--sigma", "0.1", "--sigma", "0.2", "--crop-size", "64"]
     )
     assert (args.images, args.sigma, args.crop_size) == (["clean=gt/"], [0.1, 0.2], 64)
+
+
+# 4. DiffLoss / DiffusionSchedule(schedule=) -> beta_schedule=
+
+_NANO = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=[1],
+             attention_resolutions=[16], num_head_channels=16)
+
+
+def test_diffusion_schedule_renamed_beta_schedule():
+    from tfrestore.diffusion import DiffusionSchedule
+
+    with pytest.raises(TypeError, match=r"DiffusionSchedule: `schedule` was renamed `beta_schedule`"):
+        DiffusionSchedule(1000, schedule="cosine")
+    s = DiffusionSchedule(1000, beta_schedule="cosine")
+    assert s.beta_schedule == "cosine" and "beta_schedule='cosine'" in repr(s)
+
+
+def test_diffloss_beta_schedule_and_old_saved_config_loads():
+    import keras
+
+    from tfrestore.losses import DiffLoss
+
+    with pytest.raises(TypeError, match=r"DiffLoss: `schedule` was renamed `beta_schedule`"):
+        DiffLoss(unet=_NANO, weights=None, schedule="cosine")
+    loss = DiffLoss(unet=_NANO, weights=None, beta_schedule="cosine")
+    config = loss.get_config()
+    assert config["beta_schedule"] == "cosine" and "schedule" not in config
+    old = dict(config)
+    old["schedule"] = old.pop("beta_schedule")  # a config saved before the rename
+    restored = DiffLoss.from_config(old)
+    assert restored.beta_schedule == "cosine"
+    np.testing.assert_allclose(restored.schedule.betas, loss.schedule.betas)
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert again.beta_schedule == "cosine"
