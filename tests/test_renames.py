@@ -121,3 +121,35 @@ def test_diffloss_beta_schedule_and_old_saved_config_loads():
     np.testing.assert_allclose(restored.schedule.betas, loss.schedule.betas)
     again = keras.losses.deserialize(keras.losses.serialize(loss))
     assert again.beta_schedule == "cosine"
+
+
+# 5. the house order of feature arguments: layers, backbone, weights, preprocessing,
+#    feature_extractor, then the object's own
+
+
+def test_feature_argument_order():
+    import inspect
+
+    from tfrestore.losses import PerceptualLoss
+    from tfrestore.metrics.semantic import semantic_features
+    from tfrestore.viz.feature_space import sample_features
+
+    names = list(inspect.signature(PerceptualLoss.__init__).parameters)[1:]
+    assert names[:7] == ["layers", "backbone", "weights", "preprocessing", "feature_extractor",
+                         "criterion", "channel_reduction"]
+    assert names[-2:] == ["name", "kwargs"]
+    assert list(inspect.signature(semantic_features).parameters)[:4] == [
+        "images", "layers", "backbone", "weights"]
+    params = inspect.signature(sample_features).parameters
+    assert list(params)[1:3] == ["layers", "backbone"]
+    assert params["layers"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+def test_perceptual_loss_config_round_trips_after_the_reorder():
+    from tfrestore.losses import PerceptualLoss
+
+    loss = PerceptualLoss({"relu1_2": 1.0}, "vgg16", None, None, None, "mse", "sum")
+    config = loss.get_config()
+    assert (config["criterion"], config["channel_reduction"]) == ("mse", "sum")
+    again = PerceptualLoss.from_config(config)
+    assert (again.criterion, again.channel_reduction) == ("mse", "sum")
