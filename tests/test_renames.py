@@ -153,3 +153,24 @@ def test_perceptual_loss_config_round_trips_after_the_reorder():
     assert (config["criterion"], config["channel_reduction"]) == ("mse", "sum")
     again = PerceptualLoss.from_config(config)
     assert (again.criterion, again.channel_reduction) == ("mse", "sum")
+
+
+# 6. get_lpips_network(dtype="float32"): the metric's network runs float32 under mixed
+#    precision; None is the global policy
+
+
+def test_lpips_metric_network_is_float32_under_mixed_precision():
+    import keras
+
+    from tfrestore.metrics.lpips import get_lpips_network
+
+    lins = [[1.0] * c for c in (64, 192, 384, 256, 256)]
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        metric_net = get_lpips_network("alexnet", None, lins)
+        global_net = get_lpips_network("alexnet", None, lins, None)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert metric_net.source.network().dtype_policy == "float32"
+    assert global_net.source.network().dtype_policy == "mixed_float16"
