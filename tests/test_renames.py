@@ -174,3 +174,49 @@ def test_lpips_metric_network_is_float32_under_mixed_precision():
         keras.config.set_dtype_policy(previous)
     assert metric_net.source.network().dtype_policy == "float32"
     assert global_net.source.network().dtype_policy == "mixed_float16"
+
+
+# 7. one preprocessing vocabulary: cascade's identity is "none" (as in the features)
+
+
+def test_task_preprocess_none_and_the_old_identity_spelling():
+    import keras
+
+    from tfrestore.models import PREPROCESS_MODES
+    from tfrestore.models.cascade import TaskPreprocess, _preprocessing_layer
+
+    assert {"caffe", "torch", "none"} <= set(PREPROCESS_MODES) and "identity" not in PREPROCESS_MODES
+    x = np.random.default_rng(0).uniform(size=(1, 2, 2, 3)).astype("float32")
+    np.testing.assert_array_equal(TaskPreprocess("none")(x), x)
+    assert _preprocessing_layer(None).mode == "none"
+    with pytest.raises(ValueError, match=r"TaskPreprocess: `mode='identity'` was renamed 'none'"):
+        TaskPreprocess("identity")
+    with pytest.raises(ValueError, match=r"`preprocessing='identity'` was renamed 'none'"):
+        _preprocessing_layer("identity")
+    with pytest.raises(ValueError, match=r"TaskPreprocess: `mode` must be one of"):
+        TaskPreprocess("bgr")
+    with pytest.raises(ValueError, match=r"^`preprocessing` must be one of"):
+        _preprocessing_layer("bgr")
+    old = TaskPreprocess("none").get_config()
+    old["mode"] = "identity"  # a layer saved before the rename
+    assert TaskPreprocess.from_config(old).mode == "none"
+    layer = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(TaskPreprocess("torch")))
+    assert layer.mode == "torch"
+
+
+def test_old_cascade_config_with_identity_loads():
+    import keras
+
+    from tfrestore.models import DnCNN, cascade
+
+    clf = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(2)])
+    model = cascade(DnCNN(channels=3, depth=2, filters=4), clf, preprocessing=None)
+    config = keras.saving.serialize_keras_object(model)
+    text = __import__("json").dumps(config)
+    assert '"mode": "none"' in text
+    old = __import__("json").loads(text.replace('"mode": "none"', '"mode": "identity"'))
+    again = keras.saving.deserialize_keras_object(old)
+    x = np.random.default_rng(0).uniform(size=(1, 8, 8, 3)).astype("float32")
+    assert [tuple(o.shape) for o in again(x)] == [tuple(o.shape) for o in model(x)]
