@@ -220,3 +220,21 @@ def test_old_cascade_config_with_identity_loads():
     again = keras.saving.deserialize_keras_object(old)
     x = np.random.default_rng(0).uniform(size=(1, 8, 8, 3)).astype("float32")
     assert [tuple(o.shape) for o in again(x)] == [tuple(o.shape) for o in model(x)]
+
+
+def test_ffdnet_preset_builds_and_saves_after_the_rename(tmp_path):
+    import keras
+
+    from tfrestore.models import from_preset
+    from tfrestore.utils.weights import WeightsNotFoundError
+
+    try:
+        model = from_preset("ffdnet_gray")
+    except WeightsNotFoundError as exc:
+        pytest.skip(f"ffdnet_gray weights not available: {exc}")
+    assert [t.name for t in model.inputs] == ["noisy", "noise_level"]
+    x = np.random.default_rng(0).uniform(size=(1, 8, 8, 1)).astype("float32")
+    s = np.full((1, 1), 25 / 255, "float32")
+    path = tmp_path / "preset.keras"
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)([x, s]), model([x, s]), atol=1e-5)
