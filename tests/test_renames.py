@@ -66,7 +66,11 @@ def test_gradient_ratio_weights_renamed_loss_weights():
 
 @pytest.mark.parametrize(
     "old, new, value",
-    [("--set", "--images", "clean=gt/"), ("--noise", "--sigma", "0.1"), ("--size", "--crop-size", "64")],
+    [
+        ("--set", "--images", "clean=gt/"),
+        ("--noise", "--sigma", "0.1"),
+        ("--size", "--crop-size", "64"),
+    ],
 )
 def test_viz_old_flags_are_one_error_line_naming_the_new(old, new, value, capsys):
     from tfrestore.cli import main
@@ -98,7 +102,7 @@ _NANO = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=[1],
 def test_diffusion_schedule_renamed_beta_schedule():
     from tfrestore.diffusion import DiffusionSchedule
 
-    with pytest.raises(TypeError, match=r"DiffusionSchedule: `schedule` was renamed `beta_schedule`"):
+    with pytest.raises(TypeError, match=r"DiffusionSchedule: `schedule` was renamed `beta_sched"):
         DiffusionSchedule(1000, schedule="cosine")
     s = DiffusionSchedule(1000, beta_schedule="cosine")
     assert s.beta_schedule == "cosine" and "beta_schedule='cosine'" in repr(s)
@@ -185,7 +189,8 @@ def test_task_preprocess_none_and_the_old_identity_spelling():
     from tfrestore.models import PREPROCESS_MODES
     from tfrestore.models.cascade import TaskPreprocess, _preprocessing_layer
 
-    assert {"caffe", "torch", "none"} <= set(PREPROCESS_MODES) and "identity" not in PREPROCESS_MODES
+    assert {"caffe", "torch", "none"} <= set(PREPROCESS_MODES)
+    assert "identity" not in PREPROCESS_MODES
     x = np.random.default_rng(0).uniform(size=(1, 2, 2, 3)).astype("float32")
     np.testing.assert_array_equal(TaskPreprocess("none")(x), x)
     assert _preprocessing_layer(None).mode == "none"
