@@ -57,7 +57,8 @@ def refuse_renamed(kwargs, renamed, owner, *, allow_other=True):
 def refuses_renamed(renamed, owner=None):
     """Decorator: the function refuses the old keyword names in ``renamed`` (old -> new)
     with :func:`refuse_renamed`'s ``TypeError`` naming the new one. Its signature (as
-    ``inspect.signature`` and ``help`` show it) stays the function's own.
+    ``inspect.signature`` and ``help`` show it) stays the function's own; the map is
+    kept as ``renamed_arguments`` (for config checkers that read the signature).
 
     >>> @refuses_renamed({"noise_level": "sigma"})
     ... def denoise(x, sigma=None):
@@ -68,6 +69,8 @@ def refuses_renamed(renamed, owner=None):
     Traceback (most recent call last):
     ...
     TypeError: denoise: `noise_level` was renamed `sigma`.
+    >>> denoise.renamed_arguments
+    {'noise_level': 'sigma'}
     """
 
     def decorate(fn):
@@ -78,6 +81,7 @@ def refuses_renamed(renamed, owner=None):
             )
             return fn(*args, **kwargs)
 
+        wrapper.renamed_arguments = dict(renamed)
         return wrapper
 
     return decorate
