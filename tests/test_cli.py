@@ -481,9 +481,9 @@ def test_train_command_dispatches_to_the_runner(capsys):
         (["convert", "adm", "in.pt", "out.pt"], [".weights.h5 or .npz"]),
         (["convert", "adm", "in.pt", "out.npz", "--preset", "adm_512"],
          ["tfrestore convert adm", "adm_512"]),
-        (["viz", "--set", "clean=/no/such/folder"], ["/no/such/folder", "does not exist"]),
-        (["viz", "--set", "clean"], ["NAME=DIR"]),
-        (["viz"], ["tfrestore viz", "--set"]),
+        (["viz", "--images", "clean=/no/such/folder"], ["/no/such/folder", "does not exist"]),
+        (["viz", "--images", "clean"], ["NAME=DIR"]),
+        (["viz"], ["tfrestore viz", "--images"]),
         (["bench", "list"], ["invalid choice: 'bench'"]),
     ],
 )
@@ -625,11 +625,11 @@ def test_grey_alpha_input_stays_grey_alpha(saved_model, tmp_path, capsys):
          ["--save-dir {file}/out", "is a file, not a folder"]),
         (["eval", "--model", "no.keras", "--data", "default", "--save-dir", "{file}"],
          ["--save-dir {file} is a file, not a folder"]),
-        (["viz", "--set", "a={dir}", "--out", "{file}/map.png"],
+        (["viz", "--images", "a={dir}", "--out", "{file}/map.png"],
          ["--out {file}/map.png", "is a file, not a folder"]),
         (["eval", "--model", "no.keras", "--data", "default", "--seed", "-1"],
          ["--seed must be an integer from 0 to 4294967295, got -1"]),
-        (["viz", "--set", "a={dir}", "--seed", "-1"], ["--seed must be an integer from 0"]),
+        (["viz", "--images", "a={dir}", "--seed", "-1"], ["--seed must be an integer from 0"]),
     ],
 )
 def test_unwritable_outputs_and_bad_seeds_fail_before_any_work(argv, needles, tmp_path, capsys):

@@ -13,29 +13,30 @@ __all__ = ["add_arguments", "run", "load_images", "EPILOG"]
 
 EPILOG = """examples:
   # clean images and two synthetic noise levels, VGG19 conv5_4, 224/56 patches
-  tfrestore viz --set clean=../shared/data/kodak24 --noise 0.1 --noise 0.2 \\
-      --size 512 --patch-size 224 --patch-stride 56 --out feature_space.png
+  tfrestore viz --images clean=../shared/data/kodak24 --sigma 0.1 --sigma 0.2 \\
+      --crop-size 512 --patch-size 224 --patch-stride 56 --out feature_space.png
 
   # clean vs restored (files matched by sorted name), torchvision VGG16 weights
-  tfrestore viz --set clean=gt/ --set restored=out/ --backbone vgg16 \\
+  tfrestore viz --images clean=gt/ --images restored=out/ --backbone vgg16 \\
       --layers conv5_3 --weights torchvision --out map.png"""
 
 _EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 
 
-def load_images(folder, size, max_images=None):
-    """Centre crops ``size x size`` of the RGB images in ``folder`` (sorted by name),
-    as float32 ``[0, 1]``; images smaller than ``size`` are resized up first."""
+def load_images(folder, crop_size, max_images=None):
+    """Centre crops ``crop_size x crop_size`` of the RGB images in ``folder`` (sorted by
+    name), as float32 ``[0, 1]``; images smaller than ``crop_size`` are resized up first."""
     from PIL import Image, ImageOps
 
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"--set: image folder {folder!r} does not exist")
+        raise FileNotFoundError(f"--images: image folder {folder!r} does not exist")
     names = sorted(f for f in os.listdir(folder) if f.lower().endswith(_EXTS))
     if max_images:
         names = names[:max_images]
     if not names:
-        raise ValueError(f"--set: no images ({', '.join(_EXTS)}) in {folder!r}")
+        raise ValueError(f"--images: no images ({', '.join(_EXTS)}) in {folder!r}")
     out = []
+    size = crop_size
     for name in names:
         with Image.open(os.path.join(folder, name)) as raw:
             img = ImageOps.exif_transpose(raw).convert("RGB")  # as displayed (EXIF orientation)
@@ -52,24 +53,34 @@ def load_images(folder, size, max_images=None):
 
 
 def add_arguments(parser):
+    from tfrestore.utils.command import RenamedFlag
+
     parser.add_argument(
-        "--set",
+        "--images",
         action="append",
         default=[],
         metavar="NAME=DIR",
         required=True,
-        help="a named set of images (repeatable), e.g. clean=gt/ restored=out/",
+        help="a named set of images (repeatable), e.g. --images clean=gt/ "
+        "--images restored=out/",
     )
     parser.add_argument(
-        "--noise",
+        "--sigma",
         action="append",
         type=float,
         default=[],
         metavar="SIGMA",
-        help="add a set: the first set plus Gaussian noise of this std (image units, repeatable)",
+        help="add a set: the first set plus Gaussian noise of this standard deviation in the "
+        "data range [0, 1], e.g. 0.1 (repeatable)",
     )
     parser.add_argument("--out", "-o", default="feature_space.png", help="PNG file to write")
-    parser.add_argument("--size", type=int, default=224, help="centre-crop size in pixels")
+    parser.add_argument(
+        "--crop-size", type=int, default=224, help="side of the centre crop in pixels"
+    )
+    # Removed spellings (issue 20): one error line naming the new flag.
+    parser.add_argument("--set", action=RenamedFlag, new="--images", nargs="?")
+    parser.add_argument("--noise", action=RenamedFlag, new="--sigma", nargs="?")
+    parser.add_argument("--size", action=RenamedFlag, new="--crop-size", nargs="?")
     parser.add_argument("--max-images", type=int, default=32, help="images per set (0 = all)")
     parser.add_argument(
         "--backbone", default="vgg19", help="feature network: vgg16, vgg19, ... (default vgg19)"
@@ -112,14 +123,14 @@ def run(args):
     check_output_path(args.out, "--out")
 
     sets = {}
-    for item in args.set:
+    for item in args.images:
         if "=" not in item:
-            raise ValueError(f"--set expects NAME=DIR, e.g. clean=gt/, got {item!r}")
+            raise ValueError(f"--images expects NAME=DIR, e.g. clean=gt/, got {item!r}")
         name, folder = item.split("=", 1)
-        sets[name] = load_images(folder, args.size, args.max_images or None)
+        sets[name] = load_images(folder, args.crop_size, args.max_images or None)
     rng = np.random.default_rng(args.seed)
     first = next(iter(sets.values()))
-    for sigma in args.noise:
+    for sigma in args.sigma:
         sets[f"noisy σ={sigma:g}"] = np.clip(
             first + rng.normal(0, sigma, first.shape), 0, 1
         ).astype(np.float32)

@@ -15,7 +15,7 @@ def _models():
     return {
         "dncnn": (DnCNN(channels=3, depth=3, filters=4, batch_norm=False), {}),
         "ffdnet": (FFDNet(channels=3, depth=3, filters=8), {"sigma": 25 / 255}),
-        "ffdnet_map": (FFDNet(channels=1, depth=3, filters=8, noise_level_input="map"),
+        "ffdnet_map": (FFDNet(channels=1, depth=3, filters=8, sigma_input="map"),
                        {"sigma": 15 / 255}),
         "liu_same": (LiuDenoiser(channels=3, padding="same"), {}),
         "edsr": (EDSR(channels=3, scale=2, depth=1, filters=8), {}),

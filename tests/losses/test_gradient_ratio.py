@@ -43,7 +43,7 @@ def test_l1_and_mse_match_analytic_gradients():
 def test_list_and_pair_spellings_equal_algebra():
     y, p = _pair(1)
     a = gradient_ratios(L1() + 0.1 * MSE(), y, p)
-    b = gradient_ratios([L1(), MSE()], y, p, weights=[1.0, 0.1])
+    b = gradient_ratios([L1(), MSE()], y, p, loss_weights=[1.0, 0.1])
     c = gradient_ratios([(L1(), 1.0), (MSE(), 0.1)], y, p)
     d = gradient_ratios(WeightedSum([L1(), MSE()], [1.0, 0.1]), y, p)
     for other in (b, c, d):
@@ -82,7 +82,7 @@ def test_duplicate_names_and_bad_input():
     names = [n for n, _, _ in loss_terms([L1(), L1()])]
     assert names == ["l1", "l1_2"]
     with pytest.raises(ValueError, match="one entry per loss"):
-        loss_terms([L1(), MSE()], weights=[1.0])
+        loss_terms([L1(), MSE()], loss_weights=[1.0])
     with pytest.raises(TypeError, match="keras.losses.Loss"):
         loss_terms("l1")
 

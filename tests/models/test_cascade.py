@@ -95,7 +95,7 @@ def test_task_network_runs_in_inference_mode(rng):
         ),
         ("tf", lambda x: keras.applications.mobilenet_v2.preprocess_input(255.0 * x)),
         ("scale255", lambda x: 255.0 * x),
-        ("identity", lambda x: x),
+        ("none", lambda x: x),
     ],
 )
 def test_preprocess_modes_match_keras_applications(mode, reference, rng):

@@ -60,8 +60,8 @@ def test_pixel_unshuffle_and_noise_map_layout(rng):
 
 def test_blind_scalar_and_map_inputs_agree(rng):
     scalar = FFDNet(channels=3, depth=3, filters=8)
-    blind = FFDNet(channels=3, depth=3, filters=8, noise_level=25 / 255)
-    mapped = FFDNet(channels=3, depth=3, filters=8, noise_level_input="map")
+    blind = FFDNet(channels=3, depth=3, filters=8, sigma=25 / 255)
+    mapped = FFDNet(channels=3, depth=3, filters=8, sigma_input="map")
     _copy_weights(scalar, blind)
     _copy_weights(scalar, mapped)
     x = rng.uniform(size=(2, 6, 10, 3)).astype("float32")
@@ -86,19 +86,19 @@ def test_bad_inputs():
     model = FFDNet(channels=3, depth=3, filters=8)
     with pytest.raises(ValueError, match="expected shape=\\(None, None, None, 3\\)|3 channel"):
         model([np.zeros((1, 8, 8, 1), "float32"), np.zeros((1, 1), "float32")])
-    with pytest.raises(ValueError, match="noise_level_input"):
-        FFDNet(noise_level_input="vector")
+    with pytest.raises(ValueError, match="sigma_input"):
+        FFDNet(sigma_input="vector")
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"noise_level": 0.1}, {"noise_level_input": "map", "batch_norm": True}]
+    "kwargs", [{}, {"sigma": 0.1}, {"sigma_input": "map", "batch_norm": True}]
 )
 def test_roundtrip(roundtrip, rng, kwargs):
     model = FFDNet(channels=3, depth=3, filters=8, **kwargs)
     x = rng.uniform(size=(2, 6, 6, 3)).astype("float32")
-    if "noise_level" in kwargs:
+    if "sigma" in kwargs:
         inputs = x
-    elif kwargs.get("noise_level_input") == "map":
+    elif kwargs.get("sigma_input") == "map":
         inputs = [x, np.full((2, 6, 6, 1), 0.1, "float32")]
     else:
         inputs = [x, np.full((2, 1), 0.1, "float32")]

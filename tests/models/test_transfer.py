@@ -20,7 +20,7 @@ def _randomize(model, seed=0):
 
 def test_scalar_ffdnet_initialises_a_map_ffdnet_with_the_same_output(rng):
     source = _randomize(FFDNet(channels=3, depth=4, filters=8))
-    target = FFDNet(channels=3, depth=4, filters=8, noise_level_input="map")
+    target = FFDNet(channels=3, depth=4, filters=8, sigma_input="map")
     assert copy_weights(source, target) == ["conv1", "conv2", "conv3", "conv4"]
     x = rng.random((2, 10, 7, 3), dtype=np.float32)
     sigma = np.full((2, 1), 30 / 255, "float32")

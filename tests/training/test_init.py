@@ -231,7 +231,7 @@ def ffdnet_color_weights(weights_dir, monkeypatch):
 
 
 def ffdnet_map_config(init_config, init):
-    cfg = init_config(init=init, model_args={"channels": 3, "noise_level_input": "map"},
+    cfg = init_config(init=init, model_args={"channels": 3, "sigma_input": "map"},
                       model_type="FFDNet")
     cfg["data"]["degradation"] = {
         "type": "gaussian_noise", "args": {"sigma": "50/255", "sigma_map": True}

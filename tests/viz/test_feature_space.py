@@ -96,11 +96,11 @@ def test_command_line_with_random_vgg(tmp_path, rng):
     out = tmp_path / "cli.png"
     rc = main(
         [
-            "--set",
+            "--images",
             f"clean={folder}",
-            "--noise",
+            "--sigma",
             "0.2",
-            "--size",
+            "--crop-size",
             "32",
             "--backbone",
             "vgg16",
@@ -117,4 +117,4 @@ def test_command_line_with_random_vgg(tmp_path, rng):
     assert rc == 0
     img, colours = _colours(out)
     assert img.format == "PNG" and len(colours) > 3
-    assert main(["--set", "clean", "--out", str(out)]) == 2  # one error line, no traceback
+    assert main(["--images", "clean", "--out", str(out)]) == 2  # one error line, no traceback

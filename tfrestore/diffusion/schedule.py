@@ -26,6 +26,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from tfrestore.utils.validation import refuse_renamed
+
 __all__ = ["DiffusionSchedule", "linear_betas", "cosine_betas"]
 
 
@@ -50,13 +52,19 @@ def cosine_betas(num_timesteps=1000, max_beta=0.999):
 
 _SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
 
+#: Former argument names (``schedule`` is the learning-rate schedule in training configs).
+_RENAMED = {"schedule": "beta_schedule"}
+
 
 class DiffusionSchedule:
     """Noise schedule with float64 constants and TF helpers for one-step algebra.
 
     Args:
         num_timesteps: number of diffusion steps T (1000 for ADM).
-        schedule: ``"linear"`` (ADM ImageNet models) or ``"cosine"``.
+        beta_schedule: ``"linear"`` (ADM ImageNet models) or ``"cosine"``: how the
+            noise variances β_t grow with t (guided-diffusion's ``noise_schedule``;
+            formerly ``schedule``, which raises ``TypeError``: in tfrestore configs
+            ``schedule`` is the learning-rate schedule).
 
     Attributes (float64 NumPy arrays of length T): ``betas``, ``alphas``,
     ``alphas_cumprod``, ``alphas_cumprod_prev``, ``sqrt_alphas_cumprod``,
@@ -67,16 +75,17 @@ class DiffusionSchedule:
     ``posterior_mean_coef2``, ``snr`` (ᾱ_t / (1 − ᾱ_t)).
     """
 
-    def __init__(self, num_timesteps=1000, schedule="linear"):
-        if schedule not in _SCHEDULES:
+    def __init__(self, num_timesteps=1000, beta_schedule="linear", **kwargs):
+        refuse_renamed(kwargs, _RENAMED, "DiffusionSchedule", allow_other=False)
+        if beta_schedule not in _SCHEDULES:
             raise ValueError(
-                f"`schedule` must be one of {sorted(_SCHEDULES)}, got {schedule!r}."
+                f"`beta_schedule` must be one of {sorted(_SCHEDULES)}, got {beta_schedule!r}."
             )
         if not isinstance(num_timesteps, (int, np.integer)) or num_timesteps < 2:
             raise ValueError(f"`num_timesteps` must be an integer >= 2, got {num_timesteps!r}.")
         self.num_timesteps = int(num_timesteps)
-        self.schedule = schedule
-        betas = _SCHEDULES[schedule](self.num_timesteps)
+        self.beta_schedule = beta_schedule
+        betas = _SCHEDULES[beta_schedule](self.num_timesteps)
         self.betas = betas
         self.alphas = 1.0 - betas
         self.alphas_cumprod = np.cumprod(self.alphas)
@@ -102,7 +111,10 @@ class DiffusionSchedule:
         self.snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
 
     def __repr__(self):
-        return f"DiffusionSchedule(num_timesteps={self.num_timesteps}, schedule={self.schedule!r})"
+        return (
+            f"DiffusionSchedule(num_timesteps={self.num_timesteps}, "
+            f"beta_schedule={self.beta_schedule!r})"
+        )
 
     # ------------------------------------------------------------ gathering
     def gather(self, name, t, like):

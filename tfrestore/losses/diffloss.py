@@ -49,6 +49,8 @@ _MODES = ("paper", "eps", "eps_xprev")
 _DEFAULT_LAMBDA = {"paper": 0.01, "eps": 1e-3, "eps_xprev": 0.01}
 _WEIGHTINGS = ("min_snr", "alpha_bar", "none")
 _CRITERIA = ("mse", "l2_norm")
+#: Former argument names (a config's top-level ``schedule:`` is the learning-rate schedule).
+_RENAMED = {"schedule": "beta_schedule"}
 
 
 def _is_serialized_keras_object(d):
@@ -94,7 +96,10 @@ class DiffLoss(RestorationLoss):
             ``[0, r]``), mapped to the UNet's [−1, 1]; a ``y_true`` more than half
             this range outside it raises. Defaults to 1.0.
         num_timesteps: int. Diffusion steps the UNet was trained with (1000).
-        schedule: str. Its noise schedule (``"linear"`` for ADM).
+        beta_schedule: str. Its noise (β_t) schedule, ``"linear"`` for ADM or
+            ``"cosine"`` (:class:`~tfrestore.diffusion.DiffusionSchedule`). Formerly
+            ``schedule``, which raises ``TypeError`` (a config's ``schedule:`` is the
+            learning-rate schedule); models saved with ``"schedule"`` still load.
         recompute: bool. Build the ADM UNet with ``tf.recompute_grad`` per block
             (less activation memory, ~1 extra forward). Defaults to False.
         seed: int. Seed of t and ε (with a per-call counter saved with the model).
@@ -112,12 +117,13 @@ class DiffLoss(RestorationLoss):
         gradient_through_unet=True,
         data_range=1.0,
         num_timesteps=1000,
-        schedule="linear",
+        beta_schedule="linear",
         recompute=False,
         seed=0,
         name="diff_loss",
         **kwargs,
     ):
+        validation.refuse_renamed(kwargs, _RENAMED, "DiffLoss")
         super().__init__(name=name, **kwargs)
         if mode not in _MODES:
             raise ValueError(f"`mode` must be one of {list(_MODES)}, got {mode!r}.")
@@ -137,8 +143,8 @@ class DiffLoss(RestorationLoss):
         self.lambda_h = float(_DEFAULT_LAMBDA[mode] if lambda_h is None else lambda_h)
         if self.lambda_h < 0:
             raise ValueError(f"`lambda_h` must be >= 0, got {lambda_h!r}.")
-        self.schedule = DiffusionSchedule(num_timesteps, schedule)
-        self.num_timesteps, self.schedule_name = int(num_timesteps), schedule
+        self.schedule = DiffusionSchedule(num_timesteps, beta_schedule)
+        self.num_timesteps, self.beta_schedule = int(num_timesteps), beta_schedule
         if t_range is None:
             t_range = (0, self.num_timesteps - 1)
         if (
@@ -369,6 +375,11 @@ class DiffLoss(RestorationLoss):
                 f"the restorer with save_weights()."
             ) from exc
 
+    @classmethod
+    def from_config(cls, config):
+        # configs saved before the rename store the noise schedule as "schedule"
+        return super().from_config(validation.renamed_config(config, _RENAMED))
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -383,7 +394,7 @@ class DiffLoss(RestorationLoss):
                 "gradient_through_unet": self.gradient_through_unet,
                 "data_range": list(self.data_range),
                 "num_timesteps": self.num_timesteps,
-                "schedule": self.schedule_name,
+                "beta_schedule": self.beta_schedule,
                 "recompute": self.recompute,
                 "seed": self.seed,
             }

@@ -50,47 +50,55 @@ import numbers
 import keras
 import tensorflow as tf
 
+from tfrestore.utils.validation import refuses_renamed
+
 __all__ = ["gradient_ratios", "format_gradient_ratios", "loss_terms"]
 
+#: Former keyword names (``weights`` only means pretrained weights in tfrestore).
+_RENAMED = {"weights": "loss_weights"}
 
-def loss_terms(loss, weights=None):
+
+@refuses_renamed(_RENAMED, "loss_terms")
+def loss_terms(loss, loss_weights=None):
     """``[(name, loss, weight)]`` of a loss mix.
 
     Accepts a :class:`~tfrestore.losses.WeightedSum` (``L1() + 0.1 * X()``), a
-    single ``keras.losses.Loss``, a list of losses (with ``weights``, default all
+    single ``keras.losses.Loss``, a list of losses (with ``loss_weights``, default all
     1, as in ``compile(loss=[...], loss_weights=[...])``) or a list of
     ``(loss, weight)`` pairs. Names are the losses' ``name``; repeated names get
-    a ``_2``, ``_3`` ... suffix.
+    a ``_2``, ``_3`` ... suffix. ``loss_weights`` was formerly ``weights``, which raises
+    ``TypeError`` (in tfrestore ``weights`` only means pretrained weights).
     """
     from tfrestore.losses.base import WeightedSum
 
     if isinstance(loss, WeightedSum):
-        if weights is not None:
+        if loss_weights is not None:
             raise ValueError(
-                "`weights` is only for a list of losses; a WeightedSum already carries its "
+                "`loss_weights` is only for a list of losses; a WeightedSum already carries its "
                 "weights (write `L1() + 0.1 * X()`)."
             )
         pairs = [(l, w * loss.loss_weight) for l, w in zip(loss.losses, loss.loss_weights)]
     elif isinstance(loss, keras.losses.Loss):
-        pairs = [(loss, 1.0 if weights is None else _single_weight(weights))]
+        pairs = [(loss, 1.0 if loss_weights is None else _single_weight(weights))]
     elif isinstance(loss, (list, tuple)) and loss:
         items = list(loss)
         if all(isinstance(x, (list, tuple)) and len(x) == 2 for x in items):
-            if weights is not None:
+            if loss_weights is not None:
                 raise ValueError(
-                    "give weights either in (loss, weight) pairs or as `weights`, not both."
+                    "give weights either in (loss, weight) pairs or as `loss_weights`, not both."
                 )
             pairs = [(l, w) for l, w in items]
         else:
-            if weights is None:
-                weights = [1.0] * len(items)
-            weights = list(weights)
-            if len(weights) != len(items):
+            if loss_weights is None:
+                loss_weights = [1.0] * len(items)
+            loss_weights = list(loss_weights)
+            if len(loss_weights) != len(items):
                 raise ValueError(
-                    f"`weights` must have one entry per loss: got {len(weights)} weights for "
+                    f"`loss_weights` must have one entry per loss: got {len(loss_weights)} weights "
+                    f"for "
                     f"{len(items)} losses."
                 )
-            pairs = list(zip(items, weights))
+            pairs = list(zip(items, loss_weights))
     else:
         raise TypeError(
             "`loss` must be a keras.losses.Loss, a WeightedSum (L1() + 0.1 * X()), a list of "
@@ -136,12 +144,13 @@ def _frozen(loss):
         yield
 
 
+@refuses_renamed(_RENAMED, "gradient_ratios")
 def gradient_ratios(
     loss,
     y_true,
     y_pred=None,
     *,
-    weights=None,
+    loss_weights=None,
     model=None,
     inputs=None,
     reference=0,
@@ -151,11 +160,12 @@ def gradient_ratios(
 
     Args:
         loss: the loss mix: ``L1() + 0.1 * X()``, a list of losses (with
-            ``weights``) or a list of ``(loss, weight)`` pairs, or one loss.
+            ``loss_weights``) or a list of ``(loss, weight)`` pairs, or one loss.
         y_true: clean images ``(B, H, W, C)``.
         y_pred: the prediction to measure at. Omit it and pass ``model`` and
             ``inputs`` to measure at ``model(inputs)``.
-        weights: per-loss weights when ``loss`` is a list of losses.
+        loss_weights: per-loss weights when ``loss`` is a list of losses, as in
+            ``compile(loss_weights=...)`` (formerly ``weights``, which raises ``TypeError``).
         model, inputs: a restorer and a batch of its inputs (degraded images).
         reference: index or name of the term every norm is divided by
             (default 0, the first term).
@@ -169,7 +179,7 @@ def gradient_ratios(
     Stateful terms are measured with their state frozen (a D2SM queue is read
     but not written); a DiffLoss advances its random stream as in a step.
     """
-    terms = loss_terms(loss, weights)
+    terms = loss_terms(loss, loss_weights)
     if y_pred is None:
         if model is None or inputs is None:
             raise ValueError(

@@ -29,6 +29,10 @@ _REDUCTIONS = ("mean", "sum")
 class PerceptualLoss(FeatureLossMixin, RestorationLoss):
     """Weighted feature distances on a frozen backbone; per-sample ``(B,)`` values.
 
+    Arguments follow the house order of feature losses: ``layers, backbone, weights,
+    preprocessing, feature_extractor``, then the loss's own (``criterion``,
+    ``channel_reduction``), then the common ones and ``name``.
+
     Inputs are RGB NHWC images in ``[0, 1]`` (the extractor applies the
     backbone's own normalisation); prediction and target have the same shape.
 
@@ -41,10 +45,6 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
         weights: str or None. ``"imagenet"`` (default), ``"torchvision"``, a
             weights file path, or None (seeded random weights, for tests).
             Offline use: see :mod:`tfrestore.features.sources`.
-        criterion: str. ``"l1"`` (default, absolute difference) or ``"l2"`` /
-            ``"mse"`` (squared difference; synonyms).
-        channel_reduction: str. ``"mean"`` (default) or ``"sum"`` over channels;
-            spatial positions are always averaged.
         preprocessing: str, dict or None. Overrides the normalisation implied by
             ``weights`` (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict);
             with a user ``feature_extractor`` it is applied before calling it.
@@ -53,6 +53,10 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
             features}``, a list (in ``layers`` order) or one tensor. A Keras
             layer/model is saved with the loss; a function must be registered
             with ``keras.saving.register_keras_serializable``.
+        criterion: str. ``"l1"`` (default, absolute difference) or ``"l2"`` /
+            ``"mse"`` (squared difference; synonyms).
+        channel_reduction: str. ``"mean"`` (default) or ``"sum"`` over channels;
+            spatial positions are always averaged.
         loss_weight, check_finite, name, reduction, dtype: see
             :class:`tfrestore.losses.RestorationLoss`.
 
@@ -73,10 +77,10 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
         layers=None,
         backbone="vgg16",
         weights="imagenet",
-        criterion="l1",
-        channel_reduction="mean",
         preprocessing=None,
         feature_extractor=None,
+        criterion="l1",
+        channel_reduction="mean",
         name="perceptual_loss",
         **kwargs,
     ):

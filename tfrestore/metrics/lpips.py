@@ -264,11 +264,17 @@ def get_lpips_network(
 ):
     """:class:`LPIPSNetwork`, cached when ``lin_weights`` is None or a path.
 
+    This is the metric's network (:func:`lpips`, :class:`LPIPS`), so its backbone runs
+    in float32 by default, also under ``mixed_float16``: a measurement is the same
+    whatever the training precision. ``LPIPSLoss`` builds its own ``LPIPSNetwork`` under
+    the global policy instead.
+
     Args:
         backbone, weights, lin_weights: see :class:`LPIPSNetwork`.
         dtype: str or ``keras.DTypePolicy``. The backbone's dtype policy, as Keras
-            layers take it (None: the global policy). Formerly ``dtype_policy``,
-            which raises ``TypeError``.
+            layers take it. Defaults to ``"float32"``; None means the global policy
+            (as in :class:`LPIPSNetwork`). Formerly ``dtype_policy``, which raises
+            ``TypeError``.
     """
     validation.refuse_renamed(
         kwargs, {"dtype_policy": "dtype"}, "get_lpips_network", allow_other=False
@@ -351,7 +357,8 @@ class LPIPS(keras.metrics.Mean):
         self.backbone = check_backbone(backbone, "LPIPS")
         self.weights_spec = weights if weights is None or isinstance(weights, str) else str(weights)
         self.lin_weights = lin_weights if lin_weights is None else str(lin_weights)
-        # Built now (eagerly), not inside the first traced update_state.
+        # Built now (eagerly), not inside the first traced update_state; float32 backbone
+        # (get_lpips_network's default) whatever the global policy.
         self._holder = Hidden(
             get_lpips_network(self.backbone, self.weights_spec, self.lin_weights)
         )

@@ -72,14 +72,14 @@ def _as_list(images):
 
 
 def semantic_features(
-    images, backbone=SEMANTIC_BACKBONE, layers=SEMANTIC_LAYER, weights="torchvision"
+    images, layers=SEMANTIC_LAYER, backbone=SEMANTIC_BACKBONE, weights="torchvision"
 ):
     """L2-normalised, spatially averaged features of one layer for each image, ``(N, C)``.
 
     Args:
         images: RGB images in [0, 1]: ``(B, H, W, 3)`` or a list of ``(H, W, 3)``.
-        backbone: see :func:`tfrestore.features.get_feature_extractor`.
         layers: the one layer described (a name or a 1-element list).
+        backbone: see :func:`tfrestore.features.get_feature_extractor`.
         weights: backbone weights (``"torchvision"`` ImageNet by default; ``None``
             gives seeded random weights, for tests).
     """

@@ -52,14 +52,19 @@ __all__ = [
     "PREPROCESS_MODES",
 ]
 
-#: mode -> description; inputs are RGB images in [0, 1].
+#: mode -> description; inputs are RGB images in [0, 1]. ``"caffe"``, ``"torch"`` and
+#: ``"none"`` are the feature extractors' ``preprocessing`` values
+#: (:mod:`tfrestore.features.preprocessing`); ``"tf"`` and ``"scale255"`` are the other
+#: modes of Keras' ``preprocess_input``, for task networks only.
 PREPROCESS_MODES = {
     "caffe": "x*255, RGB->BGR, minus ImageNet BGR mean (Keras VGG16/19, ResNet v1; Caffe models)",
     "torch": "(x - ImageNet mean) / ImageNet std, RGB (torchvision, DenseNet)",
     "tf": "x*2 - 1 (Keras MobileNet, Inception, Xception, ResNetV2)",
     "scale255": "x*255 (Keras EfficientNet/ConvNeXt, which normalise internally)",
-    "identity": "unchanged [0, 1] input",
+    "none": "unchanged [0, 1] input",
 }
+#: Former spellings of a mode (configs saved with them still load).
+_RENAMED_MODES = {"identity": "none"}
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
@@ -69,8 +74,10 @@ _TORCH_STD = (0.229, 0.224, 0.225)
 class TaskPreprocess(keras.layers.Layer):
     """Map RGB images in [0, 1] to a task network's input domain.
 
-    Modes: see :data:`PREPROCESS_MODES`. ``"caffe"`` equals
-    ``keras.applications.vgg16.preprocess_input(255 * x)``.
+    Modes: see :data:`PREPROCESS_MODES`; ``mode`` as in Keras' ``preprocess_input``.
+    ``"caffe"`` equals ``keras.applications.vgg16.preprocess_input(255 * x)``;
+    ``"none"`` (formerly ``"identity"``, which raises ``ValueError``; layers saved with
+    it still load) passes the image through.
 
     >>> import numpy as np
     >>> x = np.full((1, 1, 1, 3), [1.0, 0.5, 0.0], "float32")  # RGB
@@ -80,12 +87,15 @@ class TaskPreprocess(keras.layers.Layer):
 
     def __init__(self, mode="caffe", **kwargs):
         super().__init__(**kwargs)
-        if mode not in PREPROCESS_MODES:
-            raise ValueError(
-                f"`preprocessing` must be one of {sorted(PREPROCESS_MODES)} (or a keras Layer), "
-                f"got {mode!r}."
-            )
+        _check_mode(mode, "mode", "TaskPreprocess")
         self.mode = mode
+
+    @classmethod
+    def from_config(cls, config):
+        # layers saved before the rename store the identity as "identity"
+        config = dict(config)
+        config["mode"] = _RENAMED_MODES.get(config.get("mode"), config.get("mode", "caffe"))
+        return cls(**config)
 
     def _check(self, shape):
         if self.mode in ("caffe", "torch") and shape[-1] is not None and shape[-1] != 3:
@@ -116,10 +126,25 @@ class TaskPreprocess(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+def _check_mode(mode, arg, owner=None):
+    prefix = f"{owner}: " if owner else ""
+    if mode in _RENAMED_MODES:
+        raise ValueError(
+            f"{prefix}`{arg}={mode!r}` was renamed {_RENAMED_MODES[mode]!r} (one vocabulary "
+            f"with the feature extractors' `preprocessing`)."
+        )
+    if mode not in PREPROCESS_MODES:
+        extra = " (or None, or a keras Layer)" if arg == "preprocessing" else ""
+        raise ValueError(
+            f"{prefix}`{arg}` must be one of {sorted(PREPROCESS_MODES)}{extra}, got {mode!r}."
+        )
+
+
 def _preprocessing_layer(preprocessing):
     if preprocessing is None:
-        return TaskPreprocess("identity")
+        return TaskPreprocess("none")
     if isinstance(preprocessing, str):
+        _check_mode(preprocessing, "preprocessing")
         return TaskPreprocess(preprocessing)
     if isinstance(preprocessing, dict):
         return keras.saving.deserialize_keras_object(preprocessing)
@@ -144,7 +169,10 @@ class FrozenTask(keras.layers.Layer):
 
     Args:
         task_model: a Keras model (functional/sequential for ``feature_layer``).
-        preprocessing: mode name (:data:`PREPROCESS_MODES`), None, or a Layer.
+        preprocessing: mode name (:data:`PREPROCESS_MODES`: ``"caffe"``,
+            ``"torch"``, ``"tf"``, ``"scale255"``, ``"none"``), None (the same as
+            ``"none"``: there are no ``weights`` here to imply a normalisation), or
+            a Layer.
         feature_layer: name of a layer of ``task_model`` whose output is also
             returned (e.g. ``"block3_conv3"`` = VGG relu3_3).
         outputs: "task", "features" or "both".
@@ -267,8 +295,9 @@ def cascade(
             with its top, ``ResNet101``) or a dense segmenter returning
             per-pixel logits/probabilities. It is set non-trainable.
         preprocessing: the task network's input domain (see
-            :data:`PREPROCESS_MODES`; "caffe" for Keras VGG/ResNet v1), None
-            for [0, 1] input, or a serializable Layer.
+            :data:`PREPROCESS_MODES`; "caffe" for Keras VGG/ResNet v1), ``"none"``
+            or None for [0, 1] input (None means ``"none"``: unlike a feature loss,
+            no ``weights`` imply a normalisation), or a serializable Layer.
         task_crop: pixels removed from the restored image before the task
             network only (the ``restored`` output keeps its size): an int ``n``
             removes ``n`` rows/columns at the bottom/right, like the released
@@ -360,6 +389,7 @@ def task_feature_extractor(task_model, feature_layer, preprocessing="caffe", nam
     This is the perceptual feature phi of Liu et al. (relu3_3 of the task
     network itself, e.g. ``"block3_conv3"`` for Keras VGG16), usable as a
     perceptual loss's ``feature_extractor`` or to compute feature targets.
+    ``preprocessing`` as in :func:`cascade` (None means ``"none"``).
 
     >>> import numpy as np, keras
     >>> from tfrestore.models import task_feature_extractor

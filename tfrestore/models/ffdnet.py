@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.utils.validation import check_noise_level
+from tfrestore.utils.validation import check_noise_level, refuses_renamed
 from tfrestore.models.layers import (
     CropToMatch,
     DepthToSpace,
@@ -19,13 +19,17 @@ from tfrestore.models.layers import (
 
 __all__ = ["FFDNet"]
 
+#: Former keyword names of :func:`FFDNet` (``sigma`` is the noise level everywhere else).
+_RENAMED = {"noise_level": "sigma", "noise_level_input": "sigma_input"}
 
+
+@refuses_renamed(_RENAMED, "FFDNet")
 def FFDNet(
     channels=3,
     depth=None,
     filters=None,
-    noise_level=None,
-    noise_level_input="scalar",
+    sigma=None,
+    sigma_input="scalar",
     batch_norm=False,
     name="ffdnet",
 ):
@@ -45,18 +49,22 @@ def FFDNet(
     Input signature (noise levels are standard deviations in the image's own
     units, e.g. ``25 / 255`` for images in [0, 1]):
 
-    * ``noise_level=None`` (non-blind, default): ``model([image, sigma])`` with
-      ``sigma`` of shape ``(B, 1)`` (``noise_level_input="scalar"``) or a
-      spatially varying ``(B, H, W, 1)`` map (``noise_level_input="map"``).
-    * ``noise_level=<float>`` (blind/fixed level): ``model(image)``; the map is
+    * ``sigma=None`` (non-blind, default): ``model([image, sigma])`` with
+      ``sigma`` of shape ``(B, 1)`` (``sigma_input="scalar"``) or a
+      spatially varying ``(B, H, W, 1)`` map (``sigma_input="map"``). The second
+      input keeps its Keras name ``"noise_level"``.
+    * ``sigma=<float>`` (blind/fixed level): ``model(image)``; the map is
       the constant stored in the model config.
 
     Args:
         channels: image channels (1 grey, 3 colour).
         depth: number of convolutions (default 15 grey / 12 colour).
         filters: feature width (default 64 grey / 96 colour).
-        noise_level: None for a two-input model, or a fixed level.
-        noise_level_input: "scalar" or "map" (two-input model only).
+        sigma: None for a two-input model, or a fixed noise standard deviation
+            (image units, e.g. ``25 / 255``). Formerly ``noise_level``, which
+            raises ``TypeError``.
+        sigma_input: "scalar" or "map" (two-input model only). Formerly
+            ``noise_level_input``.
         batch_norm: BN between the middle convolutions (the paper trains with BN
             and merges it for testing; the default matches the released models).
         name: model name.
@@ -67,7 +75,7 @@ def FFDNet(
     >>> x = np.zeros((2, 11, 8, 3), "float32")
     >>> model([x, np.full((2, 1), 25 / 255, "float32")]).shape
     TensorShape([2, 11, 8, 3])
-    >>> FFDNet(channels=3, depth=4, filters=16, noise_level=25 / 255)(x).shape
+    >>> FFDNet(channels=3, depth=4, filters=16, sigma=25 / 255)(x).shape
     TensorShape([2, 11, 8, 3])
     >>> trainable_params(FFDNet(channels=1)), trainable_params(FFDNet(channels=3))
     (485316, 852108)
@@ -78,28 +86,26 @@ def FFDNet(
     filters = (64 if grey else 96) if filters is None else int(filters)
     if depth < 2:
         raise ValueError(f"`depth` must be >= 2, got {depth}.")
-    if noise_level is not None:
-        check_noise_level(noise_level, "noise_level", "FFDNet")
-    if noise_level_input not in ("scalar", "map"):
-        raise ValueError(
-            f"`noise_level_input` must be 'scalar' or 'map', got {noise_level_input!r}."
-        )
+    if sigma is not None:
+        check_noise_level(sigma, "sigma", "FFDNet")
+    if sigma_input not in ("scalar", "map"):
+        raise ValueError(f"`sigma_input` must be 'scalar' or 'map', got {sigma_input!r}.")
 
     image = keras.Input((None, None, channels), name="noisy")
     x = InputCheck("FFDNet", channels=channels, arg="image", name="input_check")(image)
     padded = PadToMultiple(2, name="pad_to_even")(x)
     sub = SpaceToDepth(2, name="pixel_unshuffle")(padded)
-    if noise_level is None:
-        if noise_level_input == "scalar":
-            sigma = keras.Input((1,), name="noise_level")
-            level = NoiseLevelMap(name="noise_level_map")([sub, sigma])
+    if sigma is None:
+        if sigma_input == "scalar":
+            level_in = keras.Input((1,), name="noise_level")
+            level = NoiseLevelMap(name="noise_level_map")([sub, level_in])
         else:
-            sigma = keras.Input((None, None, 1), name="noise_level")
-            level = PadToMultiple(2, name="pad_map_to_even")(sigma)
+            level_in = keras.Input((None, None, 1), name="noise_level")
+            level = PadToMultiple(2, name="pad_map_to_even")(level_in)
             level = NoiseLevelMap(factor=2, name="noise_level_map")([sub, level])
-        inputs = [image, sigma]
+        inputs = [image, level_in]
     else:
-        level = NoiseLevelMap(value=noise_level, name="noise_level_map")(sub)
+        level = NoiseLevelMap(value=sigma, name="noise_level_map")(sub)
         inputs = image
     h = keras.layers.Concatenate(name="concat_noise_map")([sub, level])
     for i in range(1, depth):

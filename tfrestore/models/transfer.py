@@ -2,7 +2,7 @@
 
 :func:`copy_weights` copies weights layer by layer, matching layers by name, so a model
 initialises any model of the same layers whatever its inputs: an FFDNet built with a scalar
-noise-level input (the presets) initialises one built with ``noise_level_input="map"``.
+noise-level input (the presets) initialises one built with ``sigma_input="map"``.
 :func:`load_weights_file` loads a ``.weights.h5`` file (``model.save_weights``) into a model
 of the exact architecture, checking the file's layout first.
 
@@ -11,7 +11,7 @@ the layer and both shapes:
 
 >>> from tfrestore.models import FFDNet, copy_weights
 >>> source = FFDNet(channels=3, depth=3, filters=8)
->>> target = FFDNet(channels=3, depth=3, filters=8, noise_level_input="map")
+>>> target = FFDNet(channels=3, depth=3, filters=8, sigma_input="map")
 >>> copy_weights(source, target)
 ['conv1', 'conv2', 'conv3']
 >>> copy_weights(source, FFDNet(channels=3, depth=3, filters=16))

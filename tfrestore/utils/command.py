@@ -13,6 +13,7 @@ import sys
 __all__ = [
     "CliParser",
     "CliError",
+    "RenamedFlag",
     "one_line",
     "run_command",
     "check_output_path",
@@ -30,6 +31,29 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message):
         message = " ".join(str(message).split())
         self.exit(2, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+class RenamedFlag(argparse.Action):
+    """A removed spelling of a flag: one usage-error line naming the new one (exit 2 with
+    :class:`CliParser`). ``nargs`` defaults to 0; give the old flag's ``nargs`` (e.g.
+    ``"?"``) so its value is not read as another argument.
+
+    >>> parser = CliParser(prog="demo")
+    >>> _ = parser.add_argument("--sigma", type=float)
+    >>> _ = parser.add_argument("--noise", action=RenamedFlag, new="--sigma", nargs="?")
+    >>> parser.parse_args(["--noise", "0.1"])
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
+
+    def __init__(self, option_strings, dest, new, nargs=0, **kwargs):
+        kwargs.setdefault("help", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, nargs=nargs, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed {self.new}: use {self.new}")
 
 
 class CliError(Exception):

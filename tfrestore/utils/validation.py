@@ -8,6 +8,7 @@ Checks that need values (finiteness, value range, dynamic shapes) raise a Python
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import tensorflow as tf
@@ -26,6 +27,7 @@ __all__ = [
     "as_range",
     "static_hw",
     "refuse_renamed",
+    "refuses_renamed",
     "renamed_config",
     "RANGE_TOLERANCE",
 ]
@@ -50,6 +52,39 @@ def refuse_renamed(kwargs, renamed, owner, *, allow_other=True):
             raise TypeError(f"{owner}: `{old}` was renamed `{new}`{note}.")
     if not allow_other and kwargs:
         raise TypeError(f"{owner}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+
+
+def refuses_renamed(renamed, owner=None):
+    """Decorator: the function refuses the old keyword names in ``renamed`` (old -> new)
+    with :func:`refuse_renamed`'s ``TypeError`` naming the new one. Its signature (as
+    ``inspect.signature`` and ``help`` show it) stays the function's own; the map is
+    kept as ``renamed_arguments`` (for config checkers that read the signature).
+
+    >>> @refuses_renamed({"noise_level": "sigma"})
+    ... def denoise(x, sigma=None):
+    ...     return sigma
+    >>> denoise(1, sigma=2)
+    2
+    >>> denoise(1, noise_level=2)
+    Traceback (most recent call last):
+    ...
+    TypeError: denoise: `noise_level` was renamed `sigma`.
+    >>> denoise.renamed_arguments
+    {'noise_level': 'sigma'}
+    """
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            refuse_renamed(
+                {k: None for k in kwargs if k in renamed}, renamed, owner or fn.__name__
+            )
+            return fn(*args, **kwargs)
+
+        wrapper.renamed_arguments = dict(renamed)
+        return wrapper
+
+    return decorate
 
 
 def renamed_config(config, renamed):

@@ -2,7 +2,7 @@
 
 * :func:`plot_feature_space` -- t-SNE scatter plot of backbone features of image
   sets (e.g. clean / noisy / restored), the space D2SM matches statistics in.
-* Command line: ``tfrestore viz --set clean=DIR --noise 0.1 --out map.png``
+* Command line: ``tfrestore viz --images clean=DIR --sigma 0.1 --out map.png``
   (``--help`` lists the options).
 
 matplotlib and scikit-learn are imported only when a function runs; without them

@@ -38,8 +38,8 @@ def _require(module):
 def sample_features(
     images,
     *,
-    backbone="vgg19",
     layers=None,
+    backbone="vgg19",
     weights="imagenet",
     feature_extractor=None,
     patch_size=None,
@@ -50,8 +50,9 @@ def sample_features(
 
     Args:
         images: ``(N, H, W, 3)`` array (all the same size).
-        backbone, layers, weights, feature_extractor: as in ``D2SMLoss`` (one
-            layer; default ``"conv5_4"``, or a user extractor's only output).
+        layers, backbone, weights, feature_extractor: as in ``D2SMLoss`` (one
+            layer; default ``"conv5_4"`` of ``"vgg19"``, or a user extractor's only
+            output).
         patch_size, patch_stride: sliding windows (``None``: whole images).
         batch_size: images per backbone call.
     """
@@ -129,7 +130,7 @@ def plot_feature_space(image_sets, out_path, *, title=None, dpi=120, **embed_kwa
         image_sets: dict ``{name: (N, H, W, 3) array}``.
         out_path: PNG file to write.
         title: plot title (default: the backbone layer).
-        **embed_kwargs: passed to :func:`embed_features` (``backbone``, ``layers``,
+        **embed_kwargs: passed to :func:`embed_features` (``layers``, ``backbone``,
             ``weights``, ``feature_extractor``, ``patch_size``, ...).
     Returns:
         ``(points, labels)``.
