@@ -164,3 +164,8 @@ def test_corrupt_loss_weights_use_the_configured_fallback(tmp_path, capsys):
     assert used == [{"type": "L1", "weight": 0.5, "args": {}, "fallback_for": "PerceptualLoss"}]
     out = capsys.readouterr().out
     assert "cannot be built" in out and "vgg16.npz" in out and "damaged or truncated" in out
+
+
+def test_a_renamed_model_argument_in_a_config_names_the_new_key():
+    with pytest.raises(ConfigError, match=r"'model.args.noise_level_input' was renamed"):
+        build_model({"type": "FFDNet", "args": {"noise_level_input": "map"}})

@@ -88,7 +88,13 @@ def check_arguments(target, args, path, what, closed=False):
     accepted = accepted_arguments(target, closed=closed)
     if accepted is None:
         return
+    renamed = getattr(target, "renamed_arguments", {})
     for key in args:
+        if key in renamed and key not in accepted:
+            raise ConfigError(
+                f"config key '{path}.{key}' was renamed '{renamed[key]}': write "
+                f"'{path}.{renamed[key]}'"
+            )
         if key not in accepted:
             hint = did_you_mean(key, sorted(accepted))
             raise ConfigError(
