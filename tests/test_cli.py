@@ -46,7 +46,7 @@ def test_top_level_help_lists_every_command(capsys):
                 "--epochs",
                 "--steps-per-epoch",
                 "--batch-size",
-                "--crop",
+                "--crop-size",
                 "--seed",
                 "--mixed-precision",
                 "--no-report",
@@ -155,7 +155,7 @@ def test_help_is_fast_and_imports_no_tensorflow(command):
 # A mistake costs what --help costs: checked before TensorFlow is imported (issue 21, item 4).
 EARLY_ERRORS = [
     ("train denoise --config no_such.yaml", "config file not found"),
-    ("train denoise --config denoise_demo --set data.crop_size=3", "'data.crop_size'"),
+    ("train denoise --config denoise_demo --set data.crop_sise=3", "'data.crop_sise'"),
     ("train denoise --config denoise_demo --set foo", "override 'foo'"),
     ("train denoise --config denoise_demo --set train.epochs=abc", "must be an integer"),
     ("restore missing.png o.png --model m.keras", "'missing.png' does not exist"),
@@ -456,9 +456,10 @@ def test_restore_reports_missing_model(tmp_path, capsys):
 
 def test_train_command_dispatches_to_the_runner(capsys):
     config = str(REPO / "train" / "configs" / "dehaze.yaml")
-    assert cli.main(["train", "dehaze", "--config", config, "--print-config", "--crop", "96"]) == 0
+    argv = ["train", "dehaze", "--config", config, "--print-config", "--crop-size", "96"]
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "task: dehaze" in out and "crop: 96" in out
+    assert "task: dehaze" in out and "crop_size: 96" in out
     assert cli.main(["train", "--config", config, "--print-config"]) == 0  # the task is optional
     assert "task: dehaze" in capsys.readouterr().out
     assert cli.main(["train", "dehaze"]) == 2
@@ -697,7 +698,7 @@ def test_unset_data_dir_is_named_not_shown_as_a_literal_path(tmp_path):
 
 
 def test_keras_call_wrapper_and_ansi_codes_do_not_reach_the_error_line(tmp_path, capsys):
-    code = cli.main(["train", "--config", "dehaze", "--set", "data.crop=63",
+    code = cli.main(["train", "--config", "dehaze", "--set", "data.crop_size=63",
                      "--set", "data.train.source=default", "--set", "data.val.source=default",
                      "--set", "data.test.source=default",
                      "--set", "model.args={channels: 3, filters: 4, levels: 2}",

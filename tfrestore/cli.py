@@ -561,11 +561,11 @@ def _check_eval(args):
 
 
 def _run_config_for(model_path):
-    from tfrestore.training.config import load_config
+    from tfrestore.training.config import load_saved_config
 
     d = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
     cfg_path = os.path.join(d, "config.yaml")
-    return load_config(cfg_path) if os.path.isfile(cfg_path) else None
+    return load_saved_config(cfg_path) if os.path.isfile(cfg_path) else None
 
 
 def _unique_names(paths):

@@ -15,10 +15,10 @@ TINY_CONFIG = {
     },
     "losses": [{"type": "L1"}],
     "data": {
-        "crop": 16,
+        "crop_size": 16,
         "batch_size": 2,
-        "val": {"crop": 16, "batch_size": 2},
-        "test": {"max_images": 1, "max_size": 32},
+        "val": {"crop_size": 16, "batch_size": 2},
+        "test": {"max_images": 1, "crop_size": 32},
     },
     "train": {"epochs": 1, "steps_per_epoch": 1, "verbose": 0},
     "metrics": {"lpips": False},

@@ -93,7 +93,8 @@ def test_refusal_imports_nothing(user_package):
 
 def test_loss_and_degradation_types_resolve_only_from_registries(no_system):
     with pytest.raises(ConfigError, match=r"losses\[0\].type.*unknown loss 'os:system'"):
-        build_loss([{"type": "os:system", "weight": 1.0, "args": {"command": "x"}, "fallback": []}])
+        build_loss([{"type": "os:system", "loss_weight": 1.0, "args": {"command": "x"},
+                     "fallback": []}])
     from tfrestore.data import get_degradation
 
     with pytest.raises(ValueError, match="Unknown degradation type 'os:system'"):
@@ -102,7 +103,7 @@ def test_loss_and_degradation_types_resolve_only_from_registries(no_system):
     bad = {"module": "os", "class_name": "system", "config": {"command": "x"},
            "registered_name": None}
     with pytest.raises(Exception):  # noqa: B017 - Keras' own refusal
-        build_loss([{"type": "PerceptualLoss", "weight": 1.0, "fallback": [],
+        build_loss([{"type": "PerceptualLoss", "loss_weight": 1.0, "fallback": [],
                      "args": {"weights": None, "feature_extractor": bad}}])
     assert no_system == []
 
@@ -155,13 +156,15 @@ def test_corrupt_loss_weights_use_the_configured_fallback(tmp_path, capsys):
     terms = [
         {
             "type": "PerceptualLoss",
-            "weight": 1.0,
+            "loss_weight": 1.0,
             "args": {"weights": str(path), "layers": ["relu1_2"]},
-            "fallback": [{"type": "L1", "weight": 0.5, "args": {}, "fallback": []}],
+            "fallback": [{"type": "L1", "loss_weight": 0.5, "args": {}, "fallback": []}],
         }
     ]
     loss, used = build_loss(terms)
-    assert used == [{"type": "L1", "weight": 0.5, "args": {}, "fallback_for": "PerceptualLoss"}]
+    assert used == [
+        {"type": "L1", "loss_weight": 0.5, "args": {}, "fallback_for": "PerceptualLoss"}
+    ]
     out = capsys.readouterr().out
     assert "cannot be built" in out and "vgg16.npz" in out and "damaged or truncated" in out
 

@@ -1,5 +1,6 @@
 """Config schema: defaults, overrides, strict key checking (the key is named), shipped configs."""
 
+import copy
 import pathlib
 import re
 
@@ -29,8 +30,8 @@ def minimal(**extra):
 
 def test_defaults_are_filled_in():
     cfg = load_config(minimal())
-    assert cfg["data"]["crop"] == 64 and cfg["data"]["batch_size"] == 8
-    assert cfg["losses"] == [{"type": "L1", "weight": 1.0, "args": {}, "fallback": []}]
+    assert cfg["data"]["crop_size"] == 64 and cfg["data"]["batch_size"] == 8
+    assert cfg["losses"] == [{"type": "L1", "loss_weight": 1.0, "args": {}, "fallback": []}]
     assert cfg["train"]["strategy"] == "auto" and cfg["metrics"]["monitor"] == "val_psnr"
     # Task default degradation, with fractions already evaluated.
     assert cfg["data"]["degradation"] == {
@@ -44,7 +45,7 @@ def test_defaults_are_filled_in():
     "raw,key",
     [
         (minimal(epochs=3), "'epochs'"),
-        (minimal(data={"crop_size": 32}), "'data.crop_size'"),
+        (minimal(data={"crop_sise": 32}), "'data.crop_sise'"),
         (minimal(data={"val": {"crops": 3}}), "'data.val.crops'"),
         (
             minimal(data={"degradation": {"type": "gaussian_noise", "sigma": 0.1}}),
@@ -80,8 +81,8 @@ def test_unknown_key_suggests_the_closest_one():
         ),
         (minimal(task="deblur"), "'task' must be one of"),
         (minimal(losses=[]), "'losses' needs at least 1"),
-        (minimal(data={"crop": "big"}), "'data.crop' must be an integer"),
-        (minimal(data={"crop": 0}), "'data.crop' must be > 0"),
+        (minimal(data={"crop_size": "big"}), "'data.crop_size' must be an integer"),
+        (minimal(data={"crop_size": 0}), "'data.crop_size' must be > 0"),
         (minimal(train={"jit_compile": "yes"}), "'train.jit_compile' must be auto, true or false"),
         (minimal(data=[1, 2]), "'data' must be a mapping"),
         (minimal(model={"type": "DnCNN", "args": [1]}), "'model.args' must be a mapping"),
@@ -110,13 +111,13 @@ def test_overrides_and_task_check(tmp_path):
         path,
         overrides=[
             "train.epochs=2",
-            "losses[0].weight=0.5",
+            "losses[0].loss_weight=0.5",
             "losses[1].type=MSE",
             "model.args={depth: 3}",
         ],
     )
     assert cfg["train"]["epochs"] == 2 and cfg["name"] == "c"
-    assert [(t["type"], t["weight"]) for t in cfg["losses"]] == [("L1", 0.5), ("MSE", 1.0)]
+    assert [(t["type"], t["loss_weight"]) for t in cfg["losses"]] == [("L1", 0.5), ("MSE", 1.0)]
     assert cfg["model"]["args"] == {"depth": 3}
     with pytest.raises(ConfigError, match="unknown config key 'train.epocs'"):
         load_config(path, overrides=["train.epocs=2"])
@@ -133,8 +134,8 @@ def test_round_trip_and_diff(tmp_path):
     again = load_config(path)
     again["name"] = cfg["name"]
     assert config_diff(cfg, again) == []
-    again["data"]["crop"] = 32
-    assert config_diff(cfg, again) == ["data.crop"]
+    again["data"]["crop_size"] = 32
+    assert config_diff(cfg, again) == ["data.crop_size"]
 
 
 def test_describe_lists_every_section():
@@ -185,8 +186,8 @@ def test_demo_config_matches_the_readme_promises():
     cfg = load_config(REPO / "train" / "configs" / "denoise_demo.yaml")
     assert cfg["task"] == "denoise"
     assert cfg["data"]["degradation"]["args"]["sigma"] == pytest.approx(25 / 255)
-    assert 64 <= cfg["data"]["crop"] <= 96
-    types = [(t["type"], t["weight"]) for t in cfg["losses"]]
+    assert 64 <= cfg["data"]["crop_size"] <= 96
+    types = [(t["type"], t["loss_weight"]) for t in cfg["losses"]]
     assert types == [("L1", 1.0), ("PerceptualLoss", 0.01)]
     assert [f["type"] for f in cfg["losses"][1]["fallback"]] == ["SSIMLoss"]
     assert cfg["data"]["train"]["source"] == "default"
@@ -215,14 +216,14 @@ def test_loss_terms_build_a_weighted_sum_and_check_args():
             minimal(
                 losses=[
                     {"type": "L1"},
-                    {"type": "Charbonnier", "weight": 0.5, "args": {"eps": 0.01}},
+                    {"type": "Charbonnier", "loss_weight": 0.5, "args": {"eps": 0.01}},
                 ]
             )
         )["losses"]
     )
     assert repr(loss) == "WeightedSum(1 * L1 + 0.5 * Charbonnier)"
     assert loss.losses[1].eps == pytest.approx(0.01)
-    assert used[1] == {"type": "Charbonnier", "weight": 0.5, "args": {"eps": 0.01}}
+    assert used[1] == {"type": "Charbonnier", "loss_weight": 0.5, "args": {"eps": 0.01}}
     cfg = load_config(minimal(losses=[{"type": "Charbonnier", "args": {"epsilon": 1}}]))
     with pytest.raises(
         ConfigError, match=r"'losses\[0\]\.args\.epsilon' is not an argument of Charbonnier"
@@ -250,8 +251,8 @@ def test_missing_weights_use_the_fallback_or_fail_without_one(capsys):
                 {"type": "L1"},
                 {
                     "type": "_NeedsWeightsLoss",
-                    "weight": 0.05,
-                    "fallback": [{"type": "SSIMLoss", "weight": 0.1}],
+                    "loss_weight": 0.05,
+                    "fallback": [{"type": "SSIMLoss", "loss_weight": 0.1}],
                 },
             ]
         )
@@ -300,8 +301,8 @@ def test_optimizer_and_schedules():
 @pytest.mark.parametrize(
     "override,match",
     [
-        ("losses[0].weight=.nan", r"'losses\[0\].weight' must be a finite number.*nan"),
-        ("losses[0].weight=.inf", r"'losses\[0\].weight' must be a finite number.*inf"),
+        ("losses[0].loss_weight=.nan", r"'losses\[0\].loss_weight' must be a finite number.*nan"),
+        ("losses[0].loss_weight=.inf", r"'losses\[0\].loss_weight' must be a finite number.*inf"),
         ("optimizer.learning_rate=.inf", r"'optimizer.learning_rate' must be a finite number"),
         ("seed=-1", r"'seed' must be from 0 to 4294967295; got -1"),
         (f"seed={2**64}", rf"'seed' must be from 0 to 4294967295; got {2**64}"),
@@ -329,3 +330,33 @@ def test_batch_size_zero_on_the_train_command_is_a_one_line_error(tiny_config, t
                  "--output-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "data.batch_size" in err, err
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("data.crop=32", "data.crop_size"),
+        ("data.val.crop=32", "data.val.crop_size"),
+        ("data.test.max_size=32", "data.test.crop_size"),
+        ("losses[0].weight=0.5", "losses[0].loss_weight"),
+    ],
+)
+def test_a_renamed_config_key_names_its_new_spelling(old, new):
+    key = old.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"'{re.escape(key)}' was renamed '{re.escape(new)}'"):
+        load_config(minimal(), overrides=[old])
+
+
+def test_a_run_directory_written_with_the_old_keys_still_loads(tmp_path):
+    from tfrestore.training.config import load_saved_config
+
+    cfg = load_config(minimal())
+    old = copy.deepcopy(cfg)
+    old["data"]["crop"] = old["data"].pop("crop_size")
+    old["data"]["val"]["crop"] = old["data"]["val"].pop("crop_size")
+    old["data"]["test"]["max_size"] = old["data"]["test"].pop("crop_size")
+    for term in old["losses"]:
+        term["weight"] = term.pop("loss_weight")
+    path = tmp_path / "config.yaml"
+    dump_config(old, str(path))
+    assert load_saved_config(str(path)) == cfg

@@ -30,7 +30,7 @@ def init_config(tiny_config):
         return tiny_config(
             seed=5,
             model={"type": model_type, "args": dict(model_args or TINY), "init": init},
-            data={"val": {"crop": 32, "batch_size": 2, "max_images": 3}},
+            data={"val": {"crop_size": 32, "batch_size": 2, "max_images": 3}},
             optimizer={"type": "Adam", "learning_rate": 1e-2},
             schedule={"type": "cosine", "warmup_steps": 1},
             train={"epochs": epochs, "run_eagerly": True},
@@ -236,7 +236,7 @@ def ffdnet_map_config(init_config, init):
     cfg["data"]["degradation"] = {
         "type": "gaussian_noise", "args": {"sigma": "50/255", "sigma_map": True}
     }
-    cfg["data"]["val"] = {"crop": 64, "batch_size": 2, "max_images": 2}
+    cfg["data"]["val"] = {"crop_size": 64, "batch_size": 2, "max_images": 2}
     return cfg
 
 

@@ -37,7 +37,7 @@ def base_config(**train_extra):
             {"type": "L1"},
             {
                 "type": "D2SMLoss",
-                "weight": 0.5,
+                "loss_weight": 0.5,
                 "args": {
                     "backbone": "vgg16",
                     "layers": "relu1_2",
@@ -49,7 +49,7 @@ def base_config(**train_extra):
             },
             {
                 "type": "PDLoss",
-                "weight": 0.1,
+                "loss_weight": 0.1,
                 "args": {
                     "layers": "relu1_2",
                     "weights": None,
@@ -59,10 +59,10 @@ def base_config(**train_extra):
             },
         ],
         "data": {
-            "crop": 16,
+            "crop_size": 16,
             "batch_size": BATCH,
-            "val": {"crop": 16, "batch_size": 2},
-            "test": {"max_images": 1, "max_size": 32},
+            "val": {"crop_size": 16, "batch_size": 2},
+            "test": {"max_images": 1, "crop_size": 32},
         },
         "optimizer": {"type": "Adam", "learning_rate": 1e-2},
         "schedule": {"type": "cosine"},

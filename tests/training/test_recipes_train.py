@@ -38,23 +38,23 @@ QUICK = [
 FOLDER_EVAL = [
     "data.val.max_images=2",
     "data.val.batch_size=2",
-    "data.val.crop=96",
+    "data.val.crop_size=96",
     "data.test.max_images=2",
-    "data.test.max_size=128",
+    "data.test.crop_size=128",
 ]
 UNET = [
     "train.epochs=3",
     "train.steps_per_epoch=15",
     "data.batch_size=4",
-    "data.crop=64",
-    "data.val.crop=128",
-    "data.test.max_size=256",
+    "data.crop_size=64",
+    "data.val.crop_size=128",
+    "data.test.crop_size=256",
     "optimizer.learning_rate=1.0e-3",
 ]
-FINETUNE = ["train.epochs=2", "train.steps_per_epoch=10", "data.batch_size=4", "data.crop=64"]
+FINETUNE = ["train.epochs=2", "train.steps_per_epoch=10", "data.batch_size=4", "data.crop_size=64"]
 SHRINK = {
     "denoise": FOLDER_EVAL
-    + ["train.epochs=4", "train.steps_per_epoch=20", "data.batch_size=8", "data.crop=40"],
+    + ["train.epochs=4", "train.steps_per_epoch=20", "data.batch_size=8", "data.crop_size=40"],
     "denoise_demo": ["train.epochs=4", "train.steps_per_epoch=20"],
     # 96 px crops with 48 px windows at stride 16 (VGG16 conv5_3's stride): 4 x 4 sliding windows
     # per image, the queue holding two batches of them. One noise level from the recipe's blind
@@ -66,7 +66,7 @@ SHRINK = {
         "train.epochs=4",
         "train.steps_per_epoch=20",
         "data.batch_size=2",
-        "data.crop=96",
+        "data.crop_size=96",
         "losses[1].args.patch_size=48",
         "losses[1].args.patch_stride=16",
         "losses[1].args.queue_size=64",
@@ -79,14 +79,18 @@ SHRINK = {
     "denoise_ffdnet_pdl": FOLDER_EVAL + FINETUNE,
     "denoise_ffdnet_d2sm": FOLDER_EVAL
     + FINETUNE
-    + ["losses[1].args.image_size=[64, 64]", "losses[1].args.queue_size=16", "data.val.crop=64"],
+    + [
+        "losses[1].args.image_size=[64, 64]",
+        "losses[1].args.queue_size=16",
+        "data.val.crop_size=64",
+    ],
     "super_resolution": [
         "train.epochs=3",
         "train.steps_per_epoch=15",
         "data.batch_size=8",
-        "data.crop=48",
-        "data.val.crop=96",
-        "data.test.max_size=192",
+        "data.crop_size=48",
+        "data.val.crop_size=96",
+        "data.test.crop_size=192",
         "optimizer.learning_rate=5.0e-4",
     ],
     "dehaze": UNET,

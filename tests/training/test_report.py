@@ -15,7 +15,7 @@ def _read_csv(path):
 
 def test_the_report_and_tfrestore_eval_give_the_same_numbers(tiny_config, tmp_path, capsys):
     run = tmp_path / "run"
-    cfg = tiny_config(data={"test": {"max_images": 2, "max_size": 40}})
+    cfg = tiny_config(data={"test": {"max_images": 2, "crop_size": 40}})
     result = train(cfg, output_dir=str(run))
     report = _read_csv(run / "report" / "metrics.csv")
     assert [r["image"] for r in report] == ["chelsea", "motorcycle", "mean"]

@@ -40,8 +40,8 @@ def _tiny(**train):
         "task": "denoise",
         "model": {"type": "DnCNN",
                   "args": {"depth": 2, "filters": 4, "channels": 3, "batch_norm": False}},
-        "losses": [{"type": "L1", "fallback": [{"type": "MSE", "weight": 2}]}],
-        "data": {"crop": 16, "batch_size": 2, "val": {"crop": 16, "batch_size": 2}},
+        "losses": [{"type": "L1", "fallback": [{"type": "MSE", "loss_weight": 2}]}],
+        "data": {"crop_size": 16, "batch_size": 2, "val": {"crop_size": 16, "batch_size": 2}},
         "train": {"epochs": 1, "steps_per_epoch": 1, "verbose": 0, **train},
         "metrics": {"lpips": False},
         "output": {"tensorboard": False, "report": False},
@@ -53,7 +53,7 @@ def test_fields_are_typed_and_frozen():
     assert rc.name == "denoise" and rc.data.degradation.type == "gaussian_noise"
     assert rc.data.degradation.args == {"sigma": 50 / 255}
     assert rc.losses[0].fallback == (rcfg.LossTerm("MSE", 2.0, {}),)
-    assert rc.data.val.crop == 16 and rc.data.test.max_size == 256
+    assert rc.data.val.crop_size == 16 and rc.data.test.crop_size == 256
     with pytest.raises(dataclasses.FrozenInstanceError):
         rc.train.epochs = 3
     assert load_run_config(rc) is rc  # already resolved: used as it is

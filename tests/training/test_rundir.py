@@ -236,11 +236,11 @@ def test_finished_run_dir_with_another_config_is_refused(tiny_config, finished_r
     before = _snapshot(finished_run)
     with pytest.raises(RunDirError) as exc:
         train(tiny_config(), output_dir=str(finished_run), report=False,
-              overrides=["seed=2", "data.crop=24"])
+              overrides=["seed=2", "data.crop_size=24"])
     msg = str(exc.value)
     assert "already holds the results of a finished run" in msg
     assert "final.keras" in msg and "history.csv (1 epoch)" in msg
-    assert "its config differs in: seed, data.crop" in msg
+    assert "its config differs in: seed, data.crop_size" in msg
     assert "--overwrite" in msg
     assert _snapshot(finished_run) == before
 

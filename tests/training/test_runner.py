@@ -34,7 +34,7 @@ RESUME = {
         {"type": "L1"},
         {
             "type": "D2SMLoss",
-            "weight": 0.5,
+            "loss_weight": 0.5,
             "args": {
                 "backbone": "vgg16",
                 "layers": "relu1_2",
@@ -103,8 +103,9 @@ def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
     run = str(tmp_path / "run")
     with pytest.raises(Killed):
         train(cfg, output_dir=run, report=False, callbacks=[KillAtEpoch(1)])
-    with pytest.raises(ConfigError, match=r"interrupted run \(epoch 1\).*keys differ: data.crop"):
-        train(cfg, output_dir=run, report=False, overrides=["data.crop=32"])
+    differ = r"interrupted run \(epoch 1\).*keys differ: data.crop_size"
+    with pytest.raises(ConfigError, match=differ):
+        train(cfg, output_dir=run, report=False, overrides=["data.crop_size=32"])
     # --overwrite discards the backup (here before a config error stops the run).
     with pytest.raises(
         ConfigError, match="'metrics.monitor' is 'val_psnr', which this run does not"
@@ -115,7 +116,7 @@ def test_resume_refuses_a_changed_config(tiny_config, tmp_path):
 
 def test_mixed_precision_run_on_two_replicas(tiny_config, tmp_path, strategy):
     cfg = tiny_config(
-        losses=[{"type": "L1"}, {"type": "SSIMLoss", "weight": 0.1}],
+        losses=[{"type": "L1"}, {"type": "SSIMLoss", "loss_weight": 0.1}],
         train={"steps_per_epoch": 2, "mixed_precision": True, "run_eagerly": True},
     )
     result = train(cfg, output_dir=str(tmp_path), report=False, strategy=strategy)
@@ -173,7 +174,7 @@ def test_lpips_is_validated_when_its_weights_are_available(
 ):
     monkeypatch.setenv("TFRESTORE_WEIGHTS_DIR", str(weights_dir))
     cfg = tiny_config(
-        data={"val": {"crop": 64, "batch_size": 2}},
+        data={"val": {"crop_size": 64, "batch_size": 2}},
         metrics={"lpips": True, "monitor": "val_lpips", "mode": "min"},
         train={"run_eagerly": True},
     )

@@ -16,11 +16,11 @@ COMMON = [
     "train.steps_per_epoch=2",
     "train.verbose=0",
     "data.batch_size=2",
-    "data.crop=32",
-    "data.val.crop=32",
+    "data.crop_size=32",
+    "data.val.crop_size=32",
     "data.val.batch_size=2",
     "data.test.max_images=1",
-    "data.test.max_size=48",
+    "data.test.crop_size=48",
     "output.image_summaries=1",
     "schedule.warmup_steps=0",
 ]
@@ -96,9 +96,8 @@ def test_script_help_and_config_errors(capsys):
     ):
         assert option in out
     assert script.main(["--set", "data.crop_sz=3", "--print-config"]) == 2
-    assert (
-        "unknown config key 'data.crop_sz' (did you mean 'data.crop'?)" in capsys.readouterr().err
-    )
+    hint = "unknown config key 'data.crop_sz' (did you mean 'data.crop_size'?)"
+    assert hint in capsys.readouterr().err
     # A config written for another task is refused by the script.
     assert (
         script.main(["--config", str(REPO / "train" / "configs" / "dehaze.yaml"), "--print-config"])

@@ -8,8 +8,8 @@ raises :class:`~tfrestore.training.schema.ConfigError` naming the bad key, e.g.
 Losses are looked up among the Keras-registered ``tfrestore>`` classes and
 combined into a :class:`tfrestore.losses.WeightedSum`:
 
->>> loss, used = build_loss([{"type": "L1", "weight": 1.0, "args": {}, "fallback": []},
-...                          {"type": "MSE", "weight": 0.5, "args": {}, "fallback": []}])
+>>> loss, used = build_loss([{"type": "L1", "loss_weight": 1.0, "args": {}, "fallback": []},
+...                          {"type": "MSE", "loss_weight": 0.5, "args": {}, "fallback": []}])
 >>> loss
 WeightedSum(1 * L1 + 0.5 * MSE)
 """
@@ -453,23 +453,22 @@ def build_loss(terms, path="losses"):
         p = f"{path}[{i}]"
         try:
             built.append(_build_term(term, p, losses))
-            weights.append(float(term["weight"]))
-            used.append({k: term[k] for k in ("type", "weight", "args")})
+            weights.append(float(term["loss_weight"]))
+            used.append({k: term[k] for k in ("type", "loss_weight", "args")})
         except _weights_error_types() as e:
             if not term.get("fallback"):
                 raise
             print(
                 f"[tfrestore] {p} ({term['type']}) cannot be built: {short_reason(e)} Using its "
                 "fallback "
-                + " + ".join(f"{fb['weight']:g}*{fb['type']}" for fb in term["fallback"]),
+                + " + ".join(f"{fb['loss_weight']:g}*{fb['type']}" for fb in term["fallback"]),
                 flush=True,
             )
             for j, fb in enumerate(term["fallback"]):
                 built.append(_build_term(fb, f"{p}.fallback[{j}]", losses))
-                weights.append(float(fb["weight"]))
-                used.append(
-                    {**{k: fb[k] for k in ("type", "weight", "args")}, "fallback_for": term["type"]}
-                )
+                weights.append(float(fb["loss_weight"]))
+                kept = {k: fb[k] for k in ("type", "loss_weight", "args")}
+                used.append({**kept, "fallback_for": term["type"]})
     return WeightedSum(built, weights), used
 
 

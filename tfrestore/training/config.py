@@ -2,21 +2,23 @@
 
 A config is a YAML mapping (see ``train/configs/*.yaml``). Every key is checked
 against :data:`SCHEMA`; an unknown key anywhere raises :class:`ConfigError`
-naming it (``unknown config key 'data.crop_size' (did you mean 'data.crop'?)``).
+naming it (``unknown config key 'data.crop_sise' (did you mean 'data.crop_size'?)``); a
+renamed key names its new spelling (``data.crop`` -> ``data.crop_size``).
 ``args`` mappings are passed to the named class/builder and checked against its
 signature when it is built. In ``args``, a string ``"a/b"`` of two numbers is
 read as the fraction (``sigma: 25/255``).
 
 >>> cfg = load_config({"task": "denoise", "model": {"type": "DnCNN"},
-...                    "losses": [{"type": "L1"}]}, overrides=["data.crop=48"])
->>> cfg["data"]["crop"], cfg["losses"][0]["weight"], cfg["train"]["epochs"]
+...                    "losses": [{"type": "L1"}]}, overrides=["data.crop_size=48"])
+>>> cfg["data"]["crop_size"], cfg["losses"][0]["loss_weight"], cfg["train"]["epochs"]
 (48, 1.0, 10)
 >>> load_config({"task": "denoise", "model": {"type": "DnCNN"},
-...              "losses": [{"type": "L1", "wieght": 2}]})
+...              "losses": [{"type": "L1", "loss_wieght": 2}]})
 Traceback (most recent call last):
 ...
-tfrestore.training.schema.ConfigError: unknown config key 'losses[0].wieght'
-(did you mean 'losses[0].weight'?); valid keys in 'losses[0]': type, weight, args, fallback
+tfrestore.training.schema.ConfigError: unknown config key 'losses[0].loss_wieght'
+(did you mean 'losses[0].loss_weight'?); valid keys in 'losses[0]': type, loss_weight, args,
+fallback
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tfrestore.training.schema import (
     ListOf,
     Section,
     describe,
+    upgrade_renamed,
     validate,
 )
 
@@ -47,6 +50,7 @@ __all__ = [
     "TASK_DEGRADATIONS",
     "ConfigError",
     "load_config",
+    "load_saved_config",
     "apply_overrides",
     "dump_config",
     "describe_config",
@@ -87,19 +91,23 @@ _LOSS_FIELDS = dict(
         str,
         "registered tfrestore loss class, e.g. L1, SSIMLoss, PerceptualLoss, D2SMLoss",
     ),
-    weight=Field(
+    loss_weight=Field(
         1.0,
         float,
-        "weight of this term in the WeightedSum (a finite number)",
+        "weight of this term in the WeightedSum (a finite number; formerly 'weight')",
         check=lambda v: None if math.isfinite(v) else "must be a finite number (not .nan or .inf)",
     ),
     args=Args("keyword arguments of the loss class"),
 )
 
-_FALLBACK_ITEM = Section("a replacement loss term", **_LOSS_FIELDS)
+# BasicSR's YAML spelling; `weight` sat next to `args: {weights: ...}` (pretrained weights).
+_RENAMED_LOSS_KEYS = {"weight": "loss_weight"}
+
+_FALLBACK_ITEM = Section("a replacement loss term", renamed=_RENAMED_LOSS_KEYS, **_LOSS_FIELDS)
 
 _LOSS_ITEM = Section(
     "one weighted loss term",
+    renamed=_RENAMED_LOSS_KEYS,
     **_LOSS_FIELDS,
     fallback=ListOf(
         _FALLBACK_ITEM,
@@ -130,10 +138,14 @@ def _auto_or_bool(description):
     )
 
 
-def _images(description, split, **fields):
+def _images(description, split, renamed=None, **fields):
     """A data section: an image source (default images: ``split``) and its own ``fields``."""
     return Section(
-        description, **_SOURCE, split=Field(split, str, "split of the default images"), **fields
+        description,
+        renamed=renamed,
+        **_SOURCE,
+        split=Field(split, str, "split of the default images"),
+        **fields,
     )
 
 SCHEMA = Section(
@@ -177,11 +189,13 @@ SCHEMA = Section(
     ),
     data=Section(
         "training / validation / held-out data",
+        renamed={"crop": "crop_size"},
         train=_images("training images", "train"),
         val=_images(
             "validation images (fixed degradation seed)",
             "val",
-            crop=Field(
+            renamed={"crop": "crop_size"},
+            crop_size=Field(
                 128,
                 int,
                 "centre crop of each validation image (clean resolution); null: whole images",
@@ -193,10 +207,12 @@ SCHEMA = Section(
         test=_images(
             "held-out images for the final report",
             "test",
-            max_size=Field(
+            renamed={"max_size": "crop_size"},
+            crop_size=Field(
                 256,
                 int,
-                "centre-crop longer sides to at most this (null: full size)",
+                "centre crop of each held-out image: height and width each cut to at most this "
+                "(clean resolution; null: full size)",
                 check=_positive,
                 nullable=True,
             ),
@@ -212,7 +228,9 @@ SCHEMA = Section(
             ),
             args=Args("keyword arguments of the degradation (e.g. sigma: 25/255)"),
         ),
-        crop=Field(64, int, "training crop size (clean / high-resolution pixels)", check=_positive),
+        crop_size=Field(
+            64, int, "training crop size (clean / high-resolution pixels)", check=_positive
+        ),
         batch_size=Field(
             8, int, "global training batch size (split over replicas)", check=_positive
         ),
@@ -394,8 +412,8 @@ def _split_path(dotted):
 def apply_overrides(cfg, overrides):
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config.
 
-    >>> apply_overrides({"data": {"crop": 64}}, ["data.crop=32", "losses[0].type=L1"])
-    {'data': {'crop': 32}, 'losses': [{'type': 'L1'}]}
+    >>> apply_overrides({"data": {"crop_size": 64}}, ["data.crop_size=32", "losses[0].type=L1"])
+    {'data': {'crop_size': 32}, 'losses': [{'type': 'L1'}]}
     """
     cfg = copy.deepcopy(cfg)
     for item in overrides or ():
@@ -559,6 +577,13 @@ def load_config(source, overrides=(), task=None):
         deg["args"] = {**defaults, **deg["args"]}
     _resolve_args(cfg)
     return cfg
+
+
+def load_saved_config(path):
+    """The resolved config a run directory's ``config.yaml`` holds, keys an earlier version
+    spelled differently (``data.crop``, ``losses[i].weight``) read in their new spelling, so an
+    older interrupted run still resumes."""
+    return load_config(upgrade_renamed(SCHEMA, _read_yaml(path)))
 
 
 def _resolve_args(cfg):

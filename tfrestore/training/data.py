@@ -83,7 +83,7 @@ def _image_dataset(cfg, section, what, sizes, seed, **kwargs):
         raise ConfigError(str(e)) from e
     try:
         ds = _data().image_dataset(
-            images, deg, crop_size=sizes["crop"], batch_size=sizes["batch_size"], seed=seed,
+            images, deg, crop_size=sizes["crop_size"], batch_size=sizes["batch_size"], seed=seed,
             channels=d["channels"], **kwargs
         )
     except (ValueError, TypeError) as e:
@@ -112,10 +112,10 @@ def val_dataset(cfg):
     return ds.apply(tf.data.experimental.assert_cardinality(n_batches))
 
 
-def _centre_crop(img, max_size, multiple):
+def _centre_crop(img, crop_size, multiple):
     h, w = img.shape[:2]
-    th = min(h, max_size or h)
-    tw = min(w, max_size or w)
+    th = min(h, crop_size or h)
+    tw = min(w, crop_size or w)
     th -= th % multiple
     tw -= tw % multiple
     y, x = (h - th) // 2, (w - tw) // 2
@@ -124,7 +124,7 @@ def _centre_crop(img, max_size, multiple):
 
 def held_out_images(cfg, multiple=1):
     """``[(name, clean HWC float32)]`` for the final report (centre-cropped to
-    ``data.test.max_size`` and to a multiple of ``multiple``, e.g. the SR scale)."""
+    ``data.test.crop_size`` and to a multiple of ``multiple``, e.g. the SR scale)."""
     data = _data()
     d = cfg["data"]
     t = d["test"]
@@ -133,7 +133,7 @@ def held_out_images(cfg, multiple=1):
     for name, img in zip(names, images):
         if isinstance(img, str):
             img = data.read_image(img, channels=d["channels"])
-        out.append((name, _centre_crop(np.asarray(img, np.float32), t["max_size"], multiple)))
+        out.append((name, _centre_crop(np.asarray(img, np.float32), t["crop_size"], multiple)))
     return out
 
 

@@ -9,7 +9,7 @@ of :data:`~tfrestore.training.config.SCHEMA` of the same name.
 
 >>> rc = load_run_config({"task": "denoise", "model": {"type": "DnCNN"},
 ...                       "losses": [{"type": "L1"}]}, overrides=["train.epochs=2"])
->>> rc.train.epochs, rc.train.total_steps, rc.losses[0].weight, rc.data.degradation.type
+>>> rc.train.epochs, rc.train.total_steps, rc.losses[0].loss_weight, rc.data.degradation.type
 (2, 200, 1.0, 'gaussian_noise')
 """
 
@@ -55,7 +55,7 @@ class LossTerm:
     """One term of ``losses`` (``fallback``: the terms replacing it without its weights)."""
 
     type: str
-    weight: float
+    loss_weight: float
     args: dict
     fallback: tuple = ()
 
@@ -67,9 +67,8 @@ class Images:
     source: str
     max_images: int | None
     split: str
-    crop: int | None = None
+    crop_size: int | None = None
     batch_size: int | None = None
-    max_size: int | None = None
 
 
 @_frozen
@@ -88,7 +87,7 @@ class DataConfig:
     val: Images
     test: Images
     degradation: Degradation
-    crop: int
+    crop_size: int
     batch_size: int
     augment: bool
     channels: int
@@ -189,7 +188,7 @@ class RunConfig:
 
 def _term(d):
     return LossTerm(
-        type=d["type"], weight=d["weight"], args=d["args"],
+        type=d["type"], loss_weight=d["loss_weight"], args=d["args"],
         fallback=tuple(_term(fb) for fb in d.get("fallback", ())),
     )
 
@@ -205,7 +204,8 @@ def resolve_run_config(cfg):
         model=ModelConfig(**cfg["model"]),
         losses=tuple(_term(t) for t in cfg["losses"]),
         data=DataConfig(
-            **{k: d[k] for k in ("crop", "batch_size", "augment", "channels", "shuffle_buffer")},
+            **{k: d[k] for k in ("crop_size", "batch_size", "augment", "channels",
+                                 "shuffle_buffer")},
             train=Images(**d["train"]),
             val=Images(**d["val"]),
             test=Images(**d["test"]),

@@ -52,7 +52,12 @@ import time
 from tfrestore.training import builders, rundir
 from tfrestore.training import data as tdata
 from tfrestore.training.backup import read_backup, resume_epoch
-from tfrestore.training.config import ConfigError, dump_config, load_config, model_type_name
+from tfrestore.training.config import (
+    ConfigError,
+    dump_config,
+    load_saved_config,
+    model_type_name,
+)
 from tfrestore.training.report import write_report
 from tfrestore.training.run import build_run, fit_run, mixed_precision_warning, numerics
 from tfrestore.training.run_config import load_run_config
@@ -129,7 +134,7 @@ def _saved_config(path):
     if not os.path.isfile(path):
         return None
     try:
-        return load_config(path)
+        return load_saved_config(path)
     except Exception as e:  # damaged YAML, or written by another tfrestore version
         raise rundir.RunDirError(
             f"cannot read {path} of the earlier run in this directory ({e}); pass --overwrite "
@@ -354,7 +359,7 @@ def _print_header(rc, run_dir, run_info, state, notes):
         f"({run_info['trainable_parameters']:,} parameters) | loss {run_info['loss']}",
         f"[tfrestore] {run_info['strategy']} | policy {run_info['dtype_policy']} | "
         f"{tr.epochs} epochs x {tr.steps_per_epoch} steps, batch {rc.data.batch_size}, "
-        f"crop {rc.data.crop}",
+        f"crop {rc.data.crop_size}",
         f"[tfrestore] run directory: {run_dir}",
     ]
     if run_info.get("init"):

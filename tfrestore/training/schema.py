@@ -6,14 +6,20 @@ A schema is a tree of :class:`Section` (mapping with fixed keys),
 against its signature). :func:`validate` fills in defaults and rejects unknown
 keys, naming the full dotted key and suggesting the closest valid one.
 
->>> s = Section("demo", crop=Field(64, int, "crop size"), name=Field(None, str, "run name"))
->>> validate(s, {"crop": 32})
-{'crop': 32, 'name': None}
->>> validate(s, {"crop_size": 32}, "data")
+>>> s = Section("demo", crop_size=Field(64, int, "crop size"), name=Field(None, str, "run name"),
+...             renamed={"crop": "crop_size"})
+>>> validate(s, {"crop_size": 32})
+{'crop_size': 32, 'name': None}
+>>> validate(s, {"crop_sise": 32}, "data")
 Traceback (most recent call last):
 ...
-tfrestore.training.schema.ConfigError: unknown config key 'data.crop_size'
-(did you mean 'data.crop'?); valid keys in 'data': crop, name
+tfrestore.training.schema.ConfigError: unknown config key 'data.crop_sise'
+(did you mean 'data.crop_size'?); valid keys in 'data': crop_size, name
+>>> validate(s, {"crop": 32}, "data")
+Traceback (most recent call last):
+...
+tfrestore.training.schema.ConfigError: config key 'data.crop' was renamed 'data.crop_size':
+write that instead
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ __all__ = [
     "ListOf",
     "Args",
     "validate",
+    "upgrade_renamed",
     "describe",
     "did_you_mean",
 ]
@@ -170,9 +177,11 @@ class Args:
 class Section:
     """A mapping with a fixed set of keys."""
 
-    def __init__(self, doc, **fields):
+    def __init__(self, doc, renamed=None, **fields):
         self.doc = doc
         self.fields = fields
+        # Old key -> new key: an old spelling stops with an error naming the new one.
+        self.renamed = dict(renamed or {})
 
     @property
     def default(self):
@@ -188,6 +197,11 @@ class Section:
             raise ConfigError(f"config key {where} must be a mapping, got {value!r}.")
         out = {}
         for key in value:
+            if key in self.renamed and key not in self.fields:
+                raise ConfigError(
+                    f"config key '{_join(path, key)}' was renamed "
+                    f"'{_join(path, self.renamed[key])}': write that instead"
+                )
             if key not in self.fields:
                 full = _join(path, key)
                 hint = did_you_mean(key, self.fields, lambda k: _join(path, k))
@@ -247,6 +261,27 @@ def _copy(value):
 def validate(schema, value, path=""):
     """Validate ``value`` against ``schema``; return it with defaults filled in."""
     return schema.validate(value, path)
+
+
+def upgrade_renamed(schema, value):
+    """``value`` with every renamed key of ``schema`` written in its new spelling (for files an
+    earlier version wrote, e.g. a run directory's ``config.yaml``); a new key wins over an old.
+
+    >>> s = Section("demo", crop_size=Field(64, int, "crop size"), renamed={"crop": "crop_size"})
+    >>> upgrade_renamed(s, {"crop": 32})
+    {'crop_size': 32}
+    """
+    if isinstance(schema, ListOf) and isinstance(value, list):
+        return [upgrade_renamed(schema.item, v) for v in value]
+    if not (isinstance(schema, Section) and isinstance(value, dict)):
+        return value
+    out = {}
+    for key, v in value.items():
+        new = schema.renamed.get(key, key) if key not in schema.fields else key
+        if new in out and new != key:
+            continue
+        out[new] = upgrade_renamed(schema.fields[new], v) if new in schema.fields else v
+    return out
 
 
 def describe(schema, path="", indent=0):

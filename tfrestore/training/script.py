@@ -7,6 +7,7 @@ import json
 import os
 
 from tfrestore.training.config import TASK_NAMES, ConfigError
+from tfrestore.utils.command import RenamedFlag
 
 __all__ = ["add_train_arguments", "check_training", "run_training", "script_main", "TASK_HELP"]
 
@@ -24,21 +25,9 @@ _SHORTCUTS = (
     ("epochs", "train.epochs"),
     ("steps_per_epoch", "train.steps_per_epoch"),
     ("batch_size", "data.batch_size"),
-    ("crop", "data.crop"),
+    ("crop_size", "data.crop_size"),
     ("seed", "seed"),
 )
-
-
-class _RenamedFlag(argparse.Action):
-    """A removed spelling of a flag: one error line naming the new one."""
-
-    def __init__(self, option_strings, dest, new, **kwargs):
-        kwargs["nargs"] = 0
-        super().__init__(option_strings, dest, **kwargs)
-        self.new = new
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} was renamed {self.new}: use {self.new}")
 
 
 def add_train_arguments(parser, config_required=True, default_config=None):
@@ -58,7 +47,7 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         default=[],
         metavar="KEY=VALUE",
         help="override a config key (dotted path, YAML value), e.g. --set train.epochs=3 "
-        "--set losses[1].weight=0.1; repeatable",
+        "--set losses[1].loss_weight=0.1; repeatable",
     )
     parser.add_argument(
         "--output-dir",
@@ -75,7 +64,7 @@ def add_train_arguments(parser, config_required=True, default_config=None):
         "run with the same config; a finished run or a changed config is refused "
         "(config: output.overwrite)",
     )
-    parser.add_argument("--fresh", action=_RenamedFlag, new="--overwrite", help=argparse.SUPPRESS)
+    parser.add_argument("--fresh", action=RenamedFlag, new="--overwrite")
     parser.add_argument(
         "--init",
         default=None,
@@ -98,6 +87,7 @@ def add_train_arguments(parser, config_required=True, default_config=None):
     for dest, key in _SHORTCUTS:
         flag = "--" + dest.replace("_", "-")
         parser.add_argument(flag, type=int, default=None, help=f"shortcut for --set {key}=N")
+    parser.add_argument("--crop", action=RenamedFlag, new="--crop-size", nargs="?")
     parser.add_argument(
         "--mixed-precision",
         action="store_true",
