@@ -7,7 +7,7 @@ import tensorflow as tf
 from tfrestore.losses import LPIPSLoss
 from tfrestore.metrics import LPIPS, lpips
 from tfrestore.metrics.lpips import LPIPS_LAYERS, LPIPSNetwork, load_lin_weights
-from tfrestore.testing import run_loss_test
+from tfrestore.testing import TestCase
 from tfrestore.utils import WeightsNotFoundError
 
 NAMES = ["I03.bmp", "I04.bmp", "I06.bmp", "I08.bmp", "I19.bmp"]
@@ -95,19 +95,22 @@ def _random_lins(backbone="alexnet", seed=0):
     return [np.abs(r.normal(0.1, 0.05, c)).astype("float32") for c in CHANNELS[backbone]]
 
 
-def test_loss_conformance_with_random_backbone(rng):
-    y = rng.uniform(size=(2, 48, 48, 3)).astype("float32")
-    p = np.clip(y + rng.normal(0, 0.1, y.shape), 0, 1).astype("float32")
-    bad = [
-        (np.zeros((2, 64, 64, 1), "float32"), np.zeros((2, 64, 64, 1), "float32"), ValueError, "3 channels"),
-        (np.zeros((2, 16, 16, 3), "float32"), np.zeros((2, 16, 16, 3), "float32"), ValueError, "minimum input size"),
-        (np.zeros((2, 64, 64, 3), "float32"), np.full((2, 64, 64, 3), np.nan, "float32"), ValueError, "NaN"),
-    ]
-    res = run_loss_test(
-        LPIPSLoss, {"weights": None, "lin_weights": _random_lins()}, y, p, bad_inputs=bad,
-        xla_rtol=1e-3, mirrored_rtol=1e-3,
-    )
-    assert np.all(res["eager"] > 0)
+class LPIPSLossTest(TestCase):
+    def test_loss_conformance_with_random_backbone(self):
+        y = self.rng.uniform(size=(2, 48, 48, 3)).astype("float32")
+        p = np.clip(y + self.rng.normal(0, 0.1, y.shape), 0, 1).astype("float32")
+        f4 = "float32"
+        bad = [
+            (np.zeros((2, 64, 64, 1), f4), np.zeros((2, 64, 64, 1), f4), ValueError, "3 channels"),
+            (np.zeros((2, 16, 16, 3), f4), np.zeros((2, 16, 16, 3), f4), ValueError,
+             "minimum input size"),
+            (np.zeros((2, 64, 64, 3), f4), np.full((2, 64, 64, 3), np.nan, f4), ValueError, "NaN"),
+        ]
+        res = self.run_loss_test(
+            LPIPSLoss, {"weights": None, "lin_weights": _random_lins()}, y, p, bad_inputs=bad,
+            xla_rtol=1e-3, mirrored_rtol=1e-3,
+        )
+        self.assertTrue(np.all(res["eager"] > 0))
 
 
 @pytest.mark.parametrize("graph", [False, True])

@@ -17,6 +17,7 @@ from tfrestore.models import (
     get_restorer,
     task_feature_extractor,
 )
+from tfrestore.testing import TestCase
 
 SCCE = keras.losses.SparseCategoricalCrossentropy
 
@@ -357,3 +358,17 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="height differ"):
         cascade(liu16, fixed)
     assert cascade(liu16, fixed, task_crop=((1, 1), (1, 1))).output_names == ["restored", "task"]
+
+
+def _segmentation_cascade(**kwargs):
+    return cascade(_restorer(), _segmenter(), **kwargs)
+
+
+class CascadeTest(TestCase):
+    def test_model(self):
+        # The segmenter takes any size, so the cascade does; only the restorer trains.
+        self.run_model_test(
+            _segmentation_cascade, {"preprocessing": "caffe"}, (2, 16, 16, 3),
+            output_shape=lambda s: [tuple(s), (*s[:3], 4)],
+            mixed_output_dtype=["float16", "float16"],
+        )

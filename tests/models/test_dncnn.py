@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tfrestore.models import DnCNN, trainable_params
+from tfrestore.testing import TestCase
 
 
 def test_dncnn_s_parameter_count():
@@ -64,3 +65,8 @@ def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
     bn = model.get_layer("bn2")
     feats = keras.Model(model.input, model.get_layer("conv2").output)(x).numpy()
     np.testing.assert_allclose(bn.moving_mean.numpy(), feats.mean(axis=(0, 1, 2)), atol=1e-5)
+
+
+class DnCNNTest(TestCase):
+    def test_model(self):
+        self.run_model_test(DnCNN, {"channels": 3, "depth": 3, "filters": 8}, (2, 16, 16, 3))

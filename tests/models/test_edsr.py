@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tfrestore.models import EDSR, trainable_params
+from tfrestore.testing import TestCase
 
 
 def _edsr_count(blocks, f, scale, c=3):
@@ -111,3 +112,11 @@ def test_input_skip_starts_at_bicubic_with_unchanged_parameters(rng):
     tail = model.get_layer("tail")
     tail.set_weights([np.full_like(w, 0.01) for w in tail.get_weights()])
     assert np.abs(model(x).numpy() - bicubic).max() > 1e-3
+
+
+class EDSRTest(TestCase):
+    def test_model(self):
+        self.run_model_test(
+            EDSR, {"scale": 3, "depth": 1, "filters": 8}, (2, 8, 8, 3),
+            output_shape=lambda s: (s[0], 3 * s[1], 3 * s[2], s[3]),
+        )

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.models import FFDNet, trainable_params
+from tfrestore.testing import TestCase
 
 
 def _copy_weights(src, dst):
@@ -103,3 +104,16 @@ def test_roundtrip(roundtrip, rng, kwargs):
     else:
         inputs = [x, np.full((2, 1), 0.1, "float32")]
     roundtrip(model, inputs)
+
+
+class FFDNetTest(TestCase):
+    SMALL = {"channels": 3, "depth": 3, "filters": 8}
+
+    def test_model_with_noise_level_input(self):
+        self.run_model_test(
+            FFDNet, self.SMALL, (2, 16, 16, 3),
+            make_inputs=lambda x: [x, np.full((x.shape[0], 1), 0.1, "float32")],
+        )
+
+    def test_model_blind(self):
+        self.run_model_test(FFDNet, {**self.SMALL, "noise_level": 25 / 255}, (2, 16, 16, 3))

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.models import UNet, trainable_params
+from tfrestore.testing import TestCase
 
 SMALL = dict(filters=4, levels=2, blocks_per_level=1)
 
@@ -69,3 +70,15 @@ def test_identity_init_returns_the_input_untrained(rng):
     np.testing.assert_allclose(model(x).numpy(), x, atol=1e-6)
     assert np.abs(UNet(scales=2, **SMALL)(x).numpy() - x).mean() > 1e-2  # default: Glorot
     assert trainable_params(model) == _scale_net_count(3, 4, 2, 1, 3)
+
+
+class UNetTest(TestCase):
+    def test_model(self):
+        # sizes must be multiples of 2 ** (scales + levels - 2)
+        self.run_model_test(UNet, {**SMALL, "scales": 3}, (2, 16, 16, 3), multiple=8)
+
+    def test_model_returning_all_scales(self):
+        self.run_model_test(
+            UNet, {**SMALL, "scales": 2, "return_all_scales": True}, (2, 16, 16, 3), multiple=4,
+            output_shape=lambda s: [(s[0], s[1] // 2, s[2] // 2, s[3]), tuple(s)],
+        )
