@@ -48,12 +48,6 @@ def test_bad_inputs():
         DnCNN(depth=1)
 
 
-def test_roundtrip(roundtrip, rng):
-    roundtrip(
-        DnCNN(channels=3, depth=4, filters=8), rng.uniform(size=(2, 10, 10, 3)).astype("float32")
-    )
-
-
 def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
     # momentum 0: inference uses the last training batch's statistics, so a short run is
     # usable at inference (Keras' 0.99 keeps mean 0 / variance 1 for thousands of steps).
@@ -70,3 +64,9 @@ def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
 class DnCNNTest(TestCase):
     def test_model(self):
         self.run_model_test(DnCNN, {"channels": 3, "depth": 3, "filters": 8}, (2, 16, 16, 3))
+
+    def test_roundtrip(self):
+        self.run_model_saving_test(
+            DnCNN(channels=3, depth=4, filters=8),
+            self.rng.uniform(size=(2, 10, 10, 3)).astype("float32"),
+        )

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl.testing import parameterized
 
 from tfrestore.models import FFDNet, trainable_params
 from tfrestore.testing import TestCase
@@ -91,20 +92,6 @@ def test_bad_inputs():
         FFDNet(noise_level_input="vector")
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{}, {"noise_level": 0.1}, {"noise_level_input": "map", "batch_norm": True}]
-)
-def test_roundtrip(roundtrip, rng, kwargs):
-    model = FFDNet(channels=3, depth=3, filters=8, **kwargs)
-    x = rng.uniform(size=(2, 6, 6, 3)).astype("float32")
-    if "noise_level" in kwargs:
-        inputs = x
-    elif kwargs.get("noise_level_input") == "map":
-        inputs = [x, np.full((2, 6, 6, 1), 0.1, "float32")]
-    else:
-        inputs = [x, np.full((2, 1), 0.1, "float32")]
-    roundtrip(model, inputs)
-
 
 class FFDNetTest(TestCase):
     SMALL = {"channels": 3, "depth": 3, "filters": 8}
@@ -117,3 +104,19 @@ class FFDNetTest(TestCase):
 
     def test_model_blind(self):
         self.run_model_test(FFDNet, {**self.SMALL, "noise_level": 25 / 255}, (2, 16, 16, 3))
+
+    @parameterized.named_parameters(
+        ("noise_level_input", {}),
+        ("blind", {"noise_level": 0.1}),
+        ("noise_map_batch_norm", {"noise_level_input": "map", "batch_norm": True}),
+    )
+    def test_roundtrip(self, kwargs):
+        model = FFDNet(channels=3, depth=3, filters=8, **kwargs)
+        x = self.rng.uniform(size=(2, 6, 6, 3)).astype("float32")
+        if "noise_level" in kwargs:
+            inputs = x
+        elif kwargs.get("noise_level_input") == "map":
+            inputs = [x, np.full((2, 6, 6, 1), 0.1, "float32")]
+        else:
+            inputs = [x, np.full((2, 1), 0.1, "float32")]
+        self.run_model_saving_test(model, inputs)
