@@ -132,6 +132,8 @@ class TestCaseChecksTest(TestCase):
             self.run_precision_test(OverflowLoss, self.y, np.full_like(self.p, 0.9))
 
     def test_distribution_check_catches_replica_local_set_statistics(self):
+        with self.assertRaisesRegex(TypeError, "factory"):
+            self.run_distribution_test(PowerLoss(), self.y, self.p)
         self.run_distribution_test(PowerLoss, self.y, self.p)
         with self.assertRaisesRegex(AssertionError, "Mirrored loss != single-device loss"):
             self.run_distribution_test(BatchCentredLoss, self.y, self.p)

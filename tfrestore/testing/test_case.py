@@ -44,6 +44,12 @@ def _factory(loss):
     return loss
 
 
+def _require_factory(loss, why):
+    if isinstance(loss, keras.losses.Loss):
+        raise TypeError(f"pass a zero-argument factory of {_name(loss)}, not an instance: {why}")
+    return loss
+
+
 def _name(loss):
     return getattr(loss, "name", None) or type(loss).__name__
 
@@ -140,6 +146,7 @@ class TestCase(parameterized.TestCase):
                 built inside the strategy scope).
             y_true, y_pred: NHWC batches with an even batch size.
         """
+        _require_factory(loss, "the replicated model builds its own inside the strategy scope")
         strategy = get_mirrored_strategy()
         self.assertIsNotNone(
             strategy,
@@ -177,6 +184,7 @@ class TestCase(parameterized.TestCase):
         Args:
             loss: a zero-argument factory (the instance must be built under the policy).
         """
+        _require_factory(loss, "the instance must be built under the mixed_float16 policy")
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy("mixed_float16")
         try:
