@@ -1,3 +1,6 @@
+"""ADM (guided-diffusion) checkpoint conversion: layouts, golden outputs, the CLI, and
+the refusal of NaN tensors and unverified conversions."""
+
 import json
 import os
 import runpy
@@ -15,6 +18,7 @@ from tfrestore.diffusion import (
     adm_state_dict_shapes,
     convert_adm,
     load_adm_weights,
+    verify_adm,
 )
 from tfrestore.testing.torch_writer import save_torch_state_dict
 
@@ -184,3 +188,78 @@ def test_flag_file_strings_are_read_as_their_values():
                       "learn_sigma": "False", "attention_resolutions": "16,8",
                       "num_head_channels": "16"})
     assert cfg["image_size"] == 32 and cfg["learn_sigma"] is False  # not bool("False")
+
+
+# ----------------------------------------------------------------- refused and verified
+# The converter refuses NaN tensors and checks converted outputs against a reference
+# (the attention flags shapes cannot check).
+
+
+@pytest.fixture(scope="module")
+def tiny_files(vectors_dir):
+    """Like ``tiny``, with the path of the reference outputs instead of their arrays."""
+    d = vectors_dir / "adm_tiny"
+    return json.loads((d / "config.json").read_text()), d / "model.pt", d / "io.npz"
+
+
+def test_nan_tensor_is_refused_with_its_key(tiny_files, tmp_path):
+    cfg, path, _ = tiny_files
+    state = load_torch_state_dict(path)
+    key = "middle_block.1.qkv.weight"
+    state[key] = state[key].copy()
+    state[key][3, 5, 0] = np.nan
+    bad = tmp_path / "nan.pt"
+    save_torch_state_dict(state, str(bad))
+    with pytest.raises(ADMConversionError, match=rf"tensor '{key}' contains 1 NaN/Inf value"):
+        convert_adm(str(bad), cfg)
+
+
+def test_inf_in_converted_npz_is_refused_on_load(tiny_files, tmp_path):
+    cfg, path, _ = tiny_files
+    weights = convert_adm(path, cfg)
+    weights["out.2.bias"] = np.full_like(weights["out.2.bias"], np.inf)
+    np.savez(tmp_path / "w.npz", **weights)
+    with pytest.raises(ADMConversionError, match=r"tensor 'out.2.bias' contains 6 NaN/Inf"):
+        load_adm_weights(ADMUNet(**adm_config(cfg)), str(tmp_path / "w.npz"))
+
+
+def test_verify_passes_with_the_right_attention_flags(tiny_files):
+    cfg, path, io = tiny_files
+    unet = load_adm_weights(ADMUNet(**adm_config(cfg)), str(path), verify=str(io))
+    errors = verify_adm(unet, str(io))
+    assert set(errors) == {"out", "h"} and max(errors.values()) < 1e-4
+
+
+@pytest.mark.parametrize("flag", [{"num_head_channels": 32},
+                                  {"use_new_attention_order": True}])
+def test_wrong_attention_flag_converts_but_verification_names_it(tiny_files, flag):
+    cfg, path, io = tiny_files
+    wrong = adm_config({**cfg, **flag})
+    weights = convert_adm(path, wrong)  # shapes cannot tell: no error here
+    with pytest.raises(ADMConversionError,
+                       match=r"io\.npz: the converted UNet does not reproduce the reference "
+                             r"`out`.*num_heads=.*num_head_channels=.*use_new_attention_order="):
+        load_adm_weights(ADMUNet(**wrong), weights, verify=str(io))
+
+
+def test_cli_verify_refuses_to_write_a_wrong_conversion(tiny_files, tmp_path, capsys):
+    cfg, path, io = tiny_files
+    cfg_file = tmp_path / "wrong.json"
+    cfg_file.write_text(json.dumps({**cfg, "num_head_channels": 32}))
+    out = tmp_path / "w.weights.h5"
+    assert main(["adm", str(path), str(out), "--config", str(cfg_file),
+                 "--verify", str(io)]) == 2
+    assert "does not reproduce the reference" in capsys.readouterr().err
+    assert not out.exists()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(cfg))
+    assert main(["adm", str(path), str(out), "--config", str(good), "--verify", str(io)]) == 0
+    assert f"outputs match {io}" in capsys.readouterr().out and out.exists()
+
+
+def test_verify_reference_must_hold_x_t_out(tiny_files, tmp_path):
+    cfg, path, io = tiny_files
+    np.savez(tmp_path / "partial.npz", x=np.load(io)["x"])
+    unet = load_adm_weights(ADMUNet(**adm_config(cfg)), str(path))
+    with pytest.raises(ADMConversionError, match=r"partial\.npz: .*missing \['t', 'out'\]"):
+        verify_adm(unet, str(tmp_path / "partial.npz"))

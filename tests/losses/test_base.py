@@ -1,4 +1,5 @@
-"""Loss algebra, serialization and the single-output loss-list guard."""
+"""RestorationLoss: algebra, serialization, the single-output loss-list guard, input
+checks (finite values, value range of y_true) and frozen networks."""
 
 import os
 
@@ -8,8 +9,17 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.callbacks import QueueControl
-from tfrestore.losses import L1, MSE, Charbonnier, ListOfLossesError, RestorationLoss, WeightedSum
-from tfrestore.testing import run_loss_test
+from tfrestore.losses import (
+    L1,
+    MSE,
+    Charbonnier,
+    DiffLoss,
+    ListOfLossesError,
+    PDLoss,
+    RestorationLoss,
+    WeightedSum,
+)
+from tfrestore.testing import TestCase
 
 
 def _pair(rng, shape=(4, 8, 8, 3)):
@@ -46,10 +56,11 @@ def test_operators_reject_non_numbers():
         L1() + 3
 
 
-def test_weighted_sum_passes_harness(rng):
-    y, p = _pair(rng)
-    args = {"losses": [L1(), Charbonnier(eps=0.01)], "loss_weights": [1.0, 0.3]}
-    run_loss_test(WeightedSum, args, y, p)
+class WeightedSumTest(TestCase):
+    def test_conformance(self):
+        y, p = _pair(self.rng)
+        args = {"losses": [L1(), Charbonnier(eps=0.01)], "loss_weights": [1.0, 0.3]}
+        self.run_loss_test(WeightedSum, args, y, p)
 
 
 def test_weighted_sum_accepts_keras_losses(rng):
@@ -212,3 +223,138 @@ def test_sample_weight_of_the_wrong_length_names_both_lengths(rng):
     np.testing.assert_allclose(float(L1()(y, p, sample_weight=w[:, None])), (per * w).mean(),
                                rtol=1e-5)
     np.testing.assert_allclose(float(L1()(y, p, sample_weight=2.0)), 2 * per.mean(), rtol=1e-5)
+
+
+# ------------------------------------------------------------------ value range of y_true
+def _restorer(seed=0):
+    inp = keras.Input((16, 16, 3))
+    out = keras.layers.Conv2D(
+        3, 3, padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(0.0, 0.05, seed=seed))(inp)
+    return keras.Model(inp, keras.layers.Add()([inp, out]))
+
+
+def _data(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    clean = rng.uniform(size=(n, 16, 16, 3)).astype("float32")
+    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype("float32")
+    return noisy, clean
+
+
+def _images(shape=(3, 32, 32, 3), seed=0):  # D2SM needs a set of >= 3
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(0.05, 0.95, size=shape).astype("float32")
+    return y, np.clip(y + rng.normal(0, 0.05, shape), 0, 1).astype("float32")
+
+
+_LINS = [np.full(c, 0.1, "float32") for c in (64, 192, 384, 256, 256)]
+_RANGE_LOSSES = {
+    "lpips": lambda: __import__("tfrestore.losses", fromlist=["x"]).LPIPSLoss(
+        weights=None, lin_weights=_LINS),
+    "contextual": lambda: __import__("tfrestore.losses", fromlist=["x"]).ContextualLoss(
+        layers="relu2_2", weights=None),
+    "d2sm": lambda: __import__("tfrestore.losses", fromlist=["x"]).D2SMLoss(
+        weights=None, layers="relu2_2", image_size=(32, 32), patch_size=None),
+    "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
+        {"relu2_2": 1.0}, weights=None),
+    "pdl": lambda: PDLoss(layers="relu2_2", weights=None),
+    "ssim": lambda: __import__("tfrestore.losses", fromlist=["x"]).SSIMLoss(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_RANGE_LOSSES))
+def test_float_images_in_0_255_are_refused(name):
+    loss = _RANGE_LOSSES[name]()
+    y, p = _images()
+    with pytest.raises(ValueError, match=r"`y_true` has values in \[.*\]: far outside "
+                                         r"the range \[0, 1\].*Divide them by 255"):
+        loss(255.0 * y, 255.0 * p)
+
+
+@pytest.mark.parametrize("name", sorted(_RANGE_LOSSES))
+def test_overshoot_of_unclipped_outputs_is_accepted(name):
+    loss = _RANGE_LOSSES[name]()
+    y, p = _images()
+    y = y * 1.2 - 0.1  # e.g. bicubic overshoot in the targets: [-0.05, 1.05]
+    p = p * 1.8 - 0.4  # an unclipped restorer output: [-0.4, 1.4]
+    assert np.all(np.isfinite(np.asarray(loss.call(y, p))))
+
+
+def test_range_error_in_compiled_fit_names_y_true_and_the_fix():
+    from tfrestore.losses import PerceptualLoss
+
+    noisy, clean = _data()
+    model = _restorer()
+    model.compile(optimizer="sgd", loss=MSE() + 0.1 * PerceptualLoss({"relu1_2": 1.0},
+                                                                     weights=None))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"`y_true` has values far outside the range \[0, 1\].*"
+                             r"Divide them by 255"):
+        model.fit(255.0 * noisy, 255.0 * clean, batch_size=4, epochs=1, verbose=0)
+
+
+def test_check_range_false_opts_out_and_round_trips():
+    from tfrestore.losses import PerceptualLoss
+
+    loss = PerceptualLoss({"relu1_2": 1.0}, weights=None, check_range=False)
+    y, p = _images()
+    assert np.isfinite(float(loss(255.0 * y, 255.0 * p)))
+    assert PerceptualLoss.from_config(loss.get_config()).check_range is False
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_are_still_caught_in_a_graph(bad):
+    from tfrestore.losses import L1
+
+    y, p = _images()
+    p[1, 3, 4, 2] = bad
+    fn = tf.function(lambda a, b: L1()(a, b))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`y_pred` contains NaN or Inf"):
+        fn(y, p)
+
+
+def test_an_empty_replica_batch_passes_the_checks():
+    from tfrestore.utils import validation
+
+    fn = tf.function(
+        lambda a, b: validation.check_image_pair(a, b, data_range=(0.0, 1.0))[1],
+        input_signature=[tf.TensorSpec((None, 32, 32, 3))] * 2)
+    empty = np.zeros((0, 32, 32, 3), "float32")  # min = +inf, max = -inf
+    assert fn(empty, empty).shape == (0, 32, 32, 3)
+
+
+# ------------------------------------------------------------------ frozen networks
+def _frozen_network_variables(loss):
+    from tfrestore.losses import LPIPSLoss
+
+    if isinstance(loss, DiffLoss):
+        net = loss._holder.value
+    elif isinstance(loss, LPIPSLoss):
+        net = loss._holder.value.source.network().model
+    else:
+        net = loss._source.network().model
+    return net.variables
+
+
+_FROZEN = {
+    "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
+        {"relu2_2": 1.0}, weights=None),
+    "lpips": _RANGE_LOSSES["lpips"],
+    "pdl": lambda: PDLoss(layers="relu2_2", weights=None),
+    "diffloss": lambda: DiffLoss(unet="adm_tiny", weights=None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_FROZEN))
+def test_eager_tape_does_not_watch_frozen_network_variables(name):
+    loss = _FROZEN[name]()
+    variables = _frozen_network_variables(loss)
+    assert variables and not any(v.value.trainable for v in variables)
+    y, p = _images((2, 32, 32, 3) if name != "lpips" else (2, 64, 64, 3))
+    yp = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(loss.call(y, yp))
+    watched = {id(v) for v in tape.watched_variables()}
+    assert watched == {id(yp)}  # the restorer's side only, nothing of the frozen network
+    grad = np.asarray(tape.gradient(value, yp))
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.losses import ContextualLoss
-from tfrestore.testing import run_loss_test
+from tfrestore.testing import TestCase
 from tfrestore.utils import rng as counter_rng
 
 _K1 = np.random.default_rng(20).normal(size=(1, 1, 3, 5)).astype("float32")
@@ -68,13 +68,20 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("distance", ["cosine", pytest.param("l2", marks=pytest.mark.slow)])
-def test_conformance(distance, rng):
-    y, p = _pair(rng)
-    run_loss_test(
-        ContextualLoss, {"feature_extractor": ctx_conv_features, "distance": distance}, y, p,
-        bad_inputs=BAD,
-    )
+class ContextualLossTest(TestCase):
+    def _conformance(self, distance):
+        y, p = _pair(self.rng)
+        self.run_loss_test(
+            ContextualLoss, {"feature_extractor": ctx_conv_features, "distance": distance}, y, p,
+            bad_inputs=BAD,
+        )
+
+    def test_conformance_cosine(self):
+        self._conformance("cosine")
+
+    @pytest.mark.slow
+    def test_conformance_l2(self):
+        self._conformance("l2")
 
 
 @pytest.mark.parametrize("distance,h", [("cosine", 0.5), ("l2", 0.5), ("cosine", 0.1), ("l2", 1.0)])

@@ -1,19 +1,23 @@
 """D2SMLoss: arithmetic against an independent NumPy implementation, gradients,
-conformance harness, backbone wiring and bad inputs.
+conformance harness, backbone wiring, bad inputs, patch mode and safety rails (the queue
+is tested in test_queue.py, the window grid in test_patches.py).
 
 Feature sets are fed directly through an identity "extractor" (images are the
 features), so the NumPy reference sees exactly the rows the loss sees.
 """
 
 import itertools
+import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore.losses import D2SMLoss
-from tfrestore.testing import run_loss_test
+from tfrestore.losses import L1, D2SMLoss
+from tfrestore.losses.patches import window_grid
+from tfrestore.models import RestorationModel
+from tfrestore.testing import TestCase
 
 
 @keras.saving.register_keras_serializable(package="tests_d2sm")
@@ -440,50 +444,50 @@ def test_gradient_matches_finite_differences(rng):
     finite_difference_check(loss, y, p, eps=1e-2, rtol=0.05)
 
 
-def test_conformance_harness_patches(rng):
-    """Patches, one set per image (whole-batch sets are covered by the NumPy, XLA
-    and Mirrored tests of the other files)."""
-    y, p = _images(rng)
-    run_loss_test(
-        D2SMLoss,
-        dict(
-            feature_extractor=tiny_features,
-            patch_size=8,
-            patch_stride=4,
-            group_by_image=True,
-        ),
-        y,
-        p,
-        xla_rtol=1e-3,
-        mirrored_rtol=1e-3,
-        bad_inputs=[
-            (y[:, :6, :6], p[:, :6, :6], ValueError, "patch window"),
-            (y, p[:, :, :12], ValueError, "same shape"),
-            (y, np.where(p > 0.5, np.nan, p).astype("float32"), ValueError, "NaN"),
-        ],
-    )
+class D2SMLossTest(TestCase):
+    def test_conformance_harness_patches(self):
+        """Patches, one set per image (whole-batch sets are covered by the NumPy, XLA
+        and Mirrored tests of the other files)."""
+        y, p = _images(self.rng)
+        self.run_loss_test(
+            D2SMLoss,
+            dict(
+                feature_extractor=tiny_features,
+                patch_size=8,
+                patch_stride=4,
+                group_by_image=True,
+            ),
+            y,
+            p,
+            xla_rtol=1e-3,
+            mirrored_rtol=1e-3,
+            bad_inputs=[
+                (y[:, :6, :6], p[:, :6, :6], ValueError, "patch window"),
+                (y, p[:, :, :12], ValueError, "same shape"),
+                (y, np.where(p > 0.5, np.nan, p).astype("float32"), ValueError, "NaN"),
+            ],
+        )
 
-
-def test_conformance_harness_queue(rng):
-    y, p = _images(rng)
-    run_loss_test(
-        D2SMLoss,
-        dict(
-            feature_extractor=tiny_features,
-            patch_size=None,
-            queue_size=8,
-            image_size=16,
-            divergence="js",
-        ),
-        y,
-        p,
-        stateful=True,
-        xla_rtol=1e-3,
-        mirrored_rtol=1e-3,
-        bad_inputs=[
-            (np.concatenate([y, y, y]), np.concatenate([p, p, p]), ValueError, "queue_size=8")
-        ],
-    )
+    def test_conformance_harness_queue(self):
+        y, p = _images(self.rng)
+        self.run_loss_test(
+            D2SMLoss,
+            dict(
+                feature_extractor=tiny_features,
+                patch_size=None,
+                queue_size=8,
+                image_size=16,
+                divergence="js",
+            ),
+            y,
+            p,
+            stateful=True,
+            xla_rtol=1e-3,
+            mirrored_rtol=1e-3,
+            bad_inputs=[
+                (np.concatenate([y, y, y]), np.concatenate([p, p, p]), ValueError, "queue_size=8")
+            ],
+        )
 
 
 def test_per_sample_mean_is_the_loss_and_sample_weight_weights_own_rows(rng):
@@ -632,3 +636,266 @@ def test_bad_arguments_raise_clear_errors(rng):
         D2SMLoss(feature_extractor=3)
     with pytest.raises(ValueError, match="cannot be serialized"):
         D2SMLoss(feature_extractor=lambda x: x, patch_size=None).get_config()
+
+
+# ----------------------------------------------------------------- patch mode
+# The window grid of tfrestore.losses.patches, through the loss.
+
+
+def test_identity_extractor_sees_the_paper_grid_on_512_crops(rng):
+    """Cheap end-to-end check of the grid through the loss: with an identity
+    extractor the sample rows are the (normalised) pixels of each window."""
+    img = rng.uniform(size=(1, 512, 512, 3)).astype("float32")
+    loss = D2SMLoss(feature_extractor=lambda x: x, patch_size=224, patch_stride=56)
+    rows = loss.features(tf.constant(img)).numpy()
+    assert rows.shape == (1, 36, 224 * 224 * 3)
+    for k, (y, x) in enumerate(window_grid(512, 512, 224, 56)):
+        ref = img[0, y:y + 224, x:x + 224].ravel().astype(np.float64)
+        np.testing.assert_allclose(
+            rows[0, k], ref / (np.linalg.norm(ref) + 1e-6), rtol=1e-5, atol=1e-8
+        )
+
+
+def _local_extractor():
+    """Pointwise linear map + 4x4 average pooling: no padding, stride 4. Windows at
+    multiples of 4 see exactly the same cells in both patch modes."""
+    w = tf.constant(np.random.default_rng(3).normal(size=(1, 1, 3, 5)).astype("float32"))
+
+    def fx(x):
+        return tf.nn.avg_pool2d(tf.nn.conv2d(x - 0.5, w, 1, "VALID"), 4, 4, "VALID")
+
+    return fx
+
+
+def test_image_mode_is_xla_compatible(rng):
+    fx = _local_extractor()
+    y = rng.uniform(size=(2, 24, 24, 3)).astype("float32")
+    p = np.clip(y + rng.normal(0, 0.2, y.shape), 0, 1).astype("float32")
+    loss = D2SMLoss(feature_extractor=fx, patch_size=16, patch_stride=4, reduction=None)
+    eager = loss(y, p).numpy()
+    xla = tf.function(loss.call, jit_compile=True)(tf.constant(y), tf.constant(p)).numpy()
+    np.testing.assert_allclose(xla, eager, rtol=1e-3)
+
+
+def test_patches_take_the_static_size_from_y_true_when_y_pred_lost_it(rng):
+    """Networks like FFDNet output tensors of unknown height/width even on fixed crops;
+    the window grid then comes from y_true (the shapes are checked equal at run time)."""
+    y = rng.uniform(size=(2, 24, 24, 3)).astype("float32")
+    p = np.clip(y + rng.normal(0, 0.1, y.shape), 0, 1).astype("float32")
+    loss = D2SMLoss(feature_extractor=lambda x: x, patch_size=16, patch_stride=8)
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 24, 24, 3]), tf.TensorSpec([2, None, None, 3])])
+    def f(a, b):
+        return loss.call(a, b)
+
+    np.testing.assert_allclose(f(y, p).numpy(), loss.call(y, p).numpy(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        f(y, p[:, :20, :20])
+
+
+# ----------------------------------------------------------------- safety rails
+# Safety rails: sets too small to carry a signal (issue 12.1), evaluation on
+# another image size than the queue's (issue 10.3), saved Keras-model extractors
+# (issue 12.3).
+
+
+_SAFETY_KERNEL = np.random.default_rng(5).normal(size=(3, 3, 3, 6)).astype("float32") / 3.0
+
+
+@keras.saving.register_keras_serializable(package="tests_d2sm_safety")
+def safety_features(x):
+    y = tf.nn.conv2d(tf.cast(x, tf.float32) - 0.5, tf.constant(_SAFETY_KERNEL), 1, "SAME")
+    return tf.nn.avg_pool2d(y, 4, 4, "VALID")
+
+
+def _pair(rng, b, s=16):
+    y = rng.uniform(size=(b, s, s, 3)).astype("float32")
+    p = np.clip(y + 0.2 * rng.normal(size=y.shape), 0, 1).astype("float32")
+    return y, p
+
+
+def _restorer(seed=0):
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(
+        3,
+        3,
+        padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.1, seed=seed),
+    )(inp)
+    # A RestorationModel tells its losses when Keras evaluates (validation on another size).
+    return RestorationModel(inp, keras.layers.Add()([inp, x]))
+
+
+# ----------------------------------------------------------- 12.1: set size
+def test_two_images_without_queue_and_diagonal_is_an_error(rng):
+    y, p = _pair(rng, 2)
+    with pytest.raises(ValueError, match=r"fewer than 3 samples.*include_diagonal=False"):
+        D2SMLoss(feature_extractor=safety_features, patch_size=None)(y, p)
+    # With the diagonal a 2-row set is informative (released code's setting).
+    v = D2SMLoss(feature_extractor=safety_features, patch_size=None, include_diagonal=True)(y, p)
+    assert float(v) > 0
+
+
+def test_two_windows_per_image_with_group_by_image_is_an_error(rng):
+    y, p = _pair(rng, 4, s=16)  # 8px windows every 8px on 16x8 strips -> 2 windows
+    y, p = y[:, :8], p[:, :8]
+    with pytest.raises(ValueError, match=r"each image.*2 window\(s\).*group_by_image=True"):
+        D2SMLoss(
+            feature_extractor=safety_features, patch_size=8, patch_stride=8, group_by_image=True
+        )(y, p)
+
+
+def test_256px_crops_with_default_windows_and_batch_2_is_an_error(rng):
+    y, p = _pair(rng, 2, s=256)  # 224/56 windows fit once in 256 px
+    with pytest.raises(ValueError, match=r"global batch 2, 1 window\(s\)"):
+        D2SMLoss(feature_extractor=safety_features)(y, p)
+
+
+def test_dynamic_batch_too_small_raises_at_run_time(rng):
+    loss = D2SMLoss(feature_extractor=safety_features, patch_size=None)
+    fn = tf.function(loss, input_signature=[tf.TensorSpec((None, 16, 16, 3))] * 2)
+    y, p = _pair(rng, 3)
+    assert float(fn(y, p)) > 0  # 3 rows: fine
+    with pytest.raises(tf.errors.InvalidArgumentError, match="fewer than 3 samples"):
+        fn(y[:2], p[:2])
+
+
+def test_fit_with_batch_1_dataset_does_not_train_silently(rng):
+    y, p = _pair(rng, 4)
+    ds = tf.data.Dataset.from_tensor_slices((p, y)).batch(1)
+    assert ds.element_spec[0].shape[0] is None
+    model = _restorer()
+    model.compile(
+        optimizer="sgd",
+        loss=D2SMLoss(feature_extractor=safety_features, patch_size=None),
+        jit_compile=False,
+    )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="drop_remainder=True"):
+        model.fit(ds, epochs=1, verbose=0, shuffle=False)
+    # XLA compiles assertions out; the loss then reads NaN, not a silent 0.
+    model = _restorer()
+    model.compile(
+        optimizer="sgd",
+        loss=D2SMLoss(feature_extractor=safety_features, patch_size=None),
+        jit_compile=True,
+    )
+    history = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+    assert np.isnan(history.history["loss"][0])
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+# ------------------------------------------- 10.3: validation on another size
+def test_fit_validates_on_another_crop_size_without_the_queue(rng):
+    train_y, train_p = _pair(rng, 8, s=16)
+    val_y, val_p = _pair(rng, 6, s=32)  # 4x the feature values of a training crop
+    model = _restorer()
+    loss = D2SMLoss(
+        feature_extractor=safety_features, patch_size=None, queue_size=8, image_size=16
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=L1() + loss)
+    history = model.fit(
+        train_p, train_y, batch_size=4, epochs=2, verbose=0, validation_data=(val_p, val_y)
+    )
+    assert loss.queue_count == 16  # training rows only
+    val = history.history["val_loss"]
+    assert len(val) == 2 and np.all(np.isfinite(val))
+    # The validation value is the queue-free loss of each validation batch.
+    ref = D2SMLoss(feature_extractor=safety_features, patch_size=None)
+    pred = model.predict(val_p, batch_size=3, verbose=0)
+    expected = np.mean(
+        [
+            float(ref(val_y[i:i + 3], pred[i:i + 3])) + float(L1()(val_y[i:i + 3], pred[i:i + 3]))
+            for i in (0, 3)
+        ]
+    )
+    got = model.evaluate(val_p, val_y, batch_size=3, verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert loss.queue_count == 16
+
+
+def test_training_on_another_size_than_the_queue_is_still_an_error(rng):
+    y, p = _pair(rng, 4, s=32)
+    loss = D2SMLoss(
+        feature_extractor=safety_features, patch_size=None, queue_size=8, image_size=16
+    )
+    with pytest.raises(ValueError, match="queue was sized for 96.*skip the queue"):
+        loss(y, p)
+
+
+# --------------------------------------- 12.3: a Keras-model extractor is saved
+def _keras_extractor(seed):
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="fx_conv")(inp)
+    x = keras.layers.BatchNormalization(name="fx_bn")(x)
+    out = keras.layers.AveragePooling2D(4, name="fx_pool")(x)
+    fx = keras.Model(inp, out, name="user_extractor")
+    # "Trained" weights that no seeded initialiser reproduces.
+    r = np.random.default_rng(seed)
+    fx.set_weights([r.normal(size=w.shape).astype("float32") for w in fx.get_weights()])
+    fx.get_layer("fx_bn").moving_variance.assign(np.abs(r.normal(size=6)).astype("float32") + 0.5)
+    return fx
+
+
+def _compiled_with_keras_extractor(seed):
+    model = _restorer()
+    loss = D2SMLoss(
+        feature_extractor=_keras_extractor(seed), patch_size=None, queue_size=8, image_size=16
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=L1() + loss)
+    return model, loss
+
+
+def test_keras_model_extractor_round_trips_through_keras_file(tmp_path, rng):
+    y, p = _pair(rng, 4)
+    model, loss = _compiled_with_keras_extractor(seed=1)
+    model.fit(p, y, batch_size=4, epochs=1, verbose=0)
+    with loss.frozen_queue():
+        before = float(loss(y, p))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "fresh weights" warning after a proper load
+        loaded = keras.models.load_model(path)
+        new = loaded.loss.losses[1]
+        for a, b in zip(new._source.network().get_weights(), loss._source.network().get_weights()):
+            np.testing.assert_array_equal(a, b)
+        with new.frozen_queue():
+            np.testing.assert_allclose(float(new(y, p)), before, rtol=1e-6)
+    np.testing.assert_array_equal(new.queue_state()[1], loss.queue_state()[1])
+
+
+def test_keras_model_extractor_round_trips_through_weights_file(tmp_path, rng):
+    y, p = _pair(rng, 4)
+    model, loss = _compiled_with_keras_extractor(seed=1)
+    model.fit(p, y, batch_size=4, epochs=1, verbose=0)
+    model.save_weights(tmp_path / "w.weights.h5")
+    other, other_loss = _compiled_with_keras_extractor(seed=2)  # different extractor weights
+    assert not np.allclose(other_loss(y, p), loss(y, p), rtol=1e-3, atol=0)
+    other.load_weights(tmp_path / "w.weights.h5")
+    other_net, net = other_loss._source.network(), loss._source.network()
+    for a, b in zip(other_net.get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_extractor_rebuilt_without_saved_weights_warns(rng):
+    y, p = _pair(rng, 4)
+    loss = D2SMLoss(feature_extractor=_keras_extractor(seed=1), patch_size=None)
+    clone = D2SMLoss.from_config(loss.get_config())  # config only: fresh weights
+    with pytest.warns(UserWarning, match=r"user_extractor.*freshly initialised weights"):
+        clone(y, p)
+    assert not np.allclose(clone(y, p), loss(y, p), rtol=1e-3, atol=0)
+
+
+def test_mismatched_saved_extractor_is_a_clear_error(tmp_path, rng):
+    y, p = _pair(rng, 4)
+    model, loss = _compiled_with_keras_extractor(seed=1)
+    model.save_weights(tmp_path / "w.weights.h5")
+    inp = keras.Input((None, None, 3))
+    small = keras.Model(inp, keras.layers.AveragePooling2D(4)(keras.layers.Conv2D(6, 1)(inp)))
+    other = _restorer()
+    other.compile(
+        optimizer="sgd",
+        loss=L1() + D2SMLoss(feature_extractor=small, patch_size=None, queue_size=8, image_size=16),
+    )
+    with pytest.raises(ValueError, match="same extractor architecture"):
+        other.load_weights(tmp_path / "w.weights.h5")

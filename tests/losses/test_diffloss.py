@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 
 import keras
 import numpy as np
@@ -12,7 +13,7 @@ from tfrestore.convert import TorchCheckpointError
 from tfrestore.diffusion import ADMUNet, adm_state_dict_shapes
 from tfrestore.diffusion import pretrained
 from tfrestore.losses import MSE, DiffLoss, WeightedSum
-from tfrestore.testing import run_loss_test
+from tfrestore.testing import TestCase
 from tfrestore.testing.torch_writer import save_torch_state_dict
 from tfrestore.utils import WeightsNotFoundError
 
@@ -63,26 +64,32 @@ NANO = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult=[1],
             attention_resolutions=[16], num_head_channels=16)
 
 
-@pytest.fixture(scope="module")
-def nano_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("nano") / "nano_adm.pt"
-    save_torch_state_dict(_random_state_dict(NANO, seed=1), str(path))
-    return str(path)
+class DiffLossTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._tmp = tempfile.TemporaryDirectory()
+        cls.nano_weights = os.path.join(cls._tmp.name, "nano_adm.pt")
+        save_torch_state_dict(_random_state_dict(NANO, seed=1), cls.nano_weights)
 
+    @classmethod
+    def tearDownClass(cls):
+        cls._tmp.cleanup()
+        super().tearDownClass()
 
-def test_harness_paper_mode(nano_weights, rng):
-    y, p = _pair(rng, (2, 16, 16, 3))
-    kwargs = dict(mode="paper", unet=NANO, weights=nano_weights)
-    bad = [
-        (np.zeros((2, 16, 16, 1), "float32"), np.zeros((2, 16, 16, 1), "float32"),
-         ValueError, "3 channels"),
-        (np.zeros((2, 16, 16, 3), "float32"), np.full((2, 16, 16, 3), np.nan, "float32"),
-         ValueError, "NaN"),
-        (np.zeros((2, 16, 16, 3), "float32"), np.zeros((2, 16, 18, 3), "float32"),
-         ValueError, "same shape"),
-    ]
-    res = run_loss_test(DiffLoss, kwargs, y, p, bad_inputs=bad)
-    assert np.all(res["eager"] > 0)
+    def test_harness_paper_mode(self):
+        y, p = _pair(self.rng, (2, 16, 16, 3))
+        kwargs = dict(mode="paper", unet=NANO, weights=self.nano_weights)
+        bad = [
+            (np.zeros((2, 16, 16, 1), "float32"), np.zeros((2, 16, 16, 1), "float32"),
+             ValueError, "3 channels"),
+            (np.zeros((2, 16, 16, 3), "float32"), np.full((2, 16, 16, 3), np.nan, "float32"),
+             ValueError, "NaN"),
+            (np.zeros((2, 16, 16, 3), "float32"), np.zeros((2, 16, 18, 3), "float32"),
+             ValueError, "same shape"),
+        ]
+        res = self.run_loss_test(DiffLoss, kwargs, y, p, bad_inputs=bad)
+        self.assertTrue(np.all(res["eager"] > 0))
 
 
 def test_sizes_must_be_multiples_of_the_unet_downsampling(micro_weights):
@@ -395,3 +402,63 @@ def test_adm_instance_round_trips_through_its_config(micro_weights, rng):
     assert clone._holder.value is not unet and not clone._holder.value.trainable
     np.testing.assert_allclose(np.asarray(clone.call(y, p)),
                                np.asarray(DiffLoss(unet=unet, weights=None).call(y, p)), rtol=1e-5)
+
+
+# ---------------------------------------------------- value range and subclassed UNets
+def _seeded_generic_unet(seed=0):
+    """A small two-input eps-UNet (any Keras model returning (out, h))."""
+    keras.utils.set_random_seed(seed)
+    xi = keras.Input((None, None, 3))
+    ti = keras.Input((), dtype="int32")
+    temb = keras.layers.Reshape((1, 1, 8))(keras.layers.Embedding(1000, 8)(ti))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="silu")(xi) + temb
+    mid = keras.layers.AveragePooling2D(2)(h)
+    out = keras.layers.Conv2D(6, 3, padding="same")(h)
+    return keras.Model([xi, ti], [out, mid])
+
+
+def _images(shape=(3, 32, 32, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.uniform(0.05, 0.95, size=shape).astype("float32")
+    return y, np.clip(y + rng.normal(0, 0.05, shape), 0, 1).astype("float32")
+
+
+def _diffloss(**kw):
+    return DiffLoss(unet=_seeded_generic_unet(), mode="eps", **kw)
+
+
+def test_diffloss_range_follows_data_range():
+    y, p = _images((2, 16, 16, 3))
+    with pytest.raises(ValueError, match=r"`y_true` .* far outside the range \[0, 1\].*"
+                                         r"set `data_range=\(low, high\)`"):
+        _diffloss()(255.0 * y, 255.0 * p)
+    a = _diffloss().call(y, p)
+    b = _diffloss(data_range=255).call(255.0 * y, 255.0 * p)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4)
+
+
+class _SubclassedEpsNet(keras.Model):
+    """A subclassed eps-UNet without get_config (its __init__ takes arguments)."""
+
+    def __init__(self, width, scale):
+        super().__init__()
+        self.scale = scale
+        self.conv = keras.layers.Conv2D(width, 3, padding="same")
+        self.head = keras.layers.Conv2D(3, 3, padding="same")
+
+    def call(self, x, t, training=False):
+        h = self.conv(x) + tf.cast(t, tf.float32)[:, None, None, None] * 1e-3
+        return self.head(h) * self.scale, h
+
+
+def test_diffloss_accepts_a_subclassed_unet_without_get_config():
+    y, p = _images((2, 16, 16, 3))
+    loss = DiffLoss(unet=_SubclassedEpsNet(8, 1.0), mode="eps")  # constructing used to fail
+    yp = tf.Variable(p)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(loss(y, yp))
+    grad = np.asarray(tape.gradient(value, yp))
+    assert np.isfinite(float(value)) and np.any(grad != 0)
+    with pytest.raises(ValueError, match=r"`unet` model _SubclassedEpsNet cannot be serialized"
+                                         r".*get_config\(\)"):
+        loss.get_config()

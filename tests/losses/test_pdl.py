@@ -4,10 +4,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl.testing import parameterized
 
 from tfrestore.losses import PDLoss
 from tfrestore.losses.wasserstein import wasserstein_1d
-from tfrestore.testing import run_loss_test
+from tfrestore.testing import TestCase
 
 # ----------------------------------------------------------------------------- extractors
 _K1 = np.random.default_rng(10).normal(size=(1, 1, 3, 6)).astype("float32")
@@ -75,23 +76,35 @@ BAD = [
 
 
 # ----------------------------------------------------------------------------- tests
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {},
-        {"projection": "random_sphere", "seed": 3},  # new directions at every call
-        pytest.param({"projection": "random_pairs", "num_projections": 10}, marks=pytest.mark.slow),
-        pytest.param(
-            {"projection": "perturbed_identity", "fixed_projections": True, "projection_multiple": 2.0},
-            marks=pytest.mark.slow,
-        ),
-    ],
-)
-def test_conformance(kwargs, rng):
+class PDLossTest(TestCase):
     # Finite differences along a random direction are below float32 resolution for
     # this piecewise-linear loss; see the exact-gradient and FD tests below.
-    y, p = _pair(rng)
-    run_loss_test(PDLoss, {"feature_extractor": conv_features, **kwargs}, y, p, bad_inputs=BAD)
+    def _conformance(self, **kwargs):
+        y, p = _pair(self.rng)
+        self.run_loss_test(PDLoss, {"feature_extractor": conv_features, **kwargs}, y, p,
+                           bad_inputs=BAD)
+
+    @parameterized.named_parameters(
+        ("identity", {}),
+        ("random_sphere", {"projection": "random_sphere", "seed": 3}),  # new directions per call
+    )
+    def test_conformance(self, kwargs):
+        self._conformance(**kwargs)
+
+    @pytest.mark.slow
+    def test_conformance_random_pairs(self):
+        self._conformance(projection="random_pairs", num_projections=10)
+
+    @pytest.mark.slow
+    def test_conformance_fixed_perturbed_identity(self):
+        self._conformance(
+            projection="perturbed_identity", fixed_projections=True, projection_multiple=2.0
+        )
+
+    @pytest.mark.slow
+    def test_vgg_backbone_conformance(self):
+        y, p = _pair(self.rng, shape=(2, 32, 32, 3))
+        self.run_loss_test(PDLoss, {"weights": None}, y, p)
 
 
 @pytest.mark.parametrize(
@@ -280,12 +293,6 @@ def test_vgg_layers_preactivation_and_weights(rng):
     assert default.layers == {"relu4_3": 1.0} and default.get_config()["projection"] == "identity"
     with pytest.raises(ValueError, match="Unknown vgg16 layer"):
         PDLoss(layers="conv9_1", weights=None)
-
-
-@pytest.mark.slow
-def test_vgg_backbone_conformance(rng):
-    y, p = _pair(rng, shape=(2, 32, 32, 3))
-    run_loss_test(PDLoss, {"weights": None}, y, p)
 
 
 def test_per_call_projections_change_and_fixed_do_not(rng):

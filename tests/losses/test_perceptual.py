@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfrestore.features import WeightsNotFoundError, get_feature_extractor
 from tfrestore.losses import L1, PerceptualLoss
-from tfrestore.testing import run_loss_test
+from tfrestore.testing import TestCase
 
 PROJ = np.array(
     [[0.5, -1.0, 0.25, 2.0, 0.0], [1.5, 0.5, -0.5, 0.0, 1.0], [-1.0, 0.75, 1.0, 0.5, -2.0]],
@@ -78,28 +78,29 @@ BAD = [
 
 
 # ------------------------------------------------------------------- conformance
-def test_conforms_with_builtin_vgg16(rng):
-    # 16x16 keeps the float16 check fast: CPU float16 convolutions are ~10x slower
-    y, p = _pair(rng, (2, 16, 16, 3))
-    kwargs = {"layers": {"relu2_2": 1.0, "conv3_3": 0.5}, "weights": None, "criterion": "mse"}
-    res = run_loss_test(PerceptualLoss, kwargs, y, p, bad_inputs=BAD, xla_rtol=1e-3)
-    fx = get_feature_extractor("vgg16", ["relu2_2", "conv3_3"], weights=None)
-    ref = reference_loss(
-        {k: np.asarray(v, np.float64) for k, v in fx(y).items()},
-        {k: np.asarray(v, np.float64) for k, v in fx(p).items()},
-        kwargs["layers"],
-        "mse",
-        "mean",
-    )
-    np.testing.assert_allclose(res["eager"], ref, rtol=1e-4)
+class PerceptualLossTest(TestCase):
+    def test_conforms_with_builtin_vgg16(self):
+        # 16x16 keeps the float16 check fast: CPU float16 convolutions are ~10x slower
+        y, p = _pair(self.rng, (2, 16, 16, 3))
+        kwargs = {"layers": {"relu2_2": 1.0, "conv3_3": 0.5}, "weights": None, "criterion": "mse"}
+        res = self.run_loss_test(PerceptualLoss, kwargs, y, p, bad_inputs=BAD, xla_rtol=1e-3)
+        fx = get_feature_extractor("vgg16", ["relu2_2", "conv3_3"], weights=None)
+        ref = reference_loss(
+            {k: np.asarray(v, np.float64) for k, v in fx(y).items()},
+            {k: np.asarray(v, np.float64) for k, v in fx(p).items()},
+            kwargs["layers"],
+            "mse",
+            "mean",
+        )
+        self.assertAllClose(res["eager"], ref, rtol=1e-4, atol=0)
 
-
-def test_conforms_with_custom_keras_extractor(rng):
-    y, p = _pair(rng, (2, 8, 8, 3))
-    kwargs = {"layers": {"a": 1.0, "b": 2.0}, "feature_extractor": TwoTaps(), "criterion": "mse"}
-    res = run_loss_test(PerceptualLoss, kwargs, y, p, finite_differences=True)
-    ref = reference_loss(two_taps_numpy(y), two_taps_numpy(p), kwargs["layers"], "mse", "mean")
-    np.testing.assert_allclose(res["eager"], ref, rtol=1e-5)
+    def test_conforms_with_custom_keras_extractor(self):
+        y, p = _pair(self.rng, (2, 8, 8, 3))
+        kwargs = {"layers": {"a": 1.0, "b": 2.0}, "feature_extractor": TwoTaps(),
+                  "criterion": "mse"}
+        res = self.run_loss_test(PerceptualLoss, kwargs, y, p, finite_differences={})
+        ref = reference_loss(two_taps_numpy(y), two_taps_numpy(p), kwargs["layers"], "mse", "mean")
+        self.assertAllClose(res["eager"], ref, rtol=1e-5, atol=0)
 
 
 # ------------------------------------------------------------- NumPy reference

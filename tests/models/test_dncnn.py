@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tfrestore.models import DnCNN, trainable_params
+from tfrestore.testing import TestCase
 
 
 def test_dncnn_s_parameter_count():
@@ -47,12 +48,6 @@ def test_bad_inputs():
         DnCNN(depth=1)
 
 
-def test_roundtrip(roundtrip, rng):
-    roundtrip(
-        DnCNN(channels=3, depth=4, filters=8), rng.uniform(size=(2, 10, 10, 3)).astype("float32")
-    )
-
-
 def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
     # momentum 0: inference uses the last training batch's statistics, so a short run is
     # usable at inference (Keras' 0.99 keeps mean 0 / variance 1 for thousands of steps).
@@ -64,3 +59,14 @@ def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
     bn = model.get_layer("bn2")
     feats = keras.Model(model.input, model.get_layer("conv2").output)(x).numpy()
     np.testing.assert_allclose(bn.moving_mean.numpy(), feats.mean(axis=(0, 1, 2)), atol=1e-5)
+
+
+class DnCNNTest(TestCase):
+    def test_model(self):
+        self.run_model_test(DnCNN, {"channels": 3, "depth": 3, "filters": 8}, (2, 16, 16, 3))
+
+    def test_roundtrip(self):
+        self.run_model_saving_test(
+            DnCNN(channels=3, depth=4, filters=8),
+            self.rng.uniform(size=(2, 10, 10, 3)).astype("float32"),
+        )

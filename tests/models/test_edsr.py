@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from tfrestore.models import EDSR, trainable_params
+from tfrestore.testing import TestCase
 
 
 def _edsr_count(blocks, f, scale, c=3):
@@ -71,12 +72,6 @@ def test_bad_arguments():
         model(np.zeros((1, 4, 4, 3), "float32"))
 
 
-def test_roundtrip(roundtrip, rng):
-    model = EDSR(scale=3, variant="large", depth=2, filters=8)
-    loaded = roundtrip(model, rng.uniform(size=(1, 5, 4, 3)).astype("float32"))
-    assert isinstance(loaded.get_layer("block0_scale"), keras.layers.Rescaling)
-
-
 @pytest.mark.parametrize("scale", [2, 4])
 def test_untrained_output_stays_in_range(scale, rng):
     # No normalisation in the residual blocks: with He init the untrained x4 baseline produced
@@ -111,3 +106,17 @@ def test_input_skip_starts_at_bicubic_with_unchanged_parameters(rng):
     tail = model.get_layer("tail")
     tail.set_weights([np.full_like(w, 0.01) for w in tail.get_weights()])
     assert np.abs(model(x).numpy() - bicubic).max() > 1e-3
+
+
+class EDSRTest(TestCase):
+    def test_model(self):
+        self.run_model_test(
+            EDSR, {"scale": 3, "depth": 1, "filters": 8}, (2, 8, 8, 3),
+            output_shape=lambda s: (s[0], 3 * s[1], 3 * s[2], s[3]),
+        )
+
+    def test_roundtrip_large_variant(self):
+        model = EDSR(scale=3, variant="large", depth=2, filters=8)
+        x = self.rng.uniform(size=(1, 5, 4, 3)).astype("float32")
+        loaded = self.run_model_saving_test(model, x)
+        self.assertIsInstance(loaded.get_layer("block0_scale"), keras.layers.Rescaling)

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl.testing import parameterized
 
 from tfrestore.models import FFDNet, trainable_params
+from tfrestore.testing import TestCase
 
 
 def _copy_weights(src, dst):
@@ -90,16 +92,31 @@ def test_bad_inputs():
         FFDNet(sigma_input="vector")
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{}, {"sigma": 0.1}, {"sigma_input": "map", "batch_norm": True}]
-)
-def test_roundtrip(roundtrip, rng, kwargs):
-    model = FFDNet(channels=3, depth=3, filters=8, **kwargs)
-    x = rng.uniform(size=(2, 6, 6, 3)).astype("float32")
-    if "sigma" in kwargs:
-        inputs = x
-    elif kwargs.get("sigma_input") == "map":
-        inputs = [x, np.full((2, 6, 6, 1), 0.1, "float32")]
-    else:
-        inputs = [x, np.full((2, 1), 0.1, "float32")]
-    roundtrip(model, inputs)
+
+class FFDNetTest(TestCase):
+    SMALL = {"channels": 3, "depth": 3, "filters": 8}
+
+    def test_model_with_noise_level_input(self):
+        self.run_model_test(
+            FFDNet, self.SMALL, (2, 16, 16, 3),
+            make_inputs=lambda x: [x, np.full((x.shape[0], 1), 0.1, "float32")],
+        )
+
+    def test_model_blind(self):
+        self.run_model_test(FFDNet, {**self.SMALL, "sigma": 25 / 255}, (2, 16, 16, 3))
+
+    @parameterized.named_parameters(
+        ("sigma_input", {}),
+        ("blind", {"sigma": 0.1}),
+        ("noise_map_batch_norm", {"sigma_input": "map", "batch_norm": True}),
+    )
+    def test_roundtrip(self, kwargs):
+        model = FFDNet(channels=3, depth=3, filters=8, **kwargs)
+        x = self.rng.uniform(size=(2, 6, 6, 3)).astype("float32")
+        if "sigma" in kwargs:
+            inputs = x
+        elif kwargs.get("sigma_input") == "map":
+            inputs = [x, np.full((2, 6, 6, 1), 0.1, "float32")]
+        else:
+            inputs = [x, np.full((2, 1), 0.1, "float32")]
+        self.run_model_saving_test(model, inputs)

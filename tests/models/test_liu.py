@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.models import LiuDenoiser, trainable_params
+from tfrestore.testing import TestCase
 
 
 # ----------------------------------------------------------------- NumPy references
@@ -241,7 +242,20 @@ def test_caffe_conventions():
     np.testing.assert_array_equal(model.get_layer("upsample_r3").bias.numpy(), 0.0)
 
 
-def test_keras_roundtrip(roundtrip, rng):
-    model = LiuDenoiser(padding="valid")
-    _randomize_bn(model, rng)  # moving statistics must survive too
-    roundtrip(model, rng.uniform(size=(2, 12, 12, 3)).astype("float32"))
+
+class LiuDenoiserTest(TestCase):
+    def test_model_valid(self):
+        # valid: sizes 4 + 4k; the output is 6 px smaller (3 per side)
+        self.run_model_test(
+            LiuDenoiser, {"padding": "valid"}, (2, 16, 16, 3), multiple=4, offset=4,
+            output_shape=lambda s: (s[0], s[1] - 6, s[2] - 6, s[3]),
+        )
+
+    def test_model_same(self):
+        self.run_model_test(LiuDenoiser, {"padding": "same"}, (2, 16, 16, 3), multiple=4)
+
+    def test_keras_roundtrip_keeps_batch_norm_statistics(self):
+        model = LiuDenoiser(padding="valid")
+        _randomize_bn(model, self.rng)  # moving statistics must survive too
+        x = self.rng.uniform(size=(2, 12, 12, 3)).astype("float32")
+        self.run_model_saving_test(model, x)

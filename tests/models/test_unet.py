@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tfrestore.models import UNet, trainable_params
+from tfrestore.testing import TestCase
 
 SMALL = dict(filters=4, levels=2, blocks_per_level=1)
 
@@ -56,16 +57,27 @@ def test_bad_sizes():
         UNet(levels=0)
 
 
-def test_roundtrip(roundtrip, rng):
-    roundtrip(
-        UNet(scales=2, shared_weights=False, return_all_scales=True, name="unet2", **SMALL),
-        rng.uniform(size=(1, 8, 8, 3)).astype("float32"),
-    )
-
-
 def test_identity_init_returns_the_input_untrained(rng):
     x = rng.uniform(size=(2, 16, 16, 3)).astype("float32")
     model = UNet(scales=2, identity_init=True, **SMALL)
     np.testing.assert_allclose(model(x).numpy(), x, atol=1e-6)
     assert np.abs(UNet(scales=2, **SMALL)(x).numpy() - x).mean() > 1e-2  # default: Glorot
     assert trainable_params(model) == _scale_net_count(3, 4, 2, 1, 3)
+
+
+class UNetTest(TestCase):
+    def test_model(self):
+        # sizes must be multiples of 2 ** (scales + levels - 2)
+        self.run_model_test(UNet, {**SMALL, "scales": 3}, (2, 16, 16, 3), multiple=8)
+
+    def test_model_returning_all_scales(self):
+        self.run_model_test(
+            UNet, {**SMALL, "scales": 2, "return_all_scales": True}, (2, 16, 16, 3), multiple=4,
+            output_shape=lambda s: [(s[0], s[1] // 2, s[2] // 2, s[3]), tuple(s)],
+        )
+
+    def test_roundtrip_unshared_weights(self):
+        self.run_model_saving_test(
+            UNet(scales=2, shared_weights=False, return_all_scales=True, name="unet2", **SMALL),
+            self.rng.uniform(size=(1, 8, 8, 3)).astype("float32"),
+        )
