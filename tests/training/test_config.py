@@ -357,6 +357,12 @@ def test_a_run_directory_written_with_the_old_keys_still_loads(tmp_path):
     old["data"]["test"]["max_size"] = old["data"]["test"].pop("crop_size")
     for term in old["losses"]:
         term["weight"] = term.pop("loss_weight")
+    old["data"]["shuffle_buffer"] = 256
     path = tmp_path / "config.yaml"
     dump_config(old, str(path))
     assert load_saved_config(str(path)) == cfg
+
+
+def test_a_key_that_never_had_an_effect_is_refused_not_ignored():
+    with pytest.raises(ConfigError, match=r"'data.shuffle_buffer' was removed: .*delete it"):
+        load_config(minimal(data={"shuffle_buffer": 64}))

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import yaml
 
-from tfrestore.training import ConfigError, load_config, train
+from tfrestore.training import ConfigError, train
 from tfrestore.training import data as tdata
+from tfrestore.training.run_config import load_run_config
 
 TINY = {"depth": 3, "filters": 8, "channels": 3, "batch_norm": False}
 
@@ -40,12 +41,17 @@ def init_config(tiny_config):
     return make
 
 
+def _val_dataset(cfg):
+    rc = load_run_config(cfg)
+    return tdata.val_dataset(rc, tdata.build_degradation(rc))
+
+
 def source_psnr(model, cfg):
     """The source model's PSNR on the run's validation data (Keras' own evaluate)."""
     from tfrestore.metrics import PSNR
 
     model.compile(loss="mae", metrics=[PSNR(data_range=1.0, name="psnr")])
-    return model.evaluate(tdata.val_dataset(load_config(cfg)), verbose=0, return_dict=True)["psnr"]
+    return model.evaluate(_val_dataset(cfg), verbose=0, return_dict=True)["psnr"]
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +258,7 @@ def test_ffdnet_color_preset_initialises_a_noise_map_ffdnet(
     cfg = ffdnet_map_config(init_config, "ffdnet_color")
     preset = from_preset("ffdnet_color")
     values = []
-    for (noisy, sigma_map), clean in tdata.val_dataset(load_config(cfg)):
+    for (noisy, sigma_map), clean in _val_dataset(cfg):
         restored = preset([noisy, sigma_map[:, 0, 0, :]], training=False)
         values += list(np.asarray(psnr(clean, restored, data_range=1.0)))
     reference = float(np.mean(values))

@@ -108,17 +108,18 @@ FINETUNE_TOLERANCE_DB = 0.5
 
 def initial_psnr(cfg):
     """Mean held-out PSNR of the model a run starts from (model.init), on the report's images."""
-    from tfrestore.data import build_degradation
     from tfrestore.inference.evaluate import evaluate_degraded
     from tfrestore.training import builders
-    from tfrestore.training.data import held_out_images
+    from tfrestore.training.data import build_degradation, held_out_images
+    from tfrestore.training.run_config import load_run_config
 
+    rc = load_run_config(cfg)
     model = builders.build_model(cfg["model"])
-    builders.init_weights(model, builders.resolve_init(cfg["model"]["init"]))
-    deg = build_degradation(cfg["data"]["degradation"])
+    builders.init_weights(model, builders.resolve_init(rc.model.init))
+    deg = build_degradation(rc)
     scale = int(getattr(deg, "scale", 1) or 1)
-    images = held_out_images(cfg, multiple=scale)
-    rows, _ = evaluate_degraded(model, images, deg, cfg["seed"] + 2, lpips=False)  # as the report
+    images = held_out_images(rc, multiple=scale)
+    rows, _ = evaluate_degraded(model, images, deg, rc.seed + 2, lpips=False)  # as the report
     return float(np.mean([r["psnr_out"] for r in rows]))
 
 

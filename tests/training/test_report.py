@@ -6,6 +6,7 @@ from tfrestore.cli import main
 from tfrestore.data import write_image
 from tfrestore.training import train
 from tfrestore.training.data import held_out_images
+from tfrestore.training.run_config import load_run_config
 
 
 def _read_csv(path):
@@ -23,7 +24,7 @@ def test_the_report_and_tfrestore_eval_give_the_same_numbers(tiny_config, tmp_pa
     # `tfrestore eval` on the run directory with the report's seed and the run's degradation.
     clean = tmp_path / "clean"
     clean.mkdir()
-    for name, img in held_out_images(result.config):
+    for name, img in held_out_images(load_run_config(result.config)):
         write_image(clean / f"{name}.png", img)
     eval_csv = tmp_path / "eval.csv"
     seed = result.config["seed"] + 2

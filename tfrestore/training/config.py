@@ -190,6 +190,10 @@ SCHEMA = Section(
     data=Section(
         "training / validation / held-out data",
         renamed={"crop": "crop_size"},
+        removed={
+            "shuffle_buffer": "the pipeline shuffles every image index each epoch, with no "
+            "buffer, so it never had an effect"
+        },
         train=_images("training images", "train"),
         val=_images(
             "validation images (fixed degradation seed)",
@@ -236,7 +240,6 @@ SCHEMA = Section(
         ),
         augment=Field(True, bool, "random flips and 90-degree rotations"),
         channels=Field(3, int, "image channels", choices=(1, 3)),
-        shuffle_buffer=Field(256, int, "tf.data shuffle buffer (images)", check=_positive),
     ),
     optimizer=Section(
         "optimizer",

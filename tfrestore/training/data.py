@@ -6,7 +6,9 @@ expanded). The five default photographs are split as
 :data:`tfrestore.data.DEFAULT_SPLITS`: three for training, the other two held out (used
 both for validation and for the final report, as only five are embedded). ``split`` is
 ignored for folders.
-The degradation is :func:`tfrestore.data.build_degradation` of ``data.degradation``.
+The degradation is :func:`tfrestore.data.build_degradation` of ``data.degradation``, built
+once per run (:func:`build_degradation`) and shared by training, validation and the report.
+Every function takes the run's :class:`~tfrestore.training.run_config.RunConfig`.
 
 Resuming: the training stream is deterministic (stateless ops keyed by the seed
 and the element index, see :mod:`tfrestore.data.pipeline`), so a resumed run
@@ -23,6 +25,7 @@ import numpy as np
 from tfrestore.training.schema import ConfigError
 
 __all__ = [
+    "build_degradation",
     "source_images",
     "train_dataset",
     "val_dataset",
@@ -37,20 +40,29 @@ def _data():
     return data
 
 
+def build_degradation(rc):
+    """The degradation of ``data.degradation`` of the run ``rc`` (built once per run: the
+    training stream, the validation batches and the report share it)."""
+    deg = rc.data.degradation
+    try:
+        return _data().build_degradation({"type": deg.type, "args": deg.args})
+    except ValueError as e:  # the message names the key; train()'s callers catch ConfigError
+        raise ConfigError(str(e)) from e
+
+
 def source_images(section, path, channels=3):
-    """The image list of a ``data.train``/``val``/``test`` section: arrays for
-    ``"default"``, file paths otherwise."""
+    """The image list of a ``data.train``/``val``/``test`` section (an
+    :class:`~tfrestore.training.run_config.Images`): arrays for ``"default"``, file paths
+    otherwise; and their names."""
     data = _data()
-    src = section["source"]
-    limit = section.get("max_images")
-    if src == "default":
-        split = section.get("split", "all")
-        if split not in data.DEFAULT_SPLITS:
+    limit = section.max_images
+    if section.source == "default":
+        if section.split not in data.DEFAULT_SPLITS:
             raise ConfigError(
                 f"config key '{path}.split' must be one of {', '.join(data.DEFAULT_SPLITS)} "
-                f"for the default images; got {split!r}"
+                f"for the default images; got {section.split!r}"
             )
-        names = data.DEFAULT_SPLITS[split]
+        names = data.DEFAULT_SPLITS[section.split]
         names = list(data.DEFAULT_IMAGE_NAMES if names is None else names)
         if limit:
             names = names[:limit]
@@ -61,54 +73,49 @@ def source_images(section, path, channels=3):
         return images, names
     from tfrestore.training.config import expand_path
 
-    expanded = expand_path(src, f"{path}.source")
+    expanded = expand_path(section.source, f"{path}.source")
     try:
         paths = data.list_images(expanded)
     except Exception as e:  # ImageFileError and friends: name the key
-        raise ConfigError(f"config key '{path}.source' ({src!r}): {e}") from e
+        raise ConfigError(f"config key '{path}.source' ({section.source!r}): {e}") from e
     if limit:
         paths = paths[:limit]
     return paths, [os.path.splitext(os.path.basename(p))[0] for p in paths]
 
 
-def _image_dataset(cfg, section, what, sizes, seed, **kwargs):
-    """``tfrestore.data.image_dataset`` of the images of ``data.<section>``, cropped and batched
-    as ``sizes`` (a config section with ``crop`` and ``batch_size``) says: (images, dataset).
-    Bad values in the config raise a ConfigError naming ``what``."""
-    d = cfg["data"]
-    images, _ = source_images(d[section], f"data.{section}", d["channels"])
+def _image_dataset(images, degradation, what, channels, **options):
     try:
-        deg = _data().build_degradation(d["degradation"])
-    except ValueError as e:  # the message names the key; train()'s callers catch ConfigError
-        raise ConfigError(str(e)) from e
-    try:
-        ds = _data().image_dataset(
-            images, deg, crop_size=sizes["crop_size"], batch_size=sizes["batch_size"], seed=seed,
-            channels=d["channels"], **kwargs
-        )
+        return _data().image_dataset(images, degradation, channels=channels, **options)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config section {what}: {e}") from e
-    return images, ds
 
 
-def train_dataset(cfg, skip_batches=0):
-    """Infinite, deterministic ``(degraded, clean)`` training batches."""
-    d = cfg["data"]
-    what = "'data' (training images)"
-    _, ds = _image_dataset(cfg, "train", what, d, cfg["seed"], training=True, augment=d["augment"])
+def train_dataset(rc, degradation, skip_batches=0):
+    """Infinite, deterministic ``(degraded, clean)`` training batches of the run ``rc``
+    (seed ``rc.seed``), the first ``skip_batches`` left out (a resumed run's)."""
+    d = rc.data
+    images, _ = source_images(d.train, "data.train", d.channels)
+    ds = _image_dataset(
+        images, degradation, "'data' (training images)", d.channels, training=True,
+        crop_size=d.crop_size, batch_size=d.batch_size, seed=rc.seed, augment=d.augment,
+    )
     if skip_batches:
         ds = ds.skip(int(skip_batches))
     return ds
 
 
-def val_dataset(cfg):
-    """Finite validation batches with a fixed degradation (seed + 1)."""
-    v = cfg["data"]["val"]
-    images, ds = _image_dataset(cfg, "val", "'data.val'", v, cfg["seed"] + 1, training=False)
-    # Known length: Keras then neither warns "ran out of data" nor needs validation_steps.
+def val_dataset(rc, degradation):
+    """Finite validation batches of the run ``rc`` with a fixed degradation (seed + 1)."""
     import tensorflow as tf
 
-    n_batches = -(-len(images) // v["batch_size"])
+    d = rc.data
+    images, _ = source_images(d.val, "data.val", d.channels)
+    ds = _image_dataset(
+        images, degradation, "'data.val'", d.channels, training=False,
+        crop_size=d.val.crop_size, batch_size=d.val.batch_size, seed=rc.seed + 1,
+    )
+    # Known length: Keras then neither warns "ran out of data" nor needs validation_steps.
+    n_batches = -(-len(images) // d.val.batch_size)
     return ds.apply(tf.data.experimental.assert_cardinality(n_batches))
 
 
@@ -122,22 +129,21 @@ def _centre_crop(img, crop_size, multiple):
     return img[y : y + th, x : x + tw]
 
 
-def held_out_images(cfg, multiple=1):
-    """``[(name, clean HWC float32)]`` for the final report (centre-cropped to
-    ``data.test.crop_size`` and to a multiple of ``multiple``, e.g. the SR scale)."""
+def held_out_images(rc, multiple=1):
+    """``[(name, clean HWC float32)]`` for the final report of the run ``rc`` (centre-cropped
+    to ``data.test.crop_size`` and to a multiple of ``multiple``, e.g. the SR scale)."""
     data = _data()
-    d = cfg["data"]
-    t = d["test"]
-    images, names = source_images(t, "data.test", d["channels"])
+    d = rc.data
+    images, names = source_images(d.test, "data.test", d.channels)
     out = []
     for name, img in zip(names, images):
         if isinstance(img, str):
-            img = data.read_image(img, channels=d["channels"])
-        out.append((name, _centre_crop(np.asarray(img, np.float32), t["crop_size"], multiple)))
+            img = data.read_image(img, channels=d.channels)
+        out.append((name, _centre_crop(np.asarray(img, np.float32), d.test.crop_size, multiple)))
     return out
 
 
-def find_damaged_image(cfg, error):
+def find_damaged_image(rc, error):
     """After ``model.fit`` failed with a TensorFlow decode error (which names no file),
     decode every training/validation file to find the culprit.
 
@@ -150,12 +156,12 @@ def find_damaged_image(cfg, error):
     if not any(w in text for w in ("PNG", "JPEG", "GIF", "BMP", "WebP", "decode", "image")):
         return None
     data = _data()
-    d = cfg["data"]
     for key in ("train", "val"):
-        if d[key]["source"] == "default":
+        section = getattr(rc.data, key)
+        if section.source == "default":
             continue
         try:
-            paths, _ = source_images(d[key], f"data.{key}", d["channels"])
+            paths, _ = source_images(section, f"data.{key}", rc.data.channels)
             data.io.validate_images(paths, full=True)
         except data.ImageFileError as e:
             return data.ImageFileError(

@@ -35,7 +35,7 @@ _FG = (20, 20, 20)
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
 
-def write_report(result, paths, cfg):
+def write_report(result, paths, rc, degradation):
     """Evaluate the run's best model (else its final one) on the held-out images; write the
     metrics CSV, the before/after grid and the loss curve, and print the table.
 
@@ -43,10 +43,11 @@ def write_report(result, paths, cfg):
         result: the run's ``TrainResult``; its ``report_rows`` and ``files`` are filled in.
         paths: the run's file paths (``run_paths``: ``best``, ``metrics_csv``, ``grid``,
             ``loss_curve``).
-        cfg: the run's resolved config; image ``i`` is degraded with seed
-            ``[cfg["seed"] + 2, i]`` (training uses ``seed``, validation ``seed + 1``).
+        rc: the run's :class:`~tfrestore.training.run_config.RunConfig`; image ``i`` is
+            degraded with seed ``[rc.seed + 2, i]`` (training uses ``seed``, validation
+            ``seed + 1``).
+        degradation: the run's degradation (``data.degradation``).
     """
-    from tfrestore.data import build_degradation
     from tfrestore.inference.evaluate import (
         add_mean_row,
         evaluate_degraded,
@@ -60,14 +61,13 @@ def write_report(result, paths, cfg):
         from tfrestore.inference.restore import load_model
 
         model = load_model(paths["best"])
-    deg = build_degradation(cfg["data"]["degradation"])
-    scale = int(getattr(deg, "scale", 1) or 1)
+    scale = int(getattr(degradation, "scale", 1) or 1)
     rows, notes, images = evaluate_degraded(
         model,
-        held_out_images(cfg, multiple=scale),
-        deg,
-        cfg["seed"] + 2,
-        lpips=cfg["metrics"]["lpips"],
+        held_out_images(rc, multiple=scale),
+        degradation,
+        rc.seed + 2,
+        lpips=rc.metrics.lpips,
         return_images=True,
     )
     table_rows = add_mean_row(rows)

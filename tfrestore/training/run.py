@@ -34,6 +34,7 @@ class Run(NamedTuple):
 
     Attributes:
         model: the compiled model.
+        degradation: the degradation of the clean images (training, validation, report).
         train_ds: infinite training batches, the consumed ones of a resumed run skipped.
         val_ds: finite validation batches.
         callbacks: the Keras callbacks of the whole run (the caller's last).
@@ -46,6 +47,7 @@ class Run(NamedTuple):
     """
 
     model: object
+    degradation: object
     train_ds: object
     val_ds: object
     callbacks: list
@@ -120,8 +122,11 @@ def build_run(rc, *, strategy, multi_worker, paths, state, callbacks=(), allowed
     if multi_worker and tr.jit_compile is True:
         notes.append("jit_compile ignored: the multi-worker loop runs without XLA")
 
-    train_ds = tdata.train_dataset(rc.raw, skip_batches=epoch * tr.steps_per_epoch + step)
-    val_ds = tdata.val_dataset(rc.raw)
+    degradation = tdata.build_degradation(rc)
+    train_ds = tdata.train_dataset(
+        rc, degradation, skip_batches=epoch * tr.steps_per_epoch + step
+    )
+    val_ds = tdata.val_dataset(rc, degradation)
     val_batch = _example_batch(val_ds)
 
     init_model = builders.load_init_source(init)  # only read: outside the scope
@@ -171,6 +176,7 @@ def build_run(rc, *, strategy, multi_worker, paths, state, callbacks=(), allowed
     )
     return Run(
         model=model,
+        degradation=degradation,
         train_ds=train_ds,
         val_ds=val_ds,
         callbacks=cbs + list(callbacks),

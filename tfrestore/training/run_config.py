@@ -91,7 +91,6 @@ class DataConfig:
     batch_size: int
     augment: bool
     channels: int
-    shuffle_buffer: int
 
 
 @_frozen
@@ -204,8 +203,7 @@ def resolve_run_config(cfg):
         model=ModelConfig(**cfg["model"]),
         losses=tuple(_term(t) for t in cfg["losses"]),
         data=DataConfig(
-            **{k: d[k] for k in ("crop_size", "batch_size", "augment", "channels",
-                                 "shuffle_buffer")},
+            **{k: d[k] for k in ("crop_size", "batch_size", "augment", "channels")},
             train=Images(**d["train"]),
             val=Images(**d["val"]),
             test=Images(**d["test"]),

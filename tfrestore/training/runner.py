@@ -303,7 +303,7 @@ def _train(rc, run_dir, write_dir, t_start, *, strategy, multi_worker, chief, ca
             try:
                 history = fit_run(run, rc, verbose)
             except tf.errors.InvalidArgumentError as e:  # TF's decode errors name no file
-                damaged = tdata.find_damaged_image(rc.raw, e)
+                damaged = tdata.find_damaged_image(rc, e)
                 if damaged is None:
                     raise
                 raise damaged from e
@@ -344,7 +344,7 @@ def _finish(rc, run, history, run_dir, paths, chief, report, t_start):
     if rc.output.checkpoint and os.path.isfile(paths["best"]):
         result.files["best"] = paths["best"]
     if rc.output.report if report is None else report:
-        write_report(result, paths, rc.raw)
+        write_report(result, paths, rc, run.degradation)
     print(
         f"[tfrestore] done in {time.time() - t_start:.1f} s; run directory: {run_dir}",
         flush=True,

@@ -177,11 +177,13 @@ class Args:
 class Section:
     """A mapping with a fixed set of keys."""
 
-    def __init__(self, doc, renamed=None, **fields):
+    def __init__(self, doc, renamed=None, removed=None, **fields):
         self.doc = doc
         self.fields = fields
         # Old key -> new key: an old spelling stops with an error naming the new one.
         self.renamed = dict(renamed or {})
+        # Key -> why it went: a key that no longer does anything is refused, not ignored.
+        self.removed = dict(removed or {})
 
     @property
     def default(self):
@@ -197,6 +199,10 @@ class Section:
             raise ConfigError(f"config key {where} must be a mapping, got {value!r}.")
         out = {}
         for key in value:
+            if key in self.removed and key not in self.fields:
+                raise ConfigError(
+                    f"config key '{_join(path, key)}' was removed: {self.removed[key]}; delete it"
+                )
             if key in self.renamed and key not in self.fields:
                 raise ConfigError(
                     f"config key '{_join(path, key)}' was renamed "
@@ -264,8 +270,9 @@ def validate(schema, value, path=""):
 
 
 def upgrade_renamed(schema, value):
-    """``value`` with every renamed key of ``schema`` written in its new spelling (for files an
-    earlier version wrote, e.g. a run directory's ``config.yaml``); a new key wins over an old.
+    """``value`` with every renamed key of ``schema`` written in its new spelling and every
+    removed key dropped (for files an earlier version wrote, e.g. a run directory's
+    ``config.yaml``); a new key wins over an old.
 
     >>> s = Section("demo", crop_size=Field(64, int, "crop size"), renamed={"crop": "crop_size"})
     >>> upgrade_renamed(s, {"crop": 32})
@@ -277,6 +284,8 @@ def upgrade_renamed(schema, value):
         return value
     out = {}
     for key, v in value.items():
+        if key in schema.removed and key not in schema.fields:
+            continue
         new = schema.renamed.get(key, key) if key not in schema.fields else key
         if new in out and new != key:
             continue
