@@ -163,7 +163,8 @@ def test_shipped_configs_validate_against_their_targets(path):
             builders.check_arguments(losses[t["type"]], t["args"], f"losses[{i}].args", t["type"])
     build_degradation(cfg["data"]["degradation"])
     builders.build_schedule(
-        cfg["schedule"], cfg["optimizer"]["learning_rate"], builders.steps_total(cfg)
+        cfg["schedule"], cfg["optimizer"]["learning_rate"],
+        cfg["train"]["epochs"] * cfg["train"]["steps_per_epoch"],
     )
     init = builders.resolve_init(cfg["model"]["init"])
     if init is not None and init.kind == "preset":

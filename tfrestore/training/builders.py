@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 import os
 from typing import NamedTuple
 
@@ -663,11 +662,3 @@ def build_metrics(metrics_cfg, data_range=1.0):
         else:
             notes.append(f"LPIPS skipped: {why}")
     return metrics, lpips_fn, notes
-
-
-def steps_total(cfg):
-    return int(cfg["train"]["epochs"]) * int(cfg["train"]["steps_per_epoch"])
-
-
-def ceil_div(a, b):
-    return int(math.ceil(a / b))
