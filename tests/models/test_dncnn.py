@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from tfrestore.losses import L1, MSE
 from tfrestore.models import DnCNN, trainable_params
 from tfrestore.testing import TestCase
 
@@ -59,6 +60,41 @@ def test_batch_norm_momentum_follows_the_authors_keras_code(rng):
     bn = model.get_layer("bn2")
     feats = keras.Model(model.input, model.get_layer("conv2").output)(x).numpy()
     np.testing.assert_allclose(bn.moving_mean.numpy(), feats.mean(axis=(0, 1, 2)), atol=1e-5)
+
+
+def test_mixed_precision_fit_step(rng):
+    # Keras' mixed-precision practice end to end: float16 layers, a float32 final layer (the
+    # residual subtraction), float32 outputs for the losses, a loss-scaled optimizer.
+    keras.config.set_dtype_policy("mixed_float16")
+    model = DnCNN(channels=3, depth=3, filters=4)
+    assert model.get_layer("conv2").compute_dtype == "float16"
+    assert model.get_layer("subtract_noise").compute_dtype == "float32"
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=[L1(), MSE()], loss_weights=[1, 0.1])
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    y = rng.uniform(size=(4, 8, 8, 3)).astype("float32")
+    x = (y + rng.normal(0, 0.1, size=y.shape)).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0).history
+    assert all(np.isfinite(history[k]).all() for k in ("loss", "l1", "mse"))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert model.predict(x, verbose=0).dtype == np.float32
+
+
+def test_final_layer_is_float32_only_under_a_mixed_policy():
+    plain = DnCNN(depth=3, filters=4)
+    keras.config.set_dtype_policy("mixed_float16")
+    mixed = DnCNN(depth=3, filters=4)
+    mixed_nores = DnCNN(depth=3, filters=4, residual=False)
+    keras.config.set_dtype_policy("float32")
+    assert plain.get_layer("subtract_noise").dtype_policy.name == "float32"
+    assert mixed.get_layer("subtract_noise").dtype_policy.name == "float32"
+    assert mixed.get_layer("conv3").dtype_policy.name == "mixed_float16"
+    # without the residual the last convolution is the final layer
+    assert mixed_nores.get_layer("conv3").dtype_policy.name == "float32"
+    # the same layers and weights: a mixed model's weights load into a float32 one
+    assert [la.name for la in mixed.layers] == [la.name for la in plain.layers]
+    plain.set_weights(mixed.get_weights())
 
 
 class DnCNNTest(TestCase):

@@ -88,6 +88,11 @@ def _model(layer):
     return keras.Model(inp, layer(keras.layers.Conv2D(3, 3, padding="same")(inp)))
 
 
+def _float32_model():
+    inp = keras.Input((None, None, 3))
+    return keras.Model(inp, keras.layers.Conv2D(3, 3, padding="same", dtype="float32")(inp))
+
+
 class TestCaseChecksTest(TestCase):
     def setUp(self):
         super().setUp()
@@ -152,6 +157,10 @@ class TestCaseChecksTest(TestCase):
         model = DnCNN(channels=3, depth=3, filters=4)
         with self.assertRaisesRegex(AssertionError, "output shapes"):
             self.run_model_shape_test(model, self.p, (2, 16, 8, 3))
-        build = lambda: DnCNN(channels=3, depth=3, filters=4)  # noqa: E731
-        with self.assertRaisesRegex(AssertionError, "output dtypes"):
-            self.run_model_precision_test(build, self.p, output_dtype="float32")
+        self.run_model_precision_test(lambda: DnCNN(channels=3, depth=3, filters=4), self.p)
+        # a float16 final layer (Keras' practice is float32 outputs under mixed precision)
+        with self.assertRaisesRegex(AssertionError, "output dtypes under mixed_float16"):
+            self.run_model_precision_test(lambda: _model(Scale(1.0)), self.p)
+        # a model that ignores the policy (every layer float32) is no mixed-precision model
+        with self.assertRaisesRegex(AssertionError, "no layer computes in float16"):
+            self.run_model_precision_test(_float32_model, self.p)

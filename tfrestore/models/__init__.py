@@ -9,6 +9,9 @@ Pretrained restorers (the authors' released FFDNet and DnCNN weights): :func:`fr
 :func:`list_presets`; :func:`released_model` reads a released ``.mat``/``.pth`` file.
 Fine-tuning: :func:`copy_weights` initialises a model from another one's weights, layer by layer
 by name; :func:`load_weights_file` loads a ``.weights.h5`` file after checking its layout.
+Mixed precision: built under a mixed policy (``mixed_float16``), a network computes in float16
+and its final layer (the residual addition, crop or mean shift) runs in float32, so it returns
+float32 as Keras' mixed-precision guide recommends; built under ``float32`` it is unchanged.
 """
 
 from tfrestore.models.base import RestorationModel

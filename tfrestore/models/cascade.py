@@ -39,6 +39,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
+from tfrestore.models.layers import output_dtype
 import tensorflow as tf
 
 from tfrestore.utils.hidden import Hidden
@@ -335,8 +336,11 @@ def cascade(
         for t in restorer.inputs
     ]
     restored = restorer(inputs if len(inputs) > 1 else inputs[0])
-    # Output identities keep their input's dtype (the global policy would recast them).
-    restored = keras.layers.Identity(name="restored", dtype=restored.dtype)(restored)
+    # Output identities return float32 under a mixed policy (Keras' practice: the losses see
+    # float32), else keep their input's dtype (the global policy would recast them).
+    restored = keras.layers.Identity(name="restored", dtype=output_dtype() or restored.dtype)(
+        restored
+    )
     task_input = restored
     if task_crop:
         if isinstance(task_crop, int):
@@ -352,13 +356,14 @@ def cascade(
     _check_task_input(task_model, task_input)
     if feature_layer is None:
         task = frozen(task_input)
-        outputs = [restored, keras.layers.Identity(name="task", dtype=task.dtype)(task)]
+        task = keras.layers.Identity(name="task", dtype=output_dtype() or task.dtype)(task)
+        outputs = [restored, task]
     else:
         task, feats = frozen(task_input)
         outputs = [
             restored,
-            keras.layers.Identity(name="task", dtype=task.dtype)(task),
-            keras.layers.Identity(name="features", dtype=feats.dtype)(feats),
+            keras.layers.Identity(name="task", dtype=output_dtype() or task.dtype)(task),
+            keras.layers.Identity(name="features", dtype=output_dtype() or feats.dtype)(feats),
         ]
     return RestorationModel(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
 

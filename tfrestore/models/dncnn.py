@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import InputCheck, check_channels
+from tfrestore.models.layers import InputCheck, check_channels, output_dtype
 
 __all__ = ["DnCNN"]
 
@@ -98,7 +98,8 @@ def DnCNN(
         use_bias=bool(output_bias),
         kernel_initializer=init,
         name=f"conv{depth}",
+        dtype=None if residual else output_dtype(),
     )(x)
     if residual:
-        x = keras.layers.Subtract(name="subtract_noise")([inp, x])
+        x = keras.layers.Subtract(name="subtract_noise", dtype=output_dtype())([inp, x])
     return RestorationModel(inp, x, name=name)

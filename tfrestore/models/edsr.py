@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import DepthToSpace, InputCheck, check_channels
+from tfrestore.models.layers import DepthToSpace, InputCheck, check_channels, output_dtype
 
 __all__ = ["EDSR"]
 
@@ -158,12 +158,15 @@ def EDSR(
         padding="same",
         kernel_initializer="zeros" if input_skip else init(),
         name="tail",
+        dtype=None if input_skip or rgb_mean is not None else output_dtype(),
     )(h)
     if input_skip:
         up = keras.layers.UpSampling2D(scale, interpolation="bicubic", name="input_upsample")(
             checked
         )
-        out = keras.layers.Add(name="input_skip")([up, out])
+        out = keras.layers.Add(name="input_skip", dtype=output_dtype())([up, out])
     elif rgb_mean is not None:
-        out = keras.layers.Rescaling(1.0, offset=rgb_mean, name="add_mean")(out)
+        out = keras.layers.Rescaling(
+            1.0, offset=rgb_mean, name="add_mean", dtype=output_dtype()
+        )(out)
     return RestorationModel(inp, out, name=name or f"edsr_{variant}_x{scale}")

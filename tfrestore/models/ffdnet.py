@@ -13,6 +13,7 @@ from tfrestore.models.layers import (
     InputCheck,
     check_channels,
     NoiseLevelMap,
+    output_dtype,
     PadToMultiple,
     SpaceToDepth,
 )
@@ -117,5 +118,5 @@ def FFDNet(
         h = keras.layers.ReLU(name=f"relu{i}")(h)
     h = keras.layers.Conv2D(4 * channels, 3, padding="same", name=f"conv{depth}")(h)
     out = DepthToSpace(2, name="pixel_shuffle")(h)
-    out = CropToMatch(name="crop_padding")([out, image])
+    out = CropToMatch(name="crop_padding", dtype=output_dtype())([out, image])
     return RestorationModel(inputs, out, name=name)

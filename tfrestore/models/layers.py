@@ -37,6 +37,28 @@ def check_channels(channels, network):
     return int(channels)
 
 
+def output_dtype():
+    """The ``dtype`` of a network's final layer: ``"float32"`` under a mixed global policy
+    (``mixed_float16``, ``mixed_bfloat16``), else None (the global policy).
+
+    Keras' mixed-precision practice: the last layer runs in float32, so the model returns
+    float32 and losses and metrics see float32; the restorers' final residual addition (or
+    crop, mean shift) then also adds in float32, where the image keeps its precision. A
+    float32 model is built exactly as before (``dtype=None``), and a model saved with a
+    float16 final layer loads as saved.
+
+    >>> import keras
+    >>> output_dtype() is None
+    True
+    >>> keras.config.set_dtype_policy("mixed_float16")
+    >>> output_dtype()
+    'float32'
+    >>> keras.config.set_dtype_policy("float32")
+    """
+    policy = keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype != policy.variable_dtype else None
+
+
 @keras.saving.register_keras_serializable(package="tfrestore")
 class InputCheck(keras.layers.Layer):
     """Identity that validates an NHWC image batch against an architecture's needs.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import InputCheck, check_channels
+from tfrestore.models.layers import InputCheck, check_channels, output_dtype
 
 __all__ = ["LiuDenoiser"]
 
@@ -132,5 +132,5 @@ def LiuDenoiser(channels=3, padding="valid", name="liu_denoiser"):
     h = keras.layers.Concatenate(name="concat_r3")([c0, up3])
     h = _conv(h, channels, 3, "concat_reduction", padding=padding)
     skip = keras.layers.Cropping2D(3, name="crop_input")(inp) if valid else inp
-    out = keras.layers.Add(name="sum")([h, skip])
+    out = keras.layers.Add(name="sum", dtype=output_dtype())([h, skip])
     return RestorationModel(inp, out, name=name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from tfrestore.models.base import RestorationModel
-from tfrestore.models.layers import InputCheck, ResizeLike, check_channels
+from tfrestore.models.layers import InputCheck, ResizeLike, check_channels, output_dtype
 
 __all__ = ["UNet"]
 
@@ -52,9 +52,10 @@ def _scale_net(
         padding="same",
         kernel_initializer="zeros" if identity_init else "glorot_uniform",
         name="out_conv",
+        dtype=None if residual else output_dtype(),
     )(x)
     if residual:
-        out = keras.layers.Add(name="global_residual")([image, out])
+        out = keras.layers.Add(name="global_residual", dtype=output_dtype())([image, out])
     return keras.Model([image, prev], out, name=name)
 
 

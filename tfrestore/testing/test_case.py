@@ -344,11 +344,11 @@ class TestCase(parameterized.TestCase):
         make_inputs=None,
         multiple=1,
         offset=0,
-        mixed_output_dtype="float16",
         atol=0.0,
     ):
         """Every conformance check of a restorer: output shape, any input size, ``.keras``
-        round trip, mixed precision, gradient to the weights.
+        round trip, gradient to the weights, mixed precision (float32 outputs, see
+        :meth:`run_model_precision_test`).
 
         Args:
             builder: the model factory (``DnCNN``...); ``init_kwargs`` build each model.
@@ -360,8 +360,6 @@ class TestCase(parameterized.TestCase):
             multiple, offset: the model accepts heights and widths ``offset + k * multiple``
                 only; the any-size check uses ``k`` = 3 and 5 (with ``multiple=1``: 3x5
                 pixels, sizes that are multiples of nothing).
-            mixed_output_dtype: the dtype of every output under ``mixed_float16`` (a list
-                for several outputs).
             atol: tolerance between the outputs of the saved and the reloaded model.
         """
         make_inputs = make_inputs or (lambda x: x)
@@ -376,7 +374,7 @@ class TestCase(parameterized.TestCase):
         self.run_model_saving_test(model, make_inputs(x), atol=atol)
         self.run_model_gradient_test(model, make_inputs(x))
         self.run_model_precision_test(
-            functools.partial(builder, **dict(init_kwargs)), make_inputs(x), mixed_output_dtype
+            functools.partial(builder, **dict(init_kwargs)), make_inputs(x)
         )
 
     def run_model_shape_test(self, model, inputs, expected):
@@ -423,13 +421,14 @@ class TestCase(parameterized.TestCase):
             any(np.any(np.asarray(g) != 0) for g in grads), f"{model.name}: all gradients are 0"
         )
 
-    def run_model_precision_test(self, build, inputs, output_dtype="float16"):
-        """Built under ``mixed_float16``, the model keeps float32 variables, returns
-        outputs of ``output_dtype`` that are finite, and trains with finite gradients.
+    def run_model_precision_test(self, build, inputs):
+        """Built under ``mixed_float16``, the model keeps float32 variables, computes in
+        float16, returns finite float32 outputs (Keras' mixed-precision practice: the last
+        layer runs in float32, so losses and metrics see float32) and trains with finite
+        gradients.
 
         Args:
             build: a zero-argument model factory (called under the policy).
-            output_dtype: the dtype of every output (a list for several outputs).
         """
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy("mixed_float16")
@@ -439,11 +438,21 @@ class TestCase(parameterized.TestCase):
                 all(v.dtype == "float32" for v in model.weights),
                 f"{model.name}: variables must stay float32 under mixed_float16",
             )
+            layers = [
+                la for la in model._flatten_layers(include_self=False)
+                if not isinstance(la, (keras.Model, keras.layers.InputLayer))
+            ]
+            self.assertTrue(
+                any(la.compute_dtype == "float16" for la in layers),
+                f"{model.name}: no layer computes in float16 under mixed_float16",
+            )
             outputs = keras.tree.flatten(model(inputs))
-            dtypes = output_dtype if isinstance(output_dtype, list) else [output_dtype]
-            dtypes = dtypes * (len(outputs) if len(dtypes) == 1 else 1)
             got = [o.dtype.name for o in outputs]
-            self.assertEqual(got, dtypes, f"{model.name}: output dtypes")
+            self.assertEqual(
+                got, ["float32"] * len(outputs),
+                f"{model.name}: output dtypes under mixed_float16 (give the final layer "
+                f"dtype='float32')",
+            )
             for o in outputs:
                 self.assertTrue(
                     np.all(np.isfinite(np.asarray(o, np.float32))),
