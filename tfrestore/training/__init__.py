@@ -14,7 +14,7 @@ pipelines), :mod:`~tfrestore.training.callbacks`,
 :mod:`~tfrestore.training.run_config` (the resolved config, typed),
 :mod:`~tfrestore.training.run` (``build_run`` / ``fit_run``: one training, built once),
 :mod:`~tfrestore.training.runner` (``train``), :mod:`~tfrestore.training.report`
-(figures), :mod:`~tfrestore.training.script` (command line),
+(the held-out evaluation, its table and figures), :mod:`~tfrestore.training.script` (command line),
 :mod:`~tfrestore.training.strategy` (distribution strategies),
 :mod:`~tfrestore.training.backup` (step-level backups and resume),
 :mod:`~tfrestore.training.multi_worker` (the loop used under
