@@ -823,7 +823,7 @@ def run_one(out, kind, ratio, lam, seed, trainer, base_weights, data, evaluator,
         x, y = data.batch(Data.CALIBRATE, 0)
         result["ratio_end"] = gradient_ratios([L1(), term], y, model=model,
                                               inputs=model_inputs(x, s),
-                                              weights=[1.0, lam])[1]["ratio"]
+                                              loss_weights=[1.0, lam])[1]["ratio"]
         result["ratio_start"] = ratio
     t1 = time.time()
     result["metrics"] = evaluator(model)
