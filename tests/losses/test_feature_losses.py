@@ -211,3 +211,31 @@ def test_a_recipe_with_a_layers_dict_is_a_config_error_naming_layer_weights():
     term["args"] = {"layer_weights": {"relu2_2": 0.5}, "weights": None}
     loss, _ = builders.build_loss([term])
     assert loss.losses[0].layer_weights == {"relu2_2": 0.5}
+
+
+def test_an_old_keras_file_with_a_layers_dict_loads(tmp_path, rng):
+    import json
+    import zipfile
+
+    inp = keras.Input((16, 16, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(3, 3, padding="same")(inp))
+    loss = PerceptualLoss(layer_weights={"relu1_2": 0.5, "relu2_2": 1.0}, weights=None)
+    model.compile(optimizer="sgd", loss=loss)
+    new, old = tmp_path / "new.keras", tmp_path / "old.keras"
+    model.save(new)
+    # rewrite the file as get_config wrote it before the split: {name: weight} in `layers`
+    with zipfile.ZipFile(new) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                saved = config["compile_config"]["loss"]["config"]
+                assert saved.pop("layer_weights") == {"relu1_2": 0.5, "relu2_2": 1.0}
+                saved["layers"] = {"relu1_2": 0.5, "relu2_2": 1.0}
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    loaded = keras.saving.load_model(old).loss
+    assert isinstance(loaded, PerceptualLoss)
+    assert loaded.layer_weights == {"relu1_2": 0.5, "relu2_2": 1.0}
+    y, p = _weighted_images(rng)
+    np.testing.assert_allclose(np.asarray(loaded(y, p)), np.asarray(loss(y, p)), rtol=1e-6)

@@ -4,14 +4,19 @@ Every feature loss (Perceptual, PDL, Contextual, LPIPS, D2SM) asks one
 :class:`FeatureSource` for ``{layer: features}`` of its prediction and target. A
 source is either
 
-* a built-in backbone tapped at ``layers`` (names; per-layer weights are
-  ``layer_weights={name: weight}``, whose keys then name the layers) (``backbone``, ``weights``,
+* a built-in backbone tapped at ``layers`` (``backbone``, ``weights``,
   ``preprocessing``, see :func:`tfrestore.features.get_feature_extractor`; a
   :class:`~tfrestore.features.FeatureExtractor` is reused with its shared
   variables), or
 * a user ``feature_extractor``: a Keras model/layer or a callable mapping images
   to one feature map, a list of them (in ``layers`` order) or a dict
   ``{name: map}``. ``preprocessing``, when given, is applied before calling it.
+
+``layers`` holds names only (weight 1 each); per-layer weights are
+``layer_weights={name: weight}``, whose keys then are the layers tapped
+(:func:`resolve_layers`). A dict in ``layers``, the old spelling, is a
+``TypeError`` naming ``layer_weights``; a loss config saved with one is mapped by
+:func:`upgrade_layers_config`.
 
 Both are called the same way: preprocessing, then one Keras model (for a backbone
 the extractor's functional model over ``backbone.get_layer(name).output``), then
