@@ -91,7 +91,7 @@ def timings(args):
     )
     entries = {
         f"PerceptualLoss({args.layer}, l1)": PerceptualLoss(
-            {args.layer: 1.0}, backbone=args.backbone, weights=w
+            args.layer, backbone=args.backbone, weights=w
         ),
         f"D2SMLoss(whole image, queue {args.queue})": d2sm,
     }
@@ -118,7 +118,7 @@ def timings(args):
     kw = dict(backbone=args.backbone, layers=args.layer, weights=w, patch_size=ps, patch_stride=st)
     entries = {
         f"PerceptualLoss({args.layer}, l1), whole crop": PerceptualLoss(
-            {args.layer: 1.0}, backbone=args.backbone, weights=w
+            args.layer, backbone=args.backbone, weights=w
         ),
         f"D2SMLoss({ps}/{st} windows)": D2SMLoss(**kw),
     }

@@ -128,7 +128,7 @@ def run(args):
           f"layer: {layer}, batch {args.batch} x {args.size}x{args.size}, jit={args.jit}")
     kw = {"layers": layer, "weights": weights}
     entries = {
-        "perceptual L1": PerceptualLoss({layer: 1.0}, weights=weights, criterion="l1"),
+        "perceptual L1": PerceptualLoss(layer, weights=weights, criterion="l1"),
         "PDL identity (paper default)": PDLoss(**kw),
         "PDL random_sphere x1 (per call)": PDLoss(**kw, projection="random_sphere"),
     }

@@ -144,12 +144,12 @@ def run(args):
     layer = args.layer
     lpips_new, note = _lpips(True)
     entries = {
-        "perceptual L1": PerceptualLoss({layer: 1.0}, weights=weights),
+        "perceptual L1": PerceptualLoss(layer, weights=weights),
         "PDL": PDLoss(layers=layer, weights=weights),
         "perceptual L1, previous checks": _with_old_checks(
-            PerceptualLoss({layer: 1.0}, weights=weights)),
+            PerceptualLoss(layer, weights=weights)),
         "PDL, previous checks": _with_old_checks(PDLoss(layers=layer, weights=weights)),
-        "perceptual L1, no checks": PerceptualLoss({layer: 1.0}, weights=weights,
+        "perceptual L1, no checks": PerceptualLoss(layer, weights=weights,
                                                    check_finite=False),
         "PDL, no checks": PDLoss(layers=layer, weights=weights, check_finite=False),
         "LPIPS-alex": lpips_new,

@@ -41,7 +41,7 @@ def run(args):
     from tfrestore.losses import L1, PerceptualLoss
 
     weights = _weights(args.weights, args.backbone)
-    perceptual = PerceptualLoss({args.layer: 1.0}, backbone=args.backbone, weights=weights)
+    perceptual = PerceptualLoss(args.layer, backbone=args.backbone, weights=weights)
     print(
         f"batch {args.batch}, {args.size}x{args.size}, {args.steps} steps, "
         f"{args.backbone} {args.layer}, weights={weights!r}, jit={args.jit}"

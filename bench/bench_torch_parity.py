@@ -74,7 +74,7 @@ def tf_losses(names):
     make = {
         "lpips_alex": lambda: LPIPSLoss(),  # AlexNet, the standard LPIPS
         "pdl": lambda: PDLoss(layers=layer, weights="torchvision"),
-        "perceptual": lambda: PerceptualLoss({layer: 1.0}, weights="torchvision"),
+        "perceptual": lambda: PerceptualLoss(layer, weights="torchvision"),
     }
     return {n: make[n]() for n in names}
 

@@ -139,8 +139,8 @@ def test_feature_argument_order():
     from tfrestore.viz.feature_space import sample_features
 
     names = list(inspect.signature(PerceptualLoss.__init__).parameters)[1:]
-    assert names[:7] == ["layers", "backbone", "weights", "preprocessing", "feature_extractor",
-                         "criterion", "channel_reduction"]
+    assert names[:8] == ["layers", "backbone", "weights", "preprocessing", "feature_extractor",
+                         "layer_weights", "criterion", "channel_reduction"]
     assert names[-2:] == ["name", "kwargs"]
     assert list(inspect.signature(semantic_features).parameters)[:4] == [
         "images", "layers", "backbone", "weights"]
@@ -152,11 +152,14 @@ def test_feature_argument_order():
 def test_perceptual_loss_config_round_trips_after_the_reorder():
     from tfrestore.losses import PerceptualLoss
 
-    loss = PerceptualLoss({"relu1_2": 1.0}, "vgg16", None, None, None, "mse", "sum")
+    # house order: layers, backbone, weights, preprocessing, feature_extractor,
+    # layer_weights, then the loss's own
+    loss = PerceptualLoss(["relu1_2"], "vgg16", None, None, None, {"relu1_2": 0.5}, "mse", "sum")
     config = loss.get_config()
     assert (config["criterion"], config["channel_reduction"]) == ("mse", "sum")
     again = PerceptualLoss.from_config(config)
     assert (again.criterion, again.channel_reduction) == ("mse", "sum")
+    assert again.layer_weights == {"relu1_2": 0.5}
 
 
 # 6. get_lpips_network(dtype="float32"): the metric's network runs float32 under mixed

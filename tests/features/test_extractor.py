@@ -57,7 +57,7 @@ def test_keras_block_names_are_refused_with_their_equivalent():
     with pytest.raises(ValueError, match="use 'relu5_4'"):
         D2SMLoss(layers="block5_conv4", weights=None)
     with pytest.raises(ValueError, match="use 'relu2_2'"):
-        PDLoss(layers={"block2_conv2": 1.0}, weights=None)
+        PDLoss(layer_weights={"block2_conv2": 1.0}, weights=None)
 
 
 @pytest.mark.parametrize(

@@ -256,7 +256,7 @@ _RANGE_LOSSES = {
     "d2sm": lambda: __import__("tfrestore.losses", fromlist=["x"]).D2SMLoss(
         weights=None, layers="relu2_2", image_size=(32, 32), patch_size=None),
     "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
-        {"relu2_2": 1.0}, weights=None),
+        "relu2_2", weights=None),
     "pdl": lambda: PDLoss(layers="relu2_2", weights=None),
     "ssim": lambda: __import__("tfrestore.losses", fromlist=["x"]).SSIMLoss(),
 }
@@ -285,7 +285,7 @@ def test_range_error_in_compiled_fit_names_y_true_and_the_fix():
 
     noisy, clean = _data()
     model = _restorer()
-    model.compile(optimizer="sgd", loss=MSE() + 0.1 * PerceptualLoss({"relu1_2": 1.0},
+    model.compile(optimizer="sgd", loss=MSE() + 0.1 * PerceptualLoss("relu1_2",
                                                                      weights=None))
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"`y_true` has values far outside the range \[0, 1\].*"
@@ -296,7 +296,7 @@ def test_range_error_in_compiled_fit_names_y_true_and_the_fix():
 def test_check_range_false_opts_out_and_round_trips():
     from tfrestore.losses import PerceptualLoss
 
-    loss = PerceptualLoss({"relu1_2": 1.0}, weights=None, check_range=False)
+    loss = PerceptualLoss("relu1_2", weights=None, check_range=False)
     y, p = _images()
     assert np.isfinite(float(loss(255.0 * y, 255.0 * p)))
     assert PerceptualLoss.from_config(loss.get_config()).check_range is False
@@ -338,7 +338,7 @@ def _frozen_network_variables(loss):
 
 _FROZEN = {
     "perceptual": lambda: __import__("tfrestore.losses", fromlist=["x"]).PerceptualLoss(
-        {"relu2_2": 1.0}, weights=None),
+        "relu2_2", weights=None),
     "lpips": _RANGE_LOSSES["lpips"],
     "pdl": lambda: PDLoss(layers="relu2_2", weights=None),
     "diffloss": lambda: DiffLoss(unet="adm_tiny", weights=None),

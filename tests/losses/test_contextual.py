@@ -168,7 +168,9 @@ def test_vgg_backbone_default_layer(rng):
     from tfrestore.features import get_feature_extractor
 
     y, p = _pair(rng, shape=(2, 32, 32, 3))
-    loss = ContextualLoss(weights=None, layers={"relu4_3": 1.0, "relu2_2": 0.5}, distance="l2")
+    loss = ContextualLoss(
+        weights=None, layer_weights={"relu4_3": 1.0, "relu2_2": 0.5}, distance="l2"
+    )
     fx = get_feature_extractor("vgg16", ["relu4_3", "relu2_2"], weights=None)
     ft, fp = fx(y), fx(p)
     ref = sum(

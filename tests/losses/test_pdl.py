@@ -266,7 +266,7 @@ def test_quantiles_compare_different_sizes(rng):
 
 def test_layer_weights_with_dict_extractor(rng):
     y, p = _pair(rng)
-    loss = PDLoss(feature_extractor=two_layer_features, layers={"a": 1.0, "b": 0.5})
+    loss = PDLoss(feature_extractor=two_layer_features, layer_weights={"a": 1.0, "b": 0.5})
     ref = np_pdl(_feats(pointwise_features, y), _feats(pointwise_features, p)) + 0.5 * np_pdl(
         _feats(conv_features, y), _feats(conv_features, p)
     )
@@ -280,7 +280,7 @@ def test_vgg_layers_preactivation_and_weights(rng):
     from tfrestore.features import get_feature_extractor
 
     y, p = _pair(rng, shape=(2, 32, 32, 3))
-    loss = PDLoss(layers={"conv4_3": 1.0, "relu2_2": 0.25}, weights=None)
+    loss = PDLoss(layer_weights={"conv4_3": 1.0, "relu2_2": 0.25}, weights=None)
     fx = get_feature_extractor("vgg16", ["conv4_3", "relu2_2"], weights=None)
     ft, fp = fx(y), fx(p)
     assert float(tf.reduce_min(ft["conv4_3"])) < 0  # pre-activation really is pre-ReLU
@@ -290,7 +290,8 @@ def test_vgg_layers_preactivation_and_weights(rng):
     )
     np.testing.assert_allclose(loss.call(y, p), ref, rtol=1e-4)
     default = PDLoss(weights=None)
-    assert default.layers == {"relu4_3": 1.0} and default.get_config()["projection"] == "identity"
+    assert default.layers == ["relu4_3"] and default.layer_weights == {"relu4_3": 1.0}
+    assert default.get_config()["projection"] == "identity"
     with pytest.raises(ValueError, match="Unknown vgg16 layer"):
         PDLoss(layers="conv9_1", weights=None)
 
@@ -355,7 +356,9 @@ def test_outside_scope_counter_is_rejected_under_mirrored(strategy, rng):
         ({"p": 0.5}, "`p`"),
         ({"quantiles": 1}, "quantiles"),
         ({"layers": []}, "layers"),
-        ({"layers": {"a": float("nan")}}, "finite"),
+        ({"layer_weights": {"a": float("nan")}}, "finite"),
+        ({"layer_weights": {}}, "layer_weights"),
+        ({"layers": ["a"], "layer_weights": {"a": 1.0, "b": 0.5}}, "`layers`.*`layer_weights`"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -386,7 +389,7 @@ def test_frozen_backbone_is_not_saved_with_the_model(tmp_path, rng):
     model.save(path)
     assert path.stat().st_size < 200_000  # VGG16 up to conv4_3 would be ~30 MB
     loaded = keras.saving.load_model(path)
-    assert isinstance(loaded.loss, PDLoss) and loaded.loss.layers == {"relu4_3": 1.0}
+    assert isinstance(loaded.loss, PDLoss) and loaded.loss.layers == ["relu4_3"]
 
 
 def test_keras_model_extractor_and_unserializable_callable(rng):

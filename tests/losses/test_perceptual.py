@@ -82,13 +82,14 @@ class PerceptualLossTest(TestCase):
     def test_conforms_with_builtin_vgg16(self):
         # 16x16 keeps the float16 check fast: CPU float16 convolutions are ~10x slower
         y, p = _pair(self.rng, (2, 16, 16, 3))
-        kwargs = {"layers": {"relu2_2": 1.0, "conv3_3": 0.5}, "weights": None, "criterion": "mse"}
+        kwargs = {"layer_weights": {"relu2_2": 1.0, "conv3_3": 0.5}, "weights": None,
+                  "criterion": "mse"}
         res = self.run_loss_test(PerceptualLoss, kwargs, y, p, bad_inputs=BAD, xla_rtol=1e-3)
         fx = get_feature_extractor("vgg16", ["relu2_2", "conv3_3"], weights=None)
         ref = reference_loss(
             {k: np.asarray(v, np.float64) for k, v in fx(y).items()},
             {k: np.asarray(v, np.float64) for k, v in fx(p).items()},
-            kwargs["layers"],
+            kwargs["layer_weights"],
             "mse",
             "mean",
         )
@@ -96,10 +97,12 @@ class PerceptualLossTest(TestCase):
 
     def test_conforms_with_custom_keras_extractor(self):
         y, p = _pair(self.rng, (2, 8, 8, 3))
-        kwargs = {"layers": {"a": 1.0, "b": 2.0}, "feature_extractor": TwoTaps(),
+        kwargs = {"layer_weights": {"a": 1.0, "b": 2.0}, "feature_extractor": TwoTaps(),
                   "criterion": "mse"}
         res = self.run_loss_test(PerceptualLoss, kwargs, y, p, finite_differences={})
-        ref = reference_loss(two_taps_numpy(y), two_taps_numpy(p), kwargs["layers"], "mse", "mean")
+        ref = reference_loss(
+            two_taps_numpy(y), two_taps_numpy(p), kwargs["layer_weights"], "mse", "mean"
+        )
         self.assertAllClose(res["eager"], ref, rtol=1e-5, atol=0)
 
 
@@ -110,7 +113,7 @@ def test_matches_numpy_reference(criterion, channel_reduction, rng):
     y, p = _pair(rng, (3, 8, 8, 3), sigma=0.3)
     layers = {"a": 0.7, "b": 1.3}
     loss = PerceptualLoss(
-        layers,
+        layer_weights=layers,
         criterion=criterion,
         channel_reduction=channel_reduction,
         feature_extractor=TwoTaps(),
@@ -168,10 +171,16 @@ def test_invalid_arguments():
         PerceptualLoss(weights=None, criterion="fro")
     with pytest.raises(ValueError, match="`channel_reduction` must be one of"):
         PerceptualLoss(weights=None, channel_reduction="max")
-    with pytest.raises(TypeError, match=r"`layers\['relu3_3'\]` must be a real weight"):
-        PerceptualLoss({"relu3_3": "1"}, weights=None)
+    with pytest.raises(TypeError, match=r"`layer_weights\['relu3_3'\]` must be a real weight"):
+        PerceptualLoss(layer_weights={"relu3_3": "1"}, weights=None)
     with pytest.raises(ValueError, match="at least one layer"):
-        PerceptualLoss({}, weights=None)
+        PerceptualLoss(layer_weights={}, weights=None)
+    with pytest.raises(ValueError, match="at least one layer"):
+        PerceptualLoss([], weights=None)
+    with pytest.raises(TypeError, match="per-layer weights go in `layer_weights"):
+        PerceptualLoss({"relu3_3": 1.0}, weights=None)
+    with pytest.raises(TypeError, match="`layer_weights` must be a dict"):
+        PerceptualLoss("relu3_3", "vgg16", None, None, None, "mse")  # criterion's old place
     with pytest.raises(ValueError, match="Unknown vgg16 layer"):
         PerceptualLoss("relu3_4", weights=None)
     with pytest.raises(TypeError, match="`feature_extractor` must be"):
@@ -180,8 +189,9 @@ def test_invalid_arguments():
 
 # ------------------------------------------------- sharing, config, checkpoints
 def test_losses_share_one_backbone_and_config_rebuilds_through_cache():
-    a = PerceptualLoss({"relu3_3": 1.0}, weights=None)
-    b = PerceptualLoss({"relu1_2": 1.0, "relu4_3": 0.1}, weights=None, criterion="mse")
+    a = PerceptualLoss("relu3_3", weights=None)
+    b = PerceptualLoss(layer_weights={"relu1_2": 1.0, "relu4_3": 0.1}, weights=None,
+                       criterion="mse")
     assert a._source.network()._backbone is b._source.network()._backbone
     config = a.get_config()
     assert (
@@ -196,7 +206,7 @@ def test_losses_share_one_backbone_and_config_rebuilds_through_cache():
 
 def test_accepts_a_feature_extractor_and_stores_its_spec():
     fx = get_feature_extractor("vgg19", ["conv5_4"], weights=None)
-    loss = PerceptualLoss({"conv5_4": 1.0}, feature_extractor=fx)
+    loss = PerceptualLoss("conv5_4", feature_extractor=fx)
     config = loss.get_config()
     assert (config["backbone"], config["weights"], config["feature_extractor"]) == (
         "vgg19",
@@ -207,7 +217,7 @@ def test_accepts_a_feature_extractor_and_stores_its_spec():
     assert PerceptualLoss.from_config(config)._source.network()._backbone is fx._backbone
     # a non-default normalisation travels with it
     custom = get_feature_extractor("vgg19", ["conv5_4"], weights=None, preprocessing={"mean": 0.5})
-    config = PerceptualLoss({"conv5_4": 1.0}, feature_extractor=custom).get_config()
+    config = PerceptualLoss("conv5_4", feature_extractor=custom).get_config()
     assert config["preprocessing"] == {
         "mean": [0.5] * 3,
         "std": [1.0] * 3,
@@ -240,7 +250,7 @@ def test_checkpoints_hold_no_backbone_and_generator_weights_load(tmp_path, rng):
     keras.utils.set_random_seed(0)
     model = _generator()
     model.compile(
-        optimizer="adam", loss=L1() + 0.1 * PerceptualLoss({"relu2_2": 1.0}, weights=None)
+        optimizer="adam", loss=L1() + 0.1 * PerceptualLoss("relu2_2", weights=None)
     )
     y, p = _pair(rng, (2, 16, 16, 3))
     model.fit(p, y, epochs=1, verbose=0)

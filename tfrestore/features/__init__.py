@@ -7,9 +7,10 @@ of a backbone built once and shared; see :mod:`tfrestore.features.extractor`.
 Every feature loss (Perceptual, PDL, Contextual, LPIPS, D2SM) gets its features
 through one :class:`~tfrestore.features.feature_source.FeatureSource` (that
 model, or a user's extractor) and takes the same
-arguments: ``backbone``, ``layers`` (a name, a list, or a dict name -> weight),
-``weights`` (of the backbone), ``preprocessing`` and ``feature_extractor`` (a user
-Keras model or registered function, saved with the loss).
+arguments: ``backbone``, ``layers`` (a name or a list of names), ``weights`` (of
+the backbone), ``preprocessing`` and ``feature_extractor`` (a user Keras model or
+registered function, saved with the loss); the losses summing several layers take
+per-layer weights as ``layer_weights={name: weight}``.
 
 **Layer names.** One scheme for every backbone, torchvision/paper style:
 

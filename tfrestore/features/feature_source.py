@@ -12,13 +12,19 @@ source is either
   to one feature map, a list of them (in ``layers`` order) or a dict
   ``{name: map}``. ``preprocessing``, when given, is applied before calling it.
 
+``layers`` holds names only (weight 1 each); per-layer weights are
+``layer_weights={name: weight}``, whose keys then are the layers tapped
+(:func:`resolve_layers`). A dict in ``layers``, the old spelling, is a
+``TypeError`` naming ``layer_weights``; a loss config saved with one is mapped by
+:func:`upgrade_layers_config`.
+
 Both are called the same way: preprocessing, then one Keras model (for a backbone
 the extractor's functional model over ``backbone.get_layer(name).output``), then
 float32 maps keyed by layer.
 
 It is also the one serialiser of a user extractor: :meth:`FeatureSource.config`
-gives the ``backbone / layers / weights / preprocessing / feature_extractor``
-entries of a loss config, and :meth:`~FeatureSource.save_extractor_weights` /
+gives the ``layers / backbone / weights / preprocessing / feature_extractor /
+layer_weights`` entries of a loss config, and :meth:`~FeatureSource.save_extractor_weights` /
 :meth:`~FeatureSource.load_extractor_weights` write a Keras-model extractor's
 variables (trainable and not, e.g. BatchNorm statistics) into the loss's own
 weight store, because Keras rebuilds such a model from its config with fresh
@@ -28,12 +34,14 @@ saving never walks into them.
 
 >>> import numpy as np
 >>> from tfrestore.features.feature_source import FeatureSource
->>> src = FeatureSource({"relu1_2": 1.0, "relu2_2": 0.5}, "vgg16", None, owner="demo")
+>>> src = FeatureSource(None, "vgg16", None, owner="demo",
+...                     layer_weights={"relu1_2": 1.0, "relu2_2": 0.5})
 >>> y = np.random.default_rng(0).uniform(size=(1, 16, 16, 3)).astype("float32")
 >>> [(name, weight, tuple(fp.shape)) for name, weight, fp, ft in src.pairs(y, y)]
 [('relu1_2', 1.0, (1, 16, 16, 64)), ('relu2_2', 0.5, (1, 8, 8, 128))]
->>> src.config()["layers"], src.config()["feature_extractor"]
-({'relu1_2': 1.0, 'relu2_2': 0.5}, None)
+>>> config = src.config()
+>>> config["layers"], config["layer_weights"], config["feature_extractor"]
+(['relu1_2', 'relu2_2'], {'relu1_2': 1.0, 'relu2_2': 0.5}, None)
 """
 
 from __future__ import annotations
@@ -50,13 +58,25 @@ from tfrestore.features.preprocessing import Preprocessing
 from tfrestore.utils import validation
 from tfrestore.utils.hidden import Hidden
 
-__all__ = ["FeatureSource", "normalize_layers", "one_layer", "serialize_extractor"]
+__all__ = [
+    "FeatureSource", "config_layers", "normalize_layer_weights", "normalize_layers", "one_layer",
+    "resolve_layers", "serialize_extractor", "upgrade_layers_config",
+]
 
 _COUNT = "extractor_count"
 
 
+_DICT_IN_LAYERS = (
+    "`layers` takes names (a str or a list); per-layer weights go in "
+    "`layer_weights={{name: weight}}`: pass layer_weights={layers!r} instead of layers={layers!r}."
+)
+
+
 def normalize_layers(layers, arg="layers"):
-    """``str | list | dict`` -> ``{name: weight}`` (or None). Weights must be finite.
+    """``str | list`` of layer names -> ``{name: 1.0}`` (or None).
+
+    A dict is a ``TypeError`` naming ``layer_weights`` (the old spelling of
+    per-layer weights; see :func:`resolve_layers`).
 
     >>> normalize_layers(["relu1_2", "relu2_2"])
     {'relu1_2': 1.0, 'relu2_2': 1.0}
@@ -66,18 +86,7 @@ def normalize_layers(layers, arg="layers"):
     if isinstance(layers, str):
         return {layers: 1.0}
     if isinstance(layers, dict):
-        out = {}
-        for k, v in layers.items():
-            if not isinstance(k, str):
-                raise TypeError(f"`{arg}` keys must be layer names (str), got {k!r}.")
-            if not isinstance(v, numbers.Real) or isinstance(v, bool):
-                raise TypeError(f"`{arg}[{k!r}]` must be a real weight, got {v!r}.")
-            if not abs(float(v)) < float("inf"):
-                raise ValueError(f"`{arg}[{k!r}]` must be a finite weight, got {v!r}.")
-            out[k] = float(v)
-        if not out:
-            raise ValueError(f"`{arg}` must name at least one layer, got an empty dict.")
-        return out
+        raise TypeError(_DICT_IN_LAYERS.format(layers=layers))
     if isinstance(layers, (list, tuple)):
         for n in layers:
             if not isinstance(n, str):
@@ -89,9 +98,105 @@ def normalize_layers(layers, arg="layers"):
             raise ValueError(f"`{arg}` contains duplicate layer names: {names}.")
         return {n: 1.0 for n in names}
     raise TypeError(
-        f"`{arg}` must be a layer name, a list of names or a dict {{name: weight}}, "
-        f"got {type(layers).__name__}."
+        f"`{arg}` must be a layer name or a list of names (per-layer weights go in "
+        f"`layer_weights={{name: weight}}`), got {type(layers).__name__}."
     )
+
+
+def normalize_layer_weights(layer_weights, arg="layer_weights"):
+    """``{name: weight}`` (or None) -> ``{name: float}``. Weights must be finite.
+
+    >>> normalize_layer_weights({"relu1_2": 1, "relu2_2": 0.5})
+    {'relu1_2': 1.0, 'relu2_2': 0.5}
+    """
+    if layer_weights is None:
+        return None
+    if not isinstance(layer_weights, dict):
+        raise TypeError(
+            f"`{arg}` must be a dict {{layer_name: weight}} or None, got "
+            f"{type(layer_weights).__name__} {layer_weights!r} (layer names alone go in "
+            f"`layers`)."
+        )
+    out = {}
+    for k, v in layer_weights.items():
+        if not isinstance(k, str):
+            raise TypeError(f"`{arg}` keys must be layer names (str), got {k!r}.")
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise TypeError(f"`{arg}[{k!r}]` must be a real weight, got {v!r}.")
+        if not abs(float(v)) < float("inf"):
+            raise ValueError(f"`{arg}[{k!r}]` must be a finite weight, got {v!r}.")
+        out[k] = float(v)
+    if not out:
+        raise ValueError(f"`{arg}` must name at least one layer, got an empty dict.")
+    return out
+
+
+def resolve_layers(layers, layer_weights):
+    """``layers`` (names) and ``layer_weights`` (``{name: weight}``) -> ``{name:
+    weight}`` (or None: neither given).
+
+    ``layer_weights``, when given, names the layers tapped: ``layers`` must then be
+    None or name exactly its keys (in any order; ``layers`` sets the order).
+
+    >>> resolve_layers(["relu1_2", "relu2_2"], None)
+    {'relu1_2': 1.0, 'relu2_2': 1.0}
+    >>> resolve_layers(None, {"relu1_2": 1.0, "relu2_2": 0.5})
+    {'relu1_2': 1.0, 'relu2_2': 0.5}
+    """
+    names = normalize_layers(layers)
+    weighted = normalize_layer_weights(layer_weights)
+    if weighted is None:
+        return names
+    if names is None:
+        return weighted
+    if set(names) != set(weighted):
+        raise ValueError(
+            f"`layers` {list(names)} and `layer_weights` {weighted} name different "
+            f"layers: `layer_weights` alone chooses the layers tapped; give `layers` as "
+            f"None or exactly its keys."
+        )
+    return {n: weighted[n] for n in names}
+
+
+def config_layers(layers):
+    """``{name: weight}`` (or None) -> the ``layers`` / ``layer_weights`` entries of a
+    config: names as a list, and the weights only when one differs from 1.
+
+    >>> config_layers({"relu1_2": 1.0, "relu2_2": 0.5})
+    {'layers': ['relu1_2', 'relu2_2'], 'layer_weights': {'relu1_2': 1.0, 'relu2_2': 0.5}}
+    >>> config_layers({"relu1_2": 1.0})
+    {'layers': ['relu1_2'], 'layer_weights': None}
+    """
+    if layers is None:
+        return {"layers": None, "layer_weights": None}
+    weighted = any(w != 1.0 for w in layers.values())
+    return {"layers": list(layers), "layer_weights": dict(layers) if weighted else None}
+
+
+def upgrade_layers_config(config, takes_layer_weights=True):
+    """A loss config saved when ``layers`` held ``{name: weight}`` -> today's
+    ``layers`` / ``layer_weights`` entries (other configs are returned as they are).
+
+    Only a config written by ``get_config`` is upgraded: it always holds a
+    ``feature_extractor`` entry (None for a backbone) and, before the split, no
+    ``layer_weights``. Hand-written arguments (a YAML recipe's ``args``) with a
+    dict in ``layers`` are left to the constructor's ``TypeError`` naming
+    ``layer_weights``.
+
+    >>> old = {"layers": {"relu1_2": 1.0, "relu2_2": 0.5}, "feature_extractor": None}
+    >>> upgrade_layers_config(old)["layers"], upgrade_layers_config(old)["layer_weights"]
+    (['relu1_2', 'relu2_2'], {'relu1_2': 1.0, 'relu2_2': 0.5})
+    """
+    layers = config.get("layers")
+    saved = "feature_extractor" in config and "layer_weights" not in config
+    if not (saved and isinstance(layers, dict)):
+        return config
+    config = dict(config)
+    if takes_layer_weights:
+        config.update(config_layers(normalize_layer_weights(layers)))
+    else:
+        config["layers"] = list(layers)
+    return config
 
 
 def one_layer(layers, owner):
@@ -101,6 +206,12 @@ def one_layer(layers, owner):
     >>> one_layer(["conv5_4"], "D2SMLoss")
     'conv5_4'
     """
+    if isinstance(layers, dict):
+        raise TypeError(
+            f"`layers` of {owner} takes one layer name, got the dict {layers!r}: {owner} "
+            f"compares the features of one layer, so it takes no per-layer weights "
+            f"(`layer_weights` belongs to the losses summing several layers)."
+        )
     if isinstance(layers, (list, tuple)) and len(layers) == 1:
         layers = layers[0]
     if layers is None or isinstance(layers, str):
@@ -145,8 +256,9 @@ class FeatureSource:
     """Frozen features of a feature-space loss: a backbone tap or a user extractor.
 
     Args:
-        layers: layer name, list of names or dict ``{name: weight}``; None: the
-            ``default_layers`` for a backbone, every output of a user extractor.
+        layers: layer name or list of names (weight 1 each); None: the keys of
+            ``layer_weights``, else the ``default_layers`` for a backbone, every
+            output of a user extractor.
         backbone, weights, preprocessing: see
             :func:`tfrestore.features.get_feature_extractor`.
         feature_extractor: None, a :class:`FeatureExtractor`, a Keras model/layer
@@ -154,15 +266,17 @@ class FeatureSource:
         owner: the loss name, for messages.
         default_layers: layers tapped when ``layers`` is None (built-in backbones).
         rank: required rank of every feature map (None: any rank >= 2).
+        layer_weights: dict ``{name: weight}`` or None; when given its keys are the
+            layers tapped (see :func:`resolve_layers`).
     """
 
     def __init__(self, layers, backbone, weights, feature_extractor=None, *, owner,
-                 preprocessing=None, default_layers=None, rank=4):
+                 preprocessing=None, default_layers=None, rank=4, layer_weights=None):
         self.owner = owner
         self.rank = rank
         if isinstance(feature_extractor, dict):
             feature_extractor = keras.saving.deserialize_keras_object(feature_extractor)
-        self.layers = normalize_layers(layers)
+        self.layers = resolve_layers(layers, layer_weights)
         if weights is not None and not isinstance(weights, str):
             weights = str(weights)  # os.PathLike: JSON-serializable config
         self.backbone, self.weights, self.preprocessing = backbone, weights, preprocessing
@@ -271,10 +385,11 @@ class FeatureSource:
 
     # ---------------------------------------------------------- serialising
     def config(self):
-        """The ``backbone / layers / weights / preprocessing / feature_extractor``
-        entries of the owning loss's config."""
+        """The ``layers / backbone / weights / preprocessing / feature_extractor /
+        layer_weights`` entries of the owning loss's config (``layer_weights`` only
+        holds a dict when a weight differs from 1)."""
         return {
-            "layers": dict(self.layers) if self.layers is not None else None,
+            **config_layers(self.layers),
             "backbone": self.backbone,
             "weights": self.weights,
             "preprocessing": self.preprocessing,

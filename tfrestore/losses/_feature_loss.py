@@ -11,7 +11,9 @@ first use. The storage itself is :class:`tfrestore.features.feature_source.Featu
 
 from __future__ import annotations
 
-from tfrestore.features.feature_source import FeatureSource
+import inspect
+
+from tfrestore.features.feature_source import FeatureSource, upgrade_layers_config
 from tfrestore.utils import validation
 
 __all__ = ["FeatureLossMixin"]
@@ -23,12 +25,17 @@ class FeatureLossMixin:
     and the warning about a user extractor rebuilt without its weights."""
 
     def _init_features(self, layers, backbone, weights, preprocessing, feature_extractor,
-                       default_layers, rank=4):
+                       default_layers, rank=4, layer_weights=None):
         self._source = FeatureSource(
             layers, backbone, weights, feature_extractor, owner=self.name,
             preprocessing=preprocessing, default_layers=default_layers, rank=rank,
+            layer_weights=layer_weights,
         )
-        self.layers = self._source.layers
+        # ``layers``: the names tapped (None: every output of a user extractor);
+        # ``layer_weights``: {name: weight} of every tapped layer (1.0 unless given).
+        source_layers = self._source.layers
+        self.layers = None if source_layers is None else list(source_layers)
+        self.layer_weights = None if source_layers is None else dict(source_layers)
         self.backbone, self.weights = self._source.backbone, self._source.weights
         self.preprocessing = self._source.preprocessing
         if self._source.custom:
@@ -64,7 +71,9 @@ class FeatureLossMixin:
 
     @classmethod
     def from_config(cls, config):
-        loss = super().from_config(config)
+        # Saved when `layers` held {name: weight}: today `layers` + `layer_weights`.
+        takes = "layer_weights" in inspect.signature(cls.__init__).parameters
+        loss = super().from_config(upgrade_layers_config(config, takes))
         # Fresh weights until load_own_variables restores the saved ones.
         loss._fresh_extractor = loss._source.saved_extractor() is not None
         return loss

@@ -68,9 +68,9 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
     different sizes. The output has shape ``(B,)`` before reduction.
 
     Args:
-        layers: str, list or dict ``{name: weight}``. Feature layers, combined as
-            a weighted sum. Defaults to ``"relu4_3"`` of VGG16.
-        backbone, weights, preprocessing, feature_extractor: as in
+        layers: str or list of layer names, combined as a (weighted) sum.
+            Defaults to ``"relu4_3"`` of VGG16.
+        backbone, weights, preprocessing, feature_extractor, layer_weights: as in
             :class:`~tfrestore.losses.PDLoss`.
         distance: str. ``"cosine"`` (default; features centred by the per-image
             target mean) or ``"l2"`` (squared Euclidean distance).
@@ -107,6 +107,7 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
         weights="imagenet",
         preprocessing=None,
         feature_extractor=None,
+        layer_weights=None,
         distance="cosine",
         bandwidth=0.5,
         eps=1e-5,
@@ -142,7 +143,8 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
         self.on_overflow = on_overflow
         self.seed = int(seed)
         self._init_features(
-            layers, backbone, weights, preprocessing, feature_extractor, DEFAULT_LAYER
+            layers, backbone, weights, preprocessing, feature_extractor, DEFAULT_LAYER,
+            layer_weights=layer_weights,
         )
 
     def _cap(self, f, layer, which, tag):

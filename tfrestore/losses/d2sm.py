@@ -257,6 +257,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
         )
         # One name (or None: a user extractor's only output), as given.
         self.layers = None if self._source.layers is None else next(iter(self._source.layers))
+        del self.layer_weights  # one layer: no per-layer weights
         self.preprocessing = preprocessing
 
         self._queue = None
@@ -578,9 +579,11 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
         return super().from_config(config)
 
     def get_config(self):
+        config = super().get_config()
+        del config["layer_weights"]  # one layer: no per-layer weights
         return {
-            **super().get_config(),
-            "layers": self.layers,  # one name, not the source's {name: weight}
+            **config,
+            "layers": self.layers,  # one name, not the source's list
             "preprocessing": self.preprocessing,  # "div2k_mean" stays a name
             "image_size": list(self.image_size) if self.image_size else None,
         }

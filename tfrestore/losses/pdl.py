@@ -45,7 +45,7 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
     reduction.
 
     Args:
-        layers: str, list or dict ``{name: weight}``. Feature layers. Defaults to
+        layers: str or list of layer names (weight 1 each). Defaults to
             ``"relu4_3"`` (VGG16 conv4_3 after ReLU, Keras' ``block4_conv3``);
             ``"conv4_3"`` is pre-activation. With a custom ``feature_extractor``
             returning a dict, selects its entries (None = all).
@@ -60,6 +60,11 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
             C)``, a list of them (in ``layers`` order) or a dict ``{name: map}``.
             Used frozen; a Keras model/layer is saved with the loss, a function
             must be registered with ``keras.saving.register_keras_serializable``.
+        layer_weights: dict ``{layer_name: weight}`` or None (BasicSR's name):
+            each layer's factor in ``Σ_l w_l · value_l``; its keys are the layers
+            tapped (``layers`` then None or exactly those names). A dict in
+            ``layers`` (the old spelling) is a ``TypeError``; configs saved with
+            one still load.
         projection: str. ``"identity"`` (default: per-channel marginals),
             ``"random_sphere"``, ``"random_pairs"`` or ``"perturbed_identity"``.
         projection_multiple: float. Random projections as a multiple of ``C``
@@ -109,6 +114,7 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
         weights="imagenet",
         preprocessing=None,
         feature_extractor=None,
+        layer_weights=None,
         projection="identity",
         projection_multiple=1.0,
         num_projections=None,
@@ -167,7 +173,8 @@ class PDLoss(FeatureLossMixin, RestorationLoss):
         self.fixed_projections = bool(fixed_projections)
         self.seed = int(seed)
         self._init_features(
-            layers, backbone, weights, preprocessing, feature_extractor, DEFAULT_LAYER
+            layers, backbone, weights, preprocessing, feature_extractor, DEFAULT_LAYER,
+            layer_weights=layer_weights,
         )
         self._draws = None
         if projection != "identity" and not self.fixed_projections:

@@ -30,16 +30,17 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
     """Weighted feature distances on a frozen backbone; per-sample ``(B,)`` values.
 
     Arguments follow the house order of feature losses: ``layers, backbone, weights,
-    preprocessing, feature_extractor``, then the loss's own (``criterion``,
-    ``channel_reduction``), then the common ones and ``name``.
+    preprocessing, feature_extractor``, then ``layer_weights`` (the first of the
+    loss's own), then the loss's other ones (``criterion``, ``channel_reduction``),
+    then the common ones and ``name``.
 
     Inputs are RGB NHWC images in ``[0, 1]`` (the extractor applies the
     backbone's own normalisation); prediction and target have the same shape.
 
     Args:
-        layers: dict ``{layer_name: weight}``, list of names (weight 1 each) or
-            str. Defaults to ``{"relu3_3": 1.0}``. VGG names: ``conv4_3`` is
-            pre-ReLU, ``relu4_3`` post-ReLU (Keras' ``block4_conv3``).
+        layers: str or list of layer names (weight 1 each; per-layer weights go
+            in ``layer_weights``). Defaults to ``"relu3_3"``. VGG names:
+            ``conv4_3`` is pre-ReLU, ``relu4_3`` post-ReLU (Keras' ``block4_conv3``).
         backbone: str. ``"vgg16"`` (default), ``"vgg19"``, ``"alexnet"``,
             ``"resnet50"`` or ``"resnet101"``.
         weights: str or None. ``"imagenet"`` (default), ``"torchvision"``, a
@@ -53,6 +54,11 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
             features}``, a list (in ``layers`` order) or one tensor. A Keras
             layer/model is saved with the loss; a function must be registered
             with ``keras.saving.register_keras_serializable``.
+        layer_weights: dict ``{layer_name: weight}`` or None (BasicSR's name): each
+            layer's factor in the sum; its keys are the layers tapped (``layers``
+            then None or exactly those names). Keyword-first after
+            ``feature_extractor`` in every feature loss. A dict in ``layers`` (the
+            old spelling) is a ``TypeError``; configs saved with one still load.
         criterion: str. ``"l1"`` (default, absolute difference) or ``"l2"`` /
             ``"mse"`` (squared difference; synonyms).
         channel_reduction: str. ``"mean"`` (default) or ``"sum"`` over channels;
@@ -62,7 +68,8 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
 
     >>> import numpy as np
     >>> from tfrestore.losses import PerceptualLoss
-    >>> loss = PerceptualLoss({"relu1_2": 1.0, "relu2_2": 0.5}, weights=None, reduction=None)
+    >>> loss = PerceptualLoss(layer_weights={"relu1_2": 1.0, "relu2_2": 0.5}, weights=None,
+    ...                       reduction=None)
     >>> y = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
     >>> loss(y, y).numpy().tolist()
     [0.0, 0.0]
@@ -79,6 +86,7 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
         weights="imagenet",
         preprocessing=None,
         feature_extractor=None,
+        layer_weights=None,
         criterion="l1",
         channel_reduction="mean",
         name="perceptual_loss",
@@ -90,7 +98,8 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
             str(channel_reduction).lower(), _REDUCTIONS, "channel_reduction"
         )
         self._init_features(
-            layers, backbone, weights, preprocessing, feature_extractor, {"relu3_3": 1.0}
+            layers, backbone, weights, preprocessing, feature_extractor, "relu3_3",
+            layer_weights=layer_weights,
         )
 
     def compute(self, y_true, y_pred):
