@@ -142,8 +142,8 @@ LABELS = {
     "d2sm_patches": "+ D2SMLoss (conv5_3, internal windows)",
     "diffloss": "+ DiffLoss (ADM 256 uncond)",
 }
-FEATURE_LAYERS = {"relu2_2": 1.0, "relu3_3": 1.0, "relu4_3": 1.0}
-CONTEXTUAL_LAYERS = {"relu3_3": 1.0, "relu4_3": 1.0}
+FEATURE_LAYERS = ["relu2_2", "relu3_3", "relu4_3"]  # each weighted 1
+CONTEXTUAL_LAYERS = ["relu3_3", "relu4_3"]
 METRICS = ("psnr", "ssim", "lpips_alex", "sem_cos", "sem_top1")
 PSNR_TOLERANCE = 0.1  # dB: a recommended λ may cost at most this much PSNR
 # Settings that change the numbers: a directory holding other values is another run.
@@ -500,14 +500,14 @@ def build_term(kind, settings):
     w = None if settings["weights"] == "none" else "torchvision"
     crop = settings["crop"]
     if kind == "perceptual":
-        return L.PerceptualLoss(dict(FEATURE_LAYERS), backbone="vgg16", weights=w)
+        return L.PerceptualLoss(list(FEATURE_LAYERS), backbone="vgg16", weights=w)
     if kind == "pdl_identity":
-        return L.PDLoss(dict(FEATURE_LAYERS), backbone="vgg16", weights=w, projection="identity")
+        return L.PDLoss(list(FEATURE_LAYERS), backbone="vgg16", weights=w, projection="identity")
     if kind == "pdl_sphere":
-        return L.PDLoss(dict(FEATURE_LAYERS), backbone="vgg16", weights=w,
+        return L.PDLoss(list(FEATURE_LAYERS), backbone="vgg16", weights=w,
                         projection="random_sphere", seed=settings["seed"])
     if kind == "contextual":
-        return L.ContextualLoss(dict(CONTEXTUAL_LAYERS), backbone="vgg16", weights=w,
+        return L.ContextualLoss(list(CONTEXTUAL_LAYERS), backbone="vgg16", weights=w,
                                 seed=settings["seed"])
     if kind == "lpips_vgg":
         return L.LPIPSLoss(backbone="vgg16", **_lpips_kwargs("vgg16", settings["weights"]))
