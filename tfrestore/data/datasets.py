@@ -35,8 +35,8 @@ def image_dataset(source, degradation=None, *, modcrop=None, options=None, **kwa
         degradation: ``tfrestore.data.degradations`` object, config dict / name for
             ``get_degradation``, or any callable ``(images NHWC, seed) -> degraded``;
             None gives ``(clean, clean)``.
-        modcrop: crop full images to a multiple of this (default: the degradation's
-            ``scale``, so SR pairs have exact sizes).
+        modcrop: int or None. Crop full images to a multiple of this; None uses the
+            degradation's ``scale``, so SR pairs have exact sizes.
         options: a :class:`DatasetOptions`; ``**kwargs`` override its fields
             (``training``, ``crop_size``, ``batch_size``, ``seed``, ...).
 

@@ -49,8 +49,9 @@ def default_images(names=None, *, max_size=None, dtype="float32"):
     """Real photographs as a list of ``(H, W, 3)`` arrays.
 
     Args:
-        names: subset of ``DEFAULT_IMAGE_NAMES`` (default: all five, 300x451 to 512x640).
-        max_size: if set, *shrink* (resize, never crop) each image whose longer side
+        names: list of str or None. A subset of ``DEFAULT_IMAGE_NAMES``; None gives all
+            five (300x451 to 512x640).
+        max_size: int or None. If set, *shrink* (resize, never crop) each image whose longer side
             exceeds ``max_size`` so that its longer side is ``max_size`` and the other
             ``round(side * max_size / longer)``: MATLAB-style antialiased bicubic
             (``imresize(size=...)``), aspect ratio kept, the whole picture kept. Not the
@@ -85,10 +86,11 @@ def write_default_images(directory=None, names=None, *, max_size=None, format="p
     """Write the default photographs to ``directory`` (a new temp folder if None); returns its path.
 
     Args:
-        directory: the folder (created if missing); default a new temporary folder.
-        names: subset of ``DEFAULT_IMAGE_NAMES`` (default: all five).
-        max_size: as in ``default_images``: *shrink* (bicubic resize, aspect ratio kept,
-            never crop) so that the longer side is at most ``max_size``.
+        directory: str, path or None. The folder (created if missing); None makes a new
+            temporary folder.
+        names: list of str or None. A subset of ``DEFAULT_IMAGE_NAMES``; None gives all five.
+        max_size: int or None. As in ``default_images``: *shrink* (bicubic resize, aspect
+            ratio kept, never crop) so that the longer side is at most ``max_size``.
         format: ``"png"`` (lossless), ``"jpg"`` (quality 95) or ``"bmp"``; 8-bit RGB.
 
     Example:

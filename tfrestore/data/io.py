@@ -487,7 +487,8 @@ def read_image(path, channels=3, dtype="float32"):
 
     Args:
         path: image file.
-        channels: 1, 3, or None to keep the file's (grey stays grey, alpha is dropped).
+        channels: int or None. 1, 3, or None to keep the file's (grey stays grey, alpha is
+            dropped).
         dtype: ``"float32"`` (``[0, 1]``: 8-bit / 255, 16-bit / 65535), ``"uint8"``
             (16-bit files rounded to 8 bits) or ``"native"`` (uint8 or uint16 as stored).
 

@@ -162,7 +162,7 @@ def degrade_image(degradation, clean, seed):
     Args:
         degradation: a degradation (callable ``(images, seed)``).
         clean: ``(H, W, C)`` float image in [0, 1].
-        seed: stateless seed (int or pair), e.g. ``[run_seed, image_index]``.
+        seed: int or (int, int). Stateless seed, e.g. ``[run_seed, image_index]``.
 
     Returns:
         The model input(s) with a batch axis: an array, or a tuple of arrays for

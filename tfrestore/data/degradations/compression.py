@@ -14,9 +14,10 @@ def jpeg_compress(images, seed, *, quality=(30, 95), return_params=False):
 
     Args:
         images: HWC or NHWC float in [0, 1] with 1 or 3 channels.
-        seed: stateless seed (only used to draw the quality).
-        quality: JPEG quality in [0, 100], fixed or ``(low, high)`` (inclusive, per image).
-        return_params: also return ``{"quality": int32}``.
+        seed: int or int tensor (2,). Stateless seed (only used to draw the quality).
+        quality: int or (int, int). JPEG quality in [0, 100], fixed or ``(low, high)``
+            (inclusive, per image).
+        return_params: bool. Also return ``{"quality": int32}``.
 
     Runs on the CPU (TF's JPEG codec); use it in ``tf.data`` pipelines.
 

@@ -46,11 +46,13 @@ def add_haze(
     """Haze from the atmospheric scattering model ``I = J t + A (1 - t)``, ``t = exp(-beta d)``.
 
     Args:
-        images: clear images ``J``, HWC or NHWC float in [0, 1].
+        images: float tensor (H, W, C) or (B, H, W, C). Clear images ``J`` in [0, 1].
         seed: stateless seed.
-        beta: scattering coefficient (per image, fixed or ``(low, high)``).
-        airlight: grey atmospheric light ``A`` in [0, 1] (per image).
-        depth_map: the scene depth ``d`` (relative units, ~[0, 1]). Without a depth sensor a
+        beta: float or (float, float). Scattering coefficient (per image, fixed or
+            ``(low, high)``).
+        airlight: float or (float, float). Grey atmospheric light ``A`` in [0, 1] (per image).
+        depth_map: str or tensor. The scene depth ``d`` (relative units, ~[0, 1]). Without
+            a depth sensor a
             proxy is used: ``"vertical"`` (linear ramp, 1 at the top row to 0 at the
             bottom: sky/far at the top as in street and landscape photos),
             ``"uniform"`` (``d = 1``, homogeneous haze, ``t = exp(-beta)``) or
@@ -59,7 +61,8 @@ def add_haze(
             A tensor ``(H, W, 1)`` / ``(B, H, W, 1)`` gives a real depth map. (Formerly
             ``depth``: that keyword raises ``TypeError``; ``Haze`` configs saved with it
             still load.)
-        return_params: also return ``{"transmission", "airlight", "beta", "depth_map"}``.
+        return_params: bool. Also return ``{"transmission", "airlight", "beta",
+            "depth_map"}``.
 
     Example:
         >>> hazy, p = add_haze(tf.zeros((16, 16, 3)), seed=3, return_params=True)

@@ -33,11 +33,12 @@ def low_light(
     Args:
         images: HWC or NHWC float in [0, 1].
         seed: stateless seed.
-        gamma, exposure, shot_noise, read_noise: per-image values or ``(low, high)``.
-        exact_poisson: exact Poisson sampling (``tf.random.stateless_poisson``).
-        clip: clip the result to [0, 1].
-        return_params: also return ``{"gamma", "exposure", "shot_noise", "read_noise", "clean"}``
-            where ``clean`` is the noise-free dark image.
+        gamma, exposure, shot_noise, read_noise: float or (float, float). Per-image
+            values, fixed or drawn from ``(low, high)``.
+        exact_poisson: bool. Exact Poisson sampling (``tf.random.stateless_poisson``).
+        clip: bool. Clip the result to [0, 1].
+        return_params: bool. Also return ``{"gamma", "exposure", "shot_noise",
+            "read_noise", "clean"}`` where ``clean`` is the noise-free dark image.
 
     Example:
         >>> dark = low_light(tf.fill((8, 8, 3), 0.8), seed=1, shot_noise=0.0, read_noise=0.0,

@@ -17,15 +17,17 @@ def add_gaussian_noise(
 
     Args:
         images: HWC or NHWC float images in [0, 1].
-        seed: shape-[2] int tensor (or int) for the stateless random ops.
-        sigma: noise std in image units (``25/255`` for "sigma 25"), or a ``(min, max)``
-            pair for blind denoising: sigma ~ U[min, max] per image (the D2SM/FFDNet
-            setting is ``(0, 75/255)``).
-        clip: clip the noisy image to [0, data_range] (the DnCNN/FFDNet benchmarks do not clip).
-        return_params: also return ``{"sigma": (B,) or (), "sigma_map": (..., H, W, 1)}``;
-            ``sigma_map`` is the constant noise-level map FFDNet takes as extra input.
-        data_range: the images' value range (1 for [0, 1], 255 for [0, 255]); a ``sigma``
-            above it is refused (``sigma=25`` on [0, 1] images means ``25/255``).
+        seed: int or int tensor (2,). Seed for the stateless random ops.
+        sigma: float or (float, float). Noise std in image units (``25/255`` for
+            "sigma 25"); a ``(min, max)`` pair is blind: sigma ~ U[min, max] per image
+            (the D2SM/FFDNet setting is ``(0, 75/255)``).
+        clip: bool. Clip the noisy image to [0, data_range] (the DnCNN/FFDNet benchmarks
+            do not clip).
+        return_params: bool. Also return
+            ``{"sigma": (B,) or (), "sigma_map": (..., H, W, 1)}``; ``sigma_map`` is the
+            constant noise-level map FFDNet takes as extra input.
+        data_range: float. The images' value range (1 for [0, 1], 255 for [0, 255]); a
+            ``sigma`` above it is refused (``sigma=25`` on [0, 1] images means ``25/255``).
 
     Example:
         >>> x = tf.fill((64, 64, 3), 0.5)
@@ -56,11 +58,11 @@ class GaussianNoise(base.Degradation):
     """``add_gaussian_noise`` as a configurable object.
 
     Args:
-        sigma: fixed std or ``(min, max)`` (blind), image units.
-        clip: clip to [0, data_range].
-        sigma_map: return ``(noisy, sigma_map)``, the two FFDNet inputs.
-        data_range: the images' value range; a ``sigma`` above it is refused with the
-            ``/255`` it probably lacks (``data_range=255`` accepts ``sigma=25``).
+        sigma: float or (float, float). Fixed std or ``(min, max)`` (blind), image units.
+        clip: bool. Clip to [0, data_range].
+        sigma_map: bool. Return ``(noisy, sigma_map)``, the two FFDNet inputs.
+        data_range: float. The images' value range; a ``sigma`` above it is refused with
+            the ``/255`` it probably lacks (``data_range=255`` accepts ``sigma=25``).
 
     Example:
         >>> deg = GaussianNoise(sigma=(0, 75 / 255), sigma_map=True)

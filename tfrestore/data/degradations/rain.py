@@ -34,12 +34,13 @@ def add_rain(
     Args:
         images: HWC or NHWC float in [0, 1].
         seed: stateless seed.
-        density: fraction of pixels that start a streak (per image).
-        length: streak length in pixels (per image, at most 63).
-        angle: tilt in degrees from vertical (per image).
-        intensity: streak brightness (per image).
-        thickness: streak width in pixels.
-        return_params: also return ``{"streaks" (.., H, W, 1), "density", "length",
+        density: float or (float, float). Fraction of pixels that start a streak (per
+            image).
+        length: float or (float, float). Streak length in pixels (per image, at most 63).
+        angle: float or (float, float). Tilt in degrees from vertical (per image).
+        intensity: float or (float, float). Streak brightness (per image).
+        thickness: float. Streak width in pixels.
+        return_params: bool. Also return ``{"streaks" (.., H, W, 1), "density", "length",
             "angle", "intensity"}``.
 
     Example:
