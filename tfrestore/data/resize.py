@@ -105,16 +105,17 @@ def resize_matrix(
     """Dense ``(out_size, in_size)`` matrix ``M`` such that ``M @ signal`` is MATLAB's 1-D resize.
 
     Args:
-        in_size: input length (int or scalar int tensor).
-        out_size: output length (int or scalar int tensor).
-        scale_factor: the ratio ``out/in`` used for the kernel positions (MATLAB's
+        in_size: int or scalar int tensor. The input length.
+        out_size: int or scalar int tensor. The output length.
+        scale_factor: float or None. The ratio ``out/in`` used for the kernel positions (MATLAB's
             ``scale``: 0.25 shrinks by four); MATLAB uses the *requested* factor when one
             is given (e.g. exactly 0.25 for ``1/4``), else ``out_size / in_size``.
             (Formerly ``scale``: that keyword raises ``TypeError``, since in tfrestore
             ``scale`` is the super-resolution factor.)
         method: a key of ``KERNELS``.
-        antialias: stretch the kernel by ``1/scale_factor`` when shrinking (MATLAB default).
-        dtype: dtype of the returned matrix (weights are computed in float64).
+        antialias: bool. Stretch the kernel by ``1/scale_factor`` when shrinking (MATLAB
+            default).
+        dtype: tf.DType. The returned matrix's dtype (weights are computed in float64).
 
     Example:
         >>> m = resize_matrix(8, 4, scale_factor=0.5)
@@ -165,16 +166,17 @@ def imresize(
 
     Args:
         images: ``(H, W, C)`` or ``(N, H, W, C)``; float (any range) or uint8.
-        scale_factor: MATLAB's ``scale``, the ratio output/input: a number or
-            ``(factor_h, factor_w)``; output size ``ceil(in * scale_factor)``, so ``1 / 4``
+        scale_factor: float or (float, float). MATLAB's ``scale``, the ratio output/input,
+            one number or ``(factor_h, factor_w)``; output size ``ceil(in * scale_factor)``,
+            so ``1 / 4``
             shrinks by four (the super-resolution ``scale`` 4 of ``bicubic_downsample``).
             Formerly ``scale``: that keyword raises ``TypeError``.
         size: ``(out_h, out_w)`` instead of ``scale_factor``.
         method: ``"bicubic"`` (default), ``"bilinear"``, ``"box"``, ``"lanczos2"``,
             ``"lanczos3"``.
-        antialias: MATLAB's ``'Antialiasing'`` (default True; only matters when shrinking).
-        quantize: round to the 8-bit grid after each 1-D pass like MATLAB on uint8
-            images. Default: True for uint8 inputs (which are returned as uint8),
+        antialias: bool. MATLAB's ``'Antialiasing'`` (only matters when shrinking).
+        quantize: bool or None. Round to the 8-bit grid after each 1-D pass like MATLAB on
+            uint8 images. None: True for uint8 inputs (which are returned as uint8),
             False for float inputs. For float inputs in [0, 1] the input is first snapped to
             the 8-bit grid ``k/255`` and the result lies on it, exactly as MATLAB would
             compute on the corresponding uint8 image.
@@ -306,9 +308,10 @@ def bicubic_downsample(images, scale, *, quantize=False, clip=True, antialias=Tr
     Args:
         images: HWC or NHWC float images in [0, 1] (or uint8).
         scale: integer factor, e.g. 2, 3 or 4.
-        quantize: round to 8 bits like MATLAB on uint8 images (SR benchmarks store LR
-            images as 8-bit PNGs).
-        clip: clip the result to [0, 1] (bicubic overshoots at edges); float inputs only.
+        quantize: bool. Round to 8 bits like MATLAB on uint8 images (SR benchmarks store
+            LR images as 8-bit PNGs).
+        clip: bool. Clip the result to [0, 1] (bicubic overshoots at edges); float inputs
+            only.
         antialias: keep True for MATLAB parity.
 
     Notes:

@@ -137,7 +137,7 @@ def convert_adm(checkpoint, config="adm_256_uncond"):
     Args:
         checkpoint: path to a ``.pt``/``.pth`` (zip) checkpoint, or a dict of
             arrays in the PyTorch layout.
-        config: ADM preset name or hyper-parameter dict (see
+        config: str or dict. ADM preset name or hyper-parameter dict (see
             :func:`tfrestore.diffusion.adm_config`).
 
     Raises:

@@ -60,7 +60,7 @@ class DiffusionSchedule:
     """Noise schedule with float64 constants and TF helpers for one-step algebra.
 
     Args:
-        num_timesteps: number of diffusion steps T (1000 for ADM).
+        num_timesteps: int. Number of diffusion steps T (1000 for ADM).
         beta_schedule: ``"linear"`` (ADM ImageNet models) or ``"cosine"``: how the
             noise variances β_t grow with t (guided-diffusion's ``noise_schedule``;
             formerly ``schedule``, which raises ``TypeError``: in tfrestore configs
