@@ -168,8 +168,8 @@ def imresize(
         images: ``(H, W, C)`` or ``(N, H, W, C)``; float (any range) or uint8.
         scale_factor: float or (float, float). MATLAB's ``scale``, the ratio output/input,
             one number or ``(factor_h, factor_w)``; output size ``ceil(in * scale_factor)``,
-            so ``1 / 4``
-            shrinks by four (the super-resolution ``scale`` 4 of ``bicubic_downsample``).
+            so ``1 / 4`` shrinks by four (the super-resolution ``scale`` 4 of
+            ``bicubic_downsample``).
             Formerly ``scale``: that keyword raises ``TypeError``.
         size: ``(out_h, out_w)`` instead of ``scale_factor``.
         method: ``"bicubic"`` (default), ``"bilinear"``, ``"box"``, ``"lanczos2"``,
