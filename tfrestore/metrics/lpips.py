@@ -130,9 +130,10 @@ class LPIPSNetwork:
 
     Args:
         backbone: ``"alexnet"`` or ``"vgg16"``.
-        weights: the backbone's weights (see :func:`tfrestore.features.get_feature_extractor`).
-        lin_weights: the linear layers: None (the official file, found offline
-            first), a path, or a list of per-layer channel weights.
+        weights: str or None. The backbone's weights (see
+            :func:`tfrestore.features.get_feature_extractor`).
+        lin_weights: str, list of arrays or None. The linear layers: None (the official
+            file, found offline first), a path, or a list of per-layer channel weights.
         dtype: str or ``keras.DTypePolicy``. The backbone's dtype policy, as Keras
             layers take it (None: the global policy). Formerly ``dtype_policy``,
             which raises ``TypeError``.
@@ -270,7 +271,8 @@ def get_lpips_network(
     the global policy instead.
 
     Args:
-        backbone, weights, lin_weights: see :class:`LPIPSNetwork`.
+        backbone, weights, lin_weights: str, str or None, str or list or None. As in
+            :class:`LPIPSNetwork`.
         dtype: str or ``keras.DTypePolicy``. The backbone's dtype policy, as Keras
             layers take it. Defaults to ``"float32"``; None means the global policy
             (as in :class:`LPIPSNetwork`). Formerly ``dtype_policy``, which raises
@@ -328,8 +330,8 @@ def lpips(y_true, y_pred, backbone="alexnet", weights="torchvision", lin_weights
     Args:
         y_true, y_pred: RGB NHWC batches in [0, 1] of the same shape.
         backbone: ``"alexnet"`` (the standard LPIPS) or ``"vgg16"``.
-        weights: backbone weights: ``"torchvision"`` (default) or a file path.
-        lin_weights: path of the linear-layer file (default: found by name).
+        weights: str. Backbone weights: ``"torchvision"`` (default) or a file path.
+        lin_weights: str or None. Path of the linear-layer file (None: found by name).
 
     Example (requires the weight files, so not run here)::
 

@@ -28,11 +28,12 @@ def psnr(y_true, y_pred, data_range=1.0, color="rgb", crop_border=0, quantize=Fa
     Args:
         y_true, y_pred: float NHWC batches of the same shape with values in
             ``[0, data_range]``.
-        data_range: peak value (1.0 for [0, 1] images, 255.0 for [0, 255]).
+        data_range: float. Peak value (1.0 for [0, 1] images, 255.0 for [0, 255]).
         color: ``"rgb"`` (all channels), ``"y"`` (BT.601 luma, BasicSR
             ``test_y_channel``) or ``"gray"`` (MATLAB ``rgb2gray``).
-        crop_border: pixels removed from every border before measuring (SR convention).
-        quantize: clip and round to 8 bits first (evaluating saved images).
+        crop_border: int. Pixels removed from every border before measuring (SR
+            convention).
+        quantize: bool. Clip and round to 8 bits first (evaluating saved images).
 
     >>> import numpy as np
     >>> from tfrestore.metrics import psnr

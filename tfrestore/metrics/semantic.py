@@ -77,11 +77,12 @@ def semantic_features(
     """L2-normalised, spatially averaged features of one layer for each image, ``(N, C)``.
 
     Args:
-        images: RGB images in [0, 1]: ``(B, H, W, 3)`` or a list of ``(H, W, 3)``.
-        layers: the one layer described (a name or a 1-element list).
-        backbone: see :func:`tfrestore.features.get_feature_extractor`.
-        weights: backbone weights (``"torchvision"`` ImageNet by default; ``None``
-            gives seeded random weights, for tests).
+        images: float tensor (B, H, W, 3) or list of (H, W, 3) arrays. RGB images in
+            [0, 1].
+        layers: str or list of one str. The one layer described.
+        backbone: str. See :func:`tfrestore.features.get_feature_extractor`.
+        weights: str or None. Backbone weights (``"torchvision"`` ImageNet by default;
+            ``None`` gives seeded random weights, for tests).
     """
     from tfrestore.features.feature_source import FeatureSource, one_layer
 

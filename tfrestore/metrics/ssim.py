@@ -255,14 +255,15 @@ def ssim(
     Args:
         y_true, y_pred: float NHWC batches of the same shape with values in
             ``[0, data_range]``; height and width at least ``filter_size``.
-        data_range: peak value (1.0 for [0, 1] images, 255.0 for [0, 255]).
+        data_range: float. Peak value (1.0 for [0, 1] images, 255.0 for [0, 255]).
         color: ``"rgb"`` (mean over channels), ``"y"`` (BT.601 luma, BasicSR
             ``test_y_channel``) or ``"gray"`` (MATLAB ``rgb2gray``).
-        crop_border: pixels removed from every border first (SR convention).
-        quantize: clip and round to 8 bits first (evaluating saved images).
-        downsample: the automatic ``max(1, round(min(H, W) / 256))`` pre-filter of
-            the original ``ssim.m``.
-        filter_size, filter_sigma, k1, k2: Gaussian window and stabilising constants.
+        crop_border: int. Pixels removed from every border first (SR convention).
+        quantize: bool. Clip and round to 8 bits first (evaluating saved images).
+        downsample: bool. Apply the automatic ``max(1, round(min(H, W) / 256))``
+            pre-filter of the original ``ssim.m``.
+        filter_size, filter_sigma, k1, k2: int, float, float, float. Gaussian window
+            size and sigma, and the stabilising constants.
 
     >>> import numpy as np
     >>> from tfrestore.metrics import ssim
@@ -298,13 +299,14 @@ def ms_ssim(
         y_true, y_pred: float NHWC batches of the same shape with values in
             ``[0, data_range]``; height and width at least
             :func:`ms_ssim_min_size` (161 for the defaults).
-        data_range, color, crop_border, quantize: as in :func:`ssim`.
-        power_factors: per-scale exponents, finest first; their count is the number
-            of scales (the name ``tf.image.ssim_multiscale`` uses; formerly ``weights``,
-            which now raises ``TypeError``).
+        data_range, color, crop_border, quantize: float, str, int, bool. As in
+            :func:`ssim`.
+        power_factors: sequence of float. Per-scale exponents, finest first; their count
+            is the number of scales (the name ``tf.image.ssim_multiscale`` uses; formerly
+            ``weights``, which now raises ``TypeError``).
         combine: ``"product"`` (standard definition) or ``"sum"`` (normalised
             weighted sum, the convention of the pyiqa/TID2013 calibration values).
-        filter_size, filter_sigma, k1, k2: as in :func:`ssim`.
+        filter_size, filter_sigma, k1, k2: int, float, float, float. As in :func:`ssim`.
 
     >>> import numpy as np
     >>> from tfrestore.metrics import ms_ssim

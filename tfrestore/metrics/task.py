@@ -28,8 +28,8 @@ class TopKAccuracy(keras.metrics.SparseTopKCategoricalAccuracy):
     the k-th score the result follows ``tf.math.in_top_k`` (ties count as hits).
 
     Args:
-        k: 1 for top-1, 5 for top-5.
-        name: default ``"top{k}_accuracy"``.
+        k: int. 1 for top-1, 5 for top-5.
+        name: str or None. Metric name; None gives ``"top{k}_accuracy"``.
 
     >>> import numpy as np
     >>> m = TopKAccuracy(k=2)
@@ -63,9 +63,9 @@ class SegmentationMeanIoU(keras.metrics.MeanIoU):
     left out of the mean.
 
     Args:
-        num_classes: number of classes (21 for VOC 2012, 19 for Cityscapes).
-        ignore_class: label to skip, or None.
-        name: metric name.
+        num_classes: int. Number of classes (21 for VOC 2012, 19 for Cityscapes).
+        ignore_class: int or None. Label to skip, or None.
+        name: str. Metric name.
 
     >>> import numpy as np
     >>> y = np.array([[[0, 1], [1, 255]]])
