@@ -36,12 +36,14 @@ def check_output(path, flag, overwrite=False, inputs=(), input_overwrite=False):
     and an existing file unless ``overwrite``.
 
     Args:
-        path: the output file.
-        flag: the argument or option that named it, for the message (e.g. ``"--csv"``).
-        overwrite: the user asked to replace an existing file.
-        inputs: files the command reads.
-        input_overwrite: with ``overwrite``, an input may be replaced too (``tfrestore
-            restore x.png x.png --overwrite`` restores in place); otherwise never.
+        path: str or path. The output file.
+        flag: str. The argument or option that named it, for the message (e.g.
+            ``"--csv"``).
+        overwrite: bool. The user asked to replace an existing file.
+        inputs: sequence of str or path. Files the command reads.
+        input_overwrite: bool. With ``overwrite``, an input may be replaced too
+            (``tfrestore restore x.png x.png --overwrite`` restores in place); otherwise
+            never.
     """
     from tfrestore.utils.command import check_output_path
 

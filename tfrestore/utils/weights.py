@@ -99,15 +99,16 @@ def resolve_weights_file(
     """Return a local path to ``filename``, downloading it only as a last resort.
 
     Args:
-        filename: canonical file name (looked up in the weights dir and cache).
-        origin: download URL, or None if the file cannot be downloaded.
-        file_hash: expected hex digest (checked for cached and downloaded files;
+        filename: str. Canonical file name (looked up in the weights dir and cache).
+        origin: str or None. Download URL, or None if the file cannot be downloaded.
+        file_hash: str or None. Expected hex digest (checked for cached and downloaded files;
             files found through an explicit path or ``TFRESTORE_WEIGHTS_DIR`` are
             trusted as given by the user).
-        hash_algorithm: "sha256" or "md5".
-        path: explicit user path (file), tried first; must exist if given.
-        alternatives: other acceptable file names (e.g. ``.npz`` instead of ``.pth``).
-        description: human name used in error messages.
+        hash_algorithm: str. ``"sha256"`` or ``"md5"``.
+        path: str or None. Explicit user path (file), tried first; must exist if given.
+        alternatives: sequence of str. Other acceptable file names (e.g. ``.npz`` instead
+            of ``.pth``).
+        description: str or None. Human name used in error messages.
 
     Raises:
         WeightsNotFoundError: with a message saying which file to put where.
