@@ -801,7 +801,7 @@ def load_torch_state_dict(path, key=None):
 
     Args:
         path: ``.pt`` / ``.pth`` file written by ``torch.save`` (zip or legacy format).
-        key: optional entry holding the state dict in a wrapped checkpoint
+        key: str or None. Entry holding the state dict in a wrapped checkpoint
             (e.g. ``"state_dict"``; dotted paths such as ``"ema.model"`` work).
             Without it, a plain state dict is returned as is; a dict with one of
             the usual wrapper entries (``state_dict``, ``model_state_dict``,

@@ -29,15 +29,15 @@ def image_dataset(source, degradation=None, *, modcrop=None, options=None, **kwa
     """``(degraded, clean)`` batches from clean images with on-the-fly degradation.
 
     Args:
-        source: a folder, a glob pattern, a list of image files, a list of HWC arrays
-            (uint8, uint16 or float in [0, 1]) or ``"default"``
-            (``tfrestore.data.default_images()``).
-        degradation: ``tfrestore.data.degradations`` object, config dict / name for
-            ``get_degradation``, or any callable ``(images NHWC, seed) -> degraded``;
-            None gives ``(clean, clean)``.
+        source: str, list of str or list of arrays. A folder, a glob pattern, a list of
+            image files, a list of HWC arrays (uint8, uint16 or float in [0, 1]) or
+            ``"default"`` (``tfrestore.data.default_images()``).
+        degradation: callable, dict, str or None. A ``tfrestore.data.degradations``
+            object, a config dict / name for ``get_degradation``, or any callable
+            ``(images NHWC, seed) -> degraded``; None gives ``(clean, clean)``.
         modcrop: int or None. Crop full images to a multiple of this; None uses the
             degradation's ``scale``, so SR pairs have exact sizes.
-        options: a :class:`DatasetOptions`; ``**kwargs`` override its fields
+        options: DatasetOptions or None. The pipeline options; ``**kwargs`` override its fields
             (``training``, ``crop_size``, ``batch_size``, ``seed``, ...).
 
     Returns:

@@ -486,7 +486,7 @@ def read_image(path, channels=3, dtype="float32"):
     """Read one image file eagerly as a NumPy array.
 
     Args:
-        path: image file.
+        path: str or path. The image file.
         channels: int or None. 1, 3, or None to keep the file's (grey stays grey, alpha is
             dropped).
         dtype: ``"float32"`` (``[0, 1]``: 8-bit / 255, 16-bit / 65535), ``"uint8"``

@@ -112,7 +112,7 @@ def resize_matrix(
             is given (e.g. exactly 0.25 for ``1/4``), else ``out_size / in_size``.
             (Formerly ``scale``: that keyword raises ``TypeError``, since in tfrestore
             ``scale`` is the super-resolution factor.)
-        method: a key of ``KERNELS``.
+        method: str. A key of ``KERNELS``.
         antialias: bool. Stretch the kernel by ``1/scale_factor`` when shrinking (MATLAB
             default).
         dtype: tf.DType. The returned matrix's dtype (weights are computed in float64).
@@ -312,7 +312,7 @@ def bicubic_downsample(images, scale, *, quantize=False, clip=True, antialias=Tr
             LR images as 8-bit PNGs).
         clip: bool. Clip the result to [0, 1] (bicubic overshoots at edges); float inputs
             only.
-        antialias: keep True for MATLAB parity.
+        antialias: bool. Keep True for MATLAB parity.
 
     Notes:
         ``tf.image.resize(method="bicubic", antialias=True)`` uses the same kernel and

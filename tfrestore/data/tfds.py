@@ -75,13 +75,14 @@ def load_tfds(
 
     Args:
         name: str. See ``TFDS_BUILDERS`` (``"set5/bicubic_x4"``, ``"tfrestore_div2k"``, ...).
-        split: a split name (``"train"``, ``"validation"``, ``"test"``) or None for all.
+        split: str or None. A split name (``"train"``, ``"validation"``, ``"test"``); None
+            for all.
         manual_dir: str or None. Folder holding the downloaded files/archives (see each
             builder's ``MANUAL_DOWNLOAD_INSTRUCTIONS``); not needed once prepared in
             ``data_dir``.
         data_dir: str or None. Where TFDS writes the prepared TFRecords (None:
             ``~/tensorflow_datasets``).
-        config: builder config, e.g. ``"bicubic_x4"``.
+        config: str or None. Builder config, e.g. ``"bicubic_x4"``.
         as_supervised: ``(lr, hr)`` tuples for SR builders, ``(image, segmentation)`` for
             Cityscapes.
 

@@ -153,12 +153,13 @@ def motion_blur(
 
     Args:
         images: HWC or NHWC float in [0, 1]; H and W must exceed ``kernel_size // 2``.
-        seed: stateless seed.
+        seed: int or int tensor (2,). Stateless seed.
         kernel_size, length, kind, angle, curvature: int, float or (float, float), str,
             float or (float, float), float. The ``motion_kernel`` parameters
             (``kernel_size`` was formerly ``size``: that keyword raises ``TypeError``, and
             ``MotionBlur`` configs saved with it still load).
-        kernel: a fixed kernel ``(k, k)`` or per-image ``(B, k, k)`` instead of random ones.
+        kernel: float tensor (k, k) or (B, k, k), or None. A fixed or per-image kernel
+            instead of random ones.
         return_params: bool. Also return ``{"kernel": (B, k, k) or (k, k)}``.
 
     Borders are reflect-padded. The blur is a true convolution with the returned kernel.

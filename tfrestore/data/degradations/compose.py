@@ -140,7 +140,7 @@ def build_degradation(deg_cfg, path="data.degradation"):
 
     Args:
         deg_cfg: ``{"type": name, "args": {...}}`` (``args`` optional).
-        path: the config key named in errors.
+        path: str. The config key named in errors.
 
     Raises:
         ValueError: naming ``path`` for an unknown type or parameter.
@@ -160,7 +160,7 @@ def degrade_image(degradation, clean, seed):
     """Degrade one clean HWC image with a fixed seed.
 
     Args:
-        degradation: a degradation (callable ``(images, seed)``).
+        degradation: callable. A degradation, called as ``(images, seed)``.
         clean: ``(H, W, C)`` float image in [0, 1].
         seed: int or (int, int). Stateless seed, e.g. ``[run_seed, image_index]``.
 

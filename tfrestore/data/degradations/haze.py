@@ -47,7 +47,7 @@ def add_haze(
 
     Args:
         images: float tensor (H, W, C) or (B, H, W, C). Clear images ``J`` in [0, 1].
-        seed: stateless seed.
+        seed: int or int tensor (2,). Stateless seed.
         beta: float or (float, float). Scattering coefficient (per image, fixed or
             ``(low, high)``).
         airlight: float or (float, float). Grey atmospheric light ``A`` in [0, 1] (per image).

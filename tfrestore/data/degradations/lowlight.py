@@ -32,7 +32,7 @@ def low_light(
 
     Args:
         images: HWC or NHWC float in [0, 1].
-        seed: stateless seed.
+        seed: int or int tensor (2,). Stateless seed.
         gamma, exposure, shot_noise, read_noise: float or (float, float). Per-image
             values, fixed or drawn from ``(low, high)``.
         exact_poisson: bool. Exact Poisson sampling (``tf.random.stateless_poisson``).

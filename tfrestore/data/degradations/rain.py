@@ -33,7 +33,7 @@ def add_rain(
 
     Args:
         images: HWC or NHWC float in [0, 1].
-        seed: stateless seed.
+        seed: int or int tensor (2,). Stateless seed.
         density: float or (float, float). Fraction of pixels that start a streak (per
             image).
         length: float or (float, float). Streak length in pixels (per image, at most 63).
