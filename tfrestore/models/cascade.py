@@ -302,8 +302,8 @@ def cascade(
             restored image before the task network only (the ``restored``
             output keeps its size): an int ``n`` removes ``n`` rows/columns at the
             bottom/right, like the released code's ``Padding`` layer with
-            ``pad_end=-n`` (the valid-padded :func:`LiuDenoiser` gives 226 px from 232, cropped to 224 for VGG16;
-            321 for DeepLab from 328 with ``task_crop=1``); or
+            ``pad_end=-n`` (the valid-padded :func:`LiuDenoiser` gives 226 px from
+            232, cropped to 224 for VGG16; 321 for DeepLab from 328 with ``task_crop=1``); or
             ``((top, bottom), (left, right))`` as in ``keras.layers.Cropping2D``.
         feature_layer: optional layer name of ``task_model`` (e.g.
             ``"block3_conv3"``, VGG relu3_3); adds a third output with its
