@@ -222,7 +222,7 @@ def train(
             (finished or interrupted) run in the run directory; None:
             ``output.overwrite``.
         report: bool or None. Overrides ``output.report``.
-        verbose: int or None. Overrides ``train.verbose``.
+        verbose: int, "auto" or None. Overrides ``train.verbose``.
         allowed_imports: sequence of str. Packages (``"mypkg"``, or a dotted
             sub-package) whose modules ``model.type: "mypkg.nets:build"`` may import
             (``tfrestore train --allow-import``); any other ``module:function`` string
