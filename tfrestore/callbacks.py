@@ -78,7 +78,7 @@ class QueueControl(keras.callbacks.Callback):
     """Guards queue losses during ``fit``/``evaluate`` (see the module docstring).
 
     Args:
-        check_list: run the ``loss=[...]`` check in ``on_train_begin``.
+        check_list: bool. Run the ``loss=[...]`` check in ``on_train_begin``.
 
     Example::
 

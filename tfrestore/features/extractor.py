@@ -228,8 +228,8 @@ def get_feature_extractor(
             ``"torchvision"`` (VGG/AlexNet, ImageNet mean/std preprocessing), a
             file path (``.npz``/``.pth`` torch state dict or Keras ``.h5``), or
             ``None`` for seeded random weights. See :mod:`tfrestore.features.sources`.
-        preprocessing: override the normalisation implied by ``weights``
-            (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict).
+        preprocessing: str, dict or None. Overrides the normalisation implied by
+            ``weights`` (``"caffe"``, ``"torch"``, ``"none"`` or a mean/std dict).
         dtype: str or ``keras.DTypePolicy``. The backbone's dtype policy, as Keras
             layers take it (default: the global policy; ``"mixed_float16"`` gives
             float16 features). Formerly ``dtype_policy``, which raises ``TypeError``.

@@ -256,16 +256,17 @@ class FeatureSource:
     """Frozen features of a feature-space loss: a backbone tap or a user extractor.
 
     Args:
-        layers: layer name or list of names (weight 1 each); None: the keys of
+        layers: str, list of str or None. Layer names (weight 1 each); None: the keys of
             ``layer_weights``, else the ``default_layers`` for a backbone, every
             output of a user extractor.
-        backbone, weights, preprocessing: see
+        backbone, weights, preprocessing: optional. As in
             :func:`tfrestore.features.get_feature_extractor`.
         feature_extractor: None, a :class:`FeatureExtractor`, a Keras model/layer
             or a callable (or its serialized config, as found in a loss config).
-        owner: the loss name, for messages.
-        default_layers: layers tapped when ``layers`` is None (built-in backbones).
-        rank: required rank of every feature map (None: any rank >= 2).
+        owner: str. The loss name, for messages.
+        default_layers: list of str. Layers tapped when ``layers`` is None (built-in
+            backbones).
+        rank: int or None. Required rank of every feature map (None: any rank >= 2).
         layer_weights: dict ``{name: weight}`` or None; when given its keys are the
             layers tapped (see :func:`resolve_layers`).
     """

@@ -137,9 +137,9 @@ def resolve_weight_source(backbone, known_weights, weights, preprocessing_for_ra
     """Resolve a ``weights`` argument for ``backbone`` into a :class:`WeightSource`.
 
     Args:
-        backbone: backbone name (for messages).
+        backbone: str. Backbone name (for messages).
         known_weights: dict ``{"imagenet": KnownWeights, "torchvision": ...}``.
-        weights: the user's argument.
+        weights: str or None. The user's ``weights`` argument.
     """
     if weights is None:
         return WeightSource(None, RANDOM_FORMAT, None, preprocessing_for_random)

@@ -80,19 +80,19 @@ def evaluate_model(
     """Evaluate ``model`` on ``items``.
 
     Args:
-        model: restoration ``keras.Model``.
+        model: keras.Model. The restoration model.
         items: iterable of ``(name, inputs, clean)`` where ``inputs`` is the
             degraded image ``(H, W, C)`` or a tuple (image, extra model inputs
             with batch axis) as produced by a multi-output degradation.
-        tile_size, overlap, receptive_field, sigma, batch_size, max_memory: see
-            :func:`~tfrestore.inference.restore.predict_image` (by default an image is tiled
-            when it does not fit the memory budget; the notes say so, once).
-        color, crop_border: metric conventions (``tfrestore.metrics``; ``"y"`` and
-            ``crop_border=scale`` for SR tables).
-        lpips: ``"auto"`` (when available), True (required) or False.
-        return_images: also return ``[(name, degraded_display, restored, clean)]``.
-        progress: show a Keras progress bar over the images (with the running
-            mean PSNR of the outputs) on stdout.
+        tile_size, overlap, receptive_field, sigma, batch_size, max_memory: optional.
+            As in :func:`~tfrestore.inference.restore.predict_image` (by default an
+            image is tiled when it does not fit the memory budget; noted once).
+        color, crop_border: str, int. Metric conventions (``tfrestore.metrics``; ``"y"``
+            and ``crop_border=scale`` for SR tables).
+        lpips: bool or "auto". ``"auto"`` (when available), True (required) or False.
+        return_images: bool. Also return ``[(name, degraded_display, restored, clean)]``.
+        progress: bool. Show a Keras progress bar over the images (with the
+            running mean PSNR of the outputs) on stdout.
 
     Returns:
         ``(rows, notes)`` (and the images if requested): one dict per image with
@@ -180,11 +180,11 @@ def evaluate_degraded(model, images, degradation, seed, **kwargs):
     same numbers wherever they are evaluated.
 
     Args:
-        model: restoration ``keras.Model``.
+        model: keras.Model. The restoration model.
         images: iterable of ``(name, clean)`` with ``clean`` an ``(H, W, C)`` float image in
             [0, 1]; read one at a time when it is a generator.
         degradation: a degradation or anything :func:`tfrestore.data.get_degradation` takes.
-        seed: int, the first half of every image's stateless seed.
+        seed: int. The first half of every image's stateless seed.
         **kwargs: options of :func:`evaluate_model` (tiling, metrics, ``return_images``, ...).
 
     Returns:

@@ -450,23 +450,30 @@ def predict_image(
     """Restore one ``(H, W, C)`` image (float32 in [0, 1]); returns ``(H*s, W*s, C)``.
 
     Args:
-        model: the restoration ``keras.Model``.
-        image: HWC float array.
-        tile_size: ``"auto"`` (default): the whole image when its predicted memory fits
-            ``max_memory``, else exact tiles; None: the whole image; an int: tiles of that
-            side (see :func:`plan_inference`).
-        overlap: tile overlap (default and minimum: the receptive field minus one).
-        receptive_field: the model's receptive field; None measures it when tiling.
-        batch_size: tiles per model call (default 4 for a given ``tile_size``, 1 for auto).
-        sigma: noise level for two-input (FFDNet-style) models.
-        extra_inputs: explicit extra model inputs (e.g. the ``sigma_map`` a degradation
-            produced), with batch axis; maps of the image's size are tiled with it.
-        pad_mode: ``numpy.pad`` mode for padding to the required size multiple.
-        max_memory: memory budget (bytes or ``"4G"``); default ``TFRESTORE_MAX_MEMORY``, else
-            half the available RAM (:func:`tfrestore.inference.memory.memory_budget`).
-        on_note: called with each one-line note of the plan (tiling chosen, overlap
-            raised); by default notes that change what was asked for are issued as warnings.
-        plan: an :class:`InferencePlan` from :func:`plan_inference` (skips planning).
+        model: keras.Model. The restoration model.
+        image: float array (H, W, C). The image in [0, 1].
+        tile_size: int, "auto" or None. Tile side in pixels; "auto" (default) tiles
+            only when the predicted memory exceeds ``max_memory``; None: whole image
+            (see :func:`plan_inference`).
+        overlap: int or None. Tile overlap (default and minimum: the receptive field
+            minus one).
+        receptive_field: int or None. The model's receptive field; None measures it
+            when tiling.
+        batch_size: int or None. Tiles per model call (default 4 for a given
+            ``tile_size``, 1 for auto).
+        sigma: float or None. Noise level for two-input (FFDNet-style) models.
+        extra_inputs: list of arrays or None. Explicit extra model inputs (e.g. the
+            ``sigma_map`` a degradation produced), with batch axis; maps of the
+            image's size are tiled with it.
+        pad_mode: str. ``numpy.pad`` mode for padding to the required size multiple.
+        max_memory: int, str or None. Memory budget (bytes or ``"4G"``); default
+            ``TFRESTORE_MAX_MEMORY``, else half the available RAM
+            (:func:`tfrestore.inference.memory.memory_budget`).
+        on_note: callable or None. Called with each one-line note of the plan (tiling
+            chosen, overlap raised); by default notes that change what was asked for
+            are issued as warnings.
+        plan: InferencePlan or None. A plan from :func:`plan_inference` (skips
+            planning).
     """
     img = np.asarray(image, np.float32)
     if img.ndim != 3:

@@ -168,21 +168,21 @@ def tiled_predict(
             ``s`` (1 for denoising, 2/3/4 for super-resolution) is inferred.
         image: ``(H, W, C)`` or ``(1, H, W, C)`` array (any real dtype; cast to
             float32, no rescaling).
-        tile_size: tile height/width in input pixels (int or ``(h, w)``);
+        tile_size: int or (int, int). Tile height/width in input pixels;
             clipped to the image size.
-        overlap: overlap of neighbouring tiles in input pixels.
-        receptive_field: the model's receptive field in input pixels, if
-            known (see :func:`receptive_field`). Blending then ignores the
+        overlap: int or (int, int). Overlap of neighbouring tiles in input pixels.
+        receptive_field: int or None. The model's receptive field in input
+            pixels, if known (see :func:`receptive_field`). Blending then ignores the
             inexact border band of each tile, making the result exact when
             ``overlap >= receptive_field - 1``.
-        blend: ``"linear"`` (ramp over the overlap) or ``"none"`` (hard seam
+        blend: str. ``"linear"`` (ramp over the overlap) or ``"none"`` (hard seam
             at the middle of the overlap).
-        align: tile sizes/offsets are multiples of this (use ``2**k`` for
+        align: int. Tile sizes/offsets are multiples of this (``2**k`` for
             networks that downsample ``k`` times); the image is reflect-padded
             at the bottom/right and the output cropped back.
-        batch_size: tiles per model call.
-        pad_mode: ``numpy.pad`` mode used when ``align > 1`` needs padding.
-        callback: optional ``callback(done, total)`` called after each batch.
+        batch_size: int. Tiles per model call.
+        pad_mode: str. ``numpy.pad`` mode used when ``align > 1`` needs padding.
+        callback: callable or None. ``callback(done, total)`` called after each batch.
 
     Returns:
         ``float32`` array ``(H*s, W*s, C_out)`` (batched input gives a batched

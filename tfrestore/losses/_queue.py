@@ -96,9 +96,9 @@ class FeatureQueue:
     ``save_own_variables`` / ``load_own_variables``.
 
     Args:
-        size: number of rows ``q``.
-        dim: feature dimension ``D``.
-        name: prefix of the variable names.
+        size: int. Number of rows ``q``.
+        dim: int. Feature dimension ``D``.
+        name: str. Prefix of the variable names.
         row_statistics: None to cache the ``q x q`` similarities, or an object with
             ``width``, ``row_sums(cos_pred, cos_true, weights)`` (sums over the last
             axis of per-pair terms, symmetric in the pair), ``full_row_sums(pred,

@@ -422,7 +422,7 @@ class QueueRowStatistics:
     Args:
         temperature: None for the kernel ``(cos + 1) / 2``, else ``exp(cos / t)``
             (kept as ``exp((cos - 1) / t)``; the shift cancels in ``P``).
-        include_diagonal: count a queue row's own column.
+        include_diagonal: bool. Count a queue row's own column.
     """
 
     width = 4

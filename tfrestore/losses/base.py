@@ -112,19 +112,17 @@ class RestorationLoss(keras.losses.Loss, keras_compat.Trackable):
       ``tf.train.Checkpoint(model=model)`` saves and restores them.
 
     Args:
-        loss_weight: scalar multiplier applied to the per-sample values.
-        check_finite: if True (default) non-finite inputs or outputs raise an
-            ``InvalidArgumentError`` naming the tensor, instead of silently
+        loss_weight: float. Scalar multiplier applied to the per-sample values.
+        check_finite: bool. If True (default) non-finite inputs or outputs raise
+            an ``InvalidArgumentError`` naming the tensor, instead of silently
             propagating NaN into the weights.
-        check_range: if True (default) a ``y_true`` with values more than half
-            the expected range outside it (:attr:`data_range`: [0, 1] for the
-            feature and network losses, the ``data_range`` argument where a
-            loss has one, unchecked for the scale-free pixel losses) raises,
-            e.g. float images in 0..255 given to a [0, 1] loss. The slight
-            over/undershoot of unclipped outputs is accepted and ``y_pred`` is
-            never range-checked. The check shares its ``min``/``max``
-            reductions with the finiteness check (no measurable cost).
-        name, reduction, dtype: as in ``keras.losses.Loss``.
+        check_range: bool. If True (default) a ``y_true`` more than half the
+            expected range outside it (:attr:`data_range`: [0, 1] for feature and
+            network losses, the ``data_range`` argument where a loss has one,
+            unchecked for scale-free pixel losses) raises, e.g. 0..255 images
+            given to a [0, 1] loss. ``y_pred`` is never range-checked; the check
+            shares its reductions with the finiteness check (no measurable cost).
+        name, reduction, dtype: optional. As in ``keras.losses.Loss``.
     """
 
     #: True for losses whose :meth:`compute` takes a ``training`` argument (stateful

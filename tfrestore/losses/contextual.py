@@ -70,8 +70,8 @@ class ContextualLoss(FeatureLossMixin, RestorationLoss):
     Args:
         layers: str or list of layer names, combined as a (weighted) sum.
             Defaults to ``"relu4_3"`` of VGG16.
-        backbone, weights, preprocessing, feature_extractor, layer_weights: as in
-            :class:`~tfrestore.losses.PDLoss`.
+        backbone, weights, preprocessing, feature_extractor, layer_weights: optional.
+            As in :class:`~tfrestore.losses.PDLoss`.
         distance: str. ``"cosine"`` (default; features centred by the per-image
             target mean) or ``"l2"`` (squared Euclidean distance).
         bandwidth: float. ``h``. Defaults to 0.5.

@@ -139,7 +139,7 @@ class D2SMLoss(FeatureLossMixin, RestorationLoss):
             ``(cos + 1) / 2``; ``t``: ``exp(cos / t)``, which peaks on the nearest
             neighbours and strengthens the gradient (measured ratios in
             docs/d2sm.md). Use it with ``include_diagonal=False``.
-        loss_weight, check_finite, reduction, dtype: see
+        loss_weight, check_finite, reduction, dtype: optional. As in
             :class:`~tfrestore.losses.RestorationLoss`.
 
     Raises:

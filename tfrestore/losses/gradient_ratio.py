@@ -159,15 +159,17 @@ def gradient_ratios(
     to the reference (pixel) term.
 
     Args:
-        loss: the loss mix: ``L1() + 0.1 * X()``, a list of losses (with
-            ``loss_weights``) or a list of ``(loss, weight)`` pairs, or one loss.
-        y_true: clean images ``(B, H, W, C)``.
-        y_pred: the prediction to measure at. Omit it and pass ``model`` and
-            ``inputs`` to measure at ``model(inputs)``.
-        loss_weights: per-loss weights when ``loss`` is a list of losses, as in
-            ``compile(loss_weights=...)`` (formerly ``weights``, which raises ``TypeError``).
-        model, inputs: a restorer and a batch of its inputs (degraded images).
-        reference: index or name of the term every norm is divided by
+        loss: loss or list. The loss mix: ``L1() + 0.1 * X()``, a list of losses
+            (with ``loss_weights``), a list of ``(loss, weight)`` pairs, or one loss.
+        y_true: float tensor (B, H, W, C). Clean images.
+        y_pred: float tensor (B, H, W, C) or None. The prediction to measure
+            at; omit it and pass ``model`` and ``inputs`` to measure at ``model(inputs)``.
+        loss_weights: list of float or None. Per-loss weights when ``loss`` is a list
+            of losses, as in ``compile(loss_weights=...)`` (formerly ``weights``,
+            which raises ``TypeError``).
+        model, inputs: keras.Model, tensor. A restorer and a batch of its inputs
+            (degraded images).
+        reference: int or str. Index or name of the term every norm is divided by
             (default 0, the first term).
 
     Returns:

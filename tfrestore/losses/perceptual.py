@@ -63,7 +63,7 @@ class PerceptualLoss(FeatureLossMixin, RestorationLoss):
             ``"mse"`` (squared difference; synonyms).
         channel_reduction: str. ``"mean"`` (default) or ``"sum"`` over channels;
             spatial positions are always averaged.
-        loss_weight, check_finite, name, reduction, dtype: see
+        loss_weight, check_finite, name, reduction, dtype: optional. As in
             :class:`tfrestore.losses.RestorationLoss`.
 
     >>> import numpy as np

@@ -61,7 +61,7 @@ class Charbonnier(_PixelLoss):
     """Charbonnier (smooth L1) loss: ``mean(sqrt((y_pred - y_true)**2 + eps**2))``.
 
     Args:
-        eps: smoothing constant (default 1e-3, as in LapSRN/BasicSR).
+        eps: float. Smoothing constant (default 1e-3, as in LapSRN/BasicSR).
 
     >>> import numpy as np
     >>> from tfrestore.losses import Charbonnier

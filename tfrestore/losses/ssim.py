@@ -64,10 +64,10 @@ class SSIMLoss(_SimilarityLoss):
     """``1 - SSIM`` per image (Zhao et al. 2017, "Loss functions for image restoration").
 
     Args:
-        data_range: peak pixel value (1.0 for images in [0, 1]); ``y_true`` must
-            lie in ``[0, data_range]`` (± half of it, see ``check_range``).
-        color: ``"rgb"`` (mean over channels), ``"y"`` (BT.601 luma) or ``"gray"``
-            (MATLAB ``rgb2gray``).
+        data_range: float. Peak pixel value (1.0 for images in [0, 1]); ``y_true``
+            must lie in ``[0, data_range]`` (± half of it, see ``check_range``).
+        color: str. ``"rgb"`` (mean over channels), ``"y"`` (BT.601 luma) or
+            ``"gray"`` (MATLAB ``rgb2gray``).
         filter_size, filter_sigma, k1, k2: Gaussian window and SSIM constants.
 
     >>> import numpy as np
@@ -97,10 +97,12 @@ class MSSSIMLoss(_SimilarityLoss):
     """``1 - MS-SSIM`` per image (Zhao et al. 2017).
 
     Args:
-        data_range, color, filter_size, filter_sigma, k1, k2: as in :class:`SSIMLoss`.
-        power_factors: per-scale exponents, finest first (default the 5 standard ones,
-            ``MS_SSIM_WEIGHTS``); formerly ``weights``, which now raises ``TypeError``.
-        combine: ``"product"`` (standard MS-SSIM) or ``"sum"`` (normalised weighted sum).
+        data_range, color, filter_size, filter_sigma, k1, k2: optional. As in
+            :class:`SSIMLoss`.
+        power_factors: sequence of float or None. Per-scale exponents, finest first
+            (default the 5 standard ones, ``MS_SSIM_WEIGHTS``); formerly ``weights``,
+            which now raises ``TypeError``.
+        combine: str. ``"product"`` (standard MS-SSIM) or ``"sum"`` (normalised weighted sum).
 
     Images must be at least ``ms_ssim_min_size(filter_size, len(power_factors))`` pixels per
     side (161 by default):

@@ -105,9 +105,9 @@ def combine_loss_list(loss, loss_weights, num_outputs):
     """Turn tfrestore's list spelling into what Keras' ``compile`` expects.
 
     Args:
-        loss: the ``loss`` argument of ``compile``.
-        loss_weights: the ``loss_weights`` argument of ``compile``.
-        num_outputs: the model's number of outputs.
+        loss: loss, str or list. The ``loss`` argument of ``compile``.
+        loss_weights: list, dict or None. The ``loss_weights`` argument of ``compile``.
+        num_outputs: int. The model's number of outputs.
 
     Returns:
         ``(loss, loss_weights)`` for ``keras.Model.compile``.

@@ -170,13 +170,13 @@ class FrozenTask(keras.layers.Layer):
 
     Args:
         task_model: a Keras model (functional/sequential for ``feature_layer``).
-        preprocessing: mode name (:data:`PREPROCESS_MODES`: ``"caffe"``,
-            ``"torch"``, ``"tf"``, ``"scale255"``, ``"none"``), None (the same as
-            ``"none"``: there are no ``weights`` here to imply a normalisation), or
-            a Layer.
-        feature_layer: name of a layer of ``task_model`` whose output is also
-            returned (e.g. ``"block3_conv3"`` = VGG relu3_3).
-        outputs: "task", "features" or "both".
+        preprocessing: str, None or keras.layers.Layer. A mode name of
+            :data:`PREPROCESS_MODES` (``"caffe"``, ``"torch"``, ``"tf"``,
+            ``"scale255"``, ``"none"``); None means ``"none"`` (no ``weights``
+            here imply a normalisation).
+        feature_layer: str or None. A layer of ``task_model`` whose output is
+            also returned (e.g. ``"block3_conv3"`` = VGG relu3_3).
+        outputs: str. One of "task", "features" or "both".
     """
 
     def __init__(
@@ -295,16 +295,15 @@ def cascade(
         task_model: a frozen classifier (e.g. ``keras.applications.VGG16()``
             with its top, ``ResNet101``) or a dense segmenter returning
             per-pixel logits/probabilities. It is set non-trainable.
-        preprocessing: the task network's input domain (see
-            :data:`PREPROCESS_MODES`; "caffe" for Keras VGG/ResNet v1), ``"none"``
-            or None for [0, 1] input (None means ``"none"``: unlike a feature loss,
-            no ``weights`` imply a normalisation), or a serializable Layer.
-        task_crop: pixels removed from the restored image before the task
-            network only (the ``restored`` output keeps its size): an int ``n``
-            removes ``n`` rows/columns at the bottom/right, like the released
-            code's ``Padding`` layer with ``pad_end=-n`` (the valid-padded
-            :func:`LiuDenoiser` gives 226 px from 232, cropped to 224 for VGG16;
-            321 for DeepLab from 328 with ``task_crop=1``); or
+        preprocessing: str, None or keras.layers.Layer. The task network's input
+            domain (:data:`PREPROCESS_MODES`; "caffe" for Keras VGG/ResNet v1);
+            ``"none"`` or None for [0, 1] input; or a serializable Layer.
+        task_crop: int, ((int, int), (int, int)) or None. Pixels removed from the
+            restored image before the task network only (the ``restored``
+            output keeps its size): an int ``n`` removes ``n`` rows/columns at the
+            bottom/right, like the released code's ``Padding`` layer with
+            ``pad_end=-n`` (the valid-padded :func:`LiuDenoiser` gives 226 px from
+            232, cropped to 224 for VGG16; 321 for DeepLab from 328 with ``task_crop=1``); or
             ``((top, bottom), (left, right))`` as in ``keras.layers.Cropping2D``.
         feature_layer: optional layer name of ``task_model`` (e.g.
             ``"block3_conv3"``, VGG relu3_3); adds a third output with its

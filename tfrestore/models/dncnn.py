@@ -38,8 +38,8 @@ def DnCNN(
     Any input size is accepted (all convolutions are 'same', stride 1).
 
     Args:
-        channels: image channels (1 grey, 3 colour); input and output.
-        depth: total number of convolutions (17 for DnCNN-S, 20 for DnCNN-B).
+        channels: int. Image channels (1 grey, 3 colour); input and output.
+        depth: int. Total number of convolutions (17 for DnCNN-S, 20 for DnCNN-B).
         filters: feature width.
         residual: predict the noise and subtract it from the input.
         batch_norm: BN after the middle convolutions.

@@ -85,21 +85,20 @@ def EDSR(
 
     Args:
         channels: image channels.
-        scale: 2, 3, 4 (or 8, ...).
-        depth: number of residual blocks (default: the variant's).
-        filters: feature width (default: the variant's).
-        variant: "baseline" or "large": the defaults of ``depth``, ``filters`` and
+        scale: int. Upscaling factor: 2, 3, 4 (or 8, ...).
+        depth: int or None. Number of residual blocks (default: the variant's).
+        filters: int or None. Feature width (default: the variant's).
+        variant: str. "baseline" or "large": the defaults of ``depth``, ``filters`` and
             ``res_scale``.
-        res_scale: residual scaling (default: the variant's).
-        rgb_mean: per-channel mean subtracted/added (None: no mean shift).
-        input_skip: add the bicubically upsampled input to the output, so the
-            network learns the residual over bicubic interpolation (as VDSR;
-            not in the EDSR paper, no parameters). The mean is then not added
-            back. An untrained network starts near the bicubic image instead
-            of the mean colour (the ``tail`` kernel starts at zero: exactly
-            bicubic), so short runs already beat bicubic; the paper's EDSR
-            (``False``) needs some hundred steps to get there.
-        name: model name (default ``edsr_<variant>_x<scale>``).
+        res_scale: float or None. Residual scaling (default: the variant's).
+        rgb_mean: sequence of float or None. Per-channel mean subtracted/added
+            (None: no mean shift).
+        input_skip: bool. Add the bicubically upsampled input to the output, so
+            the network learns the residual over bicubic (as VDSR; not in the
+            EDSR paper); the mean is then not added back. An untrained network
+            starts at the bicubic image, so short runs already beat bicubic;
+            the paper's EDSR (``False``) needs some hundred steps to get there.
+        name: str or None. Model name (default ``edsr_<variant>_x<scale>``).
 
     >>> import numpy as np
     >>> from tfrestore.models import EDSR, trainable_params

@@ -58,16 +58,17 @@ def FFDNet(
       the constant stored in the model config.
 
     Args:
-        channels: image channels (1 grey, 3 colour).
-        depth: number of convolutions (default 15 grey / 12 colour).
-        filters: feature width (default 64 grey / 96 colour).
+        channels: int. Image channels (1 grey, 3 colour).
+        depth: int or None. Number of convolutions (default 15 grey / 12 colour).
+        filters: int or None. Feature width (default 64 grey / 96 colour).
         sigma: None for a two-input model, or a fixed noise standard deviation
             (image units, e.g. ``25 / 255``). Formerly ``noise_level``, which
             raises ``TypeError``.
-        sigma_input: "scalar" or "map" (two-input model only). Formerly
+        sigma_input: str. "scalar" or "map" (two-input model only). Formerly
             ``noise_level_input``.
-        batch_norm: BN between the middle convolutions (the paper trains with BN
-            and merges it for testing; the default matches the released models).
+        batch_norm: bool. BN between the middle convolutions (the paper trains
+            with BN and merges it for testing; the default matches the released
+            models).
         name: model name.
 
     >>> import numpy as np

@@ -68,12 +68,12 @@ class InputCheck(keras.layers.Layer):
     ``tf.debugging`` assertions with the same message.
 
     Args:
-        network: name used in error messages (e.g. ``"LiuDenoiser"``).
-        channels: required number of channels, or None.
-        multiple: height and width minus ``offset`` must be divisible by this.
-        offset: see ``multiple`` (e.g. 4 for the valid-padded Liu et al. network).
-        min_size: smallest accepted height/width.
-        arg: argument name used in messages.
+        network: str. Name used in error messages (e.g. ``"LiuDenoiser"``).
+        channels: int or None. Required number of channels.
+        multiple: int. Height and width minus ``offset`` must be divisible by this.
+        offset: int. See ``multiple`` (e.g. 4 for the valid-padded Liu et al. network).
+        min_size: int. Smallest accepted height/width.
+        arg: str. Argument name used in messages.
 
     >>> import numpy as np
     >>> check = InputCheck("Net", channels=3, multiple=4)

@@ -90,8 +90,8 @@ def LiuDenoiser(channels=3, padding="valid", name="liu_denoiser"):
     their own domain.
 
     Args:
-        channels: image channels (3 in the paper).
-        padding: "valid" or "same".
+        channels: int. Image channels (3 in the paper).
+        padding: str. "valid" or "same".
         name: model name.
 
     >>> import numpy as np

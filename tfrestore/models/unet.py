@@ -87,21 +87,20 @@ def UNet(
     for the defaults).
 
     Args:
-        channels: image channels.
-        filters: width of the first level (doubles per level).
-        levels: encoder/decoder levels per scale.
-        blocks_per_level: residual blocks per level (encoder and decoder).
-        kernel_size: convolution size (SRN uses 5).
-        scales: number of resolutions (1 = a plain U-Net).
-        shared_weights: share the encoder-decoder across scales.
-        residual: global residual at every scale.
-        return_all_scales: also return the coarser estimates (list ordered
+        channels: int. Image channels.
+        filters: int. Width of the first level (doubles per level).
+        levels: int. Encoder/decoder levels per scale.
+        blocks_per_level: int. Residual blocks per level (encoder and decoder).
+        kernel_size: int. Convolution size (SRN uses 5).
+        scales: int. Number of resolutions (1 = a plain U-Net).
+        shared_weights: bool. Share the encoder-decoder across scales.
+        residual: bool. Global residual at every scale.
+        return_all_scales: bool. Also return the coarser estimates (list ordered
             coarsest -> finest) for a multi-scale loss.
-        identity_init: start ``out_conv``'s kernel at zero, so that with
-            ``residual=True`` the untrained network returns its input (the
-            default Glorot init starts ~0.4 away from it on [0, 1] images,
-            and a short run spends its steps undoing that). Gradients still
-            reach every layer from the second step on.
+        identity_init: bool. Start ``out_conv``'s kernel at zero, so that with
+            ``residual=True`` the untrained network returns its input (Glorot
+            init starts ~0.4 away on [0, 1] images). Gradients still reach every
+            layer from the second step on.
         name: model name.
 
     >>> import numpy as np

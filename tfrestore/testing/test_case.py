@@ -121,8 +121,8 @@ class TestCase(parameterized.TestCase):
         Args:
             loss: a loss instance, or a zero-argument factory for losses with state
                 (each mode then gets a fresh instance called once).
-            y_true, y_pred: NHWC batches.
-            xla_rtol: tolerance of the XLA comparison (default ``rtol``).
+            y_true, y_pred: float tensor (B, H, W, C). The batches.
+            xla_rtol: float or None. Tolerance of the XLA comparison (default ``rtol``).
         Returns:
             the eager per-sample values.
         """
@@ -282,14 +282,16 @@ class TestCase(parameterized.TestCase):
         trip, distribution, gradient, mixed precision and bad inputs.
 
         Args:
-            cls: the loss class; ``init_kwargs`` build each fresh instance.
-            y_true, y_pred: NHWC batches (even batch, for the distribution check).
-            rtol, atol: tolerances of eager/graph/saved comparisons.
-            xla_rtol, mirrored_rtol: tolerances of the XLA and distribution checks.
-            finite_differences: see :meth:`run_gradient_test`.
-            bad_inputs: see :meth:`run_bad_input_test`.
-            stateful: the loss changes state on each call (a queue): the value of the
-                ``from_config`` clone is then not compared with an instance called before.
+            cls: type. The loss class; ``init_kwargs`` build each fresh instance.
+            y_true, y_pred: float tensor (B, H, W, C). Batches (even ``B``, for the
+                distribution check).
+            rtol, atol: float. Tolerances of eager/graph/saved comparisons.
+            xla_rtol, mirrored_rtol: float or None. Tolerances of the XLA and distribution
+                checks.
+            finite_differences: dict or None. As in :meth:`run_gradient_test`.
+            bad_inputs: sequence. As in :meth:`run_bad_input_test`.
+            stateful: bool. The loss changes state on each call (a queue): the value of
+                the ``from_config`` clone is then not compared with an instance called before.
         Returns:
             dict with the eager per-sample values (``"eager"``) and the gradient.
         """
@@ -351,16 +353,17 @@ class TestCase(parameterized.TestCase):
         :meth:`run_model_precision_test`).
 
         Args:
-            builder: the model factory (``DnCNN``...); ``init_kwargs`` build each model.
-            input_shape: NHWC shape of the image input.
-            output_shape: maps an input shape to the expected output shape (a list of
-                shapes for several outputs); default: the input shape.
-            make_inputs: maps an image batch to the model's inputs (e.g. adds a noise
-                level); default: the batch itself.
-            multiple, offset: the model accepts heights and widths ``offset + k * multiple``
-                only; the any-size check uses ``k`` = 3 and 5 (with ``multiple=1``: 3x5
-                pixels, sizes that are multiples of nothing).
-            atol: tolerance between the outputs of the saved and the reloaded model.
+            builder: callable. The model factory (``DnCNN``...); ``init_kwargs`` build
+                each model.
+            input_shape: tuple (B, H, W, C). Shape of the image input.
+            output_shape: callable or None. Maps an input shape to the expected output
+                shape (a list of shapes for several outputs); default: the input shape.
+            make_inputs: callable or None. Maps an image batch to the model's inputs (e.g.
+                adds a noise level); default: the batch itself.
+            multiple, offset: int. The model accepts heights and widths
+                ``offset + k * multiple`` only; the any-size check uses ``k`` = 3 and 5
+                (with ``multiple=1``: 3x5 pixels, sizes that are multiples of nothing).
+            atol: float. Tolerance between the outputs of the saved and reloaded model.
         """
         make_inputs = make_inputs or (lambda x: x)
         output_shape = output_shape or (lambda s: tuple(s))

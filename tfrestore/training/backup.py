@@ -163,13 +163,13 @@ class StepBackup(keras.callbacks.Callback):
     ``every_steps`` steps (counted over the whole run).
 
     Args:
-        backup_dir: directory written (created when needed).
-        steps_per_epoch: steps of one epoch.
-        every_steps: also back up when the global step is a multiple of
-            this (None: epoch ends only).
-        resume: the :class:`BackupState` the run resumed from; its metric
+        backup_dir: str. Directory written (created when needed).
+        steps_per_epoch: int. Steps of one epoch.
+        every_steps: int or None. Also back up when the global step is a multiple
+            of this (None: epoch ends only).
+        resume: BackupState or None. The state the run resumed from; its metric
             values are put back at the start of the resumed epoch.
-        batch_offset: added to the ``batch`` index Keras passes (a ``fit``
+        batch_offset: int. Added to the ``batch`` index Keras passes (a ``fit``
             that starts ``step`` steps into an epoch counts from 0).
     """
 

@@ -55,10 +55,11 @@ class ImageSummaries(keras.callbacks.Callback):
     """Log ``degraded``, ``restored`` and ``clean`` validation images to TensorBoard.
 
     Args:
-        log_dir: TensorBoard directory (a sub-folder ``images`` is written).
-        inputs: fixed model input batch (array, or tuple for multi-input models).
-        targets: the matching clean images.
-        max_images: number of images logged.
+        log_dir: str. TensorBoard directory (a sub-folder ``images`` is written).
+        inputs: array or tuple of arrays. Fixed model input batch (a tuple for
+            multi-input models).
+        targets: float array (B, H, W, C). The matching clean images.
+        max_images: int. Number of images logged.
     """
 
     def __init__(self, log_dir, inputs, targets, max_images=3):
@@ -102,9 +103,10 @@ class ValidationLPIPS(keras.callbacks.Callback):
     ModelCheckpoint): Keras runs callbacks in list order with one logs dict.
 
     Args:
-        val_data: finite ``tf.data`` dataset of ``(inputs, clean)`` batches.
-        lpips_fn: ``fn(y_true, y_pred) -> (B,)`` (e.g. ``tfrestore.metrics.lpips``).
-        steps: at most this many batches (None: all).
+        val_data: tf.data.Dataset. Finite dataset of ``(inputs, clean)`` batches.
+        lpips_fn: callable. ``fn(y_true, y_pred) -> (B,)`` (e.g.
+            ``tfrestore.metrics.lpips``).
+        steps: int or None. At most this many batches (None: all).
     """
 
     def __init__(self, val_data, lpips_fn, steps=None):

@@ -549,8 +549,8 @@ def load_config(source, overrides=(), task=None):
     Args:
         source: a YAML file path, the name of a shipped config (:func:`shipped_configs`;
             a file of that name wins) or a dict.
-        overrides: ``["train.epochs=2", ...]``.
-        task: if given, the config's ``task`` must equal it.
+        overrides: list of str. ``["train.epochs=2", ...]``.
+        task: str or None. If given, the config's ``task`` must equal it.
 
     Returns:
         The resolved config dict (defaults filled in, fractions in ``args``

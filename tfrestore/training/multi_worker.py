@@ -66,7 +66,7 @@ def tf_config_from_slurm(port_base=8888, resolver=None, **resolver_kwargs):
     ``tf.distribute.cluster_resolver.SlurmClusterResolver``.
 
     Args:
-        port_base: first port; task ``k`` of a node listens on ``port_base + k``.
+        port_base: int. First port; task ``k`` of a node listens on ``port_base + k``.
         resolver: a ``tf.distribute.cluster_resolver.ClusterResolver`` to use
             instead of a new ``SlurmClusterResolver``.
         **resolver_kwargs: passed to ``SlurmClusterResolver`` (e.g.
@@ -160,13 +160,14 @@ def fit_multi_worker(
         model: a compiled Keras model whose variables belong to ``strategy``.
         strategy: a ``tf.distribute`` strategy (``MultiWorkerMirroredStrategy``;
             any other works too).
-        train_ds: infinite ``tf.data`` dataset of global ``(x, y)`` batches.
-        epochs, steps_per_epoch, validation_steps, verbose: as in ``fit``.
-        initial_epoch, initial_step: resume ``initial_step`` steps into
+        train_ds: tf.data.Dataset. Infinite dataset of global ``(x, y)`` batches.
+        epochs, steps_per_epoch, validation_steps, verbose: int. As in ``fit``.
+        initial_epoch, initial_step: int. Resume ``initial_step`` steps into
             ``initial_epoch`` (``train_ds`` must already skip the consumed batches).
-        validation_data: finite dataset of ``(x, y)`` batches, evaluated on
-            every worker after each epoch (logged as ``val_*``).
-        callbacks: Keras callbacks; they receive the absolute step index.
+        validation_data: tf.data.Dataset or None. Finite dataset of ``(x, y)``
+            batches, evaluated on every worker after each epoch (logged as ``val_*``).
+        callbacks: list of keras.callbacks.Callback. They receive the absolute step
+            index.
 
     Returns:
         The ``keras.callbacks.History`` of the run.

@@ -40,13 +40,14 @@ def write_report(result, paths, rc, degradation):
     metrics CSV, the before/after grid and the loss curve, and print the table.
 
     Args:
-        result: the run's ``TrainResult``; its ``report_rows`` and ``files`` are filled in.
-        paths: the run's file paths (``run_paths``: ``best``, ``metrics_csv``, ``grid``,
-            ``loss_curve``).
-        rc: the run's :class:`~tfrestore.training.run_config.RunConfig`; image ``i`` is
-            degraded with seed ``[rc.seed + 2, i]`` (training uses ``seed``, validation
-            ``seed + 1``).
-        degradation: the run's degradation (``data.degradation``).
+        result: TrainResult. The run's result; its ``report_rows`` and ``files`` are
+            filled in.
+        paths: dict. The run's file paths (``run_paths``: ``best``, ``metrics_csv``,
+            ``grid``, ``loss_curve``).
+        rc: RunConfig. The run's :class:`~tfrestore.training.run_config.RunConfig`;
+            image ``i`` is degraded with seed ``[rc.seed + 2, i]`` (training uses
+            ``seed``, validation ``seed + 1``).
+        degradation: Degradation. The run's degradation (``data.degradation``).
     """
     from tfrestore.inference.evaluate import (
         add_mean_row,
@@ -184,11 +185,11 @@ def loss_curve(history, path, terms=None):
     and PSNR when present, to ``path`` (PNG, matplotlib).
 
     Args:
-        history: ``{column: [values per epoch]}`` (``History.history`` or
+        history: dict. ``{column: [values per epoch]}`` (``History.history`` or
             :func:`read_history`).
-        path: output file.
-        terms: names of the per-term columns; default: every training column that is
-            neither ``loss`` nor a known image metric.
+        path: str. Output file.
+        terms: list of str or None. Names of the per-term columns; default: every
+            training column that is neither ``loss`` nor a known image metric.
     """
     import matplotlib
 

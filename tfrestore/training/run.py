@@ -101,13 +101,14 @@ def build_run(rc, *, strategy, multi_worker, paths, state, callbacks=(), allowed
     """Build data, model, loss, optimizer and callbacks of the run ``rc``, once each.
 
     Args:
-        rc: the :class:`~tfrestore.training.run_config.RunConfig`.
-        strategy: the ``tf.distribute`` strategy to build the model in.
-        multi_worker: whether ``strategy`` is a ``MultiWorkerMirroredStrategy``.
-        paths: the run directory's ``run_paths`` (where callbacks write).
-        state: the :class:`~tfrestore.training.backup.BackupState` to resume from, or None.
-        callbacks: extra Keras callbacks, appended.
-        allowed_imports: packages ``model.type`` may import from.
+        rc: RunConfig. The run's :class:`~tfrestore.training.run_config.RunConfig`.
+        strategy: tf.distribute.Strategy. The strategy to build the model in.
+        multi_worker: bool. Whether ``strategy`` is a ``MultiWorkerMirroredStrategy``.
+        paths: dict. The run directory's ``run_paths`` (where callbacks write).
+        state: BackupState or None. The
+            :class:`~tfrestore.training.backup.BackupState` to resume from.
+        callbacks: list of keras.callbacks.Callback. Extra callbacks, appended.
+        allowed_imports: sequence of str. Packages ``model.type`` may import from.
 
     Returns:
         :class:`Run`.

@@ -241,12 +241,13 @@ def check_reuse(run_dir, paths, cfg, saved_cfg, resume, free_keys):
     """Refuse to write into a directory holding results, unless resuming the same config.
 
     Args:
-        run_dir, paths: the run directory and its ``run_paths``.
-        cfg: the resolved config of this run.
-        saved_cfg: the resolved ``config.yaml`` found there, or None.
-        resume: the :class:`~tfrestore.training.backup.BackupState` the run resumes
-            from, or None (nothing to resume).
-        free_keys: dotted keys allowed to differ on resumption.
+        run_dir, paths: str, dict. The run directory and its ``run_paths``.
+        cfg: dict. The resolved config of this run.
+        saved_cfg: dict or None. The resolved ``config.yaml`` found there.
+        resume: BackupState or None. The
+            :class:`~tfrestore.training.backup.BackupState` the run resumes from
+            (None: nothing to resume).
+        free_keys: iterable of str. Dotted keys allowed to differ on resumption.
 
     Raises:
         RunDirError: naming the directory, what it holds, the differing keys

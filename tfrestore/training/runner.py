@@ -209,23 +209,25 @@ def train(
     the same config; anything else needs ``overwrite=True``.
 
     Args:
-        config: YAML path, raw dict, a config already returned by
+        config: str, dict or RunConfig. YAML path, raw dict, a config returned by
             :func:`tfrestore.training.load_config`, or a
             :class:`~tfrestore.training.run_config.RunConfig` (used as it is).
-        overrides: ``["train.epochs=2", ...]`` applied on top.
-        task: expected task (scripts pass theirs); mismatch is an error.
-        output_dir: run directory (overrides ``output.dir``).
-        strategy: a ``tf.distribute.Strategy`` to use instead of
+        overrides: list of str. ``["train.epochs=2", ...]`` applied on top.
+        task: str or None. Expected task (scripts pass theirs); mismatch is an error.
+        output_dir: str or None. Run directory (overrides ``output.dir``).
+        strategy: tf.distribute.Strategy or None. Used instead of
             ``train.strategy`` (e.g. the test-suite's shared one).
-        callbacks: extra Keras callbacks (appended).
-        overwrite: start a new run, deleting the results of an earlier (finished
-            or interrupted) run in the run directory; None: ``output.overwrite``.
-        report: override ``output.report``.
-        verbose: override ``train.verbose``.
-        allowed_imports: packages (``"mypkg"``, or a dotted sub-package) whose modules
-            ``model.type: "mypkg.nets:build"`` may import (``tfrestore train --allow-import``);
-            a config is data, so any other ``module:function`` string is refused. A dict config
-            may instead give the function itself (``model: {type: build}``).
+        callbacks: list of keras.callbacks.Callback. Extra callbacks (appended).
+        overwrite: bool or None. Start a new run, deleting the results of an earlier
+            (finished or interrupted) run in the run directory; None:
+            ``output.overwrite``.
+        report: bool or None. Overrides ``output.report``.
+        verbose: int, "auto" or None. Overrides ``train.verbose``.
+        allowed_imports: sequence of str. Packages (``"mypkg"``, or a dotted
+            sub-package) whose modules ``model.type: "mypkg.nets:build"`` may import
+            (``tfrestore train --allow-import``); any other ``module:function`` string
+            is refused. A dict config may instead give the function itself
+            (``model: {type: build}``).
 
     Returns:
         :class:`TrainResult`.

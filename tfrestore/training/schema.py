@@ -81,13 +81,14 @@ class Field:
     """A typed leaf value.
 
     Args:
-        default: default value, or ``REQUIRED``.
-        types: accepted Python type(s); ``float`` also accepts ints and numeric
-            strings such as ``"1e-3"`` (YAML 1.1 reads ``1e-3`` as a string).
-        doc: one-line description (shown by ``--help-config``).
-        choices: allowed values (checked after type conversion).
-        nullable: ``None`` is allowed (implied by ``default=None``).
-        check: optional ``fn(value) -> error message or None``.
+        default: any. Default value, or ``REQUIRED``.
+        types: type or tuple of types. Accepted Python type(s); ``float`` also
+            accepts ints and numeric strings such as ``"1e-3"`` (YAML 1.1 reads
+            ``1e-3`` as a string).
+        doc: str. One-line description (shown by ``--help-config``).
+        choices: sequence or None. Allowed values (checked after type conversion).
+        nullable: bool. ``None`` is allowed (implied by ``default=None``).
+        check: callable or None. ``fn(value) -> error message or None``.
     """
 
     def __init__(self, default, types, doc, choices=None, nullable=False, check=None):

@@ -49,12 +49,12 @@ def sample_features(
     """``(N * P, D)`` L2-normalised feature rows of RGB ``[0, 1]`` images.
 
     Args:
-        images: ``(N, H, W, 3)`` array (all the same size).
-        layers, backbone, weights, feature_extractor: as in ``D2SMLoss`` (one
-            layer; default ``"conv5_4"`` of ``"vgg19"``, or a user extractor's only
-            output).
-        patch_size, patch_stride: sliding windows (``None``: whole images).
-        batch_size: images per backbone call.
+        images: float array (N, H, W, 3). Images, all the same size.
+        layers, backbone, weights, feature_extractor: optional. As in ``D2SMLoss``
+            (one layer; default ``"conv5_4"`` of ``"vgg19"``, or a user extractor's
+            only output).
+        patch_size, patch_stride: int or None. Sliding windows (None: whole images).
+        batch_size: int. Images per backbone call.
     """
     import tensorflow as tf
 
@@ -91,8 +91,8 @@ def embed_features(image_sets, *, perplexity=None, seed=0, **feature_kwargs):
 
     Args:
         image_sets: dict ``{name: (N, H, W, 3) array}``; all sets share ``H, W``.
-        perplexity: t-SNE perplexity (default ``min(30, (n - 1) / 3)``).
-        seed: t-SNE random state.
+        perplexity: float or None. t-SNE perplexity (default ``min(30, (n - 1) / 3)``).
+        seed: int. t-SNE random state.
         **feature_kwargs: passed to :func:`sample_features`.
     Returns:
         ``(points, labels)``: ``(n, 2)`` coordinates and the set name of each point.
@@ -128,8 +128,8 @@ def plot_feature_space(image_sets, out_path, *, title=None, dpi=120, **embed_kwa
 
     Args:
         image_sets: dict ``{name: (N, H, W, 3) array}``.
-        out_path: PNG file to write.
-        title: plot title (default: the backbone layer).
+        out_path: str. PNG file to write.
+        title: str or None. Plot title (default: the backbone layer).
         **embed_kwargs: passed to :func:`embed_features` (``layers``, ``backbone``,
             ``weights``, ``feature_extractor``, ``patch_size``, ...).
     Returns:
