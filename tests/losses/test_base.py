@@ -226,21 +226,6 @@ def test_sample_weight_of_the_wrong_length_names_both_lengths(rng):
 
 
 # ------------------------------------------------------------------ value range of y_true
-def _restorer(seed=0):
-    inp = keras.Input((16, 16, 3))
-    out = keras.layers.Conv2D(
-        3, 3, padding="same",
-        kernel_initializer=keras.initializers.RandomNormal(0.0, 0.05, seed=seed))(inp)
-    return keras.Model(inp, keras.layers.Add()([inp, out]))
-
-
-def _data(n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    clean = rng.uniform(size=(n, 16, 16, 3)).astype("float32")
-    noisy = np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype("float32")
-    return noisy, clean
-
-
 def _images(shape=(3, 32, 32, 3), seed=0):  # D2SM needs a set of >= 3
     rng = np.random.default_rng(seed)
     y = rng.uniform(0.05, 0.95, size=shape).astype("float32")
@@ -280,11 +265,11 @@ def test_overshoot_of_unclipped_outputs_is_accepted(name):
     assert np.all(np.isfinite(np.asarray(loss.call(y, p))))
 
 
-def test_range_error_in_compiled_fit_names_y_true_and_the_fix():
+def test_range_error_in_compiled_fit_names_y_true_and_the_fix(toy_restorer, noisy_clean):
     from tfrestore.losses import PerceptualLoss
 
-    noisy, clean = _data()
-    model = _restorer()
+    noisy, clean = noisy_clean()
+    model = toy_restorer()
     model.compile(optimizer="sgd", loss=MSE() + 0.1 * PerceptualLoss("relu1_2",
                                                                      weights=None))
     with pytest.raises(tf.errors.InvalidArgumentError,

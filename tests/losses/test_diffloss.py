@@ -302,19 +302,8 @@ def test_loss_algebra_and_fit_leave_the_unet_frozen(micro_weights, rng, tmp_path
     assert os.path.getsize(tmp_path / "r.weights.h5") < 100_000
 
 
-def _generic_unet():
-    xi = keras.Input((None, None, 3))
-    ti = keras.Input((), dtype="int32")
-    temb = keras.layers.Reshape((1, 1, 8))(keras.layers.Embedding(1000, 8)(ti))
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="silu")(xi) + temb
-    mid = keras.layers.AveragePooling2D(2)(h)
-    out = keras.layers.Conv2D(6, 3, padding="same")(h)
-    return keras.Model([xi, ti], [out, mid], name="generic_eps_unet")
-
-
-def test_any_eps_unet_can_be_plugged_in(rng, tmp_path):
-    keras.utils.set_random_seed(0)
-    unet = _generic_unet()
+def test_any_eps_unet_can_be_plugged_in(rng, tmp_path, generic_unet):
+    unet = generic_unet()
     unet.save_weights(tmp_path / "g.weights.h5")
     y, p = _pair(rng, (2, 16, 16, 3))
     loss = DiffLoss(unet=unet, weights=str(tmp_path / "g.weights.h5"))
@@ -405,29 +394,16 @@ def test_adm_instance_round_trips_through_its_config(micro_weights, rng):
 
 
 # ---------------------------------------------------- value range and subclassed UNets
-def _seeded_generic_unet(seed=0):
-    """A small two-input eps-UNet (any Keras model returning (out, h))."""
-    keras.utils.set_random_seed(seed)
-    xi = keras.Input((None, None, 3))
-    ti = keras.Input((), dtype="int32")
-    temb = keras.layers.Reshape((1, 1, 8))(keras.layers.Embedding(1000, 8)(ti))
-    h = keras.layers.Conv2D(8, 3, padding="same", activation="silu")(xi) + temb
-    mid = keras.layers.AveragePooling2D(2)(h)
-    out = keras.layers.Conv2D(6, 3, padding="same")(h)
-    return keras.Model([xi, ti], [out, mid])
-
-
 def _images(shape=(3, 32, 32, 3), seed=0):
     rng = np.random.default_rng(seed)
     y = rng.uniform(0.05, 0.95, size=shape).astype("float32")
     return y, np.clip(y + rng.normal(0, 0.05, shape), 0, 1).astype("float32")
 
 
-def _diffloss(**kw):
-    return DiffLoss(unet=_seeded_generic_unet(), mode="eps", **kw)
+def test_diffloss_range_follows_data_range(generic_unet):
+    def _diffloss(**kw):
+        return DiffLoss(unet=generic_unet(), mode="eps", **kw)
 
-
-def test_diffloss_range_follows_data_range():
     y, p = _images((2, 16, 16, 3))
     with pytest.raises(ValueError, match=r"`y_true` .* far outside the range \[0, 1\].*"
                                          r"set `data_range=\(low, high\)`"):

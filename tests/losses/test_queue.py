@@ -15,11 +15,8 @@ from tfrestore.losses._queue import QueueOutsideScopeError
 from tfrestore.losses._similarity import (
     MIN_ROW_SUM_TEMPERATURE,
     QueueRowStatistics,
-    conditional_probabilities,
     l2_normalize,
-    row_divergence,
     set_divergence,
-    softmax_probabilities,
 )
 from tfrestore.models import RestorationModel
 
@@ -474,32 +471,6 @@ def _invalidate(loss):
     q.cache_keys_pred.assign(tf.fill([q.size], tf.constant(-1, tf.int64)))
 
 
-def _old_set_divergence(
-    fs, ft, qs, qt, qmask, divergence, include_diagonal, eps=1e-6, temperature=None
-):
-    """The dense formulation: one (P + q) x (P + q) kernel per group, gradients by
-    automatic differentiation (test_similarity.py checks set_divergence against the
-    same reference; here it stands in for the cached kernel)."""
-
-    def cosines(f, q):
-        g = tf.shape(f)[0]
-        cc = tf.matmul(f, f, transpose_b=True)
-        cq = tf.einsum("gpd,qd->gpq", f, q)
-        qq = tf.broadcast_to(tf.matmul(q, q, transpose_b=True)[None], [g, q.shape[0], q.shape[0]])
-        top = tf.concat([cc, cq], axis=2)
-        return tf.concat([top, tf.concat([tf.transpose(cq, [0, 2, 1]), qq], axis=2)], axis=1)
-
-    def probabilities(cos, mask):
-        if temperature is None:
-            return conditional_probabilities((cos + 1.0) * 0.5, mask, include_diagonal)
-        return softmax_probabilities(cos, mask, include_diagonal, temperature)
-
-    mask = tf.concat([tf.ones([fs.shape[1]]), qmask], axis=0)
-    ps = probabilities(cosines(fs, qs), mask)
-    pt = probabilities(cosines(ft, qt), mask)
-    return row_divergence(ps, pt, divergence, eps) * mask
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "kw",
@@ -527,21 +498,25 @@ def test_cached_steps_equal_recomputed_steps_through_wraparound(kw, rng):
         np.testing.assert_allclose(cached._queue.sim_true.numpy(), qt_ @ qt_.T, atol=2e-6)
 
 
-def _dense_set_divergence(fs, ft, qs=None, qt=None, qmask=None, *, queue_similarities=None,
-                          queue_row_sums=None,
-                          divergence, include_diagonal, eps, temperature):
-    """``set_divergence`` through the dense kernel (ignores the cached similarities
-    and row sums)."""
-    if qs is None:
-        return set_divergence(fs, ft, divergence=divergence, include_diagonal=include_diagonal,
-                              eps=eps, temperature=temperature)
-    rows = _old_set_divergence(
-        tf.cast(fs, tf.float32), tf.cast(ft, tf.float32), tf.cast(qs, tf.float32),
-        tf.cast(qt, tf.float32), tf.cast(qmask, tf.float32), divergence, include_diagonal,
-        eps, temperature,
-    )
-    mask = tf.concat([tf.ones([tf.shape(fs)[1]]), tf.cast(qmask, tf.float32)], axis=0)
-    return rows, mask, tf.reduce_sum(mask)
+def _dense_path(reference):
+    """``set_divergence`` through the dense kernel ``reference`` (ignores the cached
+    similarities and row sums)."""
+
+    def dense(fs, ft, qs=None, qt=None, qmask=None, *, queue_similarities=None,
+              queue_row_sums=None, divergence, include_diagonal, eps, temperature):
+        if qs is None:
+            return set_divergence(fs, ft, divergence=divergence,
+                                  include_diagonal=include_diagonal, eps=eps,
+                                  temperature=temperature)
+        rows = reference(
+            tf.cast(fs, tf.float32), tf.cast(ft, tf.float32), tf.cast(qs, tf.float32),
+            tf.cast(qt, tf.float32), tf.cast(qmask, tf.float32), divergence, include_diagonal,
+            eps, temperature,
+        )
+        mask = tf.concat([tf.ones([tf.shape(fs)[1]]), tf.cast(qmask, tf.float32)], axis=0)
+        return rows, mask, tf.reduce_sum(mask)
+
+    return dense
 
 
 @pytest.mark.parametrize(
@@ -559,7 +534,9 @@ def _dense_set_divergence(fs, ft, qs=None, qt=None, qmask=None, *, queue_similar
     ids=["t0.1", "t0.1-js-diag-eps0", "t0.1-per-image-patches", "sums-kl",
          "sums-t0.1-ikl-diag", "sums-symmetric-per-image-patches"],
 )
-def test_cache_equals_dense_kernel_through_wraparound(kw, rng, monkeypatch):
+def test_cache_equals_dense_kernel_through_wraparound(
+    kw, rng, monkeypatch, dense_set_divergence
+):
     """The cached path (q x q similarities; with eps=0, the default, the row sums
     except for "js") gives the dense path's loss and gradient at every step while
     the ring wraps (queue of 7 / 11, 1-2 images = 2-8 rows per step), in eager and
@@ -568,10 +545,11 @@ def test_cache_equals_dense_kernel_through_wraparound(kw, rng, monkeypatch):
     row_sums = "eps" not in kw and kw.get("divergence") != "js"
     assert (cached._queue.row_sums is not None) == row_sums
     graph = tf.function(cached.call)
+    dense_path = _dense_path(dense_set_divergence)
     for step in range(7):
         clean, noisy = _batch(rng, b=2 if step % 3 else 1)
         with monkeypatch.context() as m:
-            m.setattr(d2sm_module, "set_divergence", _dense_set_divergence)
+            m.setattr(d2sm_module, "set_divergence", dense_path)
             v_ref, g_ref = _value_and_grad(dense, clean, noisy)
         v, g = _value_and_grad(cached, clean, noisy, fn=graph if step % 2 else None)
         assert np.all(np.isfinite(v)) and np.all(np.isfinite(g))

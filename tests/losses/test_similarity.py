@@ -8,37 +8,10 @@ import tensorflow as tf
 
 from tfrestore.losses._similarity import (
     QueueRowStatistics,
-    conditional_probabilities,
     l2_normalize,
     row_divergence,
     set_divergence,
-    softmax_probabilities,
 )
-
-
-def _old_set_divergence(
-    fs, ft, qs, qt, qmask, divergence, include_diagonal, eps=1e-6, temperature=None
-):
-    """The dense formulation: one (P + q) x (P + q) kernel per group, gradients by
-    automatic differentiation."""
-
-    def cosines(f, q):
-        g = tf.shape(f)[0]
-        cc = tf.matmul(f, f, transpose_b=True)
-        cq = tf.einsum("gpd,qd->gpq", f, q)
-        qq = tf.broadcast_to(tf.matmul(q, q, transpose_b=True)[None], [g, q.shape[0], q.shape[0]])
-        top = tf.concat([cc, cq], axis=2)
-        return tf.concat([top, tf.concat([tf.transpose(cq, [0, 2, 1]), qq], axis=2)], axis=1)
-
-    def probabilities(cos, mask):
-        if temperature is None:
-            return conditional_probabilities((cos + 1.0) * 0.5, mask, include_diagonal)
-        return softmax_probabilities(cos, mask, include_diagonal, temperature)
-
-    mask = tf.concat([tf.ones([fs.shape[1]]), qmask], axis=0)
-    ps = probabilities(cosines(fs, qs), mask)
-    pt = probabilities(cosines(ft, qt), mask)
-    return row_divergence(ps, pt, divergence, eps) * mask
 
 
 @pytest.mark.parametrize("temperature", [None, 0.1, 1.0])
@@ -46,7 +19,7 @@ def _old_set_divergence(
 @pytest.mark.parametrize("include_diagonal", [False, True])
 @pytest.mark.parametrize("eps", [1e-6, 0.0])
 def test_blockwise_queue_rows_equal_the_full_kernel(
-    divergence, include_diagonal, temperature, eps, rng
+    divergence, include_diagonal, temperature, eps, rng, dense_set_divergence
 ):
     g, p, q, d = 2, 3, 6, 8
     fs = l2_normalize(rng.normal(size=(g, p, d)).astype("float32"))
@@ -54,7 +27,7 @@ def test_blockwise_queue_rows_equal_the_full_kernel(
     qs = l2_normalize(rng.normal(size=(q, d)).astype("float32"))
     qt = l2_normalize(rng.normal(size=(q, d)).astype("float32"))
     qmask = tf.constant([1, 1, 1, 1, 0, 0], tf.float32)
-    old = _old_set_divergence(
+    old = dense_set_divergence(
         fs, ft, qs, qt, qmask, divergence, include_diagonal, eps, temperature
     )
     sims = (tf.matmul(qs, qs, transpose_b=True), tf.matmul(qt, qt, transpose_b=True))
@@ -70,7 +43,7 @@ def test_blockwise_queue_rows_equal_the_full_kernel(
     fsv, ftv = tf.Variable(fs), tf.Variable(ft)
     with tf.GradientTape(persistent=True) as tape:
         a = tf.reduce_sum(
-            _old_set_divergence(
+            dense_set_divergence(
                 fsv, ftv, qs, qt, qmask, divergence, include_diagonal, eps, temperature
             )
         )
@@ -104,7 +77,7 @@ def _float64_softmax_rows(fs, ft, qs, qt, qmask, divergence, temperature, eps=1e
 @pytest.mark.parametrize("temperature", [0.01, 0.003])
 @pytest.mark.parametrize("divergence", ["kl", "ikl", "js", "symmetric_kl"])
 def test_blockwise_small_temperature_as_accurate_as_the_full_kernel(
-    divergence, temperature, rng
+    divergence, temperature, rng, dense_set_divergence
 ):
     """Small temperatures amplify float32 rounding (cosine errors / t): the blockwise
     path stays within the full float32 kernel's own distance to float64."""
@@ -125,7 +98,7 @@ def test_blockwise_small_temperature_as_accurate_as_the_full_kernel(
                     fs, ft, qs, qt, tf.constant(qmask, dtype), divergence, temperature
                 )
             elif path == "full":
-                r = _old_set_divergence(
+                r = dense_set_divergence(
                     fs, ft, qs, qt, tf.constant(qmask), divergence, False, temperature=temperature
                 )
             else:
@@ -177,7 +150,9 @@ def _unit_rows(rng, *shape):
 @pytest.mark.parametrize("temperature", [None, 0.1])
 @pytest.mark.parametrize("divergence", ["kl", "ikl", "symmetric_kl"])
 @pytest.mark.parametrize("include_diagonal", [False, True])
-def test_row_sums_equal_the_dense_kernel_and_numpy(divergence, include_diagonal, temperature, rng):
+def test_row_sums_equal_the_dense_kernel_and_numpy(
+    divergence, include_diagonal, temperature, rng, dense_set_divergence
+):
     g, p, q, d = 2, 3, 6, 8
     fs, ft = _unit_rows(rng, g, p, d), _unit_rows(rng, g, p, d)
     qs, qt = _unit_rows(rng, q, d), _unit_rows(rng, q, d)
@@ -189,7 +164,7 @@ def test_row_sums_equal_the_dense_kernel_and_numpy(divergence, include_diagonal,
               temperature=temperature)
     fsv, ftv = tf.Variable(fs), tf.Variable(ft)
     with tf.GradientTape(persistent=True) as tape:
-        dense = _old_set_divergence(
+        dense = dense_set_divergence(
             fsv, ftv, qs, qt, qmask, divergence, include_diagonal, 0.0, temperature
         )
         fast, _, n = set_divergence(fsv, ftv, qs, qt, qmask, queue_row_sums=sums, **kw)
